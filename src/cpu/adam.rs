@@ -1,0 +1,1 @@
+//! `adam` CPU reference: to be written (issue 2).

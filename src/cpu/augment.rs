@@ -1,0 +1,1 @@
+//! `augment` CPU reference: to be written (issue 2).

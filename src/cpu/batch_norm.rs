@@ -1,0 +1,1 @@
+//! `batch_norm` CPU reference: to be written (issue 2).

@@ -1,0 +1,1 @@
+//! `conv2d` CPU reference: to be written (issue 2).

@@ -1,0 +1,1 @@
+//! `dense` CPU reference: to be written (issue 2).

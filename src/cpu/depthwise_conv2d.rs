@@ -1,0 +1,1 @@
+//! `depthwise_conv2d` CPU reference: to be written (issue 2).

@@ -1,0 +1,1 @@
+//! `elementwise` CPU reference: to be written (issue 2).

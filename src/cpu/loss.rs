@@ -1,0 +1,1 @@
+//! `loss` CPU reference: to be written (issue 2).

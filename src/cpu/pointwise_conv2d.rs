@@ -1,0 +1,1 @@
+//! `pointwise_conv2d` CPU reference: to be written (issue 2).

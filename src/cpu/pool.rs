@@ -1,0 +1,1 @@
+//! `pool` CPU reference: to be written (issue 2).

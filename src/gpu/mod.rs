@@ -1,0 +1,323 @@
+//! Device and adapter setup, limits, upload and readback helpers.
+//!
+//! One [`GpuContext`] per process: it picks the adapter (discrete > integrated > virtual >
+//! software, or the one the user names), requests the adapter's own limits rather than wgpu's
+//! conservative defaults, and enables the optional features the kernels can use (subgroups,
+//! timestamp queries).
+
+use std::fmt;
+
+use thiserror::Error;
+use wgpu::util::DeviceExt;
+
+/// Errors raised while setting up or talking to the GPU.
+#[derive(Debug, Error)]
+pub enum GpuError {
+    #[error(
+        "no GPU adapter found{filter}.\n  gpucnn needs a GPU driver with Vulkan, Metal, DX12 or OpenGL ES compute support.\n  \
+         On Linux without a GPU, install Mesa's software Vulkan driver (lavapipe):\n      \
+         sudo apt-get install -y mesa-vulkan-drivers libvulkan1\n  \
+         Set WGPU_BACKEND (vulkan, metal, dx12, gl) or GPUCNN_ADAPTER (part of the adapter name) to choose one."
+    )]
+    NoAdapter { filter: String },
+    #[error("requesting a device from adapter '{adapter}' failed: {source}")]
+    RequestDevice {
+        adapter: String,
+        #[source]
+        source: wgpu::RequestDeviceError,
+    },
+    #[error("reading back a GPU buffer failed: {0}")]
+    Readback(String),
+    #[error("GPU validation error: {0}")]
+    Validation(String),
+}
+
+/// How to choose the adapter. `Default` reads `WGPU_BACKEND` and `GPUCNN_ADAPTER`.
+#[derive(Debug, Clone, Default)]
+pub struct AdapterOptions {
+    /// Backends to search; `None` means `WGPU_BACKEND` or all.
+    pub backends: Option<wgpu::Backends>,
+    /// Case-insensitive substring of the adapter name; `None` means `GPUCNN_ADAPTER` or any.
+    pub name_filter: Option<String>,
+}
+
+/// What the user is told about the adapter in use (and what `selftest --json` prints).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub subgroups: bool,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+    pub timestamps: bool,
+    pub max_storage_binding_mib: u64,
+    pub max_buffer_mib: u64,
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}, {}, driver {} {}), subgroups {}, max storage binding {} MiB",
+            self.name,
+            self.backend,
+            self.device_type,
+            self.driver,
+            self.driver_info,
+            if self.subgroups {
+                format!("{}..{}", self.subgroup_min_size, self.subgroup_max_size)
+            } else {
+                "no".to_string()
+            },
+            self.max_storage_binding_mib
+        )
+    }
+}
+
+/// The device, its queue and what we know of the adapter.
+pub struct GpuContext {
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u32 {
+    // Vulkan/Metal/DX12 before GL: GL has no subgroups and weaker compute support.
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+impl GpuContext {
+    /// Opens the best adapter according to `opts` (see [`AdapterOptions`]).
+    pub fn new(opts: &AdapterOptions) -> Result<Self, GpuError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(b) = opts.backends {
+            desc.backends = b;
+        }
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let filter = opts
+            .name_filter
+            .clone()
+            .or_else(|| std::env::var("GPUCNN_ADAPTER").ok())
+            .filter(|s| !s.is_empty());
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if let Some(f) = &filter {
+            let f = f.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&f));
+        }
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            (type_rank(i.device_type), backend_rank(i.backend))
+        });
+        let adapter = adapters
+            .into_iter()
+            .next()
+            .ok_or_else(|| GpuError::NoAdapter {
+                filter: filter
+                    .map(|f| format!(" whose name contains '{f}'"))
+                    .unwrap_or_default(),
+            })?;
+        Self::from_adapter(adapter)
+    }
+
+    /// Opens a device on `adapter` with the adapter's own limits and the useful optional features.
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, GpuError> {
+        let info = adapter.get_info();
+        let wanted = wgpu::Features::SUBGROUP
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gpucnn"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|source| GpuError::RequestDevice {
+            adapter: info.name.clone(),
+            source,
+        })?;
+        Ok(Self {
+            adapter,
+            device,
+            queue,
+            info,
+            limits,
+            features,
+        })
+    }
+
+    /// True when the device has `wgpu::Features::SUBGROUP` (subgroup kernel variants may run).
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// True when the adapter executes on the CPU (lavapipe, WARP, SwiftShader).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// A short description of the adapter for logs and `selftest --json`.
+    pub fn summary(&self) -> AdapterSummary {
+        let l = &self.limits;
+        AdapterSummary {
+            name: self.info.name.clone(),
+            backend: format!("{:?}", self.info.backend),
+            device_type: format!("{:?}", self.info.device_type),
+            driver: self.info.driver.clone(),
+            driver_info: self.info.driver_info.clone(),
+            subgroups: self.has_subgroups(),
+            subgroup_min_size: self.info.subgroup_min_size,
+            subgroup_max_size: self.info.subgroup_max_size,
+            timestamps: self.features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            max_storage_binding_mib: l.max_storage_buffer_binding_size >> 20,
+            max_buffer_mib: l.max_buffer_size >> 20,
+        }
+    }
+
+    /// A storage buffer holding `data` (usable as copy source and destination).
+    pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        if bytes.is_empty() {
+            return self.zeros_bytes(label, 4);
+        }
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytes,
+                usage: storage_usage(),
+            })
+    }
+
+    /// A zero-filled storage buffer of `len` f32/u32 elements.
+    pub fn zeros(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.zeros_bytes(label, (len.max(1) * 4) as u64)
+    }
+
+    fn zeros_bytes(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.div_ceil(4) * 4,
+            usage: storage_usage(),
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A uniform buffer holding one Params struct.
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// Records work with `f`, submits it and blocks until the GPU has finished.
+    pub fn run<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> Result<R, GpuError> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+        let r = f(&mut enc);
+        self.queue.submit([enc.finish()]);
+        self.wait()?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Validation(e.to_string()));
+        }
+        Ok(r)
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| GpuError::Readback(e.to_string()))
+    }
+
+    /// Copies `buf` back to the host as `T`s (blocking). Never call inside a training step.
+    pub fn read<T: bytemuck::Pod>(&self, buf: &wgpu::Buffer) -> Result<Vec<T>, GpuError> {
+        self.read_range(buf, 0, buf.size())
+    }
+
+    /// Copies `size` bytes of `buf` from `offset` back to the host as `T`s (blocking).
+    pub fn read_range<T: bytemuck::Pod>(
+        &self,
+        buf: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<T>, GpuError> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.run(|enc| enc.copy_buffer_to_buffer(buf, offset, &staging, 0, size))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| GpuError::Readback(e.to_string()))?
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+/// Usage flags of every tensor buffer.
+pub fn storage_usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+}
+
+/// Opens the default adapter for tests and benches.
+///
+/// Returns `None` (after printing why) when no adapter exists and we are not in CI; in CI
+/// (`CI` set to anything but `false`/`0`) a missing adapter panics, so a test can never pass by
+/// skipping silently.
+pub fn test_context() -> Option<GpuContext> {
+    match GpuContext::new(&AdapterOptions::default()) {
+        Ok(ctx) => Some(ctx),
+        Err(e) => {
+            let ci = std::env::var("CI")
+                .map(|v| !v.is_empty() && v != "false" && v != "0")
+                .unwrap_or(false);
+            if ci {
+                panic!("CI is set and no GPU adapter is available: {e}");
+            }
+            eprintln!("SKIPPED: no GPU adapter ({e})");
+            None
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The `gpucnn` command line: thin, everything real lives in the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use gpucnn::gpu::{AdapterOptions, GpuContext};
+use gpucnn::selftest::{self, CheckResult, ShapeClass};
+
+#[derive(Parser)]
+#[command(
+    name = "gpucnn",
+    version,
+    about = "Train image classifiers on any GPU with hand-written WGSL kernels",
+    long_about = "gpucnn trains convolutional image classifiers on any GPU that wgpu can drive \
+                  (Vulkan, Metal, DX12, or a software adapter such as Mesa's lavapipe), with \
+                  every layer's forward and backward pass written as a WGSL compute kernel and \
+                  checked against a plain CPU reference.\n\n\
+                  Choose the adapter with GPUCNN_ADAPTER=<part of its name> and/or \
+                  WGPU_BACKEND=vulkan|metal|dx12|gl."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every kernel (forward and backward, every variant) on this GPU against the CPU
+    /// reference and print one row per (op, pass, shape). Exit status 0 only if all rows are ok.
+    ///
+    /// Run it first on a new GPU or driver: it is what proves the kernels right there.
+    Selftest {
+        /// Print one JSON object on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Only ops whose name contains this (e.g. `conv2d`, `batch_norm`).
+        #[arg(long, value_name = "NAME")]
+        op: Option<String>,
+        /// Only this shape class.
+        #[arg(long, value_enum)]
+        class: Option<ClassArg>,
+    },
+    /// Print the adapter gpucnn would use, its limits and the features the kernels use.
+    Info,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClassArg {
+    Tiny,
+    Odd,
+    Large,
+}
+
+impl From<ClassArg> for ShapeClass {
+    fn from(c: ClassArg) -> Self {
+        match c {
+            ClassArg::Tiny => ShapeClass::Tiny,
+            ClassArg::Odd => ShapeClass::Odd,
+            ClassArg::Large => ShapeClass::Large,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Info => {
+            let ctx = open_gpu()?;
+            println!("adapter: {}", ctx.summary());
+            println!("kernel variants: {}", gpucnn::kernels::variant_report(&ctx));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Selftest { json, op, class } => selftest_cmd(json, op, class.map(Into::into)),
+    }
+}
+
+fn open_gpu() -> anyhow::Result<GpuContext> {
+    GpuContext::new(&AdapterOptions::default()).context("opening the GPU")
+}
+
+fn selftest_cmd(
+    json: bool,
+    op: Option<String>,
+    class: Option<ShapeClass>,
+) -> anyhow::Result<ExitCode> {
+    let ctx = open_gpu()?;
+    let summary = ctx.summary();
+    let checks: Vec<_> = selftest::all_checks(&ctx)
+        .into_iter()
+        .filter(|c| op.as_ref().is_none_or(|o| c.op.contains(o.as_str())))
+        .filter(|c| class.is_none_or(|k| c.class == k))
+        .collect();
+    anyhow::ensure!(
+        !checks.is_empty(),
+        "no selftest check matches --op {:?} / --class",
+        op.unwrap_or_default()
+    );
+    if !json {
+        println!("adapter: {summary}");
+        println!("kernel variants: {}", gpucnn::kernels::variant_report(&ctx));
+        println!(
+            "{:<18} {:<16} {:<10} {:<40} {:>11} {:>11} {:>7}  ok",
+            "op", "pass", "variant", "shape", "max_abs_err", "max_rel_err", "secs"
+        );
+    }
+    let mut results: Vec<CheckResult> = Vec::with_capacity(checks.len());
+    for c in &checks {
+        let r = selftest::run_check(&ctx, c);
+        if !json {
+            println!(
+                "{:<18} {:<16} {:<10} {:<40} {:>11.3e} {:>11.3e} {:>7.2}  {}",
+                r.op,
+                r.pass,
+                r.variant,
+                r.shape,
+                r.max_abs_err,
+                r.max_rel_err,
+                r.seconds,
+                if r.ok { "ok" } else { "FAIL" }
+            );
+            if !r.ok {
+                println!("    {}", r.detail);
+            }
+        }
+        results.push(r);
+    }
+    let failed = results.iter().filter(|r| !r.ok).count();
+    if json {
+        let out = serde_json::json!({
+            "adapter": {
+                "name": summary.name,
+                "backend": summary.backend,
+                "device_type": summary.device_type,
+                "driver": summary.driver,
+                "driver_info": summary.driver_info,
+            },
+            "variants": gpucnn::kernels::variant_report(&ctx),
+            "results": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{} passed, {} failed", results.len() - failed, failed);
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
