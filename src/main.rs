@@ -22,6 +22,29 @@ use gpucnn::selftest::{self, CheckResult, ShapeClass};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Use the adapter whose name contains this text (case-insensitive); see `gpucnn info`.
+    /// Default: GPUCNN_ADAPTER, else the best one (discrete > integrated > software).
+    #[arg(long, global = true, value_name = "NAME")]
+    adapter: Option<String>,
+    /// Graphics APIs to search, comma-separated: vulkan, metal, dx12, gl. Default: WGPU_BACKEND,
+    /// else all.
+    #[arg(long, global = true, value_name = "LIST", value_parser = parse_backends)]
+    backend: Option<wgpu::Backends>,
+}
+
+fn parse_backends(s: &str) -> Result<wgpu::Backends, String> {
+    let known = [
+        "vulkan", "vk", "metal", "mtl", "dx12", "d3d12", "gl", "gles", "opengl",
+    ];
+    for part in s.split(',') {
+        let p = part.trim().to_lowercase();
+        if !known.contains(&p.as_str()) {
+            return Err(format!(
+                "unknown backend '{part}': use vulkan, metal, dx12 or gl"
+            ));
+        }
+    }
+    Ok(wgpu::Backends::from_comma_list(s))
 }
 
 #[derive(Subcommand)]
@@ -41,7 +64,8 @@ enum Command {
         #[arg(long, value_enum)]
         class: Option<ClassArg>,
     },
-    /// Print the adapter gpucnn would use, its limits and the features the kernels use.
+    /// List every adapter wgpu finds and show the one gpucnn would use, its limits, features
+    /// and the kernel variants chosen for it.
     Info,
 }
 
@@ -74,37 +98,57 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let opts = AdapterOptions {
+        backends: cli.backend,
+        name_filter: cli.adapter,
+    };
     match cli.command {
         Command::Info => {
-            let ctx = open_gpu()?;
-            println!("adapter: {}", ctx.summary());
+            println!("adapters found:");
+            for (i, a) in gpucnn::gpu::list_adapters(&opts).iter().enumerate() {
+                println!("  {i}: {} ({:?}, {:?})", a.name, a.backend, a.device_type);
+            }
+            let ctx = open_gpu(&opts)?;
+            println!("using: {}", ctx.summary());
             println!("kernel variants: {}", gpucnn::kernels::variant_report(&ctx));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Selftest { json, op, class } => selftest_cmd(json, op, class.map(Into::into)),
+        Command::Selftest { json, op, class } => {
+            selftest_cmd(&opts, json, op, class.map(Into::into))
+        }
     }
 }
 
-fn open_gpu() -> anyhow::Result<GpuContext> {
-    GpuContext::new(&AdapterOptions::default()).context("opening the GPU")
+fn open_gpu(opts: &AdapterOptions) -> anyhow::Result<GpuContext> {
+    GpuContext::new(opts).context("opening the GPU")
 }
 
 fn selftest_cmd(
+    opts: &AdapterOptions,
     json: bool,
     op: Option<String>,
     class: Option<ShapeClass>,
 ) -> anyhow::Result<ExitCode> {
-    let ctx = open_gpu()?;
+    let ctx = open_gpu(opts)?;
     let summary = ctx.summary();
-    let checks: Vec<_> = selftest::all_checks(&ctx)
+    let all = selftest::all_checks(&ctx);
+    let mut ops: Vec<&str> = all.iter().map(|c| c.op).collect();
+    ops.dedup();
+    let ops = ops.join(", ");
+    let checks: Vec<_> = all
         .into_iter()
         .filter(|c| op.as_ref().is_none_or(|o| c.op.contains(o.as_str())))
         .filter(|c| class.is_none_or(|k| c.class == k))
         .collect();
     anyhow::ensure!(
         !checks.is_empty(),
-        "no selftest check matches --op {:?} / --class",
-        op.unwrap_or_default()
+        "no selftest check matches --op '{}'{}; the ops are: {ops}",
+        op.unwrap_or_default(),
+        if class.is_some() {
+            " with that --class"
+        } else {
+            ""
+        }
     );
     if !json {
         println!("adapter: {summary}");

@@ -17,7 +17,7 @@ pub enum GpuError {
         "no GPU adapter found{filter}.\n  gpucnn needs a GPU driver with Vulkan, Metal, DX12 or OpenGL ES compute support.\n  \
          On Linux without a GPU, install Mesa's software Vulkan driver (lavapipe):\n      \
          sudo apt-get install -y mesa-vulkan-drivers libvulkan1\n  \
-         Set WGPU_BACKEND (vulkan, metal, dx12, gl) or GPUCNN_ADAPTER (part of the adapter name) to choose one."
+         Choose one with --backend / WGPU_BACKEND (vulkan, metal, dx12, gl) and --adapter / GPUCNN_ADAPTER (part of its name); `gpucnn info` lists what is found."
     )]
     NoAdapter { filter: String },
     #[error("requesting a device from adapter '{adapter}' failed: {source}")]
@@ -105,29 +105,43 @@ fn backend_rank(b: wgpu::Backend) -> u32 {
     }
 }
 
+/// Every adapter `opts` allows, best first (the order [`GpuContext::new`] picks from).
+pub fn list_adapters(opts: &AdapterOptions) -> Vec<wgpu::AdapterInfo> {
+    ranked_adapters(opts)
+        .0
+        .iter()
+        .map(|a| a.get_info())
+        .collect()
+}
+
+fn ranked_adapters(opts: &AdapterOptions) -> (Vec<wgpu::Adapter>, Option<String>) {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if let Some(b) = opts.backends {
+        desc.backends = b;
+    }
+    let backends = desc.backends;
+    let instance = wgpu::Instance::new(desc);
+    let filter = opts
+        .name_filter
+        .clone()
+        .or_else(|| std::env::var("GPUCNN_ADAPTER").ok())
+        .filter(|s| !s.is_empty());
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    if let Some(f) = &filter {
+        let f = f.to_lowercase();
+        adapters.retain(|a| a.get_info().name.to_lowercase().contains(&f));
+    }
+    adapters.sort_by_key(|a| {
+        let i = a.get_info();
+        (type_rank(i.device_type), backend_rank(i.backend))
+    });
+    (adapters, filter)
+}
+
 impl GpuContext {
     /// Opens the best adapter according to `opts` (see [`AdapterOptions`]).
     pub fn new(opts: &AdapterOptions) -> Result<Self, GpuError> {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        if let Some(b) = opts.backends {
-            desc.backends = b;
-        }
-        let backends = desc.backends;
-        let instance = wgpu::Instance::new(desc);
-        let filter = opts
-            .name_filter
-            .clone()
-            .or_else(|| std::env::var("GPUCNN_ADAPTER").ok())
-            .filter(|s| !s.is_empty());
-        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        if let Some(f) = &filter {
-            let f = f.to_lowercase();
-            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&f));
-        }
-        adapters.sort_by_key(|a| {
-            let i = a.get_info();
-            (type_rank(i.device_type), backend_rank(i.backend))
-        });
+        let (adapters, filter) = ranked_adapters(opts);
         let adapter = adapters
             .into_iter()
             .next()
