@@ -64,6 +64,22 @@ enum Command {
         #[arg(long, value_enum)]
         class: Option<ClassArg>,
     },
+    /// Print the network of the Keras example as a Keras-like table: each layer's name, type,
+    /// output shape and parameter count, then the totals.
+    Summary {
+        /// Input height and width in pixels.
+        #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u32).range(1..))]
+        image_size: u32,
+        /// Channel-width multiplier (1.0 is the original network; 0.25 is 16× cheaper).
+        #[arg(long, default_value_t = 1.0)]
+        width: f32,
+        /// Number of classes: 2 gives one sigmoid output, K > 2 a softmax over K.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..))]
+        classes: u32,
+        /// Batch size for the activation-memory estimate.
+        #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: u32,
+    },
     /// List every adapter wgpu finds and show the one gpucnn would use, its limits, features
     /// and the kernel variants chosen for it.
     Info,
@@ -103,6 +119,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         name_filter: cli.adapter,
     };
     match cli.command {
+        Command::Summary {
+            image_size,
+            width,
+            classes,
+            batch_size,
+        } => {
+            anyhow::ensure!(
+                width.is_finite() && width > 0.0,
+                "--width must be a positive number, got {width}"
+            );
+            let cfg = gpucnn::model::XceptionConfig {
+                image_size: image_size as usize,
+                classes: classes as usize,
+                width,
+                ..Default::default()
+            };
+            let model = gpucnn::model::xception_mini(&cfg)?;
+            print!("{}", model.summary());
+            let floats: usize = model.layers.iter().map(|l| l.output.len()).sum();
+            let mib = (floats * batch_size as usize * 4) as f64 / (1024.0 * 1024.0);
+            println!(
+                "Forward activations at batch {batch_size}: {mib:.1} MiB (sum of all layer outputs)"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Info => {
             println!("adapters found:");
             for (i, a) in gpucnn::gpu::list_adapters(&opts).iter().enumerate() {

@@ -82,3 +82,29 @@ fn help_explains_selftest_and_adapter_choice() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("--json") && s.contains("--op"), "{s}");
 }
+
+#[test]
+fn summary_prints_keras_totals() {
+    let out = gpucnn(&["summary"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}");
+    assert!(s.contains("Total params: 2,731,065"), "{s}");
+    assert!(s.contains("Trainable params: 2,722,777"), "{s}");
+    assert!(s.contains("Non-trainable params: 8,288"), "{s}");
+    assert!(s.contains("separable_conv2d_6 (SeparableConv2D)"), "{s}");
+    let out = gpucnn(&[
+        "summary",
+        "--classes",
+        "10",
+        "--width",
+        "0.5",
+        "--image-size",
+        "64",
+    ]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}");
+    assert!(s.contains("(None, 10)"), "{s}");
+    let out = gpucnn(&["summary", "--image-size", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--image-size"));
+}

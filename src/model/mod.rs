@@ -1,0 +1,160 @@
+//! The network of the Keras "image classification from scratch" example (a small Xception).
+
+use crate::cpu::Padding;
+use crate::graph::{Activation, GraphError, LayerKind, Model};
+
+/// Configuration of [`xception_mini`].
+#[derive(Debug, Clone, Copy)]
+pub struct XceptionConfig {
+    /// Input height and width (the example uses 180).
+    pub image_size: usize,
+    /// Input channels (3 for RGB).
+    pub channels: usize,
+    /// Number of classes; 2 gives one sigmoid output, more give a softmax over K.
+    pub classes: usize,
+    /// Multiplies every channel count (1.0 is the original network).
+    pub width: f32,
+    /// Dropout before the classifier (0.5 in the 2022 example).
+    pub dropout: f32,
+}
+
+impl Default for XceptionConfig {
+    fn default() -> Self {
+        Self {
+            image_size: 180,
+            channels: 3,
+            classes: 2,
+            width: 1.0,
+            dropout: 0.5,
+        }
+    }
+}
+
+/// Channel count `c` scaled by the width multiplier (at least 1).
+pub fn scaled(c: usize, width: f32) -> usize {
+    ((c as f32 * width).round() as usize).max(1)
+}
+
+/// Builds the example's network: Rescaling 1/255; Conv2D 128 3 s2 same + BN + ReLU; blocks
+/// [ReLU, SepConv, BN, ReLU, SepConv, BN, MaxPool 3 s2 same] + 1×1 s2 residual Conv2D, added,
+/// for 256, 512, 728; SepConv 1024 + BN + ReLU; global average pooling; Dropout; Dense 1 sigmoid
+/// (2 classes) or Dense K softmax.
+pub fn xception_mini(cfg: &XceptionConfig) -> Result<Model, GraphError> {
+    let w = |c| scaled(c, cfg.width);
+    let bn = LayerKind::BatchNormalization {
+        momentum: 0.99,
+        epsilon: 1e-3,
+    };
+    let sep = |c| LayerKind::SeparableConv2D {
+        filters: w(c),
+        kernel: 3,
+        padding: Padding::Same,
+    };
+    let mut m = Model::new();
+    let x = m.input(cfg.image_size, cfg.image_size, cfg.channels);
+    let x = m.add_layer(
+        LayerKind::Rescaling {
+            scale: 1.0 / 255.0,
+            offset: 0.0,
+        },
+        &[x],
+    )?;
+    let x = m.add_layer(
+        LayerKind::Conv2D {
+            filters: w(128),
+            kernel: 3,
+            stride: 2,
+            padding: Padding::Same,
+        },
+        &[x],
+    )?;
+    let x = m.add_layer(bn.clone(), &[x])?;
+    let mut x = m.add_layer(LayerKind::Relu, &[x])?;
+    let mut previous = x;
+    for size in [256, 512, 728] {
+        x = m.add_layer(LayerKind::Relu, &[x])?;
+        x = m.add_layer(sep(size), &[x])?;
+        x = m.add_layer(bn.clone(), &[x])?;
+        x = m.add_layer(LayerKind::Relu, &[x])?;
+        x = m.add_layer(sep(size), &[x])?;
+        x = m.add_layer(bn.clone(), &[x])?;
+        x = m.add_layer(
+            LayerKind::MaxPooling2D {
+                pool: 3,
+                stride: 2,
+                padding: Padding::Same,
+            },
+            &[x],
+        )?;
+        let residual = m.add_layer(
+            LayerKind::Conv2D {
+                filters: w(size),
+                kernel: 1,
+                stride: 2,
+                padding: Padding::Same,
+            },
+            &[previous],
+        )?;
+        x = m.add_layer(LayerKind::Add, &[x, residual])?;
+        previous = x;
+    }
+    x = m.add_layer(sep(1024), &[x])?;
+    x = m.add_layer(bn, &[x])?;
+    x = m.add_layer(LayerKind::Relu, &[x])?;
+    x = m.add_layer(LayerKind::GlobalAveragePooling2D, &[x])?;
+    x = m.add_layer(LayerKind::Dropout { rate: cfg.dropout }, &[x])?;
+    let (units, activation) = if cfg.classes <= 2 {
+        (1, Activation::Sigmoid)
+    } else {
+        (cfg.classes, Activation::Softmax)
+    };
+    m.add_layer(LayerKind::Dense { units, activation }, &[x])?;
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Shape;
+
+    #[test]
+    fn parameter_counts_match_keras_model_summary() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        assert_eq!(m.param_counts(), (2_731_065, 2_722_777, 8_288));
+        assert_eq!(m.output_shape().unwrap(), Shape::Flat(1));
+    }
+
+    #[test]
+    fn spatial_sizes_follow_tensorflow_same_padding() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let pools: Vec<Shape> = m
+            .layers
+            .iter()
+            .filter(|l| matches!(l.kind, LayerKind::MaxPooling2D { .. }))
+            .map(|l| l.output)
+            .collect();
+        assert_eq!(
+            pools,
+            vec![
+                Shape::Hwc(45, 45, 256),
+                Shape::Hwc(23, 23, 512),
+                Shape::Hwc(12, 12, 728)
+            ]
+        );
+        assert_eq!(m.layers[2].output, Shape::Hwc(90, 90, 128));
+    }
+
+    #[test]
+    fn multiclass_and_width_multiplier() {
+        let m = xception_mini(&XceptionConfig {
+            classes: 10,
+            width: 1.0 / 16.0,
+            image_size: 32,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(m.output_shape().unwrap(), Shape::Flat(10));
+        assert_eq!(m.layers[2].output, Shape::Hwc(16, 16, 8));
+        assert!(m.layers.iter().any(|l| l.output == Shape::Hwc(2, 2, 46)));
+    }
+}
