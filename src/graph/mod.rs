@@ -9,6 +9,10 @@ use std::fmt;
 
 use thiserror::Error;
 
+pub mod params;
+pub mod pool;
+pub use params::{ParamLayout, ParamSlot};
+
 use crate::cpu::{Padding, out_size};
 
 /// Per-sample tensor shape, channels last, batch excluded.
