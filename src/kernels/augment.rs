@@ -90,6 +90,10 @@ impl Augment {
         cfg: &AugmentConfig,
     ) -> Dispatch {
         assert!(h > 0 && w > 0 && c > 0, "augment: empty image {h}x{w}x{c}");
+        assert!(
+            n * h * w * c <= u32::MAX as usize,
+            "augment: {n}x{h}x{w}x{c} overflows the kernel's u32 indices"
+        );
         let p = Params {
             n: n as u32,
             h: h as u32,
