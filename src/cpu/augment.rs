@@ -90,9 +90,9 @@ pub fn image_transform(cfg: &AugmentConfig, seed: u32, image: u32) -> (bool, f64
 
 /// TensorFlow's reflect fill (`d c b a | a b c d | d c b a`, reflection about the outer edge of
 /// the border pixel) of a continuous coordinate into `[0, len − 1]`: integer coordinates map
-/// −1 → 0, −2 → 1, len → len−1, len+1 → len−2; a coordinate within half a pixel… one pixel
-/// outside (e.g. −0.3 or len − 0.7) ends between the border pixel centre and its outer edge
-/// and is clamped to the border pixel, as TF does.
+/// −1 → 0, −2 → 1, len → len−1, len+1 → len−2. A coordinate less than one pixel beyond a
+/// border pixel centre (e.g. −0.3, or len − 0.4) still lies outside `[0, len − 1]` after the
+/// reflection and is clamped to the border pixel, as TF does.
 pub fn reflect_coord(coord: f64, len: usize) -> f64 {
     if len <= 1 {
         return 0.0;
