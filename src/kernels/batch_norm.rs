@@ -543,6 +543,7 @@ fn check_backward(ctx: &GpuContext, k: &BatchNorm, s: BnShape, seed: u64) -> Che
 }
 
 type CheckOut = Result<Vec<Compared>, crate::gpu::GpuError>;
+type CheckFn = fn(&GpuContext, &BatchNorm, BnShape, u64) -> CheckOut;
 
 /// Every pass × variant × shape class. The two large shapes use 64 and 127 chunks (the
 /// multi-chunk merge, with a ragged last chunk).
@@ -559,10 +560,7 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
         for (i, &(class, rows, channels, label)) in shapes.iter().enumerate() {
             let s = BnShape::keras(rows, channels);
             let seed = 100 + 10 * i as u64;
-            let passes: [(
-                &'static str,
-                fn(&GpuContext, &BatchNorm, BnShape, u64) -> CheckOut,
-            ); 3] = [
+            let passes: [(&'static str, CheckFn); 3] = [
                 ("forward_train", check_forward_train),
                 ("forward_inference", check_forward_inference),
                 ("backward", check_backward),
