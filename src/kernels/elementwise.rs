@@ -30,6 +30,33 @@ pub struct Params {
     pub _pad0: u32,
 }
 
+impl Params {
+    /// Params of the add entry points.
+    pub fn add(len: usize) -> Self {
+        Self {
+            len: len as u32,
+            seed: 0,
+            rate: 0.0,
+            _pad0: 0,
+        }
+    }
+
+    /// Params of both dropout passes. The trainer rewrites this uniform with a new seed every
+    /// step (the backward pass of a step must see the same seed as its forward).
+    pub fn dropout(len: usize, seed: u32, rate: f32) -> Self {
+        assert!(
+            (0.0..1.0).contains(&rate),
+            "dropout rate must be in [0, 1), got {rate}"
+        );
+        Self {
+            len: len as u32,
+            seed,
+            rate,
+            _pad0: 0,
+        }
+    }
+}
+
 const WG: u32 = 64;
 const PER_INVOCATION: u32 = 4;
 
@@ -68,28 +95,6 @@ impl Elementwise {
         self.family.dispatch(ctx, entry, slots, Some(&params), grid)
     }
 
-    fn plain(len: usize) -> Params {
-        Params {
-            len: len as u32,
-            seed: 0,
-            rate: 0.0,
-            _pad0: 0,
-        }
-    }
-
-    fn dropout_params(len: usize, seed: u32, rate: f32) -> Params {
-        assert!(
-            (0.0..1.0).contains(&rate),
-            "dropout rate must be in [0, 1), got {rate}"
-        );
-        Params {
-            len: len as u32,
-            seed,
-            rate,
-            _pad0: 0,
-        }
-    }
-
     /// y = a + b (writes y). y, a, b: [len] f32, any layout.
     pub fn add_forward(
         &self,
@@ -100,7 +105,7 @@ impl Elementwise {
         len: usize,
     ) -> Dispatch {
         let slots = [Some(y), None, Some(a), Some(b)];
-        self.dispatch(ctx, "add_forward", &slots, Self::plain(len))
+        self.dispatch(ctx, "add_forward", &slots, Params::add(len))
     }
 
     /// Gradient fan-out of y = a + b: WRITES da = dy and db = dy. da, db, dy: [len] f32.
@@ -113,7 +118,7 @@ impl Elementwise {
         len: usize,
     ) -> Dispatch {
         let slots = [Some(da), Some(db), Some(dy)];
-        self.dispatch(ctx, "add_backward", &slots, Self::plain(len))
+        self.dispatch(ctx, "add_backward", &slots, Params::add(len))
     }
 
     /// One branch of the fan-out, ACCUMULATING: grad += dy. grad, dy: [len] f32.
@@ -125,7 +130,7 @@ impl Elementwise {
         len: usize,
     ) -> Dispatch {
         let slots = [Some(grad), None, Some(dy)];
-        self.dispatch(ctx, "add_backward_accumulate", &slots, Self::plain(len))
+        self.dispatch(ctx, "add_backward_accumulate", &slots, Params::add(len))
     }
 
     /// Inverted dropout: y = x · keep(seed, i) / (1 − rate) (writes y). y, x: [len] f32;
@@ -140,7 +145,7 @@ impl Elementwise {
         rate: f32,
     ) -> Dispatch {
         let slots = [Some(y), None, Some(x)];
-        let p = Self::dropout_params(len, seed, rate);
+        let p = Params::dropout(len, seed, rate);
         self.dispatch(ctx, "dropout_forward", &slots, p)
     }
 
@@ -156,7 +161,7 @@ impl Elementwise {
         rate: f32,
     ) -> Dispatch {
         let slots = [Some(dx), None, Some(dy)];
-        let p = Self::dropout_params(len, seed, rate);
+        let p = Params::dropout(len, seed, rate);
         self.dispatch(ctx, "dropout_backward", &slots, p)
     }
 }
