@@ -176,7 +176,8 @@ impl BatchNorm {
     }
 
     /// f32 elements of the scratch buffer `forward_train` and `backward` need for a layer of
-    /// this shape ([2, chunks, C]); one buffer of the largest layer's size serves every layer.
+    /// this shape ([2, chunks, C]); one buffer of the largest `scratch_len` over the layers
+    /// serves them all (their dispatches run one after another).
     pub fn scratch_len(shape: &BnShape) -> usize {
         2 * shape.chunking().1 * shape.channels
     }
