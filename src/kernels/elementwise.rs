@@ -15,7 +15,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::cpu;
 use crate::gpu::GpuContext;
-use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
+use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
 /// Mirrors `struct Params` in shaders/elementwise.wgsl.
@@ -195,18 +195,7 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
         let seed = 1000 + 10 * i as u64;
         let s = shared.clone();
         v.push(Check::new("add", "forward", "", class, shape, move |ctx| {
-            let k = kernels(&s, ctx);
-            let a = random_vec(seed, len, -1.0, 1.0);
-            let b = random_vec(seed + 1, len, -1.0, 1.0);
-            let (ab, bb, yb) = (
-                ctx.upload("a", &a),
-                ctx.upload("b", &b),
-                ctx.zeros("y", len),
-            );
-            crate::kernels::run_all(ctx, &[&k.add_forward(ctx, &yb, &ab, &bb, len)])?;
-            let mut want = vec![0.0; len];
-            cpu::elementwise::add_forward(&mut want, &to_f64(&a), &to_f64(&b));
-            Ok(vec![Compared::new("y", ctx.read(&yb)?, want, 0.0, 6e-8)])
+            check_add_forward(ctx, kernels(&s, ctx), len, seed)
         }));
         let s = shared.clone();
         v.push(Check::new(
@@ -275,7 +264,37 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
             }));
         }
     }
+    // Past 65535 workgroups grid_1d switches to a 2-D grid; every entry point shares the index
+    // arithmetic, so one pass checks it (16.8M elements, ~1 s on lavapipe).
+    let len = (MAX_GROUPS_PER_DIM * WG * PER_INVOCATION) as usize + 5;
+    v.push(Check::new(
+        "add",
+        "forward",
+        "",
+        ShapeClass::Large,
+        format!("{len} elements (2-D grid)"),
+        move |ctx| check_add_forward(ctx, kernels(&shared, ctx), len, 1100),
+    ));
     v
+}
+
+fn check_add_forward(
+    ctx: &GpuContext,
+    k: &Elementwise,
+    len: usize,
+    seed: u64,
+) -> Result<Vec<Compared>, crate::gpu::GpuError> {
+    let a = random_vec(seed, len, -1.0, 1.0);
+    let b = random_vec(seed + 1, len, -1.0, 1.0);
+    let (ab, bb, yb) = (
+        ctx.upload("a", &a),
+        ctx.upload("b", &b),
+        ctx.zeros("y", len),
+    );
+    crate::kernels::run_all(ctx, &[&k.add_forward(ctx, &yb, &ab, &bb, len)])?;
+    let mut want = vec![0.0; len];
+    cpu::elementwise::add_forward(&mut want, &to_f64(&a), &to_f64(&b));
+    Ok(vec![Compared::new("y", ctx.read(&yb)?, want, 0.0, 6e-8)])
 }
 
 /// add at the model's residual 8×45×45×256 (forward reads a, b and writes y; backward reads
