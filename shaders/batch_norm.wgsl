@@ -1,0 +1,300 @@
+// batch_norm.wgsl — batch normalisation (Keras semantics), channels last: x viewed as [M, C] with
+// M = N·H·W rows. Per-channel statistics are reduced in two stages: per-chunk partials into a
+// caller-provided scratch buffer, then a final pass over the chunks.
+//
+// Entry points (pass `forward_train` = partial, finalize, normalize; pass `backward` = partial,
+// finalize, input; pass `forward_inference` = one dispatch)
+//   batch_norm_forward_train_partial    per (chunk, channel): Welford count/mean/M2 of the chunk's
+//                                       rows, merged across the workgroup's row lanes with Chan's
+//                                       formula. writes scratch
+//   batch_norm_forward_train_finalize   per channel: Chan-merges the chunk partials; writes mean and
+//                                       inv_std = 1/sqrt(var + ε) (var biased, over M); updates
+//                                       moving_mean/var ← momentum·moving + (1 − momentum)·batch
+//                                       (read-modify-write)
+//   batch_norm_forward_train_normalize  y = γ·(x − mean)·inv_std + β. writes y
+//   batch_norm_forward_inference        y = γ·(x − moving_mean)/sqrt(moving_var + ε) + β. writes y
+//   batch_norm_backward_partial         per (chunk, channel): Σdy and Σdy·(x − mean). writes scratch
+//   batch_norm_backward_finalize        dβ = Σdy, dγ = Σdy·x̂ with x̂ = (x − mean)·inv_std.
+//                                       writes dgamma, dbeta (does not accumulate)
+//   batch_norm_backward_input           dx = γ·inv_std·(dy − dβ/M − x̂·dγ/M). writes dx
+//
+// Bindings (group 0)
+//   slot | name        | access     | shape             | used by
+//   0    | out         | read_write | [M, C] f32        | forward_train_normalize, forward_inference (y),
+//        |             |            |                   | backward_input (dx)
+//   1    | x           | read       | [M, C] f32        | all but the finalize passes
+//   2    | dy          | read       | [M, C] f32        | backward_partial, backward_input
+//   3    | gamma       | read       | [C] f32           | normalize, inference, backward_input
+//   4    | beta        | read       | [C] f32           | normalize, inference
+//   5    | mean        | read_write | [C] f32           | saved: written by forward_train_finalize,
+//        |             |            |                   | read by normalize and the backward passes
+//   6    | inv_std     | read_write | [C] f32           | as mean
+//   7    | moving_mean | read_write | [C] f32           | forward_train_finalize (updated), inference
+//   8    | moving_var  | read_write | [C] f32           | as moving_mean
+//   9    | dgamma      | read_write | [C] f32           | backward_finalize (writes), backward_input
+//   10   | dbeta       | read_write | [C] f32           | as dgamma
+//   11   | scratch     | read_write | [2, chunks, C] f32| partials: forward (chunk mean; chunk M2),
+//        |             |            |                   | backward (Σdy; Σdy·(x − mean))
+//   12   | params      | uniform    | Params            | all
+//
+// Params: rows (M), channels (C), rows_per_chunk, chunks (= ceil(M / rows_per_chunk)),
+//   momentum (f32, Keras 0.99), epsilon (f32, Keras 1e-3), _pad0, _pad1.
+//   Chunk k holds rows [k·rows_per_chunk, min((k+1)·rows_per_chunk, M)); its count is implied.
+// Workgroup: (CW, RL) = CW consecutive channels (consecutive addresses: coalesced) × RL row lanes
+//   (overrides; CW·RL ≤ 256, RL a power of two). RL = 1 (the software-adapter variant) needs no
+//   workgroup memory and no barrier; RL > 1 merges the lanes with a workgroup-memory tree.
+//   The finalize passes use FW (override, default 64) invocations, one per channel.
+// Grid: (ceil(C / CW), chunks, 1) for the row passes; (ceil(C / FW), 1, 1) for the finalize passes.
+// Mirrors: cpu::batch_norm::batch_norm_forward_train, cpu::batch_norm::batch_norm_forward_inference,
+//   cpu::batch_norm::batch_norm_backward.
+
+override CW: u32 = 64u;
+override RL: u32 = 4u;
+override FW: u32 = 64u;
+
+const MAX_WG: u32 = 256u;
+
+struct Params {
+    rows: u32,
+    channels: u32,
+    rows_per_chunk: u32,
+    chunks: u32,
+    momentum: f32,
+    epsilon: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> beta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> inv_std: array<f32>;
+@group(0) @binding(7) var<storage, read_write> moving_mean: array<f32>;
+@group(0) @binding(8) var<storage, read_write> moving_var: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(11) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(12) var<uniform> params: Params;
+
+// Row-lane partials, merged by a tree when RL > 1: (count, mean, M2) or (Σa, Σb, unused).
+var<workgroup> wg_a: array<f32, MAX_WG>;
+var<workgroup> wg_b: array<f32, MAX_WG>;
+var<workgroup> wg_n: array<f32, MAX_WG>;
+
+// Welford/Chan state of a set of values.
+struct Moments {
+    n: f32,
+    mean: f32,
+    m2: f32,
+}
+
+// Chan et al.'s pairwise merge: exact in exact arithmetic, and stable (no E[x²] − E[x]²).
+fn merge(a: Moments, b: Moments) -> Moments {
+    let n = a.n + b.n;
+    if (n == 0.0) {
+        return a;
+    }
+    let d = b.mean - a.mean;
+    let fb = b.n / n;
+    return Moments(n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb);
+}
+
+// The row range [first, end) of this workgroup's chunk.
+fn chunk_rows(chunk: u32) -> vec2<u32> {
+    let first = chunk * params.rows_per_chunk;
+    return vec2<u32>(first, min(first + params.rows_per_chunk, params.rows));
+}
+
+@compute @workgroup_size(CW, RL)
+fn batch_norm_forward_train_partial(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let c = wid.x * CW + lid.x;
+    let chunk = wid.y;
+    let C = params.channels;
+    let live = c < C && chunk < params.chunks;
+    var st = Moments(0.0, 0.0, 0.0);
+    if (live) {
+        let range = chunk_rows(chunk);
+        for (var r = range.x + lid.y; r < range.y; r += RL) {
+            let v = x[r * C + c];
+            st.n += 1.0;
+            let d = v - st.mean;
+            st.mean += d / st.n;
+            st.m2 += d * (v - st.mean);
+        }
+    }
+    if (RL > 1u) {
+        let slot = lid.y * CW + lid.x;
+        wg_n[slot] = st.n;
+        wg_a[slot] = st.mean;
+        wg_b[slot] = st.m2;
+        workgroupBarrier();
+        for (var s = RL / 2u; s > 0u; s /= 2u) {
+            if (lid.y < s) {
+                let o = slot + s * CW;
+                let m = merge(Moments(wg_n[slot], wg_a[slot], wg_b[slot]),
+                              Moments(wg_n[o], wg_a[o], wg_b[o]));
+                wg_n[slot] = m.n;
+                wg_a[slot] = m.mean;
+                wg_b[slot] = m.m2;
+            }
+            workgroupBarrier();
+        }
+        st = Moments(wg_n[lid.x], wg_a[lid.x], wg_b[lid.x]);
+    }
+    if (live && lid.y == 0u) {
+        scratch[chunk * C + c] = st.mean;
+        scratch[(params.chunks + chunk) * C + c] = st.m2;
+    }
+}
+
+@compute @workgroup_size(FW)
+fn batch_norm_forward_train_finalize(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c = wid.x * FW + lid;
+    let C = params.channels;
+    if (c >= C) {
+        return;
+    }
+    var st = Moments(0.0, 0.0, 0.0);
+    for (var k = 0u; k < params.chunks; k++) {
+        let range = chunk_rows(k);
+        let part = Moments(f32(range.y - range.x), scratch[k * C + c], scratch[(params.chunks + k) * C + c]);
+        st = merge(st, part);
+    }
+    let var_b = st.m2 / f32(params.rows);
+    mean[c] = st.mean;
+    inv_std[c] = 1.0 / sqrt(var_b + params.epsilon);
+    let keep = params.momentum;
+    moving_mean[c] = keep * moving_mean[c] + (1.0 - keep) * st.mean;
+    moving_var[c] = keep * moving_var[c] + (1.0 - keep) * var_b;
+}
+
+// y = (x − centre)·scale + shift over this workgroup's chunk, for channel c.
+fn normalize_chunk(c: u32, chunk: u32, lane: u32, centre: f32, scale: f32, shift: f32) {
+    let C = params.channels;
+    let range = chunk_rows(chunk);
+    for (var r = range.x + lane; r < range.y; r += RL) {
+        let i = r * C + c;
+        out[i] = (x[i] - centre) * scale + shift;
+    }
+}
+
+@compute @workgroup_size(CW, RL)
+fn batch_norm_forward_train_normalize(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let c = wid.x * CW + lid.x;
+    if (c >= params.channels || wid.y >= params.chunks) {
+        return;
+    }
+    normalize_chunk(c, wid.y, lid.y, mean[c], gamma[c] * inv_std[c], beta[c]);
+}
+
+@compute @workgroup_size(CW, RL)
+fn batch_norm_forward_inference(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let c = wid.x * CW + lid.x;
+    if (c >= params.channels || wid.y >= params.chunks) {
+        return;
+    }
+    let scale = gamma[c] / sqrt(moving_var[c] + params.epsilon);
+    normalize_chunk(c, wid.y, lid.y, moving_mean[c], scale, beta[c]);
+}
+
+@compute @workgroup_size(CW, RL)
+fn batch_norm_backward_partial(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let c = wid.x * CW + lid.x;
+    let chunk = wid.y;
+    let C = params.channels;
+    let live = c < C && chunk < params.chunks;
+    var sum_dy = 0.0;
+    var sum_dyxc = 0.0;
+    if (live) {
+        let centre = mean[c];
+        let range = chunk_rows(chunk);
+        for (var r = range.x + lid.y; r < range.y; r += RL) {
+            let i = r * C + c;
+            let g = dy[i];
+            sum_dy += g;
+            sum_dyxc += g * (x[i] - centre);
+        }
+    }
+    if (RL > 1u) {
+        let slot = lid.y * CW + lid.x;
+        wg_a[slot] = sum_dy;
+        wg_b[slot] = sum_dyxc;
+        workgroupBarrier();
+        for (var s = RL / 2u; s > 0u; s /= 2u) {
+            if (lid.y < s) {
+                let o = slot + s * CW;
+                wg_a[slot] += wg_a[o];
+                wg_b[slot] += wg_b[o];
+            }
+            workgroupBarrier();
+        }
+        sum_dy = wg_a[lid.x];
+        sum_dyxc = wg_b[lid.x];
+    }
+    if (live && lid.y == 0u) {
+        scratch[chunk * C + c] = sum_dy;
+        scratch[(params.chunks + chunk) * C + c] = sum_dyxc;
+    }
+}
+
+@compute @workgroup_size(FW)
+fn batch_norm_backward_finalize(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c = wid.x * FW + lid;
+    let C = params.channels;
+    if (c >= C) {
+        return;
+    }
+    var sum_dy = 0.0;
+    var sum_dyxc = 0.0;
+    for (var k = 0u; k < params.chunks; k++) {
+        sum_dy += scratch[k * C + c];
+        sum_dyxc += scratch[(params.chunks + k) * C + c];
+    }
+    dbeta[c] = sum_dy;
+    dgamma[c] = sum_dyxc * inv_std[c];
+}
+
+@compute @workgroup_size(CW, RL)
+fn batch_norm_backward_input(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let c = wid.x * CW + lid.x;
+    let C = params.channels;
+    if (c >= C || wid.y >= params.chunks) {
+        return;
+    }
+    let inv_m = 1.0 / f32(params.rows);
+    let centre = mean[c];
+    let istd = inv_std[c];
+    let k = gamma[c] * istd;
+    let mean_dy = dbeta[c] * inv_m;
+    // x̂·dγ/M = (x − mean)·inv_std·dγ/M: fold inv_std into the per-channel factor.
+    let slope = dgamma[c] * istd * inv_m;
+    let range = chunk_rows(wid.y);
+    for (var r = range.x + lid.y; r < range.y; r += RL) {
+        let i = r * C + c;
+        out[i] = k * (dy[i] - mean_dy - (x[i] - centre) * slope);
+    }
+}
