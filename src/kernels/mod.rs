@@ -230,7 +230,7 @@ impl ShaderFamily {
             pipeline: pipeline.clone(),
             bind_group,
             workgroups,
-            _params: params_buf,
+            params: params_buf,
         }
     }
 
@@ -246,10 +246,26 @@ pub struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
-    _params: Option<wgpu::Buffer>,
+    params: Option<wgpu::Buffer>,
 }
 
 impl Dispatch {
+    /// Rewrites this dispatch's Params uniform (a per-step seed, say) without rebuilding its
+    /// bind group. The write lands before the next submission's commands run.
+    pub fn write_params<P: bytemuck::Pod>(&self, ctx: &GpuContext, params: &P) {
+        let buf = self
+            .params
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: this dispatch has no Params uniform", self.label));
+        assert_eq!(
+            buf.size() as usize,
+            std::mem::size_of::<P>(),
+            "{}: Params size differs from the one it was built with",
+            self.label
+        );
+        ctx.queue.write_buffer(buf, 0, bytemuck::bytes_of(params));
+    }
+
     /// Records the dispatch into an open compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
@@ -277,5 +293,5 @@ pub fn run_all(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<(), crate::
 
 /// Which variant of each hot kernel this adapter uses, as printed with the adapter.
 pub fn variant_report(ctx: &GpuContext) -> String {
-    gemm::variant_report(ctx)
+    [gemm::variant_report(ctx), batch_norm::variant_report(ctx)].join("; ")
 }
