@@ -1,0 +1,238 @@
+// pool.wgsl — max pooling (window KH×KW, stride SH×SW, explicit pads) and global average
+// pooling, forward and backward, NHWC f32.
+//
+// Entry points
+//   max_pool2d_forward          y = max over each window (padded cells never win: they are
+//                               skipped, i.e. −∞); argmax = window-local index i·KW + j of the
+//                               first maximum in row-major window order (ties: first wins);
+//                               a window with no input cell writes y = 0, argmax = 0xFFFFFFFF.
+//                               writes y and argmax
+//   max_pool2d_backward         dx = Σ dy over the windows whose argmax is that cell, as a gather:
+//                               each dx element visits the ≤ ceil(KH/SH)·ceil(KW/SW) windows that
+//                               contain it (2×2 at k3 s2), so no two invocations write one
+//                               element and no atomics are needed. writes dx (all of it)
+//   global_avg_pool2d_forward   y[n, c] = mean over H·W of x[n, :, :, c]; a workgroup reduces
+//                               8 channels of one sample with GAP_ROWS rows of invocations
+//                               striding over H·W, then a tree in workgroup memory. writes y
+//   global_avg_pool2d_backward  dx[n, h, w, c] = dy[n, c] / (H·W). writes dx (all of it)
+//
+// Bindings (group 0)
+//   slot | name       | access     | shape                  | used by
+//   0    | out        | read_write | [N,OH,OW,C] f32        | max fwd (y)
+//        |            |            | [N,H,W,C] f32          | max bwd (dx), gap bwd (dx)
+//        |            |            | [N,C] f32              | gap fwd (y)
+//   1    | x          | read       | [N,H,W,C] f32          | max fwd (x), gap fwd (x)
+//        |            |            | [N,OH,OW,C] f32        | max bwd (dy)
+//        |            |            | [N,C] f32              | gap bwd (dy)
+//   2    | argmax_out | read_write | [N,OH,OW,C] u32        | max fwd (argmax, window-local)
+//   3    | argmax     | read       | [N,OH,OW,C] u32        | max bwd (saved by max fwd)
+//   4    | params     | uniform    | Params                 | all
+//
+// Params: n, h, w, c (input sizes); oh, ow (output sizes); kh, kw (window); sh, sw (stride);
+//   pad_top, pad_left (TensorFlow's pad_before; pads after are implied by oh, ow).
+//   The global average pool reads n, h, w, c only.
+// Workgroup: WG (override, default 64) invocations for the max pool and the gap backward;
+//   each max-pool invocation owns one pixel × 4 consecutive channels (channel indices past C are
+//   clamped for loads and not stored), each gap-backward invocation 4 consecutive elements.
+//   gap forward: 8 × GAP_ROWS (override, default 8, at most 32) invocations.
+// Grid: max fwd kernels::grid_1d(ceil(N·OH·OW·ceil(C/4) / WG));
+//       max bwd kernels::grid_1d(ceil(N·H·W·ceil(C/4) / WG));
+//       gap fwd kernels::grid_1d(N·ceil(C/8));  gap bwd kernels::grid_1d(ceil(N·H·W·C / (4·WG)));
+//       linear group = wid.x + wid.y·nwg.x.
+// Mirrors: cpu::pool::max_pool2d_forward, cpu::pool::max_pool2d_backward,
+//   cpu::pool::global_avg_pool2d_forward, cpu::pool::global_avg_pool2d_backward.
+
+override WG: u32 = 64u;
+override GAP_ROWS: u32 = 8u;
+
+const GAP_LANES: u32 = 8u;
+const GAP_MAX_ROWS: u32 = 32u;
+const NO_ARGMAX: u32 = 0xffffffffu;
+
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    c: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    pad_top: u32,
+    pad_left: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> argmax_out: array<u32>;
+@group(0) @binding(3) var<storage, read> argmax: array<u32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+var<workgroup> gap_partial: array<f32, GAP_LANES * GAP_MAX_ROWS>;
+
+fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+// The 4 channel indices c0..c0+3, clamped to C−1 so that loads stay in the pixel.
+fn channels(c0: u32) -> vec4<u32> {
+    return min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.c - 1u));
+}
+
+fn load4(base: u32, ch: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(x[base + ch.x], x[base + ch.y], x[base + ch.z], x[base + ch.w]);
+}
+
+@compute @workgroup_size(WG)
+fn max_pool2d_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let p = params;
+    let groups = (p.c + 3u) / 4u;
+    let id = linear_id(wid, nwg, lid);
+    if (id >= p.n * p.oh * p.ow * groups) {
+        return;
+    }
+    let c0 = (id % groups) * 4u;
+    let pix = id / groups;
+    let q = pix % p.ow;
+    let r = (pix / p.ow) % p.oh;
+    let n = pix / (p.ow * p.oh);
+    let ch = channels(c0);
+    let top = i32(r * p.sh) - i32(p.pad_top);
+    let left = i32(q * p.sw) - i32(p.pad_left);
+
+    var best = vec4<f32>(0.0);
+    var arg = vec4<u32>(NO_ARGMAX);
+    var seen = false;
+    for (var i = 0u; i < p.kh; i++) {
+        let ih = top + i32(i);
+        if (ih < 0 || ih >= i32(p.h)) {
+            continue;
+        }
+        for (var j = 0u; j < p.kw; j++) {
+            let iw = left + i32(j);
+            if (iw < 0 || iw >= i32(p.w)) {
+                continue;
+            }
+            let v = load4(((n * p.h + u32(ih)) * p.w + u32(iw)) * p.c, ch);
+            // Strict '>' keeps the first maximum; the first valid cell always takes.
+            let take = (v > best) | vec4<bool>(!seen);
+            best = select(best, v, take);
+            arg = select(arg, vec4<u32>(i * p.kw + j), take);
+            seen = true;
+        }
+    }
+    let o = pix * p.c + c0;
+    for (var k = 0u; k < 4u; k++) {
+        if (c0 + k < p.c) {
+            out[o + k] = best[k];
+            argmax_out[o + k] = arg[k];
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn max_pool2d_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let p = params;
+    let groups = (p.c + 3u) / 4u;
+    let id = linear_id(wid, nwg, lid);
+    if (id >= p.n * p.h * p.w * groups) {
+        return;
+    }
+    let c0 = (id % groups) * 4u;
+    let pix = id / groups;
+    let iw = i32(pix % p.w);
+    let ih = i32((pix / p.w) % p.h);
+    let n = pix / (p.w * p.h);
+    let ch = channels(c0);
+
+    // Windows r with r·SH − PAD_TOP ≤ ih ≤ r·SH − PAD_TOP + KH − 1, clipped to [0, OH).
+    let yh = ih + i32(p.pad_top);
+    let xw = iw + i32(p.pad_left);
+    let r_lo = max(yh - i32(p.kh) + i32(p.sh), 0) / i32(p.sh);
+    let r_hi = min(yh / i32(p.sh), i32(p.oh) - 1);
+    let q_lo = max(xw - i32(p.kw) + i32(p.sw), 0) / i32(p.sw);
+    let q_hi = min(xw / i32(p.sw), i32(p.ow) - 1);
+
+    var acc = vec4<f32>(0.0);
+    for (var r = r_lo; r <= r_hi; r++) {
+        for (var q = q_lo; q <= q_hi; q++) {
+            let local = u32(yh - r * i32(p.sh)) * p.kw + u32(xw - q * i32(p.sw));
+            let o = ((n * p.oh + u32(r)) * p.ow + u32(q)) * p.c;
+            let a = vec4<u32>(argmax[o + ch.x], argmax[o + ch.y], argmax[o + ch.z], argmax[o + ch.w]);
+            acc += select(vec4<f32>(0.0), load4(o, ch), a == vec4<u32>(local));
+        }
+    }
+    let base = pix * p.c + c0;
+    for (var k = 0u; k < 4u; k++) {
+        if (c0 + k < p.c) {
+            out[base + k] = acc[k];
+        }
+    }
+}
+
+@compute @workgroup_size(GAP_LANES, GAP_ROWS)
+fn global_avg_pool2d_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let p = params;
+    let blocks = (p.c + GAP_LANES - 1u) / GAP_LANES;
+    let g = wid.x + wid.y * nwg.x;
+    let n = g / blocks;
+    let ch = (g % blocks) * GAP_LANES + lid.x;
+    let hw = p.h * p.w;
+    let valid = n < p.n && ch < p.c;
+    var s = 0.0;
+    if (valid) {
+        for (var i = lid.y; i < hw; i += GAP_ROWS) {
+            s += x[(n * hw + i) * p.c + ch];
+        }
+    }
+    gap_partial[lid.y * GAP_LANES + lid.x] = s;
+    workgroupBarrier();
+    // GAP_ROWS need not be a power of two: fold the upper half onto the lower, rounding up.
+    var rows = GAP_ROWS;
+    while (rows > 1u) {
+        let half = (rows + 1u) / 2u;
+        if (lid.y + half < rows) {
+            gap_partial[lid.y * GAP_LANES + lid.x] += gap_partial[(lid.y + half) * GAP_LANES + lid.x];
+        }
+        workgroupBarrier();
+        rows = half;
+    }
+    if (lid.y == 0u && valid) {
+        out[n * p.c + ch] = gap_partial[lid.x] / f32(hw);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn global_avg_pool2d_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let p = params;
+    let hw = p.h * p.w;
+    let len = p.n * hw * p.c;
+    let inv = 1.0 / f32(hw);
+    let base = linear_id(wid, nwg, lid) * 4u;
+    for (var k = 0u; k < 4u; k++) {
+        let i = base + k;
+        if (i < len) {
+            let ch = i % p.c;
+            let n = i / (hw * p.c);
+            out[i] = x[n * p.c + ch] * inv;
+        }
+    }
+}
