@@ -70,7 +70,11 @@ mod tests {
         for (i, &gi) in g.iter().enumerate() {
             assert!((m[i] - 0.1 * gi).abs() < 1e-15 && (v[i] - 1e-3 * gi * gi).abs() < 1e-15);
             let want = 1.0 - lr * gi / (gi.abs() + 1e-7 / 0.001f64.sqrt());
-            assert!((theta[i] - want).abs() < 1e-15, "{i}: {} vs {want}", theta[i]);
+            assert!(
+                (theta[i] - want).abs() < 1e-15,
+                "{i}: {} vs {want}",
+                theta[i]
+            );
             assert!((theta[i] - (1.0 - lr * gi.signum())).abs() < 1e-2 * lr);
         }
     }

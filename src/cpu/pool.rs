@@ -218,7 +218,10 @@ mod tests {
         max_pool2d_forward(&mut y, &mut a, &x, &g);
         // Window (r, q) covers rows 2r−1..2r+1, cols 2q−1..2q+1; the max is its top-left valid
         // cell (values decrease along rows and columns).
-        assert_eq!(y, vec![-1.0, -2.0, -4.0, -6.0, -7.0, -9.0, -16.0, -17.0, -19.0]);
+        assert_eq!(
+            y,
+            vec![-1.0, -2.0, -4.0, -6.0, -7.0, -9.0, -16.0, -17.0, -19.0]
+        );
         // Window-local index of that cell: (1,1) = 4 at the top-left corner, (1,0) = 3 on the
         // top edge, (0,1) = 1 on the left edge, (0,0) = 0 inside.
         assert_eq!(a, vec![4, 3, 3, 1, 0, 0, 1, 0, 0]);

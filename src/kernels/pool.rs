@@ -49,7 +49,10 @@ impl Params {
     fn max_pool(g: &Pool2d) -> Self {
         let (oh, pad_top) = g.rows();
         let (ow, pad_left) = g.cols();
-        assert!(g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0, "empty window or stride");
+        assert!(
+            g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0,
+            "empty window or stride"
+        );
         let u = |v: usize| u32::try_from(v).expect("pool size exceeds u32");
         u(g.in_len().max(g.out_len()));
         Self {
@@ -224,7 +227,11 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
             false,
         ),
         // The model's 45→23 at C=96 (pads (1, 1)).
-        (Large, Pool2d::square(4, 45, 45, 96, 3, 2, Padding::Same), false),
+        (
+            Large,
+            Pool2d::square(4, 45, 45, 96, 3, 2, Padding::Same),
+            false,
+        ),
     ];
     let mut v = Vec::new();
     for (i, (class, g, ties)) in cases.into_iter().enumerate() {
@@ -256,7 +263,10 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
                 let k = pool(&s, ctx);
                 let x = pool_input(seed, g.in_len(), ties);
                 let xb = ctx.upload("x", &x);
-                let (yb, ab) = (ctx.zeros("y", g.out_len()), ctx.zeros("argmax", g.out_len()));
+                let (yb, ab) = (
+                    ctx.zeros("y", g.out_len()),
+                    ctx.zeros("argmax", g.out_len()),
+                );
                 crate::kernels::run_all(ctx, &[&k.max_pool2d_forward(ctx, &yb, &ab, &xb, &g)])?;
                 let mut y = vec![0.0; g.out_len()];
                 let mut a = vec![0u32; g.out_len()];
@@ -293,10 +303,7 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
                 cpu::pool::max_pool2d_forward(&mut y, &mut a, &x, &g);
                 let (dyb, ab) = (ctx.upload("dy", &dy), ctx.upload("argmax", &a));
                 let dxb = ctx.upload("dx", &vec![f32::NAN; g.in_len()]);
-                crate::kernels::run_all(
-                    ctx,
-                    &[&k.max_pool2d_backward(ctx, &dxb, &dyb, &ab, &g)],
-                )?;
+                crate::kernels::run_all(ctx, &[&k.max_pool2d_backward(ctx, &dxb, &dyb, &ab, &g)])?;
                 let mut dx = vec![0.0; g.in_len()];
                 cpu::pool::max_pool2d_backward(&mut dx, &to_f64(&dy), &a, &g);
                 Ok(vec![Compared::new(
@@ -342,7 +349,10 @@ fn global_avg_pool_checks(shared: &Shared) -> Vec<Check> {
                 let x = random_vec(seed, n * h * w * c, -1.0, 1.0);
                 let xb = ctx.upload("x", &x);
                 let yb = ctx.upload("y", &vec![f32::NAN; n * c]);
-                crate::kernels::run_all(ctx, &[&k.global_avg_pool2d_forward(ctx, &yb, &xb, shape)])?;
+                crate::kernels::run_all(
+                    ctx,
+                    &[&k.global_avg_pool2d_forward(ctx, &yb, &xb, shape)],
+                )?;
                 let mut y = vec![0.0; n * c];
                 cpu::pool::global_avg_pool2d_forward(&mut y, &to_f64(&x), n, h, w, c);
                 Ok(vec![Compared::new("y", ctx.read(&yb)?, y, 1e-6, 1e-5)])
