@@ -32,11 +32,14 @@
 //   pad_top, pad_left (TensorFlow's pad_before; pads after are implied by oh, ow).
 //   The global average pool reads n, h, w, c only.
 // Workgroup: WG (override, default 64) invocations for the max pool and the gap backward;
-//   each max-pool invocation owns one pixel × 4 consecutive channels (channel indices past C are
-//   clamped for loads and not stored), each gap-backward invocation 4 consecutive elements.
+//   each max-pool invocation owns 4 consecutive channels (indices past C are clamped for loads
+//   and not stored) of one column and loops over rows; a workgroup's lanes differ only in
+//   channel, so all window arithmetic is uniform (no per-lane integer division, which a CPU
+//   adapter scalarises). Each gap-backward invocation owns 4 consecutive elements.
 //   gap forward: 8 × GAP_ROWS (override, default 8, at most 32) invocations.
-// Grid: max fwd kernels::grid_1d(ceil(N·OH·OW·ceil(C/4) / WG));
-//       max bwd kernels::grid_1d(ceil(N·H·W·ceil(C/4) / WG));
+// Grid: max fwd (ceil(ceil(C/4) / WG), OW, min(N·OH, 65535)), rows n·OH + r from wid.z in steps
+//         of nwg.z;
+//       max bwd (ceil(ceil(C/4) / WG), W, min(N·H, 65535)), rows n·H + h likewise;
 //       gap fwd kernels::grid_1d(N·ceil(C/8));  gap bwd kernels::grid_1d(ceil(N·H·W·C / (4·WG)));
 //       linear group = wid.x + wid.y·nwg.x.
 // Mirrors: cpu::pool::max_pool2d_forward, cpu::pool::max_pool2d_backward,
@@ -92,46 +95,44 @@ fn max_pool2d_forward(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let p = params;
-    let groups = (p.c + 3u) / 4u;
-    let id = linear_id(wid, nwg, lid);
-    if (id >= p.n * p.oh * p.ow * groups) {
+    let c0 = (wid.x * WG + lid) * 4u;
+    let q = wid.y;
+    if (c0 >= p.c || q >= p.ow) {
         return;
     }
-    let c0 = (id % groups) * 4u;
-    let pix = id / groups;
-    let q = pix % p.ow;
-    let r = (pix / p.ow) % p.oh;
-    let n = pix / (p.ow * p.oh);
     let ch = channels(c0);
-    let top = i32(r * p.sh) - i32(p.pad_top);
     let left = i32(q * p.sw) - i32(p.pad_left);
-
-    var best = vec4<f32>(0.0);
-    var arg = vec4<u32>(NO_ARGMAX);
-    var seen = false;
-    for (var i = 0u; i < p.kh; i++) {
-        let ih = top + i32(i);
-        if (ih < 0 || ih >= i32(p.h)) {
-            continue;
-        }
-        for (var j = 0u; j < p.kw; j++) {
-            let iw = left + i32(j);
-            if (iw < 0 || iw >= i32(p.w)) {
+    // Output rows n·OH + r, striding by the grid's z size (capped at 65535).
+    for (var row = wid.z; row < p.n * p.oh; row += nwg.z) {
+        let n = row / p.oh;
+        let top = i32((row % p.oh) * p.sh) - i32(p.pad_top);
+        var best = vec4<f32>(0.0);
+        var arg = vec4<u32>(NO_ARGMAX);
+        var seen = false;
+        for (var i = 0u; i < p.kh; i++) {
+            let ih = top + i32(i);
+            if (ih < 0 || ih >= i32(p.h)) {
                 continue;
             }
-            let v = load4(((n * p.h + u32(ih)) * p.w + u32(iw)) * p.c, ch);
-            // Strict '>' keeps the first maximum; the first valid cell always takes.
-            let take = (v > best) | vec4<bool>(!seen);
-            best = select(best, v, take);
-            arg = select(arg, vec4<u32>(i * p.kw + j), take);
-            seen = true;
+            for (var j = 0u; j < p.kw; j++) {
+                let iw = left + i32(j);
+                if (iw < 0 || iw >= i32(p.w)) {
+                    continue;
+                }
+                let v = load4(((n * p.h + u32(ih)) * p.w + u32(iw)) * p.c, ch);
+                // Strict '>' keeps the first maximum; the first valid cell always takes.
+                let take = (v > best) | vec4<bool>(!seen);
+                best = select(best, v, take);
+                arg = select(arg, vec4<u32>(i * p.kw + j), take);
+                seen = true;
+            }
         }
-    }
-    let o = pix * p.c + c0;
-    for (var k = 0u; k < 4u; k++) {
-        if (c0 + k < p.c) {
-            out[o + k] = best[k];
-            argmax_out[o + k] = arg[k];
+        let o = (row * p.ow + q) * p.c + c0;
+        for (var k = 0u; k < 4u; k++) {
+            if (c0 + k < p.c) {
+                out[o + k] = best[k];
+                argmax_out[o + k] = arg[k];
+            }
         }
     }
 }
@@ -143,39 +144,35 @@ fn max_pool2d_backward(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let p = params;
-    let groups = (p.c + 3u) / 4u;
-    let id = linear_id(wid, nwg, lid);
-    if (id >= p.n * p.h * p.w * groups) {
+    let c0 = (wid.x * WG + lid) * 4u;
+    if (c0 >= p.c || wid.y >= p.w) {
         return;
     }
-    let c0 = (id % groups) * 4u;
-    let pix = id / groups;
-    let iw = i32(pix % p.w);
-    let ih = i32((pix / p.w) % p.h);
-    let n = pix / (p.w * p.h);
     let ch = channels(c0);
-
-    // Windows r with r·SH − PAD_TOP ≤ ih ≤ r·SH − PAD_TOP + KH − 1, clipped to [0, OH).
-    let yh = ih + i32(p.pad_top);
-    let xw = iw + i32(p.pad_left);
-    let r_lo = max(yh - i32(p.kh) + i32(p.sh), 0) / i32(p.sh);
-    let r_hi = min(yh / i32(p.sh), i32(p.oh) - 1);
+    let xw = i32(wid.y + p.pad_left);
+    // Windows q with q·SW ≤ xw ≤ q·SW + KW − 1, clipped to [0, OW).
     let q_lo = max(xw - i32(p.kw) + i32(p.sw), 0) / i32(p.sw);
     let q_hi = min(xw / i32(p.sw), i32(p.ow) - 1);
-
-    var acc = vec4<f32>(0.0);
-    for (var r = r_lo; r <= r_hi; r++) {
-        for (var q = q_lo; q <= q_hi; q++) {
-            let local = u32(yh - r * i32(p.sh)) * p.kw + u32(xw - q * i32(p.sw));
-            let o = ((n * p.oh + u32(r)) * p.ow + u32(q)) * p.c;
-            let a = vec4<u32>(argmax[o + ch.x], argmax[o + ch.y], argmax[o + ch.z], argmax[o + ch.w]);
-            acc += select(vec4<f32>(0.0), load4(o, ch), a == vec4<u32>(local));
+    // Input rows n·H + ih, striding by the grid's z size (capped at 65535).
+    for (var row = wid.z; row < p.n * p.h; row += nwg.z) {
+        let n = row / p.h;
+        let yh = i32(row % p.h + p.pad_top);
+        let r_lo = max(yh - i32(p.kh) + i32(p.sh), 0) / i32(p.sh);
+        let r_hi = min(yh / i32(p.sh), i32(p.oh) - 1);
+        var acc = vec4<f32>(0.0);
+        for (var r = r_lo; r <= r_hi; r++) {
+            for (var q = q_lo; q <= q_hi; q++) {
+                let local = u32(yh - r * i32(p.sh)) * p.kw + u32(xw - q * i32(p.sw));
+                let o = ((n * p.oh + u32(r)) * p.ow + u32(q)) * p.c;
+                let a = vec4<u32>(argmax[o + ch.x], argmax[o + ch.y], argmax[o + ch.z], argmax[o + ch.w]);
+                acc += select(vec4<f32>(0.0), load4(o, ch), a == vec4<u32>(local));
+            }
         }
-    }
-    let base = pix * p.c + c0;
-    for (var k = 0u; k < 4u; k++) {
-        if (c0 + k < p.c) {
-            out[base + k] = acc[k];
+        let base = (row * p.w + wid.y) * p.c + c0;
+        for (var k = 0u; k < 4u; k++) {
+            if (c0 + k < p.c) {
+                out[base + k] = acc[k];
+            }
         }
     }
 }

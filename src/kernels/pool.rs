@@ -14,7 +14,7 @@ use crate::cpu;
 use crate::cpu::Padding;
 use crate::cpu::pool::Pool2d;
 use crate::gpu::GpuContext;
-use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
+use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
 /// Mirrors `struct Params` in shaders/pool.wgsl.
@@ -105,6 +105,18 @@ impl Pool {
         }
     }
 
+    /// Max-pool grid: x over channel groups of 4, y over columns, z over rows (the shader
+    /// strides over rows beyond 65535).
+    fn max_pool_grid(c: usize, cols: u32, rows: usize) -> [u32; 3] {
+        assert!(
+            cols <= MAX_GROUPS_PER_DIM,
+            "max_pool2d: width {cols} exceeds 65535"
+        );
+        let x = groups_for(c.div_ceil(CHANNELS_PER_INVOCATION), WG);
+        let z = rows.clamp(1, MAX_GROUPS_PER_DIM as usize) as u32;
+        [x, cols.max(1), z]
+    }
+
     /// Max pool forward (writes y and argmax). y: [N, OH, OW, C] f32; argmax: [N, OH, OW, C]
     /// u32 (window-local index of the winner, saved for the backward pass); x: [N, H, W, C] f32.
     pub fn max_pool2d_forward(
@@ -116,13 +128,13 @@ impl Pool {
         g: &Pool2d,
     ) -> Dispatch {
         let p = Params::max_pool(g);
-        let items = g.out_len() / g.c.max(1) * g.c.div_ceil(CHANNELS_PER_INVOCATION);
+        let grid = Self::max_pool_grid(g.c, p.ow, g.n * p.oh as usize);
         self.family.dispatch(
             ctx,
             "max_pool2d_forward",
             &[Some(y), Some(x), Some(argmax)],
             Some(&p),
-            grid_1d(groups_for(items, WG)),
+            grid,
         )
     }
 
@@ -137,13 +149,13 @@ impl Pool {
         g: &Pool2d,
     ) -> Dispatch {
         let p = Params::max_pool(g);
-        let items = g.in_len() / g.c.max(1) * g.c.div_ceil(CHANNELS_PER_INVOCATION);
+        let grid = Self::max_pool_grid(g.c, p.w, g.n * g.h);
         self.family.dispatch(
             ctx,
             "max_pool2d_backward",
             &[Some(dx), Some(dy), None, Some(argmax)],
             Some(&p),
-            grid_1d(groups_for(items, WG)),
+            grid,
         )
     }
 
@@ -230,6 +242,12 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
         (
             Large,
             Pool2d::square(4, 45, 45, 96, 3, 2, Padding::Same),
+            false,
+        ),
+        // N·OH and N·H beyond 65535 grid rows: the shader's row stride over the z dimension.
+        (
+            Large,
+            Pool2d::square(2, 70_001, 2, 3, 3, 2, Padding::Same),
             false,
         ),
     ];
