@@ -4,8 +4,10 @@
 // Entry points
 //   max_pool2d_forward          y = max over each window (padded cells never win: they are
 //                               skipped, i.e. −∞); argmax = window-local index i·KW + j of the
-//                               first maximum in row-major window order (ties: first wins);
-//                               a window with no input cell writes y = 0, argmax = 0xFFFFFFFF.
+//                               first maximum in row-major window order (ties: first wins),
+//                               one byte per channel, 4 channels per u32 (byte k = channel
+//                               4·g + k of channel group g); 0xFF marks a window with no input
+//                               cell (y = 0 there) and channels past C. Needs KH·KW ≤ 255.
 //                               writes y and argmax
 //   max_pool2d_backward         dx = Σ dy over the windows whose argmax is that cell, as a gather:
 //                               each dx element visits the ≤ ceil(KH/SH)·ceil(KW/SW) windows that
@@ -24,8 +26,8 @@
 //   1    | x          | read       | [N,H,W,C] f32          | max fwd (x), gap fwd (x)
 //        |            |            | [N,OH,OW,C] f32        | max bwd (dy)
 //        |            |            | [N,C] f32              | gap bwd (dy)
-//   2    | argmax_out | read_write | [N,OH,OW,C] u32        | max fwd (argmax, window-local)
-//   3    | argmax     | read       | [N,OH,OW,C] u32        | max bwd (saved by max fwd)
+//   2    | argmax_out | read_write | [N,OH,OW,ceil(C/4)] u32 | max fwd (argmax, 4 bytes packed)
+//   3    | argmax     | read       | [N,OH,OW,ceil(C/4)] u32 | max bwd (saved by max fwd)
 //   4    | params     | uniform    | Params                 | all
 //
 // Params: n, h, w, c (input sizes); oh, ow (output sizes); kh, kw (window); sh, sw (stride);
@@ -50,7 +52,7 @@ override GAP_ROWS: u32 = 8u;
 
 const GAP_LANES: u32 = 8u;
 const GAP_MAX_ROWS: u32 = 32u;
-const NO_ARGMAX: u32 = 0xffffffffu;
+const NO_ARGMAX: u32 = 0xffu;
 
 struct Params {
     n: u32,
@@ -95,6 +97,7 @@ fn max_pool2d_forward(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let p = params;
+    let groups = (p.c + 3u) / 4u;
     let c0 = (wid.x * WG + lid) * 4u;
     let q = wid.y;
     if (c0 >= p.c || q >= p.ow) {
@@ -131,9 +134,11 @@ fn max_pool2d_forward(
         for (var k = 0u; k < 4u; k++) {
             if (c0 + k < p.c) {
                 out[o + k] = best[k];
-                argmax_out[o + k] = arg[k];
             }
         }
+        // Channels past C (clamped duplicates) get the "no argmax" byte: a deterministic buffer.
+        let a = select(vec4<u32>(NO_ARGMAX), arg, vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c));
+        argmax_out[(row * p.ow + q) * groups + c0 / 4u] = a.x | (a.y << 8u) | (a.z << 16u) | (a.w << 24u);
     }
 }
 
@@ -144,6 +149,7 @@ fn max_pool2d_backward(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let p = params;
+    let groups = (p.c + 3u) / 4u;
     let c0 = (wid.x * WG + lid) * 4u;
     if (c0 >= p.c || wid.y >= p.w) {
         return;
@@ -163,9 +169,9 @@ fn max_pool2d_backward(
         for (var r = r_lo; r <= r_hi; r++) {
             for (var q = q_lo; q <= q_hi; q++) {
                 let local = u32(yh - r * i32(p.sh)) * p.kw + u32(xw - q * i32(p.sw));
-                let o = ((n * p.oh + u32(r)) * p.ow + u32(q)) * p.c;
-                let a = vec4<u32>(argmax[o + ch.x], argmax[o + ch.y], argmax[o + ch.z], argmax[o + ch.w]);
-                acc += select(vec4<f32>(0.0), load4(o, ch), a == vec4<u32>(local));
+                let pix = (n * p.oh + u32(r)) * p.ow + u32(q);
+                let a = (vec4<u32>(argmax[pix * groups + c0 / 4u]) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+                acc += select(vec4<f32>(0.0), load4(pix * p.c, ch), a == vec4<u32>(local));
             }
         }
         let base = (row * p.w + wid.y) * p.c + c0;

@@ -1,10 +1,14 @@
 //! `max_pool2d` and `global_avg_pool2d`: forward and backward, NHWC f32 (shaders/pool.wgsl).
 //!
-//! Saved tensor: `max_pool2d_forward` writes, beside y, an `argmax` buffer of u32 shaped like y
-//! ([N, OH, OW, C]) holding the **window-local** index `i·kw + j` of each window's winner (the
-//! first maximum in row-major window order; padded cells never win). `max_pool2d_backward`
-//! reads it and gathers: each dx element sums the dy of the windows that chose it, so the pass
-//! writes every dx element exactly once, with no atomics and no race.
+//! Saved tensor: `max_pool2d_forward` writes, beside y, an `argmax` buffer holding for each
+//! output element the **window-local** index `i·kw + j` of its window's winner (the first
+//! maximum in row-major window order; padded cells never win), one byte per channel, packed 4
+//! channels to a u32: [N, OH, OW, ceil(C/4)] u32 ([`max_pool2d_argmax_len`]), byte k of word g
+//! = channel 4g + k, 0xFF for "no cell" and for channels past C ([`pack_argmax`] and
+//! [`unpack_argmax`] convert from and to `cpu::pool`'s one-u32-per-element form). Packing cuts
+//! the saved tensor and the backward's argmax loads 4×. `max_pool2d_backward` gathers: each dx
+//! element sums the dy of the windows that chose it, so the pass writes every dx element
+//! exactly once, with no atomics and no race.
 
 use std::sync::{Arc, OnceLock};
 
@@ -45,6 +49,46 @@ const CHANNELS_PER_INVOCATION: usize = 4;
 /// Elements per global-average-pool-backward invocation.
 const PER_INVOCATION: u32 = 4;
 
+/// u32 words of the packed argmax of a max pool: N·OH·OW·ceil(C/4).
+pub fn max_pool2d_argmax_len(g: &Pool2d) -> usize {
+    g.out_len() / g.c.max(1) * g.c.div_ceil(4)
+}
+
+/// Packs a per-element argmax ([N, OH, OW, C] u32, `cpu::pool` form) into the GPU's 4 bytes per
+/// u32 ([N, OH, OW, ceil(C/4)]). Indices must be < 255 or [`cpu::pool::NO_ARGMAX`].
+pub fn pack_argmax(a: &[u32], c: usize) -> Vec<u32> {
+    let byte = |v: u32| {
+        if v == cpu::pool::NO_ARGMAX {
+            0xff
+        } else {
+            v.min(0xfe)
+        }
+    };
+    a.chunks(c)
+        .flat_map(|pixel| {
+            pixel.chunks(4).map(|g| {
+                (0..4).fold(0, |w, k| {
+                    w | (byte(g.get(k).copied().unwrap_or(u32::MAX)) << (8 * k))
+                })
+            })
+        })
+        .collect()
+}
+
+/// Unpacks the GPU's packed argmax into one u32 per element ([N, OH, OW, C], `cpu::pool` form).
+pub fn unpack_argmax(packed: &[u32], c: usize) -> Vec<u32> {
+    let groups = c.div_ceil(4);
+    packed
+        .chunks(groups)
+        .flat_map(|words| {
+            (0..c).map(move |ch| match (words[ch / 4] >> (8 * (ch % 4))) & 0xff {
+                0xff => cpu::pool::NO_ARGMAX,
+                v => v,
+            })
+        })
+        .collect()
+}
+
 impl Params {
     fn max_pool(g: &Pool2d) -> Self {
         let (oh, pad_top) = g.rows();
@@ -53,6 +97,7 @@ impl Params {
             g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0,
             "empty window or stride"
         );
+        assert!(g.kh * g.kw <= 255, "max_pool2d: a window of over 255 cells");
         let u = |v: usize| u32::try_from(v).expect("pool size exceeds u32");
         u(g.in_len().max(g.out_len()));
         Self {
@@ -117,8 +162,9 @@ impl Pool {
         [x, cols.max(1), z]
     }
 
-    /// Max pool forward (writes y and argmax). y: [N, OH, OW, C] f32; argmax: [N, OH, OW, C]
-    /// u32 (window-local index of the winner, saved for the backward pass); x: [N, H, W, C] f32.
+    /// Max pool forward (writes y and argmax). y: [N, OH, OW, C] f32; argmax: [N, OH, OW,
+    /// ceil(C/4)] u32 (packed window-local index of each winner, saved for the backward pass,
+    /// see the module doc); x: [N, H, W, C] f32.
     pub fn max_pool2d_forward(
         &self,
         ctx: &GpuContext,
@@ -139,7 +185,7 @@ impl Pool {
     }
 
     /// Max pool backward (writes all of dx). dx: [N, H, W, C] f32; dy: [N, OH, OW, C] f32;
-    /// argmax: [N, OH, OW, C] u32 from [`Pool::max_pool2d_forward`] with the same geometry.
+    /// argmax: [N, OH, OW, ceil(C/4)] u32 from [`Pool::max_pool2d_forward`] (same geometry).
     pub fn max_pool2d_backward(
         &self,
         ctx: &GpuContext,
@@ -281,15 +327,13 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
                 let k = pool(&s, ctx);
                 let x = pool_input(seed, g.in_len(), ties);
                 let xb = ctx.upload("x", &x);
-                let (yb, ab) = (
-                    ctx.zeros("y", g.out_len()),
-                    ctx.zeros("argmax", g.out_len()),
-                );
+                let yb = ctx.zeros("y", g.out_len());
+                let ab = ctx.upload("argmax", &vec![0x1234_5678u32; max_pool2d_argmax_len(&g)]);
                 crate::kernels::run_all(ctx, &[&k.max_pool2d_forward(ctx, &yb, &ab, &xb, &g)])?;
                 let mut y = vec![0.0; g.out_len()];
                 let mut a = vec![0u32; g.out_len()];
                 cpu::pool::max_pool2d_forward(&mut y, &mut a, &to_f64(&x), &g);
-                let gpu_a: Vec<u32> = ctx.read(&ab)?;
+                let gpu_a = unpack_argmax(&ctx.read::<u32>(&ab)?, g.c);
                 Ok(vec![
                     Compared::new("y", ctx.read(&yb)?, y, 0.0, 0.0),
                     Compared::new(
@@ -319,7 +363,10 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
                 let mut y = vec![0.0; g.out_len()];
                 let mut a = vec![0u32; g.out_len()];
                 cpu::pool::max_pool2d_forward(&mut y, &mut a, &x, &g);
-                let (dyb, ab) = (ctx.upload("dy", &dy), ctx.upload("argmax", &a));
+                let (dyb, ab) = (
+                    ctx.upload("dy", &dy),
+                    ctx.upload("argmax", &pack_argmax(&a, g.c)),
+                );
                 let dxb = ctx.upload("dx", &vec![f32::NAN; g.in_len()]);
                 crate::kernels::run_all(ctx, &[&k.max_pool2d_backward(ctx, &dxb, &dyb, &ab, &g)])?;
                 let mut dx = vec![0.0; g.in_len()];
@@ -424,8 +471,9 @@ pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
     let (y, dx) = (ctx.zeros("y", yl), ctx.zeros("dx", xl));
     let dy = ctx.upload("dy", &random_vec(2, yl, -1.0, 1.0));
     // The backward's cost does not depend on the argmax values (a select, no branch).
-    let argmax = ctx.zeros("argmax", yl);
-    let bytes = 4 * (xl + 2 * yl) as u64;
+    let argmax = ctx.zeros("argmax", max_pool2d_argmax_len(&g));
+    // x and y as f32, the argmax as one byte per element.
+    let bytes = (4 * (xl + yl) + yl) as u64;
     v.push(BenchCase {
         group: "max_pool2d",
         id: "8x90x90x256_k3s2/forward".into(),
@@ -461,4 +509,21 @@ pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
         buffers: vec![x, y, dx],
     });
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_packing_round_trips() {
+        // C = 5: two words per pixel, the second holding one channel and three 0xFF bytes.
+        let a = vec![0, 8, 3, cpu::pool::NO_ARGMAX, 7, 1, 2, 4, 5, 6];
+        let packed = pack_argmax(&a, 5);
+        assert_eq!(
+            packed,
+            vec![0xff03_0800, 0xffff_ff07, 0x0504_0201, 0xffff_ff06]
+        );
+        assert_eq!(unpack_argmax(&packed, 5), a);
+    }
 }
