@@ -37,13 +37,13 @@
 //   each max-pool invocation owns 4 consecutive channels (indices past C are clamped for loads
 //   and not stored) of one column and loops over rows; a workgroup's lanes differ only in
 //   channel, so all window arithmetic is uniform (no per-lane integer division, which a CPU
-//   adapter scalarises). Each gap-backward invocation owns 4 consecutive elements.
+//   adapter scalarises). Each gap-backward invocation owns 4 consecutive channels of a pixel.
 //   gap forward: 8 × GAP_ROWS (override, default 8, at most 32) invocations.
 // Grid: max fwd (ceil(ceil(C/4) / WG), OW, min(N·OH, 65535)), rows n·OH + r from wid.z in steps
 //         of nwg.z;
 //       max bwd (ceil(ceil(C/4) / WG), W, min(N·H, 65535)), rows n·H + h likewise;
-//       gap fwd kernels::grid_1d(N·ceil(C/8));  gap bwd kernels::grid_1d(ceil(N·H·W·C / (4·WG)));
-//       linear group = wid.x + wid.y·nwg.x.
+//       gap fwd kernels::grid_1d(N·ceil(C/8)), linear group = wid.x + wid.y·nwg.x;
+//       gap bwd (ceil(ceil(C/4) / WG), 1, min(N·H·W, 65535)), pixels from wid.z in steps of nwg.z.
 // Mirrors: cpu::pool::max_pool2d_forward, cpu::pool::max_pool2d_backward,
 //   cpu::pool::global_avg_pool2d_forward, cpu::pool::global_avg_pool2d_backward.
 
@@ -226,16 +226,20 @@ fn global_avg_pool2d_backward(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let p = params;
+    let c0 = (wid.x * WG + lid) * 4u;
+    if (c0 >= p.c) {
+        return;
+    }
     let hw = p.h * p.w;
-    let len = p.n * hw * p.c;
+    let ch = channels(c0);
     let inv = 1.0 / f32(hw);
-    let base = linear_id(wid, nwg, lid) * 4u;
-    for (var k = 0u; k < 4u; k++) {
-        let i = base + k;
-        if (i < len) {
-            let ch = i % p.c;
-            let n = i / (hw * p.c);
-            out[i] = x[n * p.c + ch] * inv;
+    // Pixels n·H·W + i, striding by the grid's z size (capped at 65535).
+    for (var pix = wid.z; pix < p.n * hw; pix += nwg.z) {
+        let g = load4((pix / hw) * p.c, ch) * inv;
+        for (var k = 0u; k < 4u; k++) {
+            if (c0 + k < p.c) {
+                out[pix * p.c + c0 + k] = g[k];
+            }
         }
     }
 }

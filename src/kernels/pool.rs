@@ -42,12 +42,11 @@ pub struct Params {
 const WG: u32 = 64;
 /// Rows of invocations reducing H·W in the global average pool (≤ GAP_MAX_ROWS = 32).
 const GAP_ROWS: u32 = 8;
+const _: () = assert!(GAP_ROWS >= 1 && GAP_ROWS <= 32);
 /// Channels per global-average-pool workgroup (GAP_LANES in the shader).
 const GAP_LANES: usize = 8;
 /// Channels per max-pool invocation.
 const CHANNELS_PER_INVOCATION: usize = 4;
-/// Elements per global-average-pool-backward invocation.
-const PER_INVOCATION: u32 = 4;
 
 /// u32 words of the packed argmax of a max pool: N·OH·OW·ceil(C/4).
 pub fn max_pool2d_argmax_len(g: &Pool2d) -> usize {
@@ -150,9 +149,9 @@ impl Pool {
         }
     }
 
-    /// Max-pool grid: x over channel groups of 4, y over columns, z over rows (the shader
-    /// strides over rows beyond 65535).
-    fn max_pool_grid(c: usize, cols: u32, rows: usize) -> [u32; 3] {
+    /// Grid of the channel-lane kernels: x over channel groups of 4, y over columns, z over
+    /// rows (the shaders stride over rows beyond 65535).
+    fn channel_grid(c: usize, cols: u32, rows: usize) -> [u32; 3] {
         assert!(
             cols <= MAX_GROUPS_PER_DIM,
             "max_pool2d: width {cols} exceeds 65535"
@@ -174,7 +173,7 @@ impl Pool {
         g: &Pool2d,
     ) -> Dispatch {
         let p = Params::max_pool(g);
-        let grid = Self::max_pool_grid(g.c, p.ow, g.n * p.oh as usize);
+        let grid = Self::channel_grid(g.c, p.ow, g.n * p.oh as usize);
         self.family.dispatch(
             ctx,
             "max_pool2d_forward",
@@ -195,7 +194,7 @@ impl Pool {
         g: &Pool2d,
     ) -> Dispatch {
         let p = Params::max_pool(g);
-        let grid = Self::max_pool_grid(g.c, p.w, g.n * g.h);
+        let grid = Self::channel_grid(g.c, p.w, g.n * g.h);
         self.family.dispatch(
             ctx,
             "max_pool2d_backward",
@@ -234,14 +233,15 @@ impl Pool {
         dy: &wgpu::Buffer,
         shape: [usize; 4],
     ) -> Dispatch {
+        let [n, h, w, c] = shape;
         let p = Params::global(shape);
-        let len = shape.iter().product::<usize>();
+        let grid = Self::channel_grid(c, 1, n * h * w);
         self.family.dispatch(
             ctx,
             "global_avg_pool2d_backward",
             &[Some(dx), Some(dy)],
             Some(&p),
-            grid_1d(groups_for(len, WG * PER_INVOCATION)),
+            grid,
         )
     }
 }
@@ -393,6 +393,8 @@ fn global_avg_pool_checks(shared: &Shared) -> Vec<Check> {
         (Large, [4, 45, 45, 96]),
         // The model's last pool at 180×180 input, at batch 2.
         (Large, [2, 12, 12, 1024]),
+        // H·W = 66,049: a long reduction, and more pixels than one grid dimension holds.
+        (Large, [1, 257, 257, 3]),
     ];
     let mut v = Vec::new();
     for (i, (class, shape)) in cases.into_iter().enumerate() {
