@@ -123,6 +123,14 @@ impl Adam {
         state: &wgpu::Buffer,
         len: usize,
     ) -> Dispatch {
+        let bytes = 4 * len as u64;
+        let limit = ctx.limits.max_storage_buffer_binding_size;
+        assert!(
+            bytes <= limit,
+            "adam: {len} parameters ({bytes} bytes) exceed this device's storage binding limit \
+             of {limit} bytes; update the flat buffer in slices of at most {} parameters",
+            limit / 4
+        );
         let slots = [
             Some(theta),
             Some(m),
