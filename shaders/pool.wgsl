@@ -19,16 +19,16 @@
 //   global_avg_pool2d_backward  dx[n, h, w, c] = dy[n, c] / (H·W). writes dx (all of it)
 //
 // Bindings (group 0)
-//   slot | name       | access     | shape                  | used by
-//   0    | out        | read_write | [N,OH,OW,C] f32        | max fwd (y)
-//        |            |            | [N,H,W,C] f32          | max bwd (dx), gap bwd (dx)
-//        |            |            | [N,C] f32              | gap fwd (y)
-//   1    | x          | read       | [N,H,W,C] f32          | max fwd (x), gap fwd (x)
-//        |            |            | [N,OH,OW,C] f32        | max bwd (dy)
-//        |            |            | [N,C] f32              | gap bwd (dy)
+//   slot | name       | access     | shape                   | used by
+//   0    | out        | read_write | [N,OH,OW,C] f32         | max fwd (y)
+//        |            |            | [N,H,W,C] f32           | max bwd (dx), gap bwd (dx)
+//        |            |            | [N,C] f32               | gap fwd (y)
+//   1    | x          | read       | [N,H,W,C] f32           | max fwd (x), gap fwd (x)
+//        |            |            | [N,OH,OW,C] f32         | max bwd (dy)
+//        |            |            | [N,C] f32               | gap bwd (dy)
 //   2    | argmax_out | read_write | [N,OH,OW,ceil(C/4)] u32 | max fwd (argmax, 4 bytes packed)
 //   3    | argmax     | read       | [N,OH,OW,ceil(C/4)] u32 | max bwd (saved by max fwd)
-//   4    | params     | uniform    | Params                 | all
+//   4    | params     | uniform    | Params                  | all
 //
 // Params: n, h, w, c (input sizes); oh, ow (output sizes); kh, kw (window); sh, sw (stride);
 //   pad_top, pad_left (TensorFlow's pad_before; pads after are implied by oh, ow).
@@ -38,6 +38,7 @@
 //   and not stored) of one column and loops over rows; a workgroup's lanes differ only in
 //   channel, so all window arithmetic is uniform (no per-lane integer division, which a CPU
 //   adapter scalarises). Each gap-backward invocation owns 4 consecutive channels of a pixel.
+//   With C < 4·WG part of each workgroup idles (the model pools at C ≥ 256).
 //   gap forward: 8 × GAP_ROWS (override, default 8, at most 32) invocations.
 // Grid: max fwd (ceil(ceil(C/4) / WG), OW, min(N·OH, 65535)), rows n·OH + r from wid.z in steps
 //         of nwg.z;
