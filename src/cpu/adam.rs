@@ -1,1 +1,90 @@
-//! `adam` CPU reference: to be written (issue 2).
+//! Adam reference, in Keras' form (KERAS-SEMANTICS.md), over one flat parameter buffer:
+//! lr_t = lr·sqrt(1 − β2^t)/(1 − β1^t); m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
+//! θ −= lr_t·m/(sqrt(v) + ε), with t the 1-based step count.
+
+/// Adam's constants. `Default` gives Keras' β1 0.9, β2 0.999, ε 1e-7.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamHyper {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+}
+
+impl Default for AdamHyper {
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+        }
+    }
+}
+
+/// The bias-corrected step size of step `t` (1-based): lr·sqrt(1 − β2^t)/(1 − β1^t).
+pub fn adam_lr_t(lr: f64, t: u32, h: &AdamHyper) -> f64 {
+    let t = t as i32;
+    lr * (1.0 - h.beta2.powi(t)).sqrt() / (1.0 - h.beta1.powi(t))
+}
+
+/// Starts a step: t += 1, then lr_t for the new t. Returns lr_t.
+pub fn adam_begin_step(t: &mut u32, lr: f64, h: &AdamHyper) -> f64 {
+    *t += 1;
+    adam_lr_t(lr, *t, h)
+}
+
+/// One Adam update of every element (θ, m, v in place).
+/// theta, m, v, g: [len] (the flat parameter, first-moment, second-moment and gradient buffers).
+pub fn adam_update(
+    theta: &mut [f64],
+    m: &mut [f64],
+    v: &mut [f64],
+    g: &[f64],
+    lr_t: f64,
+    h: &AdamHyper,
+) {
+    assert!(theta.len() == m.len() && m.len() == v.len() && v.len() == g.len());
+    for i in 0..theta.len() {
+        m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g[i];
+        v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g[i] * g[i];
+        theta[i] -= lr_t * m[i] / (v[i].sqrt() + h.epsilon);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_step_moves_each_parameter_by_about_lr() {
+        // At t = 1 from m = v = 0: m = 0.1·g, v = 0.001·g², lr_t = lr·sqrt(0.001)/0.1, so the
+        // step is lr·g/(|g| + ε/sqrt(0.001)) ≈ lr·sign(g) for |g| ≫ ε.
+        let h = AdamHyper::default();
+        let lr = 1e-3;
+        let mut t = 0;
+        let lr_t = adam_begin_step(&mut t, lr, &h);
+        assert_eq!(t, 1);
+        assert!((lr_t - lr * 0.001f64.sqrt() / 0.1).abs() < 1e-15);
+        let g = [0.5, -2.0, 1e-3];
+        let (mut theta, mut m, mut v) = ([1.0, 1.0, 1.0], [0.0; 3], [0.0; 3]);
+        adam_update(&mut theta, &mut m, &mut v, &g, lr_t, &h);
+        for (i, &gi) in g.iter().enumerate() {
+            assert!((m[i] - 0.1 * gi).abs() < 1e-15 && (v[i] - 1e-3 * gi * gi).abs() < 1e-15);
+            let want = 1.0 - lr * gi / (gi.abs() + 1e-7 / 0.001f64.sqrt());
+            assert!(
+                (theta[i] - want).abs() < 1e-15,
+                "{i}: {} vs {want}",
+                theta[i]
+            );
+            assert!((theta[i] - (1.0 - lr * gi.signum())).abs() < 1e-2 * lr);
+        }
+    }
+
+    #[test]
+    fn bias_correction_fades() {
+        let h = AdamHyper::default();
+        // After many steps lr_t tends to lr; at t = 10 it is lr·sqrt(1 − 0.999^10)/(1 − 0.9^10).
+        assert!((adam_lr_t(1.0, 100_000, &h) - 1.0).abs() < 1e-12);
+        let want = (1.0 - 0.999f64.powi(10)).sqrt() / (1.0 - 0.9f64.powi(10));
+        assert!((adam_lr_t(1.0, 10, &h) - want).abs() < 1e-15);
+    }
+}

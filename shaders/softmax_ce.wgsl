@@ -1,0 +1,151 @@
+// softmax_ce.wgsl — sparse categorical cross-entropy from logits, with the softmax fused.
+//
+// Entry points
+//   softmax_ce_forward   loss[0] = mean over the N samples of (m − z[label]) + log Σ_k exp(z_k − m),
+//                        m the row's max (stable for any logits). One workgroup reduces all
+//                        samples (N is a batch: small). writes loss
+//   softmax_ce_backward  dz = (softmax(z) − onehot(label))/N, one invocation per sample. writes dz
+//   softmax_ce_metrics   metrics += [Σ CE, #(argmax z == label), N], argmax = first maximum
+//                        (loss = metrics[0]/metrics[2], accuracy = metrics[1]/metrics[2]).
+//                        accumulates into metrics
+//   Labels must be < K; a sample with label ≥ K reads nothing out of bounds and contributes
+//   zero loss, zero gradient and no correct count (it is still counted in N).
+//
+// Bindings (group 0)
+//   slot | name    | access     | shape       | used by
+//   0    | out     | read_write | [1] f32     | forward (loss)
+//        |         |            | [N, K] f32  | backward (dz)
+//   1    | z       | read       | [N, K] f32  | all (logits)
+//   2    | labels  | read       | [N] u32     | all (class indices)
+//   3    | metrics | read_write | [3] f32     | metrics ([loss_sum, correct, seen])
+//   4    | params  | uniform    | Params      | all
+//
+// Params: n (samples), classes (K), _pad0, _pad1
+// Workgroup: WG (override, default 256; a power of two ≤ 256, the reduction's tree) invocations.
+// Grid: forward and metrics (1, 1, 1); backward kernels::grid_1d(ceil(N / WG)),
+//   linear group = wid.x + wid.y·nwg.x.
+// Mirrors: cpu::loss::softmax_ce_forward, cpu::loss::softmax_ce_backward,
+//   cpu::loss::softmax_ce_metrics.
+
+override WG: u32 = 256u;
+
+const MAX_WG: u32 = 256u;
+
+struct Params {
+    n: u32,
+    classes: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<u32>;
+@group(0) @binding(3) var<storage, read_write> metrics: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+var<workgroup> partial: array<vec2<f32>, MAX_WG>;
+
+struct Row {
+    max: f32,
+    // Σ_k exp(z_k − max)
+    sum: f32,
+    // first index of the max
+    arg: u32,
+}
+
+fn row_stats(s: u32) -> Row {
+    let k = params.classes;
+    let base = s * k;
+    var r = Row(z[base], 0.0, 0u);
+    for (var j = 1u; j < k; j++) {
+        let v = z[base + j];
+        if (v > r.max) {
+            r.max = v;
+            r.arg = j;
+        }
+    }
+    for (var j = 0u; j < k; j++) {
+        r.sum += exp(z[base + j] - r.max);
+    }
+    return r;
+}
+
+// (CE, correct) of sample s; (0, 0) for an out-of-range label.
+fn sample_terms(s: u32) -> vec2<f32> {
+    let t = labels[s];
+    if (t >= params.classes) {
+        return vec2<f32>(0.0);
+    }
+    let r = row_stats(s);
+    // (max − z_t) first: exact for large logits, where max + log(sum) − z_t would round.
+    let ce = (r.max - z[s * params.classes + t]) + log(r.sum);
+    return vec2<f32>(ce, select(0.0, 1.0, r.arg == t));
+}
+
+// Sums v over the workgroup (WG a power of two); the result is valid in invocation 0.
+// Must be called from uniform control flow.
+fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            partial[lid] += partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    return partial[0];
+}
+
+fn strided_sums(lid: u32) -> vec2<f32> {
+    var acc = vec2<f32>(0.0);
+    for (var s = lid; s < params.n; s += WG) {
+        acc += sample_terms(s);
+    }
+    return acc;
+}
+
+@compute @workgroup_size(WG)
+fn softmax_ce_forward(@builtin(local_invocation_index) lid: u32) {
+    let total = workgroup_sum(lid, strided_sums(lid));
+    if (lid == 0u) {
+        out[0] = total.x / f32(params.n);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn softmax_ce_metrics(@builtin(local_invocation_index) lid: u32) {
+    let total = workgroup_sum(lid, strided_sums(lid));
+    if (lid == 0u) {
+        metrics[0] += total.x;
+        metrics[1] += total.y;
+        metrics[2] += f32(params.n);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn softmax_ce_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let s = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (s >= params.n) {
+        return;
+    }
+    let k = params.classes;
+    let t = labels[s];
+    let inv_n = 1.0 / f32(params.n);
+    if (t >= k) {
+        for (var j = 0u; j < k; j++) {
+            out[s * k + j] = 0.0;
+        }
+        return;
+    }
+    let r = row_stats(s);
+    let inv_sum = 1.0 / r.sum;
+    for (var j = 0u; j < k; j++) {
+        let p = exp(z[s * k + j] - r.max) * inv_sum;
+        out[s * k + j] = (p - select(0.0, 1.0, j == t)) * inv_n;
+    }
+}
