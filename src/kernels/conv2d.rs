@@ -45,46 +45,106 @@ pub struct Params {
     pub groups: u32,
 }
 
-/// Accumulator rows and columns per invocation (`TM`, `TN` in the WGSL).
-const TM: usize = 16;
-const TN: usize = 4;
-/// Lane layouts: (workgroup size, lanes along columns).
-const WIDE: (u32, u32) = (32, 32);
-const NARROW: (u32, u32) = (64, 1);
 /// Passes with at most this many GEMM columns use the narrow layout.
 const NARROW_MAX_COLS: usize = 16;
 /// backward_weight: fewest K steps per split, and the workgroup count splitting aims for.
 const MIN_K_CHUNK: usize = 256;
 const TARGET_GROUPS: usize = 256;
 
-/// Pipelines of shaders/conv2d.wgsl, in both lane layouts.
-pub struct Conv2d {
-    wide: ShaderFamily,
-    narrow: ShaderFamily,
+/// Kernel variant, chosen once per adapter ([`Variant::for_adapter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// conv2d.wgsl only: register-blocked implicit GEMM, for every adapter.
+    Portable,
+    /// conv2d_subgroup.wgsl for forward and backward_weight (row operand loaded once per
+    /// subgroup and shuffled), conv2d.wgsl for the rest. For software adapters, where per-lane
+    /// loads are the cost; needs a fixed subgroup size that divides 16.
+    Subgroup,
+}
+
+impl Variant {
+    /// The variant string used in checks and bench ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Portable => "portable",
+            Variant::Subgroup => "subgroup",
+        }
+    }
+
+    /// The subgroup size the subgroup variant would use on `ctx`, if it can run there.
+    fn subgroup_size(ctx: &GpuContext) -> Option<u32> {
+        let (lo, hi) = (ctx.info.subgroup_min_size, ctx.info.subgroup_max_size);
+        (ctx.has_subgroups() && lo == hi && (1..=16).contains(&lo) && 16 % lo == 0).then_some(lo)
+    }
+
+    /// Every variant that runs on `ctx` (what the checks and benches cover).
+    pub fn available(ctx: &GpuContext) -> Vec<Variant> {
+        let mut v = vec![Variant::Portable];
+        if Self::subgroup_size(ctx).is_some() {
+            v.push(Variant::Subgroup);
+        }
+        v
+    }
+
+    /// Subgroup on software adapters that support it (measured faster on lavapipe), portable
+    /// elsewhere.
+    pub fn for_adapter(ctx: &GpuContext) -> Variant {
+        if ctx.is_software() && Self::subgroup_size(ctx).is_some() {
+            Variant::Subgroup
+        } else {
+            Variant::Portable
+        }
+    }
+}
+
+/// Lane layouts of the GEMM tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// conv2d.wgsl, 32 lanes along columns, 16×4 per invocation: 16 rows × 128 columns.
+    Wide,
+    /// conv2d.wgsl, 64 lanes along rows, 16×4 per invocation: 1024 rows × 4 columns.
+    Narrow,
+    /// conv2d_subgroup.wgsl, 16 lanes along columns, 16×8 per invocation: 16 × 128.
+    Subgroup,
+}
+
+impl Layout {
+    /// (workgroup size, lanes along columns, rows per tile, columns per tile).
+    fn dims(self) -> (u32, u32, usize, usize) {
+        match self {
+            Layout::Wide => (32, 32, 16, 128),
+            Layout::Narrow => (64, 1, 64 * 16, 4),
+            Layout::Subgroup => (16, 16, 16, 128),
+        }
+    }
 }
 
 /// How one GEMM pass is tiled.
 struct Tiling {
-    wide: bool,
+    layout: Layout,
     row_tiles: usize,
     col_tiles: usize,
 }
 
-fn tiling(rows: usize, cols: usize) -> Tiling {
-    let wide = cols > NARROW_MAX_COLS;
-    let (wg, lc) = if wide { WIDE } else { NARROW };
-    let (lc, lr) = (lc as usize, (wg / lc) as usize);
+/// Tiling of a GEMM pass with `rows` × `cols` outputs; `subgroup` when the pass has a
+/// subgroup kernel and the subgroup variant is in use.
+fn tiling(rows: usize, cols: usize, subgroup: bool) -> Tiling {
+    let layout = match (cols > NARROW_MAX_COLS, subgroup) {
+        (false, _) => Layout::Narrow,
+        (true, false) => Layout::Wide,
+        (true, true) => Layout::Subgroup,
+    };
+    let (_, _, tile_rows, tile_cols) = layout.dims();
     Tiling {
-        wide,
-        row_tiles: rows.div_ceil(lr * TM).max(1),
-        col_tiles: cols.div_ceil(lc * TN).max(1),
+        layout,
+        row_tiles: rows.div_ceil(tile_rows).max(1),
+        col_tiles: cols.div_ceil(tile_cols).max(1),
     }
 }
 
 /// Splits of backward_weight's K = N·OH·OW: enough workgroups to fill a GPU, but at least
 /// MIN_K_CHUNK steps per split. Returns (splits, k_chunk).
-fn split_k(s: &Conv2dShape) -> (usize, usize) {
-    let t = tiling(s.k * s.k * s.cin, s.cout);
+fn split_k(s: &Conv2dShape, t: &Tiling) -> (usize, usize) {
     let kk = s.n * s.oh() * s.ow();
     let want = TARGET_GROUPS.div_ceil(t.row_tiles * t.col_tiles);
     let splits = want.min(kk.div_ceil(MIN_K_CHUNK)).max(1);
@@ -115,9 +175,25 @@ fn params(s: &Conv2dShape) -> Params {
     }
 }
 
+/// Pipelines of shaders/conv2d.wgsl in both lane layouts, plus conv2d_subgroup.wgsl for the
+/// subgroup variant.
+pub struct Conv2d {
+    wide: ShaderFamily,
+    narrow: ShaderFamily,
+    subgroup: Option<ShaderFamily>,
+    variant: Variant,
+}
+
 impl Conv2d {
+    /// The variant this adapter should use ([`Variant::for_adapter`]).
     pub fn new(ctx: &GpuContext) -> Self {
-        let family = |layout: (u32, u32)| {
+        Self::with_variant(ctx, Variant::for_adapter(ctx))
+    }
+
+    /// A given variant; panics if it cannot run on `ctx` (see [`Variant::available`]).
+    pub fn with_variant(ctx: &GpuContext, variant: Variant) -> Self {
+        let family = |layout: Layout| {
+            let (wg, lc, _, _) = layout.dims();
             ShaderFamily::new(
                 ctx,
                 "conv2d",
@@ -128,22 +204,52 @@ impl Conv2d {
                     "conv2d_backward_weight",
                     "conv2d_backward_weight_reduce",
                 ],
-                &[("WG", layout.0 as f64), ("LC", layout.1 as f64)],
+                &[("WG", wg as f64), ("LC", lc as f64)],
             )
         };
+        let subgroup = (variant == Variant::Subgroup).then(|| {
+            let sg = Variant::subgroup_size(ctx)
+                .expect("conv2d: the subgroup variant needs a fixed subgroup size dividing 16");
+            ShaderFamily::new(
+                ctx,
+                "conv2d_subgroup",
+                include_str!("../../shaders/conv2d_subgroup.wgsl"),
+                &["conv2d_forward", "conv2d_backward_weight"],
+                &[("WG", Layout::Subgroup.dims().0 as f64), ("SG", sg as f64)],
+            )
+        });
         Self {
-            wide: family(WIDE),
-            narrow: family(NARROW),
+            wide: family(Layout::Wide),
+            narrow: family(Layout::Narrow),
+            subgroup,
+            variant,
         }
     }
 
-    fn family(&self, wide: bool) -> &ShaderFamily {
-        if wide { &self.wide } else { &self.narrow }
+    /// The variant in use.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    fn family(&self, layout: Layout) -> &ShaderFamily {
+        match layout {
+            Layout::Wide => &self.wide,
+            Layout::Narrow => &self.narrow,
+            Layout::Subgroup => self.subgroup.as_ref().expect("subgroup family built"),
+        }
+    }
+
+    fn subgroup(&self) -> bool {
+        self.variant == Variant::Subgroup
+    }
+
+    fn weight_tiling(&self, s: &Conv2dShape) -> Tiling {
+        tiling(s.k * s.k * s.cin, s.cout, self.subgroup())
     }
 
     /// Floats of scratch [`Conv2d::backward_weight`] needs: splits × (k·k·Cin·Cout + Cout).
-    pub fn backward_weight_scratch_len(s: &Conv2dShape) -> usize {
-        split_k(s).0 * (s.w_len() + s.cout)
+    pub fn backward_weight_scratch_len(&self, s: &Conv2dShape) -> usize {
+        split_k(s, &self.weight_tiling(s)).0 * (s.w_len() + s.cout)
     }
 
     /// y = conv(x, w) + b (writes y). y: [N, OH, OW, Cout], x: [N, H, W, Cin],
@@ -157,7 +263,7 @@ impl Conv2d {
         b: &wgpu::Buffer,
         s: &Conv2dShape,
     ) -> Dispatch {
-        let t = tiling(s.n * s.oh() * s.ow(), s.cout);
+        let t = tiling(s.n * s.oh() * s.ow(), s.cout, self.subgroup());
         let groups = t.row_tiles * t.col_tiles;
         let p = Params {
             row_tiles: t.row_tiles as u32,
@@ -165,7 +271,7 @@ impl Conv2d {
             groups: groups as u32,
             ..params(s)
         };
-        self.family(t.wide).dispatch(
+        self.family(t.layout).dispatch(
             ctx,
             "conv2d_forward",
             &[Some(y), None, Some(x), Some(w), Some(b)],
@@ -184,7 +290,7 @@ impl Conv2d {
         w: &wgpu::Buffer,
         s: &Conv2dShape,
     ) -> Dispatch {
-        let t = tiling(s.n * s.h * s.w, s.cin);
+        let t = tiling(s.n * s.h * s.w, s.cin, false);
         let groups = t.row_tiles * t.col_tiles;
         let p = Params {
             row_tiles: t.row_tiles as u32,
@@ -192,7 +298,7 @@ impl Conv2d {
             groups: groups as u32,
             ..params(s)
         };
-        self.family(t.wide).dispatch(
+        self.family(t.layout).dispatch(
             ctx,
             "conv2d_backward_input",
             &[Some(dx), None, Some(dy), Some(w)],
@@ -216,14 +322,14 @@ impl Conv2d {
         x: &wgpu::Buffer,
         s: &Conv2dShape,
     ) -> [Dispatch; 2] {
-        let need = Self::backward_weight_scratch_len(s) as u64 * 4;
+        let need = self.backward_weight_scratch_len(s) as u64 * 4;
         assert!(
             scratch.size() >= need,
             "conv2d backward_weight: scratch has {} bytes, needs {need}",
             scratch.size()
         );
-        let t = tiling(s.k * s.k * s.cin, s.cout);
-        let (splits, k_chunk) = split_k(s);
+        let t = self.weight_tiling(s);
+        let (splits, k_chunk) = split_k(s, &t);
         let groups = t.row_tiles * t.col_tiles * splits;
         let p = Params {
             row_tiles: t.row_tiles as u32,
@@ -233,17 +339,16 @@ impl Conv2d {
             groups: groups as u32,
             ..params(s)
         };
-        let fam = self.family(t.wide);
-        let partial = fam.dispatch(
+        let partial = self.family(t.layout).dispatch(
             ctx,
             "conv2d_backward_weight",
             &[Some(scratch), None, Some(x), Some(dy)],
             Some(&p),
             grid_1d(groups as u32),
         );
-        let wg = if t.wide { WIDE.0 } else { NARROW.0 };
-        let reduce_groups = groups_for(s.w_len() + s.cout, wg);
-        let reduce = fam.dispatch(
+        // The reduction is the same for every layout; the wide family's runs it.
+        let reduce_groups = groups_for(s.w_len() + s.cout, Layout::Wide.dims().0);
+        let reduce = self.wide.dispatch(
             ctx,
             "conv2d_backward_weight_reduce",
             &[Some(dw), Some(db), Some(scratch)],
@@ -257,12 +362,16 @@ impl Conv2d {
     }
 }
 
-/// Which variant this adapter uses (one for all adapters; the lane layout follows the shape).
-pub fn variant_report(_ctx: &GpuContext) -> String {
-    format!(
-        "conv2d: implicit GEMM, {TM}×{TN} register tile per invocation, lanes along columns \
-         (> {NARROW_MAX_COLS} columns) or rows; backward_weight split-K + reduce"
-    )
+/// Which variant this adapter uses, for the printed report.
+pub fn variant_report(ctx: &GpuContext) -> String {
+    match Variant::for_adapter(ctx) {
+        Variant::Subgroup => format!(
+            "conv2d: subgroup (subgroup size {}; forward and backward_weight shuffle the im2col \
+             operand; backward_input portable)",
+            ctx.info.subgroup_min_size
+        ),
+        Variant::Portable => "conv2d: portable (register-blocked implicit GEMM)".to_string(),
+    }
 }
 
 fn shape(
@@ -311,7 +420,7 @@ fn tol(terms: usize) -> (f64, f64) {
 
 /// Parity checks of every pass at the tiny, odd (stride 2, valid padding) and large shapes, and
 /// the stem's even-size stride-2 case (pads 0 before, 1 after).
-pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
+pub fn checks(ctx: &GpuContext) -> Vec<Check> {
     let cases = [
         (ShapeClass::Tiny, shape(1, 4, 2, 3, 1, Padding::Same)),
         (ShapeClass::Tiny, shape(1, 10, 3, 8, 2, Padding::Same)),
@@ -320,19 +429,20 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
         (ShapeClass::Odd, shape(3, 9, 5, 19, 2, Padding::Same)),
         (ShapeClass::Large, shape(4, 45, 64, 96, 1, Padding::Same)),
     ];
-    // Compiled once, on first use, and shared by every check.
-    let kernels: Arc<OnceLock<Conv2d>> = Arc::new(OnceLock::new());
     let mut v = Vec::new();
+    for variant in Variant::available(ctx) {
+    // Compiled once, on first use, and shared by every check of the variant.
+    let kernels: Arc<OnceLock<Conv2d>> = Arc::new(OnceLock::new());
     for (class, s) in cases {
         let k = kernels.clone();
         v.push(Check::new(
             "conv2d",
             "forward",
-            "",
+            variant.name(),
             class,
             describe(&s),
             move |ctx| {
-                let k = k.get_or_init(|| Conv2d::new(ctx));
+                let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
                 let x = random_vec(1, s.x_len(), -1.0, 1.0);
                 let w = random_vec(2, s.w_len(), -1.0, 1.0);
                 let b = random_vec(3, s.cout, -1.0, 1.0);
@@ -349,11 +459,11 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
         v.push(Check::new(
             "conv2d",
             "backward_input",
-            "",
+            variant.name(),
             class,
             describe(&s),
             move |ctx| {
-                let k = k.get_or_init(|| Conv2d::new(ctx));
+                let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
                 let dy = random_vec(4, s.y_len(), -1.0, 1.0);
                 let w = random_vec(5, s.w_len(), -1.0, 1.0);
                 let (dyb, wb) = (ctx.upload("dy", &dy), ctx.upload("w", &w));
@@ -370,11 +480,11 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
         v.push(Check::new(
             "conv2d",
             "backward_weight",
-            "",
+            variant.name(),
             class,
             describe(&s),
             move |ctx| {
-                let k = k.get_or_init(|| Conv2d::new(ctx));
+                let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
                 let dy = random_vec(6, s.y_len(), -1.0, 1.0);
                 let x = random_vec(7, s.x_len(), -1.0, 1.0);
                 let (dyb, xb) = (ctx.upload("dy", &dy), ctx.upload("x", &x));
@@ -382,7 +492,7 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
                 let dbb = ctx.upload("db", &vec![f32::NAN; s.cout]);
                 let scratch = ctx.upload(
                     "scratch",
-                    &vec![f32::NAN; Conv2d::backward_weight_scratch_len(&s)],
+                    &vec![f32::NAN; k.backward_weight_scratch_len(&s)],
                 );
                 let [d0, d1] = k.backward_weight(ctx, &dwb, &dbb, &scratch, &dyb, &xb, &s);
                 crate::kernels::run_all(ctx, &[&d0, &d1])?;
@@ -397,14 +507,17 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
             },
         ));
     }
+    }
     v
 }
 
-/// The stem (8×180×180×3 → 128, k3 s2 same), all three passes. FLOPs = 2·MACs.
+/// The stem (8×180×180×3 → 128, k3 s2 same), all three passes, every variant this adapter
+/// runs. FLOPs = 2·MACs.
 pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
     use crate::bench::{BenchCase, Work};
     let s = shape(8, 180, 3, 128, 2, Padding::Same);
-    let k = Conv2d::new(ctx);
+    let flops = Work::Flops(2 * s.macs() as u64);
+    let id = "8x180x180x3_128_k3s2";
     let x = ctx.upload("x", &random_vec(1, s.x_len(), -1.0, 1.0));
     let w = ctx.upload("w", &random_vec(2, s.w_len(), -1.0, 1.0));
     let b = ctx.upload("b", &random_vec(3, s.cout, -1.0, 1.0));
@@ -413,32 +526,58 @@ pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
     let dx = ctx.zeros("dx", s.x_len());
     let dw = ctx.zeros("dw", s.w_len());
     let db = ctx.zeros("db", s.cout);
-    let scratch = ctx.zeros("scratch", Conv2d::backward_weight_scratch_len(&s));
-    let flops = 2 * s.macs() as u64;
-    let id = "8x180x180x3_128_k3s2";
-    vec![
-        BenchCase {
+    let mut v = Vec::new();
+    for variant in Variant::available(ctx) {
+        let k = Conv2d::with_variant(ctx, variant);
+        let scratch = ctx.zeros("scratch", k.backward_weight_scratch_len(&s));
+        let name = variant.name();
+        v.push(BenchCase {
             group: "conv2d",
-            id: format!("{id}/forward"),
-            work: Work::Flops(flops),
+            id: format!("{id}/forward/{name}"),
+            work: flops,
             dispatches: vec![k.forward(ctx, &y, &x, &w, &b, &s)],
-            buffers: vec![],
-        },
-        BenchCase {
+            buffers: vec![y.clone(), x.clone(), w.clone(), b.clone()],
+        });
+        v.push(BenchCase {
             group: "conv2d",
-            id: format!("{id}/backward_input"),
-            work: Work::Flops(flops),
+            id: format!("{id}/backward_input/{name}"),
+            work: flops,
             dispatches: vec![k.backward_input(ctx, &dx, &dy, &w, &s)],
-            buffers: vec![],
-        },
-        BenchCase {
+            buffers: vec![dx.clone(), dy.clone(), w.clone()],
+        });
+        v.push(BenchCase {
             group: "conv2d",
-            id: format!("{id}/backward_weight"),
-            work: Work::Flops(flops),
+            id: format!("{id}/backward_weight/{name}"),
+            work: flops,
             dispatches: k
                 .backward_weight(ctx, &dw, &db, &scratch, &dy, &x, &s)
                 .into(),
-            buffers: vec![x, w, b, dy, y, dx, dw, db, scratch],
-        },
-    ]
+            buffers: vec![dw.clone(), db.clone(), scratch, dy.clone(), x.clone()],
+        });
+    }
+    v
+}
+
+#[cfg(test)]
+mod timing_tmp {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn time_stem() {
+        let ctx = crate::gpu::test_context().unwrap();
+        let cases = bench_cases(&ctx);
+        for c in cases.iter().chain(crate::kernels::depthwise_conv2d::bench_cases(&ctx).iter()) {
+            c.run_once(&ctx);
+            let t = std::time::Instant::now();
+            for _ in 0..2 {
+                c.run_once(&ctx);
+            }
+            let dt = t.elapsed().as_secs_f64() / 2.0;
+            let gf = match c.work {
+                crate::bench::Work::Flops(f) => f as f64 / dt / 1e9,
+                crate::bench::Work::Bytes(b) => b as f64 / dt / 1e9,
+            };
+            eprintln!("{} {:.3}s {:.2} GFLOP/s", c.id, dt, gf);
+        }
+    }
 }
