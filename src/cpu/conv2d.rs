@@ -170,9 +170,9 @@ mod tests {
             padding,
         };
         vec![
-            mk(2, 5, 4, 3, 2, 3, 2, Padding::Same),  // stride 2, pads (1,1) rows, (0,1) cols
-            mk(1, 6, 6, 2, 3, 3, 2, Padding::Same),  // even size: pads 0 before, 1 after
-            mk(1, 5, 6, 2, 2, 3, 1, Padding::Same),  // stride 1
+            mk(2, 5, 4, 3, 2, 3, 2, Padding::Same), // stride 2, pads (1,1) rows, (0,1) cols
+            mk(1, 6, 6, 2, 3, 3, 2, Padding::Same), // even size: pads 0 before, 1 after
+            mk(1, 5, 6, 2, 2, 3, 1, Padding::Same), // stride 1
             mk(1, 7, 5, 2, 3, 3, 2, Padding::Valid), // valid
         ]
     }
@@ -200,11 +200,7 @@ mod tests {
 
         // 180→90-like: 4×4 input, k3 s2 same pads 0 before, 1 after: output (0,0) covers
         // rows/cols 0..3, output (1,1) rows/cols 2..4 with the 5th in the padding.
-        let s = Conv2dShape {
-            h: 4,
-            w: 4,
-            ..s
-        };
+        let s = Conv2dShape { h: 4, w: 4, ..s };
         let x: Vec<f64> = (0..16).map(f64::from).collect();
         let mut y = vec![0.0; 4];
         conv2d_forward(&mut y, &x, &[1.0; 9], &[0.0], &s);

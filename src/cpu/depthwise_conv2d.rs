@@ -78,7 +78,8 @@ pub fn depthwise_conv2d_forward(
                 for c in 0..s.c {
                     let mut acc = 0.0;
                     taps(s, oh, ow, |kh, kw, ih, iw| {
-                        acc += x[((n * s.h + ih) * s.w + iw) * s.c + c] * w[(kh * s.k + kw) * s.c + c];
+                        acc +=
+                            x[((n * s.h + ih) * s.w + iw) * s.c + c] * w[(kh * s.k + kw) * s.c + c];
                     });
                     y[((n * oh_n + oh) * ow_n + ow) * s.c + c] = acc;
                 }
@@ -101,8 +102,9 @@ pub fn depthwise_conv2d_backward_input(
             for ow in 0..ow_n {
                 taps(s, oh, ow, |kh, kw, ih, iw| {
                     for c in 0..s.c {
-                        dx[((n * s.h + ih) * s.w + iw) * s.c + c] +=
-                            dy[((n * oh_n + oh) * ow_n + ow) * s.c + c] * w[(kh * s.k + kw) * s.c + c];
+                        dx[((n * s.h + ih) * s.w + iw) * s.c + c] += dy
+                            [((n * oh_n + oh) * ow_n + ow) * s.c + c]
+                            * w[(kh * s.k + kw) * s.c + c];
                     }
                 });
             }
@@ -193,7 +195,10 @@ mod tests {
         depthwise_conv2d_forward(&mut y, &x, &w, &s);
         let ch0: Vec<f64> = (0..9).map(|i| y[2 * i]).collect();
         // Corner (0,0): 1+2+4+5 = 12; edge (0,1): 1+2+3+4+5+6 = 21; centre: 45.
-        assert_eq!(ch0, vec![12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0]);
+        assert_eq!(
+            ch0,
+            vec![12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0]
+        );
         let ch1: Vec<f64> = (0..9).map(|i| y[2 * i + 1]).collect();
         assert_eq!(ch1, (1..=9).map(|v| 10.0 * v as f64).collect::<Vec<_>>());
     }

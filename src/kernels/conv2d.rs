@@ -374,23 +374,16 @@ pub fn variant_report(ctx: &GpuContext) -> String {
     }
 }
 
-fn shape(
-    n: usize,
-    hw: usize,
-    cin: usize,
-    cout: usize,
-    stride: usize,
-    padding: Padding,
-) -> Conv2dShape {
+fn shape(n: usize, hw: usize, cin: usize, cout: usize, k: usize, stride: usize) -> Conv2dShape {
     Conv2dShape {
         n,
         h: hw,
         w: hw,
         cin,
         cout,
-        k: 3,
+        k,
         stride,
-        padding,
+        padding: Padding::Same,
     }
 }
 
@@ -418,95 +411,152 @@ fn tol(terms: usize) -> (f64, f64) {
     (1e-5 * (terms as f64).sqrt(), 1e-5)
 }
 
-/// Parity checks of every pass at the tiny, odd (stride 2, valid padding) and large shapes, and
-/// the stem's even-size stride-2 case (pads 0 before, 1 after).
+/// CPU references of one check shape, computed once and shared by every variant's check.
+#[derive(Default)]
+struct Reference {
+    y: OnceLock<Vec<f64>>,
+    dx: OnceLock<Vec<f64>>,
+    dw_db: OnceLock<(Vec<f64>, Vec<f64>)>,
+}
+
+/// Seeded inputs of a check: the same for every variant, so one CPU reference serves all.
+fn inputs(seed: u64, s: &Conv2dShape) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    (
+        random_vec(seed, s.x_len(), -1.0, 1.0),
+        random_vec(seed + 1, s.w_len(), -1.0, 1.0),
+        random_vec(seed + 2, s.cout, -1.0, 1.0),
+        random_vec(seed + 3, s.y_len(), -1.0, 1.0),
+    )
+}
+
+/// Parity checks of every pass and variant at the tiny, odd (stride 2, valid padding, 1×1
+/// stride 2 as in the residual projections) and large shapes, and the stem's even-size stride-2
+/// case (pads 0 before, 1 after). Layouts: ≤ 16 GEMM columns run the narrow tiles, more the
+/// wide (portable) or subgroup tiles, and every pass meets both.
 pub fn checks(ctx: &GpuContext) -> Vec<Check> {
     let cases = [
-        (ShapeClass::Tiny, shape(1, 4, 2, 3, 1, Padding::Same)),
-        (ShapeClass::Tiny, shape(1, 10, 3, 8, 2, Padding::Same)),
-        (ShapeClass::Odd, shape(2, 7, 5, 3, 2, Padding::Same)),
-        (ShapeClass::Odd, shape(2, 7, 5, 3, 2, Padding::Valid)),
-        (ShapeClass::Odd, shape(3, 9, 5, 19, 2, Padding::Same)),
-        (ShapeClass::Large, shape(4, 45, 64, 96, 1, Padding::Same)),
+        (ShapeClass::Tiny, shape(1, 4, 2, 3, 3, 1)),
+        (ShapeClass::Tiny, shape(1, 10, 3, 8, 3, 2)),
+        (ShapeClass::Odd, shape(2, 7, 5, 3, 3, 2)),
+        (
+            ShapeClass::Odd,
+            Conv2dShape {
+                padding: Padding::Valid,
+                ..shape(2, 7, 5, 3, 3, 2)
+            },
+        ),
+        (ShapeClass::Odd, shape(3, 9, 5, 19, 3, 2)),
+        (ShapeClass::Odd, shape(2, 9, 19, 21, 3, 2)),
+        (ShapeClass::Odd, shape(2, 9, 19, 21, 1, 2)),
+        // 50M multiply-adds: 113 row tiles, 8 K splits in backward_weight. (N4 H45 W45 C64→96
+        // is 448M, ~3 s per pass and variant on lavapipe; this keeps the list to seconds.)
+        (ShapeClass::Large, shape(2, 30, 32, 96, 3, 1)),
     ];
+    // Each variant's pipelines are compiled once, on first use, and shared by all its checks.
+    let variants: Vec<(Variant, Arc<OnceLock<Conv2d>>)> = Variant::available(ctx)
+        .into_iter()
+        .map(|v| (v, Arc::new(OnceLock::new())))
+        .collect();
     let mut v = Vec::new();
-    for variant in Variant::available(ctx) {
-    // Compiled once, on first use, and shared by every check of the variant.
-    let kernels: Arc<OnceLock<Conv2d>> = Arc::new(OnceLock::new());
-    for (class, s) in cases {
-        let k = kernels.clone();
-        v.push(Check::new(
-            "conv2d",
-            "forward",
-            variant.name(),
-            class,
-            describe(&s),
-            move |ctx| {
-                let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
-                let x = random_vec(1, s.x_len(), -1.0, 1.0);
-                let w = random_vec(2, s.w_len(), -1.0, 1.0);
-                let b = random_vec(3, s.cout, -1.0, 1.0);
-                let (xb, wb, bb) = (ctx.upload("x", &x), ctx.upload("w", &w), ctx.upload("b", &b));
-                let yb = ctx.zeros("y", s.y_len());
-                crate::kernels::run_all(ctx, &[&k.forward(ctx, &yb, &xb, &wb, &bb, &s)])?;
-                let mut want = vec![0.0; s.y_len()];
-                conv2d_forward(&mut want, &to_f64(&x), &to_f64(&w), &to_f64(&b), &s);
-                let (atol, rtol) = tol(s.k * s.k * s.cin);
-                Ok(vec![Compared::new("y", ctx.read(&yb)?, want, atol, rtol)])
-            },
-        ));
-        let k = kernels.clone();
-        v.push(Check::new(
-            "conv2d",
-            "backward_input",
-            variant.name(),
-            class,
-            describe(&s),
-            move |ctx| {
-                let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
-                let dy = random_vec(4, s.y_len(), -1.0, 1.0);
-                let w = random_vec(5, s.w_len(), -1.0, 1.0);
-                let (dyb, wb) = (ctx.upload("dy", &dy), ctx.upload("w", &w));
-                // Filled with garbage first: the pass must write every element.
-                let dxb = ctx.upload("dx", &vec![f32::NAN; s.x_len()]);
-                crate::kernels::run_all(ctx, &[&k.backward_input(ctx, &dxb, &dyb, &wb, &s)])?;
-                let mut want = vec![0.0; s.x_len()];
-                conv2d_backward_input(&mut want, &to_f64(&dy), &to_f64(&w), &s);
-                let (atol, rtol) = tol(s.k * s.k * s.cout);
-                Ok(vec![Compared::new("dx", ctx.read(&dxb)?, want, atol, rtol)])
-            },
-        ));
-        let k = kernels.clone();
-        v.push(Check::new(
-            "conv2d",
-            "backward_weight",
-            variant.name(),
-            class,
-            describe(&s),
-            move |ctx| {
-                let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
-                let dy = random_vec(6, s.y_len(), -1.0, 1.0);
-                let x = random_vec(7, s.x_len(), -1.0, 1.0);
-                let (dyb, xb) = (ctx.upload("dy", &dy), ctx.upload("x", &x));
-                let dwb = ctx.upload("dw", &vec![f32::NAN; s.w_len()]);
-                let dbb = ctx.upload("db", &vec![f32::NAN; s.cout]);
-                let scratch = ctx.upload(
-                    "scratch",
-                    &vec![f32::NAN; k.backward_weight_scratch_len(&s)],
-                );
-                let [d0, d1] = k.backward_weight(ctx, &dwb, &dbb, &scratch, &dyb, &xb, &s);
-                crate::kernels::run_all(ctx, &[&d0, &d1])?;
-                let mut dw = vec![0.0; s.w_len()];
-                let mut db = vec![0.0; s.cout];
-                conv2d_backward_weight(&mut dw, &mut db, &to_f64(&dy), &to_f64(&x), &s);
-                let (atol, rtol) = tol(s.n * s.oh() * s.ow());
-                Ok(vec![
-                    Compared::new("dw", ctx.read(&dwb)?, dw, atol, rtol),
-                    Compared::new("db", ctx.read(&dbb)?, db, atol, rtol),
-                ])
-            },
-        ));
-    }
+    for (i, (class, s)) in cases.into_iter().enumerate() {
+        let seed = 10 * i as u64;
+        let refs = Arc::new(Reference::default());
+        for (variant, kernels) in &variants {
+            let variant = *variant;
+            let (k, r) = (kernels.clone(), refs.clone());
+            v.push(Check::new(
+                "conv2d",
+                "forward",
+                variant.name(),
+                class,
+                describe(&s),
+                move |ctx| {
+                    let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
+                    let (x, w, b, _) = inputs(seed, &s);
+                    let (xb, wb, bb) = (
+                        ctx.upload("x", &x),
+                        ctx.upload("w", &w),
+                        ctx.upload("b", &b),
+                    );
+                    let yb = ctx.upload("y", &vec![f32::NAN; s.y_len()]);
+                    crate::kernels::run_all(ctx, &[&k.forward(ctx, &yb, &xb, &wb, &bb, &s)])?;
+                    let want = r.y.get_or_init(|| {
+                        let mut y = vec![0.0; s.y_len()];
+                        conv2d_forward(&mut y, &to_f64(&x), &to_f64(&w), &to_f64(&b), &s);
+                        y
+                    });
+                    let (atol, rtol) = tol(s.k * s.k * s.cin);
+                    Ok(vec![Compared::new(
+                        "y",
+                        ctx.read(&yb)?,
+                        want.clone(),
+                        atol,
+                        rtol,
+                    )])
+                },
+            ));
+            let (k, r) = (kernels.clone(), refs.clone());
+            v.push(Check::new(
+                "conv2d",
+                "backward_input",
+                variant.name(),
+                class,
+                describe(&s),
+                move |ctx| {
+                    let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
+                    let (_, w, _, dy) = inputs(seed, &s);
+                    let (dyb, wb) = (ctx.upload("dy", &dy), ctx.upload("w", &w));
+                    // Garbage first: the pass must write every element.
+                    let dxb = ctx.upload("dx", &vec![f32::NAN; s.x_len()]);
+                    crate::kernels::run_all(ctx, &[&k.backward_input(ctx, &dxb, &dyb, &wb, &s)])?;
+                    let want = r.dx.get_or_init(|| {
+                        let mut dx = vec![0.0; s.x_len()];
+                        conv2d_backward_input(&mut dx, &to_f64(&dy), &to_f64(&w), &s);
+                        dx
+                    });
+                    let (atol, rtol) = tol(s.k * s.k * s.cout);
+                    Ok(vec![Compared::new(
+                        "dx",
+                        ctx.read(&dxb)?,
+                        want.clone(),
+                        atol,
+                        rtol,
+                    )])
+                },
+            ));
+            let (k, r) = (kernels.clone(), refs.clone());
+            v.push(Check::new(
+                "conv2d",
+                "backward_weight",
+                variant.name(),
+                class,
+                describe(&s),
+                move |ctx| {
+                    let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
+                    let (x, _, _, dy) = inputs(seed, &s);
+                    let (dyb, xb) = (ctx.upload("dy", &dy), ctx.upload("x", &x));
+                    let dwb = ctx.upload("dw", &vec![f32::NAN; s.w_len()]);
+                    let dbb = ctx.upload("db", &vec![f32::NAN; s.cout]);
+                    let scratch = ctx.upload(
+                        "scratch",
+                        &vec![f32::NAN; k.backward_weight_scratch_len(&s)],
+                    );
+                    let [d0, d1] = k.backward_weight(ctx, &dwb, &dbb, &scratch, &dyb, &xb, &s);
+                    crate::kernels::run_all(ctx, &[&d0, &d1])?;
+                    let (dw, db) = r.dw_db.get_or_init(|| {
+                        let mut dw = vec![0.0; s.w_len()];
+                        let mut db = vec![0.0; s.cout];
+                        conv2d_backward_weight(&mut dw, &mut db, &to_f64(&dy), &to_f64(&x), &s);
+                        (dw, db)
+                    });
+                    let (atol, rtol) = tol(s.n * s.oh() * s.ow());
+                    Ok(vec![
+                        Compared::new("dw", ctx.read(&dwb)?, dw.clone(), atol, rtol),
+                        Compared::new("db", ctx.read(&dbb)?, db.clone(), atol, rtol),
+                    ])
+                },
+            ));
+        }
     }
     v
 }
@@ -515,7 +565,7 @@ pub fn checks(ctx: &GpuContext) -> Vec<Check> {
 /// runs. FLOPs = 2·MACs.
 pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
     use crate::bench::{BenchCase, Work};
-    let s = shape(8, 180, 3, 128, 2, Padding::Same);
+    let s = shape(8, 180, 3, 128, 3, 2);
     let flops = Work::Flops(2 * s.macs() as u64);
     let id = "8x180x180x3_128_k3s2";
     let x = ctx.upload("x", &random_vec(1, s.x_len(), -1.0, 1.0));
@@ -566,7 +616,10 @@ mod timing_tmp {
     fn time_stem() {
         let ctx = crate::gpu::test_context().unwrap();
         let cases = bench_cases(&ctx);
-        for c in cases.iter().chain(crate::kernels::depthwise_conv2d::bench_cases(&ctx).iter()) {
+        for c in cases
+            .iter()
+            .chain(crate::kernels::depthwise_conv2d::bench_cases(&ctx).iter())
+        {
             c.run_once(&ctx);
             let t = std::time::Instant::now();
             for _ in 0..2 {

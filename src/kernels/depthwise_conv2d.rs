@@ -378,10 +378,7 @@ pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
     let y = ctx.zeros("y", s.y_len());
     let dx = ctx.zeros("dx", s.x_len());
     let dw = ctx.zeros("dw", s.w_len());
-    let scratch = ctx.zeros(
-        "scratch",
-        DepthwiseConv2d::backward_weight_scratch_len(&s),
-    );
+    let scratch = ctx.zeros("scratch", DepthwiseConv2d::backward_weight_scratch_len(&s));
     let flops = 2 * s.macs() as u64;
     let id = "8x90x90x256_k3";
     vec![
