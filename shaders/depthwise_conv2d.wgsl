@@ -39,7 +39,7 @@
 
 override WG: u32 = 64u;
 override K: u32 = 3u;
-const TW: u32 = 8u;
+const TW: u32 = 16u;
 // Largest supported K; sizes the register windows (unused entries are optimised away).
 const KMAX: u32 = 7u;
 

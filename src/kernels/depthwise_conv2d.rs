@@ -43,7 +43,7 @@ pub struct Params {
 
 const WG: u32 = 64;
 /// Output pixels per invocation along W (`TW` in the WGSL).
-const TW: usize = 8;
+const TW: usize = 16;
 /// Largest kernel size the shader's register windows hold (`KMAX`).
 pub const MAX_K: usize = 7;
 /// backward_weight: the workgroup count splitting aims for.
