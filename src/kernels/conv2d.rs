@@ -607,30 +607,3 @@ pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
     }
     v
 }
-
-#[cfg(test)]
-mod timing_tmp {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn time_stem() {
-        let ctx = crate::gpu::test_context().unwrap();
-        let cases = bench_cases(&ctx);
-        for c in cases
-            .iter()
-            .chain(crate::kernels::depthwise_conv2d::bench_cases(&ctx).iter())
-        {
-            c.run_once(&ctx);
-            let t = std::time::Instant::now();
-            for _ in 0..2 {
-                c.run_once(&ctx);
-            }
-            let dt = t.elapsed().as_secs_f64() / 2.0;
-            let gf = match c.work {
-                crate::bench::Work::Flops(f) => f as f64 / dt / 1e9,
-                crate::bench::Work::Bytes(b) => b as f64 / dt / 1e9,
-            };
-            eprintln!("{} {:.3}s {:.2} GFLOP/s", c.id, dt, gf);
-        }
-    }
-}
