@@ -26,7 +26,7 @@
 //   rows_per_split (backward_weight); groups (workgroups in use; reduce: ceil(K·K·C/WG)).
 // Workgroup: WG (override, default 64) lanes along C (coalesced loads, one channel per lane);
 //   K (override, default 3) is the kernel size, so every tap loop has a constant trip count and
-//   the windows below stay in registers. forward/backward_input: an invocation writes TW = 8
+//   the windows below stay in registers. forward/backward_input: an invocation writes TW = 16
 //   consecutive pixels of one row and reuses each loaded input across the K taps that need it
 //   (K·(TW+K−1) loads for K·K·TW multiply-adds). backward_weight: an invocation walks its rows
 //   with a K×K sliding window, 1 + K loads per K·K multiply-adds, K·K accumulators.

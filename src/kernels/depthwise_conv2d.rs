@@ -1,7 +1,7 @@
 //! `depthwise_conv2d`: K×K depthwise convolution, stride 1, no bias, forward and both backward
 //! passes (shaders/depthwise_conv2d.wgsl).
 //!
-//! One channel per lane (loads coalesced along C), 8 output pixels of a row per invocation with
+//! One channel per lane (loads coalesced along C), 16 output pixels of a row per invocation with
 //! each loaded input reused across the K taps that read it; registers only, no workgroup memory,
 //! which suits real GPUs and lavapipe alike (LAVAPIPE-NOTES: loads are the cost there, workgroup
 //! memory is slow). backward_weight is a two-stage reduction over N·OH·OW: splits of output rows
