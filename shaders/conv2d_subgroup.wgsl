@@ -71,6 +71,40 @@ fn tile_col(tc: u32, j: u32, lane: u32) -> u32 {
     return tc * WG * TN + j * WG + lane;
 }
 
+// Four weights (or dy values) of GEMM row `row`, columns tile_col(tc, j0 .. j0+3, lane); zero
+// past Cout.
+fn load4(row: u32, tc: u32, lane: u32, j0: u32) -> vec4<f32> {
+    var v = vec4(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let c = tile_col(tc, j0 + j, lane);
+        if (c < params.cout) {
+            v[j] = b[row * params.cout + c];
+        }
+    }
+    return v;
+}
+
+// acc[2i], acc[2i+1] += x·(w0, w1). Called with literal i only: an accumulator array indexed
+// by anything but constants is kept in memory by lavapipe, so the TM rows are unrolled by hand.
+fn rank1(acc: ptr<function, array<vec4<f32>, 32>>, i: u32, x: f32, w0: vec4<f32>, w1: vec4<f32>) {
+    (*acc)[2u * i] = fma(vec4(x), w0, (*acc)[2u * i]);
+    (*acc)[2u * i + 1u] = fma(vec4(x), w1, (*acc)[2u * i + 1u]);
+}
+
+// y[r, tile columns] = (lo, hi) + bias, for r < m and columns < Cout.
+fn store_y(r: u32, m: u32, tc: u32, lane: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (r >= m) {
+        return;
+    }
+    for (var j = 0u; j < TN; j++) {
+        let c = tile_col(tc, j, lane);
+        if (c < params.cout) {
+            let half = select(hi, lo, j < 4u);
+            out[r * params.cout + c] = half[j % 4u] + bias[c];
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn conv2d_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -102,12 +136,7 @@ fn conv2d_forward(
         ih0[q] = i32(t % params.oh) * s - i32(params.pad_top);
         iw0[q] = i32(ow_) * s - i32(params.pad_left);
     }
-    var col_ok: array<bool, TN>;
-    for (var j = 0u; j < TN; j++) {
-        col_ok[j] = tile_col(tc, j, lid) < cout;
-    }
-
-    var acc: array<array<f32, TN>, TM>;
+    var acc: array<vec4<f32>, 32>;
     for (var kh = 0u; kh < params.k; kh++) {
         for (var kw = 0u; kw < params.k; kw++) {
             var base: array<i32, RMAX>;
@@ -120,39 +149,51 @@ fn conv2d_forward(
             }
             let wrow = (kh * params.k + kw) * cin;
             for (var ci = 0u; ci < cin; ci++) {
-                var wv: array<f32, TN>;
-                for (var j = 0u; j < TN; j++) {
-                    if (col_ok[j]) {
-                        wv[j] = b[(wrow + ci) * cout + tile_col(tc, j, lid)];
-                    }
-                }
+                let w0 = load4(wrow + ci, tc, lid, 0u);
+                let w1 = load4(wrow + ci, tc, lid, 4u);
+                var mine: array<f32, RMAX>;
                 for (var q = 0u; q < reps; q++) {
-                    var mine = 0.0;
                     if (base[q] >= 0) {
-                        mine = a[u32(base[q]) + ci];
-                    }
-                    for (var l = 0u; l < SG; l++) {
-                        let xv = subgroupShuffle(mine, l);
-                        for (var j = 0u; j < TN; j++) {
-                            acc[q * SG + l][j] = fma(xv, wv[j], acc[q * SG + l][j]);
-                        }
+                        mine[q] = a[u32(base[q]) + ci];
                     }
                 }
+                // Row i's value was loaded by lane i % SG into its mine[i / SG].
+                rank1(&acc, 0u, subgroupShuffle(mine[0u / SG], 0u % SG), w0, w1);
+                rank1(&acc, 1u, subgroupShuffle(mine[1u / SG], 1u % SG), w0, w1);
+                rank1(&acc, 2u, subgroupShuffle(mine[2u / SG], 2u % SG), w0, w1);
+                rank1(&acc, 3u, subgroupShuffle(mine[3u / SG], 3u % SG), w0, w1);
+                rank1(&acc, 4u, subgroupShuffle(mine[4u / SG], 4u % SG), w0, w1);
+                rank1(&acc, 5u, subgroupShuffle(mine[5u / SG], 5u % SG), w0, w1);
+                rank1(&acc, 6u, subgroupShuffle(mine[6u / SG], 6u % SG), w0, w1);
+                rank1(&acc, 7u, subgroupShuffle(mine[7u / SG], 7u % SG), w0, w1);
+                rank1(&acc, 8u, subgroupShuffle(mine[8u / SG], 8u % SG), w0, w1);
+                rank1(&acc, 9u, subgroupShuffle(mine[9u / SG], 9u % SG), w0, w1);
+                rank1(&acc, 10u, subgroupShuffle(mine[10u / SG], 10u % SG), w0, w1);
+                rank1(&acc, 11u, subgroupShuffle(mine[11u / SG], 11u % SG), w0, w1);
+                rank1(&acc, 12u, subgroupShuffle(mine[12u / SG], 12u % SG), w0, w1);
+                rank1(&acc, 13u, subgroupShuffle(mine[13u / SG], 13u % SG), w0, w1);
+                rank1(&acc, 14u, subgroupShuffle(mine[14u / SG], 14u % SG), w0, w1);
+                rank1(&acc, 15u, subgroupShuffle(mine[15u / SG], 15u % SG), w0, w1);
             }
         }
     }
 
-    for (var i = 0u; i < TM; i++) {
-        let r = tr * TM + i;
-        if (r < m) {
-            for (var j = 0u; j < TN; j++) {
-                if (col_ok[j]) {
-                    let c = tile_col(tc, j, lid);
-                    out[r * cout + c] = acc[i][j] + bias[c];
-                }
-            }
-        }
-    }
+    store_y(tr * TM + 0u, m, tc, lid, acc[0], acc[1]);
+    store_y(tr * TM + 1u, m, tc, lid, acc[2], acc[3]);
+    store_y(tr * TM + 2u, m, tc, lid, acc[4], acc[5]);
+    store_y(tr * TM + 3u, m, tc, lid, acc[6], acc[7]);
+    store_y(tr * TM + 4u, m, tc, lid, acc[8], acc[9]);
+    store_y(tr * TM + 5u, m, tc, lid, acc[10], acc[11]);
+    store_y(tr * TM + 6u, m, tc, lid, acc[12], acc[13]);
+    store_y(tr * TM + 7u, m, tc, lid, acc[14], acc[15]);
+    store_y(tr * TM + 8u, m, tc, lid, acc[16], acc[17]);
+    store_y(tr * TM + 9u, m, tc, lid, acc[18], acc[19]);
+    store_y(tr * TM + 10u, m, tc, lid, acc[20], acc[21]);
+    store_y(tr * TM + 11u, m, tc, lid, acc[22], acc[23]);
+    store_y(tr * TM + 12u, m, tc, lid, acc[24], acc[25]);
+    store_y(tr * TM + 13u, m, tc, lid, acc[26], acc[27]);
+    store_y(tr * TM + 14u, m, tc, lid, acc[28], acc[29]);
+    store_y(tr * TM + 15u, m, tc, lid, acc[30], acc[31]);
 }
 
 @compute @workgroup_size(WG)
