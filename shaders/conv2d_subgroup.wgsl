@@ -196,6 +196,20 @@ fn conv2d_forward(
     store_y(tr * TM + 15u, m, tc, lid, acc[30], acc[31]);
 }
 
+// scratch[dst + r·Cout + tile columns] = (lo, hi), for r < m and columns < Cout.
+fn store_dw(dst: u32, r: u32, m: u32, tc: u32, lane: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (r >= m) {
+        return;
+    }
+    for (var j = 0u; j < TN; j++) {
+        let c = tile_col(tc, j, lane);
+        if (c < params.cout) {
+            let half = select(hi, lo, j < 4u);
+            out[dst + r * params.cout + c] = half[j % 4u];
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn conv2d_backward_weight(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -229,13 +243,9 @@ fn conv2d_backward_weight(
         dw[q] = i32(tap % params.k) - i32(params.pad_left);
         ch[q] = r % cin;
     }
-    var col_ok: array<bool, TN>;
-    for (var j = 0u; j < TN; j++) {
-        col_ok[j] = tile_col(tc, j, lid) < cout;
-    }
-
-    var acc: array<array<f32, TN>, TM>;
-    var bacc: array<f32, TN>;
+    var acc: array<vec4<f32>, 32>;
+    var bacc0 = vec4(0.0);
+    var bacc1 = vec4(0.0);
     let p0 = split * params.k_chunk;
     let p1 = min(p0 + params.k_chunk, kk);
     for (var p = p0; p < p1; p++) {
@@ -244,46 +254,57 @@ fn conv2d_backward_weight(
         let ih_base = i32((t % params.oh) * s);
         let iw_base = i32(ow_ * s);
         let img = (t / params.oh) * params.h;
-        var dyv: array<f32, TN>;
-        for (var j = 0u; j < TN; j++) {
-            if (col_ok[j]) {
-                dyv[j] = b[p * cout + tile_col(tc, j, lid)];
-            }
-            bacc[j] += dyv[j];
-        }
+        let d0 = load4(p, tc, lid, 0u);
+        let d1 = load4(p, tc, lid, 4u);
+        bacc0 += d0;
+        bacc1 += d1;
+        var mine: array<f32, RMAX>;
         for (var q = 0u; q < reps; q++) {
             let ih = ih_base + dh[q];
             let iw = iw_base + dw[q];
-            var mine = 0.0;
             if (ih >= 0 && ih < i32(params.h) && iw >= 0 && iw < i32(params.w)) {
-                mine = a[((img + u32(ih)) * params.w + u32(iw)) * cin + ch[q]];
-            }
-            for (var l = 0u; l < SG; l++) {
-                let xv = subgroupShuffle(mine, l);
-                for (var j = 0u; j < TN; j++) {
-                    acc[q * SG + l][j] = fma(xv, dyv[j], acc[q * SG + l][j]);
-                }
+                mine[q] = a[((img + u32(ih)) * params.w + u32(iw)) * cin + ch[q]];
             }
         }
+        // Row i's x value was loaded by lane i % SG into its mine[i / SG].
+        rank1(&acc, 0u, subgroupShuffle(mine[0u / SG], 0u % SG), d0, d1);
+        rank1(&acc, 1u, subgroupShuffle(mine[1u / SG], 1u % SG), d0, d1);
+        rank1(&acc, 2u, subgroupShuffle(mine[2u / SG], 2u % SG), d0, d1);
+        rank1(&acc, 3u, subgroupShuffle(mine[3u / SG], 3u % SG), d0, d1);
+        rank1(&acc, 4u, subgroupShuffle(mine[4u / SG], 4u % SG), d0, d1);
+        rank1(&acc, 5u, subgroupShuffle(mine[5u / SG], 5u % SG), d0, d1);
+        rank1(&acc, 6u, subgroupShuffle(mine[6u / SG], 6u % SG), d0, d1);
+        rank1(&acc, 7u, subgroupShuffle(mine[7u / SG], 7u % SG), d0, d1);
+        rank1(&acc, 8u, subgroupShuffle(mine[8u / SG], 8u % SG), d0, d1);
+        rank1(&acc, 9u, subgroupShuffle(mine[9u / SG], 9u % SG), d0, d1);
+        rank1(&acc, 10u, subgroupShuffle(mine[10u / SG], 10u % SG), d0, d1);
+        rank1(&acc, 11u, subgroupShuffle(mine[11u / SG], 11u % SG), d0, d1);
+        rank1(&acc, 12u, subgroupShuffle(mine[12u / SG], 12u % SG), d0, d1);
+        rank1(&acc, 13u, subgroupShuffle(mine[13u / SG], 13u % SG), d0, d1);
+        rank1(&acc, 14u, subgroupShuffle(mine[14u / SG], 14u % SG), d0, d1);
+        rank1(&acc, 15u, subgroupShuffle(mine[15u / SG], 15u % SG), d0, d1);
     }
 
     let row_len = m * cout + cout;
     let dst = split * row_len;
-    for (var i = 0u; i < TM; i++) {
-        let r = tr * TM + i;
-        if (r < m) {
-            for (var j = 0u; j < TN; j++) {
-                if (col_ok[j]) {
-                    out[dst + r * cout + tile_col(tc, j, lid)] = acc[i][j];
-                }
-            }
-        }
-    }
+    store_dw(dst, tr * TM + 0u, m, tc, lid, acc[0], acc[1]);
+    store_dw(dst, tr * TM + 1u, m, tc, lid, acc[2], acc[3]);
+    store_dw(dst, tr * TM + 2u, m, tc, lid, acc[4], acc[5]);
+    store_dw(dst, tr * TM + 3u, m, tc, lid, acc[6], acc[7]);
+    store_dw(dst, tr * TM + 4u, m, tc, lid, acc[8], acc[9]);
+    store_dw(dst, tr * TM + 5u, m, tc, lid, acc[10], acc[11]);
+    store_dw(dst, tr * TM + 6u, m, tc, lid, acc[12], acc[13]);
+    store_dw(dst, tr * TM + 7u, m, tc, lid, acc[14], acc[15]);
+    store_dw(dst, tr * TM + 8u, m, tc, lid, acc[16], acc[17]);
+    store_dw(dst, tr * TM + 9u, m, tc, lid, acc[18], acc[19]);
+    store_dw(dst, tr * TM + 10u, m, tc, lid, acc[20], acc[21]);
+    store_dw(dst, tr * TM + 11u, m, tc, lid, acc[22], acc[23]);
+    store_dw(dst, tr * TM + 12u, m, tc, lid, acc[24], acc[25]);
+    store_dw(dst, tr * TM + 13u, m, tc, lid, acc[26], acc[27]);
+    store_dw(dst, tr * TM + 14u, m, tc, lid, acc[28], acc[29]);
+    store_dw(dst, tr * TM + 15u, m, tc, lid, acc[30], acc[31]);
+    // Each column's dy sum is computed by every row tile alike; the first one stores it.
     if (tr == 0u) {
-        for (var j = 0u; j < TN; j++) {
-            if (col_ok[j]) {
-                out[dst + m * cout + tile_col(tc, j, lid)] = bacc[j];
-            }
-        }
+        store_dw(dst, m, m + 1u, tc, lid, bacc0, bacc1);
     }
 }
