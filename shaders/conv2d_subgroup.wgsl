@@ -1,15 +1,17 @@
-// conv2d_subgroup.wgsl — the subgroup variant of conv2d's forward and backward_weight passes,
-// for adapters where per-lane loads are the cost and a subgroup shuffle is cheap (lavapipe:
-// LAVAPIPE-NOTES.md). Same semantics, bindings, Params and grid as conv2d.wgsl; only the
-// loading of the GEMM row operand differs: instead of every lane loading all TM row values
-// itself, lane l of each subgroup loads the values of rows l, l + SG, … and the subgroup
-// exchanges them with subgroupShuffle, cutting those loads SG-fold. backward_input and the
-// split-K reduction have no subgroup form (the reduction is memory-bound; the stem's
-// backward_input is never needed in training): use conv2d.wgsl's.
+// conv2d_subgroup.wgsl — the subgroup variant of conv2d's three GEMM passes, for adapters where
+// per-lane loads are the cost and a subgroup shuffle is cheap (lavapipe: LAVAPIPE-NOTES.md).
+// Same semantics, bindings, Params and grid as conv2d.wgsl; what differs: instead of every lane
+// loading all TM values of the GEMM row operand itself, lane l of each subgroup loads those of
+// rows l, l + SG, … and the subgroup exchanges them with subgroupShuffle, cutting those loads
+// SG-fold; and the accumulators are only ever indexed by literals (the TM rows are written out)
+// because lavapipe keeps an array indexed by a loop counter in memory: that alone made the
+// forward pass 7× faster. The split-K reduction (memory-bound) is conv2d.wgsl's.
 //
 // Entry points
 //   conv2d_forward          y = im2col(x)·W + b (GEMM M = N·OH·OW, cols = Cout, K = k·k·Cin).
 //                           Writes y.
+//   conv2d_backward_input   dx = dy ⋆ W (GEMM M = N·H·W, cols = Cin, K = k·k·Cout), the taps
+//                           of each dx pixel found as in conv2d.wgsl. Writes dx.
 //   conv2d_backward_weight  split-K partials of dw (GEMM M = k·k·Cin, cols = Cout,
 //                           K = N·OH·OW) and of db = column sums of dy.
 //                           Writes scratch [splits, k·k·Cin·Cout + Cout]; reduced by
@@ -17,11 +19,14 @@
 //
 // Bindings (group 0)
 //   slot | name   | access     | shape, layout                          | used by
-//   0    | out    | read_write | y [N,OH,OW,Cout] / scratch [splits, L]  | forward / backward_weight
-//   2    | a      | read       | x [N,H,W,Cin]                           | both (x saved, backward)
-//   3    | b      | read       | W [k,k,Cin,Cout] / dy [N,OH,OW,Cout]    | forward / backward_weight
+//   0    | out    | read_write | y [N,OH,OW,Cout] / dx [N,H,W,Cin] /     | forward / backward_input /
+//        |        |            | scratch [splits, k·k·Cin·Cout + Cout]   | backward_weight
+//   2    | a      | read       | x [N,H,W,Cin] / dy [N,OH,OW,Cout] / x   | forward / backward_input /
+//        |        |            | (saved)                                 | backward_weight
+//   3    | b      | read       | W [k,k,Cin,Cout] / W / dy [N,OH,OW,Cout]| forward / backward_input /
+//        |        |            |                                         | backward_weight
 //   4    | bias   | read       | b [Cout]                                | forward
-//   5    | params | uniform    | Params (as conv2d.wgsl)                 | both
+//   5    | params | uniform    | Params (as conv2d.wgsl)                 | all
 //
 // Params: as conv2d.wgsl (n, h, w, cin, oh, ow, cout, k, stride, pad_top, pad_left, col_tiles,
 //   row_tiles, splits, k_chunk, groups).
@@ -31,7 +36,8 @@
 //   TM = 16 rows × TN = 8 columns of accumulators; its columns are tile_col0 + j·WG + lane.
 // Grid: as conv2d.wgsl: kernels::grid_1d(groups), g = wid.x + wid.y·nwg.x, g ≥ groups returns
 //   (uniformly for the whole workgroup, so every shuffle runs with all lanes active).
-// Mirrors: cpu::conv2d::conv2d_forward, cpu::conv2d::conv2d_backward_weight (with the reduce).
+// Mirrors: cpu::conv2d::conv2d_forward, conv2d_backward_input, conv2d_backward_weight (with
+//   conv2d.wgsl's reduce).
 // Needs wgpu::Features::SUBGROUP (naga 30 rejects `enable subgroups;`, so there is none here).
 
 override WG: u32 = 16u;
@@ -196,16 +202,124 @@ fn conv2d_forward(
     store_y(tr * TM + 15u, m, tc, lid, acc[30], acc[31]);
 }
 
-// scratch[dst + r·Cout + tile columns] = (lo, hi), for r < m and columns < Cout.
-fn store_dw(dst: u32, r: u32, m: u32, tc: u32, lane: u32, lo: vec4<f32>, hi: vec4<f32>) {
+// Four weights W[kh, kw, c, co] for the tile columns c = tile_col(tc, j0 .. j0+3, lane) (the
+// GEMM columns of backward_input are Cin), with wrow = (kh·k + kw)·Cin; zero past Cin.
+fn load4_t(wrow: u32, co: u32, tc: u32, lane: u32, j0: u32) -> vec4<f32> {
+    var v = vec4(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let c = tile_col(tc, j0 + j, lane);
+        if (c < params.cin) {
+            v[j] = b[(wrow + c) * params.cout + co];
+        }
+    }
+    return v;
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_backward_input(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) sl: u32,
+) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= params.groups) {
+        return;
+    }
+    let tc = g % params.col_tiles;
+    let tr = g / params.col_tiles;
+    let m = params.n * params.h * params.w;
+    let cin = params.cin;
+    let cout = params.cout;
+    let s = i32(params.stride);
+    let reps = TM / SG;
+
+    // This lane loads rows (dx pixels) tr·TM + q·SG + sl: the first dy row of the image (−1
+    // past the last row) and the padded coordinates th0 = ih + pad_top, tw0 = iw + pad_left.
+    var img: array<i32, RMAX>;
+    var th0: array<i32, RMAX>;
+    var tw0: array<i32, RMAX>;
+    for (var q = 0u; q < reps; q++) {
+        let r = tr * TM + q * SG + sl;
+        let iw = r % params.w;
+        let t = r / params.w;
+        img[q] = select(-1, i32((t / params.h) * params.oh), r < m);
+        th0[q] = i32(t % params.h) + i32(params.pad_top);
+        tw0[q] = i32(iw) + i32(params.pad_left);
+    }
+    var acc: array<vec4<f32>, 32>;
+    for (var kh = 0u; kh < params.k; kh++) {
+        for (var kw = 0u; kw < params.k; kw++) {
+            // dy[n, oh, ow, 0] per loaded row, −1 where no output pixel reaches it by this tap.
+            var base: array<i32, RMAX>;
+            for (var q = 0u; q < reps; q++) {
+                let th = th0[q] - i32(kh);
+                let tw = tw0[q] - i32(kw);
+                let oh = th / s;
+                let ow = tw / s;
+                let hit = img[q] >= 0 && th >= 0 && tw >= 0 && th == oh * s && tw == ow * s
+                    && oh < i32(params.oh) && ow < i32(params.ow);
+                base[q] = select(-1, ((img[q] + oh) * i32(params.ow) + ow) * i32(cout), hit);
+            }
+            let wrow = (kh * params.k + kw) * cin;
+            for (var co = 0u; co < cout; co++) {
+                let w0 = load4_t(wrow, co, tc, lid, 0u);
+                let w1 = load4_t(wrow, co, tc, lid, 4u);
+                var mine: array<f32, RMAX>;
+                for (var q = 0u; q < reps; q++) {
+                    if (base[q] >= 0) {
+                        mine[q] = a[u32(base[q]) + co];
+                    }
+                }
+                // Row i's dy value was loaded by lane i % SG into its mine[i / SG].
+                rank1(&acc, 0u, subgroupShuffle(mine[0u / SG], 0u % SG), w0, w1);
+                rank1(&acc, 1u, subgroupShuffle(mine[1u / SG], 1u % SG), w0, w1);
+                rank1(&acc, 2u, subgroupShuffle(mine[2u / SG], 2u % SG), w0, w1);
+                rank1(&acc, 3u, subgroupShuffle(mine[3u / SG], 3u % SG), w0, w1);
+                rank1(&acc, 4u, subgroupShuffle(mine[4u / SG], 4u % SG), w0, w1);
+                rank1(&acc, 5u, subgroupShuffle(mine[5u / SG], 5u % SG), w0, w1);
+                rank1(&acc, 6u, subgroupShuffle(mine[6u / SG], 6u % SG), w0, w1);
+                rank1(&acc, 7u, subgroupShuffle(mine[7u / SG], 7u % SG), w0, w1);
+                rank1(&acc, 8u, subgroupShuffle(mine[8u / SG], 8u % SG), w0, w1);
+                rank1(&acc, 9u, subgroupShuffle(mine[9u / SG], 9u % SG), w0, w1);
+                rank1(&acc, 10u, subgroupShuffle(mine[10u / SG], 10u % SG), w0, w1);
+                rank1(&acc, 11u, subgroupShuffle(mine[11u / SG], 11u % SG), w0, w1);
+                rank1(&acc, 12u, subgroupShuffle(mine[12u / SG], 12u % SG), w0, w1);
+                rank1(&acc, 13u, subgroupShuffle(mine[13u / SG], 13u % SG), w0, w1);
+                rank1(&acc, 14u, subgroupShuffle(mine[14u / SG], 14u % SG), w0, w1);
+                rank1(&acc, 15u, subgroupShuffle(mine[15u / SG], 15u % SG), w0, w1);
+            }
+        }
+    }
+
+    store_rows(0u, tr * TM + 0u, m, cin, tc, lid, acc[0], acc[1]);
+    store_rows(0u, tr * TM + 1u, m, cin, tc, lid, acc[2], acc[3]);
+    store_rows(0u, tr * TM + 2u, m, cin, tc, lid, acc[4], acc[5]);
+    store_rows(0u, tr * TM + 3u, m, cin, tc, lid, acc[6], acc[7]);
+    store_rows(0u, tr * TM + 4u, m, cin, tc, lid, acc[8], acc[9]);
+    store_rows(0u, tr * TM + 5u, m, cin, tc, lid, acc[10], acc[11]);
+    store_rows(0u, tr * TM + 6u, m, cin, tc, lid, acc[12], acc[13]);
+    store_rows(0u, tr * TM + 7u, m, cin, tc, lid, acc[14], acc[15]);
+    store_rows(0u, tr * TM + 8u, m, cin, tc, lid, acc[16], acc[17]);
+    store_rows(0u, tr * TM + 9u, m, cin, tc, lid, acc[18], acc[19]);
+    store_rows(0u, tr * TM + 10u, m, cin, tc, lid, acc[20], acc[21]);
+    store_rows(0u, tr * TM + 11u, m, cin, tc, lid, acc[22], acc[23]);
+    store_rows(0u, tr * TM + 12u, m, cin, tc, lid, acc[24], acc[25]);
+    store_rows(0u, tr * TM + 13u, m, cin, tc, lid, acc[26], acc[27]);
+    store_rows(0u, tr * TM + 14u, m, cin, tc, lid, acc[28], acc[29]);
+    store_rows(0u, tr * TM + 15u, m, cin, tc, lid, acc[30], acc[31]);
+}
+
+// out[dst + r·cols + tile columns] = (lo, hi), for r < m and columns < cols.
+fn store_rows(dst: u32, r: u32, m: u32, cols: u32, tc: u32, lane: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (r >= m) {
         return;
     }
     for (var j = 0u; j < TN; j++) {
         let c = tile_col(tc, j, lane);
-        if (c < params.cout) {
+        if (c < cols) {
             let half = select(hi, lo, j < 4u);
-            out[dst + r * params.cout + c] = half[j % 4u];
+            out[dst + r * cols + c] = half[j % 4u];
         }
     }
 }
@@ -287,24 +401,24 @@ fn conv2d_backward_weight(
 
     let row_len = m * cout + cout;
     let dst = split * row_len;
-    store_dw(dst, tr * TM + 0u, m, tc, lid, acc[0], acc[1]);
-    store_dw(dst, tr * TM + 1u, m, tc, lid, acc[2], acc[3]);
-    store_dw(dst, tr * TM + 2u, m, tc, lid, acc[4], acc[5]);
-    store_dw(dst, tr * TM + 3u, m, tc, lid, acc[6], acc[7]);
-    store_dw(dst, tr * TM + 4u, m, tc, lid, acc[8], acc[9]);
-    store_dw(dst, tr * TM + 5u, m, tc, lid, acc[10], acc[11]);
-    store_dw(dst, tr * TM + 6u, m, tc, lid, acc[12], acc[13]);
-    store_dw(dst, tr * TM + 7u, m, tc, lid, acc[14], acc[15]);
-    store_dw(dst, tr * TM + 8u, m, tc, lid, acc[16], acc[17]);
-    store_dw(dst, tr * TM + 9u, m, tc, lid, acc[18], acc[19]);
-    store_dw(dst, tr * TM + 10u, m, tc, lid, acc[20], acc[21]);
-    store_dw(dst, tr * TM + 11u, m, tc, lid, acc[22], acc[23]);
-    store_dw(dst, tr * TM + 12u, m, tc, lid, acc[24], acc[25]);
-    store_dw(dst, tr * TM + 13u, m, tc, lid, acc[26], acc[27]);
-    store_dw(dst, tr * TM + 14u, m, tc, lid, acc[28], acc[29]);
-    store_dw(dst, tr * TM + 15u, m, tc, lid, acc[30], acc[31]);
+    store_rows(dst, tr * TM + 0u, m, cout, tc, lid, acc[0], acc[1]);
+    store_rows(dst, tr * TM + 1u, m, cout, tc, lid, acc[2], acc[3]);
+    store_rows(dst, tr * TM + 2u, m, cout, tc, lid, acc[4], acc[5]);
+    store_rows(dst, tr * TM + 3u, m, cout, tc, lid, acc[6], acc[7]);
+    store_rows(dst, tr * TM + 4u, m, cout, tc, lid, acc[8], acc[9]);
+    store_rows(dst, tr * TM + 5u, m, cout, tc, lid, acc[10], acc[11]);
+    store_rows(dst, tr * TM + 6u, m, cout, tc, lid, acc[12], acc[13]);
+    store_rows(dst, tr * TM + 7u, m, cout, tc, lid, acc[14], acc[15]);
+    store_rows(dst, tr * TM + 8u, m, cout, tc, lid, acc[16], acc[17]);
+    store_rows(dst, tr * TM + 9u, m, cout, tc, lid, acc[18], acc[19]);
+    store_rows(dst, tr * TM + 10u, m, cout, tc, lid, acc[20], acc[21]);
+    store_rows(dst, tr * TM + 11u, m, cout, tc, lid, acc[22], acc[23]);
+    store_rows(dst, tr * TM + 12u, m, cout, tc, lid, acc[24], acc[25]);
+    store_rows(dst, tr * TM + 13u, m, cout, tc, lid, acc[26], acc[27]);
+    store_rows(dst, tr * TM + 14u, m, cout, tc, lid, acc[28], acc[29]);
+    store_rows(dst, tr * TM + 15u, m, cout, tc, lid, acc[30], acc[31]);
     // Each column's dy sum is computed by every row tile alike; the first one stores it.
     if (tr == 0u) {
-        store_dw(dst, m, m + 1u, tc, lid, bacc0, bacc1);
+        store_rows(dst, m, m + 1u, cout, tc, lid, bacc0, bacc1);
     }
 }
