@@ -229,6 +229,7 @@ fn conv2d_backward_input(
         for (var kw = 0u; kw < params.k; kw++) {
             // Offset of dy[n, oh, ow, 0] per row, −1 where no output pixel reaches it by this tap.
             var base: array<i32, TM>;
+            var any_hit = false;
             for (var i = 0u; i < TM; i++) {
                 let th = th0[i] - i32(kh);
                 let tw = tw0[i] - i32(kw);
@@ -237,6 +238,11 @@ fn conv2d_backward_input(
                 let hit = img[i] >= 0 && th >= 0 && tw >= 0 && th == oh * s && tw == ow * s
                     && oh < i32(params.oh) && ow < i32(params.ow);
                 base[i] = select(-1, ((img[i] + oh) * i32(params.ow) + ow) * i32(cout), hit);
+                any_hit = any_hit || hit;
+            }
+            // With stride s most taps reach none of this invocation's rows: skip them.
+            if (!any_hit) {
+                continue;
             }
             let wrow = (kh * params.k + kw) * cin;
             for (var co = 0u; co < cout; co++) {

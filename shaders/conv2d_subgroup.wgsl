@@ -252,6 +252,7 @@ fn conv2d_backward_input(
         for (var kw = 0u; kw < params.k; kw++) {
             // dy[n, oh, ow, 0] per loaded row, −1 where no output pixel reaches it by this tap.
             var base: array<i32, RMAX>;
+            var any_hit = false;
             for (var q = 0u; q < reps; q++) {
                 let th = th0[q] - i32(kh);
                 let tw = tw0[q] - i32(kw);
@@ -260,6 +261,13 @@ fn conv2d_backward_input(
                 let hit = img[q] >= 0 && th >= 0 && tw >= 0 && th == oh * s && tw == ow * s
                     && oh < i32(params.oh) && ow < i32(params.ow);
                 base[q] = select(-1, ((img[q] + oh) * i32(params.ow) + ow) * i32(cout), hit);
+                any_hit = any_hit || hit;
+            }
+            // With stride s most taps reach no pixel of the tile (with 1×1 stride 2, 3 in 4
+            // pixels have no tap at all): skip them. Every subgroup of the workgroup holds the
+            // same rows, so the whole workgroup takes the same branch.
+            if (!subgroupAny(any_hit)) {
+                continue;
             }
             let wrow = (kh * params.k + kw) * cin;
             for (var co = 0u; co < cout; co++) {

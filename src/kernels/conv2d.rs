@@ -1,15 +1,20 @@
 //! `conv2d`: k×k convolution with stride, same/valid padding and bias, forward and both
-//! backward passes as implicit GEMMs (shaders/conv2d.wgsl).
+//! backward passes as implicit GEMMs (im2col gathered on the fly, padding as the bounds check).
 //!
-//! One WGSL file, compiled twice with different lane layouts: "wide" (32 lanes along the GEMM
-//! columns, every row load uniform across the workgroup) for passes with ≥ 17 columns and
-//! "narrow" (64 lanes along the rows, the weight loads uniform) for few columns (the stem's
-//! backward_input has Cin = 3 columns). The layout is a property of the shape, not of the
-//! adapter: both are register-blocked 16×4 per invocation, with loads coalesced along C, and
-//! suit real GPUs and lavapipe alike (LAVAPIPE-NOTES: loads, not arithmetic, cost there, and a
-//! uniform load is one scalar load). backward_weight is split-K: partial sums go into a
-//! caller-provided scratch buffer ([`Conv2d::backward_weight_scratch_len`]) and a second
-//! dispatch reduces them into dw and db.
+//! Two variants, chosen once per adapter ([`Variant::for_adapter`]):
+//! - **portable** (shaders/conv2d.wgsl), for real GPUs: register-blocked 16×4 per invocation,
+//!   neighbouring lanes on neighbouring channels (coalesced). Compiled in two lane layouts:
+//!   "wide" (32 lanes along the GEMM columns, so all lanes share the rows: one row value serves
+//!   the workgroup) for passes with more than 16 columns, "narrow" (64 lanes along the rows) for
+//!   few columns, e.g. the stem's backward_input with Cin = 3.
+//! - **subgroup** (shaders/conv2d_subgroup.wgsl) for software adapters with a fixed subgroup
+//!   size dividing 16 (lavapipe: 8): the row operand is loaded once per subgroup and shuffled,
+//!   and the 16×8 accumulators are indexed by literals only. On lavapipe it runs the stem's
+//!   forward ~7× and backward_weight ~10× faster than portable. Passes with ≤ 16 columns use
+//!   the narrow portable layout in both variants.
+//!
+//! backward_weight is split-K: partial sums go into a caller-provided scratch buffer
+//! ([`Conv2d::backward_weight_scratch_len`]) and a second dispatch reduces them into dw and db.
 
 use std::sync::{Arc, OnceLock};
 
@@ -56,9 +61,10 @@ const TARGET_GROUPS: usize = 256;
 pub enum Variant {
     /// conv2d.wgsl only: register-blocked implicit GEMM, for every adapter.
     Portable,
-    /// conv2d_subgroup.wgsl for forward and backward_weight (row operand loaded once per
-    /// subgroup and shuffled), conv2d.wgsl for the rest. For software adapters, where per-lane
-    /// loads are the cost; needs a fixed subgroup size that divides 16.
+    /// conv2d_subgroup.wgsl (row operand loaded once per subgroup and shuffled) for passes with
+    /// more than 16 GEMM columns, conv2d.wgsl's narrow layout and reduction for the rest. For
+    /// software adapters, where per-lane loads are the cost; needs a fixed subgroup size that
+    /// divides 16.
     Subgroup,
 }
 
@@ -214,7 +220,11 @@ impl Conv2d {
                 ctx,
                 "conv2d_subgroup",
                 include_str!("../../shaders/conv2d_subgroup.wgsl"),
-                &["conv2d_forward", "conv2d_backward_weight"],
+                &[
+                    "conv2d_forward",
+                    "conv2d_backward_input",
+                    "conv2d_backward_weight",
+                ],
                 &[("WG", Layout::Subgroup.dims().0 as f64), ("SG", sg as f64)],
             )
         });
@@ -290,7 +300,7 @@ impl Conv2d {
         w: &wgpu::Buffer,
         s: &Conv2dShape,
     ) -> Dispatch {
-        let t = tiling(s.n * s.h * s.w, s.cin, false);
+        let t = tiling(s.n * s.h * s.w, s.cin, self.subgroup());
         let groups = t.row_tiles * t.col_tiles;
         let p = Params {
             row_tiles: t.row_tiles as u32,
@@ -366,8 +376,8 @@ impl Conv2d {
 pub fn variant_report(ctx: &GpuContext) -> String {
     match Variant::for_adapter(ctx) {
         Variant::Subgroup => format!(
-            "conv2d: subgroup (subgroup size {}; forward and backward_weight shuffle the im2col \
-             operand; backward_input portable)",
+            "conv2d: subgroup (subgroup size {}; > 16 GEMM columns shuffle the im2col operand, \
+             fewer use the portable narrow tiles)",
             ctx.info.subgroup_min_size
         ),
         Variant::Portable => "conv2d: portable (register-blocked implicit GEMM)".to_string(),
@@ -561,13 +571,37 @@ pub fn checks(ctx: &GpuContext) -> Vec<Check> {
     v
 }
 
-/// The stem (8×180×180×3 → 128, k3 s2 same), all three passes, every variant this adapter
-/// runs. FLOPs = 2·MACs.
+/// The stem (8×180×180×3 → 128, k3 s2 same; its backward_input is never needed in training,
+/// the input image takes no gradient) and the first residual projection (8×90×90×128 → 256,
+/// k1 s2), all three passes, every variant this adapter runs. FLOPs = 2·MACs.
 pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
+    let kernels: Vec<Conv2d> = Variant::available(ctx)
+        .into_iter()
+        .map(|v| Conv2d::with_variant(ctx, v))
+        .collect();
+    let mut v = shape_cases(
+        ctx,
+        &kernels,
+        &shape(8, 180, 3, 128, 3, 2),
+        "8x180x180x3_128_k3s2",
+    );
+    v.extend(shape_cases(
+        ctx,
+        &kernels,
+        &shape(8, 90, 128, 256, 1, 2),
+        "8x90x90x128_256_k1s2",
+    ));
+    v
+}
+
+fn shape_cases(
+    ctx: &GpuContext,
+    kernels: &[Conv2d],
+    s: &Conv2dShape,
+    id: &str,
+) -> Vec<crate::bench::BenchCase> {
     use crate::bench::{BenchCase, Work};
-    let s = shape(8, 180, 3, 128, 3, 2);
     let flops = Work::Flops(2 * s.macs() as u64);
-    let id = "8x180x180x3_128_k3s2";
     let x = ctx.upload("x", &random_vec(1, s.x_len(), -1.0, 1.0));
     let w = ctx.upload("w", &random_vec(2, s.w_len(), -1.0, 1.0));
     let b = ctx.upload("b", &random_vec(3, s.cout, -1.0, 1.0));
@@ -577,22 +611,21 @@ pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
     let dw = ctx.zeros("dw", s.w_len());
     let db = ctx.zeros("db", s.cout);
     let mut v = Vec::new();
-    for variant in Variant::available(ctx) {
-        let k = Conv2d::with_variant(ctx, variant);
-        let scratch = ctx.zeros("scratch", k.backward_weight_scratch_len(&s));
-        let name = variant.name();
+    for k in kernels {
+        let scratch = ctx.zeros("scratch", k.backward_weight_scratch_len(s));
+        let name = k.variant().name();
         v.push(BenchCase {
             group: "conv2d",
             id: format!("{id}/forward/{name}"),
             work: flops,
-            dispatches: vec![k.forward(ctx, &y, &x, &w, &b, &s)],
+            dispatches: vec![k.forward(ctx, &y, &x, &w, &b, s)],
             buffers: vec![y.clone(), x.clone(), w.clone(), b.clone()],
         });
         v.push(BenchCase {
             group: "conv2d",
             id: format!("{id}/backward_input/{name}"),
             work: flops,
-            dispatches: vec![k.backward_input(ctx, &dx, &dy, &w, &s)],
+            dispatches: vec![k.backward_input(ctx, &dx, &dy, &w, s)],
             buffers: vec![dx.clone(), dy.clone(), w.clone()],
         });
         v.push(BenchCase {
@@ -600,7 +633,7 @@ pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
             id: format!("{id}/backward_weight/{name}"),
             work: flops,
             dispatches: k
-                .backward_weight(ctx, &dw, &db, &scratch, &dy, &x, &s)
+                .backward_weight(ctx, &dw, &db, &scratch, &dy, &x, s)
                 .into(),
             buffers: vec![dw.clone(), db.clone(), scratch, dy.clone(), x.clone()],
         });
