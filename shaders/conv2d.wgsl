@@ -37,9 +37,9 @@
 //   of accumulators (register blocking); its rows are tile_row0 + i·(WG/LC) + lane_row and its
 //   columns tile_col0 + j·LC + lane_col, so neighbouring lanes touch neighbouring columns
 //   (coalesced along C). With LC = WG ("wide", for ≥ 17 columns) every row index, and so every
-//   load of the row operand, is uniform across the workgroup: one load serves all lanes (on
-//   lavapipe a scalar load plus a splat). With LC = 1 ("narrow", for few columns) the column
-//   operand (weights) is uniform instead.
+//   load of the row operand, is uniform across the workgroup: on a GPU one cached load serves
+//   all lanes (lavapipe 22.3 still loads per lane: conv2d_subgroup.wgsl is its variant). With
+//   LC = 1 ("narrow", for few columns) the column operand (weights) is uniform instead.
 // Grid: kernels::grid_1d(groups); linear group g = wid.x + wid.y·nwg.x, g ≥ groups returns;
 //   forward/backward_input: col tile = g % col_tiles, row tile = g / col_tiles;
 //   backward_weight: additionally split = (g / col_tiles) / row_tiles.

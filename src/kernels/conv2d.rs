@@ -159,6 +159,14 @@ fn split_k(s: &Conv2dShape, t: &Tiling) -> (usize, usize) {
 }
 
 fn params(s: &Conv2dShape) -> Params {
+    assert!(
+        s.n > 0 && s.h > 0 && s.w > 0 && s.cin > 0 && s.cout > 0 && s.k > 0 && s.stride > 0,
+        "conv2d: every size must be positive: {s:?}"
+    );
+    assert!(
+        s.padding == Padding::Same || (s.h >= s.k && s.w >= s.k),
+        "conv2d: valid padding needs an input at least as large as the kernel: {s:?}"
+    );
     let (oh, pad_top) = s.oh_pad();
     let (ow, pad_left) = s.ow_pad();
     Params {
@@ -198,18 +206,19 @@ impl Conv2d {
 
     /// A given variant; panics if it cannot run on `ctx` (see [`Variant::available`]).
     pub fn with_variant(ctx: &GpuContext, variant: Variant) -> Self {
-        let family = |layout: Layout| {
+        const ALL: &[&str] = &[
+            "conv2d_forward",
+            "conv2d_backward_input",
+            "conv2d_backward_weight",
+            "conv2d_backward_weight_reduce",
+        ];
+        let family = |layout: Layout, entries: &[&str]| {
             let (wg, lc, _, _) = layout.dims();
             ShaderFamily::new(
                 ctx,
                 "conv2d",
                 include_str!("../../shaders/conv2d.wgsl"),
-                &[
-                    "conv2d_forward",
-                    "conv2d_backward_input",
-                    "conv2d_backward_weight",
-                    "conv2d_backward_weight_reduce",
-                ],
+                entries,
                 &[("WG", wg as f64), ("LC", lc as f64)],
             )
         };
@@ -228,9 +237,14 @@ impl Conv2d {
                 &[("WG", Layout::Subgroup.dims().0 as f64), ("SG", sg as f64)],
             )
         });
+        // With the subgroup variant the wide layout only runs the split-K reduction.
+        let wide_entries = match variant {
+            Variant::Portable => ALL,
+            Variant::Subgroup => &["conv2d_backward_weight_reduce"],
+        };
         Self {
-            wide: family(Layout::Wide),
-            narrow: family(Layout::Narrow),
+            wide: family(Layout::Wide, wide_entries),
+            narrow: family(Layout::Narrow, ALL),
             subgroup,
             variant,
         }

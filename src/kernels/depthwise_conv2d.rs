@@ -65,6 +65,14 @@ fn split_rows(s: &DepthwiseShape) -> (usize, usize) {
 }
 
 fn params(s: &DepthwiseShape) -> Params {
+    assert!(
+        s.n > 0 && s.h > 0 && s.w > 0 && s.c > 0,
+        "depthwise_conv2d: every size must be positive: {s:?}"
+    );
+    assert!(
+        s.padding == Padding::Same || (s.h >= s.k && s.w >= s.k),
+        "depthwise_conv2d: valid padding needs an input at least as large as the kernel: {s:?}"
+    );
     let (oh, pad_top) = s.oh_pad();
     let (ow, pad_left) = s.ow_pad();
     Params {
