@@ -293,5 +293,11 @@ pub fn run_all(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<(), crate::
 
 /// Which variant of each hot kernel this adapter uses, as printed with the adapter.
 pub fn variant_report(ctx: &GpuContext) -> String {
-    [gemm::variant_report(ctx), batch_norm::variant_report(ctx)].join("; ")
+    [
+        gemm::variant_report(ctx),
+        conv2d::variant_report(ctx),
+        depthwise_conv2d::variant_report(ctx),
+        batch_norm::variant_report(ctx),
+    ]
+    .join("; ")
 }
