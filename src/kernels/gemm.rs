@@ -463,6 +463,7 @@ impl Gemm {
     /// Column sums of x [rows, cols] (row-major, from element 0), split over rows like `split`:
     /// partials[out_off + s·cols + j] = Σ_{r in split s} x[r·cols + j]. Writes the partials
     /// (with one split, the sums themselves).
+    #[allow(clippy::too_many_arguments)]
     pub fn colsum(
         &self,
         ctx: &GpuContext,
