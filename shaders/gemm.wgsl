@@ -29,7 +29,8 @@
 //   2    | b      | read       | B operand, f32               | naive, tiled
 //   3    | bias   | read       | [n] f32 (at bias_off)        | naive, tiled (when has_bias)
 //   4    | params | uniform    | Params                       | all
-//   5    | b4     | read       | B operand viewed as vec4<f32>| tiled (the same buffer as slot 2)
+//   5    | (a4)   | read       | A as vec4<f32>               | gemm_subgroup.wgsl only
+//   6    | b4     | read       | B operand viewed as vec4<f32>| tiled (the same buffer as slot 2)
 //
 // Params: m, n, k, splits, k_chunk; a_off, a_ms, a_ks, a_gather (0 none, 1 rows, 2 k);
 //   b_off, b_ks, b_ns; c_off, c_ms, c_split, c_gather (0 none, 1 rows scattered);
@@ -86,7 +87,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
-@group(0) @binding(5) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
 
 // Input pixel index of output pixel p (row gather of a strided 1×1 convolution).
 fn pixel(p: u32) -> u32 {
@@ -139,9 +140,18 @@ fn gemm_naive(
         return;
     }
     let kr = k_range(s);
+    let a_row = params.a_off + gather(m, params.a_gather == 1u) * params.a_ms;
+    let b_col = params.b_off + n * params.b_ns;
     var acc = 0.0;
-    for (var k = kr.x; k < kr.y; k++) {
-        acc += a_at(m, k) * b_at(k, n);
+    // The K-gathered case apart, so the common loop carries no per-k branch.
+    if (params.a_gather == 2u) {
+        for (var k = kr.x; k < kr.y; k++) {
+            acc += a[a_row + pixel(k) * params.a_ks] * b[b_col + k * params.b_ks];
+        }
+    } else {
+        for (var k = kr.x; k < kr.y; k++) {
+            acc += a[a_row + k * params.a_ks] * b[b_col + k * params.b_ks];
+        }
     }
     store(s, m, n, acc);
 }

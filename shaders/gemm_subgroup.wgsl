@@ -20,10 +20,13 @@
 //   2    | b      | read       | B operand, f32          | gemm_subgroup
 //   3    | bias   | read       | [n] f32 (at bias_off)   | gemm_subgroup (when has_bias)
 //   4    | params | uniform    | Params                  | gemm_subgroup
+//   5    | a4     | read       | slot 1 as vec4<f32>     | gemm_subgroup (read when ALIGN_A)
+//   6    | b4     | read       | slot 2 as vec4<f32>     | gemm_subgroup (read when ALIGN_B)
 //
 // Params: as in gemm.wgsl (m, n, k, splits, k_chunk, a_*, b_*, c_*, bias_off, has_bias, g_*);
 //   k_chunk must be a multiple of 32.
 //
+// Overrides: WG, ALIGN_A, ALIGN_B (bool, default false: vec4 loads of A / B).
 // Workgroup: WG (override, default 8) invocations along vec4 columns; invocation l of group x
 //   owns columns 4·(2·WG·x + l) .. +3 and 4·(2·WG·x + WG + l) .. +3, rows 32·y .. 32·y + 31.
 // Grid: (ceil(n / (8·WG)), ceil(m / 32), splits).
@@ -33,6 +36,11 @@
 // without it (the device must have wgpu::Features::SUBGROUP).
 
 override WG: u32 = 8u;
+// Pipeline constants: A (B) is read as whole vec4s through a4 (b4) when the Rust side has
+// proved every such vec4 aligned and inside its row (see kernels::gemm::GemmSpec::aligned_a/b);
+// one vec4 load costs a CPU adapter much less than four scalar ones (~1.4× measured).
+override ALIGN_A: bool = false;
+override ALIGN_B: bool = false;
 
 struct Params {
     m: u32,
@@ -66,6 +74,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
 
 const ROWS: u32 = 32u;
 
@@ -91,12 +101,20 @@ fn a_row(m: u32) -> u32 {
 
 // A(m, kv.x .. kv.w) given the row offset; zero where k is outside this split.
 fn a_vec(row: u32, ko: vec4<u32>, live: vec4<bool>) -> vec4<f32> {
-    let v = vec4<f32>(a[row + ko.x], a[row + ko.y], a[row + ko.z], a[row + ko.w]);
+    var v: vec4<f32>;
+    if (ALIGN_A) {
+        v = a4[(row + ko.x) >> 2u];
+    } else {
+        v = vec4<f32>(a[row + ko.x], a[row + ko.y], a[row + ko.z], a[row + ko.w]);
+    }
     return select(vec4<f32>(0.0), v, live);
 }
 
 // B(row, four columns) given the row offset and the (clamped) column offsets.
 fn b_vec(row: u32, co: vec4<u32>) -> vec4<f32> {
+    if (ALIGN_B) {
+        return b4[(row + co.x) >> 2u];
+    }
     return vec4<f32>(b[row + co.x], b[row + co.y], b[row + co.z], b[row + co.w]);
 }
 

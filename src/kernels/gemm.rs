@@ -153,6 +153,22 @@ impl GemmSpec {
         }
     }
 
+    /// Every vec4 of A that the subgroup kernel reads (4 consecutive k from a multiple of 4)
+    /// is 16-byte aligned and inside its row.
+    pub fn aligned_a(&self) -> bool {
+        self.a_ks == 1
+            && self.a_gather != Gather::K
+            && self.a_off % 4 == 0
+            && self.a_ms % 4 == 0
+            && self.k % 4 == 0
+    }
+
+    /// Every vec4 of B that the kernels read (4 consecutive n from a multiple of 4) is 16-byte
+    /// aligned and inside its row.
+    pub fn aligned_b(&self) -> bool {
+        self.b_ns == 1 && self.b_off % 4 == 0 && self.b_ks % 4 == 0 && self.n % 4 == 0
+    }
+
     fn params(&self) -> Params {
         assert!(
             self.bias_off.is_none() || self.split.splits == 1,
@@ -247,7 +263,9 @@ impl SplitK {
 /// Compiled GEMM pipelines for one device, and the variant chosen for its adapter.
 pub struct Gemm {
     portable: ShaderFamily,
-    subgroup: Option<ShaderFamily>,
+    /// gemm_subgroup pipelines by (ALIGN_A, ALIGN_B) = index bits 0 and 1, compiled on first
+    /// use (each takes seconds the first time on a CPU adapter); None where subgroups are off.
+    subgroup: Option<[OnceLock<ShaderFamily>; 4]>,
     sg_wg: u32,
     selected: Variant,
     reason: String,
@@ -333,15 +351,7 @@ impl Gemm {
         );
         // A full hardware subgroup per workgroup where it is larger than 8 (at most 64).
         let sg_wg = ctx.info.subgroup_max_size.clamp(8, 64);
-        let subgroup = subgroup_usable(ctx).is_ok().then(|| {
-            ShaderFamily::new(
-                ctx,
-                "gemm_subgroup",
-                include_str!("../../shaders/gemm_subgroup.wgsl"),
-                &["gemm_subgroup"],
-                &[("WG", sg_wg as f64)],
-            )
-        });
+        let subgroup = subgroup_usable(ctx).is_ok().then(Default::default);
         let (selected, reason) = choose(ctx);
         Self {
             portable,
@@ -351,6 +361,26 @@ impl Gemm {
             reason,
             dummy: ctx.zeros("gemm dummy", 4),
         }
+    }
+
+    fn subgroup_family(&self, ctx: &GpuContext, align_a: bool, align_b: bool) -> &ShaderFamily {
+        let cells = self
+            .subgroup
+            .as_ref()
+            .expect("gemm: the subgroup variant is not available on this adapter");
+        cells[align_a as usize | (align_b as usize) << 1].get_or_init(|| {
+            ShaderFamily::new(
+                ctx,
+                "gemm_subgroup",
+                include_str!("../../shaders/gemm_subgroup.wgsl"),
+                &["gemm_subgroup"],
+                &[
+                    ("WG", self.sg_wg as f64),
+                    ("ALIGN_A", align_a as u8 as f64),
+                    ("ALIGN_B", align_b as u8 as f64),
+                ],
+            )
+        })
     }
 
     /// The variant this adapter uses for dense and pointwise_conv2d.
@@ -413,18 +443,26 @@ impl Gemm {
             Variant::Naive => (&self.portable, "gemm_naive"),
             Variant::Tiled => (&self.portable, "gemm_tiled"),
             Variant::Subgroup => (
-                self.subgroup
-                    .as_ref()
-                    .expect("gemm: the subgroup variant is not available on this adapter"),
+                self.subgroup_family(ctx, spec.aligned_a(), spec.aligned_b()),
                 "gemm_subgroup",
             ),
         };
-        // The vec4 view of B (tiled only) must hold at least one vec4.
+        // The vec4 views are bound whether or not a pipeline reads them; each must hold at
+        // least one vec4 (when a path reads one, the operand holds it: see aligned_a/b).
+        let a4 = if a.size() >= 16 { a } else { &self.dummy };
         let b4 = if b.size() >= 16 { b } else { &self.dummy };
         family.dispatch(
             ctx,
             entry,
-            &[Some(c), Some(a), Some(b), Some(bias), None, Some(b4)],
+            &[
+                Some(c),
+                Some(a),
+                Some(b),
+                Some(bias),
+                None,
+                Some(a4),
+                Some(b4),
+            ],
             Some(&p),
             grid,
         )
@@ -720,6 +758,8 @@ pub fn checks(ctx: &GpuContext) -> Vec<Check> {
         (ShapeClass::Tiny, (3usize, 5usize, 4usize)),
         (ShapeClass::Odd, (37, 29, 53)),
         (ShapeClass::Large, (300, 257, 190)),
+        // Multiples of 4: the vec4 paths (ALIGN_A/ALIGN_B, tiled's vec4 loads of B).
+        (ShapeClass::Large, (300, 256, 192)),
     ];
     let cell: SharedGemm = Arc::default();
     let mut v = Vec::new();
@@ -780,4 +820,40 @@ pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
         });
     }
     v
+}
+
+#[cfg(test)]
+mod perf_tmp {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn time_subgroup_wgsl() {
+        let ctx = crate::gpu::test_context().unwrap();
+        let g = Gemm::new(&ctx);
+        let s = 2048usize;
+        let a = ctx.upload("a", &random_vec(1, s * s, -1.0, 1.0));
+        let b = ctx.upload("b", &random_vec(2, s * s, -1.0, 1.0));
+        let c = ctx.zeros("c", s * s);
+        let d = g.forward(&ctx, Variant::Subgroup, &c, &a, &b, s, s, s);
+        crate::kernels::run_all(&ctx, &[&d]).unwrap();
+        let cpu = || {
+            let st = std::fs::read_to_string("/proc/self/stat").unwrap();
+            let f: Vec<&str> = st.rsplit(')').next().unwrap().split_whitespace().collect();
+            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+        };
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let c0 = cpu();
+            crate::kernels::run_all(&ctx, &[&d]).unwrap();
+            let dt = t.elapsed().as_secs_f64();
+            let dc = cpu() - c0;
+            let gf = 2.0 * (s * s * s) as f64 / 1e9;
+            eprintln!(
+                "GFLOP/s {:.2} wall, {:.2} per 2 cpu-s",
+                gf / dt,
+                2.0 * gf / dc
+            );
+        }
+    }
 }
