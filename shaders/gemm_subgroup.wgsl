@@ -20,13 +20,13 @@
 //   2    | b      | read       | B operand, f32          | gemm_subgroup
 //   3    | bias   | read       | [n] f32 (at bias_off)   | gemm_subgroup (when has_bias)
 //   4    | params | uniform    | Params                  | gemm_subgroup
-//   5    | a4     | read       | slot 1 as vec4<f32>     | gemm_subgroup (read when ALIGN_A)
-//   6    | b4     | read       | slot 2 as vec4<f32>     | gemm_subgroup (read when ALIGN_B)
+//   5    | a4     | read       | slot 1 as vec4<f32>     | gemm_subgroup (read when A_MODE > 0)
+//   6    | b4     | read       | slot 2 as vec4<f32>     | gemm_subgroup (read when B_MODE > 0)
 //
 // Params: as in gemm.wgsl (m, n, k, splits, k_chunk, a_*, b_*, c_*, bias_off, has_bias, g_*);
 //   k_chunk must be a multiple of 32.
 //
-// Overrides: WG, ALIGN_A, ALIGN_B (bool, default false: vec4 loads of A / B).
+// Overrides: WG; A_MODE, B_MODE (u32, default 0): vec4 loads, above.
 // Workgroup: WG (override, default 8) invocations along vec4 columns; invocation l of group x
 //   owns columns 4·(2·WG·x + l) .. +3 and 4·(2·WG·x + WG + l) .. +3, rows 32·y .. 32·y + 31.
 // Grid: (ceil(n / (8·WG)), ceil(m / 32), splits).
@@ -36,11 +36,14 @@
 // without it (the device must have wgpu::Features::SUBGROUP).
 
 override WG: u32 = 8u;
-// Pipeline constants: A (B) is read as whole vec4s through a4 (b4) when the Rust side has
-// proved every such vec4 aligned and inside its row (see kernels::gemm::GemmSpec::aligned_a/b);
-// one vec4 load costs a CPU adapter much less than four scalar ones (~1.4× measured).
-override ALIGN_A: bool = false;
-override ALIGN_B: bool = false;
+// Pipeline constants: A_MODE 1 reads A as vec4s along k through a4, A_MODE 2 reads a
+// transposed A (a_ms = 1) as vec4s along m and transposes 4×4 blocks in registers; B_MODE 1 reads B rows as
+// vec4s through b4, B_MODE 2 reads a transposed B (b_ks = 1) as vec4s along k and transposes
+// them in registers; 0 reads scalars. The Rust side selects a mode only where it has proved
+// every such vec4 aligned and inside its row or column (kernels::gemm::GemmSpec::a_mode and
+// b_mode): one vec4 load costs a CPU adapter much less than four scalar ones (~1.4× measured).
+override A_MODE: u32 = 0u;
+override B_MODE: u32 = 0u;
 
 struct Params {
     m: u32,
@@ -102,7 +105,7 @@ fn a_row(m: u32) -> u32 {
 // A(m, kv.x .. kv.w) given the row offset; zero where k is outside this split.
 fn a_vec(row: u32, ko: vec4<u32>, live: vec4<bool>) -> vec4<f32> {
     var v: vec4<f32>;
-    if (ALIGN_A) {
+    if (A_MODE == 1u) {
         v = a4[(row + ko.x) >> 2u];
     } else {
         v = vec4<f32>(a[row + ko.x], a[row + ko.y], a[row + ko.z], a[row + ko.w]);
@@ -112,24 +115,58 @@ fn a_vec(row: u32, ko: vec4<u32>, live: vec4<bool>) -> vec4<f32> {
 
 // B(row, four columns) given the row offset and the (clamped) column offsets.
 fn b_vec(row: u32, co: vec4<u32>) -> vec4<f32> {
-    if (ALIGN_B) {
+    if (B_MODE == 1u) {
         return b4[(row + co.x) >> 2u];
     }
     return vec4<f32>(b[row + co.x], b[row + co.y], b[row + co.z], b[row + co.w]);
+}
+
+// A(m .. m+3, the four k at offsets ko) for A_MODE 2: column j of the result is row m + j
+// (rows clamped to the last block; the caller guarantees m_count % 4 == 0).
+fn a_block(m: u32, ko: vec4<u32>) -> mat4x4<f32> {
+    let r = params.a_off + min(m, params.m - 4u);
+    return transpose(mat4x4<f32>(
+        a4[(r + ko.x) >> 2u], a4[(r + ko.y) >> 2u], a4[(r + ko.z) >> 2u], a4[(r + ko.w) >> 2u]
+    ));
+}
+
+// B(k .. k+3, four columns) as the columns of a matrix (so that B · a = Σ_t a[t]·B(k+t, ·)),
+// rows past K clamped (A is zero there).
+fn b_mat(k: u32, co: vec4<u32>) -> mat4x4<f32> {
+    if (B_MODE == 2u) {
+        let kk = min(k, params.k - 1u);
+        return transpose(mat4x4<f32>(
+            b4[(co.x + kk) >> 2u], b4[(co.y + kk) >> 2u], b4[(co.z + kk) >> 2u], b4[(co.w + kk) >> 2u]
+        ));
+    }
+    let kr = min(vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.k - 1u)) * params.b_ks;
+    return mat4x4<f32>(b_vec(kr.x, co), b_vec(kr.y, co), b_vec(kr.z, co), b_vec(kr.w, co));
+}
+
+// Bias of four columns (zero without bias), loaded once per invocation, not per row.
+fn bias4(co: vec4<u32>) -> vec4<f32> {
+    if (params.has_bias == 0u) {
+        return vec4<f32>(0.0);
+    }
+    let o = params.bias_off + co;
+    return vec4<f32>(bias[o.x], bias[o.y], bias[o.z], bias[o.w]);
 }
 
 fn store4(s: u32, m: u32, n: u32, v: vec4<f32>) {
     if (m >= params.m) {
         return;
     }
-    let base = params.c_off + s * params.c_split + gather(m, params.c_gather == 1u) * params.c_ms;
+    let base = params.c_off + s * params.c_split + gather(m, params.c_gather == 1u) * params.c_ms + n;
+    if (n + 3u < params.n) {
+        c[base] = v.x;
+        c[base + 1u] = v.y;
+        c[base + 2u] = v.z;
+        c[base + 3u] = v.w;
+        return;
+    }
     for (var i = 0u; i < 4u; i++) {
         if (n + i < params.n) {
-            var r = v[i];
-            if (params.has_bias != 0u) {
-                r += bias[params.bias_off + n + i];
-            }
-            c[base + n + i] = r;
+            c[base + i] = v[i];
         }
     }
 }
@@ -256,43 +293,117 @@ fn gemm_subgroup(
         let ko = vec4<u32>(
             gather(kc.x, a_gk), gather(kc.y, a_gk), gather(kc.z, a_gk), gather(kc.w, a_gk)
         ) * params.a_ks;
-        let a0 = a_vec(ro0, ko, live);
-        let a1 = a_vec(ro1, ko, live);
-        let a2 = a_vec(ro2, ko, live);
-        let a3 = a_vec(ro3, ko, live);
-        let a4 = a_vec(ro4, ko, live);
-        let a5 = a_vec(ro5, ko, live);
-        let a6 = a_vec(ro6, ko, live);
-        let a7 = a_vec(ro7, ko, live);
-        let a8 = a_vec(ro8, ko, live);
-        let a9 = a_vec(ro9, ko, live);
-        let a10 = a_vec(ro10, ko, live);
-        let a11 = a_vec(ro11, ko, live);
-        let a12 = a_vec(ro12, ko, live);
-        let a13 = a_vec(ro13, ko, live);
-        let a14 = a_vec(ro14, ko, live);
-        let a15 = a_vec(ro15, ko, live);
-        let a16 = a_vec(ro16, ko, live);
-        let a17 = a_vec(ro17, ko, live);
-        let a18 = a_vec(ro18, ko, live);
-        let a19 = a_vec(ro19, ko, live);
-        let a20 = a_vec(ro20, ko, live);
-        let a21 = a_vec(ro21, ko, live);
-        let a22 = a_vec(ro22, ko, live);
-        let a23 = a_vec(ro23, ko, live);
-        let a24 = a_vec(ro24, ko, live);
-        let a25 = a_vec(ro25, ko, live);
-        let a26 = a_vec(ro26, ko, live);
-        let a27 = a_vec(ro27, ko, live);
-        let a28 = a_vec(ro28, ko, live);
-        let a29 = a_vec(ro29, ko, live);
-        let a30 = a_vec(ro30, ko, live);
-        let a31 = a_vec(ro31, ko, live);
+        var a0: vec4<f32>;
+        var a1: vec4<f32>;
+        var a2: vec4<f32>;
+        var a3: vec4<f32>;
+        var a4: vec4<f32>;
+        var a5: vec4<f32>;
+        var a6: vec4<f32>;
+        var a7: vec4<f32>;
+        var a8: vec4<f32>;
+        var a9: vec4<f32>;
+        var a10: vec4<f32>;
+        var a11: vec4<f32>;
+        var a12: vec4<f32>;
+        var a13: vec4<f32>;
+        var a14: vec4<f32>;
+        var a15: vec4<f32>;
+        var a16: vec4<f32>;
+        var a17: vec4<f32>;
+        var a18: vec4<f32>;
+        var a19: vec4<f32>;
+        var a20: vec4<f32>;
+        var a21: vec4<f32>;
+        var a22: vec4<f32>;
+        var a23: vec4<f32>;
+        var a24: vec4<f32>;
+        var a25: vec4<f32>;
+        var a26: vec4<f32>;
+        var a27: vec4<f32>;
+        var a28: vec4<f32>;
+        var a29: vec4<f32>;
+        var a30: vec4<f32>;
+        var a31: vec4<f32>;
+        if (A_MODE == 2u) {
+            let t0 = a_block(m0 + 0u, ko);
+            a0 = select(vec4<f32>(0.0), t0[0], live);
+            a1 = select(vec4<f32>(0.0), t0[1], live);
+            a2 = select(vec4<f32>(0.0), t0[2], live);
+            a3 = select(vec4<f32>(0.0), t0[3], live);
+            let t1 = a_block(m0 + 4u, ko);
+            a4 = select(vec4<f32>(0.0), t1[0], live);
+            a5 = select(vec4<f32>(0.0), t1[1], live);
+            a6 = select(vec4<f32>(0.0), t1[2], live);
+            a7 = select(vec4<f32>(0.0), t1[3], live);
+            let t2 = a_block(m0 + 8u, ko);
+            a8 = select(vec4<f32>(0.0), t2[0], live);
+            a9 = select(vec4<f32>(0.0), t2[1], live);
+            a10 = select(vec4<f32>(0.0), t2[2], live);
+            a11 = select(vec4<f32>(0.0), t2[3], live);
+            let t3 = a_block(m0 + 12u, ko);
+            a12 = select(vec4<f32>(0.0), t3[0], live);
+            a13 = select(vec4<f32>(0.0), t3[1], live);
+            a14 = select(vec4<f32>(0.0), t3[2], live);
+            a15 = select(vec4<f32>(0.0), t3[3], live);
+            let t4 = a_block(m0 + 16u, ko);
+            a16 = select(vec4<f32>(0.0), t4[0], live);
+            a17 = select(vec4<f32>(0.0), t4[1], live);
+            a18 = select(vec4<f32>(0.0), t4[2], live);
+            a19 = select(vec4<f32>(0.0), t4[3], live);
+            let t5 = a_block(m0 + 20u, ko);
+            a20 = select(vec4<f32>(0.0), t5[0], live);
+            a21 = select(vec4<f32>(0.0), t5[1], live);
+            a22 = select(vec4<f32>(0.0), t5[2], live);
+            a23 = select(vec4<f32>(0.0), t5[3], live);
+            let t6 = a_block(m0 + 24u, ko);
+            a24 = select(vec4<f32>(0.0), t6[0], live);
+            a25 = select(vec4<f32>(0.0), t6[1], live);
+            a26 = select(vec4<f32>(0.0), t6[2], live);
+            a27 = select(vec4<f32>(0.0), t6[3], live);
+            let t7 = a_block(m0 + 28u, ko);
+            a28 = select(vec4<f32>(0.0), t7[0], live);
+            a29 = select(vec4<f32>(0.0), t7[1], live);
+            a30 = select(vec4<f32>(0.0), t7[2], live);
+            a31 = select(vec4<f32>(0.0), t7[3], live);
+        } else {
+            a0 = a_vec(ro0, ko, live);
+            a1 = a_vec(ro1, ko, live);
+            a2 = a_vec(ro2, ko, live);
+            a3 = a_vec(ro3, ko, live);
+            a4 = a_vec(ro4, ko, live);
+            a5 = a_vec(ro5, ko, live);
+            a6 = a_vec(ro6, ko, live);
+            a7 = a_vec(ro7, ko, live);
+            a8 = a_vec(ro8, ko, live);
+            a9 = a_vec(ro9, ko, live);
+            a10 = a_vec(ro10, ko, live);
+            a11 = a_vec(ro11, ko, live);
+            a12 = a_vec(ro12, ko, live);
+            a13 = a_vec(ro13, ko, live);
+            a14 = a_vec(ro14, ko, live);
+            a15 = a_vec(ro15, ko, live);
+            a16 = a_vec(ro16, ko, live);
+            a17 = a_vec(ro17, ko, live);
+            a18 = a_vec(ro18, ko, live);
+            a19 = a_vec(ro19, ko, live);
+            a20 = a_vec(ro20, ko, live);
+            a21 = a_vec(ro21, ko, live);
+            a22 = a_vec(ro22, ko, live);
+            a23 = a_vec(ro23, ko, live);
+            a24 = a_vec(ro24, ko, live);
+            a25 = a_vec(ro25, ko, live);
+            a26 = a_vec(ro26, ko, live);
+            a27 = a_vec(ro27, ko, live);
+            a28 = a_vec(ro28, ko, live);
+            a29 = a_vec(ro29, ko, live);
+            a30 = a_vec(ro30, ko, live);
+            a31 = a_vec(ro31, ko, live);
+        }
         for (var j = 0u; j < 8u; j++) {
-            // Rows k0 + 4j .. 4j+3 of B (clamped past K, where A is zero).
-            let kr = min(vec4<u32>(k0 + 4u * j) + step, last_k) * params.b_ks;
-            let b0 = mat4x4<f32>(b_vec(kr.x, co0), b_vec(kr.y, co0), b_vec(kr.z, co0), b_vec(kr.w, co0));
-            let b1 = mat4x4<f32>(b_vec(kr.x, co1), b_vec(kr.y, co1), b_vec(kr.z, co1), b_vec(kr.w, co1));
+            // Rows k0 + 4j .. 4j+3 of B.
+            let b0 = b_mat(k0 + 4u * j, co0);
+            let b1 = b_mat(k0 + 4u * j, co1);
             let s0 = subgroupShuffle(a0, j);
             c0a += b0 * s0;
             c0b += b1 * s0;
@@ -391,68 +502,70 @@ fn gemm_subgroup(
             c31b += b1 * s31;
         }
     }
-    store4(s, m0 + 0u, n0, c0a);
-    store4(s, m0 + 0u, n1, c0b);
-    store4(s, m0 + 1u, n0, c1a);
-    store4(s, m0 + 1u, n1, c1b);
-    store4(s, m0 + 2u, n0, c2a);
-    store4(s, m0 + 2u, n1, c2b);
-    store4(s, m0 + 3u, n0, c3a);
-    store4(s, m0 + 3u, n1, c3b);
-    store4(s, m0 + 4u, n0, c4a);
-    store4(s, m0 + 4u, n1, c4b);
-    store4(s, m0 + 5u, n0, c5a);
-    store4(s, m0 + 5u, n1, c5b);
-    store4(s, m0 + 6u, n0, c6a);
-    store4(s, m0 + 6u, n1, c6b);
-    store4(s, m0 + 7u, n0, c7a);
-    store4(s, m0 + 7u, n1, c7b);
-    store4(s, m0 + 8u, n0, c8a);
-    store4(s, m0 + 8u, n1, c8b);
-    store4(s, m0 + 9u, n0, c9a);
-    store4(s, m0 + 9u, n1, c9b);
-    store4(s, m0 + 10u, n0, c10a);
-    store4(s, m0 + 10u, n1, c10b);
-    store4(s, m0 + 11u, n0, c11a);
-    store4(s, m0 + 11u, n1, c11b);
-    store4(s, m0 + 12u, n0, c12a);
-    store4(s, m0 + 12u, n1, c12b);
-    store4(s, m0 + 13u, n0, c13a);
-    store4(s, m0 + 13u, n1, c13b);
-    store4(s, m0 + 14u, n0, c14a);
-    store4(s, m0 + 14u, n1, c14b);
-    store4(s, m0 + 15u, n0, c15a);
-    store4(s, m0 + 15u, n1, c15b);
-    store4(s, m0 + 16u, n0, c16a);
-    store4(s, m0 + 16u, n1, c16b);
-    store4(s, m0 + 17u, n0, c17a);
-    store4(s, m0 + 17u, n1, c17b);
-    store4(s, m0 + 18u, n0, c18a);
-    store4(s, m0 + 18u, n1, c18b);
-    store4(s, m0 + 19u, n0, c19a);
-    store4(s, m0 + 19u, n1, c19b);
-    store4(s, m0 + 20u, n0, c20a);
-    store4(s, m0 + 20u, n1, c20b);
-    store4(s, m0 + 21u, n0, c21a);
-    store4(s, m0 + 21u, n1, c21b);
-    store4(s, m0 + 22u, n0, c22a);
-    store4(s, m0 + 22u, n1, c22b);
-    store4(s, m0 + 23u, n0, c23a);
-    store4(s, m0 + 23u, n1, c23b);
-    store4(s, m0 + 24u, n0, c24a);
-    store4(s, m0 + 24u, n1, c24b);
-    store4(s, m0 + 25u, n0, c25a);
-    store4(s, m0 + 25u, n1, c25b);
-    store4(s, m0 + 26u, n0, c26a);
-    store4(s, m0 + 26u, n1, c26b);
-    store4(s, m0 + 27u, n0, c27a);
-    store4(s, m0 + 27u, n1, c27b);
-    store4(s, m0 + 28u, n0, c28a);
-    store4(s, m0 + 28u, n1, c28b);
-    store4(s, m0 + 29u, n0, c29a);
-    store4(s, m0 + 29u, n1, c29b);
-    store4(s, m0 + 30u, n0, c30a);
-    store4(s, m0 + 30u, n1, c30b);
-    store4(s, m0 + 31u, n0, c31a);
-    store4(s, m0 + 31u, n1, c31b);
+    let bias0 = bias4(min(vec4<u32>(n0) + step, last_n));
+    let bias1 = bias4(min(vec4<u32>(n1) + step, last_n));
+    store4(s, m0 + 0u, n0, c0a + bias0);
+    store4(s, m0 + 0u, n1, c0b + bias1);
+    store4(s, m0 + 1u, n0, c1a + bias0);
+    store4(s, m0 + 1u, n1, c1b + bias1);
+    store4(s, m0 + 2u, n0, c2a + bias0);
+    store4(s, m0 + 2u, n1, c2b + bias1);
+    store4(s, m0 + 3u, n0, c3a + bias0);
+    store4(s, m0 + 3u, n1, c3b + bias1);
+    store4(s, m0 + 4u, n0, c4a + bias0);
+    store4(s, m0 + 4u, n1, c4b + bias1);
+    store4(s, m0 + 5u, n0, c5a + bias0);
+    store4(s, m0 + 5u, n1, c5b + bias1);
+    store4(s, m0 + 6u, n0, c6a + bias0);
+    store4(s, m0 + 6u, n1, c6b + bias1);
+    store4(s, m0 + 7u, n0, c7a + bias0);
+    store4(s, m0 + 7u, n1, c7b + bias1);
+    store4(s, m0 + 8u, n0, c8a + bias0);
+    store4(s, m0 + 8u, n1, c8b + bias1);
+    store4(s, m0 + 9u, n0, c9a + bias0);
+    store4(s, m0 + 9u, n1, c9b + bias1);
+    store4(s, m0 + 10u, n0, c10a + bias0);
+    store4(s, m0 + 10u, n1, c10b + bias1);
+    store4(s, m0 + 11u, n0, c11a + bias0);
+    store4(s, m0 + 11u, n1, c11b + bias1);
+    store4(s, m0 + 12u, n0, c12a + bias0);
+    store4(s, m0 + 12u, n1, c12b + bias1);
+    store4(s, m0 + 13u, n0, c13a + bias0);
+    store4(s, m0 + 13u, n1, c13b + bias1);
+    store4(s, m0 + 14u, n0, c14a + bias0);
+    store4(s, m0 + 14u, n1, c14b + bias1);
+    store4(s, m0 + 15u, n0, c15a + bias0);
+    store4(s, m0 + 15u, n1, c15b + bias1);
+    store4(s, m0 + 16u, n0, c16a + bias0);
+    store4(s, m0 + 16u, n1, c16b + bias1);
+    store4(s, m0 + 17u, n0, c17a + bias0);
+    store4(s, m0 + 17u, n1, c17b + bias1);
+    store4(s, m0 + 18u, n0, c18a + bias0);
+    store4(s, m0 + 18u, n1, c18b + bias1);
+    store4(s, m0 + 19u, n0, c19a + bias0);
+    store4(s, m0 + 19u, n1, c19b + bias1);
+    store4(s, m0 + 20u, n0, c20a + bias0);
+    store4(s, m0 + 20u, n1, c20b + bias1);
+    store4(s, m0 + 21u, n0, c21a + bias0);
+    store4(s, m0 + 21u, n1, c21b + bias1);
+    store4(s, m0 + 22u, n0, c22a + bias0);
+    store4(s, m0 + 22u, n1, c22b + bias1);
+    store4(s, m0 + 23u, n0, c23a + bias0);
+    store4(s, m0 + 23u, n1, c23b + bias1);
+    store4(s, m0 + 24u, n0, c24a + bias0);
+    store4(s, m0 + 24u, n1, c24b + bias1);
+    store4(s, m0 + 25u, n0, c25a + bias0);
+    store4(s, m0 + 25u, n1, c25b + bias1);
+    store4(s, m0 + 26u, n0, c26a + bias0);
+    store4(s, m0 + 26u, n1, c26b + bias1);
+    store4(s, m0 + 27u, n0, c27a + bias0);
+    store4(s, m0 + 27u, n1, c27b + bias1);
+    store4(s, m0 + 28u, n0, c28a + bias0);
+    store4(s, m0 + 28u, n1, c28b + bias1);
+    store4(s, m0 + 29u, n0, c29a + bias0);
+    store4(s, m0 + 29u, n1, c29b + bias1);
+    store4(s, m0 + 30u, n0, c30a + bias0);
+    store4(s, m0 + 30u, n1, c30b + bias1);
+    store4(s, m0 + 31u, n0, c31a + bias0);
+    store4(s, m0 + 31u, n1, c31b + bias1);
 }

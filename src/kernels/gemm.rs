@@ -153,20 +153,45 @@ impl GemmSpec {
         }
     }
 
-    /// Every vec4 of A that the subgroup kernel reads (4 consecutive k from a multiple of 4)
-    /// is 16-byte aligned and inside its row.
-    pub fn aligned_a(&self) -> bool {
-        self.a_ks == 1
+    /// A_MODE of gemm_subgroup.wgsl: 1 when every vec4 of A along k (4 consecutive k from a
+    /// multiple of 4) is 16-byte aligned and inside its row; 2 when A is stored transposed
+    /// (a_ms = 1, rows not gathered) and every vec4 along m is; else 0 (scalar loads).
+    pub fn a_mode(&self) -> u32 {
+        if self.a_ks == 1
             && self.a_gather != Gather::K
             && self.a_off % 4 == 0
             && self.a_ms % 4 == 0
             && self.k % 4 == 0
+        {
+            1
+        } else if self.a_ms == 1
+            && self.a_gather != Gather::Rows
+            && self.a_off % 4 == 0
+            && self.a_ks % 4 == 0
+            && self.m % 4 == 0
+        {
+            2
+        } else {
+            0
+        }
     }
 
-    /// Every vec4 of B that the kernels read (4 consecutive n from a multiple of 4) is 16-byte
-    /// aligned and inside its row.
-    pub fn aligned_b(&self) -> bool {
+    /// Every vec4 of B along n (4 consecutive n from a multiple of 4) is 16-byte aligned and
+    /// inside its row: the tiled kernel's vec4 loads and the subgroup kernel's B_MODE 1.
+    pub fn b_rows_vec4(&self) -> bool {
         self.b_ns == 1 && self.b_off % 4 == 0 && self.b_ks % 4 == 0 && self.n % 4 == 0
+    }
+
+    /// B_MODE of gemm_subgroup.wgsl: 1 when B's rows are read as vec4s, 2 when B is stored
+    /// transposed (b_ks = 1) and its columns are read as vec4s along k, else 0 (scalars).
+    pub fn b_mode(&self) -> u32 {
+        if self.b_rows_vec4() {
+            1
+        } else if self.b_ks == 1 && self.b_off % 4 == 0 && self.b_ns % 4 == 0 && self.k % 4 == 0 {
+            2
+        } else {
+            0
+        }
     }
 
     fn params(&self) -> Params {
@@ -263,9 +288,9 @@ impl SplitK {
 /// Compiled GEMM pipelines for one device, and the variant chosen for its adapter.
 pub struct Gemm {
     portable: ShaderFamily,
-    /// gemm_subgroup pipelines by (ALIGN_A, ALIGN_B) = index bits 0 and 1, compiled on first
-    /// use (each takes seconds the first time on a CPU adapter); None where subgroups are off.
-    subgroup: Option<[OnceLock<ShaderFamily>; 4]>,
+    /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE, compiled on first use (each takes
+    /// seconds the first time on a CPU adapter); None where subgroups are off.
+    subgroup: Option<[OnceLock<ShaderFamily>; 9]>,
     sg_wg: u32,
     selected: Variant,
     reason: String,
@@ -351,6 +376,9 @@ impl Gemm {
         );
         // A full hardware subgroup per workgroup where it is larger than 8 (at most 64).
         let sg_wg = ctx.info.subgroup_max_size.clamp(8, 64);
+        let sg_wg = std::env::var("TMP_SGWG")
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(sg_wg);
         let subgroup = subgroup_usable(ctx).is_ok().then(Default::default);
         let (selected, reason) = choose(ctx);
         Self {
@@ -363,12 +391,12 @@ impl Gemm {
         }
     }
 
-    fn subgroup_family(&self, ctx: &GpuContext, align_a: bool, align_b: bool) -> &ShaderFamily {
+    fn subgroup_family(&self, ctx: &GpuContext, a_mode: u32, b_mode: u32) -> &ShaderFamily {
         let cells = self
             .subgroup
             .as_ref()
             .expect("gemm: the subgroup variant is not available on this adapter");
-        cells[align_a as usize | (align_b as usize) << 1].get_or_init(|| {
+        cells[(a_mode + 3 * b_mode) as usize].get_or_init(|| {
             ShaderFamily::new(
                 ctx,
                 "gemm_subgroup",
@@ -376,8 +404,8 @@ impl Gemm {
                 &["gemm_subgroup"],
                 &[
                     ("WG", self.sg_wg as f64),
-                    ("ALIGN_A", align_a as u8 as f64),
-                    ("ALIGN_B", align_b as u8 as f64),
+                    ("A_MODE", a_mode as f64),
+                    ("B_MODE", b_mode as f64),
                 ],
             )
         })
@@ -443,12 +471,12 @@ impl Gemm {
             Variant::Naive => (&self.portable, "gemm_naive"),
             Variant::Tiled => (&self.portable, "gemm_tiled"),
             Variant::Subgroup => (
-                self.subgroup_family(ctx, spec.aligned_a(), spec.aligned_b()),
+                self.subgroup_family(ctx, spec.a_mode(), spec.b_mode()),
                 "gemm_subgroup",
             ),
         };
         // The vec4 views are bound whether or not a pipeline reads them; each must hold at
-        // least one vec4 (when a path reads one, the operand holds it: see aligned_a/b).
+        // least one vec4 (when a path reads one, the operand holds it: see a_mode, b_mode).
         let a4 = if a.size() >= 16 { a } else { &self.dummy };
         let b4 = if b.size() >= 16 { b } else { &self.dummy };
         family.dispatch(
@@ -758,7 +786,7 @@ pub fn checks(ctx: &GpuContext) -> Vec<Check> {
         (ShapeClass::Tiny, (3usize, 5usize, 4usize)),
         (ShapeClass::Odd, (37, 29, 53)),
         (ShapeClass::Large, (300, 257, 190)),
-        // Multiples of 4: the vec4 paths (ALIGN_A/ALIGN_B, tiled's vec4 loads of B).
+        // Multiples of 4: the vec4 paths (A_MODE 1, B_MODE 1, tiled's vec4 loads of B).
         (ShapeClass::Large, (300, 256, 192)),
     ];
     let cell: SharedGemm = Arc::default();
@@ -831,11 +859,19 @@ mod perf_tmp {
     fn time_subgroup_wgsl() {
         let ctx = crate::gpu::test_context().unwrap();
         let g = Gemm::new(&ctx);
-        let s = 2048usize;
-        let a = ctx.upload("a", &random_vec(1, s * s, -1.0, 1.0));
-        let b = ctx.upload("b", &random_vec(2, s * s, -1.0, 1.0));
-        let c = ctx.zeros("c", s * s);
-        let d = g.forward(&ctx, Variant::Subgroup, &c, &a, &b, s, s, s);
+        let e = |k: &str, d: usize| std::env::var(k).map(|v| v.parse().unwrap()).unwrap_or(d);
+        let (m, n, k) = (e("M", 2048), e("N", 2048), e("K", 2048));
+        let var = std::env::var("VARIANT").unwrap_or("subgroup".into());
+        let var = *Variant::ALL.iter().find(|v| v.name() == var).unwrap();
+        let a = ctx.upload("a", &random_vec(1, m * k, -1.0, 1.0));
+        let b = ctx.upload("b", &random_vec(2, k * n, -1.0, 1.0));
+        let c = ctx.zeros("c", m * n);
+        let bias = ctx.zeros("bias", n);
+        let spec = GemmSpec {
+            bias_off: Some(0),
+            ..GemmSpec::row_major(m, n, k)
+        };
+        let d = g.gemm(&ctx, var, &spec, &c, &a, &b, Some(&bias));
         crate::kernels::run_all(&ctx, &[&d]).unwrap();
         let cpu = || {
             let st = std::fs::read_to_string("/proc/self/stat").unwrap();
@@ -848,7 +884,7 @@ mod perf_tmp {
             crate::kernels::run_all(&ctx, &[&d]).unwrap();
             let dt = t.elapsed().as_secs_f64();
             let dc = cpu() - c0;
-            let gf = 2.0 * (s * s * s) as f64 / 1e9;
+            let gf = 2.0 * (m * n * k) as f64 / 1e9;
             eprintln!(
                 "GFLOP/s {:.2} wall, {:.2} per 2 cpu-s",
                 gf / dt,
