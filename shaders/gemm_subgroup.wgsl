@@ -36,12 +36,13 @@
 // without it (the device must have wgpu::Features::SUBGROUP).
 
 override WG: u32 = 8u;
-// Pipeline constants: A_MODE 1 reads A as vec4s along k through a4, A_MODE 2 reads a
-// transposed A (a_ms = 1) as vec4s along m and transposes 4×4 blocks in registers; B_MODE 1 reads B rows as
-// vec4s through b4, B_MODE 2 reads a transposed B (b_ks = 1) as vec4s along k and transposes
-// them in registers; 0 reads scalars. The Rust side selects a mode only where it has proved
-// every such vec4 aligned and inside its row or column (kernels::gemm::GemmSpec::a_mode and
-// b_mode): one vec4 load costs a CPU adapter much less than four scalar ones (~1.4× measured).
+// Pipeline constants: A_MODE 1 reads A as vec4s along k through a4; A_MODE 2 reads a
+// transposed A (a_ms = 1) as vec4s along m and transposes 4×4 blocks in registers; B_MODE 1
+// reads B rows as vec4s through b4; 0 reads scalars. The Rust side selects a mode only where
+// it has proved every such vec4 aligned and inside its row (kernels::gemm::GemmSpec::a_mode
+// and b_mode): one vec4 load costs a CPU adapter less than four scalar ones (~1.4× measured
+// for B rows, ~3× for the transposed A of the weight gradient). A transposed B read as vec4s
+// along k measured no faster than scalars, so it has no mode.
 override A_MODE: u32 = 0u;
 override B_MODE: u32 = 0u;
 
@@ -133,12 +134,6 @@ fn a_block(m: u32, ko: vec4<u32>) -> mat4x4<f32> {
 // B(k .. k+3, four columns) as the columns of a matrix (so that B · a = Σ_t a[t]·B(k+t, ·)),
 // rows past K clamped (A is zero there).
 fn b_mat(k: u32, co: vec4<u32>) -> mat4x4<f32> {
-    if (B_MODE == 2u) {
-        let kk = min(k, params.k - 1u);
-        return transpose(mat4x4<f32>(
-            b4[(co.x + kk) >> 2u], b4[(co.y + kk) >> 2u], b4[(co.z + kk) >> 2u], b4[(co.w + kk) >> 2u]
-        ));
-    }
     let kr = min(vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.k - 1u)) * params.b_ks;
     return mat4x4<f32>(b_vec(kr.x, co), b_vec(kr.y, co), b_vec(kr.z, co), b_vec(kr.w, co));
 }

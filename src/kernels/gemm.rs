@@ -182,16 +182,9 @@ impl GemmSpec {
         self.b_ns == 1 && self.b_off % 4 == 0 && self.b_ks % 4 == 0 && self.n % 4 == 0
     }
 
-    /// B_MODE of gemm_subgroup.wgsl: 1 when B's rows are read as vec4s, 2 when B is stored
-    /// transposed (b_ks = 1) and its columns are read as vec4s along k, else 0 (scalars).
+    /// B_MODE of gemm_subgroup.wgsl: 1 when B's rows are read as vec4s, else 0 (scalars).
     pub fn b_mode(&self) -> u32 {
-        if self.b_rows_vec4() {
-            1
-        } else if self.b_ks == 1 && self.b_off % 4 == 0 && self.b_ns % 4 == 0 && self.k % 4 == 0 {
-            2
-        } else {
-            0
-        }
+        self.b_rows_vec4() as u32
     }
 
     fn params(&self) -> Params {
@@ -270,8 +263,8 @@ impl SplitK {
         }
     }
 
-    /// Enough splits that `tiles` output tiles become about [`TARGET_GROUPS`] workgroups, with
-    /// at least [`MIN_K_PER_SPLIT`] of K each.
+    /// Enough splits that `tiles` output tiles become about [`TARGET_GROUPS`] workgroups, but
+    /// no more than ceil(K / [`MIN_K_PER_SPLIT`]) (short K ranges are not worth a partial).
     pub fn plan(tiles: usize, k: usize) -> Self {
         let want = TARGET_GROUPS
             .div_ceil(tiles.max(1))
@@ -290,7 +283,7 @@ pub struct Gemm {
     portable: ShaderFamily,
     /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE, compiled on first use (each takes
     /// seconds the first time on a CPU adapter); None where subgroups are off.
-    subgroup: Option<[OnceLock<ShaderFamily>; 9]>,
+    subgroup: Option<[OnceLock<ShaderFamily>; 6]>,
     sg_wg: u32,
     selected: Variant,
     reason: String,
@@ -376,9 +369,6 @@ impl Gemm {
         );
         // A full hardware subgroup per workgroup where it is larger than 8 (at most 64).
         let sg_wg = ctx.info.subgroup_max_size.clamp(8, 64);
-        let sg_wg = std::env::var("TMP_SGWG")
-            .map(|v| v.parse().unwrap())
-            .unwrap_or(sg_wg);
         let subgroup = subgroup_usable(ctx).is_ok().then(Default::default);
         let (selected, reason) = choose(ctx);
         Self {
@@ -851,45 +841,47 @@ pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
 }
 
 #[cfg(test)]
-mod perf_tmp {
+mod tests {
     use super::*;
 
     #[test]
-    #[ignore]
-    fn time_subgroup_wgsl() {
-        let ctx = crate::gpu::test_context().unwrap();
-        let g = Gemm::new(&ctx);
-        let e = |k: &str, d: usize| std::env::var(k).map(|v| v.parse().unwrap()).unwrap_or(d);
-        let (m, n, k) = (e("M", 2048), e("N", 2048), e("K", 2048));
-        let var = std::env::var("VARIANT").unwrap_or("subgroup".into());
-        let var = *Variant::ALL.iter().find(|v| v.name() == var).unwrap();
-        let a = ctx.upload("a", &random_vec(1, m * k, -1.0, 1.0));
-        let b = ctx.upload("b", &random_vec(2, k * n, -1.0, 1.0));
-        let c = ctx.zeros("c", m * n);
-        let bias = ctx.zeros("bias", n);
-        let spec = GemmSpec {
-            bias_off: Some(0),
-            ..GemmSpec::row_major(m, n, k)
-        };
-        let d = g.gemm(&ctx, var, &spec, &c, &a, &b, Some(&bias));
-        crate::kernels::run_all(&ctx, &[&d]).unwrap();
-        let cpu = || {
-            let st = std::fs::read_to_string("/proc/self/stat").unwrap();
-            let f: Vec<&str> = st.rsplit(')').next().unwrap().split_whitespace().collect();
-            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-        };
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            let c0 = cpu();
-            crate::kernels::run_all(&ctx, &[&d]).unwrap();
-            let dt = t.elapsed().as_secs_f64();
-            let dc = cpu() - c0;
-            let gf = 2.0 * (m * n * k) as f64 / 1e9;
-            eprintln!(
-                "GFLOP/s {:.2} wall, {:.2} per 2 cpu-s",
-                gf / dt,
-                2.0 * gf / dc
-            );
+    fn split_plans_cover_k_exactly_once() {
+        for (tiles, k) in [
+            (1, 1),
+            (4, 8100),
+            (16, 64800),
+            (2, 2116),
+            (1024, 100_000),
+            (3, 513),
+        ] {
+            let p = SplitK::plan(tiles, k);
+            let (s, c) = (p.splits as usize, p.k_chunk as usize);
+            assert_eq!(c % K_ALIGN, 0, "{tiles} {k}: chunk {c}");
+            assert!(s * c >= k && (s - 1) * c < k, "{tiles} {k}: {s} × {c}");
+            assert!(s <= k.div_ceil(MIN_K_PER_SPLIT), "{tiles} {k}: {s} splits");
         }
+        // The large pointwise check (C 64→96 over 4·45·45 pixels) really is split.
+        assert!(SplitK::plan(4, 8100).splits > 1);
+    }
+
+    #[test]
+    fn vec4_modes_need_alignment() {
+        let plain = GemmSpec::row_major(64, 96, 128);
+        assert_eq!((plain.a_mode(), plain.b_mode()), (1, 1));
+        let odd = GemmSpec::row_major(37, 29, 53);
+        assert_eq!((odd.a_mode(), odd.b_mode()), (0, 0));
+        // The weight gradient reads x transposed: A_MODE 2 when the rows come in fours.
+        let wgrad = GemmSpec {
+            a_ms: 1,
+            a_ks: 64,
+            ..GemmSpec::row_major(64, 96, 8100)
+        };
+        assert_eq!(wgrad.a_mode(), 2);
+        let wgrad_odd = GemmSpec {
+            a_ms: 1,
+            a_ks: 5,
+            ..GemmSpec::row_major(5, 3, 98)
+        };
+        assert_eq!(wgrad_odd.a_mode(), 0);
     }
 }
