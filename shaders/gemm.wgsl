@@ -46,7 +46,8 @@
 //   reduce, colsum, zero_skipped: WG (override, default 64).
 // Grid
 //   naive: (ceil(n/NX), ceil(m/NY), splits); tiled: (ceil(n/64), ceil(m/64), splits);
-//   reduce, zero_skipped: kernels::grid_1d(ceil(elements/WG)) (linear group = wid.x + wid.y·nwg.x);
+//   reduce: kernels::grid_1d(ceil(m/WG)); zero_skipped: grid_1d(ceil(m·ceil(n/4)/WG))
+//   (linear group = wid.x + wid.y·nwg.x);
 //   colsum: (ceil(n/WG), splits, 1).
 // Mirrors: cpu::dense::gemm_forward; through the ops: cpu::dense::dense_*,
 //   cpu::pointwise_conv2d::pointwise_conv2d_*.
@@ -283,14 +284,22 @@ fn gemm_zero_skipped(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    // One invocation per (pixel, group of 4 channels): the pixel test is paid once per 4 zeros.
+    let groups = (params.n + 3u) / 4u;
     let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (i >= params.m * params.n) {
+    if (i >= params.m * groups) {
         return;
     }
-    let r = (i / params.n) % params.g_in_hw;
+    let q = i / groups;
+    let r = q % params.g_in_hw;
     let h = r / params.g_in_w;
     let w = r - h * params.g_in_w;
-    if (h % params.g_stride != 0u || w % params.g_stride != 0u) {
-        c[params.c_off + i] = 0.0;
+    if (h % params.g_stride == 0u && w % params.g_stride == 0u) {
+        return;
+    }
+    let ch = (i - q * groups) * 4u;
+    let base = params.c_off + q * params.n + ch;
+    for (var j = 0u; j < min(4u, params.n - ch); j++) {
+        c[base + j] = 0.0;
     }
 }

@@ -574,7 +574,7 @@ impl Gemm {
             "gemm_zero_skipped",
             &[Some(dx)],
             Some(&p),
-            grid_1d(groups_for(n * h * w * c, WG_1D)),
+            grid_1d(groups_for(n * h * w * c.div_ceil(4), WG_1D)),
         )
     }
 
