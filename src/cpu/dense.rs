@@ -1,1 +1,140 @@
-//! `dense` CPU reference: to be written (issue 2).
+//! `dense` (fully connected layer) reference, and the plain matrix product `gemm_forward` that
+//! the `gemm` op is checked against (the GEMM core behind dense and pointwise_conv2d).
+
+/// C = A·B. c: [M, N], a: [M, K], b: [K, N], all row-major.
+pub fn gemm_forward(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0;
+            for p in 0..k {
+                s += a[i * k + p] * b[p * n + j];
+            }
+            c[i * n + j] = s;
+        }
+    }
+}
+
+/// y = x·W + b.
+/// y: [N, OUT], x: [N, IN], w: [IN, OUT] (Keras kernel), b: [OUT].
+pub fn dense_forward(
+    y: &mut [f64],
+    x: &[f64],
+    w: &[f64],
+    b: &[f64],
+    batch: usize,
+    inp: usize,
+    out: usize,
+) {
+    for i in 0..batch {
+        for o in 0..out {
+            let mut s = b[o];
+            for p in 0..inp {
+                s += x[i * inp + p] * w[p * out + o];
+            }
+            y[i * out + o] = s;
+        }
+    }
+}
+
+/// dx = dy·Wᵀ (writes dx).
+/// dx: [N, IN], dy: [N, OUT], w: [IN, OUT].
+pub fn dense_backward_input(
+    dx: &mut [f64],
+    dy: &[f64],
+    w: &[f64],
+    batch: usize,
+    inp: usize,
+    out: usize,
+) {
+    for i in 0..batch {
+        for p in 0..inp {
+            let mut s = 0.0;
+            for o in 0..out {
+                s += dy[i * out + o] * w[p * out + o];
+            }
+            dx[i * inp + p] = s;
+        }
+    }
+}
+
+/// dW = xᵀ·dy and db = Σ_rows dy (writes both).
+/// dw: [IN, OUT], db: [OUT], x: [N, IN], dy: [N, OUT].
+pub fn dense_backward_weight(
+    dw: &mut [f64],
+    db: &mut [f64],
+    x: &[f64],
+    dy: &[f64],
+    batch: usize,
+    inp: usize,
+    out: usize,
+) {
+    for p in 0..inp {
+        for o in 0..out {
+            let mut s = 0.0;
+            for i in 0..batch {
+                s += x[i * inp + p] * dy[i * out + o];
+            }
+            dw[p * out + o] = s;
+        }
+    }
+    for o in 0..out {
+        let mut s = 0.0;
+        for i in 0..batch {
+            s += dy[i * out + o];
+        }
+        db[o] = s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{dot, grad_check, random_f64};
+
+    #[test]
+    fn gemm_forward_by_hand() {
+        // [1 2 3; 4 5 6] · [1 0; 0 1; 1 1] = [4 5; 10 11]
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let mut c = [0.0; 4];
+        gemm_forward(&mut c, &a, &b, 2, 2, 3);
+        assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
+    }
+
+    #[test]
+    fn dense_forward_by_hand() {
+        // x = [1, 2], W = [[1, -1, 0], [2, 0, 1]], b = [0.5, 0, -1] → y = [5.5, -1, 1]
+        let mut y = [0.0; 3];
+        dense_forward(
+            &mut y,
+            &[1.0, 2.0],
+            &[1.0, -1.0, 0.0, 2.0, 0.0, 1.0],
+            &[0.5, 0.0, -1.0],
+            1,
+            2,
+            3,
+        );
+        assert_eq!(y, [5.5, -1.0, 1.0]);
+    }
+
+    #[test]
+    fn dense_backwards_match_central_differences() {
+        let (n, i, o) = (3, 5, 4);
+        let x = random_f64(1, n * i, -1.0, 1.0);
+        let w = random_f64(2, i * o, -1.0, 1.0);
+        let b = random_f64(3, o, -1.0, 1.0);
+        let r = random_f64(4, n * o, -1.0, 1.0);
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| {
+            let mut y = vec![0.0; n * o];
+            dense_forward(&mut y, x, w, b, n, i, o);
+            dot(&y, &r)
+        };
+        let mut dx = vec![0.0; n * i];
+        dense_backward_input(&mut dx, &r, &w, n, i, o);
+        assert!(grad_check(&x, &dx, |x| loss(x, &w, &b), 1e-6) < 1e-8);
+        let (mut dw, mut db) = (vec![0.0; i * o], vec![0.0; o]);
+        dense_backward_weight(&mut dw, &mut db, &x, &r, n, i, o);
+        assert!(grad_check(&w, &dw, |w| loss(&x, w, &b), 1e-6) < 1e-8);
+        assert!(grad_check(&b, &db, |b| loss(&x, &w, b), 1e-6) < 1e-8);
+    }
+}

@@ -1,15 +1,170 @@
-//! `dense` kernels: to be written (see issue 2). Until then it contributes no checks, and
-//! tests/parity.rs fails for it.
+//! `dense`: fully connected layer y = x·W + b, on the shared GEMM core of
+//! [`crate::kernels::gemm`] (shaders/gemm*.wgsl): the same linear-layer passes as
+//! pointwise_conv2d, with the batch as rows and no pixel gather.
+//!
+//! Weights in Keras layout `[IN, OUT]` row-major, bias `[OUT]`; backward_weight reads the
+//! forward input x (the only saved tensor).
+
+use std::sync::Arc;
 
 use crate::gpu::GpuContext;
-use crate::selftest::Check;
+use crate::kernels::Dispatch;
+use crate::kernels::gemm::{Gemm, Variant};
+use crate::kernels::pointwise_conv2d::{PointwiseShape, Reference, linear_checks};
+use crate::selftest::{Check, ShapeClass, random_vec};
 
-/// Parity checks of this family (none yet).
-pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
-    Vec::new()
+/// Dense passes on a (possibly shared) compiled [`Gemm`].
+pub struct Dense {
+    gemm: Arc<Gemm>,
+    variant: Variant,
 }
 
-/// Benchmark cases of this family (none yet).
-pub fn bench_cases(_ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
-    Vec::new()
+impl Dense {
+    /// Compiles the GEMM core and uses the adapter's variant.
+    pub fn new(ctx: &GpuContext) -> Self {
+        let gemm = Arc::new(Gemm::new(ctx));
+        let variant = gemm.selected();
+        Self { gemm, variant }
+    }
+
+    /// Shares an already compiled core, with an explicit variant.
+    pub fn with_gemm(gemm: Arc<Gemm>, variant: Variant) -> Self {
+        Self { gemm, variant }
+    }
+
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// y = x·W + b (writes y). y: [N, OUT], x: [N, IN], w: [IN, OUT], b: [OUT].
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        ctx: &GpuContext,
+        y: &wgpu::Buffer,
+        x: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        batch: usize,
+        inp: usize,
+        out: usize,
+    ) -> Dispatch {
+        self.gemm
+            .linear_forward(ctx, self.variant, y, x, w, b, batch, inp, out, None)
+    }
+
+    /// dx = dy·Wᵀ (writes dx). dx: [N, IN], dy: [N, OUT], w: [IN, OUT].
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_input(
+        &self,
+        ctx: &GpuContext,
+        dx: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        batch: usize,
+        inp: usize,
+        out: usize,
+    ) -> Vec<Dispatch> {
+        self.gemm
+            .linear_backward_input(ctx, self.variant, dx, dy, w, batch, inp, out, None)
+    }
+
+    /// f32 elements of scratch [`Self::backward_weight`] needs (0: none).
+    pub fn backward_weight_scratch_len(&self, batch: usize, inp: usize, out: usize) -> usize {
+        self.gemm.weight_scratch_len(self.variant, batch, inp, out)
+    }
+
+    /// dW = xᵀ·dy, db = Σ_batch dy (writes both). dw: [IN, OUT], db: [OUT], x: [N, IN],
+    /// dy: [N, OUT]; `scratch` holds [`Self::backward_weight_scratch_len`] f32 (None when 0).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_weight(
+        &self,
+        ctx: &GpuContext,
+        dw: &wgpu::Buffer,
+        db: &wgpu::Buffer,
+        scratch: Option<&wgpu::Buffer>,
+        x: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
+        batch: usize,
+        inp: usize,
+        out: usize,
+    ) -> Vec<Dispatch> {
+        self.gemm.linear_backward_weight(
+            ctx,
+            self.variant,
+            dw,
+            db,
+            scratch,
+            x,
+            dy,
+            batch,
+            inp,
+            out,
+            None,
+        )
+    }
+}
+
+/// Parity checks of the three passes at the three shape classes (large: the model's
+/// 1024 → out with a batch long enough for split-K in the weight gradient).
+pub fn checks(ctx: &GpuContext) -> Vec<Check> {
+    let sh = |batch, inp, out| PointwiseShape {
+        n: batch,
+        h: 1,
+        w: 1,
+        cin: inp,
+        cout: out,
+        stride: 1,
+    };
+    linear_checks(
+        ctx,
+        "dense",
+        Reference::Dense,
+        &[
+            (ShapeClass::Tiny, sh(2, 3, 4)),
+            (ShapeClass::Odd, sh(7, 37, 5)),
+            (ShapeClass::Large, sh(640, 1024, 33)),
+        ],
+    )
+}
+
+/// The model's classifier head: 8 × 1024 → 1 (tiny; GFLOP/s for completeness).
+pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
+    use crate::bench::{BenchCase, Work};
+    let (batch, inp, out) = (8, 1024, 1);
+    let k = Dense::new(ctx);
+    let vn = k.variant().name();
+    let x = ctx.upload("x", &random_vec(1, batch * inp, -1.0, 1.0));
+    let w = ctx.upload("w", &random_vec(2, inp * out, -0.1, 0.1));
+    let b = ctx.zeros("b", out);
+    let y = ctx.zeros("y", batch * out);
+    let dx = ctx.zeros("dx", batch * inp);
+    let dw = ctx.zeros("dw", inp * out);
+    let db = ctx.zeros("db", out);
+    let scratch = ctx.zeros("scratch", k.backward_weight_scratch_len(batch, inp, out));
+    let flops = Work::Flops(2 * (batch * inp * out) as u64);
+    let id = |pass: &str| format!("8x1024to1/{pass}/{vn}");
+    vec![
+        BenchCase {
+            group: "dense",
+            id: id("forward"),
+            work: flops,
+            dispatches: vec![k.forward(ctx, &y, &x, &w, &b, batch, inp, out)],
+            buffers: vec![],
+        },
+        BenchCase {
+            group: "dense",
+            id: id("backward_input"),
+            work: flops,
+            dispatches: k.backward_input(ctx, &dx, &y, &w, batch, inp, out),
+            buffers: vec![],
+        },
+        BenchCase {
+            group: "dense",
+            id: id("backward_weight"),
+            work: flops,
+            dispatches: k.backward_weight(ctx, &dw, &db, Some(&scratch), &x, &y, batch, inp, out),
+            buffers: vec![x, w, b, y, dx, dw, db, scratch],
+        },
+    ]
 }
