@@ -11,6 +11,7 @@ use thiserror::Error;
 
 pub mod params;
 pub mod pool;
+pub mod reference;
 pub use params::{ParamLayout, ParamSlot};
 
 use crate::cpu::{Padding, out_size};
