@@ -49,7 +49,7 @@
 //   reduce: kernels::grid_1d(ceil(m/WG)); zero_skipped: grid_1d(ceil(m·ceil(n/4)/WG))
 //   (linear group = wid.x + wid.y·nwg.x);
 //   colsum: (ceil(n/WG), splits, 1).
-// Mirrors: cpu::dense::gemm_forward; through the ops: cpu::dense::dense_*,
+// Mirrors: cpu::gemm::gemm_forward; through the ops: cpu::dense::dense_*,
 //   cpu::pointwise_conv2d::pointwise_conv2d_*.
 
 override WG: u32 = 64u;

@@ -30,7 +30,7 @@
 // Workgroup: WG (override, default 8) invocations along vec4 columns; invocation l of group x
 //   owns columns 4·(2·WG·x + l) .. +3 and 4·(2·WG·x + WG + l) .. +3, rows 32·y .. 32·y + 31.
 // Grid: (ceil(n / (8·WG)), ceil(m / 32), splits).
-// Mirrors: cpu::dense::gemm_forward (and the dense / pointwise_conv2d passes built on it).
+// Mirrors: cpu::gemm::gemm_forward (and the dense / pointwise_conv2d passes built on it).
 
 // No `enable subgroups;`: naga 30 rejects the directive and accepts subgroup builtins
 // without it (the device must have wgpu::Features::SUBGROUP).

@@ -45,6 +45,7 @@ pub fn all_cases(ctx: &GpuContext) -> Vec<BenchCase> {
     v.extend(gemm::bench_cases(ctx));
     v.extend(batch_norm::bench_cases(ctx));
     v.extend(relu::bench_cases(ctx));
+    v.extend(rescale::bench_cases(ctx));
     v.extend(pool::bench_cases(ctx));
     v.extend(elementwise::bench_cases(ctx));
     v.extend(loss::bench_cases(ctx));

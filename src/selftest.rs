@@ -225,6 +225,7 @@ pub fn all_checks(ctx: &GpuContext) -> Vec<Check> {
     v.extend(gemm::checks(ctx));
     v.extend(batch_norm::checks(ctx));
     v.extend(relu::checks(ctx));
+    v.extend(rescale::checks(ctx));
     v.extend(pool::checks(ctx));
     v.extend(elementwise::checks(ctx));
     v.extend(loss::checks(ctx));

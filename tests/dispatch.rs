@@ -27,3 +27,49 @@ fn write_params_changes_the_dropout_seed_without_rebuilding() {
     }
     assert_ne!(outs[0], outs[1], "a new seed must give a new mask");
 }
+
+#[test]
+fn kernels_bind_ranges_of_a_buffer() {
+    use gpucnn::kernels::{BufferRange, elementwise::Elementwise, relu::Relu};
+    let Some(ctx) = test_context() else { return };
+    let align = ctx.limits.min_storage_buffer_offset_alignment as usize / 4;
+    let len = 100;
+    let range = |buf, at: usize| BufferRange {
+        buffer: buf,
+        offset: (at * 4) as u64,
+        size: (len * 4) as u64,
+    };
+    // A read-only range of a "parameter" buffer, written into a range of an "output" buffer.
+    let x = random_vec(5, len, -1.0, 1.0);
+    let mut params = vec![9.0f32; align + len];
+    params[align..].copy_from_slice(&x);
+    let params = ctx.upload("params", &params);
+    let out = ctx.upload("out", &vec![-7.0f32; 2 * align + len]);
+    let k = Relu::new(&ctx);
+    run_all(
+        &ctx,
+        &[&k.forward(&ctx, &range(&out, 2 * align), &range(&params, align), len)],
+    )
+    .unwrap();
+    let got: Vec<f32> = ctx.read(&out).unwrap();
+    assert!(
+        got[..2 * align].iter().all(|&v| v == -7.0),
+        "outside the range is untouched"
+    );
+    for (g, &xi) in got[2 * align..].iter().zip(&x) {
+        assert_eq!(*g, xi.max(0.0));
+    }
+    // One buffer both read and written in a dispatch is rejected by wgpu's usage rule (so BN
+    // moving statistics live apart from the trainable parameters). Two WRITABLE ranges of one
+    // buffer pass validation but lavapipe then writes wrong values (seen here with
+    // add_backward writing da and db into one buffer): the executor never binds a buffer twice
+    // in one dispatch, which is why weights and biases have separate flat buffers.
+    let same = run_all(
+        &ctx,
+        &[&k.forward(&ctx, &range(&out, 0), &range(&out, 2 * align), len)],
+    );
+    assert!(
+        same.is_err(),
+        "reading and writing one buffer in a dispatch must be rejected"
+    );
+}

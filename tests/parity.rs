@@ -96,3 +96,7 @@ fn adam() {
 fn augment() {
     parity("augment");
 }
+#[test]
+fn rescale() {
+    parity("rescale");
+}

@@ -1,18 +1,4 @@
-//! `dense` (fully connected layer) reference, and the plain matrix product `gemm_forward` that
-//! the `gemm` op is checked against (the GEMM core behind dense and pointwise_conv2d).
-
-/// C = A·B. c: [M, N], a: [M, K], b: [K, N], all row-major.
-pub fn gemm_forward(c: &mut [f64], a: &[f64], b: &[f64], m: usize, n: usize, k: usize) {
-    for i in 0..m {
-        for j in 0..n {
-            let mut s = 0.0;
-            for p in 0..k {
-                s += a[i * k + p] * b[p * n + j];
-            }
-            c[i * n + j] = s;
-        }
-    }
-}
+//! `dense` (fully connected layer) reference. The plain matrix product is `cpu::gemm`.
 
 /// y = x·W + b.
 /// y: [N, OUT], x: [N, IN], w: [IN, OUT] (Keras kernel), b: [OUT].
@@ -58,12 +44,12 @@ pub fn dense_backward_input(
 }
 
 /// dW = xᵀ·dy and db = Σ_rows dy (writes both).
-/// dw: [IN, OUT], db: [OUT], x: [N, IN], dy: [N, OUT].
+/// dw: [IN, OUT], db: [OUT], dy: [N, OUT], x: [N, IN] (saved forward input).
 pub fn dense_backward_weight(
     dw: &mut [f64],
     db: &mut [f64],
-    x: &[f64],
     dy: &[f64],
+    x: &[f64],
     batch: usize,
     inp: usize,
     out: usize,
@@ -90,16 +76,6 @@ pub fn dense_backward_weight(
 mod tests {
     use super::*;
     use crate::cpu::{dot, grad_check, random_f64};
-
-    #[test]
-    fn gemm_forward_by_hand() {
-        // [1 2 3; 4 5 6] · [1 0; 0 1; 1 1] = [4 5; 10 11]
-        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
-        let mut c = [0.0; 4];
-        gemm_forward(&mut c, &a, &b, 2, 2, 3);
-        assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
-    }
 
     #[test]
     fn dense_forward_by_hand() {
@@ -133,7 +109,7 @@ mod tests {
         dense_backward_input(&mut dx, &r, &w, n, i, o);
         assert!(grad_check(&x, &dx, |x| loss(x, &w, &b), 1e-6) < 1e-8);
         let (mut dw, mut db) = (vec![0.0; i * o], vec![0.0; o]);
-        dense_backward_weight(&mut dw, &mut db, &x, &r, n, i, o);
+        dense_backward_weight(&mut dw, &mut db, &r, &x, n, i, o);
         assert!(grad_check(&w, &dw, |w| loss(&x, w, &b), 1e-6) < 1e-8);
         assert!(grad_check(&b, &db, |b| loss(&x, &w, b), 1e-6) < 1e-8);
     }

@@ -12,10 +12,12 @@ pub mod conv2d;
 pub mod dense;
 pub mod depthwise_conv2d;
 pub mod elementwise;
+pub mod gemm;
 pub mod loss;
 pub mod pointwise_conv2d;
 pub mod pool;
 pub mod relu;
+pub mod rescale;
 
 /// TensorFlow's "same"/"valid" padding arithmetic for one spatial dimension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

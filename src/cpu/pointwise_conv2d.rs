@@ -76,13 +76,13 @@ pub fn pointwise_conv2d_backward_input(
 
 /// dW[p, o] = Σ_pixels x[n, oh·s, ow·s, p]·dy[n, oh, ow, o]; db[o] = Σ_pixels dy[.., o]
 /// (writes both).
-/// dw: [CIN, COUT], db: [COUT], x: [N, H, W, CIN], dy: [N, OH, OW, COUT].
+/// dw: [CIN, COUT], db: [COUT], dy: [N, OH, OW, COUT], x: [N, H, W, CIN] (saved forward input).
 #[allow(clippy::too_many_arguments)]
 pub fn pointwise_conv2d_backward_weight(
     dw: &mut [f64],
     db: &mut [f64],
-    x: &[f64],
     dy: &[f64],
+    x: &[f64],
     n: usize,
     h: usize,
     wd: usize,
@@ -141,7 +141,7 @@ mod tests {
             pointwise_conv2d_backward_input(&mut dx, &r, &wt, n, h, w, ci, co, stride);
             assert!(grad_check(&x, &dx, |x| loss(x, &wt, &b), 1e-6) < 1e-8);
             let (mut dw, mut db) = (vec![1.0; wt.len()], vec![1.0; co]);
-            pointwise_conv2d_backward_weight(&mut dw, &mut db, &x, &r, n, h, w, ci, co, stride);
+            pointwise_conv2d_backward_weight(&mut dw, &mut db, &r, &x, n, h, w, ci, co, stride);
             assert!(grad_check(&wt, &dw, |wt| loss(&x, wt, &b), 1e-6) < 1e-8);
             assert!(grad_check(&b, &db, |b| loss(&x, &wt, b), 1e-6) < 1e-8);
         }

@@ -264,8 +264,7 @@ pub fn train_step(
     let mut grads = vec![0.0; layout.total_len];
     let mut dacts: Vec<Option<Vec<f64>>> = vec![None; layers.len()];
     dacts[last] = Some(dlogits);
-    let send = |dacts: &mut Vec<Option<Vec<f64>>>, to: usize, g: Vec<f64>| match &mut dacts[to]
-    {
+    let send = |dacts: &mut Vec<Option<Vec<f64>>>, to: usize, g: Vec<f64>| match &mut dacts[to] {
         Some(acc) => cpu::elementwise::add_backward_accumulate(acc, &g),
         slot @ None => *slot = Some(g),
     };
@@ -330,7 +329,7 @@ pub fn train_step(
                 );
                 let (mut dpw, mut db) = (vec![0.0; pwr.len()], vec![0.0; br.len()]);
                 cpu::pointwise_conv2d::pointwise_conv2d_backward_weight(
-                    &mut dpw, &mut db, mid, &dy, n, oh, ow, c, *filters, 1,
+                    &mut dpw, &mut db, &dy, mid, n, oh, ow, c, *filters, 1,
                 );
                 let mut dmid = vec![0.0; mid.len()];
                 cpu::pointwise_conv2d::pointwise_conv2d_backward_input(
@@ -402,7 +401,7 @@ pub fn train_step(
                 let f = in_shape.len();
                 let (wr, br) = (p(li, "kernel"), p(li, "bias"));
                 let (mut dw, mut db) = (vec![0.0; wr.len()], vec![0.0; br.len()]);
-                cpu::dense::dense_backward_weight(&mut dw, &mut db, x_in, &dy, n, f, *units);
+                cpu::dense::dense_backward_weight(&mut dw, &mut db, &dy, x_in, n, f, *units);
                 cpu::dense::dense_backward_input(&mut dx, &dy, &params[wr.clone()], n, f, *units);
                 grads[wr].copy_from_slice(&dw);
                 grads[br].copy_from_slice(&db);

@@ -14,6 +14,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::cpu;
 pub use crate::cpu::adam::AdamHyper;
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
@@ -102,7 +103,7 @@ impl Adam {
     }
 
     /// t += 1 and lr_t for the new t (writes state). state: [`AdamState`].
-    pub fn begin_step(&self, ctx: &GpuContext, state: &wgpu::Buffer) -> Dispatch {
+    pub fn begin_step(&self, ctx: &GpuContext, state: &dyn Bind) -> Dispatch {
         let slots = [None, None, None, None, Some(state)];
         let p = self.params(0);
         self.family
@@ -116,11 +117,11 @@ impl Adam {
     pub fn update(
         &self,
         ctx: &GpuContext,
-        theta: &wgpu::Buffer,
-        m: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        grads: &wgpu::Buffer,
-        state: &wgpu::Buffer,
+        theta: &dyn Bind,
+        m: &dyn Bind,
+        v: &dyn Bind,
+        grads: &dyn Bind,
+        state: &dyn Bind,
         len: usize,
     ) -> Dispatch {
         let bytes = 4 * len as u64;

@@ -13,6 +13,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::cpu;
 use crate::cpu::augment::AugmentConfig;
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
@@ -80,9 +81,9 @@ impl Augment {
     pub fn forward(
         &self,
         ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        seed: &wgpu::Buffer,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        seed: &dyn Bind,
         n: usize,
         h: usize,
         w: usize,

@@ -25,6 +25,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::cpu;
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::{Dispatch, ShaderFamily, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
@@ -191,7 +192,7 @@ impl BatchNorm {
         [groups_for(shape.channels, FW), 1, 1]
     }
 
-    fn check_scratch(scratch: &wgpu::Buffer, shape: &BnShape) {
+    fn check_scratch(scratch: &dyn Bind, shape: &BnShape) {
         let need = (Self::scratch_len(shape) * 4) as u64;
         assert!(
             scratch.size() >= need,
@@ -207,20 +208,20 @@ impl BatchNorm {
     pub fn forward_train(
         &self,
         ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        mean: &wgpu::Buffer,
-        inv_std: &wgpu::Buffer,
-        moving_mean: &wgpu::Buffer,
-        moving_var: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        gamma: &wgpu::Buffer,
-        beta: &wgpu::Buffer,
-        scratch: &wgpu::Buffer,
+        y: &dyn Bind,
+        mean: &dyn Bind,
+        inv_std: &dyn Bind,
+        moving_mean: &dyn Bind,
+        moving_var: &dyn Bind,
+        x: &dyn Bind,
+        gamma: &dyn Bind,
+        beta: &dyn Bind,
+        scratch: &dyn Bind,
         shape: &BnShape,
     ) -> Vec<Dispatch> {
         Self::check_scratch(scratch, shape);
         let p = shape.params();
-        let mut slots: [Option<&wgpu::Buffer>; 12] = [None; 12];
+        let mut slots: [Option<&dyn Bind>; 12] = [None; 12];
         slots[1] = Some(x);
         slots[11] = Some(scratch);
         let partial = self.family.dispatch(
@@ -230,7 +231,7 @@ impl BatchNorm {
             Some(&p),
             Self::row_grid(shape),
         );
-        let mut slots: [Option<&wgpu::Buffer>; 12] = [None; 12];
+        let mut slots: [Option<&dyn Bind>; 12] = [None; 12];
         slots[5] = Some(mean);
         slots[6] = Some(inv_std);
         slots[7] = Some(moving_mean);
@@ -268,12 +269,12 @@ impl BatchNorm {
     pub fn forward_inference(
         &self,
         ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        gamma: &wgpu::Buffer,
-        beta: &wgpu::Buffer,
-        moving_mean: &wgpu::Buffer,
-        moving_var: &wgpu::Buffer,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        gamma: &dyn Bind,
+        beta: &dyn Bind,
+        moving_mean: &dyn Bind,
+        moving_var: &dyn Bind,
         shape: &BnShape,
     ) -> Dispatch {
         let slots = [
@@ -303,20 +304,20 @@ impl BatchNorm {
     pub fn backward(
         &self,
         ctx: &GpuContext,
-        dx: &wgpu::Buffer,
-        dgamma: &wgpu::Buffer,
-        dbeta: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        gamma: &wgpu::Buffer,
-        mean: &wgpu::Buffer,
-        inv_std: &wgpu::Buffer,
-        scratch: &wgpu::Buffer,
+        dx: &dyn Bind,
+        dgamma: &dyn Bind,
+        dbeta: &dyn Bind,
+        dy: &dyn Bind,
+        x: &dyn Bind,
+        gamma: &dyn Bind,
+        mean: &dyn Bind,
+        inv_std: &dyn Bind,
+        scratch: &dyn Bind,
         shape: &BnShape,
     ) -> Vec<Dispatch> {
         Self::check_scratch(scratch, shape);
         let p = shape.params();
-        let mut slots: [Option<&wgpu::Buffer>; 12] = [None; 12];
+        let mut slots: [Option<&dyn Bind>; 12] = [None; 12];
         slots[1] = Some(x);
         slots[2] = Some(dy);
         slots[5] = Some(mean);
@@ -328,7 +329,7 @@ impl BatchNorm {
             Some(&p),
             Self::row_grid(shape),
         );
-        let mut slots: [Option<&wgpu::Buffer>; 12] = [None; 12];
+        let mut slots: [Option<&dyn Bind>; 12] = [None; 12];
         slots[6] = Some(inv_std);
         slots[9] = Some(dgamma);
         slots[10] = Some(dbeta);
@@ -340,7 +341,7 @@ impl BatchNorm {
             Some(&p),
             Self::channel_grid(shape),
         );
-        let mut slots: [Option<&wgpu::Buffer>; 12] = [None; 12];
+        let mut slots: [Option<&dyn Bind>; 12] = [None; 12];
         slots[0] = Some(dx);
         slots[1] = Some(x);
         slots[2] = Some(dy);

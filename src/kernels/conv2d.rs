@@ -25,6 +25,7 @@ use crate::cpu::conv2d::{
     Conv2dShape, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
 };
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
@@ -281,10 +282,10 @@ impl Conv2d {
     pub fn forward(
         &self,
         ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        b: &wgpu::Buffer,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        w: &dyn Bind,
+        b: &dyn Bind,
         s: &Conv2dShape,
     ) -> Dispatch {
         let t = tiling(s.n * s.oh() * s.ow(), s.cout, self.subgroup());
@@ -309,9 +310,9 @@ impl Conv2d {
     pub fn backward_input(
         &self,
         ctx: &GpuContext,
-        dx: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        w: &wgpu::Buffer,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
+        w: &dyn Bind,
         s: &Conv2dShape,
     ) -> Dispatch {
         let t = tiling(s.n * s.h * s.w, s.cin, self.subgroup());
@@ -339,11 +340,11 @@ impl Conv2d {
     pub fn backward_weight(
         &self,
         ctx: &GpuContext,
-        dw: &wgpu::Buffer,
-        db: &wgpu::Buffer,
-        scratch: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        x: &wgpu::Buffer,
+        dw: &dyn Bind,
+        db: &dyn Bind,
+        scratch: &dyn Bind,
+        dy: &dyn Bind,
+        x: &dyn Bind,
         s: &Conv2dShape,
     ) -> [Dispatch; 2] {
         let need = self.backward_weight_scratch_len(s) as u64 * 4;

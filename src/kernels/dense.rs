@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::Dispatch;
 use crate::kernels::gemm::{Gemm, Variant};
 use crate::kernels::pointwise_conv2d::{PointwiseShape, Reference, linear_checks};
@@ -41,10 +42,10 @@ impl Dense {
     pub fn forward(
         &self,
         ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        b: &wgpu::Buffer,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        w: &dyn Bind,
+        b: &dyn Bind,
         batch: usize,
         inp: usize,
         out: usize,
@@ -58,9 +59,9 @@ impl Dense {
     pub fn backward_input(
         &self,
         ctx: &GpuContext,
-        dx: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        w: &wgpu::Buffer,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
+        w: &dyn Bind,
         batch: usize,
         inp: usize,
         out: usize,
@@ -74,17 +75,17 @@ impl Dense {
         self.gemm.weight_scratch_len(self.variant, batch, inp, out)
     }
 
-    /// dW = xᵀ·dy, db = Σ_batch dy (writes both). dw: [IN, OUT], db: [OUT], x: [N, IN],
-    /// dy: [N, OUT]; `scratch` holds [`Self::backward_weight_scratch_len`] f32 (None when 0).
+    /// dW = xᵀ·dy, db = Σ_batch dy (writes both). dw: [IN, OUT], db: [OUT], dy: [N, OUT],
+    /// x: [N, IN] (the forward input); `scratch` holds [`Self::backward_weight_scratch_len`] f32 (None when 0).
     #[allow(clippy::too_many_arguments)]
     pub fn backward_weight(
         &self,
         ctx: &GpuContext,
-        dw: &wgpu::Buffer,
-        db: &wgpu::Buffer,
-        scratch: Option<&wgpu::Buffer>,
-        x: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
+        dw: &dyn Bind,
+        db: &dyn Bind,
+        scratch: Option<&dyn Bind>,
+        dy: &dyn Bind,
+        x: &dyn Bind,
         batch: usize,
         inp: usize,
         out: usize,
@@ -163,7 +164,7 @@ pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
             group: "dense",
             id: id("backward_weight"),
             work: flops,
-            dispatches: k.backward_weight(ctx, &dw, &db, Some(&scratch), &x, &y, batch, inp, out),
+            dispatches: k.backward_weight(ctx, &dw, &db, Some(&scratch), &y, &x, batch, inp, out),
             buffers: vec![x, w, b, y, dx, dw, db, scratch],
         },
     ]

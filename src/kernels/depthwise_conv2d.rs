@@ -18,6 +18,7 @@ use crate::cpu::depthwise_conv2d::{
     depthwise_conv2d_forward,
 };
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
@@ -140,7 +141,7 @@ impl DepthwiseConv2d {
         &self,
         ctx: &GpuContext,
         entry: &str,
-        slots: &[Option<&wgpu::Buffer>],
+        slots: &[Option<&dyn Bind>],
         s: &DepthwiseShape,
         (rows, cols): (usize, usize),
     ) -> Dispatch {
@@ -162,9 +163,9 @@ impl DepthwiseConv2d {
     pub fn forward(
         &self,
         ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        w: &dyn Bind,
         s: &DepthwiseShape,
     ) -> Dispatch {
         self.row_pass(
@@ -180,9 +181,9 @@ impl DepthwiseConv2d {
     pub fn backward_input(
         &self,
         ctx: &GpuContext,
-        dx: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        w: &wgpu::Buffer,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
+        w: &dyn Bind,
         s: &DepthwiseShape,
     ) -> Dispatch {
         self.row_pass(
@@ -201,10 +202,10 @@ impl DepthwiseConv2d {
     pub fn backward_weight(
         &self,
         ctx: &GpuContext,
-        dw: &wgpu::Buffer,
-        scratch: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        x: &wgpu::Buffer,
+        dw: &dyn Bind,
+        scratch: &dyn Bind,
+        dy: &dyn Bind,
+        x: &dyn Bind,
         s: &DepthwiseShape,
     ) -> [Dispatch; 2] {
         self.check_shape(s);

@@ -15,6 +15,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::cpu;
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
@@ -88,7 +89,7 @@ impl Elementwise {
         &self,
         ctx: &GpuContext,
         entry: &str,
-        slots: &[Option<&wgpu::Buffer>],
+        slots: &[Option<&dyn Bind>],
         params: Params,
     ) -> Dispatch {
         let grid = grid_1d(groups_for(params.len as usize, WG * PER_INVOCATION));
@@ -99,9 +100,9 @@ impl Elementwise {
     pub fn add_forward(
         &self,
         ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
+        y: &dyn Bind,
+        a: &dyn Bind,
+        b: &dyn Bind,
         len: usize,
     ) -> Dispatch {
         let slots = [Some(y), None, Some(a), Some(b)];
@@ -112,9 +113,9 @@ impl Elementwise {
     pub fn add_backward(
         &self,
         ctx: &GpuContext,
-        da: &wgpu::Buffer,
-        db: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
+        da: &dyn Bind,
+        db: &dyn Bind,
+        dy: &dyn Bind,
         len: usize,
     ) -> Dispatch {
         let slots = [Some(da), Some(db), Some(dy)];
@@ -125,8 +126,8 @@ impl Elementwise {
     pub fn add_backward_accumulate(
         &self,
         ctx: &GpuContext,
-        grad: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
+        grad: &dyn Bind,
+        dy: &dyn Bind,
         len: usize,
     ) -> Dispatch {
         let slots = [Some(grad), None, Some(dy)];
@@ -138,8 +139,8 @@ impl Elementwise {
     pub fn dropout_forward(
         &self,
         ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        x: &wgpu::Buffer,
+        y: &dyn Bind,
+        x: &dyn Bind,
         len: usize,
         seed: u32,
         rate: f32,
@@ -154,8 +155,8 @@ impl Elementwise {
     pub fn dropout_backward(
         &self,
         ctx: &GpuContext,
-        dx: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
         len: usize,
         seed: u32,
         rate: f32,

@@ -18,6 +18,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::cpu;
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
@@ -434,10 +435,10 @@ impl Gemm {
         ctx: &GpuContext,
         variant: Variant,
         spec: &GemmSpec,
-        c: &wgpu::Buffer,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        bias: Option<&wgpu::Buffer>,
+        c: &dyn Bind,
+        a: &dyn Bind,
+        b: &dyn Bind,
+        bias: Option<&dyn Bind>,
     ) -> Dispatch {
         assert!(
             spec.bias_off.is_none() || bias.is_some(),
@@ -492,8 +493,8 @@ impl Gemm {
     pub fn reduce(
         &self,
         ctx: &GpuContext,
-        out: &wgpu::Buffer,
-        partials: &wgpu::Buffer,
+        out: &dyn Bind,
+        partials: &dyn Bind,
         len: usize,
         splits: u32,
         out_off: usize,
@@ -523,8 +524,8 @@ impl Gemm {
     pub fn colsum(
         &self,
         ctx: &GpuContext,
-        partials: &wgpu::Buffer,
-        x: &wgpu::Buffer,
+        partials: &dyn Bind,
+        x: &dyn Bind,
         rows: usize,
         cols: usize,
         split: SplitK,
@@ -554,7 +555,7 @@ impl Gemm {
     pub fn zero_skipped(
         &self,
         ctx: &GpuContext,
-        dx: &wgpu::Buffer,
+        dx: &dyn Bind,
         n: usize,
         h: usize,
         w: usize,
@@ -584,9 +585,9 @@ impl Gemm {
         &self,
         ctx: &GpuContext,
         variant: Variant,
-        c: &wgpu::Buffer,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
+        c: &dyn Bind,
+        a: &dyn Bind,
+        b: &dyn Bind,
         m: usize,
         n: usize,
         k: usize,
@@ -605,10 +606,10 @@ impl Gemm {
         &self,
         ctx: &GpuContext,
         variant: Variant,
-        y: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        b: &wgpu::Buffer,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        w: &dyn Bind,
+        b: &dyn Bind,
         rows: usize,
         cin: usize,
         cout: usize,
@@ -634,9 +635,9 @@ impl Gemm {
         &self,
         ctx: &GpuContext,
         variant: Variant,
-        dx: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        w: &wgpu::Buffer,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
+        w: &dyn Bind,
         rows: usize,
         cin: usize,
         cout: usize,
@@ -686,11 +687,11 @@ impl Gemm {
         &self,
         ctx: &GpuContext,
         variant: Variant,
-        dw: &wgpu::Buffer,
-        db: &wgpu::Buffer,
-        scratch: Option<&wgpu::Buffer>,
-        x: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
+        dw: &dyn Bind,
+        db: &dyn Bind,
+        scratch: Option<&dyn Bind>,
+        x: &dyn Bind,
+        dy: &dyn Bind,
         rows: usize,
         cin: usize,
         cout: usize,
@@ -804,7 +805,7 @@ pub fn checks(ctx: &GpuContext) -> Vec<Check> {
                         &[&g.forward(ctx, variant, &cb, &ab, &bb, m, n, k)],
                     )?;
                     let mut want = vec![0.0; m * n];
-                    cpu::dense::gemm_forward(&mut want, &to_f64(&a), &to_f64(&b), m, n, k);
+                    cpu::gemm::gemm_forward(&mut want, &to_f64(&a), &to_f64(&b), m, n, k);
                     let (atol, rtol) = tolerance(k);
                     Ok(vec![Compared::new("c", ctx.read(&cb)?, want, atol, rtol)])
                 },

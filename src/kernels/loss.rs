@@ -15,6 +15,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::cpu;
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
@@ -89,9 +90,9 @@ impl Loss {
     pub fn sigmoid_bce_forward(
         &self,
         ctx: &GpuContext,
-        loss: &wgpu::Buffer,
-        z: &wgpu::Buffer,
-        targets: &wgpu::Buffer,
+        loss: &dyn Bind,
+        z: &dyn Bind,
+        targets: &dyn Bind,
         n: usize,
         labels: usize,
     ) -> Dispatch {
@@ -105,9 +106,9 @@ impl Loss {
     pub fn sigmoid_bce_backward(
         &self,
         ctx: &GpuContext,
-        dz: &wgpu::Buffer,
-        z: &wgpu::Buffer,
-        targets: &wgpu::Buffer,
+        dz: &dyn Bind,
+        z: &dyn Bind,
+        targets: &dyn Bind,
         n: usize,
         labels: usize,
     ) -> Dispatch {
@@ -123,9 +124,9 @@ impl Loss {
     pub fn sigmoid_bce_metrics(
         &self,
         ctx: &GpuContext,
-        metrics: &wgpu::Buffer,
-        z: &wgpu::Buffer,
-        targets: &wgpu::Buffer,
+        metrics: &dyn Bind,
+        z: &dyn Bind,
+        targets: &dyn Bind,
         n: usize,
         labels: usize,
     ) -> Dispatch {
@@ -140,9 +141,9 @@ impl Loss {
     pub fn softmax_ce_forward(
         &self,
         ctx: &GpuContext,
-        loss: &wgpu::Buffer,
-        z: &wgpu::Buffer,
-        labels: &wgpu::Buffer,
+        loss: &dyn Bind,
+        z: &dyn Bind,
+        labels: &dyn Bind,
         n: usize,
         classes: usize,
     ) -> Dispatch {
@@ -156,9 +157,9 @@ impl Loss {
     pub fn softmax_ce_backward(
         &self,
         ctx: &GpuContext,
-        dz: &wgpu::Buffer,
-        z: &wgpu::Buffer,
-        labels: &wgpu::Buffer,
+        dz: &dyn Bind,
+        z: &dyn Bind,
+        labels: &dyn Bind,
         n: usize,
         classes: usize,
     ) -> Dispatch {
@@ -174,9 +175,9 @@ impl Loss {
     pub fn softmax_ce_metrics(
         &self,
         ctx: &GpuContext,
-        metrics: &wgpu::Buffer,
-        z: &wgpu::Buffer,
-        labels: &wgpu::Buffer,
+        metrics: &dyn Bind,
+        z: &dyn Bind,
+        labels: &dyn Bind,
         n: usize,
         classes: usize,
     ) -> Dispatch {

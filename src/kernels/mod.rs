@@ -25,6 +25,46 @@ pub mod loss;
 pub mod pointwise_conv2d;
 pub mod pool;
 pub mod relu;
+pub mod rescale;
+
+/// Something a kernel binds as a storage buffer: a whole buffer, or a [`BufferRange`] of one
+/// (how the executor binds one layer's slice of the flat parameter and gradient buffers).
+pub trait Bind {
+    fn binding(&self) -> wgpu::BufferBinding<'_>;
+    /// Bytes bound.
+    fn size(&self) -> u64;
+}
+
+impl Bind for wgpu::Buffer {
+    fn binding(&self) -> wgpu::BufferBinding<'_> {
+        self.as_entire_buffer_binding()
+    }
+    fn size(&self) -> u64 {
+        wgpu::Buffer::size(self)
+    }
+}
+
+/// `size` bytes of `buffer` from `offset` (a multiple of the device's
+/// `min_storage_buffer_offset_alignment`, 256 bytes at most).
+#[derive(Debug, Clone, Copy)]
+pub struct BufferRange<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl Bind for BufferRange<'_> {
+    fn binding(&self) -> wgpu::BufferBinding<'_> {
+        wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.offset,
+            size: std::num::NonZeroU64::new(self.size),
+        }
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
 
 /// Largest workgroup count per grid dimension that WebGPU guarantees.
 pub const MAX_GROUPS_PER_DIM: u32 = 65535;
@@ -173,7 +213,7 @@ impl ShaderFamily {
         &self,
         ctx: &GpuContext,
         entry: &str,
-        slots: &[Option<&wgpu::Buffer>],
+        slots: &[Option<&dyn Bind>],
         params: Option<&P>,
         workgroups: [u32; 3],
     ) -> Dispatch {
@@ -186,7 +226,7 @@ impl ShaderFamily {
         let entries: Vec<wgpu::BindGroupEntry> = uses
             .iter()
             .map(|b| {
-                let buffer = if let Some(size) = b.uniform_size {
+                let resource = if let Some(size) = b.uniform_size {
                     let p = params_buf.as_ref().unwrap_or_else(|| {
                         panic!(
                             "{}::{entry} uses uniform '{}' but no params were given",
@@ -201,9 +241,9 @@ impl ShaderFamily {
                         std::mem::size_of::<P>(),
                         b.name
                     );
-                    p
+                    p.as_entire_binding()
                 } else {
-                    slots
+                    let slot = slots
                         .get(b.binding as usize)
                         .copied()
                         .flatten()
@@ -212,11 +252,12 @@ impl ShaderFamily {
                                 "{}::{entry} uses binding {} ('{}') but no buffer was given",
                                 self.name, b.binding, b.name
                             )
-                        })
+                        });
+                    wgpu::BindingResource::Buffer(slot.binding())
                 };
                 wgpu::BindGroupEntry {
                     binding: b.binding,
-                    resource: buffer.as_entire_binding(),
+                    resource,
                 }
             })
             .collect();

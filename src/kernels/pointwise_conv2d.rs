@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::cpu;
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::Dispatch;
 use crate::kernels::gemm::{
     Gemm, PixelMap, SharedGemm, Variant, selected_variant, shared_gemm, tolerance,
@@ -91,10 +92,10 @@ impl PointwiseConv2d {
     pub fn forward(
         &self,
         ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        b: &wgpu::Buffer,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        w: &dyn Bind,
+        b: &dyn Bind,
         s: &PointwiseShape,
     ) -> Dispatch {
         self.gemm.linear_forward(
@@ -116,9 +117,9 @@ impl PointwiseConv2d {
     pub fn backward_input(
         &self,
         ctx: &GpuContext,
-        dx: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        w: &wgpu::Buffer,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
+        w: &dyn Bind,
         s: &PointwiseShape,
     ) -> Vec<Dispatch> {
         self.gemm.linear_backward_input(
@@ -141,17 +142,17 @@ impl PointwiseConv2d {
     }
 
     /// dW = Σ_pixels xᵀ·dy, db = Σ_pixels dy (writes both). dw: [1, 1, CIN, COUT], db: [COUT],
-    /// x: [N, H, W, CIN] (the forward input), dy: [N, OH, OW, COUT]; `scratch` holds
+    /// dy: [N, OH, OW, COUT], x: [N, H, W, CIN] (the forward input); `scratch` holds
     /// [`Self::backward_weight_scratch_len`] f32 (None when that is 0).
     #[allow(clippy::too_many_arguments)]
     pub fn backward_weight(
         &self,
         ctx: &GpuContext,
-        dw: &wgpu::Buffer,
-        db: &wgpu::Buffer,
-        scratch: Option<&wgpu::Buffer>,
-        x: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
+        dw: &dyn Bind,
+        db: &dyn Bind,
+        scratch: Option<&dyn Bind>,
+        dy: &dyn Bind,
+        x: &dyn Bind,
         s: &PointwiseShape,
     ) -> Vec<Dispatch> {
         self.gemm.linear_backward_weight(
@@ -273,14 +274,22 @@ fn run_linear_check(
             let dbb = ctx.upload("db", &vec![f32::NAN; co]);
             let sl = k.backward_weight_scratch_len(s);
             let scratch = (sl > 0).then(|| ctx.upload("scratch", &vec![f32::NAN; sl]));
-            run(&k.backward_weight(ctx, &dwb, &dbb, scratch.as_ref(), &xb, &dyb, s))?;
+            run(&k.backward_weight(
+                ctx,
+                &dwb,
+                &dbb,
+                scratch.as_ref().map(|b| b as &dyn Bind),
+                &dyb,
+                &xb,
+                s,
+            ))?;
             let (mut dw, mut db) = (vec![0.0; ci * co], vec![0.0; co]);
             match reference {
                 Reference::Pointwise => cpu::pointwise_conv2d::pointwise_conv2d_backward_weight(
-                    &mut dw, &mut db, &xd, &dyd, n, h, wi, ci, co, st,
+                    &mut dw, &mut db, &dyd, &xd, n, h, wi, ci, co, st,
                 ),
                 Reference::Dense => {
-                    cpu::dense::dense_backward_weight(&mut dw, &mut db, &xd, &dyd, n, ci, co)
+                    cpu::dense::dense_backward_weight(&mut dw, &mut db, &dyd, &xd, n, ci, co)
                 }
             }
             let (atol, rtol) = tolerance(s.pixels());
@@ -364,7 +373,7 @@ pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
             group: "pointwise_conv2d",
             id: id("backward_weight"),
             work: flops,
-            dispatches: k.backward_weight(ctx, &dw, &db, Some(&scratch), &x, &y, &s),
+            dispatches: k.backward_weight(ctx, &dw, &db, Some(&scratch), &y, &x, &s),
             buffers: vec![x, w, b, y, dx, dw, db, scratch],
         });
     }

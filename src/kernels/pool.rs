@@ -18,6 +18,7 @@ use crate::cpu;
 use crate::cpu::Padding;
 use crate::cpu::pool::Pool2d;
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
@@ -167,9 +168,9 @@ impl Pool {
     pub fn max_pool2d_forward(
         &self,
         ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        argmax: &wgpu::Buffer,
-        x: &wgpu::Buffer,
+        y: &dyn Bind,
+        argmax: &dyn Bind,
+        x: &dyn Bind,
         g: &Pool2d,
     ) -> Dispatch {
         let p = Params::max_pool(g);
@@ -188,9 +189,9 @@ impl Pool {
     pub fn max_pool2d_backward(
         &self,
         ctx: &GpuContext,
-        dx: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        argmax: &wgpu::Buffer,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
+        argmax: &dyn Bind,
         g: &Pool2d,
     ) -> Dispatch {
         let p = Params::max_pool(g);
@@ -208,8 +209,8 @@ impl Pool {
     pub fn global_avg_pool2d_forward(
         &self,
         ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        x: &wgpu::Buffer,
+        y: &dyn Bind,
+        x: &dyn Bind,
         shape: [usize; 4],
     ) -> Dispatch {
         let [n, h, w, c] = shape;
@@ -229,8 +230,8 @@ impl Pool {
     pub fn global_avg_pool2d_backward(
         &self,
         ctx: &GpuContext,
-        dx: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
         shape: [usize; 4],
     ) -> Dispatch {
         let [n, h, w, c] = shape;

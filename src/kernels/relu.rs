@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::cpu;
 use crate::gpu::GpuContext;
+use crate::kernels::Bind;
 use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
@@ -41,13 +42,7 @@ impl Relu {
     }
 
     /// y = max(x, 0). y, x: [len] f32.
-    pub fn forward(
-        &self,
-        ctx: &GpuContext,
-        y: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        len: usize,
-    ) -> Dispatch {
+    pub fn forward(&self, ctx: &GpuContext, y: &dyn Bind, x: &dyn Bind, len: usize) -> Dispatch {
         let p = Params {
             len: len as u32,
             _pad: [0; 3],
@@ -65,9 +60,9 @@ impl Relu {
     pub fn backward(
         &self,
         ctx: &GpuContext,
-        dx: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        y: &wgpu::Buffer,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
+        y: &dyn Bind,
         len: usize,
     ) -> Dispatch {
         let p = Params {

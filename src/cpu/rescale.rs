@@ -1,0 +1,38 @@
+//! Rescaling reference (Keras' `Rescaling(scale, offset)`).
+
+/// y = x·scale + offset. y, x: [len], any layout.
+pub fn rescale_forward(y: &mut [f64], x: &[f64], scale: f64, offset: f64) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi = xi * scale + offset;
+    }
+}
+
+/// dx = dy·scale. dx, dy: [len].
+pub fn rescale_backward(dx: &mut [f64], dy: &[f64], scale: f64) {
+    for (d, &g) in dx.iter_mut().zip(dy) {
+        *d = g * scale;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{dot, grad_check, random_f64};
+
+    #[test]
+    fn rescale_by_hand_and_by_central_differences() {
+        let mut y = [0.0; 3];
+        rescale_forward(&mut y, &[0.0, 127.5, 255.0], 1.0 / 255.0, 0.0);
+        assert_eq!(y, [0.0, 0.5, 1.0]);
+        let x = random_f64(1, 20, 0.0, 255.0);
+        let r = random_f64(2, 20, -1.0, 1.0);
+        let mut dx = vec![0.0; 20];
+        rescale_backward(&mut dx, &r, 0.25);
+        let loss = |x: &[f64]| {
+            let mut y = vec![0.0; x.len()];
+            rescale_forward(&mut y, x, 0.25, -1.0);
+            dot(&y, &r)
+        };
+        assert!(grad_check(&x, &dx, loss, 1e-4) < 1e-8);
+    }
+}
