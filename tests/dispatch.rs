@@ -30,7 +30,7 @@ fn write_params_changes_the_dropout_seed_without_rebuilding() {
 
 #[test]
 fn kernels_bind_ranges_of_a_buffer() {
-    use gpucnn::kernels::{BufferRange, elementwise::Elementwise, relu::Relu};
+    use gpucnn::kernels::{BufferRange, relu::Relu};
     let Some(ctx) = test_context() else { return };
     let align = ctx.limits.min_storage_buffer_offset_alignment as usize / 4;
     let len = 100;
