@@ -1,50 +1,89 @@
-//! The flat parameter layout: every parameter of a model in ONE buffer, at fixed offsets.
+//! The flat parameter layout: every parameter of a model at a fixed offset of one index space,
+//! split into three regions that live in three GPU buffers.
 //!
-//! One flat buffer (and its gradients, Adam's m and v likewise) means one Adam dispatch for the
-//! whole model and one write for a checkpoint (as llm.c does). Trainable parameters come first,
-//! in layer order, then the non-trainable batch-norm statistics, so Adam runs over the prefix
-//! `[0, trainable_len)` only.
+//! One flat space (and gradients, Adam's m and v likewise) means a few Adam dispatches for the
+//! whole model and one write for a checkpoint (as llm.c does). The regions exist because of a
+//! GPU rule: a dispatch must never bind one buffer twice when one binding is written (wgpu
+//! rejects read + write; lavapipe corrupts two writable ranges). A layer's backward writes its
+//! kernel gradient and its bias gradient in one dispatch, and batch norm's training forward
+//! reads γ/β while it updates the moving statistics, so:
+//!
+//! - `Weights`: kernels (conv, depthwise, pointwise, dense) and batch-norm γ;
+//! - `Biases`: biases and batch-norm β;
+//! - `State`: batch-norm moving mean and variance (non-trainable).
+//!
+//! Regions follow each other in that order, so the trainable parameters are the prefix
+//! `[0, trainable_len)`. Every slot starts at a multiple of [`ALIGN`] elements (256 bytes,
+//! WebGPU's largest storage-offset alignment), so any slot can be bound as a buffer range.
 
 use rand::{Rng, SeedableRng};
 
 use super::{Init, Model};
 
-/// Where one parameter tensor lives in the flat buffer.
+/// Slot alignment in f32 elements (256 bytes).
+pub const ALIGN: usize = 64;
+
+/// Which buffer a parameter lives in (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    Weights = 0,
+    Biases = 1,
+    State = 2,
+}
+
+impl Region {
+    pub const ALL: [Region; 3] = [Region::Weights, Region::Biases, Region::State];
+
+    fn of(name: &str, trainable: bool) -> Self {
+        match (trainable, name) {
+            (false, _) => Region::State,
+            (true, "bias" | "beta") => Region::Biases,
+            (true, _) => Region::Weights,
+        }
+    }
+}
+
+/// Where one parameter tensor lives.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamSlot {
     /// Index of the layer in `Model::layers`.
     pub layer: usize,
     /// Keras-style full name, e.g. `conv2d/kernel`, `batch_normalization_3/moving_mean`.
     pub name: String,
-    /// Offset in f32 elements.
+    /// Offset in f32 elements in the whole flat space.
     pub offset: usize,
     pub len: usize,
     pub shape: Vec<usize>,
     pub trainable: bool,
+    pub region: Region,
     pub init: Init,
 }
 
-/// Offsets of every parameter of a model in one flat f32 buffer.
+/// Offsets of every parameter of a model in one flat f32 space of three regions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamLayout {
     pub slots: Vec<ParamSlot>,
-    /// Elements in the trainable prefix.
+    /// (start, len) of each region, indexed by `Region as usize`.
+    pub regions: [(usize, usize); 3],
+    /// Elements in the trainable prefix (Weights and Biases, with alignment padding).
     pub trainable_len: usize,
-    /// All elements.
+    /// All elements, padding included.
     pub total_len: usize,
 }
 
 impl ParamLayout {
-    /// Lays out `model`'s parameters: trainable ones first, then the non-trainable ones.
+    /// Lays out `model`'s parameters region by region, in layer order within a region.
     pub fn new(model: &Model) -> Self {
         let mut slots = Vec::new();
+        let mut regions = [(0, 0); 3];
         let mut offset = 0;
-        for pass_trainable in [true, false] {
+        for region in Region::ALL {
+            let start = offset;
             for (li, layer) in model.layers.iter().enumerate() {
                 for p in layer
                     .params
                     .iter()
-                    .filter(|p| p.trainable == pass_trainable)
+                    .filter(|p| Region::of(p.name, p.trainable) == region)
                 {
                     slots.push(ParamSlot {
                         layer: li,
@@ -53,18 +92,32 @@ impl ParamLayout {
                         len: p.len(),
                         shape: p.shape.clone(),
                         trainable: p.trainable,
+                        region,
                         init: p.init,
                     });
-                    offset += p.len();
+                    offset += p.len().next_multiple_of(ALIGN);
                 }
             }
+            regions[region as usize] = (start, offset - start);
         }
-        let trainable_len = slots.iter().filter(|s| s.trainable).map(|s| s.len).sum();
         Self {
             slots,
-            trainable_len,
+            regions,
+            trainable_len: regions[Region::State as usize].0,
             total_len: offset,
         }
+    }
+
+    /// Parameters that exist (padding excluded): (total, trainable).
+    pub fn counts(&self) -> (usize, usize) {
+        let total = self.slots.iter().map(|s| s.len).sum();
+        let trainable = self
+            .slots
+            .iter()
+            .filter(|s| s.trainable)
+            .map(|s| s.len)
+            .sum();
+        (total, trainable)
     }
 
     /// The slot of `layer`'s parameter called `name` (`kernel`, `gamma`, …).
@@ -105,18 +158,39 @@ mod tests {
     fn layout_puts_trainable_first_and_counts_match_keras() {
         let m = xception_mini(&XceptionConfig::default()).unwrap();
         let l = ParamLayout::new(&m);
-        assert_eq!(l.total_len, 2_731_065);
-        assert_eq!(l.trainable_len, 2_722_777);
-        assert!(l.slots.iter().take_while(|s| s.trainable).count() < l.slots.len());
+        assert_eq!(l.counts(), (2_731_065, 2_722_777));
+        assert!(l.slots.iter().all(|s| s.offset % ALIGN == 0));
         assert!(
             l.slots
                 .windows(2)
-                .all(|w| w[0].offset + w[0].len == w[1].offset)
+                .all(|w| w[0].offset + w[0].len <= w[1].offset)
         );
-        let first_non = l.slots.iter().position(|s| !s.trainable).unwrap();
-        assert!(l.slots[first_non..].iter().all(|s| !s.trainable));
+        assert!(
+            l.slots
+                .windows(2)
+                .all(|w| w[0].region as usize <= w[1].region as usize)
+        );
+        assert!(
+            l.slots
+                .iter()
+                .all(|s| s.trainable == (s.offset < l.trainable_len))
+        );
+        for s in &l.slots {
+            let (start, len) = l.regions[s.region as usize];
+            assert!(
+                s.offset >= start && s.offset + s.len <= start + len,
+                "{}",
+                s.name
+            );
+        }
         assert_eq!(l.slots[0].name, "conv2d/kernel");
         assert_eq!(l.slots[0].shape, vec![3, 3, 3, 128]);
+        let beta = l
+            .slots
+            .iter()
+            .find(|s| s.name == "batch_normalization/beta")
+            .unwrap();
+        assert_eq!(beta.region, Region::Biases);
     }
 
     #[test]
