@@ -231,6 +231,7 @@ pub fn all_checks(ctx: &GpuContext) -> Vec<Check> {
     v.extend(loss::checks(ctx));
     v.extend(adam::checks(ctx));
     v.extend(augment::checks(ctx));
+    v.extend(crate::graph::parity::checks(ctx));
     v
 }
 

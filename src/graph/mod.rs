@@ -9,7 +9,9 @@ use std::fmt;
 
 use thiserror::Error;
 
+pub mod executor;
 pub mod params;
+pub mod parity;
 pub mod pool;
 pub mod reference;
 pub use params::{ParamLayout, ParamSlot};

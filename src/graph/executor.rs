@@ -1,0 +1,1211 @@
+//! The graph executor: a model compiled once into a training step of pre-built dispatches.
+//!
+//! [`TrainStep::new`] walks the model once and schedules every op of a step — forward, loss,
+//! backward in reverse order (gradients add up where a tensor fans out), Adam — as a list of
+//! planned ops that name the tensors they touch. From that list each transient tensor's
+//! lifetime is known; [`super::pool::plan_buffers`] gives tensors whose lifetimes do not
+//! overlap the same buffer. Then buffers, pipelines and bind groups are created, once. A step
+//! is one compute pass in one command encoder; nothing is read back unless asked for (loss
+//! and accuracy accumulate on the GPU in a 3-float metrics buffer).
+//!
+//! Parameters live in three flat buffers (see [`super::params`]): weights, biases and batch-
+//! norm state; gradients, Adam's m and v mirror the first two. A layer binds its slice of them
+//! as a buffer range.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use super::params::{ParamLayout, Region};
+use super::pool::{Lifetime, plan_buffers};
+use super::{Activation, LayerKind, Model, Shape};
+use crate::cpu::conv2d::Conv2dShape;
+use crate::cpu::depthwise_conv2d::DepthwiseShape;
+use crate::cpu::pool::Pool2d;
+use crate::gpu::{GpuContext, GpuError};
+use crate::kernels::adam::Adam;
+use crate::kernels::batch_norm::{BatchNorm, BnShape};
+use crate::kernels::conv2d::Conv2d;
+use crate::kernels::dense::Dense;
+use crate::kernels::depthwise_conv2d::DepthwiseConv2d;
+use crate::kernels::elementwise::{self, Elementwise};
+use crate::kernels::gemm::Gemm;
+use crate::kernels::loss::{Loss, METRICS_LEN};
+use crate::kernels::pointwise_conv2d::{PointwiseConv2d, PointwiseShape};
+use crate::kernels::pool::{Pool, max_pool2d_argmax_len};
+use crate::kernels::relu::Relu;
+use crate::kernels::rescale::Rescale;
+use crate::kernels::{Bind, BufferRange, Dispatch};
+
+/// Why a model cannot be compiled into a step on this device.
+#[derive(Debug, Error)]
+pub enum ExecError {
+    #[error(
+        "tensor '{name}' needs {mib:.1} MiB at batch {batch}, more than this GPU can bind in one \
+         buffer ({limit_mib:.1} MiB); use a smaller --batch-size or --image-size (splitting a batch \
+         into micro-batches is not implemented yet)"
+    )]
+    TooLarge {
+        name: String,
+        mib: f64,
+        limit_mib: f64,
+        batch: usize,
+    },
+    #[error("the model's last layer must be Dense with a sigmoid or softmax activation")]
+    NoClassifier,
+    #[error("layer '{0}' cannot be compiled: {1}")]
+    Unsupported(String, String),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
+
+/// One kernel object per family, shared by all layers (pipelines compiled once).
+struct Kernels {
+    conv: Conv2d,
+    depthwise: DepthwiseConv2d,
+    pointwise: PointwiseConv2d,
+    dense: Dense,
+    bn: BatchNorm,
+    relu: Relu,
+    pool: Pool,
+    ew: Elementwise,
+    loss: Loss,
+    adam: Adam,
+    rescale: Rescale,
+}
+
+impl Kernels {
+    fn new(ctx: &GpuContext) -> Self {
+        let gemm = Arc::new(Gemm::new(ctx));
+        let variant = gemm.selected();
+        Self {
+            conv: Conv2d::new(ctx),
+            depthwise: DepthwiseConv2d::new(ctx),
+            pointwise: PointwiseConv2d::with_gemm(gemm.clone(), variant),
+            dense: Dense::with_gemm(gemm, variant),
+            bn: BatchNorm::new(ctx),
+            relu: Relu::new(ctx),
+            pool: Pool::new(ctx),
+            ew: Elementwise::new(ctx),
+            loss: Loss::new(ctx),
+            adam: Adam::new(ctx),
+            rescale: Rescale::new(ctx),
+        }
+    }
+}
+
+type TensorId = usize;
+
+struct Tensor {
+    name: String,
+    bytes: u64,
+}
+
+/// Everything a planned op's builder can bind.
+struct Env<'a> {
+    ctx: &'a GpuContext,
+    k: &'a Kernels,
+    layout: &'a ParamLayout,
+    pool: &'a [wgpu::Buffer],
+    tensor_buffer: &'a [usize],
+    tensors: &'a [Tensor],
+    params: &'a [wgpu::Buffer; 3],
+    grads: &'a [wgpu::Buffer; 2],
+    saved: &'a HashMap<(usize, &'static str), wgpu::Buffer>,
+    fixed: &'a Fixed,
+}
+
+/// Buffers that are not pooled.
+struct Fixed {
+    input: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    loss: wgpu::Buffer,
+    metrics: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+    adam_state: wgpu::Buffer,
+    m: wgpu::Buffer,
+    v: wgpu::Buffer,
+}
+
+impl Env<'_> {
+    fn t(&self, id: TensorId) -> BufferRange<'_> {
+        BufferRange {
+            buffer: &self.pool[self.tensor_buffer[id]],
+            offset: 0,
+            size: self.tensors[id].bytes,
+        }
+    }
+    fn slot(&self, layer: usize, name: &str) -> (Region, u64, u64) {
+        let s = self
+            .layout
+            .find(layer, name)
+            .unwrap_or_else(|| panic!("layer {layer} has no {name}"));
+        let start = self.layout.regions[s.region as usize].0;
+        (
+            s.region,
+            ((s.offset - start) * 4) as u64,
+            (s.len * 4) as u64,
+        )
+    }
+    /// A parameter's range in its region's buffer.
+    fn p(&self, layer: usize, name: &str) -> BufferRange<'_> {
+        let (r, offset, size) = self.slot(layer, name);
+        BufferRange {
+            buffer: &self.params[r as usize],
+            offset,
+            size,
+        }
+    }
+    /// A trainable parameter's gradient range.
+    fn g(&self, layer: usize, name: &str) -> BufferRange<'_> {
+        let (r, offset, size) = self.slot(layer, name);
+        BufferRange {
+            buffer: &self.grads[r as usize],
+            offset,
+            size,
+        }
+    }
+    fn saved(&self, layer: usize, what: &'static str) -> &wgpu::Buffer {
+        &self.saved[&(layer, what)]
+    }
+    fn scratch(&self, len: usize) -> Option<&dyn Bind> {
+        (len > 0).then_some(&self.fixed.scratch as &dyn Bind)
+    }
+}
+
+type Build = Box<dyn Fn(&Env) -> Vec<Dispatch>>;
+
+struct PlannedOp {
+    uses: Vec<TensorId>,
+    build: Build,
+    /// (rate, len) of a dropout op whose seed changes per step.
+    dropout: Option<(f32, usize)>,
+}
+
+/// Memory the step uses, against the naive one-buffer-per-tensor sum.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryReport {
+    pub pooled_bytes: u64,
+    pub naive_bytes: u64,
+    pub pool_buffers: usize,
+    pub tensors: usize,
+    /// Parameters, gradients, Adam state, saved tensors, scratch, input.
+    pub fixed_bytes: u64,
+}
+
+/// The targets of one batch, as the loss kernels take them.
+pub enum BatchTargets<'a> {
+    /// Sigmoid outputs: [N, L] in {0, 1}.
+    Binary(&'a [f32]),
+    /// Softmax outputs: class indices [N].
+    Classes(&'a [u32]),
+}
+
+/// A compiled training step (see the module doc).
+pub struct TrainStep {
+    pub layout: ParamLayout,
+    pub batch: usize,
+    params: [wgpu::Buffer; 3],
+    grads: [wgpu::Buffer; 2],
+    fixed: Fixed,
+    dispatches: Vec<Dispatch>,
+    /// Indices into `dispatches` of dropout passes, with their (rate, len).
+    dropout: Vec<(usize, f32, usize)>,
+    input_len: usize,
+    activation: Activation,
+    outputs: usize,
+    pub memory: MemoryReport,
+}
+
+struct Planner {
+    tensors: Vec<Tensor>,
+    ops: Vec<PlannedOp>,
+    scratch_len: usize,
+}
+
+impl Planner {
+    fn tensor(&mut self, name: String, floats: usize) -> TensorId {
+        self.tensors.push(Tensor {
+            name,
+            bytes: (floats.max(1) * 4) as u64,
+        });
+        self.tensors.len() - 1
+    }
+    fn op(&mut self, uses: Vec<TensorId>, build: impl Fn(&Env) -> Vec<Dispatch> + 'static) {
+        self.ops.push(PlannedOp {
+            uses,
+            build: Box::new(build),
+            dropout: None,
+        });
+    }
+    fn need_scratch(&mut self, len: usize) {
+        self.scratch_len = self.scratch_len.max(len);
+    }
+}
+
+/// A layer's input: a pooled tensor, or the fixed input buffer for the input layer.
+fn input_of<'e>(e: &'e Env<'_>, x: Option<TensorId>) -> Box<dyn Bind + 'e> {
+    match x {
+        Some(t) => Box::new(e.t(t)),
+        None => Box::new(BufferRange {
+            buffer: &e.fixed.input,
+            offset: 0,
+            size: e.fixed.input.size(),
+        }),
+    }
+}
+
+/// `len` f32 of `b` from element `at`.
+fn range(b: &wgpu::Buffer, at: usize, len: usize) -> BufferRange<'_> {
+    BufferRange {
+        buffer: b,
+        offset: (at * 4) as u64,
+        size: (len.max(1) * 4) as u64,
+    }
+}
+
+fn hwc(s: Shape) -> (usize, usize, usize) {
+    match s {
+        Shape::Hwc(h, w, c) => (h, w, c),
+        Shape::Flat(f) => (1, 1, f),
+    }
+}
+
+impl TrainStep {
+    /// Compiles `model` into a training step at batch size `batch` with Adam's learning rate
+    /// `lr`. Parameters start at zero: load them with [`Self::load_params`].
+    pub fn new(ctx: &GpuContext, model: &Model, batch: usize, lr: f32) -> Result<Self, ExecError> {
+        let layout = ParamLayout::new(model);
+        let layers = &model.layers;
+        let last = layers.len() - 1;
+        let (activation, outputs) = match layers[last].kind {
+            LayerKind::Dense {
+                activation: a @ (Activation::Sigmoid | Activation::Softmax),
+                units,
+            } => (a, units),
+            _ => return Err(ExecError::NoClassifier),
+        };
+        let k = Kernels::new(ctx);
+        let n = batch;
+
+        // Which layer outputs need a gradient: those with a trainable layer upstream.
+        let mut needs_grad = vec![false; layers.len()];
+        for (li, l) in layers.iter().enumerate() {
+            needs_grad[li] = !l.params.is_empty() || l.inputs.iter().any(|&i| needs_grad[i]);
+        }
+        let mut consumers = vec![0usize; layers.len()];
+        for l in layers {
+            for &i in &l.inputs {
+                consumers[i] += 1;
+            }
+        }
+
+        let mut pl = Planner {
+            tensors: Vec::new(),
+            ops: Vec::new(),
+            scratch_len: 0,
+        };
+        let mut saved_specs: Vec<((usize, &'static str), usize)> = Vec::new();
+        // act[li]: the tensor holding layer li's output (None for the input layer).
+        let mut act: Vec<Option<TensorId>> = vec![None; layers.len()];
+        let mut mid: HashMap<usize, TensorId> = HashMap::new();
+
+        // ---- Forward ----
+        for (li, l) in layers.iter().enumerate() {
+            if let LayerKind::Input = l.kind {
+                continue;
+            }
+            let len = n * l.output.len();
+            let y = pl.tensor(format!("{}:out", l.name), len);
+            act[li] = Some(y);
+            let src = l.inputs[0];
+            let x = act[src];
+            let in_shape = layers[src].output;
+            let uses_x: Vec<TensorId> = x.into_iter().collect();
+            match l.kind.clone() {
+                LayerKind::Input => unreachable!(),
+                LayerKind::Rescaling { scale, offset } => {
+                    pl.op([vec![y], uses_x].concat(), move |e| {
+                        vec![e.k.rescale.forward(
+                            e.ctx,
+                            &e.t(y),
+                            input_of(e, x).as_ref(),
+                            len,
+                            scale,
+                            offset,
+                        )]
+                    });
+                }
+                LayerKind::Conv2D {
+                    filters,
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let (h, w, c) = hwc(in_shape);
+                    if kernel == 1 {
+                        let s = PointwiseShape {
+                            n,
+                            h,
+                            w,
+                            cin: c,
+                            cout: filters,
+                            stride,
+                        };
+                        pl.op([vec![y], uses_x].concat(), move |e| {
+                            vec![e.k.pointwise.forward(
+                                e.ctx,
+                                &e.t(y),
+                                input_of(e, x).as_ref(),
+                                &e.p(li, "kernel"),
+                                &e.p(li, "bias"),
+                                &s,
+                            )]
+                        });
+                    } else {
+                        let s = Conv2dShape {
+                            n,
+                            h,
+                            w,
+                            cin: c,
+                            cout: filters,
+                            k: kernel,
+                            stride,
+                            padding,
+                        };
+                        pl.op([vec![y], uses_x].concat(), move |e| {
+                            vec![e.k.conv.forward(
+                                e.ctx,
+                                &e.t(y),
+                                input_of(e, x).as_ref(),
+                                &e.p(li, "kernel"),
+                                &e.p(li, "bias"),
+                                &s,
+                            )]
+                        });
+                    }
+                }
+                LayerKind::SeparableConv2D {
+                    filters,
+                    kernel,
+                    padding,
+                } => {
+                    let (h, w, c) = hwc(in_shape);
+                    if kernel != 3 {
+                        return Err(ExecError::Unsupported(
+                            l.name.clone(),
+                            format!("depthwise kernel {kernel} (3 is compiled)"),
+                        ));
+                    }
+                    let ds = DepthwiseShape {
+                        n,
+                        h,
+                        w,
+                        c,
+                        k: kernel,
+                        padding,
+                    };
+                    let m = pl.tensor(format!("{}:depthwise", l.name), ds.y_len());
+                    mid.insert(li, m);
+                    pl.op([vec![m], uses_x].concat(), move |e| {
+                        vec![e.k.depthwise.forward(
+                            e.ctx,
+                            &e.t(m),
+                            input_of(e, x).as_ref(),
+                            &e.p(li, "depthwise_kernel"),
+                            &ds,
+                        )]
+                    });
+                    let ps = PointwiseShape {
+                        n,
+                        h: ds.oh(),
+                        w: ds.ow(),
+                        cin: c,
+                        cout: filters,
+                        stride: 1,
+                    };
+                    pl.op(vec![y, m], move |e| {
+                        vec![e.k.pointwise.forward(
+                            e.ctx,
+                            &e.t(y),
+                            &e.t(m),
+                            &e.p(li, "pointwise_kernel"),
+                            &e.p(li, "bias"),
+                            &ps,
+                        )]
+                    });
+                }
+                LayerKind::BatchNormalization { momentum, epsilon } => {
+                    let c = l.output.channels();
+                    let shape = BnShape {
+                        momentum,
+                        epsilon,
+                        ..BnShape::keras(len / c, c)
+                    };
+                    pl.need_scratch(BatchNorm::scratch_len(&shape));
+                    saved_specs.push(((li, "mean"), c));
+                    saved_specs.push(((li, "inv_std"), c));
+                    pl.op([vec![y], uses_x].concat(), move |e| {
+                        e.k.bn.forward_train(
+                            e.ctx,
+                            &e.t(y),
+                            e.saved(li, "mean"),
+                            e.saved(li, "inv_std"),
+                            &e.p(li, "moving_mean"),
+                            &e.p(li, "moving_variance"),
+                            input_of(e, x).as_ref(),
+                            &e.p(li, "gamma"),
+                            &e.p(li, "beta"),
+                            &e.fixed.scratch,
+                            &shape,
+                        )
+                    });
+                }
+                LayerKind::Relu => {
+                    pl.op([vec![y], uses_x].concat(), move |e| {
+                        vec![
+                            e.k.relu
+                                .forward(e.ctx, &e.t(y), input_of(e, x).as_ref(), len),
+                        ]
+                    });
+                }
+                LayerKind::MaxPooling2D {
+                    pool,
+                    stride,
+                    padding,
+                } => {
+                    let (h, w, c) = hwc(in_shape);
+                    let g = Pool2d::square(n, h, w, c, pool, stride, padding);
+                    saved_specs.push(((li, "argmax"), max_pool2d_argmax_len(&g)));
+                    pl.op([vec![y], uses_x].concat(), move |e| {
+                        vec![e.k.pool.max_pool2d_forward(
+                            e.ctx,
+                            &e.t(y),
+                            e.saved(li, "argmax"),
+                            input_of(e, x).as_ref(),
+                            &g,
+                        )]
+                    });
+                }
+                LayerKind::GlobalAveragePooling2D => {
+                    let (h, w, c) = hwc(in_shape);
+                    pl.op([vec![y], uses_x].concat(), move |e| {
+                        vec![e.k.pool.global_avg_pool2d_forward(
+                            e.ctx,
+                            &e.t(y),
+                            input_of(e, x).as_ref(),
+                            [n, h, w, c],
+                        )]
+                    });
+                }
+                LayerKind::Add => {
+                    let (a, b) = (act[l.inputs[0]].unwrap(), act[l.inputs[1]].unwrap());
+                    pl.op(vec![y, a, b], move |e| {
+                        vec![e.k.ew.add_forward(e.ctx, &e.t(y), &e.t(a), &e.t(b), len)]
+                    });
+                }
+                LayerKind::Dropout { rate } => {
+                    pl.op([vec![y], uses_x].concat(), move |e| {
+                        vec![e.k.ew.dropout_forward(
+                            e.ctx,
+                            &e.t(y),
+                            input_of(e, x).as_ref(),
+                            len,
+                            0,
+                            rate,
+                        )]
+                    });
+                    pl.ops.last_mut().unwrap().dropout = Some((rate, len));
+                }
+                LayerKind::Dense { units, .. } => {
+                    let f = in_shape.len();
+                    pl.op([vec![y], uses_x].concat(), move |e| {
+                        vec![e.k.dense.forward(
+                            e.ctx,
+                            &e.t(y),
+                            input_of(e, x).as_ref(),
+                            &e.p(li, "kernel"),
+                            &e.p(li, "bias"),
+                            n,
+                            f,
+                            units,
+                        )]
+                    });
+                }
+            }
+        }
+
+        // ---- Loss: forward (mean loss), metrics, gradient of the logits ----
+        let logits = act[last].unwrap();
+        let dlogits = pl.tensor("loss:dlogits".into(), n * outputs);
+        pl.op(vec![logits, dlogits], move |e| {
+            let (loss, metrics, t) = (&e.fixed.loss, &e.fixed.metrics, &e.fixed.targets);
+            let z = e.t(logits);
+            let dz = e.t(dlogits);
+            match activation {
+                Activation::Softmax => vec![
+                    e.k.loss.softmax_ce_forward(e.ctx, loss, &z, t, n, outputs),
+                    e.k.loss
+                        .softmax_ce_metrics(e.ctx, metrics, &z, t, n, outputs),
+                    e.k.loss.softmax_ce_backward(e.ctx, &dz, &z, t, n, outputs),
+                ],
+                _ => vec![
+                    e.k.loss.sigmoid_bce_forward(e.ctx, loss, &z, t, n, outputs),
+                    e.k.loss
+                        .sigmoid_bce_metrics(e.ctx, metrics, &z, t, n, outputs),
+                    e.k.loss.sigmoid_bce_backward(e.ctx, &dz, &z, t, n, outputs),
+                ],
+            }
+        });
+
+        // ---- Backward, in reverse layer order ----
+        let mut grad: Vec<Option<TensorId>> = vec![None; layers.len()];
+        grad[last] = Some(dlogits);
+        for li in (1..layers.len()).rev() {
+            let l = &layers[li];
+            let Some(dy) = grad[li] else { continue };
+            let len = n * l.output.len();
+            let src = l.inputs[0];
+            let in_shape = layers[src].output;
+            let x = act[src];
+            let want_dx = needs_grad[src] && !matches!(layers[src].kind, LayerKind::Input);
+            // Where this layer's dx goes: the input's gradient tensor if it is the first
+            // contribution, else a temporary that is then added in.
+            let dx_dest = |pl: &mut Planner,
+                           grad: &mut Vec<Option<TensorId>>,
+                           t: usize|
+             -> (TensorId, Option<TensorId>) {
+                let bytes = n * layers[t].output.len();
+                match grad[t] {
+                    None => {
+                        let g = pl.tensor(format!("{}:grad", layers[t].name), bytes);
+                        grad[t] = Some(g);
+                        (g, None)
+                    }
+                    Some(g) => (
+                        pl.tensor(format!("{}:grad+", layers[t].name), bytes),
+                        Some(g),
+                    ),
+                }
+            };
+            let accumulate =
+                |pl: &mut Planner, acc: Option<TensorId>, tmp: TensorId, len: usize| {
+                    if let Some(g) = acc {
+                        pl.op(vec![g, tmp], move |e| {
+                            vec![
+                                e.k.ew
+                                    .add_backward_accumulate(e.ctx, &e.t(g), &e.t(tmp), len),
+                            ]
+                        });
+                    }
+                };
+            let in_len = n * in_shape.len();
+            match l.kind.clone() {
+                LayerKind::Input => unreachable!(),
+                LayerKind::Rescaling { scale, .. } => {
+                    if want_dx {
+                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
+                        pl.op(vec![d, dy], move |e| {
+                            vec![e.k.rescale.backward(e.ctx, &e.t(d), &e.t(dy), len, scale)]
+                        });
+                        accumulate(&mut pl, acc, d, len);
+                    }
+                }
+                LayerKind::Conv2D {
+                    filters,
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let (h, w, c) = hwc(in_shape);
+                    let xt = x.ok_or_else(|| {
+                        ExecError::Unsupported(
+                            l.name.clone(),
+                            "a convolution of the raw input layer".into(),
+                        )
+                    })?;
+                    if kernel == 1 {
+                        let s = PointwiseShape {
+                            n,
+                            h,
+                            w,
+                            cin: c,
+                            cout: filters,
+                            stride,
+                        };
+                        let sl = k.pointwise.backward_weight_scratch_len(&s);
+                        pl.need_scratch(sl);
+                        pl.op(vec![dy, xt], move |e| {
+                            e.k.pointwise.backward_weight(
+                                e.ctx,
+                                &e.g(li, "kernel"),
+                                &e.g(li, "bias"),
+                                e.scratch(sl),
+                                &e.t(dy),
+                                &e.t(xt),
+                                &s,
+                            )
+                        });
+                        if want_dx {
+                            let (d, acc) = dx_dest(&mut pl, &mut grad, src);
+                            pl.op(vec![d, dy], move |e| {
+                                e.k.pointwise.backward_input(
+                                    e.ctx,
+                                    &e.t(d),
+                                    &e.t(dy),
+                                    &e.p(li, "kernel"),
+                                    &s,
+                                )
+                            });
+                            accumulate(&mut pl, acc, d, in_len);
+                        }
+                    } else {
+                        let s = Conv2dShape {
+                            n,
+                            h,
+                            w,
+                            cin: c,
+                            cout: filters,
+                            k: kernel,
+                            stride,
+                            padding,
+                        };
+                        pl.need_scratch(k.conv.backward_weight_scratch_len(&s));
+                        pl.op(vec![dy, xt], move |e| {
+                            e.k.conv
+                                .backward_weight(
+                                    e.ctx,
+                                    &e.g(li, "kernel"),
+                                    &e.g(li, "bias"),
+                                    &e.fixed.scratch,
+                                    &e.t(dy),
+                                    &e.t(xt),
+                                    &s,
+                                )
+                                .into()
+                        });
+                        if want_dx {
+                            let (d, acc) = dx_dest(&mut pl, &mut grad, src);
+                            pl.op(vec![d, dy], move |e| {
+                                vec![e.k.conv.backward_input(
+                                    e.ctx,
+                                    &e.t(d),
+                                    &e.t(dy),
+                                    &e.p(li, "kernel"),
+                                    &s,
+                                )]
+                            });
+                            accumulate(&mut pl, acc, d, in_len);
+                        }
+                    }
+                }
+                LayerKind::SeparableConv2D {
+                    filters,
+                    kernel,
+                    padding,
+                } => {
+                    let (h, w, c) = hwc(in_shape);
+                    let xt = x.ok_or_else(|| {
+                        ExecError::Unsupported(
+                            l.name.clone(),
+                            "a convolution of the raw input layer".into(),
+                        )
+                    })?;
+                    let ds = DepthwiseShape {
+                        n,
+                        h,
+                        w,
+                        c,
+                        k: kernel,
+                        padding,
+                    };
+                    let ps = PointwiseShape {
+                        n,
+                        h: ds.oh(),
+                        w: ds.ow(),
+                        cin: c,
+                        cout: filters,
+                        stride: 1,
+                    };
+                    let m = mid[&li];
+                    let dm = pl.tensor(format!("{}:depthwise:grad", l.name), ds.y_len());
+                    let sl = k.pointwise.backward_weight_scratch_len(&ps);
+                    pl.need_scratch(sl);
+                    pl.need_scratch(DepthwiseConv2d::backward_weight_scratch_len(&ds));
+                    pl.op(vec![dy, m], move |e| {
+                        e.k.pointwise.backward_weight(
+                            e.ctx,
+                            &e.g(li, "pointwise_kernel"),
+                            &e.g(li, "bias"),
+                            e.scratch(sl),
+                            &e.t(dy),
+                            &e.t(m),
+                            &ps,
+                        )
+                    });
+                    pl.op(vec![dm, dy], move |e| {
+                        e.k.pointwise.backward_input(
+                            e.ctx,
+                            &e.t(dm),
+                            &e.t(dy),
+                            &e.p(li, "pointwise_kernel"),
+                            &ps,
+                        )
+                    });
+                    pl.op(vec![dm, xt], move |e| {
+                        e.k.depthwise
+                            .backward_weight(
+                                e.ctx,
+                                &e.g(li, "depthwise_kernel"),
+                                &e.fixed.scratch,
+                                &e.t(dm),
+                                &e.t(xt),
+                                &ds,
+                            )
+                            .into()
+                    });
+                    if want_dx {
+                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
+                        pl.op(vec![d, dm], move |e| {
+                            vec![e.k.depthwise.backward_input(
+                                e.ctx,
+                                &e.t(d),
+                                &e.t(dm),
+                                &e.p(li, "depthwise_kernel"),
+                                &ds,
+                            )]
+                        });
+                        accumulate(&mut pl, acc, d, in_len);
+                    }
+                }
+                LayerKind::BatchNormalization { momentum, epsilon } => {
+                    let c = l.output.channels();
+                    let shape = BnShape {
+                        momentum,
+                        epsilon,
+                        ..BnShape::keras(len / c, c)
+                    };
+                    let xt = x.ok_or_else(|| {
+                        ExecError::Unsupported(
+                            l.name.clone(),
+                            "batch norm of the raw input layer".into(),
+                        )
+                    })?;
+                    // The backward always computes dx; it lands in a throwaway tensor if unused.
+                    let (d, acc) = if want_dx {
+                        dx_dest(&mut pl, &mut grad, src)
+                    } else {
+                        (pl.tensor(format!("{}:dx-unused", l.name), in_len), None)
+                    };
+                    pl.op(vec![d, dy, xt], move |e| {
+                        e.k.bn.backward(
+                            e.ctx,
+                            &e.t(d),
+                            &e.g(li, "gamma"),
+                            &e.g(li, "beta"),
+                            &e.t(dy),
+                            &e.t(xt),
+                            &e.p(li, "gamma"),
+                            e.saved(li, "mean"),
+                            e.saved(li, "inv_std"),
+                            &e.fixed.scratch,
+                            &shape,
+                        )
+                    });
+                    accumulate(&mut pl, acc, d, in_len);
+                }
+                LayerKind::Relu => {
+                    if want_dx {
+                        let y = act[li].unwrap();
+                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
+                        pl.op(vec![d, dy, y], move |e| {
+                            vec![e.k.relu.backward(e.ctx, &e.t(d), &e.t(dy), &e.t(y), len)]
+                        });
+                        accumulate(&mut pl, acc, d, len);
+                    }
+                }
+                LayerKind::MaxPooling2D {
+                    pool,
+                    stride,
+                    padding,
+                } => {
+                    if want_dx {
+                        let (h, w, c) = hwc(in_shape);
+                        let g = Pool2d::square(n, h, w, c, pool, stride, padding);
+                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
+                        pl.op(vec![d, dy], move |e| {
+                            vec![e.k.pool.max_pool2d_backward(
+                                e.ctx,
+                                &e.t(d),
+                                &e.t(dy),
+                                e.saved(li, "argmax"),
+                                &g,
+                            )]
+                        });
+                        accumulate(&mut pl, acc, d, in_len);
+                    }
+                }
+                LayerKind::GlobalAveragePooling2D => {
+                    if want_dx {
+                        let (h, w, c) = hwc(in_shape);
+                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
+                        pl.op(vec![d, dy], move |e| {
+                            vec![e.k.pool.global_avg_pool2d_backward(
+                                e.ctx,
+                                &e.t(d),
+                                &e.t(dy),
+                                [n, h, w, c],
+                            )]
+                        });
+                        accumulate(&mut pl, acc, d, in_len);
+                    }
+                }
+                LayerKind::Add => {
+                    for &t in &l.inputs {
+                        if !needs_grad[t] {
+                            continue;
+                        }
+                        if consumers[t] == 1 && grad[t].is_none() {
+                            // The gradient passes through unchanged: share the tensor.
+                            grad[t] = Some(dy);
+                        } else {
+                            let (d, acc) = dx_dest(&mut pl, &mut grad, t);
+                            pl.op(vec![d, dy], move |e| {
+                                vec![e.k.rescale.forward(e.ctx, &e.t(d), &e.t(dy), len, 1.0, 0.0)]
+                            });
+                            accumulate(&mut pl, acc, d, len);
+                        }
+                    }
+                }
+                LayerKind::Dropout { rate } => {
+                    if want_dx {
+                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
+                        pl.op(vec![d, dy], move |e| {
+                            vec![
+                                e.k.ew
+                                    .dropout_backward(e.ctx, &e.t(d), &e.t(dy), len, 0, rate),
+                            ]
+                        });
+                        pl.ops.last_mut().unwrap().dropout = Some((rate, len));
+                        accumulate(&mut pl, acc, d, len);
+                    }
+                }
+                LayerKind::Dense { units, .. } => {
+                    let f = in_shape.len();
+                    let xt = x.ok_or_else(|| {
+                        ExecError::Unsupported(
+                            l.name.clone(),
+                            "a dense layer on the raw input".into(),
+                        )
+                    })?;
+                    let sl = k.dense.backward_weight_scratch_len(n, f, units);
+                    pl.need_scratch(sl);
+                    pl.op(vec![dy, xt], move |e| {
+                        e.k.dense.backward_weight(
+                            e.ctx,
+                            &e.g(li, "kernel"),
+                            &e.g(li, "bias"),
+                            e.scratch(sl),
+                            &e.t(dy),
+                            &e.t(xt),
+                            n,
+                            f,
+                            units,
+                        )
+                    });
+                    if want_dx {
+                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
+                        pl.op(vec![d, dy], move |e| {
+                            e.k.dense.backward_input(
+                                e.ctx,
+                                &e.t(d),
+                                &e.t(dy),
+                                &e.p(li, "kernel"),
+                                n,
+                                f,
+                                units,
+                            )
+                        });
+                        accumulate(&mut pl, acc, d, in_len);
+                    }
+                }
+            }
+        }
+
+        // ---- Adam over the weights and biases regions ----
+        let (wl, bl) = (layout.regions[0].1, layout.regions[1].1);
+        let bstart = layout.regions[1].0;
+        pl.op(vec![], move |e| {
+            let f = e.fixed;
+            let mut d = vec![e.k.adam.begin_step(e.ctx, &f.adam_state)];
+            for (r, start, len) in [(0usize, 0usize, wl), (1, bstart, bl)] {
+                if len > 0 {
+                    d.push(e.k.adam.update(
+                        e.ctx,
+                        &e.params[r],
+                        &range(&f.m, start, len),
+                        &range(&f.v, start, len),
+                        &e.grads[r],
+                        &f.adam_state,
+                        len,
+                    ));
+                }
+            }
+            d
+        });
+
+        // ---- Memory: pool transient tensors by liveness ----
+        let limit = ctx.limits.max_storage_buffer_binding_size;
+        if let Some(t) = pl.tensors.iter().find(|t| t.bytes > limit) {
+            return Err(ExecError::TooLarge {
+                name: t.name.clone(),
+                mib: t.bytes as f64 / 1048576.0,
+                limit_mib: limit as f64 / 1048576.0,
+                batch,
+            });
+        }
+        let mut life: Vec<Option<(usize, usize)>> = vec![None; pl.tensors.len()];
+        for (i, op) in pl.ops.iter().enumerate() {
+            for &t in &op.uses {
+                life[t] = Some(match life[t] {
+                    None => (i, i),
+                    Some((a, _)) => (a, i),
+                });
+            }
+        }
+        let lifetimes: Vec<Lifetime> = pl
+            .tensors
+            .iter()
+            .zip(&life)
+            .map(|(t, l)| {
+                let (first, last) = l.unwrap_or((0, 0));
+                Lifetime {
+                    bytes: t.bytes,
+                    first,
+                    last,
+                }
+            })
+            .collect();
+        let plan = plan_buffers(&lifetimes);
+        let pool: Vec<wgpu::Buffer> = plan
+            .buffer_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("pool {i}")),
+                    size: b,
+                    usage: crate::gpu::storage_usage(),
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+
+        // ---- Fixed buffers ----
+        let region = |r: Region| layout.regions[r as usize].1;
+        let params = [
+            ctx.zeros("params: weights", region(Region::Weights)),
+            ctx.zeros("params: biases", region(Region::Biases)),
+            ctx.zeros("params: batch-norm state", region(Region::State)),
+        ];
+        let grads = [
+            ctx.zeros("grads: weights", region(Region::Weights)),
+            ctx.zeros("grads: biases", region(Region::Biases)),
+        ];
+        let input_len = n * layers[0].output.len();
+        let target_len = if activation == Activation::Softmax {
+            n
+        } else {
+            n * outputs
+        };
+        let fixed = Fixed {
+            input: ctx.zeros("input batch", input_len),
+            targets: ctx.zeros("targets", target_len),
+            loss: ctx.zeros("loss", 1),
+            metrics: ctx.zeros("metrics", METRICS_LEN),
+            scratch: ctx.zeros("scratch", pl.scratch_len),
+            adam_state: Adam::new_state(ctx, lr),
+            m: ctx.zeros("adam m", layout.trainable_len),
+            v: ctx.zeros("adam v", layout.trainable_len),
+        };
+        let mut saved = HashMap::new();
+        for ((li, what), len) in &saved_specs {
+            saved.insert(
+                (*li, *what),
+                ctx.zeros(&format!("{} {what}", layers[*li].name), *len),
+            );
+        }
+
+        // ---- Dispatches, built once ----
+        let env = Env {
+            ctx,
+            k: &k,
+            layout: &layout,
+            pool: &pool,
+            tensor_buffer: &plan.buffer_of,
+            tensors: &pl.tensors,
+            params: &params,
+            grads: &grads,
+            saved: &saved,
+            fixed: &fixed,
+        };
+        let mut dispatches = Vec::new();
+        let mut dropout = Vec::new();
+        for op in &pl.ops {
+            let ds = (op.build)(&env);
+            if let Some((rate, len)) = op.dropout {
+                for i in 0..ds.len() {
+                    dropout.push((dispatches.len() + i, rate, len));
+                }
+            }
+            dispatches.extend(ds);
+        }
+        let fixed_bytes = params.iter().chain(&grads).map(|b| b.size()).sum::<u64>()
+            + [
+                &fixed.input,
+                &fixed.targets,
+                &fixed.scratch,
+                &fixed.m,
+                &fixed.v,
+            ]
+            .iter()
+            .map(|b| b.size())
+            .sum::<u64>()
+            + saved.values().map(|b| b.size()).sum::<u64>();
+        let memory = MemoryReport {
+            pooled_bytes: plan.pooled_bytes(),
+            naive_bytes: pl.tensors.iter().map(|t| t.bytes).sum(),
+            pool_buffers: pool.len(),
+            tensors: pl.tensors.len(),
+            fixed_bytes,
+        };
+        Ok(Self {
+            layout,
+            batch,
+            params,
+            grads,
+            fixed,
+            dispatches,
+            dropout,
+            input_len,
+            activation,
+            outputs,
+            memory,
+        })
+    }
+
+    /// Writes all parameters (flat, in [`ParamLayout`] order, `layout.total_len` values).
+    pub fn load_params(&self, ctx: &GpuContext, values: &[f32]) {
+        assert_eq!(
+            values.len(),
+            self.layout.total_len,
+            "parameter vector length"
+        );
+        for r in Region::ALL {
+            let (start, len) = self.layout.regions[r as usize];
+            if len > 0 {
+                ctx.queue.write_buffer(
+                    &self.params[r as usize],
+                    0,
+                    bytemuck::cast_slice(&values[start..start + len]),
+                );
+            }
+        }
+    }
+
+    /// Reads all parameters back (flat, in layout order).
+    pub fn read_params(&self, ctx: &GpuContext) -> Result<Vec<f32>, GpuError> {
+        let mut out = vec![0.0; self.layout.total_len];
+        for r in Region::ALL {
+            let (start, len) = self.layout.regions[r as usize];
+            if len > 0 {
+                out[start..start + len].copy_from_slice(&ctx.read_range::<f32>(
+                    &self.params[r as usize],
+                    0,
+                    (len * 4) as u64,
+                )?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the last step's gradients back (flat, in layout order; zeros for the BN state).
+    pub fn read_grads(&self, ctx: &GpuContext) -> Result<Vec<f32>, GpuError> {
+        let mut out = vec![0.0; self.layout.total_len];
+        for r in [Region::Weights, Region::Biases] {
+            let (start, len) = self.layout.regions[r as usize];
+            if len > 0 {
+                out[start..start + len].copy_from_slice(&ctx.read_range::<f32>(
+                    &self.grads[r as usize],
+                    0,
+                    (len * 4) as u64,
+                )?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Uploads one batch: `x` [N, H, W, C] as the input layer takes it, and its targets.
+    pub fn write_batch(&self, ctx: &GpuContext, x: &[f32], targets: BatchTargets) {
+        assert_eq!(x.len(), self.input_len, "input batch length");
+        ctx.queue
+            .write_buffer(&self.fixed.input, 0, bytemuck::cast_slice(x));
+        match (targets, self.activation) {
+            (BatchTargets::Binary(t), Activation::Sigmoid) => {
+                assert_eq!(t.len(), self.batch * self.outputs, "targets length");
+                ctx.queue
+                    .write_buffer(&self.fixed.targets, 0, bytemuck::cast_slice(t));
+            }
+            (BatchTargets::Classes(t), Activation::Softmax) => {
+                assert_eq!(t.len(), self.batch, "labels length");
+                ctx.queue
+                    .write_buffer(&self.fixed.targets, 0, bytemuck::cast_slice(t));
+            }
+            _ => panic!("targets do not match the model's output activation"),
+        }
+    }
+
+    /// Sets the seed of every dropout mask for the next step.
+    pub fn set_dropout_seed(&self, ctx: &GpuContext, seed: u32) {
+        for &(i, rate, len) in &self.dropout {
+            self.dispatches[i].write_params(ctx, &elementwise::Params::dropout(len, seed, rate));
+        }
+    }
+
+    /// Records one whole step (forward, loss, backward, Adam) into `enc`: one compute pass.
+    pub fn record(&self, enc: &mut wgpu::CommandEncoder) {
+        let refs: Vec<&Dispatch> = self.dispatches.iter().collect();
+        crate::kernels::record_all(enc, &refs);
+    }
+
+    /// Runs one step and waits for it (no readback).
+    pub fn run(&self, ctx: &GpuContext) -> Result<(), GpuError> {
+        ctx.run(|enc| self.record(enc))
+    }
+
+    /// The last step's mean loss (a readback: call it when a number must reach the user).
+    pub fn read_loss(&self, ctx: &GpuContext) -> Result<f32, GpuError> {
+        Ok(ctx.read::<f32>(&self.fixed.loss)?[0])
+    }
+
+    /// [loss_sum, correct, seen] accumulated since the last [`Self::reset_metrics`].
+    pub fn read_metrics(&self, ctx: &GpuContext) -> Result<[f32; 3], GpuError> {
+        let v = ctx.read::<f32>(&self.fixed.metrics)?;
+        Ok([v[0], v[1], v[2]])
+    }
+
+    /// Clears the accumulated metrics.
+    pub fn reset_metrics(&self, ctx: &GpuContext) {
+        ctx.queue.write_buffer(
+            &self.fixed.metrics,
+            0,
+            bytemuck::cast_slice(&[0.0f32; METRICS_LEN]),
+        );
+    }
+
+    /// Number of dispatches in one step.
+    pub fn dispatch_count(&self) -> usize {
+        self.dispatches.len()
+    }
+}

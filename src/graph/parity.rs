@@ -1,0 +1,175 @@
+//! One whole training step on the GPU against the CPU reference step (`train_step` row of
+//! `gpucnn selftest`, and tests/train_step.rs).
+
+use super::executor::{BatchTargets, TrainStep};
+use super::reference::{self, AdamState, Targets};
+use super::{Model, ParamLayout};
+use crate::gpu::{GpuContext, GpuError};
+use crate::model::{XceptionConfig, xception_mini};
+use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
+
+/// The model the parity check uses: xception_mini at width 1/16 on 32×32 inputs.
+pub fn small_model(classes: usize) -> Model {
+    xception_mini(&XceptionConfig {
+        image_size: 32,
+        width: 1.0 / 16.0,
+        classes,
+        ..Default::default()
+    })
+    .expect("a valid model")
+}
+
+/// GPU and CPU results of one step from the same parameters and batch.
+pub struct StepComparison {
+    pub loss: (f32, f64),
+    pub grads: (Vec<f32>, Vec<f64>),
+    pub params: (Vec<f32>, Vec<f64>),
+    pub layout: ParamLayout,
+    pub lr: f64,
+}
+
+/// Runs one step of `model` at batch `n` on the GPU and through the CPU reference.
+pub fn compare_step(
+    ctx: &GpuContext,
+    model: &Model,
+    n: usize,
+    seed: u64,
+) -> Result<StepComparison, GpuError> {
+    let lr = 1e-3;
+    let step = TrainStep::new(ctx, model, n, lr as f32)
+        .map_err(|e| GpuError::Validation(e.to_string()))?;
+    let layout = step.layout.clone();
+    let init = layout.initial_values(seed);
+    let input = model.layers[0].output.len() * n;
+    let x = random_vec(seed ^ 1, input, 0.0, 255.0);
+    let classes = model.output_shape().expect("model").len();
+    let softmax = classes > 1;
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % classes.max(2) as u32).collect();
+    let binary: Vec<f32> = labels.iter().map(|&l| (l % 2) as f32).collect();
+    step.load_params(ctx, &init);
+    step.write_batch(
+        ctx,
+        &x,
+        if softmax {
+            BatchTargets::Classes(&labels)
+        } else {
+            BatchTargets::Binary(&binary)
+        },
+    );
+    let dropout_seed = 7;
+    step.set_dropout_seed(ctx, dropout_seed);
+    step.run(ctx)?;
+    let gpu_loss = step.read_loss(ctx)?;
+    let gpu_grads = step.read_grads(ctx)?;
+    let gpu_params = step.read_params(ctx)?;
+
+    let targets = if softmax {
+        Targets::Classes(labels)
+    } else {
+        Targets::Binary(binary.iter().map(|&v| v as f64).collect())
+    };
+    let mut adam = AdamState::new(&layout);
+    let r = reference::train_step(
+        model,
+        &layout,
+        &to_f64(&init),
+        &mut adam,
+        lr,
+        &to_f64(&x),
+        n,
+        &targets,
+        dropout_seed,
+    );
+    Ok(StepComparison {
+        loss: (gpu_loss, r.loss),
+        grads: (gpu_grads, r.grads),
+        params: (gpu_params, r.params),
+        layout,
+        lr,
+    })
+}
+
+impl StepComparison {
+    /// The comparisons with their tolerances.
+    ///
+    /// - loss: atol 1e-5, rtol 1e-4.
+    /// - gradients, per parameter tensor: atol 1e-3·max|g| of that tensor + 1e-5·max|g| of the
+    ///   whole model, rtol 1e-2. A step runs ~100 f32 kernels in sequence (sums of up to
+    ///   thousands of terms, batch-norm divisions). The model-wide floor matters for the biases
+    ///   of layers followed by batch norm: their exact gradient is 0 (BN removes the mean), the
+    ///   f64 reference gives ~1e-16 and f32 gives rounding noise ~1e-7 of the same sums.
+    /// - parameters after Adam: Adam's first step moves every weight by ≈ lr·sign(g), so an
+    ///   entry whose gradient is within the gradient tolerance of zero may legitimately move the
+    ///   other way: those entries get atol 2·lr, all others atol 1e-6 + rtol 1e-5 (and 2e-3·lr
+    ///   for the update's own f32 rounding).
+    pub fn compared(&self) -> Vec<Compared> {
+        let max_abs = |g: &[f64]| g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let floor = 1e-5 * max_abs(&self.grads.1) + 1e-9;
+        let mut grad_atol = vec![floor; self.layout.total_len];
+        for s in &self.layout.slots {
+            let scale = max_abs(&self.grads.1[s.offset..s.offset + s.len]);
+            grad_atol[s.offset..s.offset + s.len].fill(1e-3 * scale + floor);
+        }
+        // Compare element-wise with per-element tolerance by normalising the error.
+        let norm = |gpu: &[f32],
+                    cpu: &[f64],
+                    atol: &dyn Fn(usize) -> f64,
+                    rtol: f64|
+         -> (Vec<f32>, Vec<f64>) {
+            // Express each element as its error relative to its own tolerance: ok ⇔ ≤ 1.
+            let mut g = Vec::with_capacity(gpu.len());
+            let mut c = Vec::with_capacity(gpu.len());
+            for (i, (&a, &b)) in gpu.iter().zip(cpu).enumerate() {
+                let tol = atol(i) + rtol * b.abs();
+                g.push(((a as f64 - b) / tol) as f32);
+                c.push(0.0);
+            }
+            (g, c)
+        };
+        let (gg, gc) = norm(&self.grads.0, &self.grads.1, &|i| grad_atol[i], 1e-2);
+        let lr = self.lr;
+        let grads = &self.grads.1;
+        let trainable = self.layout.trainable_len;
+        let (pg, pc) = norm(
+            &self.params.0,
+            &self.params.1,
+            &|i| {
+                if i >= trainable {
+                    1e-6 // batch-norm moving statistics: no Adam, a plain momentum update
+                } else if grads[i].abs() <= grad_atol[i] * 2.0 {
+                    2.0 * lr + 1e-6
+                } else {
+                    1e-6 + 2e-3 * lr
+                }
+            },
+            1e-5,
+        );
+        vec![
+            Compared::new("loss", vec![self.loss.0], vec![self.loss.1], 1e-5, 1e-4),
+            Compared::new("gradients (error / tolerance)", gg, gc, 1.0, 0.0),
+            Compared::new(
+                "parameters after Adam (error / tolerance)",
+                pg,
+                pc,
+                1.0,
+                0.0,
+            ),
+        ]
+    }
+}
+
+/// The `train_step` selftest rows: binary (sigmoid) and 10-class (softmax) models.
+pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
+    let mut v = Vec::new();
+    for (classes, variant) in [(2usize, "sigmoid"), (10, "softmax")] {
+        v.push(Check::new(
+            "train_step",
+            "step",
+            variant,
+            ShapeClass::Large,
+            format!("xception_mini w1/16 32x32 N4 K{classes}"),
+            move |ctx| Ok(compare_step(ctx, &small_model(classes), 4, 42)?.compared()),
+        ));
+    }
+    v
+}
