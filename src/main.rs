@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use gpucnn::gpu::{AdapterOptions, GpuContext};
+use gpucnn::graph::executor::TrainStep;
 use gpucnn::selftest::{self, CheckResult, ShapeClass};
 
 #[derive(Parser)]
@@ -138,10 +139,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let model = gpucnn::model::xception_mini(&cfg)?;
             print!("{}", model.summary());
             let floats: usize = model.layers.iter().map(|l| l.output.len()).sum();
-            let mib = (floats * batch_size as usize * 4) as f64 / (1024.0 * 1024.0);
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
             println!(
-                "Forward activations at batch {batch_size}: {mib:.1} MiB (sum of all layer outputs)"
+                "Forward activations at batch {batch_size}: {:.1} MiB (sum of all layer outputs)",
+                mib((floats * batch_size as usize * 4) as u64)
             );
+            // The training step's memory plan needs the device (its limits and kernel variants).
+            match open_gpu(&opts) {
+                Err(e) => println!("Training-step memory plan: not available ({e:#})"),
+                Ok(ctx) => match TrainStep::new(&ctx, &model, batch_size as usize, 1e-3) {
+                    Ok(step) => {
+                        let m = step.memory;
+                        println!(
+                            "Training step at batch {batch_size}: transient tensors {:.1} MiB pooled in {} buffers \
+                             (naive sum {:.1} MiB, {} tensors); parameters, gradients, Adam state and saved \
+                             tensors {:.1} MiB; {} dispatches per step",
+                            mib(m.pooled_bytes),
+                            m.pool_buffers,
+                            mib(m.naive_bytes),
+                            m.tensors,
+                            mib(m.fixed_bytes),
+                            step.dispatch_count()
+                        );
+                    }
+                    Err(e) => println!("Training step at batch {batch_size}: {e}"),
+                },
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Info => {

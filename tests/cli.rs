@@ -108,3 +108,29 @@ fn summary_prints_keras_totals() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--image-size"));
 }
+
+#[test]
+fn summary_reports_the_step_memory_plan() {
+    if test_context().is_none() {
+        return;
+    }
+    let out = gpucnn(&[
+        "summary",
+        "--image-size",
+        "32",
+        "--width",
+        "0.125",
+        "--batch-size",
+        "4",
+    ]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}");
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("Training step at batch 4:"))
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        line.contains("pooled in") && line.contains("naive sum"),
+        "{line}"
+    );
+}
