@@ -244,6 +244,42 @@ impl Planner {
     }
 }
 
+/// Schedules an op that writes the gradient flowing into layer `t`'s output: straight into
+/// that output's gradient tensor if this is its first contribution (in backward order), else
+/// into a temporary that `add_backward_accumulate` then adds in (a tensor that fans out).
+/// `build` gets the destination to write.
+fn emit_dx(
+    pl: &mut Planner,
+    grad: &mut [Option<TensorId>],
+    layers: &[super::Layer],
+    n: usize,
+    t: usize,
+    uses: Vec<TensorId>,
+    build: impl Fn(&Env, &dyn Bind) -> Vec<Dispatch> + 'static,
+) {
+    let floats = n * layers[t].output.len();
+    let (d, acc) = match grad[t] {
+        None => {
+            let g = pl.tensor(format!("{}:grad", layers[t].name), floats);
+            grad[t] = Some(g);
+            (g, None)
+        }
+        Some(g) => (
+            pl.tensor(format!("{}:grad+", layers[t].name), floats),
+            Some(g),
+        ),
+    };
+    pl.op([vec![d], uses].concat(), move |e| build(e, &e.t(d)));
+    if let Some(g) = acc {
+        pl.op(vec![g, d], move |e| {
+            vec![
+                e.k.ew
+                    .add_backward_accumulate(e.ctx, &e.t(g), &e.t(d), floats),
+            ]
+        });
+    }
+}
+
 /// A layer's input: a pooled tensor, or the fixed input buffer for the input layer.
 fn input_of<'e>(e: &'e Env<'_>, x: Option<TensorId>) -> Box<dyn Bind + 'e> {
     match x {
@@ -572,44 +608,14 @@ impl TrainStep {
             let want_dx = needs_grad[src] && !matches!(layers[src].kind, LayerKind::Input);
             // Where this layer's dx goes: the input's gradient tensor if it is the first
             // contribution, else a temporary that is then added in.
-            let dx_dest = |pl: &mut Planner,
-                           grad: &mut Vec<Option<TensorId>>,
-                           t: usize|
-             -> (TensorId, Option<TensorId>) {
-                let bytes = n * layers[t].output.len();
-                match grad[t] {
-                    None => {
-                        let g = pl.tensor(format!("{}:grad", layers[t].name), bytes);
-                        grad[t] = Some(g);
-                        (g, None)
-                    }
-                    Some(g) => (
-                        pl.tensor(format!("{}:grad+", layers[t].name), bytes),
-                        Some(g),
-                    ),
-                }
-            };
-            let accumulate =
-                |pl: &mut Planner, acc: Option<TensorId>, tmp: TensorId, len: usize| {
-                    if let Some(g) = acc {
-                        pl.op(vec![g, tmp], move |e| {
-                            vec![
-                                e.k.ew
-                                    .add_backward_accumulate(e.ctx, &e.t(g), &e.t(tmp), len),
-                            ]
-                        });
-                    }
-                };
             let in_len = n * in_shape.len();
             match l.kind.clone() {
                 LayerKind::Input => unreachable!(),
                 LayerKind::Rescaling { scale, .. } => {
                     if want_dx {
-                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
-                        pl.op(vec![d, dy], move |e| {
-                            vec![e.k.rescale.backward(e.ctx, &e.t(d), &e.t(dy), len, scale)]
+                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
+                            vec![e.k.rescale.backward(e.ctx, d, &e.t(dy), len, scale)]
                         });
-                        accumulate(&mut pl, acc, d, len);
                     }
                 }
                 LayerKind::Conv2D {
@@ -648,17 +654,15 @@ impl TrainStep {
                             )
                         });
                         if want_dx {
-                            let (d, acc) = dx_dest(&mut pl, &mut grad, src);
-                            pl.op(vec![d, dy], move |e| {
+                            emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
                                 e.k.pointwise.backward_input(
                                     e.ctx,
-                                    &e.t(d),
+                                    d,
                                     &e.t(dy),
                                     &e.p(li, "kernel"),
                                     &s,
                                 )
                             });
-                            accumulate(&mut pl, acc, d, in_len);
                         }
                     } else {
                         let s = Conv2dShape {
@@ -686,17 +690,15 @@ impl TrainStep {
                                 .into()
                         });
                         if want_dx {
-                            let (d, acc) = dx_dest(&mut pl, &mut grad, src);
-                            pl.op(vec![d, dy], move |e| {
+                            emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
                                 vec![e.k.conv.backward_input(
                                     e.ctx,
-                                    &e.t(d),
+                                    d,
                                     &e.t(dy),
                                     &e.p(li, "kernel"),
                                     &s,
                                 )]
                             });
-                            accumulate(&mut pl, acc, d, in_len);
                         }
                     }
                 }
@@ -766,17 +768,15 @@ impl TrainStep {
                             .into()
                     });
                     if want_dx {
-                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
-                        pl.op(vec![d, dm], move |e| {
+                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dm], move |e, d| {
                             vec![e.k.depthwise.backward_input(
                                 e.ctx,
-                                &e.t(d),
+                                d,
                                 &e.t(dm),
                                 &e.p(li, "depthwise_kernel"),
                                 &ds,
                             )]
                         });
-                        accumulate(&mut pl, acc, d, in_len);
                     }
                 }
                 LayerKind::BatchNormalization { momentum, epsilon } => {
@@ -792,16 +792,10 @@ impl TrainStep {
                             "batch norm of the raw input layer".into(),
                         )
                     })?;
-                    // The backward always computes dx; it lands in a throwaway tensor if unused.
-                    let (d, acc) = if want_dx {
-                        dx_dest(&mut pl, &mut grad, src)
-                    } else {
-                        (pl.tensor(format!("{}:dx-unused", l.name), in_len), None)
-                    };
-                    pl.op(vec![d, dy, xt], move |e| {
+                    let build = move |e: &Env, d: &dyn Bind| {
                         e.k.bn.backward(
                             e.ctx,
-                            &e.t(d),
+                            d,
                             &e.g(li, "gamma"),
                             &e.g(li, "beta"),
                             &e.t(dy),
@@ -812,17 +806,27 @@ impl TrainStep {
                             &e.fixed.scratch,
                             &shape,
                         )
-                    });
-                    accumulate(&mut pl, acc, d, in_len);
+                    };
+                    if want_dx {
+                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy, xt], build);
+                    } else {
+                        // The backward always computes dx: give it a throwaway tensor.
+                        let d = pl.tensor(format!("{}:dx-unused", l.name), in_len);
+                        pl.op(vec![d, dy, xt], move |e| build(e, &e.t(d)));
+                    }
                 }
                 LayerKind::Relu => {
                     if want_dx {
                         let y = act[li].unwrap();
-                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
-                        pl.op(vec![d, dy, y], move |e| {
-                            vec![e.k.relu.backward(e.ctx, &e.t(d), &e.t(dy), &e.t(y), len)]
-                        });
-                        accumulate(&mut pl, acc, d, len);
+                        emit_dx(
+                            &mut pl,
+                            &mut grad,
+                            layers,
+                            n,
+                            src,
+                            vec![dy, y],
+                            move |e, d| vec![e.k.relu.backward(e.ctx, d, &e.t(dy), &e.t(y), len)],
+                        );
                     }
                 }
                 LayerKind::MaxPooling2D {
@@ -833,32 +837,28 @@ impl TrainStep {
                     if want_dx {
                         let (h, w, c) = hwc(in_shape);
                         let g = Pool2d::square(n, h, w, c, pool, stride, padding);
-                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
-                        pl.op(vec![d, dy], move |e| {
+                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
                             vec![e.k.pool.max_pool2d_backward(
                                 e.ctx,
-                                &e.t(d),
+                                d,
                                 &e.t(dy),
                                 e.saved(li, "argmax"),
                                 &g,
                             )]
                         });
-                        accumulate(&mut pl, acc, d, in_len);
                     }
                 }
                 LayerKind::GlobalAveragePooling2D => {
                     if want_dx {
                         let (h, w, c) = hwc(in_shape);
-                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
-                        pl.op(vec![d, dy], move |e| {
+                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
                             vec![e.k.pool.global_avg_pool2d_backward(
                                 e.ctx,
-                                &e.t(d),
+                                d,
                                 &e.t(dy),
                                 [n, h, w, c],
                             )]
                         });
-                        accumulate(&mut pl, acc, d, in_len);
                     }
                 }
                 LayerKind::Add => {
@@ -870,25 +870,18 @@ impl TrainStep {
                             // The gradient passes through unchanged: share the tensor.
                             grad[t] = Some(dy);
                         } else {
-                            let (d, acc) = dx_dest(&mut pl, &mut grad, t);
-                            pl.op(vec![d, dy], move |e| {
-                                vec![e.k.rescale.forward(e.ctx, &e.t(d), &e.t(dy), len, 1.0, 0.0)]
+                            emit_dx(&mut pl, &mut grad, layers, n, t, vec![dy], move |e, d| {
+                                vec![e.k.rescale.forward(e.ctx, d, &e.t(dy), len, 1.0, 0.0)]
                             });
-                            accumulate(&mut pl, acc, d, len);
                         }
                     }
                 }
                 LayerKind::Dropout { rate } => {
                     if want_dx {
-                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
-                        pl.op(vec![d, dy], move |e| {
-                            vec![
-                                e.k.ew
-                                    .dropout_backward(e.ctx, &e.t(d), &e.t(dy), len, 0, rate),
-                            ]
+                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
+                            vec![e.k.ew.dropout_backward(e.ctx, d, &e.t(dy), len, 0, rate)]
                         });
                         pl.ops.last_mut().unwrap().dropout = Some((rate, len));
-                        accumulate(&mut pl, acc, d, len);
                     }
                 }
                 LayerKind::Dense { units, .. } => {
@@ -915,11 +908,10 @@ impl TrainStep {
                         )
                     });
                     if want_dx {
-                        let (d, acc) = dx_dest(&mut pl, &mut grad, src);
-                        pl.op(vec![d, dy], move |e| {
+                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
                             e.k.dense.backward_input(
                                 e.ctx,
-                                &e.t(d),
+                                d,
                                 &e.t(dy),
                                 &e.p(li, "kernel"),
                                 n,
@@ -927,7 +919,6 @@ impl TrainStep {
                                 units,
                             )
                         });
-                        accumulate(&mut pl, acc, d, in_len);
                     }
                 }
             }
