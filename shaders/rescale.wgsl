@@ -3,17 +3,20 @@
 // Entry points
 //   rescale_forward       y = x·scale + offset                     writes y
 //   rescale_backward      dx = dy·scale                            writes dx (does not accumulate)
+//   rescale_accumulate    out += x·scale                           ACCUMULATES into out (the
+//                         executor's gradient accumulation over micro-batches)
 //
 // Bindings (group 0)
 //   slot | name   | access     | shape        | used by
-//   0    | out    | read_write | [len] f32    | forward (y), backward (dx)
-//   1    | x      | read       | [len] f32    | forward (x), backward (dy)
-//   2    | params | uniform    | Params       | both
+//   0    | out    | read_write | [len] f32    | forward (y), backward (dx), accumulate (out)
+//   1    | x      | read       | [len] f32    | forward (x), backward (dy), accumulate (x)
+//   2    | params | uniform    | Params       | all
 //
 // Params: len (u32, element count), scale (f32), offset (f32), _pad (u32)
 // Workgroup: WG (override, default 64) invocations; each handles 4 consecutive elements.
 // Grid: kernels::grid_1d(ceil(len / (4·WG))); linear group = wid.x + wid.y·nwg.x.
-// Mirrors: cpu::rescale::rescale_forward, cpu::rescale::rescale_backward.
+// Mirrors: cpu::rescale::rescale_forward, cpu::rescale::rescale_backward,
+//   cpu::rescale::rescale_accumulate.
 
 override WG: u32 = 64u;
 
@@ -58,6 +61,21 @@ fn rescale_backward(
         let i = base + k;
         if (i < params.len) {
             out[i] = x[i] * params.scale;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn rescale_accumulate(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let base = first_index(wid, nwg, lid);
+    for (var k = 0u; k < 4u; k++) {
+        let i = base + k;
+        if (i < params.len) {
+            out[i] += x[i] * params.scale;
         }
     }
 }

@@ -147,19 +147,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // The training step's memory plan needs the device (its limits and kernel variants).
             match open_gpu(&opts) {
                 Err(e) => println!("Training-step memory plan: not available ({e:#})"),
-                Ok(ctx) => match TrainStep::new(&ctx, &model, batch_size as usize, 1e-3) {
-                    Ok(step) => {
-                        let m = step.memory;
+                Ok(ctx) => match TrainStep::plan_memory(&ctx, &model, batch_size as usize) {
+                    Ok((micro, m)) => {
+                        if micro < batch_size as usize {
+                            println!(
+                                "Training step at batch {batch_size}: runs as {} micro-batches of {micro} \
+                                 (a whole-batch tensor would exceed this GPU's {:.0} MiB binding limit)",
+                                (batch_size as usize).div_ceil(micro),
+                                mib(ctx.limits.max_storage_buffer_binding_size)
+                            );
+                        }
                         println!(
                             "Training step at batch {batch_size}: transient tensors {:.1} MiB pooled in {} buffers \
-                             (naive sum {:.1} MiB, {} tensors); parameters, gradients, Adam state and saved \
-                             tensors {:.1} MiB; {} dispatches per step",
+                             (naive sum {:.1} MiB, {} tensors); parameters, gradients, Adam state, saved \
+                             tensors and batch buffers {:.1} MiB",
                             mib(m.pooled_bytes),
                             m.pool_buffers,
                             mib(m.naive_bytes),
                             m.tensors,
                             mib(m.fixed_bytes),
-                            step.dispatch_count()
                         );
                     }
                     Err(e) => println!("Training step at batch {batch_size}: {e}"),

@@ -6,10 +6,10 @@ use gpucnn::graph::executor::{BatchTargets, TrainStep};
 use gpucnn::graph::parity::{compare_step, small_model};
 use gpucnn::selftest::{compare, random_vec};
 
-fn check_step(classes: usize) {
+fn check_step(classes: usize, n: usize, micro: Option<usize>) {
     let Some(ctx) = test_context() else { return };
     let model = small_model(classes);
-    let r = compare_step(&ctx, &model, 4, 42).unwrap();
+    let r = compare_step(&ctx, &model, n, micro, 42).unwrap();
     let mut failures = Vec::new();
     for c in r.compared() {
         let s = compare(&c);
@@ -43,12 +43,44 @@ fn check_step(classes: usize) {
 
 #[test]
 fn train_step_matches_cpu_reference_binary() {
-    check_step(2);
+    check_step(2, 4, None);
 }
 
 #[test]
 fn train_step_matches_cpu_reference_multiclass() {
-    check_step(10);
+    check_step(10, 4, None);
+}
+
+/// A batch of 5 as micro-batches of 2, 2 and 1 (the smaller last one has its own program):
+/// gradients summed with weights 2/5, 2/5, 1/5, then one Adam update.
+#[test]
+fn micro_batched_step_matches_cpu_reference() {
+    check_step(2, 5, Some(2));
+}
+
+#[test]
+fn micro_batches_are_chosen_when_the_batch_does_not_fit_a_binding() {
+    let Some(ctx) = test_context() else { return };
+    let limit = ctx.limits.max_storage_buffer_binding_size as usize;
+    // Width 0.5 at 180×180: the stem's output is 90·90·64 floats = 2 MiB per sample.
+    let model = gpucnn::model::xception_mini(&gpucnn::model::XceptionConfig {
+        image_size: 180,
+        width: 0.5,
+        ..Default::default()
+    })
+    .unwrap();
+    let per_sample = 90 * 90 * 64 * 4;
+    let fits = limit / per_sample;
+    let micro = TrainStep::plan_micro_batch(&ctx, &model, fits + 8).unwrap();
+    assert!(
+        micro <= fits && micro > 0,
+        "micro {micro}, {fits} samples fit a binding"
+    );
+    assert_eq!(
+        TrainStep::plan_micro_batch(&ctx, &model, 2).unwrap(),
+        2,
+        "a small batch is not split"
+    );
 }
 
 #[test]

@@ -14,6 +14,13 @@ pub fn rescale_backward(dx: &mut [f64], dy: &[f64], scale: f64) {
     }
 }
 
+/// out += x·scale. out, x: [len].
+pub fn rescale_accumulate(out: &mut [f64], x: &[f64], scale: f64) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o += v * scale;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

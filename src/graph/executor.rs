@@ -18,7 +18,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::params::{ParamLayout, Region};
-use super::pool::{Lifetime, plan_buffers};
+use super::pool::{BufferPlan, Lifetime, plan_buffers};
 use super::{Activation, LayerKind, Model, Shape};
 use crate::cpu::conv2d::Conv2dShape;
 use crate::cpu::depthwise_conv2d::DepthwiseShape;
@@ -206,16 +206,32 @@ pub enum BatchTargets<'a> {
 pub struct TrainStep {
     pub layout: ParamLayout,
     pub batch: usize,
+    /// Samples per micro-batch: `batch` unless a tensor of the whole batch would exceed the
+    /// device's binding limit, in which case the batch runs as micro-batches whose gradients
+    /// are summed (weighted by their share of the batch) before one Adam update.
+    pub micro: usize,
     params: [wgpu::Buffer; 3],
     grads: [wgpu::Buffer; 2],
     fixed: Fixed,
-    dispatches: Vec<Dispatch>,
-    /// Indices into `dispatches` of dropout passes, with their (rate, len).
-    dropout: Vec<(usize, f32, usize)>,
-    input_len: usize,
+    /// Present when the batch is split into micro-batches.
+    full: Option<Accumulated>,
+    /// One program per micro-batch size (`micro`, then the smaller last one if any).
+    programs: Vec<Program>,
+    optimizer: Vec<Dispatch>,
+    sample_len: usize,
+    target_per_sample: usize,
     activation: Activation,
-    outputs: usize,
     pub memory: MemoryReport,
+    seed: std::cell::Cell<u32>,
+}
+
+/// Buffers of the whole batch when it runs as micro-batches.
+struct Accumulated {
+    input: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    /// Gradients summed over the micro-batches (what Adam reads).
+    grads: [wgpu::Buffer; 2],
+    loss: wgpu::Buffer,
 }
 
 struct Planner {
@@ -301,6 +317,17 @@ fn range(b: &wgpu::Buffer, at: usize, len: usize) -> BufferRange<'_> {
     }
 }
 
+/// The output activation and width of the model's last (Dense) layer.
+fn classifier(model: &Model) -> Result<(Activation, usize), ExecError> {
+    match model.layers.last().map(|l| &l.kind) {
+        Some(LayerKind::Dense {
+            activation: a @ (Activation::Sigmoid | Activation::Softmax),
+            units,
+        }) => Ok((*a, *units)),
+        _ => Err(ExecError::NoClassifier),
+    }
+}
+
 fn hwc(s: Shape) -> (usize, usize, usize) {
     match s {
         Shape::Hwc(h, w, c) => (h, w, c),
@@ -308,677 +335,814 @@ fn hwc(s: Shape) -> (usize, usize, usize) {
     }
 }
 
-impl TrainStep {
-    /// Compiles `model` into a training step at batch size `batch` with Adam's learning rate
-    /// `lr`. Parameters start at zero: load them with [`Self::load_params`].
-    pub fn new(ctx: &GpuContext, model: &Model, batch: usize, lr: f32) -> Result<Self, ExecError> {
-        let layout = ParamLayout::new(model);
-        let layers = &model.layers;
-        let last = layers.len() - 1;
-        let (activation, outputs) = match layers[last].kind {
-            LayerKind::Dense {
-                activation: a @ (Activation::Sigmoid | Activation::Softmax),
-                units,
-            } => (a, units),
-            _ => return Err(ExecError::NoClassifier),
-        };
-        let k = Kernels::new(ctx);
-        let n = batch;
+/// What one micro-batch of `n` samples runs: forward, loss, backward (no optimizer).
+struct Schedule {
+    n: usize,
+    pl: Planner,
+    saved_specs: Vec<((usize, &'static str), usize)>,
+}
 
-        // Which layer outputs need a gradient: those with a trainable layer upstream.
-        let mut needs_grad = vec![false; layers.len()];
-        for (li, l) in layers.iter().enumerate() {
-            needs_grad[li] = !l.params.is_empty() || l.inputs.iter().any(|&i| needs_grad[i]);
+fn schedule(
+    model: &Model,
+    k: &Kernels,
+    n: usize,
+    activation: Activation,
+    outputs: usize,
+) -> Result<Schedule, ExecError> {
+    let layers = &model.layers;
+    let last = layers.len() - 1;
+
+    // Which layer outputs need a gradient: those with a trainable layer upstream.
+    let mut needs_grad = vec![false; layers.len()];
+    for (li, l) in layers.iter().enumerate() {
+        needs_grad[li] = !l.params.is_empty() || l.inputs.iter().any(|&i| needs_grad[i]);
+    }
+    let mut consumers = vec![0usize; layers.len()];
+    for l in layers {
+        for &i in &l.inputs {
+            consumers[i] += 1;
         }
-        let mut consumers = vec![0usize; layers.len()];
-        for l in layers {
-            for &i in &l.inputs {
-                consumers[i] += 1;
-            }
+    }
+
+    let mut pl = Planner {
+        tensors: Vec::new(),
+        ops: Vec::new(),
+        scratch_len: 0,
+    };
+    let mut saved_specs: Vec<((usize, &'static str), usize)> = Vec::new();
+    // act[li]: the tensor holding layer li's output (None for the input layer).
+    let mut act: Vec<Option<TensorId>> = vec![None; layers.len()];
+    let mut mid: HashMap<usize, TensorId> = HashMap::new();
+
+    // ---- Forward ----
+    for (li, l) in layers.iter().enumerate() {
+        if let LayerKind::Input = l.kind {
+            continue;
         }
-
-        let mut pl = Planner {
-            tensors: Vec::new(),
-            ops: Vec::new(),
-            scratch_len: 0,
-        };
-        let mut saved_specs: Vec<((usize, &'static str), usize)> = Vec::new();
-        // act[li]: the tensor holding layer li's output (None for the input layer).
-        let mut act: Vec<Option<TensorId>> = vec![None; layers.len()];
-        let mut mid: HashMap<usize, TensorId> = HashMap::new();
-
-        // ---- Forward ----
-        for (li, l) in layers.iter().enumerate() {
-            if let LayerKind::Input = l.kind {
-                continue;
+        let len = n * l.output.len();
+        let y = pl.tensor(format!("{}:out", l.name), len);
+        act[li] = Some(y);
+        let src = l.inputs[0];
+        let x = act[src];
+        let in_shape = layers[src].output;
+        let uses_x: Vec<TensorId> = x.into_iter().collect();
+        match l.kind.clone() {
+            LayerKind::Input => unreachable!(),
+            LayerKind::Rescaling { scale, offset } => {
+                pl.op([vec![y], uses_x].concat(), move |e| {
+                    vec![e.k.rescale.forward(
+                        e.ctx,
+                        &e.t(y),
+                        input_of(e, x).as_ref(),
+                        len,
+                        scale,
+                        offset,
+                    )]
+                });
             }
-            let len = n * l.output.len();
-            let y = pl.tensor(format!("{}:out", l.name), len);
-            act[li] = Some(y);
-            let src = l.inputs[0];
-            let x = act[src];
-            let in_shape = layers[src].output;
-            let uses_x: Vec<TensorId> = x.into_iter().collect();
-            match l.kind.clone() {
-                LayerKind::Input => unreachable!(),
-                LayerKind::Rescaling { scale, offset } => {
-                    pl.op([vec![y], uses_x].concat(), move |e| {
-                        vec![e.k.rescale.forward(
-                            e.ctx,
-                            &e.t(y),
-                            input_of(e, x).as_ref(),
-                            len,
-                            scale,
-                            offset,
-                        )]
-                    });
-                }
-                LayerKind::Conv2D {
-                    filters,
-                    kernel,
-                    stride,
-                    padding,
-                } => {
-                    let (h, w, c) = hwc(in_shape);
-                    if kernel == 1 {
-                        let s = PointwiseShape {
-                            n,
-                            h,
-                            w,
-                            cin: c,
-                            cout: filters,
-                            stride,
-                        };
-                        pl.op([vec![y], uses_x].concat(), move |e| {
-                            vec![e.k.pointwise.forward(
-                                e.ctx,
-                                &e.t(y),
-                                input_of(e, x).as_ref(),
-                                &e.p(li, "kernel"),
-                                &e.p(li, "bias"),
-                                &s,
-                            )]
-                        });
-                    } else {
-                        let s = Conv2dShape {
-                            n,
-                            h,
-                            w,
-                            cin: c,
-                            cout: filters,
-                            k: kernel,
-                            stride,
-                            padding,
-                        };
-                        pl.op([vec![y], uses_x].concat(), move |e| {
-                            vec![e.k.conv.forward(
-                                e.ctx,
-                                &e.t(y),
-                                input_of(e, x).as_ref(),
-                                &e.p(li, "kernel"),
-                                &e.p(li, "bias"),
-                                &s,
-                            )]
-                        });
-                    }
-                }
-                LayerKind::SeparableConv2D {
-                    filters,
-                    kernel,
-                    padding,
-                } => {
-                    let (h, w, c) = hwc(in_shape);
-                    if kernel != 3 {
-                        return Err(ExecError::Unsupported(
-                            l.name.clone(),
-                            format!("depthwise kernel {kernel} (3 is compiled)"),
-                        ));
-                    }
-                    let ds = DepthwiseShape {
+            LayerKind::Conv2D {
+                filters,
+                kernel,
+                stride,
+                padding,
+            } => {
+                let (h, w, c) = hwc(in_shape);
+                if kernel == 1 {
+                    let s = PointwiseShape {
                         n,
                         h,
                         w,
-                        c,
-                        k: kernel,
-                        padding,
-                    };
-                    let m = pl.tensor(format!("{}:depthwise", l.name), ds.y_len());
-                    mid.insert(li, m);
-                    pl.op([vec![m], uses_x].concat(), move |e| {
-                        vec![e.k.depthwise.forward(
-                            e.ctx,
-                            &e.t(m),
-                            input_of(e, x).as_ref(),
-                            &e.p(li, "depthwise_kernel"),
-                            &ds,
-                        )]
-                    });
-                    let ps = PointwiseShape {
-                        n,
-                        h: ds.oh(),
-                        w: ds.ow(),
                         cin: c,
                         cout: filters,
-                        stride: 1,
+                        stride,
                     };
-                    pl.op(vec![y, m], move |e| {
+                    pl.op([vec![y], uses_x].concat(), move |e| {
                         vec![e.k.pointwise.forward(
-                            e.ctx,
-                            &e.t(y),
-                            &e.t(m),
-                            &e.p(li, "pointwise_kernel"),
-                            &e.p(li, "bias"),
-                            &ps,
-                        )]
-                    });
-                }
-                LayerKind::BatchNormalization { momentum, epsilon } => {
-                    let c = l.output.channels();
-                    let shape = BnShape {
-                        momentum,
-                        epsilon,
-                        ..BnShape::keras(len / c, c)
-                    };
-                    pl.need_scratch(BatchNorm::scratch_len(&shape));
-                    saved_specs.push(((li, "mean"), c));
-                    saved_specs.push(((li, "inv_std"), c));
-                    pl.op([vec![y], uses_x].concat(), move |e| {
-                        e.k.bn.forward_train(
-                            e.ctx,
-                            &e.t(y),
-                            e.saved(li, "mean"),
-                            e.saved(li, "inv_std"),
-                            &e.p(li, "moving_mean"),
-                            &e.p(li, "moving_variance"),
-                            input_of(e, x).as_ref(),
-                            &e.p(li, "gamma"),
-                            &e.p(li, "beta"),
-                            &e.fixed.scratch,
-                            &shape,
-                        )
-                    });
-                }
-                LayerKind::Relu => {
-                    pl.op([vec![y], uses_x].concat(), move |e| {
-                        vec![
-                            e.k.relu
-                                .forward(e.ctx, &e.t(y), input_of(e, x).as_ref(), len),
-                        ]
-                    });
-                }
-                LayerKind::MaxPooling2D {
-                    pool,
-                    stride,
-                    padding,
-                } => {
-                    let (h, w, c) = hwc(in_shape);
-                    let g = Pool2d::square(n, h, w, c, pool, stride, padding);
-                    saved_specs.push(((li, "argmax"), max_pool2d_argmax_len(&g)));
-                    pl.op([vec![y], uses_x].concat(), move |e| {
-                        vec![e.k.pool.max_pool2d_forward(
-                            e.ctx,
-                            &e.t(y),
-                            e.saved(li, "argmax"),
-                            input_of(e, x).as_ref(),
-                            &g,
-                        )]
-                    });
-                }
-                LayerKind::GlobalAveragePooling2D => {
-                    let (h, w, c) = hwc(in_shape);
-                    pl.op([vec![y], uses_x].concat(), move |e| {
-                        vec![e.k.pool.global_avg_pool2d_forward(
-                            e.ctx,
-                            &e.t(y),
-                            input_of(e, x).as_ref(),
-                            [n, h, w, c],
-                        )]
-                    });
-                }
-                LayerKind::Add => {
-                    let (a, b) = (act[l.inputs[0]].unwrap(), act[l.inputs[1]].unwrap());
-                    pl.op(vec![y, a, b], move |e| {
-                        vec![e.k.ew.add_forward(e.ctx, &e.t(y), &e.t(a), &e.t(b), len)]
-                    });
-                }
-                LayerKind::Dropout { rate } => {
-                    pl.op([vec![y], uses_x].concat(), move |e| {
-                        vec![e.k.ew.dropout_forward(
-                            e.ctx,
-                            &e.t(y),
-                            input_of(e, x).as_ref(),
-                            len,
-                            0,
-                            rate,
-                        )]
-                    });
-                    pl.ops.last_mut().unwrap().dropout = Some((rate, len));
-                }
-                LayerKind::Dense { units, .. } => {
-                    let f = in_shape.len();
-                    pl.op([vec![y], uses_x].concat(), move |e| {
-                        vec![e.k.dense.forward(
                             e.ctx,
                             &e.t(y),
                             input_of(e, x).as_ref(),
                             &e.p(li, "kernel"),
                             &e.p(li, "bias"),
-                            n,
-                            f,
-                            units,
+                            &s,
+                        )]
+                    });
+                } else {
+                    let s = Conv2dShape {
+                        n,
+                        h,
+                        w,
+                        cin: c,
+                        cout: filters,
+                        k: kernel,
+                        stride,
+                        padding,
+                    };
+                    pl.op([vec![y], uses_x].concat(), move |e| {
+                        vec![e.k.conv.forward(
+                            e.ctx,
+                            &e.t(y),
+                            input_of(e, x).as_ref(),
+                            &e.p(li, "kernel"),
+                            &e.p(li, "bias"),
+                            &s,
                         )]
                     });
                 }
             }
-        }
-
-        // ---- Loss: forward (mean loss), metrics, gradient of the logits ----
-        let logits = act[last].unwrap();
-        let dlogits = pl.tensor("loss:dlogits".into(), n * outputs);
-        pl.op(vec![logits, dlogits], move |e| {
-            let (loss, metrics, t) = (&e.fixed.loss, &e.fixed.metrics, &e.fixed.targets);
-            let z = e.t(logits);
-            let dz = e.t(dlogits);
-            match activation {
-                Activation::Softmax => vec![
-                    e.k.loss.softmax_ce_forward(e.ctx, loss, &z, t, n, outputs),
-                    e.k.loss
-                        .softmax_ce_metrics(e.ctx, metrics, &z, t, n, outputs),
-                    e.k.loss.softmax_ce_backward(e.ctx, &dz, &z, t, n, outputs),
-                ],
-                _ => vec![
-                    e.k.loss.sigmoid_bce_forward(e.ctx, loss, &z, t, n, outputs),
-                    e.k.loss
-                        .sigmoid_bce_metrics(e.ctx, metrics, &z, t, n, outputs),
-                    e.k.loss.sigmoid_bce_backward(e.ctx, &dz, &z, t, n, outputs),
-                ],
+            LayerKind::SeparableConv2D {
+                filters,
+                kernel,
+                padding,
+            } => {
+                let (h, w, c) = hwc(in_shape);
+                if kernel != 3 {
+                    return Err(ExecError::Unsupported(
+                        l.name.clone(),
+                        format!("depthwise kernel {kernel} (3 is compiled)"),
+                    ));
+                }
+                let ds = DepthwiseShape {
+                    n,
+                    h,
+                    w,
+                    c,
+                    k: kernel,
+                    padding,
+                };
+                let m = pl.tensor(format!("{}:depthwise", l.name), ds.y_len());
+                mid.insert(li, m);
+                pl.op([vec![m], uses_x].concat(), move |e| {
+                    vec![e.k.depthwise.forward(
+                        e.ctx,
+                        &e.t(m),
+                        input_of(e, x).as_ref(),
+                        &e.p(li, "depthwise_kernel"),
+                        &ds,
+                    )]
+                });
+                let ps = PointwiseShape {
+                    n,
+                    h: ds.oh(),
+                    w: ds.ow(),
+                    cin: c,
+                    cout: filters,
+                    stride: 1,
+                };
+                pl.op(vec![y, m], move |e| {
+                    vec![e.k.pointwise.forward(
+                        e.ctx,
+                        &e.t(y),
+                        &e.t(m),
+                        &e.p(li, "pointwise_kernel"),
+                        &e.p(li, "bias"),
+                        &ps,
+                    )]
+                });
             }
-        });
+            LayerKind::BatchNormalization { momentum, epsilon } => {
+                let c = l.output.channels();
+                let shape = BnShape {
+                    momentum,
+                    epsilon,
+                    ..BnShape::keras(len / c, c)
+                };
+                pl.need_scratch(BatchNorm::scratch_len(&shape));
+                saved_specs.push(((li, "mean"), c));
+                saved_specs.push(((li, "inv_std"), c));
+                pl.op([vec![y], uses_x].concat(), move |e| {
+                    e.k.bn.forward_train(
+                        e.ctx,
+                        &e.t(y),
+                        e.saved(li, "mean"),
+                        e.saved(li, "inv_std"),
+                        &e.p(li, "moving_mean"),
+                        &e.p(li, "moving_variance"),
+                        input_of(e, x).as_ref(),
+                        &e.p(li, "gamma"),
+                        &e.p(li, "beta"),
+                        &e.fixed.scratch,
+                        &shape,
+                    )
+                });
+            }
+            LayerKind::Relu => {
+                pl.op([vec![y], uses_x].concat(), move |e| {
+                    vec![
+                        e.k.relu
+                            .forward(e.ctx, &e.t(y), input_of(e, x).as_ref(), len),
+                    ]
+                });
+            }
+            LayerKind::MaxPooling2D {
+                pool,
+                stride,
+                padding,
+            } => {
+                let (h, w, c) = hwc(in_shape);
+                let g = Pool2d::square(n, h, w, c, pool, stride, padding);
+                saved_specs.push(((li, "argmax"), max_pool2d_argmax_len(&g)));
+                pl.op([vec![y], uses_x].concat(), move |e| {
+                    vec![e.k.pool.max_pool2d_forward(
+                        e.ctx,
+                        &e.t(y),
+                        e.saved(li, "argmax"),
+                        input_of(e, x).as_ref(),
+                        &g,
+                    )]
+                });
+            }
+            LayerKind::GlobalAveragePooling2D => {
+                let (h, w, c) = hwc(in_shape);
+                pl.op([vec![y], uses_x].concat(), move |e| {
+                    vec![e.k.pool.global_avg_pool2d_forward(
+                        e.ctx,
+                        &e.t(y),
+                        input_of(e, x).as_ref(),
+                        [n, h, w, c],
+                    )]
+                });
+            }
+            LayerKind::Add => {
+                let (a, b) = (act[l.inputs[0]].unwrap(), act[l.inputs[1]].unwrap());
+                pl.op(vec![y, a, b], move |e| {
+                    vec![e.k.ew.add_forward(e.ctx, &e.t(y), &e.t(a), &e.t(b), len)]
+                });
+            }
+            LayerKind::Dropout { rate } => {
+                pl.op([vec![y], uses_x].concat(), move |e| {
+                    vec![e.k.ew.dropout_forward(
+                        e.ctx,
+                        &e.t(y),
+                        input_of(e, x).as_ref(),
+                        len,
+                        0,
+                        rate,
+                    )]
+                });
+                pl.ops.last_mut().unwrap().dropout = Some((rate, len));
+            }
+            LayerKind::Dense { units, .. } => {
+                let f = in_shape.len();
+                pl.op([vec![y], uses_x].concat(), move |e| {
+                    vec![e.k.dense.forward(
+                        e.ctx,
+                        &e.t(y),
+                        input_of(e, x).as_ref(),
+                        &e.p(li, "kernel"),
+                        &e.p(li, "bias"),
+                        n,
+                        f,
+                        units,
+                    )]
+                });
+            }
+        }
+    }
 
-        // ---- Backward, in reverse layer order ----
-        let mut grad: Vec<Option<TensorId>> = vec![None; layers.len()];
-        grad[last] = Some(dlogits);
-        for li in (1..layers.len()).rev() {
-            let l = &layers[li];
-            let Some(dy) = grad[li] else { continue };
-            let len = n * l.output.len();
-            let src = l.inputs[0];
-            let in_shape = layers[src].output;
-            let x = act[src];
-            let want_dx = needs_grad[src] && !matches!(layers[src].kind, LayerKind::Input);
-            // Where this layer's dx goes: the input's gradient tensor if it is the first
-            // contribution, else a temporary that is then added in.
-            let in_len = n * in_shape.len();
-            match l.kind.clone() {
-                LayerKind::Input => unreachable!(),
-                LayerKind::Rescaling { scale, .. } => {
-                    if want_dx {
-                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
-                            vec![e.k.rescale.backward(e.ctx, d, &e.t(dy), len, scale)]
-                        });
-                    }
+    // ---- Loss: forward (mean loss), metrics, gradient of the logits ----
+    let logits = act[last].unwrap();
+    let dlogits = pl.tensor("loss:dlogits".into(), n * outputs);
+    pl.op(vec![logits, dlogits], move |e| {
+        let (loss, metrics, t) = (&e.fixed.loss, &e.fixed.metrics, &e.fixed.targets);
+        let z = e.t(logits);
+        let dz = e.t(dlogits);
+        match activation {
+            Activation::Softmax => vec![
+                e.k.loss.softmax_ce_forward(e.ctx, loss, &z, t, n, outputs),
+                e.k.loss
+                    .softmax_ce_metrics(e.ctx, metrics, &z, t, n, outputs),
+                e.k.loss.softmax_ce_backward(e.ctx, &dz, &z, t, n, outputs),
+            ],
+            _ => vec![
+                e.k.loss.sigmoid_bce_forward(e.ctx, loss, &z, t, n, outputs),
+                e.k.loss
+                    .sigmoid_bce_metrics(e.ctx, metrics, &z, t, n, outputs),
+                e.k.loss.sigmoid_bce_backward(e.ctx, &dz, &z, t, n, outputs),
+            ],
+        }
+    });
+
+    // ---- Backward, in reverse layer order ----
+    let mut grad: Vec<Option<TensorId>> = vec![None; layers.len()];
+    grad[last] = Some(dlogits);
+    for li in (1..layers.len()).rev() {
+        let l = &layers[li];
+        let Some(dy) = grad[li] else { continue };
+        let len = n * l.output.len();
+        let src = l.inputs[0];
+        let in_shape = layers[src].output;
+        let x = act[src];
+        let want_dx = needs_grad[src] && !matches!(layers[src].kind, LayerKind::Input);
+        // Where this layer's dx goes: the input's gradient tensor if it is the first
+        // contribution, else a temporary that is then added in.
+        let in_len = n * in_shape.len();
+        match l.kind.clone() {
+            LayerKind::Input => unreachable!(),
+            LayerKind::Rescaling { scale, .. } => {
+                if want_dx {
+                    emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
+                        vec![e.k.rescale.backward(e.ctx, d, &e.t(dy), len, scale)]
+                    });
                 }
-                LayerKind::Conv2D {
-                    filters,
-                    kernel,
-                    stride,
-                    padding,
-                } => {
-                    let (h, w, c) = hwc(in_shape);
-                    let xt = x.ok_or_else(|| {
-                        ExecError::Unsupported(
-                            l.name.clone(),
-                            "a convolution of the raw input layer".into(),
-                        )
-                    })?;
-                    if kernel == 1 {
-                        let s = PointwiseShape {
-                            n,
-                            h,
-                            w,
-                            cin: c,
-                            cout: filters,
-                            stride,
-                        };
-                        let sl = k.pointwise.backward_weight_scratch_len(&s);
-                        pl.need_scratch(sl);
-                        pl.op(vec![dy, xt], move |e| {
-                            e.k.pointwise.backward_weight(
-                                e.ctx,
-                                &e.g(li, "kernel"),
-                                &e.g(li, "bias"),
-                                e.scratch(sl),
-                                &e.t(dy),
-                                &e.t(xt),
-                                &s,
-                            )
-                        });
-                        if want_dx {
-                            emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
-                                e.k.pointwise.backward_input(
-                                    e.ctx,
-                                    d,
-                                    &e.t(dy),
-                                    &e.p(li, "kernel"),
-                                    &s,
-                                )
-                            });
-                        }
-                    } else {
-                        let s = Conv2dShape {
-                            n,
-                            h,
-                            w,
-                            cin: c,
-                            cout: filters,
-                            k: kernel,
-                            stride,
-                            padding,
-                        };
-                        pl.need_scratch(k.conv.backward_weight_scratch_len(&s));
-                        pl.op(vec![dy, xt], move |e| {
-                            e.k.conv
-                                .backward_weight(
-                                    e.ctx,
-                                    &e.g(li, "kernel"),
-                                    &e.g(li, "bias"),
-                                    &e.fixed.scratch,
-                                    &e.t(dy),
-                                    &e.t(xt),
-                                    &s,
-                                )
-                                .into()
-                        });
-                        if want_dx {
-                            emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
-                                vec![e.k.conv.backward_input(
-                                    e.ctx,
-                                    d,
-                                    &e.t(dy),
-                                    &e.p(li, "kernel"),
-                                    &s,
-                                )]
-                            });
-                        }
-                    }
-                }
-                LayerKind::SeparableConv2D {
-                    filters,
-                    kernel,
-                    padding,
-                } => {
-                    let (h, w, c) = hwc(in_shape);
-                    let xt = x.ok_or_else(|| {
-                        ExecError::Unsupported(
-                            l.name.clone(),
-                            "a convolution of the raw input layer".into(),
-                        )
-                    })?;
-                    let ds = DepthwiseShape {
+            }
+            LayerKind::Conv2D {
+                filters,
+                kernel,
+                stride,
+                padding,
+            } => {
+                let (h, w, c) = hwc(in_shape);
+                let xt = x.ok_or_else(|| {
+                    ExecError::Unsupported(
+                        l.name.clone(),
+                        "a convolution of the raw input layer".into(),
+                    )
+                })?;
+                if kernel == 1 {
+                    let s = PointwiseShape {
                         n,
                         h,
                         w,
-                        c,
-                        k: kernel,
-                        padding,
-                    };
-                    let ps = PointwiseShape {
-                        n,
-                        h: ds.oh(),
-                        w: ds.ow(),
                         cin: c,
                         cout: filters,
-                        stride: 1,
+                        stride,
                     };
-                    let m = mid[&li];
-                    let dm = pl.tensor(format!("{}:depthwise:grad", l.name), ds.y_len());
-                    let sl = k.pointwise.backward_weight_scratch_len(&ps);
-                    pl.need_scratch(sl);
-                    pl.need_scratch(DepthwiseConv2d::backward_weight_scratch_len(&ds));
-                    pl.op(vec![dy, m], move |e| {
-                        e.k.pointwise.backward_weight(
-                            e.ctx,
-                            &e.g(li, "pointwise_kernel"),
-                            &e.g(li, "bias"),
-                            e.scratch(sl),
-                            &e.t(dy),
-                            &e.t(m),
-                            &ps,
-                        )
-                    });
-                    pl.op(vec![dm, dy], move |e| {
-                        e.k.pointwise.backward_input(
-                            e.ctx,
-                            &e.t(dm),
-                            &e.t(dy),
-                            &e.p(li, "pointwise_kernel"),
-                            &ps,
-                        )
-                    });
-                    pl.op(vec![dm, xt], move |e| {
-                        e.k.depthwise
-                            .backward_weight(
-                                e.ctx,
-                                &e.g(li, "depthwise_kernel"),
-                                &e.fixed.scratch,
-                                &e.t(dm),
-                                &e.t(xt),
-                                &ds,
-                            )
-                            .into()
-                    });
-                    if want_dx {
-                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dm], move |e, d| {
-                            vec![e.k.depthwise.backward_input(
-                                e.ctx,
-                                d,
-                                &e.t(dm),
-                                &e.p(li, "depthwise_kernel"),
-                                &ds,
-                            )]
-                        });
-                    }
-                }
-                LayerKind::BatchNormalization { momentum, epsilon } => {
-                    let c = l.output.channels();
-                    let shape = BnShape {
-                        momentum,
-                        epsilon,
-                        ..BnShape::keras(len / c, c)
-                    };
-                    let xt = x.ok_or_else(|| {
-                        ExecError::Unsupported(
-                            l.name.clone(),
-                            "batch norm of the raw input layer".into(),
-                        )
-                    })?;
-                    let build = move |e: &Env, d: &dyn Bind| {
-                        e.k.bn.backward(
-                            e.ctx,
-                            d,
-                            &e.g(li, "gamma"),
-                            &e.g(li, "beta"),
-                            &e.t(dy),
-                            &e.t(xt),
-                            &e.p(li, "gamma"),
-                            e.saved(li, "mean"),
-                            e.saved(li, "inv_std"),
-                            &e.fixed.scratch,
-                            &shape,
-                        )
-                    };
-                    if want_dx {
-                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy, xt], build);
-                    } else {
-                        // The backward always computes dx: give it a throwaway tensor.
-                        let d = pl.tensor(format!("{}:dx-unused", l.name), in_len);
-                        pl.op(vec![d, dy, xt], move |e| build(e, &e.t(d)));
-                    }
-                }
-                LayerKind::Relu => {
-                    if want_dx {
-                        let y = act[li].unwrap();
-                        emit_dx(
-                            &mut pl,
-                            &mut grad,
-                            layers,
-                            n,
-                            src,
-                            vec![dy, y],
-                            move |e, d| vec![e.k.relu.backward(e.ctx, d, &e.t(dy), &e.t(y), len)],
-                        );
-                    }
-                }
-                LayerKind::MaxPooling2D {
-                    pool,
-                    stride,
-                    padding,
-                } => {
-                    if want_dx {
-                        let (h, w, c) = hwc(in_shape);
-                        let g = Pool2d::square(n, h, w, c, pool, stride, padding);
-                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
-                            vec![e.k.pool.max_pool2d_backward(
-                                e.ctx,
-                                d,
-                                &e.t(dy),
-                                e.saved(li, "argmax"),
-                                &g,
-                            )]
-                        });
-                    }
-                }
-                LayerKind::GlobalAveragePooling2D => {
-                    if want_dx {
-                        let (h, w, c) = hwc(in_shape);
-                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
-                            vec![e.k.pool.global_avg_pool2d_backward(
-                                e.ctx,
-                                d,
-                                &e.t(dy),
-                                [n, h, w, c],
-                            )]
-                        });
-                    }
-                }
-                LayerKind::Add => {
-                    for &t in &l.inputs {
-                        if !needs_grad[t] {
-                            continue;
-                        }
-                        if consumers[t] == 1 && grad[t].is_none() {
-                            // The gradient passes through unchanged: share the tensor.
-                            grad[t] = Some(dy);
-                        } else {
-                            emit_dx(&mut pl, &mut grad, layers, n, t, vec![dy], move |e, d| {
-                                vec![e.k.rescale.forward(e.ctx, d, &e.t(dy), len, 1.0, 0.0)]
-                            });
-                        }
-                    }
-                }
-                LayerKind::Dropout { rate } => {
-                    if want_dx {
-                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
-                            vec![e.k.ew.dropout_backward(e.ctx, d, &e.t(dy), len, 0, rate)]
-                        });
-                        pl.ops.last_mut().unwrap().dropout = Some((rate, len));
-                    }
-                }
-                LayerKind::Dense { units, .. } => {
-                    let f = in_shape.len();
-                    let xt = x.ok_or_else(|| {
-                        ExecError::Unsupported(
-                            l.name.clone(),
-                            "a dense layer on the raw input".into(),
-                        )
-                    })?;
-                    let sl = k.dense.backward_weight_scratch_len(n, f, units);
+                    let sl = k.pointwise.backward_weight_scratch_len(&s);
                     pl.need_scratch(sl);
                     pl.op(vec![dy, xt], move |e| {
-                        e.k.dense.backward_weight(
+                        e.k.pointwise.backward_weight(
                             e.ctx,
                             &e.g(li, "kernel"),
                             &e.g(li, "bias"),
                             e.scratch(sl),
                             &e.t(dy),
                             &e.t(xt),
+                            &s,
+                        )
+                    });
+                    if want_dx {
+                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
+                            e.k.pointwise
+                                .backward_input(e.ctx, d, &e.t(dy), &e.p(li, "kernel"), &s)
+                        });
+                    }
+                } else {
+                    let s = Conv2dShape {
+                        n,
+                        h,
+                        w,
+                        cin: c,
+                        cout: filters,
+                        k: kernel,
+                        stride,
+                        padding,
+                    };
+                    pl.need_scratch(k.conv.backward_weight_scratch_len(&s));
+                    pl.op(vec![dy, xt], move |e| {
+                        e.k.conv
+                            .backward_weight(
+                                e.ctx,
+                                &e.g(li, "kernel"),
+                                &e.g(li, "bias"),
+                                &e.fixed.scratch,
+                                &e.t(dy),
+                                &e.t(xt),
+                                &s,
+                            )
+                            .into()
+                    });
+                    if want_dx {
+                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
+                            vec![e.k.conv.backward_input(
+                                e.ctx,
+                                d,
+                                &e.t(dy),
+                                &e.p(li, "kernel"),
+                                &s,
+                            )]
+                        });
+                    }
+                }
+            }
+            LayerKind::SeparableConv2D {
+                filters,
+                kernel,
+                padding,
+            } => {
+                let (h, w, c) = hwc(in_shape);
+                let xt = x.ok_or_else(|| {
+                    ExecError::Unsupported(
+                        l.name.clone(),
+                        "a convolution of the raw input layer".into(),
+                    )
+                })?;
+                let ds = DepthwiseShape {
+                    n,
+                    h,
+                    w,
+                    c,
+                    k: kernel,
+                    padding,
+                };
+                let ps = PointwiseShape {
+                    n,
+                    h: ds.oh(),
+                    w: ds.ow(),
+                    cin: c,
+                    cout: filters,
+                    stride: 1,
+                };
+                let m = mid[&li];
+                let dm = pl.tensor(format!("{}:depthwise:grad", l.name), ds.y_len());
+                let sl = k.pointwise.backward_weight_scratch_len(&ps);
+                pl.need_scratch(sl);
+                pl.need_scratch(DepthwiseConv2d::backward_weight_scratch_len(&ds));
+                pl.op(vec![dy, m], move |e| {
+                    e.k.pointwise.backward_weight(
+                        e.ctx,
+                        &e.g(li, "pointwise_kernel"),
+                        &e.g(li, "bias"),
+                        e.scratch(sl),
+                        &e.t(dy),
+                        &e.t(m),
+                        &ps,
+                    )
+                });
+                pl.op(vec![dm, dy], move |e| {
+                    e.k.pointwise.backward_input(
+                        e.ctx,
+                        &e.t(dm),
+                        &e.t(dy),
+                        &e.p(li, "pointwise_kernel"),
+                        &ps,
+                    )
+                });
+                pl.op(vec![dm, xt], move |e| {
+                    e.k.depthwise
+                        .backward_weight(
+                            e.ctx,
+                            &e.g(li, "depthwise_kernel"),
+                            &e.fixed.scratch,
+                            &e.t(dm),
+                            &e.t(xt),
+                            &ds,
+                        )
+                        .into()
+                });
+                if want_dx {
+                    emit_dx(&mut pl, &mut grad, layers, n, src, vec![dm], move |e, d| {
+                        vec![e.k.depthwise.backward_input(
+                            e.ctx,
+                            d,
+                            &e.t(dm),
+                            &e.p(li, "depthwise_kernel"),
+                            &ds,
+                        )]
+                    });
+                }
+            }
+            LayerKind::BatchNormalization { momentum, epsilon } => {
+                let c = l.output.channels();
+                let shape = BnShape {
+                    momentum,
+                    epsilon,
+                    ..BnShape::keras(len / c, c)
+                };
+                let xt = x.ok_or_else(|| {
+                    ExecError::Unsupported(
+                        l.name.clone(),
+                        "batch norm of the raw input layer".into(),
+                    )
+                })?;
+                let build = move |e: &Env, d: &dyn Bind| {
+                    e.k.bn.backward(
+                        e.ctx,
+                        d,
+                        &e.g(li, "gamma"),
+                        &e.g(li, "beta"),
+                        &e.t(dy),
+                        &e.t(xt),
+                        &e.p(li, "gamma"),
+                        e.saved(li, "mean"),
+                        e.saved(li, "inv_std"),
+                        &e.fixed.scratch,
+                        &shape,
+                    )
+                };
+                if want_dx {
+                    emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy, xt], build);
+                } else {
+                    // The backward always computes dx: give it a throwaway tensor.
+                    let d = pl.tensor(format!("{}:dx-unused", l.name), in_len);
+                    pl.op(vec![d, dy, xt], move |e| build(e, &e.t(d)));
+                }
+            }
+            LayerKind::Relu => {
+                if want_dx {
+                    let y = act[li].unwrap();
+                    emit_dx(
+                        &mut pl,
+                        &mut grad,
+                        layers,
+                        n,
+                        src,
+                        vec![dy, y],
+                        move |e, d| vec![e.k.relu.backward(e.ctx, d, &e.t(dy), &e.t(y), len)],
+                    );
+                }
+            }
+            LayerKind::MaxPooling2D {
+                pool,
+                stride,
+                padding,
+            } => {
+                if want_dx {
+                    let (h, w, c) = hwc(in_shape);
+                    let g = Pool2d::square(n, h, w, c, pool, stride, padding);
+                    emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
+                        vec![e.k.pool.max_pool2d_backward(
+                            e.ctx,
+                            d,
+                            &e.t(dy),
+                            e.saved(li, "argmax"),
+                            &g,
+                        )]
+                    });
+                }
+            }
+            LayerKind::GlobalAveragePooling2D => {
+                if want_dx {
+                    let (h, w, c) = hwc(in_shape);
+                    emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
+                        vec![
+                            e.k.pool
+                                .global_avg_pool2d_backward(e.ctx, d, &e.t(dy), [n, h, w, c]),
+                        ]
+                    });
+                }
+            }
+            LayerKind::Add => {
+                for &t in &l.inputs {
+                    if !needs_grad[t] {
+                        continue;
+                    }
+                    if consumers[t] == 1 && grad[t].is_none() {
+                        // The gradient passes through unchanged: share the tensor.
+                        grad[t] = Some(dy);
+                    } else {
+                        emit_dx(&mut pl, &mut grad, layers, n, t, vec![dy], move |e, d| {
+                            vec![e.k.rescale.forward(e.ctx, d, &e.t(dy), len, 1.0, 0.0)]
+                        });
+                    }
+                }
+            }
+            LayerKind::Dropout { rate } => {
+                if want_dx {
+                    emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
+                        vec![e.k.ew.dropout_backward(e.ctx, d, &e.t(dy), len, 0, rate)]
+                    });
+                    pl.ops.last_mut().unwrap().dropout = Some((rate, len));
+                }
+            }
+            LayerKind::Dense { units, .. } => {
+                let f = in_shape.len();
+                let xt = x.ok_or_else(|| {
+                    ExecError::Unsupported(l.name.clone(), "a dense layer on the raw input".into())
+                })?;
+                let sl = k.dense.backward_weight_scratch_len(n, f, units);
+                pl.need_scratch(sl);
+                pl.op(vec![dy, xt], move |e| {
+                    e.k.dense.backward_weight(
+                        e.ctx,
+                        &e.g(li, "kernel"),
+                        &e.g(li, "bias"),
+                        e.scratch(sl),
+                        &e.t(dy),
+                        &e.t(xt),
+                        n,
+                        f,
+                        units,
+                    )
+                });
+                if want_dx {
+                    emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
+                        e.k.dense.backward_input(
+                            e.ctx,
+                            d,
+                            &e.t(dy),
+                            &e.p(li, "kernel"),
                             n,
                             f,
                             units,
                         )
                     });
-                    if want_dx {
-                        emit_dx(&mut pl, &mut grad, layers, n, src, vec![dy], move |e, d| {
-                            e.k.dense.backward_input(
-                                e.ctx,
-                                d,
-                                &e.t(dy),
-                                &e.p(li, "kernel"),
-                                n,
-                                f,
-                                units,
-                            )
-                        });
-                    }
                 }
             }
         }
+    }
 
-        // ---- Adam over the weights and biases regions ----
-        let (wl, bl) = (layout.regions[0].1, layout.regions[1].1);
-        let bstart = layout.regions[1].0;
-        pl.op(vec![], move |e| {
-            let f = e.fixed;
-            let mut d = vec![e.k.adam.begin_step(e.ctx, &f.adam_state)];
-            for (r, start, len) in [(0usize, 0usize, wl), (1, bstart, bl)] {
-                if len > 0 {
-                    d.push(e.k.adam.update(
-                        e.ctx,
-                        &e.params[r],
-                        &range(&f.m, start, len),
-                        &range(&f.v, start, len),
-                        &e.grads[r],
-                        &f.adam_state,
-                        len,
-                    ));
-                }
+    Ok(Schedule { n, pl, saved_specs })
+}
+
+/// Most pixel rows (N·H·W) one dispatch handles: kernels tile rows into workgroups and a grid
+/// has at most 65,535 workgroups a side (the GEMM takes 32 rows per workgroup row).
+pub const MAX_ROWS_PER_DISPATCH: usize = 1 << 20;
+
+/// The largest micro-batch (≤ `batch`) whose every tensor fits one storage binding of
+/// `limit` bytes and whose largest activation has at most [`MAX_ROWS_PER_DISPATCH`] rows.
+fn choose_micro_batch(
+    model: &Model,
+    k: &Kernels,
+    batch: usize,
+    activation: Activation,
+    outputs: usize,
+    limit: u64,
+) -> Result<usize, ExecError> {
+    let full = schedule(model, k, batch, activation, outputs)?;
+    let largest = full.pl.tensors.iter().map(|t| t.bytes).max().unwrap_or(0);
+    let by_binding = if largest <= limit {
+        batch
+    } else {
+        (batch as u64 * limit / largest) as usize
+    };
+    let max_hw = model
+        .layers
+        .iter()
+        .map(|l| match l.output {
+            Shape::Hwc(h, w, _) => h * w,
+            Shape::Flat(_) => 1,
+        })
+        .max()
+        .unwrap_or(1);
+    Ok(by_binding
+        .min(MAX_ROWS_PER_DISPATCH / max_hw)
+        .clamp(1, batch))
+}
+
+/// Gives tensors whose [first op, last op] lifetimes do not overlap the same pool buffer.
+fn pool_plan(pl: &Planner) -> BufferPlan {
+    let mut life: Vec<Option<(usize, usize)>> = vec![None; pl.tensors.len()];
+    for (i, op) in pl.ops.iter().enumerate() {
+        for &t in &op.uses {
+            life[t] = Some(life[t].map_or((i, i), |(a, _)| (a, i)));
+        }
+    }
+    let lifetimes: Vec<Lifetime> = pl
+        .tensors
+        .iter()
+        .zip(&life)
+        .map(|(t, l)| {
+            let (first, last) = l.unwrap_or((0, 0));
+            Lifetime {
+                bytes: t.bytes,
+                first,
+                last,
             }
-            d
-        });
+        })
+        .collect();
+    plan_buffers(&lifetimes)
+}
 
-        // ---- Memory: pool transient tensors by liveness ----
+/// The step's memory: pooled transient tensors against their naive sum, and the fixed buffers
+/// (parameters, gradients, Adam's m and v, saved tensors, scratch, input and targets; with
+/// micro-batches also the whole batch's input and targets and the summed gradients).
+fn memory_report(
+    layout: &ParamLayout,
+    main: &Schedule,
+    plan: &BufferPlan,
+    batch: usize,
+    count: usize,
+    sample_len: usize,
+    target_per_sample: usize,
+) -> MemoryReport {
+    let t = layout.trainable_len;
+    let mut floats =
+        layout.total_len + 3 * t + main.n * (sample_len + target_per_sample) + main.pl.scratch_len;
+    floats += main.saved_specs.iter().map(|(_, len)| len).sum::<usize>();
+    if count > 1 {
+        floats += t + batch * (sample_len + target_per_sample);
+    }
+    MemoryReport {
+        pooled_bytes: plan.pooled_bytes(),
+        naive_bytes: main.pl.tensors.iter().map(|t| t.bytes).sum(),
+        pool_buffers: plan.buffer_bytes.len(),
+        tensors: main.pl.tensors.len(),
+        fixed_bytes: (floats * 4) as u64,
+    }
+}
+
+/// A compiled program for one micro-batch size: its dispatches and where its dropout passes are.
+struct Program {
+    n: usize,
+    dispatches: Vec<Dispatch>,
+    /// Indices into `dispatches` of dropout passes, with their (rate, len).
+    dropout: Vec<(usize, f32, usize)>,
+    /// Gradient/loss accumulation after this micro-batch: writing (first micro-batch) and adding.
+    acc_first: Vec<Dispatch>,
+    acc_rest: Vec<Dispatch>,
+}
+
+impl TrainStep {
+    /// Compiles `model` into a training step at batch size `batch` with Adam's learning rate
+    /// `lr`, split into micro-batches only where the device's binding limit requires it.
+    /// Parameters start at zero: load them with [`Self::load_params`].
+    pub fn new(ctx: &GpuContext, model: &Model, batch: usize, lr: f32) -> Result<Self, ExecError> {
+        Self::with_micro_batch(ctx, model, batch, None, lr)
+    }
+
+    /// The micro-batch size [`Self::new`] would choose for `batch` on this device (compiles
+    /// the kernels, allocates no tensors).
+    pub fn plan_micro_batch(
+        ctx: &GpuContext,
+        model: &Model,
+        batch: usize,
+    ) -> Result<usize, ExecError> {
+        let (activation, outputs) = classifier(model)?;
+        let k = Kernels::new(ctx);
+        choose_micro_batch(
+            model,
+            &k,
+            batch,
+            activation,
+            outputs,
+            ctx.limits.max_storage_buffer_binding_size,
+        )
+    }
+
+    /// The micro-batch size and memory plan [`Self::new`] would use for `batch` on this
+    /// device, without allocating any tensor (compiles the kernels).
+    pub fn plan_memory(
+        ctx: &GpuContext,
+        model: &Model,
+        batch: usize,
+    ) -> Result<(usize, MemoryReport), ExecError> {
+        let layout = ParamLayout::new(model);
+        let (activation, outputs) = classifier(model)?;
+        let k = Kernels::new(ctx);
         let limit = ctx.limits.max_storage_buffer_binding_size;
-        if let Some(t) = pl.tensors.iter().find(|t| t.bytes > limit) {
+        let micro = choose_micro_batch(model, &k, batch, activation, outputs, limit)?;
+        let main = schedule(model, &k, micro, activation, outputs)?;
+        let plan = pool_plan(&main.pl);
+        let sample_len = model.layers[0].output.len();
+        let target_per_sample = if activation == Activation::Softmax {
+            1
+        } else {
+            outputs
+        };
+        let count = batch.div_ceil(micro);
+        Ok((
+            micro,
+            memory_report(
+                &layout,
+                &main,
+                &plan,
+                batch,
+                count,
+                sample_len,
+                target_per_sample,
+            ),
+        ))
+    }
+
+    /// As [`Self::new`], with the micro-batch size forced to `micro` (when `Some`).
+    ///
+    /// Semantics of micro-batches: the gradient is the batch mean, as without them; batch norm
+    /// normalises each micro-batch with its own statistics and updates its moving statistics
+    /// once per micro-batch ("ghost batch norm"), and each micro-batch gets its own dropout
+    /// seed (`seed + i·0x9E3779B9`).
+    pub fn with_micro_batch(
+        ctx: &GpuContext,
+        model: &Model,
+        batch: usize,
+        micro: Option<usize>,
+        lr: f32,
+    ) -> Result<Self, ExecError> {
+        let layout = ParamLayout::new(model);
+        let layers = &model.layers;
+        let (activation, outputs) = classifier(model)?;
+        let k = Kernels::new(ctx);
+        let limit = ctx.limits.max_storage_buffer_binding_size;
+        let micro = match micro {
+            Some(m) => m.clamp(1, batch),
+            None => choose_micro_batch(model, &k, batch, activation, outputs, limit)?,
+        };
+        let count = batch.div_ceil(micro);
+        let rest = batch - (count - 1) * micro;
+        let main = schedule(model, &k, micro, activation, outputs)?;
+        if let Some(t) = main.pl.tensors.iter().find(|t| t.bytes > limit) {
             return Err(ExecError::TooLarge {
                 name: t.name.clone(),
                 mib: t.bytes as f64 / 1048576.0,
                 limit_mib: limit as f64 / 1048576.0,
-                batch,
+                batch: micro,
             });
         }
-        let mut life: Vec<Option<(usize, usize)>> = vec![None; pl.tensors.len()];
-        for (i, op) in pl.ops.iter().enumerate() {
-            for &t in &op.uses {
-                life[t] = Some(match life[t] {
-                    None => (i, i),
-                    Some((a, _)) => (a, i),
-                });
-            }
-        }
-        let lifetimes: Vec<Lifetime> = pl
-            .tensors
-            .iter()
-            .zip(&life)
-            .map(|(t, l)| {
-                let (first, last) = l.unwrap_or((0, 0));
-                Lifetime {
-                    bytes: t.bytes,
-                    first,
-                    last,
-                }
-            })
-            .collect();
-        let plan = plan_buffers(&lifetimes);
+        let tail = (rest != micro)
+            .then(|| schedule(model, &k, rest, activation, outputs))
+            .transpose()?;
+
+        // ---- Memory: pool transient tensors by liveness (planned at the larger size) ----
+        let plan = pool_plan(&main.pl);
         let pool: Vec<wgpu::Buffer> = plan
             .buffer_bytes
             .iter()
@@ -1004,85 +1168,137 @@ impl TrainStep {
             ctx.zeros("grads: weights", region(Region::Weights)),
             ctx.zeros("grads: biases", region(Region::Biases)),
         ];
-        let input_len = n * layers[0].output.len();
-        let target_len = if activation == Activation::Softmax {
-            n
+        let sample_len = layers[0].output.len();
+        let target_per_sample = if activation == Activation::Softmax {
+            1
         } else {
-            n * outputs
+            outputs
         };
+        let accumulate = count > 1;
         let fixed = Fixed {
-            input: ctx.zeros("input batch", input_len),
-            targets: ctx.zeros("targets", target_len),
+            input: ctx.zeros("input micro-batch", micro * sample_len),
+            targets: ctx.zeros("targets micro-batch", micro * target_per_sample),
             loss: ctx.zeros("loss", 1),
             metrics: ctx.zeros("metrics", METRICS_LEN),
-            scratch: ctx.zeros("scratch", pl.scratch_len),
+            scratch: ctx.zeros(
+                "scratch",
+                main.pl
+                    .scratch_len
+                    .max(tail.as_ref().map_or(0, |t| t.pl.scratch_len)),
+            ),
             adam_state: Adam::new_state(ctx, lr),
             m: ctx.zeros("adam m", layout.trainable_len),
             v: ctx.zeros("adam v", layout.trainable_len),
         };
+        let full = accumulate.then(|| Accumulated {
+            input: ctx.zeros("input batch", batch * sample_len),
+            targets: ctx.zeros("targets batch", batch * target_per_sample),
+            grads: [
+                ctx.zeros("summed grads: weights", region(Region::Weights)),
+                ctx.zeros("summed grads: biases", region(Region::Biases)),
+            ],
+            loss: ctx.zeros("summed loss", 1),
+        });
         let mut saved = HashMap::new();
-        for ((li, what), len) in &saved_specs {
+        for ((li, what), len) in &main.saved_specs {
             saved.insert(
                 (*li, *what),
                 ctx.zeros(&format!("{} {what}", layers[*li].name), *len),
             );
         }
 
-        // ---- Dispatches, built once ----
-        let env = Env {
-            ctx,
-            k: &k,
-            layout: &layout,
-            pool: &pool,
-            tensor_buffer: &plan.buffer_of,
-            tensors: &pl.tensors,
-            params: &params,
-            grads: &grads,
-            saved: &saved,
-            fixed: &fixed,
-        };
-        let mut dispatches = Vec::new();
-        let mut dropout = Vec::new();
-        for op in &pl.ops {
-            let ds = (op.build)(&env);
-            if let Some((rate, len)) = op.dropout {
-                for i in 0..ds.len() {
-                    dropout.push((dispatches.len() + i, rate, len));
+        // ---- Dispatches, built once per micro-batch size ----
+        let mut programs = Vec::new();
+        for sched in std::iter::once(&main).chain(tail.as_ref()) {
+            let env = Env {
+                ctx,
+                k: &k,
+                layout: &layout,
+                pool: &pool,
+                tensor_buffer: &plan.buffer_of,
+                tensors: &sched.pl.tensors,
+                params: &params,
+                grads: &grads,
+                saved: &saved,
+                fixed: &fixed,
+            };
+            let mut dispatches = Vec::new();
+            let mut dropout = Vec::new();
+            for op in &sched.pl.ops {
+                let ds = (op.build)(&env);
+                if let Some((rate, len)) = op.dropout {
+                    for i in 0..ds.len() {
+                        dropout.push((dispatches.len() + i, rate, len));
+                    }
+                }
+                dispatches.extend(ds);
+            }
+            let n = sched.n;
+            // Each micro-batch's gradient and loss are means over its n samples: weight n/batch.
+            let w = n as f32 / batch as f32;
+            let (mut acc_first, mut acc_rest) = (Vec::new(), Vec::new());
+            if let Some(a) = &full {
+                for (dst, src, len) in [
+                    (&a.grads[0], &grads[0], region(Region::Weights)),
+                    (&a.grads[1], &grads[1], region(Region::Biases)),
+                    (&a.loss, &fixed.loss, 1),
+                ] {
+                    if len > 0 {
+                        acc_first.push(k.rescale.forward(ctx, dst, src, len, w, 0.0));
+                        acc_rest.push(k.rescale.accumulate(ctx, dst, src, len, w));
+                    }
                 }
             }
-            dispatches.extend(ds);
+            programs.push(Program {
+                n,
+                dispatches,
+                dropout,
+                acc_first,
+                acc_rest,
+            });
         }
-        let fixed_bytes = params.iter().chain(&grads).map(|b| b.size()).sum::<u64>()
-            + [
-                &fixed.input,
-                &fixed.targets,
-                &fixed.scratch,
-                &fixed.m,
-                &fixed.v,
-            ]
-            .iter()
-            .map(|b| b.size())
-            .sum::<u64>()
-            + saved.values().map(|b| b.size()).sum::<u64>();
-        let memory = MemoryReport {
-            pooled_bytes: plan.pooled_bytes(),
-            naive_bytes: pl.tensors.iter().map(|t| t.bytes).sum(),
-            pool_buffers: pool.len(),
-            tensors: pl.tensors.len(),
-            fixed_bytes,
-        };
+
+        // ---- Adam over the weights and biases regions ----
+        let opt_grads = full.as_ref().map_or(&grads, |a| &a.grads);
+        let mut optimizer = vec![k.adam.begin_step(ctx, &fixed.adam_state)];
+        for (r, (start, len)) in [(0usize, layout.regions[0]), (1, layout.regions[1])] {
+            if len > 0 {
+                optimizer.push(k.adam.update(
+                    ctx,
+                    &params[r],
+                    &range(&fixed.m, start, len),
+                    &range(&fixed.v, start, len),
+                    &opt_grads[r],
+                    &fixed.adam_state,
+                    len,
+                ));
+            }
+        }
+
+        let memory = memory_report(
+            &layout,
+            &main,
+            &plan,
+            batch,
+            count,
+            sample_len,
+            target_per_sample,
+        );
         Ok(Self {
             layout,
             batch,
+            micro,
             params,
             grads,
             fixed,
-            dispatches,
-            dropout,
-            input_len,
+            full,
+            programs,
+            optimizer,
+            sample_len,
+            target_per_sample,
             activation,
-            outputs,
             memory,
+            seed: std::cell::Cell::new(0),
         })
     }
 
@@ -1122,13 +1338,15 @@ impl TrainStep {
     }
 
     /// Reads the last step's gradients back (flat, in layout order; zeros for the BN state).
+    /// With micro-batches, the batch-mean gradient that Adam used.
     pub fn read_grads(&self, ctx: &GpuContext) -> Result<Vec<f32>, GpuError> {
+        let grads = self.full.as_ref().map_or(&self.grads, |a| &a.grads);
         let mut out = vec![0.0; self.layout.total_len];
         for r in [Region::Weights, Region::Biases] {
             let (start, len) = self.layout.regions[r as usize];
             if len > 0 {
                 out[start..start + len].copy_from_slice(&ctx.read_range::<f32>(
-                    &self.grads[r as usize],
+                    &grads[r as usize],
                     0,
                     (len * 4) as u64,
                 )?);
@@ -1139,45 +1357,106 @@ impl TrainStep {
 
     /// Uploads one batch: `x` [N, H, W, C] as the input layer takes it, and its targets.
     pub fn write_batch(&self, ctx: &GpuContext, x: &[f32], targets: BatchTargets) {
-        assert_eq!(x.len(), self.input_len, "input batch length");
-        ctx.queue
-            .write_buffer(&self.fixed.input, 0, bytemuck::cast_slice(x));
-        match (targets, self.activation) {
+        assert_eq!(x.len(), self.batch * self.sample_len, "input batch length");
+        let (input, target_buf) = match &self.full {
+            Some(a) => (&a.input, &a.targets),
+            None => (&self.fixed.input, &self.fixed.targets),
+        };
+        ctx.queue.write_buffer(input, 0, bytemuck::cast_slice(x));
+        let bytes: &[u8] = match (targets, self.activation) {
             (BatchTargets::Binary(t), Activation::Sigmoid) => {
-                assert_eq!(t.len(), self.batch * self.outputs, "targets length");
-                ctx.queue
-                    .write_buffer(&self.fixed.targets, 0, bytemuck::cast_slice(t));
+                assert_eq!(
+                    t.len(),
+                    self.batch * self.target_per_sample,
+                    "targets length"
+                );
+                bytemuck::cast_slice(t)
             }
             (BatchTargets::Classes(t), Activation::Softmax) => {
                 assert_eq!(t.len(), self.batch, "labels length");
-                ctx.queue
-                    .write_buffer(&self.fixed.targets, 0, bytemuck::cast_slice(t));
+                bytemuck::cast_slice(t)
             }
             _ => panic!("targets do not match the model's output activation"),
-        }
+        };
+        ctx.queue.write_buffer(target_buf, 0, bytes);
     }
 
-    /// Sets the seed of every dropout mask for the next step.
-    pub fn set_dropout_seed(&self, ctx: &GpuContext, seed: u32) {
-        for &(i, rate, len) in &self.dropout {
-            self.dispatches[i].write_params(ctx, &elementwise::Params::dropout(len, seed, rate));
-        }
+    /// Sets the dropout seed of the next step (micro-batch i uses `seed + i·0x9E3779B9`).
+    pub fn set_dropout_seed(&self, _ctx: &GpuContext, seed: u32) {
+        self.seed.set(seed);
     }
 
-    /// Records one whole step (forward, loss, backward, Adam) into `enc`: one compute pass.
-    pub fn record(&self, enc: &mut wgpu::CommandEncoder) {
-        let refs: Vec<&Dispatch> = self.dispatches.iter().collect();
-        crate::kernels::record_all(enc, &refs);
+    /// Submits one whole step — forward, loss, backward, Adam — without waiting: one command
+    /// encoder, or one per micro-batch when the batch is split (each with its own dropout seed).
+    pub fn submit(&self, ctx: &GpuContext) {
+        let count = self.batch.div_ceil(self.micro);
+        for i in 0..count {
+            let program = if i + 1 == count {
+                self.programs.last().unwrap()
+            } else {
+                &self.programs[0]
+            };
+            let seed = self
+                .seed
+                .get()
+                .wrapping_add((i as u32).wrapping_mul(0x9E37_79B9));
+            for &(d, rate, len) in &program.dropout {
+                program.dispatches[d]
+                    .write_params(ctx, &elementwise::Params::dropout(len, seed, rate));
+            }
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("train step"),
+                });
+            if let Some(a) = &self.full {
+                let at = i * self.micro;
+                let x_bytes = (self.sample_len * 4) as u64;
+                let t_bytes = (self.target_per_sample * 4) as u64;
+                enc.copy_buffer_to_buffer(
+                    &a.input,
+                    at as u64 * x_bytes,
+                    &self.fixed.input,
+                    0,
+                    program.n as u64 * x_bytes,
+                );
+                enc.copy_buffer_to_buffer(
+                    &a.targets,
+                    at as u64 * t_bytes,
+                    &self.fixed.targets,
+                    0,
+                    program.n as u64 * t_bytes,
+                );
+            }
+            let acc = if i == 0 {
+                &program.acc_first
+            } else {
+                &program.acc_rest
+            };
+            let mut refs: Vec<&Dispatch> = program.dispatches.iter().chain(acc).collect();
+            if i + 1 == count {
+                refs.extend(&self.optimizer);
+            }
+            crate::kernels::record_all(&mut enc, &refs);
+            ctx.queue.submit([enc.finish()]);
+        }
     }
 
     /// Runs one step and waits for it (no readback).
     pub fn run(&self, ctx: &GpuContext) -> Result<(), GpuError> {
-        ctx.run(|enc| self.record(enc))
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        self.submit(ctx);
+        ctx.wait()?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Validation(e.to_string()));
+        }
+        Ok(())
     }
 
     /// The last step's mean loss (a readback: call it when a number must reach the user).
     pub fn read_loss(&self, ctx: &GpuContext) -> Result<f32, GpuError> {
-        Ok(ctx.read::<f32>(&self.fixed.loss)?[0])
+        let loss = self.full.as_ref().map_or(&self.fixed.loss, |a| &a.loss);
+        Ok(ctx.read::<f32>(loss)?[0])
     }
 
     /// [loss_sum, correct, seen] accumulated since the last [`Self::reset_metrics`].
@@ -1195,8 +1474,12 @@ impl TrainStep {
         );
     }
 
-    /// Number of dispatches in one step.
+    /// Number of dispatches in one step (all micro-batches).
     pub fn dispatch_count(&self) -> usize {
-        self.dispatches.len()
+        let count = self.batch.div_ceil(self.micro);
+        let per = |p: &Program| p.dispatches.len() + p.acc_rest.len();
+        per(&self.programs[0]) * (count - 1)
+            + per(self.programs.last().unwrap())
+            + self.optimizer.len()
     }
 }

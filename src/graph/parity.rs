@@ -28,15 +28,17 @@ pub struct StepComparison {
     pub lr: f64,
 }
 
-/// Runs one step of `model` at batch `n` on the GPU and through the CPU reference.
+/// Runs one step of `model` at batch `n` on the GPU and through the CPU reference, the batch
+/// split into micro-batches of `micro` samples when given.
 pub fn compare_step(
     ctx: &GpuContext,
     model: &Model,
     n: usize,
+    micro: Option<usize>,
     seed: u64,
 ) -> Result<StepComparison, GpuError> {
     let lr = 1e-3;
-    let step = TrainStep::new(ctx, model, n, lr as f32)
+    let step = TrainStep::with_micro_batch(ctx, model, n, micro, lr as f32)
         .map_err(|e| GpuError::Validation(e.to_string()))?;
     let layout = step.layout.clone();
     let init = layout.initial_values(seed);
@@ -69,17 +71,32 @@ pub fn compare_step(
         Targets::Binary(binary.iter().map(|&v| v as f64).collect())
     };
     let mut adam = AdamState::new(&layout);
-    let r = reference::train_step(
-        model,
-        &layout,
-        &to_f64(&init),
-        &mut adam,
-        lr,
-        &to_f64(&x),
-        n,
-        &targets,
-        dropout_seed,
-    );
+    let (p0, x0) = (to_f64(&init), to_f64(&x));
+    let r = match micro {
+        Some(m) => reference::train_step_micro(
+            model,
+            &layout,
+            &p0,
+            &mut adam,
+            lr,
+            &x0,
+            n,
+            &targets,
+            dropout_seed,
+            m,
+        ),
+        None => reference::train_step(
+            model,
+            &layout,
+            &p0,
+            &mut adam,
+            lr,
+            &x0,
+            n,
+            &targets,
+            dropout_seed,
+        ),
+    };
     Ok(StepComparison {
         loss: (gpu_loss, r.loss),
         grads: (gpu_grads, r.grads),
@@ -161,14 +178,21 @@ impl StepComparison {
 /// The `train_step` selftest rows: binary (sigmoid) and 10-class (softmax) models.
 pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
     let mut v = Vec::new();
-    for (classes, variant) in [(2usize, "sigmoid"), (10, "softmax")] {
+    for (classes, variant, n, micro) in [
+        (2usize, "sigmoid", 4usize, None),
+        (10, "softmax", 4, None),
+        (2, "sigmoid micro", 5, Some(2usize)),
+    ] {
+        let split = micro
+            .map(|m| format!(" in micro-batches of {m}"))
+            .unwrap_or_default();
         v.push(Check::new(
             "train_step",
             "step",
             variant,
             ShapeClass::Large,
-            format!("xception_mini w1/16 32x32 N4 K{classes}"),
-            move |ctx| Ok(compare_step(ctx, &small_model(classes), 4, 42)?.compared()),
+            format!("xception_mini w1/16 32x32 N{n} K{classes}{split}"),
+            move |ctx| Ok(compare_step(ctx, &small_model(classes), n, micro, 42)?.compared()),
         ));
     }
     v

@@ -83,6 +83,103 @@ pub fn train_step(
     targets: &Targets,
     dropout_seed: u32,
 ) -> StepResult {
+    let mut r = forward_backward(model, layout, params, x, n, targets, dropout_seed);
+    adam_step(layout, &mut r.params, &r.grads, adam, lr);
+    r
+}
+
+/// Keras' Adam over the trainable prefix of the flat parameters.
+fn adam_step(
+    layout: &ParamLayout,
+    params: &mut [f64],
+    grads: &[f64],
+    adam: &mut AdamState,
+    lr: f64,
+) {
+    let h = AdamHyper::default();
+    let lr_t = cpu::adam::adam_begin_step(&mut adam.t, lr, &h);
+    let tl = layout.trainable_len;
+    cpu::adam::adam_update(
+        &mut params[..tl],
+        &mut adam.m,
+        &mut adam.v,
+        &grads[..tl],
+        lr_t,
+        &h,
+    );
+}
+
+/// A step over a batch split into micro-batches of `micro` samples (the last may be smaller),
+/// as the GPU executor runs it when a whole-batch tensor would not fit one binding: gradients
+/// and loss are the micro-batch means weighted by their share of the batch; batch norm uses
+/// each micro-batch's statistics and updates its moving statistics once per micro-batch;
+/// micro-batch i's dropout seed is `seed + i·0x9E3779B9`. `activations` are the last
+/// micro-batch's.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_micro(
+    model: &Model,
+    layout: &ParamLayout,
+    params: &[f64],
+    adam: &mut AdamState,
+    lr: f64,
+    x: &[f64],
+    n: usize,
+    targets: &Targets,
+    dropout_seed: u32,
+    micro: usize,
+) -> StepResult {
+    let sample = x.len() / n;
+    let mut cur = params.to_vec();
+    let mut grads = vec![0.0; layout.total_len];
+    let mut loss = 0.0;
+    let mut acts = Vec::new();
+    for (i, start) in (0..n).step_by(micro).enumerate() {
+        let m = micro.min(n - start);
+        let t = match targets {
+            Targets::Binary(t) => {
+                let per = t.len() / n;
+                Targets::Binary(t[start * per..(start + m) * per].to_vec())
+            }
+            Targets::Classes(t) => Targets::Classes(t[start..start + m].to_vec()),
+        };
+        let seed = dropout_seed.wrapping_add((i as u32).wrapping_mul(0x9E37_79B9));
+        let r = forward_backward(
+            model,
+            layout,
+            &cur,
+            &x[start * sample..(start + m) * sample],
+            m,
+            &t,
+            seed,
+        );
+        let w = m as f64 / n as f64;
+        for (g, v) in grads.iter_mut().zip(&r.grads) {
+            *g += w * v;
+        }
+        loss += w * r.loss;
+        cur = r.params; // carries the moving statistics forward
+        acts = r.activations;
+    }
+    adam_step(layout, &mut cur, &grads, adam, lr);
+    StepResult {
+        loss,
+        grads,
+        params: cur,
+        activations: acts,
+    }
+}
+
+/// Forward, loss and backward of one batch (no optimizer): the loss, every parameter's
+/// gradient, and the parameters with the batch-norm moving statistics updated.
+pub fn forward_backward(
+    model: &Model,
+    layout: &ParamLayout,
+    params: &[f64],
+    x: &[f64],
+    n: usize,
+    targets: &Targets,
+    dropout_seed: u32,
+) -> StepResult {
     let p = |li: usize, name: &str| {
         let s = layout
             .find(li, name)
@@ -409,19 +506,6 @@ pub fn train_step(
         }
         send(&mut dacts, src, dx);
     }
-
-    // Adam over the trainable prefix.
-    let h = AdamHyper::default();
-    let lr_t = cpu::adam::adam_begin_step(&mut adam.t, lr, &h);
-    let tl = layout.trainable_len;
-    cpu::adam::adam_update(
-        &mut params[..tl],
-        &mut adam.m,
-        &mut adam.v,
-        &grads[..tl],
-        lr_t,
-        &h,
-    );
 
     StepResult {
         loss: loss[0],

@@ -32,7 +32,7 @@ impl Rescale {
                 ctx,
                 "rescale",
                 include_str!("../../shaders/rescale.wgsl"),
-                &["rescale_forward", "rescale_backward"],
+                &["rescale_forward", "rescale_backward", "rescale_accumulate"],
                 &[("WG", WG as f64)],
             ),
         }
@@ -92,7 +92,33 @@ impl Rescale {
     }
 }
 
-/// Parity checks of both passes at the three shape classes. Tolerance: one f32 multiply-add,
+impl Rescale {
+    /// out += x·scale (ACCUMULATES). out, x: [len] f32.
+    pub fn accumulate(
+        &self,
+        ctx: &GpuContext,
+        out: &dyn Bind,
+        x: &dyn Bind,
+        len: usize,
+        scale: f32,
+    ) -> Dispatch {
+        let p = Params {
+            len: len as u32,
+            scale,
+            offset: 0.0,
+            _pad: 0,
+        };
+        self.family.dispatch(
+            ctx,
+            "rescale_accumulate",
+            &[Some(out), Some(x)],
+            Some(&p),
+            Self::grid(len),
+        )
+    }
+}
+
+/// Parity checks of the three passes at the three shape classes. Tolerance: one f32 multiply-add,
 /// atol 1e-6 (inputs up to 255 scaled by 1/255), rtol 1e-6.
 pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
     let shapes = [
@@ -133,6 +159,25 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
                 let mut want = vec![0.0; len];
                 cpu::rescale::rescale_backward(&mut want, &to_f64(&dy), scale as f64);
                 Ok(vec![Compared::new("dx", ctx.read(&dxb)?, want, 1e-6, 1e-6)])
+            },
+        ));
+        v.push(Check::new(
+            "rescale",
+            "accumulate",
+            "",
+            class,
+            shape,
+            move |ctx| {
+                let k = Rescale::new(ctx);
+                let (x, acc) = (
+                    random_vec(23, len, -1.0, 1.0),
+                    random_vec(24, len, -1.0, 1.0),
+                );
+                let (xb, ob) = (ctx.upload("x", &x), ctx.upload("out", &acc));
+                crate::kernels::run_all(ctx, &[&k.accumulate(ctx, &ob, &xb, len, 0.375)])?;
+                let mut want = to_f64(&acc);
+                cpu::rescale::rescale_accumulate(&mut want, &to_f64(&x), 0.375);
+                Ok(vec![Compared::new("out", ctx.read(&ob)?, want, 1e-6, 1e-6)])
             },
         ));
     }
