@@ -35,7 +35,7 @@ fn main() {
         let m = step.memory;
         eprintln!(
             "{size}x{size} batch {batch}: {} dispatches; pooled activations {:.1} MiB in {} buffers (naive {:.1} MiB)",
-            step.dispatch_count(),
+            step.dispatch_count(&ctx),
             m.pooled_bytes as f64 / 1048576.0,
             m.pool_buffers,
             m.naive_bytes as f64 / 1048576.0

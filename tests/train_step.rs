@@ -83,6 +83,70 @@ fn micro_batches_are_chosen_when_the_batch_does_not_fit_a_binding() {
     );
 }
 
+/// Training with GPU augmentation (flip + rotation) equals the CPU reference run on the batch
+/// augmented by `cpu::augment` with the same seed.
+#[test]
+fn augmented_step_matches_cpu_reference() {
+    use gpucnn::cpu::augment::AugmentConfig;
+    use gpucnn::graph::executor::StepOptions;
+    use gpucnn::graph::parity::compare_step_with;
+    let Some(ctx) = test_context() else { return };
+    let opts = StepOptions {
+        lr: 1e-3,
+        micro: None,
+        augment: Some(AugmentConfig::KERAS),
+    };
+    let r = compare_step_with(&ctx, &small_model(2), 4, &opts, 42).unwrap();
+    for c in r.compared() {
+        let s = compare(&c);
+        assert!(s.ok, "{}", s.report);
+    }
+}
+
+/// Evaluation (moving statistics, no dropout) of a partial batch after a training step equals
+/// the CPU reference's inference on the parameters the GPU holds.
+#[test]
+fn evaluation_matches_cpu_reference() {
+    use gpucnn::graph::reference::{Targets, evaluate};
+    use gpucnn::selftest::to_f64;
+    let Some(ctx) = test_context() else { return };
+    let model = small_model(10);
+    let step = TrainStep::new(&ctx, &model, 8, 1e-3).unwrap();
+    step.load_params(&ctx, &step.layout.initial_values(5));
+    let sample = 32 * 32 * 3;
+    let x = random_vec(6, 8 * sample, 0.0, 255.0);
+    let labels: Vec<u32> = (0..8).map(|i| i % 10).collect();
+    step.write_batch(&ctx, &x, BatchTargets::Classes(&labels));
+    step.run(&ctx).unwrap(); // moves the BN statistics away from 0 / 1
+    let x2 = random_vec(7, 6 * sample, 0.0, 255.0);
+    let labels2: Vec<u32> = vec![3, 1, 4, 1, 5, 9];
+    assert_eq!(
+        step.write_batch(&ctx, &x2, BatchTargets::Classes(&labels2)),
+        6
+    );
+    step.reset_metrics(&ctx);
+    step.run_eval(&ctx, 6).unwrap();
+    let [loss_sum, _correct, seen] = step.read_metrics(&ctx).unwrap();
+    assert_eq!(seen, 6.0);
+    let params = to_f64(&step.read_params(&ctx).unwrap());
+    let want = evaluate(
+        &model,
+        &step.layout,
+        &params,
+        &to_f64(&x2),
+        6,
+        &Targets::Classes(labels2),
+    );
+    let got = loss_sum as f64 / 6.0;
+    assert!(
+        (got - want.loss).abs() <= 1e-5 + 1e-4 * want.loss.abs(),
+        "eval loss {got} vs {}",
+        want.loss
+    );
+    // Evaluation changes nothing.
+    assert_eq!(to_f64(&step.read_params(&ctx).unwrap()), params);
+}
+
 #[test]
 fn ten_steps_on_one_batch_drive_the_loss_down() {
     let Some(ctx) = test_context() else { return };

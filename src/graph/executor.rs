@@ -12,7 +12,9 @@
 //! norm state; gradients, Adam's m and v mirror the first two. A layer binds its slice of them
 //! as a buffer range.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -20,11 +22,13 @@ use thiserror::Error;
 use super::params::{ParamLayout, Region};
 use super::pool::{BufferPlan, Lifetime, plan_buffers};
 use super::{Activation, LayerKind, Model, Shape};
+use crate::cpu::augment::AugmentConfig;
 use crate::cpu::conv2d::Conv2dShape;
 use crate::cpu::depthwise_conv2d::DepthwiseShape;
 use crate::cpu::pool::Pool2d;
 use crate::gpu::{GpuContext, GpuError};
 use crate::kernels::adam::Adam;
+use crate::kernels::augment::Augment;
 use crate::kernels::batch_norm::{BatchNorm, BnShape};
 use crate::kernels::conv2d::Conv2d;
 use crate::kernels::dense::Dense;
@@ -73,6 +77,7 @@ struct Kernels {
     loss: Loss,
     adam: Adam,
     rescale: Rescale,
+    augment: Augment,
 }
 
 impl Kernels {
@@ -91,6 +96,7 @@ impl Kernels {
             loss: Loss::new(ctx),
             adam: Adam::new(ctx),
             rescale: Rescale::new(ctx),
+            augment: Augment::new(ctx),
         }
     }
 }
@@ -124,6 +130,7 @@ struct Fixed {
     metrics: wgpu::Buffer,
     scratch: wgpu::Buffer,
     adam_state: wgpu::Buffer,
+    aug_seed: wgpu::Buffer,
     m: wgpu::Buffer,
     v: wgpu::Buffer,
 }
@@ -200,38 +207,6 @@ pub enum BatchTargets<'a> {
     Binary(&'a [f32]),
     /// Softmax outputs: class indices [N].
     Classes(&'a [u32]),
-}
-
-/// A compiled training step (see the module doc).
-pub struct TrainStep {
-    pub layout: ParamLayout,
-    pub batch: usize,
-    /// Samples per micro-batch: `batch` unless a tensor of the whole batch would exceed the
-    /// device's binding limit, in which case the batch runs as micro-batches whose gradients
-    /// are summed (weighted by their share of the batch) before one Adam update.
-    pub micro: usize,
-    params: [wgpu::Buffer; 3],
-    grads: [wgpu::Buffer; 2],
-    fixed: Fixed,
-    /// Present when the batch is split into micro-batches.
-    full: Option<Accumulated>,
-    /// One program per micro-batch size (`micro`, then the smaller last one if any).
-    programs: Vec<Program>,
-    optimizer: Vec<Dispatch>,
-    sample_len: usize,
-    target_per_sample: usize,
-    activation: Activation,
-    pub memory: MemoryReport,
-    seed: std::cell::Cell<u32>,
-}
-
-/// Buffers of the whole batch when it runs as micro-batches.
-struct Accumulated {
-    input: wgpu::Buffer,
-    targets: wgpu::Buffer,
-    /// Gradients summed over the micro-batches (what Adam reads).
-    grads: [wgpu::Buffer; 2],
-    loss: wgpu::Buffer,
 }
 
 struct Planner {
@@ -335,6 +310,15 @@ fn hwc(s: Shape) -> (usize, usize, usize) {
     }
 }
 
+/// What a program does: a training step (forward with batch statistics and dropout, loss,
+/// backward) or an evaluation (forward with the moving statistics, no dropout, loss and
+/// metrics only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
 /// What one micro-batch of `n` samples runs: forward, loss, backward (no optimizer).
 struct Schedule {
     n: usize,
@@ -348,9 +332,12 @@ fn schedule(
     n: usize,
     activation: Activation,
     outputs: usize,
+    mode: Mode,
+    augment: Option<AugmentConfig>,
 ) -> Result<Schedule, ExecError> {
     let layers = &model.layers;
     let last = layers.len() - 1;
+    let train = mode == Mode::Train;
 
     // Which layer outputs need a gradient: those with a trainable layer upstream.
     let mut needs_grad = vec![false; layers.len()];
@@ -373,6 +360,30 @@ fn schedule(
     // act[li]: the tensor holding layer li's output (None for the input layer).
     let mut act: Vec<Option<TensorId>> = vec![None; layers.len()];
     let mut mid: HashMap<usize, TensorId> = HashMap::new();
+
+    // ---- Augmentation of the input batch (training only) ----
+    // The tensor exists in every mode so that tensor ids, and so the pool plan, are the same
+    // for training and evaluation programs.
+    if let Some(cfg) = augment {
+        let (h, w, c) = hwc(layers[0].output);
+        let aug = pl.tensor("augmented input".into(), n * h * w * c);
+        if train {
+            act[0] = Some(aug);
+            pl.op(vec![aug], move |e| {
+                vec![e.k.augment.forward(
+                    e.ctx,
+                    &e.t(aug),
+                    &e.fixed.input,
+                    &e.fixed.aug_seed,
+                    n,
+                    h,
+                    w,
+                    c,
+                    &cfg,
+                )]
+            });
+        }
+    }
 
     // ---- Forward ----
     for (li, l) in layers.iter().enumerate() {
@@ -509,21 +520,36 @@ fn schedule(
                 pl.need_scratch(BatchNorm::scratch_len(&shape));
                 saved_specs.push(((li, "mean"), c));
                 saved_specs.push(((li, "inv_std"), c));
-                pl.op([vec![y], uses_x].concat(), move |e| {
-                    e.k.bn.forward_train(
-                        e.ctx,
-                        &e.t(y),
-                        e.saved(li, "mean"),
-                        e.saved(li, "inv_std"),
-                        &e.p(li, "moving_mean"),
-                        &e.p(li, "moving_variance"),
-                        input_of(e, x).as_ref(),
-                        &e.p(li, "gamma"),
-                        &e.p(li, "beta"),
-                        &e.fixed.scratch,
-                        &shape,
-                    )
-                });
+                if train {
+                    pl.op([vec![y], uses_x].concat(), move |e| {
+                        e.k.bn.forward_train(
+                            e.ctx,
+                            &e.t(y),
+                            e.saved(li, "mean"),
+                            e.saved(li, "inv_std"),
+                            &e.p(li, "moving_mean"),
+                            &e.p(li, "moving_variance"),
+                            input_of(e, x).as_ref(),
+                            &e.p(li, "gamma"),
+                            &e.p(li, "beta"),
+                            &e.fixed.scratch,
+                            &shape,
+                        )
+                    });
+                } else {
+                    pl.op([vec![y], uses_x].concat(), move |e| {
+                        vec![e.k.bn.forward_inference(
+                            e.ctx,
+                            &e.t(y),
+                            input_of(e, x).as_ref(),
+                            &e.p(li, "gamma"),
+                            &e.p(li, "beta"),
+                            &e.p(li, "moving_mean"),
+                            &e.p(li, "moving_variance"),
+                            &shape,
+                        )]
+                    });
+                }
             }
             LayerKind::Relu => {
                 pl.op([vec![y], uses_x].concat(), move |e| {
@@ -568,6 +594,19 @@ fn schedule(
                     vec![e.k.ew.add_forward(e.ctx, &e.t(y), &e.t(a), &e.t(b), len)]
                 });
             }
+            LayerKind::Dropout { .. } if !train => {
+                // Inference: dropout is the identity.
+                pl.op([vec![y], uses_x].concat(), move |e| {
+                    vec![e.k.rescale.forward(
+                        e.ctx,
+                        &e.t(y),
+                        input_of(e, x).as_ref(),
+                        len,
+                        1.0,
+                        0.0,
+                    )]
+                });
+            }
             LayerKind::Dropout { rate } => {
                 pl.op([vec![y], uses_x].concat(), move |e| {
                     vec![e.k.ew.dropout_forward(
@@ -606,6 +645,20 @@ fn schedule(
         let (loss, metrics, t) = (&e.fixed.loss, &e.fixed.metrics, &e.fixed.targets);
         let z = e.t(logits);
         let dz = e.t(dlogits);
+        if !train {
+            return match activation {
+                Activation::Softmax => vec![
+                    e.k.loss.softmax_ce_forward(e.ctx, loss, &z, t, n, outputs),
+                    e.k.loss
+                        .softmax_ce_metrics(e.ctx, metrics, &z, t, n, outputs),
+                ],
+                _ => vec![
+                    e.k.loss.sigmoid_bce_forward(e.ctx, loss, &z, t, n, outputs),
+                    e.k.loss
+                        .sigmoid_bce_metrics(e.ctx, metrics, &z, t, n, outputs),
+                ],
+            };
+        }
         match activation {
             Activation::Softmax => vec![
                 e.k.loss.softmax_ce_forward(e.ctx, loss, &z, t, n, outputs),
@@ -621,6 +674,10 @@ fn schedule(
             ],
         }
     });
+
+    if !train {
+        return Ok(Schedule { n, pl, saved_specs });
+    }
 
     // ---- Backward, in reverse layer order ----
     let mut grad: Vec<Option<TensorId>> = vec![None; layers.len()];
@@ -958,7 +1015,7 @@ fn choose_micro_batch(
     outputs: usize,
     limit: u64,
 ) -> Result<usize, ExecError> {
-    let full = schedule(model, k, batch, activation, outputs)?;
+    let full = schedule(model, k, batch, activation, outputs, Mode::Train, None)?;
     let largest = full.pl.tensors.iter().map(|t| t.bytes).max().unwrap_or(0);
     let by_binding = if largest <= limit {
         batch
@@ -1031,9 +1088,29 @@ fn memory_report(
     }
 }
 
-/// A compiled program for one micro-batch size: its dispatches and where its dropout passes are.
+/// Options of a compiled step beyond the model and batch size.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOptions {
+    /// Adam's learning rate.
+    pub lr: f32,
+    /// Force the micro-batch size (`None`: the largest that fits the device).
+    pub micro: Option<usize>,
+    /// Augment training batches on the GPU (flip / rotation), seeded per step.
+    pub augment: Option<AugmentConfig>,
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            micro: None,
+            augment: None,
+        }
+    }
+}
+
+/// A compiled program for one micro-batch size and mode.
 struct Program {
-    n: usize,
     dispatches: Vec<Dispatch>,
     /// Indices into `dispatches` of dropout passes, with their (rate, len).
     dropout: Vec<(usize, f32, usize)>,
@@ -1042,12 +1119,79 @@ struct Program {
     acc_rest: Vec<Dispatch>,
 }
 
+/// Buffers of the whole batch when it runs as micro-batches.
+struct Accumulated {
+    input: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    /// Gradients summed over the micro-batches (what Adam reads).
+    grads: [wgpu::Buffer; 2],
+    loss: wgpu::Buffer,
+}
+
+/// A compiled model: training steps and evaluations of up to `batch` samples (see the module
+/// doc). Programs for a batch size are built the first time that size runs, then reused.
+pub struct TrainStep {
+    pub layout: ParamLayout,
+    pub batch: usize,
+    /// Samples per micro-batch: `batch` unless a tensor of the whole batch would exceed the
+    /// device's limits, in which case a batch runs as micro-batches whose gradients are summed
+    /// (weighted by their share of the batch) before one Adam update.
+    pub micro: usize,
+    model: Model,
+    k: Kernels,
+    augment: Option<AugmentConfig>,
+    pool: Vec<wgpu::Buffer>,
+    buffer_of: Vec<usize>,
+    params: [wgpu::Buffer; 3],
+    grads: [wgpu::Buffer; 2],
+    saved: HashMap<(usize, &'static str), wgpu::Buffer>,
+    fixed: Fixed,
+    /// Present when a batch may be split into micro-batches.
+    full: Option<Accumulated>,
+    programs: RefCell<HashMap<(Mode, usize, usize), Rc<Program>>>,
+    optimizer: Vec<Dispatch>,
+    sample_len: usize,
+    target_per_sample: usize,
+    activation: Activation,
+    outputs: usize,
+    pub memory: MemoryReport,
+    seed: Cell<u32>,
+}
+
 impl TrainStep {
-    /// Compiles `model` into a training step at batch size `batch` with Adam's learning rate
-    /// `lr`, split into micro-batches only where the device's binding limit requires it.
-    /// Parameters start at zero: load them with [`Self::load_params`].
+    /// Compiles `model` for batches of up to `batch` samples with Adam's learning rate `lr`,
+    /// split into micro-batches only where the device's limits require it. Parameters start at
+    /// zero: load them with [`Self::load_params`].
     pub fn new(ctx: &GpuContext, model: &Model, batch: usize, lr: f32) -> Result<Self, ExecError> {
-        Self::with_micro_batch(ctx, model, batch, None, lr)
+        Self::with_options(
+            ctx,
+            model,
+            batch,
+            &StepOptions {
+                lr,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// As [`Self::new`], with the micro-batch size forced to `micro` (when `Some`).
+    pub fn with_micro_batch(
+        ctx: &GpuContext,
+        model: &Model,
+        batch: usize,
+        micro: Option<usize>,
+        lr: f32,
+    ) -> Result<Self, ExecError> {
+        Self::with_options(
+            ctx,
+            model,
+            batch,
+            &StepOptions {
+                lr,
+                micro,
+                augment: None,
+            },
+        )
     }
 
     /// The micro-batch size [`Self::new`] would choose for `batch` on this device (compiles
@@ -1057,16 +1201,7 @@ impl TrainStep {
         model: &Model,
         batch: usize,
     ) -> Result<usize, ExecError> {
-        let (activation, outputs) = classifier(model)?;
-        let k = Kernels::new(ctx);
-        choose_micro_batch(
-            model,
-            &k,
-            batch,
-            activation,
-            outputs,
-            ctx.limits.max_storage_buffer_binding_size,
-        )
+        Ok(Self::plan_memory(ctx, model, batch)?.0)
     }
 
     /// The micro-batch size and memory plan [`Self::new`] would use for `batch` on this
@@ -1081,7 +1216,7 @@ impl TrainStep {
         let k = Kernels::new(ctx);
         let limit = ctx.limits.max_storage_buffer_binding_size;
         let micro = choose_micro_batch(model, &k, batch, activation, outputs, limit)?;
-        let main = schedule(model, &k, micro, activation, outputs)?;
+        let main = schedule(model, &k, micro, activation, outputs, Mode::Train, None)?;
         let plan = pool_plan(&main.pl);
         let sample_len = model.layers[0].output.len();
         let target_per_sample = if activation == Activation::Softmax {
@@ -1104,31 +1239,38 @@ impl TrainStep {
         ))
     }
 
-    /// As [`Self::new`], with the micro-batch size forced to `micro` (when `Some`).
+    /// Compiles `model` with [`StepOptions`].
     ///
     /// Semantics of micro-batches: the gradient is the batch mean, as without them; batch norm
     /// normalises each micro-batch with its own statistics and updates its moving statistics
-    /// once per micro-batch ("ghost batch norm"), and each micro-batch gets its own dropout
-    /// seed (`seed + i·0x9E3779B9`).
-    pub fn with_micro_batch(
+    /// once per micro-batch ("ghost batch norm"); micro-batch i's dropout and augmentation
+    /// seeds are `seed + i·0x9E3779B9`.
+    pub fn with_options(
         ctx: &GpuContext,
         model: &Model,
         batch: usize,
-        micro: Option<usize>,
-        lr: f32,
+        opts: &StepOptions,
     ) -> Result<Self, ExecError> {
+        assert!(batch > 0, "batch size must be at least 1");
         let layout = ParamLayout::new(model);
         let layers = &model.layers;
         let (activation, outputs) = classifier(model)?;
         let k = Kernels::new(ctx);
         let limit = ctx.limits.max_storage_buffer_binding_size;
-        let micro = match micro {
+        let micro = match opts.micro {
             Some(m) => m.clamp(1, batch),
             None => choose_micro_batch(model, &k, batch, activation, outputs, limit)?,
         };
         let count = batch.div_ceil(micro);
-        let rest = batch - (count - 1) * micro;
-        let main = schedule(model, &k, micro, activation, outputs)?;
+        let main = schedule(
+            model,
+            &k,
+            micro,
+            activation,
+            outputs,
+            Mode::Train,
+            opts.augment,
+        )?;
         if let Some(t) = main.pl.tensors.iter().find(|t| t.bytes > limit) {
             return Err(ExecError::TooLarge {
                 name: t.name.clone(),
@@ -1137,11 +1279,10 @@ impl TrainStep {
                 batch: micro,
             });
         }
-        let tail = (rest != micro)
-            .then(|| schedule(model, &k, rest, activation, outputs))
-            .transpose()?;
 
-        // ---- Memory: pool transient tensors by liveness (planned at the larger size) ----
+        // Memory: transient tensors pooled by liveness, planned at the micro-batch size; every
+        // smaller program and every evaluation program fits the same buffers (same tensor ids,
+        // smaller sizes, lifetimes within the training ones).
         let plan = pool_plan(&main.pl);
         let pool: Vec<wgpu::Buffer> = plan
             .buffer_bytes
@@ -1157,7 +1298,6 @@ impl TrainStep {
             })
             .collect();
 
-        // ---- Fixed buffers ----
         let region = |r: Region| layout.regions[r as usize].1;
         let params = [
             ctx.zeros("params: weights", region(Region::Weights)),
@@ -1174,23 +1314,27 @@ impl TrainStep {
         } else {
             outputs
         };
-        let accumulate = count > 1;
+        // The scratch must serve every program: split-K plans of smaller batches may differ.
+        let mut scratch_len = main.pl.scratch_len;
+        for n in 1..micro.min(8) {
+            scratch_len = scratch_len.max(
+                schedule(model, &k, n, activation, outputs, Mode::Train, opts.augment)?
+                    .pl
+                    .scratch_len,
+            );
+        }
         let fixed = Fixed {
             input: ctx.zeros("input micro-batch", micro * sample_len),
             targets: ctx.zeros("targets micro-batch", micro * target_per_sample),
             loss: ctx.zeros("loss", 1),
             metrics: ctx.zeros("metrics", METRICS_LEN),
-            scratch: ctx.zeros(
-                "scratch",
-                main.pl
-                    .scratch_len
-                    .max(tail.as_ref().map_or(0, |t| t.pl.scratch_len)),
-            ),
-            adam_state: Adam::new_state(ctx, lr),
+            scratch: ctx.zeros("scratch", scratch_len),
+            adam_state: Adam::new_state(ctx, opts.lr),
+            aug_seed: Augment::seed_buffer(ctx, 0),
             m: ctx.zeros("adam m", layout.trainable_len),
             v: ctx.zeros("adam v", layout.trainable_len),
         };
-        let full = accumulate.then(|| Accumulated {
+        let full = (count > 1).then(|| Accumulated {
             input: ctx.zeros("input batch", batch * sample_len),
             targets: ctx.zeros("targets batch", batch * target_per_sample),
             grads: [
@@ -1207,58 +1351,7 @@ impl TrainStep {
             );
         }
 
-        // ---- Dispatches, built once per micro-batch size ----
-        let mut programs = Vec::new();
-        for sched in std::iter::once(&main).chain(tail.as_ref()) {
-            let env = Env {
-                ctx,
-                k: &k,
-                layout: &layout,
-                pool: &pool,
-                tensor_buffer: &plan.buffer_of,
-                tensors: &sched.pl.tensors,
-                params: &params,
-                grads: &grads,
-                saved: &saved,
-                fixed: &fixed,
-            };
-            let mut dispatches = Vec::new();
-            let mut dropout = Vec::new();
-            for op in &sched.pl.ops {
-                let ds = (op.build)(&env);
-                if let Some((rate, len)) = op.dropout {
-                    for i in 0..ds.len() {
-                        dropout.push((dispatches.len() + i, rate, len));
-                    }
-                }
-                dispatches.extend(ds);
-            }
-            let n = sched.n;
-            // Each micro-batch's gradient and loss are means over its n samples: weight n/batch.
-            let w = n as f32 / batch as f32;
-            let (mut acc_first, mut acc_rest) = (Vec::new(), Vec::new());
-            if let Some(a) = &full {
-                for (dst, src, len) in [
-                    (&a.grads[0], &grads[0], region(Region::Weights)),
-                    (&a.grads[1], &grads[1], region(Region::Biases)),
-                    (&a.loss, &fixed.loss, 1),
-                ] {
-                    if len > 0 {
-                        acc_first.push(k.rescale.forward(ctx, dst, src, len, w, 0.0));
-                        acc_rest.push(k.rescale.accumulate(ctx, dst, src, len, w));
-                    }
-                }
-            }
-            programs.push(Program {
-                n,
-                dispatches,
-                dropout,
-                acc_first,
-                acc_rest,
-            });
-        }
-
-        // ---- Adam over the weights and biases regions ----
+        // Adam over the weights and biases regions.
         let opt_grads = full.as_ref().map_or(&grads, |a| &a.grads);
         let mut optimizer = vec![k.adam.begin_step(ctx, &fixed.adam_state)];
         for (r, (start, len)) in [(0usize, layout.regions[0]), (1, layout.regions[1])] {
@@ -1274,7 +1367,6 @@ impl TrainStep {
                 ));
             }
         }
-
         let memory = memory_report(
             &layout,
             &main,
@@ -1288,18 +1380,90 @@ impl TrainStep {
             layout,
             batch,
             micro,
+            model: model.clone(),
+            k,
+            augment: opts.augment,
+            pool,
+            buffer_of: plan.buffer_of,
             params,
             grads,
+            saved,
             fixed,
             full,
-            programs,
+            programs: RefCell::new(HashMap::new()),
             optimizer,
             sample_len,
             target_per_sample,
             activation,
+            outputs,
             memory,
-            seed: std::cell::Cell::new(0),
+            seed: Cell::new(0),
         })
+    }
+
+    /// The program of `mode` for a micro-batch of `n` samples out of `total` (training
+    /// programs weight their gradient by n/total), built on first use.
+    fn program(&self, ctx: &GpuContext, mode: Mode, n: usize, total: usize) -> Rc<Program> {
+        let key = (mode, n, if mode == Mode::Train { total } else { 0 });
+        if let Some(p) = self.programs.borrow().get(&key) {
+            return p.clone();
+        }
+        let sched = schedule(
+            &self.model,
+            &self.k,
+            n,
+            self.activation,
+            self.outputs,
+            mode,
+            self.augment,
+        )
+        .expect("a schedule that compiled at the micro-batch size compiles at a smaller one");
+        let env = Env {
+            ctx,
+            k: &self.k,
+            layout: &self.layout,
+            pool: &self.pool,
+            tensor_buffer: &self.buffer_of,
+            tensors: &sched.pl.tensors,
+            params: &self.params,
+            grads: &self.grads,
+            saved: &self.saved,
+            fixed: &self.fixed,
+        };
+        let mut dispatches = Vec::new();
+        let mut dropout = Vec::new();
+        for op in &sched.pl.ops {
+            let ds = (op.build)(&env);
+            if let Some((rate, len)) = op.dropout {
+                for i in 0..ds.len() {
+                    dropout.push((dispatches.len() + i, rate, len));
+                }
+            }
+            dispatches.extend(ds);
+        }
+        // Each micro-batch's gradient and loss are means over its n samples: weight n/total.
+        let (mut acc_first, mut acc_rest) = (Vec::new(), Vec::new());
+        if let (Some(a), Mode::Train) = (&self.full, mode) {
+            let w = n as f32 / total as f32;
+            for (dst, src, len) in [
+                (&a.grads[0], &self.grads[0], self.layout.regions[0].1),
+                (&a.grads[1], &self.grads[1], self.layout.regions[1].1),
+                (&a.loss, &self.fixed.loss, 1),
+            ] {
+                if len > 0 {
+                    acc_first.push(self.k.rescale.forward(ctx, dst, src, len, w, 0.0));
+                    acc_rest.push(self.k.rescale.accumulate(ctx, dst, src, len, w));
+                }
+            }
+        }
+        let p = Rc::new(Program {
+            dispatches,
+            dropout,
+            acc_first,
+            acc_rest,
+        });
+        self.programs.borrow_mut().insert(key, p.clone());
+        p
     }
 
     /// Writes all parameters (flat, in [`ParamLayout`] order, `layout.total_len` values).
@@ -1355,9 +1519,33 @@ impl TrainStep {
         Ok(out)
     }
 
-    /// Uploads one batch: `x` [N, H, W, C] as the input layer takes it, and its targets.
-    pub fn write_batch(&self, ctx: &GpuContext, x: &[f32], targets: BatchTargets) {
-        assert_eq!(x.len(), self.batch * self.sample_len, "input batch length");
+    /// Adam's state: (step count t, m, v), m and v flat over the trainable prefix.
+    pub fn read_optimizer(&self, ctx: &GpuContext) -> Result<(u32, Vec<f32>, Vec<f32>), GpuError> {
+        let state: Vec<u32> = ctx.read(&self.fixed.adam_state)?;
+        Ok((state[0], ctx.read(&self.fixed.m)?, ctx.read(&self.fixed.v)?))
+    }
+
+    /// Restores Adam's state (for `--resume`): step count `t`, learning rate, m and v.
+    pub fn load_optimizer(&self, ctx: &GpuContext, t: u32, lr: f32, m: &[f32], v: &[f32]) {
+        assert_eq!(m.len(), self.layout.trainable_len, "Adam m length");
+        assert_eq!(v.len(), self.layout.trainable_len, "Adam v length");
+        let mut s = crate::kernels::adam::AdamState::new(lr);
+        s.t = t;
+        Adam::write_state(ctx, &self.fixed.adam_state, &s);
+        ctx.queue
+            .write_buffer(&self.fixed.m, 0, bytemuck::cast_slice(m));
+        ctx.queue
+            .write_buffer(&self.fixed.v, 0, bytemuck::cast_slice(v));
+    }
+
+    /// Uploads a batch of up to `batch` samples: `x` [n, H, W, C] as the input layer takes it
+    /// (or as the augmentation takes it), and its targets. Returns n.
+    pub fn write_batch(&self, ctx: &GpuContext, x: &[f32], targets: BatchTargets) -> usize {
+        let n = x.len() / self.sample_len;
+        assert!(
+            n > 0 && n <= self.batch && n * self.sample_len == x.len(),
+            "input batch length"
+        );
         let (input, target_buf) = match &self.full {
             Some(a) => (&a.input, &a.targets),
             None => (&self.fixed.input, &self.fixed.targets),
@@ -1365,67 +1553,83 @@ impl TrainStep {
         ctx.queue.write_buffer(input, 0, bytemuck::cast_slice(x));
         let bytes: &[u8] = match (targets, self.activation) {
             (BatchTargets::Binary(t), Activation::Sigmoid) => {
-                assert_eq!(
-                    t.len(),
-                    self.batch * self.target_per_sample,
-                    "targets length"
-                );
+                assert_eq!(t.len(), n * self.target_per_sample, "targets length");
                 bytemuck::cast_slice(t)
             }
             (BatchTargets::Classes(t), Activation::Softmax) => {
-                assert_eq!(t.len(), self.batch, "labels length");
+                assert_eq!(t.len(), n, "labels length");
                 bytemuck::cast_slice(t)
             }
             _ => panic!("targets do not match the model's output activation"),
         };
         ctx.queue.write_buffer(target_buf, 0, bytes);
+        n
     }
 
-    /// Sets the dropout seed of the next step (micro-batch i uses `seed + i·0x9E3779B9`).
+    /// Sets the dropout and augmentation seed of the next step (micro-batch i uses
+    /// `seed + i·0x9E3779B9`).
     pub fn set_dropout_seed(&self, _ctx: &GpuContext, seed: u32) {
         self.seed.set(seed);
     }
 
-    /// Submits one whole step — forward, loss, backward, Adam — without waiting: one command
-    /// encoder, or one per micro-batch when the batch is split (each with its own dropout seed).
-    pub fn submit(&self, ctx: &GpuContext) {
-        let count = self.batch.div_ceil(self.micro);
+    /// Submits one training step on the first `n` uploaded samples — forward, loss, backward,
+    /// Adam — without waiting: one command encoder, or one per micro-batch when the batch is
+    /// split (each with its own seeds).
+    pub fn submit(&self, ctx: &GpuContext, n: usize) {
+        self.submit_mode(ctx, Mode::Train, n);
+    }
+
+    /// Submits an evaluation of the first `n` uploaded samples: forward with the moving
+    /// statistics and no dropout, loss, metrics accumulated. No update.
+    pub fn submit_eval(&self, ctx: &GpuContext, n: usize) {
+        self.submit_mode(ctx, Mode::Eval, n);
+    }
+
+    fn submit_mode(&self, ctx: &GpuContext, mode: Mode, n: usize) {
+        assert!(
+            n > 0 && n <= self.batch,
+            "{n} samples with a step compiled for up to {}",
+            self.batch
+        );
+        let count = n.div_ceil(self.micro);
         for i in 0..count {
-            let program = if i + 1 == count {
-                self.programs.last().unwrap()
-            } else {
-                &self.programs[0]
-            };
+            let size = self.micro.min(n - i * self.micro);
+            let program = self.program(ctx, mode, size, n);
             let seed = self
                 .seed
                 .get()
                 .wrapping_add((i as u32).wrapping_mul(0x9E37_79B9));
-            for &(d, rate, len) in &program.dropout {
-                program.dispatches[d]
-                    .write_params(ctx, &elementwise::Params::dropout(len, seed, rate));
+            if mode == Mode::Train {
+                for &(d, rate, len) in &program.dropout {
+                    program.dispatches[d]
+                        .write_params(ctx, &elementwise::Params::dropout(len, seed, rate));
+                }
+                if self.augment.is_some() {
+                    Augment::write_seed(ctx, &self.fixed.aug_seed, seed);
+                }
             }
             let mut enc = ctx
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("train step"),
+                    label: Some("step"),
                 });
             if let Some(a) = &self.full {
-                let at = i * self.micro;
+                let at = (i * self.micro) as u64;
                 let x_bytes = (self.sample_len * 4) as u64;
                 let t_bytes = (self.target_per_sample * 4) as u64;
                 enc.copy_buffer_to_buffer(
                     &a.input,
-                    at as u64 * x_bytes,
+                    at * x_bytes,
                     &self.fixed.input,
                     0,
-                    program.n as u64 * x_bytes,
+                    size as u64 * x_bytes,
                 );
                 enc.copy_buffer_to_buffer(
                     &a.targets,
-                    at as u64 * t_bytes,
+                    at * t_bytes,
                     &self.fixed.targets,
                     0,
-                    program.n as u64 * t_bytes,
+                    size as u64 * t_bytes,
                 );
             }
             let acc = if i == 0 {
@@ -1434,7 +1638,7 @@ impl TrainStep {
                 &program.acc_rest
             };
             let mut refs: Vec<&Dispatch> = program.dispatches.iter().chain(acc).collect();
-            if i + 1 == count {
+            if mode == Mode::Train && i + 1 == count {
                 refs.extend(&self.optimizer);
             }
             crate::kernels::record_all(&mut enc, &refs);
@@ -1442,10 +1646,20 @@ impl TrainStep {
         }
     }
 
-    /// Runs one step and waits for it (no readback).
+    /// Runs one training step on a full uploaded batch and waits for it (no readback).
     pub fn run(&self, ctx: &GpuContext) -> Result<(), GpuError> {
+        self.checked(ctx, |s| s.submit(ctx, s.batch))
+    }
+
+    /// Runs an evaluation of `n` uploaded samples and waits for it.
+    pub fn run_eval(&self, ctx: &GpuContext, n: usize) -> Result<(), GpuError> {
+        self.checked(ctx, |s| s.submit_eval(ctx, n))
+    }
+
+    /// Runs `f`, waits for the GPU, and turns a validation error into an `Err`.
+    pub fn checked(&self, ctx: &GpuContext, f: impl FnOnce(&Self)) -> Result<(), GpuError> {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        self.submit(ctx);
+        f(self);
         ctx.wait()?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Validation(e.to_string()));
@@ -1459,7 +1673,8 @@ impl TrainStep {
         Ok(ctx.read::<f32>(loss)?[0])
     }
 
-    /// [loss_sum, correct, seen] accumulated since the last [`Self::reset_metrics`].
+    /// [loss_sum, correct, seen] accumulated since the last [`Self::reset_metrics`] (training
+    /// and evaluation runs alike; sigmoid outputs count labels, softmax outputs samples).
     pub fn read_metrics(&self, ctx: &GpuContext) -> Result<[f32; 3], GpuError> {
         let v = ctx.read::<f32>(&self.fixed.metrics)?;
         Ok([v[0], v[1], v[2]])
@@ -1474,12 +1689,16 @@ impl TrainStep {
         );
     }
 
-    /// Number of dispatches in one step (all micro-batches).
-    pub fn dispatch_count(&self) -> usize {
+    /// Number of dispatches in one training step of a full batch (all micro-batches).
+    pub fn dispatch_count(&self, ctx: &GpuContext) -> usize {
         let count = self.batch.div_ceil(self.micro);
-        let per = |p: &Program| p.dispatches.len() + p.acc_rest.len();
-        per(&self.programs[0]) * (count - 1)
-            + per(self.programs.last().unwrap())
+        (0..count)
+            .map(|i| {
+                let size = self.micro.min(self.batch - i * self.micro);
+                let p = self.program(ctx, Mode::Train, size, self.batch);
+                p.dispatches.len() + p.acc_rest.len()
+            })
+            .sum::<usize>()
             + self.optimizer.len()
     }
 }

@@ -1,9 +1,9 @@
 //! One whole training step on the GPU against the CPU reference step (`train_step` row of
 //! `gpucnn selftest`, and tests/train_step.rs).
 
-use super::executor::{BatchTargets, TrainStep};
+use super::executor::{BatchTargets, StepOptions, TrainStep};
 use super::reference::{self, AdamState, Targets};
-use super::{Model, ParamLayout};
+use super::{Model, ParamLayout, Shape};
 use crate::gpu::{GpuContext, GpuError};
 use crate::model::{XceptionConfig, xception_mini};
 use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
@@ -37,8 +37,31 @@ pub fn compare_step(
     micro: Option<usize>,
     seed: u64,
 ) -> Result<StepComparison, GpuError> {
-    let lr = 1e-3;
-    let step = TrainStep::with_micro_batch(ctx, model, n, micro, lr as f32)
+    compare_step_with(
+        ctx,
+        model,
+        n,
+        &StepOptions {
+            lr: 1e-3,
+            micro,
+            augment: None,
+        },
+        seed,
+    )
+}
+
+/// As [`compare_step`] with any [`StepOptions`]; with augmentation, the CPU side augments the
+/// batch with `cpu::augment` (same seed) before its step.
+pub fn compare_step_with(
+    ctx: &GpuContext,
+    model: &Model,
+    n: usize,
+    opts: &StepOptions,
+    seed: u64,
+) -> Result<StepComparison, GpuError> {
+    let lr = opts.lr as f64;
+    let micro = opts.micro;
+    let step = TrainStep::with_options(ctx, model, n, opts)
         .map_err(|e| GpuError::Validation(e.to_string()))?;
     let layout = step.layout.clone();
     let init = layout.initial_values(seed);
@@ -71,7 +94,15 @@ pub fn compare_step(
         Targets::Binary(binary.iter().map(|&v| v as f64).collect())
     };
     let mut adam = AdamState::new(&layout);
-    let (p0, x0) = (to_f64(&init), to_f64(&x));
+    let (p0, mut x0) = (to_f64(&init), to_f64(&x));
+    if let Some(cfg) = &opts.augment {
+        let (h, w, c) = match model.layers[0].output {
+            Shape::Hwc(h, w, c) => (h, w, c),
+            Shape::Flat(f) => (1, 1, f),
+        };
+        let raw = x0.clone();
+        crate::cpu::augment::augment_forward(&mut x0, &raw, n, h, w, c, cfg, dropout_seed);
+    }
     let r = match micro {
         Some(m) => reference::train_step_micro(
             model,

@@ -180,6 +180,33 @@ pub fn forward_backward(
     targets: &Targets,
     dropout_seed: u32,
 ) -> StepResult {
+    run(model, layout, params, x, n, targets, dropout_seed, true)
+}
+
+/// Inference on one batch: batch norm with the moving statistics, dropout as the identity;
+/// the mean loss and the logits (`activations.last()`); no gradients (all zero).
+pub fn evaluate(
+    model: &Model,
+    layout: &ParamLayout,
+    params: &[f64],
+    x: &[f64],
+    n: usize,
+    targets: &Targets,
+) -> StepResult {
+    run(model, layout, params, x, n, targets, 0, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    model: &Model,
+    layout: &ParamLayout,
+    params: &[f64],
+    x: &[f64],
+    n: usize,
+    targets: &Targets,
+    dropout_seed: u32,
+    train: bool,
+) -> StepResult {
     let p = |li: usize, name: &str| {
         let s = layout
             .find(li, name)
@@ -268,6 +295,20 @@ pub fn forward_backward(
                 );
                 saved[li].mid = mid;
             }
+            LayerKind::BatchNormalization { epsilon, .. } if !train => {
+                let c = l.output.channels();
+                cpu::batch_norm::batch_norm_forward_inference(
+                    &mut y,
+                    input.unwrap(),
+                    &params[p(li, "gamma")],
+                    &params[p(li, "beta")],
+                    &params[p(li, "moving_mean")],
+                    &params[p(li, "moving_variance")],
+                    out_len / c,
+                    c,
+                    *epsilon as f64,
+                );
+            }
             LayerKind::BatchNormalization { momentum, epsilon } => {
                 let c = l.output.channels();
                 let rows = out_len / c;
@@ -316,6 +357,7 @@ pub fn forward_backward(
             LayerKind::Add => {
                 cpu::elementwise::add_forward(&mut y, &acts[l.inputs[0]], &acts[l.inputs[1]]);
             }
+            LayerKind::Dropout { .. } if !train => y.copy_from_slice(input.unwrap()),
             LayerKind::Dropout { rate } => {
                 cpu::elementwise::dropout_forward(&mut y, input.unwrap(), dropout_seed, *rate);
             }
@@ -355,6 +397,15 @@ pub fn forward_backward(
             cpu::loss::softmax_ce_backward(&mut dlogits, logits, t, n, units);
         }
         (a, t) => panic!("targets {t:?} do not fit a model whose output activation is {a:?}"),
+    }
+
+    if !train {
+        return StepResult {
+            loss: loss[0],
+            grads: vec![0.0; layout.total_len],
+            params,
+            activations: acts,
+        };
     }
 
     // Backward: grads of each layer's output, accumulated over its consumers.
