@@ -589,13 +589,15 @@ pub fn load_checkpoint(
         }
     }
     let model: Option<ModelConfig> = match meta.get("model") {
-        Some(json) => Some(serde_json::from_str(json).map_err(|e| {
-            CheckpointError::BadMetadata {
-                path: path.to_path_buf(),
-                key: "model".into(),
-                reason: e.to_string(),
-            }
-        })?),
+        Some(json) => {
+            Some(
+                serde_json::from_str(json).map_err(|e| CheckpointError::BadMetadata {
+                    path: path.to_path_buf(),
+                    key: "model".into(),
+                    reason: e.to_string(),
+                })?,
+            )
+        }
         None => None,
     };
     let hint = match &model {

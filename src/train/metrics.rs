@@ -234,7 +234,10 @@ pub fn read(path: impl AsRef<Path>) -> Result<Vec<EpochMetrics>, MetricsError> {
             if epoch <= last.epoch {
                 return Err(err(
                     n,
-                    format!("epoch {epoch} after epoch {}; epochs must increase", last.epoch),
+                    format!(
+                        "epoch {epoch} after epoch {}; epochs must increase",
+                        last.epoch
+                    ),
                 ));
             }
         }
