@@ -161,6 +161,10 @@ fn wrong_lengths_are_refused_before_writing() {
     let e = save_checkpoint(&path, &l, &params, &model_config(0.125, 2), Some(&state)).unwrap_err();
     assert!(e.to_string().contains("optimizer v"), "{e}");
     assert!(dir_entries(dir.path()).is_empty());
+    let nowhere = dir.path().join("no_such_dir/save_at_1.safetensors");
+    let e = save_checkpoint(&nowhere, &l, &params, &model_config(0.125, 2), None).unwrap_err();
+    assert!(matches!(e, CheckpointError::Write(_)), "{e}");
+    assert!(e.to_string().contains("no_such_dir"), "{e}");
 }
 
 /// Saves with a doctored layout (same flat space), loads with the real one.
@@ -248,6 +252,17 @@ fn a_checkpoint_of_another_model_says_which_model_it_was_written_for() {
         msg.contains("width 0.125") && msg.contains("save_at_1.safetensors"),
         "{msg}"
     );
+    // The description stored in the checkpoint names the flag that differs.
+    let stored = load_checkpoint(&path, &small).unwrap().model.unwrap();
+    let e = stored
+        .ensure_matches(&path, &model_config(0.25, 2))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("width 0.125 saved, 0.25 requested (--width)"),
+        "{msg}"
+    );
+    assert!(msg.contains("save_at_1.safetensors"), "{msg}");
 
     // Same shapes everywhere but one extra tensor in the file: also refused, and named.
     let path = save_with(dir.path(), &small, |s| {

@@ -55,6 +55,14 @@ pub enum CheckpointError {
     /// Writing failed (the temporary file was removed, the old file is intact).
     #[error(transparent)]
     Write(#[from] AtomicWriteError),
+    /// safetensors refused to serialize the tensors (e.g. a header over its size limit).
+    #[error("not writing {}: safetensors could not serialize it: {reason}", path.display())]
+    Serialize {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// safetensors' message.
+        reason: String,
+    },
     /// The file could not be read.
     #[error("could not read {}: {source}", path.display())]
     Read {
@@ -182,9 +190,10 @@ pub enum CheckpointError {
         /// What is wrong.
         reason: String,
     },
-    /// `model.json` describes another model than the one requested.
+    /// A saved model description (`model.json`, or the one in a checkpoint) differs from the
+    /// model requested.
     #[error(
-        "{} describes another model than the one requested: {}. Resume with the settings of that model.json, or start a new run in another output directory",
+        "{} was written for another model than the one requested: {}. Use the settings of the run that wrote it (its model.json), or start a new run in another output directory",
         path.display(), diffs.join("; ")
     )]
     ModelMismatch {
@@ -342,7 +351,10 @@ impl ModelConfig {
     }
 
     /// Fails with [`CheckpointError::ModelMismatch`] naming `saved_path` and every field that
-    /// differs when `requested` is not the model `self` (read from `saved_path`) describes.
+    /// differs when `requested` is not the model `self` (read from `saved_path`: a `model.json`
+    /// or a checkpoint's [`Checkpoint::model`]) describes. For `--resume` every field must
+    /// agree; `image_size` alone does not change any parameter shape, so a caller that only
+    /// evaluates may choose to ignore that difference.
     pub fn ensure_matches(
         &self,
         saved_path: impl AsRef<Path>,
@@ -547,11 +559,10 @@ pub fn save_checkpoint(
     }
 
     let bytes = safetensors::tensor::serialize(tensors, Some(meta)).map_err(|e| {
-        CheckpointError::Write(AtomicWriteError {
+        CheckpointError::Serialize {
             path: path.to_path_buf(),
-            step: "serializing the tensors",
-            source: io::Error::other(e.to_string()),
-        })
+            reason: e.to_string(),
+        }
     })?;
     write_atomic(path, &bytes)?;
     Ok(())
