@@ -162,7 +162,10 @@ impl DirectoryDataset {
         let n = all.len();
         let num_val = validation_count(n, split);
         let mut order: Vec<usize> = (0..n).collect();
-        shuffle(&mut order, &mut SplitMix64::new(mix(options.seed, SPLIT_STREAM)));
+        shuffle(
+            &mut order,
+            &mut SplitMix64::new(mix(options.seed, SPLIT_STREAM)),
+        );
         let mut shuffled: Vec<Sample> = order.into_iter().map(|i| all[i].clone()).collect();
         let val = shuffled.split_off(n - num_val);
         Ok(Self {

@@ -163,8 +163,10 @@ pub fn check_header(path: &Path, bytes: &[u8]) -> Result<ImageFormat, DecodeErro
             });
         }
     };
+    // The header read gets the default limits (bounded metadata buffers) but no dimension
+    // limits, so that an oversized image is reported with its size below.
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    reader.limits(decode_limits());
+    reader.limits(Limits::default());
     let (width, height) = reader
         .into_dimensions()
         .map_err(|e| header_error(path, format, e))?;
@@ -256,7 +258,11 @@ pub fn resize_bilinear(
 ) {
     let [top, left, h, w] = window;
     assert!(src.len() >= (top + h) * src_w * c && left + w <= src_w && h > 0 && w > 0);
-    assert_eq!(out.len(), out_h * out_w * c, "out must be [out_h, out_w, c]");
+    assert_eq!(
+        out.len(),
+        out_h * out_w * c,
+        "out must be [out_h, out_w, c]"
+    );
     let ys = axis_weights(out_h, h);
     let xs = axis_weights(out_w, w);
     let px = |y: usize, x: usize, ch: usize| src[((top + y) * src_w + left + x) * c + ch] as f32;
@@ -346,7 +352,10 @@ mod tests {
     #[test]
     fn two_dimensional_with_channels() {
         // 2×2 → 3×3 (scale 2/3): samples at -1/6 → 0, 0.5, 7/6 → 1 on both axes.
-        let src: Vec<u8> = [0u8, 100, 40, 200].iter().flat_map(|&v| [v, 255 - v]).collect();
+        let src: Vec<u8> = [0u8, 100, 40, 200]
+            .iter()
+            .flat_map(|&v| [v, 255 - v])
+            .collect();
         let mut out = vec![0.0; 18];
         resize_bilinear(&mut out, 3, 3, &src, 2, 2, [0, 0, 2, 2]);
         let ch0: Vec<f32> = out.iter().step_by(2).copied().collect();
@@ -399,7 +408,9 @@ mod tests {
 
     #[test]
     fn jpeg_end_marker_detection() {
-        assert!(jpeg_has_end_marker(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0xD9]));
+        assert!(jpeg_has_end_marker(&[
+            0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0xD9
+        ]));
         assert!(!jpeg_has_end_marker(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 3]));
         // An EOI before the last scan (a thumbnail's) does not count.
         assert!(!jpeg_has_end_marker(&[0xFF, 0xD9, 0xFF, 0xDA, 1, 2]));

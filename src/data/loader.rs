@@ -73,7 +73,9 @@ pub enum LoaderError {
     #[error("invalid loader option: {0}")]
     Options(String),
     /// The disk cache file cannot be created.
-    #[error("cannot create the image cache file {path}: {source} (free disk space or pick another output folder)")]
+    #[error(
+        "cannot create the image cache file {path}: {source} (free disk space or pick another output folder)"
+    )]
     CacheFile {
         /// The file at fault.
         path: PathBuf,

@@ -15,22 +15,13 @@ use std::thread;
 use super::dataset::Sample;
 use super::decode::decode_rgb8;
 
-/// Options of [`scan`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Options of [`scan`] (default: all cores, delete nothing).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanOptions {
     /// Decoding threads (at least 1; 0 means the number of available cores).
     pub threads: usize,
     /// Delete the bad files from disk.
     pub delete: bool,
-}
-
-impl Default for ScanOptions {
-    fn default() -> Self {
-        Self {
-            threads: 0,
-            delete: false,
-        }
-    }
 }
 
 /// A file the scan rejected.
