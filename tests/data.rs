@@ -545,6 +545,10 @@ fn dropping_an_epoch_early_stops_the_workers() {
     o.prefetch = 1;
     let loader = Loader::new(ds.train.clone(), o).unwrap();
     let mut e = loader.epoch(&epoch_order(14, 0, 4)).unwrap();
+    // Unconsumed, the queue (1) and the three workers' batches in hand hold all that is decoded.
+    std::thread::sleep(Duration::from_millis(300));
+    let ahead = e.stats().decoded;
+    assert!((1..=4).contains(&ahead), "{ahead} images decoded ahead");
     assert_eq!(e.next().unwrap().len(), 1);
     drop(e); // must not hang with workers blocked on a full queue
     assert!(

@@ -143,8 +143,16 @@ pub fn decode_bytes_rgb8(path: &Path, bytes: &[u8]) -> Result<RgbImage, DecodeEr
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(decode_limits());
     // For a GIF this is the first frame, as TensorFlow's decode_image(expand_animations=False).
-    let image = reader.decode().map_err(corrupt)?;
-    Ok(image.into_rgb8())
+    // A decoder bug on hostile input must cost one file, not the training run.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()));
+    match decoded {
+        Ok(result) => Ok(result.map_err(corrupt)?.into_rgb8()),
+        Err(_) => Err(DecodeError::Corrupt {
+            path: path.to_path_buf(),
+            format: format!("{format:?}").to_uppercase(),
+            message: "the decoder crashed on this file".into(),
+        }),
+    }
 }
 
 /// Checks the file is non-empty, recognisable, and within the size limits, reading only its

@@ -83,6 +83,11 @@ pub enum LoaderError {
         #[source]
         source: io::Error,
     },
+    /// Not even one worker thread could be started.
+    #[error(
+        "cannot start a data loader thread: {0} (lower the worker count or free system resources)"
+    )]
+    Spawn(#[source] io::Error),
     /// An epoch order names a sample that does not exist.
     #[error("epoch order holds index {index}, but the loader has {len} samples")]
     IndexOutOfRange {
@@ -335,12 +340,19 @@ impl Loader {
             skipped: Mutex::new(Vec::new()),
         });
         let (tx, rx) = sync_channel(prefetch);
-        let handles = (0..workers)
-            .map(|_| {
-                let (shared, tx) = (Arc::clone(&shared), tx.clone());
-                thread::spawn(move || worker(&shared, &tx))
-            })
-            .collect();
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (shared, tx) = (Arc::clone(&shared), tx.clone());
+            match thread::Builder::new()
+                .name("gpucnn-loader".into())
+                .spawn(move || worker(&shared, &tx))
+            {
+                Ok(h) => handles.push(h),
+                // Fewer workers only means slower loading; none at all is an error.
+                Err(source) if handles.is_empty() => return Err(LoaderError::Spawn(source)),
+                Err(_) => break,
+            }
+        }
         Ok(Epoch {
             shared,
             rx: Some(rx),

@@ -15,10 +15,10 @@ use std::thread;
 use super::dataset::Sample;
 use super::decode::decode_rgb8;
 
-/// Options of [`scan`] (default: all cores, delete nothing).
+/// Options of [`scan`] (default: all cores, at least 2; delete nothing).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanOptions {
-    /// Decoding threads (at least 1; 0 means the number of available cores).
+    /// Decoding threads (0: the number of available cores, at least 2).
     pub threads: usize,
     /// Delete the bad files from disk.
     pub delete: bool,
@@ -76,12 +76,13 @@ impl ScanReport {
     }
 }
 
-/// Resolves a thread count: 0 means all available cores; never fewer than 1.
+/// Resolves a thread count: 0 means all available cores, and at least 2 (decoding overlaps
+/// file reads); an explicit count is taken as given.
 pub(crate) fn thread_count(requested: usize) -> usize {
     if requested > 0 {
         requested
     } else {
-        thread::available_parallelism().map_or(2, |n| n.get())
+        thread::available_parallelism().map_or(2, |n| n.get().max(2))
     }
 }
 
@@ -91,20 +92,25 @@ pub fn scan(samples: &[Sample], options: &ScanOptions) -> ScanReport {
     let threads = thread_count(options.threads).min(samples.len().max(1));
     let next = AtomicUsize::new(0);
     let failures: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(sample) = samples.get(i) else { break };
+            if let Err(e) = decode_rgb8(&sample.path) {
+                failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((i, e.to_string()));
+            }
+        }
+    };
     thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(sample) = samples.get(i) else { break };
-                    if let Err(e) = decode_rgb8(&sample.path) {
-                        failures
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push((i, e.to_string()));
-                    }
-                }
-            });
+        // If the OS refuses threads, the ones started (or this one) do all the work.
+        let started = (0..threads)
+            .filter(|_| thread::Builder::new().spawn_scoped(s, work).is_ok())
+            .count();
+        if started == 0 {
+            work();
         }
     });
     let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
