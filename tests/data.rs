@@ -292,6 +292,51 @@ fn every_format_decodes_to_the_requested_size_and_colours() {
     }
 }
 
+/// A hand-assembled 8×8 gray progressive JPEG (SOF2): a DC scan then a spectral-selection AC
+/// scan, one-symbol Huffman tables, quantisation 1, DC coefficient 128, so every pixel is
+/// 128/8 + 128 = 144.
+fn progressive_jpeg() -> Vec<u8> {
+    let segment = |marker: u8, body: &[u8]| {
+        let mut s = vec![0xFF, marker];
+        s.extend(((body.len() + 2) as u16).to_be_bytes());
+        s.extend(body);
+        s
+    };
+    let one_symbol_table = |class_id: u8, symbol: u8| {
+        let mut t = vec![class_id, 1];
+        t.extend([0; 15]);
+        t.push(symbol);
+        t
+    };
+    let mut out = vec![0xFF, 0xD8];
+    let mut dqt = vec![0u8];
+    dqt.extend([1u8; 64]);
+    out.extend(segment(0xDB, &dqt));
+    out.extend(segment(0xC2, &[8, 0, 8, 0, 8, 1, 1, 0x11, 0]));
+    out.extend(segment(0xC4, &one_symbol_table(0x00, 8))); // DC: category 8 = code 0
+    out.extend(segment(0xC4, &one_symbol_table(0x10, 0x00))); // AC: EOB = code 0
+    out.extend(segment(0xDA, &[1, 1, 0x00, 0, 0, 0x00]));
+    out.extend([0b0100_0000, 0b0111_1111]); // code 0, bits 10000000 (= 128), 1-padding
+    out.extend(segment(0xDA, &[1, 1, 0x00, 1, 63, 0x00]));
+    out.push(0b0111_1111); // EOB, 1-padding
+    out.extend([0xFF, 0xD9]);
+    out
+}
+
+#[test]
+fn progressive_jpeg_decodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("progressive.jpg");
+    fs::write(&path, progressive_jpeg()).unwrap();
+    let img = decode_rgb8(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((img.width(), img.height()), (8, 8));
+    for p in img.pixels() {
+        assert!(p.0.iter().all(|&v| v.abs_diff(144) <= 1), "{p:?}");
+    }
+    let out = load_resized(&path, &size(3, 5)).unwrap();
+    assert_eq!(out.len(), 3 * 5 * 3);
+}
+
 #[test]
 fn crop_to_aspect_ratio_keeps_the_centre() {
     let dir = tempfile::tempdir().unwrap();
