@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gpucnn::data::decode::{decode_rgb8, load_resized, quantize_u8};
 use gpucnn::data::{
     CacheKind, CacheOptions, DatasetError, DatasetOptions, DecodeError, DirectoryDataset, Loader,
-    LoaderOptions, ResizeOptions, Sample, ScanOptions, epoch_order, scan,
+    LoaderOptions, MAX_FILE_BYTES, ResizeOptions, Sample, ScanOptions, epoch_order, scan,
 };
 use image::{ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
 
@@ -378,6 +378,20 @@ fn decompression_bomb_is_refused_from_the_header() {
         "{err}"
     );
     assert!(err.to_string().contains("bomb.png"), "{err}");
+
+    // A huge file is refused from its size, before it is read (sparse, so cheap to make).
+    let huge = dir.path().join("huge.jpg");
+    let f = fs::File::create(&huge).unwrap();
+    f.set_len(MAX_FILE_BYTES + 1).unwrap();
+    let t = Instant::now();
+    let err = decode_rgb8(&huge).unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(matches!(err, DecodeError::FileTooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("huge.jpg"), "{err}");
 }
 
 #[test]

@@ -32,6 +32,16 @@ pub struct DatasetOptions {
     pub seed: u64,
 }
 
+impl Default for DatasetOptions {
+    /// The Keras example's choice: `validation_split=0.2, seed=1337`.
+    fn default() -> Self {
+        Self {
+            validation_split: 0.2,
+            seed: 1337,
+        }
+    }
+}
+
 /// One image file and its class index.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Sample {

@@ -23,6 +23,8 @@ use image::{ImageFormat, ImageReader, Limits, RgbImage};
 pub const MAX_IMAGE_SIDE: u32 = 16384;
 /// Largest accepted pixel count (64 Mpixel: above any camera, far below a decompression bomb).
 pub const MAX_IMAGE_PIXELS: u64 = 64 * 1024 * 1024;
+/// Largest accepted file size (256 MiB): files are read whole before decoding.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
 /// Cap on what a decoder may allocate: the largest accepted image as 16-bit RGBA, plus slack.
 const MAX_DECODE_ALLOC: u64 = MAX_IMAGE_PIXELS * 8 + (64 << 20);
 
@@ -43,6 +45,14 @@ pub enum DecodeError {
     Empty {
         /// The file at fault.
         path: PathBuf,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error("{path} is {bytes} bytes, over the limit of {MAX_FILE_BYTES}: remove it or shrink it")]
+    FileTooLarge {
+        /// The file at fault.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
     },
     /// The content is not a JPEG, PNG, BMP or GIF, whatever the extension says.
     #[error("{path} is not a JPEG, PNG, BMP or GIF image (unrecognised content)")]
@@ -97,6 +107,7 @@ impl DecodeError {
         match self {
             Self::Io { path, .. }
             | Self::Empty { path }
+            | Self::FileTooLarge { path, .. }
             | Self::NotAnImage { path }
             | Self::TooLarge { path, .. }
             | Self::ZeroSized { path, .. }
@@ -120,11 +131,29 @@ pub struct ResizeOptions {
 
 /// Reads `path` and decodes it to 8-bit RGB (see module docs for formats and refusals).
 pub fn decode_rgb8(path: &Path) -> Result<RgbImage, DecodeError> {
-    let bytes = fs::read(path).map_err(|source| DecodeError::Io {
+    let io_error = |source| DecodeError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    decode_bytes_rgb8(path, &bytes)
+    };
+    let file = fs::File::open(path).map_err(io_error)?;
+    let bytes = file.metadata().map_err(io_error)?.len();
+    if bytes > MAX_FILE_BYTES {
+        return Err(DecodeError::FileTooLarge {
+            path: path.to_path_buf(),
+            bytes,
+        });
+    }
+    let mut data = Vec::with_capacity(bytes as usize);
+    // take() guards against a file that grows between the size check and the read.
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_BYTES + 1), &mut data)
+        .map_err(io_error)?;
+    if data.len() as u64 > MAX_FILE_BYTES {
+        return Err(DecodeError::FileTooLarge {
+            path: path.to_path_buf(),
+            bytes: data.len() as u64,
+        });
+    }
+    decode_bytes_rgb8(path, &data)
 }
 
 /// Decodes an in-memory file (`path` only names it in errors) to 8-bit RGB.

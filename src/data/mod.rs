@@ -16,7 +16,7 @@ pub mod scan;
 pub use dataset::{
     DatasetError, DatasetOptions, DirectoryDataset, IMAGE_EXTENSIONS, Sample, epoch_order,
 };
-pub use decode::{DecodeError, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, ResizeOptions};
+pub use decode::{DecodeError, MAX_FILE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, ResizeOptions};
 pub use loader::{
     Batch, CacheKind, CacheOptions, Epoch, Loader, LoaderError, LoaderOptions, LoaderStats,
 };
