@@ -338,6 +338,25 @@ fn progressive_jpeg_decodes() {
 }
 
 #[test]
+fn extraneous_bytes_before_a_marker_still_decode() {
+    // libjpeg warns "Corrupt JPEG data: N extraneous bytes before marker" and decodes; so must we
+    // (about 1 in 15 files of the Kaggle cats and dogs archive do this).
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = jpeg_bytes(&shape(24, 16, true));
+    let sos = bytes.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    bytes.splice(sos..sos, [0x12, 0x34, 0x56]);
+    let path = dir.path().join("extraneous.jpg");
+    fs::write(&path, bytes).unwrap();
+    let img = decode_rgb8(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((img.width(), img.height()), (24, 16));
+    assert!(
+        img.get_pixel(12, 8).0[0] > 180,
+        "{:?}",
+        img.get_pixel(12, 8)
+    );
+}
+
+#[test]
 fn crop_to_aspect_ratio_keeps_the_centre() {
     let dir = tempfile::tempdir().unwrap();
     // 60 wide, 20 high: left third red, middle third blue, right third red.
