@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod cpu;
+pub mod data;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;

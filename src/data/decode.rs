@@ -1,0 +1,462 @@
+//! Decoding an image file to RGB and resizing it as TensorFlow's `tf.image.resize` does
+//! (bilinear, half-pixel centres, no antialiasing), which is what Keras'
+//! `image_dataset_from_directory` feeds the model.
+//!
+//! - Formats: JPEG (baseline and progressive), PNG (8/16 bit, gray, gray+alpha, RGB, RGBA,
+//!   palette), BMP, GIF (first frame). Always 3 channels: gray is replicated, alpha dropped
+//!   (as TF's `decode_image(channels=3)`), 16-bit samples rounded to 8 bits by the image crate.
+//!   EXIF orientation is ignored, as TF ignores it.
+//! - Decompression bombs: the header's dimensions are read first and an image over
+//!   [`MAX_IMAGE_SIDE`] or [`MAX_IMAGE_PIXELS`] is refused before any pixel buffer is allocated.
+//! - Truncated JPEGs (no end-of-image marker after the last scan) are refused: TensorFlow fails
+//!   on them, and the image crate would silently fill the missing part with grey.
+//! - Output of [`load_resized`]: f32 HWC, values 0–255 (not rescaled; the model's Rescaling layer
+//!   divides by 255), exactly the resize's float output.
+
+use std::fs;
+use std::io::{self, Cursor};
+use std::path::{Path, PathBuf};
+
+use image::{ImageFormat, ImageReader, Limits, RgbImage};
+
+/// Largest accepted width or height, in pixels.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+/// Largest accepted pixel count (64 Mpixel: above any camera, far below a decompression bomb).
+pub const MAX_IMAGE_PIXELS: u64 = 64 * 1024 * 1024;
+/// Largest accepted file size (256 MiB): files are read whole before decoding.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Cap on what a decoder may allocate: the largest accepted image as 16-bit RGBA, plus slack.
+const MAX_DECODE_ALLOC: u64 = MAX_IMAGE_PIXELS * 8 + (64 << 20);
+
+/// Why a file could not be turned into an image.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file at fault.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is empty.
+    #[error("{path} is empty (zero bytes)")]
+    Empty {
+        /// The file at fault.
+        path: PathBuf,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error("{path} is {bytes} bytes, over the limit of {MAX_FILE_BYTES}: remove it or shrink it")]
+    FileTooLarge {
+        /// The file at fault.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+    /// The content is not a JPEG, PNG, BMP or GIF, whatever the extension says.
+    #[error("{path} is not a JPEG, PNG, BMP or GIF image (unrecognised content)")]
+    NotAnImage {
+        /// The file at fault.
+        path: PathBuf,
+    },
+    /// The header claims dimensions over the limits (a decompression bomb or a huge scan).
+    #[error(
+        "{path} is {width}×{height} pixels, over the limit of {MAX_IMAGE_SIDE} per side and \
+         {MAX_IMAGE_PIXELS} pixels: refused before decoding; shrink it or remove it"
+    )]
+    TooLarge {
+        /// The file at fault.
+        path: PathBuf,
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+    },
+    /// The header claims a zero width or height.
+    #[error("{path} has zero width or height ({width}×{height})")]
+    ZeroSized {
+        /// The file at fault.
+        path: PathBuf,
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+    },
+    /// A JPEG ends before its end-of-image marker.
+    #[error("{path} is a truncated JPEG (no end-of-image marker after the last scan)")]
+    TruncatedJpeg {
+        /// The file at fault.
+        path: PathBuf,
+    },
+    /// The decoder rejected the data (corrupt or truncated).
+    #[error("{path} cannot be decoded as {format}: {message}")]
+    Corrupt {
+        /// The file at fault.
+        path: PathBuf,
+        /// The format its content claims.
+        format: String,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+impl DecodeError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Io { path, .. }
+            | Self::Empty { path }
+            | Self::FileTooLarge { path, .. }
+            | Self::NotAnImage { path }
+            | Self::TooLarge { path, .. }
+            | Self::ZeroSized { path, .. }
+            | Self::TruncatedJpeg { path }
+            | Self::Corrupt { path, .. } => path,
+        }
+    }
+}
+
+/// Target size of [`load_resized`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResizeOptions {
+    /// Output height in pixels.
+    pub height: usize,
+    /// Output width in pixels.
+    pub width: usize,
+    /// Centre-crop to the target aspect ratio before resizing (Keras' `crop_to_aspect_ratio`);
+    /// otherwise the image is stretched.
+    pub crop_to_aspect_ratio: bool,
+}
+
+/// Reads `path` and decodes it to 8-bit RGB (see module docs for formats and refusals).
+pub fn decode_rgb8(path: &Path) -> Result<RgbImage, DecodeError> {
+    let io_error = |source| DecodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = fs::File::open(path).map_err(io_error)?;
+    let bytes = file.metadata().map_err(io_error)?.len();
+    if bytes > MAX_FILE_BYTES {
+        return Err(DecodeError::FileTooLarge {
+            path: path.to_path_buf(),
+            bytes,
+        });
+    }
+    let mut data = Vec::with_capacity(bytes as usize);
+    // take() guards against a file that grows between the size check and the read.
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_BYTES + 1), &mut data)
+        .map_err(io_error)?;
+    if data.len() as u64 > MAX_FILE_BYTES {
+        return Err(DecodeError::FileTooLarge {
+            path: path.to_path_buf(),
+            bytes: data.len() as u64,
+        });
+    }
+    decode_bytes_rgb8(path, &data)
+}
+
+/// Decodes an in-memory file (`path` only names it in errors) to 8-bit RGB.
+pub fn decode_bytes_rgb8(path: &Path, bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    let format = check_header(path, bytes)?;
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt {
+        path: path.to_path_buf(),
+        format: format!("{format:?}").to_uppercase(),
+        message: e.to_string(),
+    };
+    if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
+        return Err(DecodeError::TruncatedJpeg {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(decode_limits());
+    // For a GIF this is the first frame, as TensorFlow's decode_image(expand_animations=False).
+    // A decoder bug on hostile input must cost one file, not the training run.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()));
+    match decoded {
+        Ok(result) => Ok(result.map_err(corrupt)?.into_rgb8()),
+        Err(_) => Err(DecodeError::Corrupt {
+            path: path.to_path_buf(),
+            format: format!("{format:?}").to_uppercase(),
+            message: "the decoder crashed on this file".into(),
+        }),
+    }
+}
+
+/// Checks the file is non-empty, recognisable, and within the size limits, reading only its
+/// header; returns its format. Nothing proportional to the pixel count is allocated.
+pub fn check_header(path: &Path, bytes: &[u8]) -> Result<ImageFormat, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let format = match image::guess_format(bytes) {
+        Ok(f @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Bmp | ImageFormat::Gif)) => f,
+        _ => {
+            return Err(DecodeError::NotAnImage {
+                path: path.to_path_buf(),
+            });
+        }
+    };
+    // The header read gets the default limits (bounded metadata buffers) but no dimension
+    // limits, so that an oversized image is reported with its size below.
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(Limits::default());
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| header_error(path, format, e))?;
+    if width == 0 || height == 0 {
+        return Err(DecodeError::ZeroSized {
+            path: path.to_path_buf(),
+            width,
+            height,
+        });
+    }
+    if width > MAX_IMAGE_SIDE
+        || height > MAX_IMAGE_SIDE
+        || width as u64 * height as u64 > MAX_IMAGE_PIXELS
+    {
+        return Err(DecodeError::TooLarge {
+            path: path.to_path_buf(),
+            width,
+            height,
+        });
+    }
+    Ok(format)
+}
+
+fn header_error(path: &Path, format: ImageFormat, e: image::ImageError) -> DecodeError {
+    DecodeError::Corrupt {
+        path: path.to_path_buf(),
+        format: format!("{format:?}").to_uppercase(),
+        message: format!("bad header: {e}"),
+    }
+}
+
+fn decode_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    limits
+}
+
+/// True when an end-of-image marker (FF D9) follows the last start-of-scan (FF DA). Inside
+/// entropy-coded data an FF is always followed by 00 or a restart marker, so this cannot
+/// match scan data.
+fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(p) => bytes[p + 2..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
+}
+
+/// Keras' centre crop for `crop_to_aspect_ratio`: the window `(top, left, height, width)` of an
+/// `in_h`×`in_w` image with the aspect ratio of `out_h`×`out_w`.
+pub fn aspect_crop(in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> [usize; 4] {
+    let crop_h = ((in_w * out_h) as f64 / out_w as f64) as usize;
+    let crop_h = crop_h.min(in_h).max(1);
+    let crop_w = ((in_h * out_w) as f64 / out_h as f64) as usize;
+    let crop_w = crop_w.min(in_w).max(1);
+    [(in_h - crop_h) / 2, (in_w - crop_w) / 2, crop_h, crop_w]
+}
+
+/// Where output index `i` samples along an axis: (lower, upper, weight of upper), TensorFlow's
+/// `compute_interpolation_weights` with half-pixel centres, in f32 as TF computes it.
+fn axis_weights(out_size: usize, in_size: usize) -> Vec<(usize, usize, f32)> {
+    let scale = in_size as f32 / out_size as f32;
+    (0..out_size)
+        .map(|i| {
+            let v = (i as f32 + 0.5) * scale - 0.5;
+            let f = v.floor();
+            let lo = (f as i64).max(0) as usize;
+            let hi = (v.ceil() as i64).min(in_size as i64 - 1).max(0) as usize;
+            (lo, hi, v - f)
+        })
+        .collect()
+}
+
+/// Bilinear resize without antialiasing, TensorFlow's rule: output pixel (y, x) samples the input
+/// at ((y + 0.5)·in_h/out_h − 0.5, (x + 0.5)·in_w/out_w − 0.5), clamped at the edges.
+/// `src`: [src_h, src_w, c] u8; the window `[top, left, h, w]` of it is resized to
+/// `out`: [out_h, out_w, c] f32 (0–255, not rounded).
+#[allow(clippy::too_many_arguments)]
+pub fn resize_bilinear(
+    out: &mut [f32],
+    out_h: usize,
+    out_w: usize,
+    src: &[u8],
+    src_w: usize,
+    c: usize,
+    window: [usize; 4],
+) {
+    let [top, left, h, w] = window;
+    assert!(src.len() >= (top + h) * src_w * c && left + w <= src_w && h > 0 && w > 0);
+    assert_eq!(
+        out.len(),
+        out_h * out_w * c,
+        "out must be [out_h, out_w, c]"
+    );
+    let ys = axis_weights(out_h, h);
+    let xs = axis_weights(out_w, w);
+    let px = |y: usize, x: usize, ch: usize| src[((top + y) * src_w + left + x) * c + ch] as f32;
+    for (oy, &(y0, y1, ly)) in ys.iter().enumerate() {
+        for (ox, &(x0, x1, lx)) in xs.iter().enumerate() {
+            for ch in 0..c {
+                let (tl, tr) = (px(y0, x0, ch), px(y0, x1, ch));
+                let (bl, br) = (px(y1, x0, ch), px(y1, x1, ch));
+                let t = tl + (tr - tl) * lx;
+                let b = bl + (br - bl) * lx;
+                out[(oy * out_w + ox) * c + ch] = t + (b - t) * ly;
+            }
+        }
+    }
+}
+
+/// Resizes a decoded RGB image to `opts` (cropping first when asked): f32 [H, W, 3], 0–255.
+pub fn resize_rgb8(image: &RgbImage, opts: &ResizeOptions) -> Vec<f32> {
+    let (in_w, in_h) = (image.width() as usize, image.height() as usize);
+    let window = if opts.crop_to_aspect_ratio {
+        aspect_crop(in_h, in_w, opts.height, opts.width)
+    } else {
+        [0, 0, in_h, in_w]
+    };
+    let mut out = vec![0.0; opts.height * opts.width * 3];
+    resize_bilinear(
+        &mut out,
+        opts.height,
+        opts.width,
+        image.as_raw(),
+        in_w,
+        3,
+        window,
+    );
+    out
+}
+
+/// Decodes `path` and resizes it: f32 [H, W, 3], values 0–255, as Keras feeds the model.
+pub fn load_resized(path: &Path, opts: &ResizeOptions) -> Result<Vec<f32>, DecodeError> {
+    Ok(resize_rgb8(&decode_rgb8(path)?, opts))
+}
+
+/// Rounds 0–255 floats to u8 (to nearest, clamped): the loader's cache format.
+pub fn quantize_u8(values: &[f32], out: &mut [u8]) {
+    for (o, &v) in out.iter_mut().zip(values) {
+        *o = v.round().clamp(0.0, 255.0) as u8;
+    }
+}
+
+/// Widens u8 pixels to f32 0–255 (appending to `out`).
+pub fn extend_f32(out: &mut Vec<f32>, values: &[u8]) {
+    out.extend(values.iter().map(|&v| v as f32));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resize_1ch(src: &[u8], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+        let mut out = vec![0.0; oh * ow];
+        resize_bilinear(&mut out, oh, ow, src, w, 1, [0, 0, h, w]);
+        out
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() < 1e-4, "index {i}: {x} vs {y} in {a:?}");
+        }
+    }
+
+    #[test]
+    fn upscale_by_one_and_a_half() {
+        // Scale 4/6: samples at -1/6 (clamped to 0), 0.5, 7/6, 11/6, 2.5, 19/6 (clamped to 3).
+        let out = resize_1ch(&[0, 10, 20, 30], 1, 4, 1, 6);
+        close(&out, &[0.0, 5.0, 11.666_667, 18.333_334, 25.0, 30.0]);
+    }
+
+    #[test]
+    fn downscale_by_five_thirds() {
+        // Scale 5/3: samples at 1/3, 2, 11/3; no antialiasing, so only two neighbours count
+        // (an antialiasing filter would average about 1.7 pixels: 0 → ~5.9, not 3.33).
+        let out = resize_1ch(&[0, 10, 20, 30, 40], 1, 5, 1, 3);
+        close(&out, &[3.333_333_5, 20.0, 36.666_668]);
+    }
+
+    #[test]
+    fn two_dimensional_with_channels() {
+        // 2×2 → 3×3 (scale 2/3): samples at -1/6 → 0, 0.5, 7/6 → 1 on both axes.
+        let src: Vec<u8> = [0u8, 100, 40, 200]
+            .iter()
+            .flat_map(|&v| [v, 255 - v])
+            .collect();
+        let mut out = vec![0.0; 18];
+        resize_bilinear(&mut out, 3, 3, &src, 2, 2, [0, 0, 2, 2]);
+        let ch0: Vec<f32> = out.iter().step_by(2).copied().collect();
+        let ch1: Vec<f32> = out.iter().skip(1).step_by(2).copied().collect();
+        let want = [0.0, 50.0, 100.0, 20.0, 85.0, 150.0, 40.0, 120.0, 200.0];
+        close(&ch0, &want);
+        close(&ch1, &want.map(|v| 255.0 - v));
+    }
+
+    #[test]
+    fn downscale_rows_and_columns_differently() {
+        // 3×2 → 2×3: rows sample at 0.25 and 1.75 (scale 1.5), columns at -1/6, 0.5, 7/6.
+        let src = [0u8, 30, 60, 90, 120, 150];
+        let out = resize_1ch(&src, 3, 2, 2, 3);
+        // Row 0.25: [15, 45]; row 1.75: [105, 135]; then columns 0, 0.5, 1.
+        close(&out, &[15.0, 30.0, 45.0, 105.0, 120.0, 135.0]);
+    }
+
+    #[test]
+    fn same_size_is_identity() {
+        let src: Vec<u8> = (0..35).map(|v| (v * 7) as u8).collect();
+        let out = resize_1ch(&src, 5, 7, 5, 7);
+        close(&out, &src.iter().map(|&v| v as f32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn aspect_crop_matches_keras() {
+        // 100×200 to a square: the central 100×100.
+        assert_eq!(aspect_crop(100, 200, 50, 50), [0, 50, 100, 100]);
+        // 200×100 to 1:2 (h:w): width limits, crop height int(100·1/2) = 50.
+        assert_eq!(aspect_crop(200, 100, 10, 20), [75, 0, 50, 100]);
+        // Odd remainders floor the offset.
+        assert_eq!(aspect_crop(7, 10, 1, 1), [0, 1, 7, 7]);
+    }
+
+    #[test]
+    fn crop_then_resize_uses_only_the_window() {
+        // 1×4 row, crop to 1:2 → the middle two pixels [10, 20], resized to 1×2 unchanged.
+        let img = RgbImage::from_fn(4, 1, |x, _| image::Rgb([x as u8 * 10; 3]));
+        let out = resize_rgb8(
+            &img,
+            &ResizeOptions {
+                height: 1,
+                width: 2,
+                crop_to_aspect_ratio: true,
+            },
+        );
+        close(&out, &[10.0, 10.0, 10.0, 20.0, 20.0, 20.0]);
+    }
+
+    #[test]
+    fn jpeg_end_marker_detection() {
+        assert!(jpeg_has_end_marker(&[
+            0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0xD9
+        ]));
+        assert!(!jpeg_has_end_marker(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 3]));
+        // An EOI before the last scan (a thumbnail's) does not count.
+        assert!(!jpeg_has_end_marker(&[0xFF, 0xD9, 0xFF, 0xDA, 1, 2]));
+    }
+
+    #[test]
+    fn quantize_rounds_and_clamps() {
+        let mut out = [0u8; 4];
+        quantize_u8(&[0.49, 0.5, 254.6, 300.0], &mut out);
+        assert_eq!(out, [0, 1, 255, 255]);
+    }
+}
