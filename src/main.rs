@@ -50,6 +50,26 @@ fn parse_backends(s: &str) -> Result<wgpu::Backends, String> {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train the Keras example's small Xception on a folder of class subfolders of images
+    /// (e.g. Animals/Cats/*.jpg, Animals/Dogs/*.jpg), with the example's pipeline: sorted class
+    /// folders, 80/20 split with the seed, bilinear resize, random flip + rotation on the GPU,
+    /// Adam, binary cross-entropy for two classes (softmax cross-entropy for more).
+    ///
+    /// Writes to --out: metrics.csv, save_at_{epoch}.safetensors every epoch (weights, batch-norm
+    /// statistics, Adam state), best.safetensors (best validation accuracy), model.json and
+    /// curves.png. Unreadable images are listed and skipped. --resume continues from the last
+    /// checkpoint in --out exactly where it stopped.
+    Train(TrainArgs),
+    /// Decode every image of a dataset folder once and list the files that cannot be used
+    /// (unreadable, truncated, empty, not an image, or too large to decode safely).
+    Scan {
+        /// Folder with one subfolder of images per class.
+        #[arg(long, value_name = "DIR")]
+        data: std::path::PathBuf,
+        /// Delete the bad files (the example's "remove corrupted images" step).
+        #[arg(long)]
+        delete: bool,
+    },
     /// Run every kernel (forward and backward, every variant) on this GPU against the CPU
     /// reference and print one row per (op, pass, shape). Exit status 0 only if all rows are ok.
     ///
@@ -86,6 +106,77 @@ enum Command {
     Info,
 }
 
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Folder with one subfolder of images per class (.jpg .jpeg .png .bmp .gif).
+    #[arg(long, value_name = "DIR")]
+    data: std::path::PathBuf,
+    /// Output folder for checkpoints, metrics and curves [default: runs/<name of --data>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 25)]
+    epochs: usize,
+    /// Images per training step (split into micro-batches automatically if the GPU needs it).
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Images are resized (bilinear, no antialiasing) to this height and width.
+    #[arg(long, default_value_t = 180)]
+    image_size: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Fraction of the files held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    validation_split: f32,
+    /// Seed of the split, the shuffles, the initial weights, augmentation and dropout.
+    #[arg(long, default_value_t = 1337)]
+    seed: u64,
+    /// Channel-width multiplier of the network (1.0 is the Keras example's).
+    #[arg(long, default_value_t = 1.0)]
+    width: f32,
+    /// GPU augmentation of training batches: flip,rotate (the default), flip, rotate or none.
+    #[arg(long, default_value = "flip,rotate", value_name = "LIST")]
+    augment: String,
+    /// Rotation range as a fraction of a full turn (0.1 = ±36°, as RandomRotation(0.1)).
+    #[arg(long, default_value_t = 0.1)]
+    rotation: f32,
+    /// Centre-crop each image to a square before resizing, instead of stretching it.
+    #[arg(long)]
+    crop_to_aspect_ratio: bool,
+    /// Continue from the last checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+}
+
+fn parse_augment(
+    list: &str,
+    rotation: f32,
+) -> anyhow::Result<Option<gpucnn::cpu::augment::AugmentConfig>> {
+    let (mut flip, mut rotate) = (false, false);
+    for part in list.split(',').map(str::trim) {
+        match part {
+            "flip" => flip = true,
+            "rotate" => rotate = true,
+            "none" => {}
+            other => anyhow::bail!(
+                "--augment: unknown augmentation '{other}'; use flip, rotate, flip,rotate or none"
+            ),
+        }
+    }
+    anyhow::ensure!(
+        rotation.is_finite() && (0.0..=0.5).contains(&rotation),
+        "--rotation must be between 0 and 0.5 (a fraction of a full turn), got {rotation}"
+    );
+    Ok(
+        (flip || rotate).then_some(gpucnn::cpu::augment::AugmentConfig {
+            flip,
+            rotate,
+            factor: rotation,
+        }),
+    )
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ClassArg {
     Tiny,
@@ -120,6 +211,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         name_filter: cli.adapter,
     };
     match cli.command {
+        Command::Train(a) => {
+            let cfg = gpucnn::train::fit::FitConfig {
+                out: a
+                    .out
+                    .clone()
+                    .unwrap_or_else(|| gpucnn::train::fit::default_out(&a.data)),
+                data: a.data,
+                epochs: a.epochs,
+                batch_size: a.batch_size,
+                image_size: a.image_size,
+                lr: a.lr,
+                validation_split: a.validation_split,
+                seed: a.seed,
+                width: a.width,
+                augment: parse_augment(&a.augment, a.rotation)?,
+                crop_to_aspect_ratio: a.crop_to_aspect_ratio,
+                resume: a.resume,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            gpucnn::train::fit::validate(&cfg)?;
+            let ctx = open_gpu(&opts)?;
+            eprintln!("adapter: {}", ctx.summary());
+            let summary = gpucnn::train::fit::fit(&ctx, &cfg, &mut |line| eprintln!("{line}"))?;
+            if let Some(best) = summary.best_val_accuracy {
+                eprintln!(
+                    "Best validation accuracy: {best:.4}. Outputs in {}",
+                    cfg.out.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scan { data, delete } => {
+            let report = gpucnn::data::scan_folder(&data, delete)?;
+            print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Summary {
             image_size,
             width,

@@ -21,3 +21,19 @@ pub use loader::{
     Batch, CacheKind, CacheOptions, Epoch, Loader, LoaderError, LoaderOptions, LoaderStats,
 };
 pub use scan::{BadFile, ScanOptions, ScanReport, scan};
+
+/// `gpucnn scan`: decodes every image of the class folders of `dir` once and reports the files
+/// that cannot be used (and, with `delete`, removes them).
+pub fn scan_folder(dir: &std::path::Path, delete: bool) -> Result<String, DatasetError> {
+    let ds = DirectoryDataset::open(dir, &DatasetOptions::default())?;
+    let mut all: Vec<Sample> = ds.train.iter().chain(&ds.val).cloned().collect();
+    all.sort_by(|a, b| a.path.cmp(&b.path));
+    let report = scan(
+        &all,
+        &ScanOptions {
+            delete,
+            ..ScanOptions::default()
+        },
+    );
+    Ok(report.summary())
+}

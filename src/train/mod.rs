@@ -4,5 +4,6 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod fit;
 pub mod metrics;
 pub mod plot;
