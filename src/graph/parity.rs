@@ -103,31 +103,19 @@ pub fn compare_step_with(
         let raw = x0.clone();
         crate::cpu::augment::augment_forward(&mut x0, &raw, n, h, w, c, cfg, dropout_seed);
     }
-    let r = match micro {
-        Some(m) => reference::train_step_micro(
-            model,
-            &layout,
-            &p0,
-            &mut adam,
-            lr,
-            &x0,
-            n,
-            &targets,
-            dropout_seed,
-            m,
-        ),
-        None => reference::train_step(
-            model,
-            &layout,
-            &p0,
-            &mut adam,
-            lr,
-            &x0,
-            n,
-            &targets,
-            dropout_seed,
-        ),
-    };
+    // One micro-batch of all n samples is exactly the plain step (weight 1).
+    let r = reference::train_step_micro(
+        model,
+        &layout,
+        &p0,
+        &mut adam,
+        lr,
+        &x0,
+        n,
+        &targets,
+        dropout_seed,
+        micro.unwrap_or(n),
+    );
     Ok(StepComparison {
         loss: (gpu_loss, r.loss),
         grads: (gpu_grads, r.grads),
