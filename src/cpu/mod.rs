@@ -29,6 +29,12 @@ pub enum Padding {
 /// Output size and padding before for input `n`, kernel `k`, stride `s`:
 /// same: out = ceil(n/s), pad_total = max((out−1)·s + k − n, 0), pad_before = pad_total/2;
 /// valid: out = ceil((n − k + 1)/s), no padding.
+///
+/// ```
+/// use gpucnn::cpu::{Padding, out_size};
+/// assert_eq!(out_size(180, 3, 2, Padding::Same), (90, 0)); // pads 0 before, 1 after
+/// assert_eq!(out_size(45, 3, 2, Padding::Same), (23, 1));
+/// ```
 pub fn out_size(n: usize, k: usize, s: usize, padding: Padding) -> (usize, usize) {
     match padding {
         Padding::Same => {

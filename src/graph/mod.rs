@@ -340,7 +340,12 @@ impl Model {
     }
 }
 
-/// 2731065 → "2,731,065".
+/// Thousands separators, as Keras' summary prints counts:
+///
+/// ```
+/// assert_eq!(gpucnn::graph::group_thousands(2731065), "2,731,065");
+/// assert_eq!(gpucnn::graph::group_thousands(512), "512");
+/// ```
 pub fn group_thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
