@@ -13,6 +13,7 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod model;
+pub mod predict;
 pub mod selftest;
 pub mod train;
 

@@ -60,6 +60,23 @@ enum Command {
     /// curves.png. Unreadable images are listed and skipped. --resume continues from the last
     /// checkpoint in --out exactly where it stopped.
     Train(TrainArgs),
+    /// Run a trained model on images: one line per image, e.g. `cat.jpg: This image is 94.30%
+    /// Cats and 5.70% Dogs.` for two classes, the top 3 with percentages for more. Images are
+    /// preprocessed exactly as in training (same decoder and resize, no augmentation).
+    Predict {
+        /// A run folder (uses its best.safetensors) or a .safetensors file beside its model.json.
+        #[arg(long, value_name = "PATH")]
+        model: std::path::PathBuf,
+        /// Image files and/or folders (walked recursively).
+        #[arg(required = true, value_name = "IMAGE_OR_DIR")]
+        inputs: Vec<std::path::PathBuf>,
+        /// Also write one CSV row per image: path, then each class's probability.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<std::path::PathBuf>,
+        /// Images per GPU batch.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: u32,
+    },
     /// Decode every image of a dataset folder once and list the files that cannot be used
     /// (unreadable, truncated, empty, not an image, or too large to decode safely).
     Scan {
@@ -241,6 +258,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Predict {
+            model,
+            inputs,
+            csv,
+            batch_size,
+        } => {
+            let images = gpucnn::predict::collect_images(&inputs)?;
+            anyhow::ensure!(
+                !images.is_empty(),
+                "no image files (.jpg .jpeg .png .bmp .gif) in the inputs given"
+            );
+            let ctx = open_gpu(&opts)?;
+            let (cfg, preds) =
+                gpucnn::predict::predict(&ctx, &model, &images, batch_size as usize)?;
+            let mut rows = format!("path,{}\n", cfg.classes.join(","));
+            let mut failed = 0;
+            for p in &preds {
+                match &p.result {
+                    Ok(probs) => {
+                        println!(
+                            "{}: {}",
+                            p.path.display(),
+                            gpucnn::predict::describe(&cfg.classes, probs)
+                        );
+                        let cells: Vec<String> = probs.iter().map(|v| format!("{v:.6}")).collect();
+                        rows.push_str(&format!("{},{}\n", p.path.display(), cells.join(",")));
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{}: skipped: {e}", p.path.display());
+                    }
+                }
+            }
+            if let Some(path) = csv {
+                gpucnn::train::atomic::write_atomic(&path, rows.as_bytes())?;
+            }
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Scan { data, delete } => {
             let report = gpucnn::data::scan_folder(&data, delete)?;

@@ -147,6 +147,43 @@ fn train_learns_discs_from_squares_writes_everything_and_resumes_exactly() {
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
     assert_eq!(model["classes"], serde_json::json!(["discs", "squares"]));
 
+    // Predictions with the trained model: the example's sentence, mostly right, and a CSV.
+    let csv = tmp.path().join("pred.csv");
+    let r = gpucnn(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        data.join("discs").to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(
+        r.status.code(),
+        Some(1),
+        "the two corrupt discs files are skipped: exit 1\n{stdout}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 120, "{stdout}");
+    let mut discs = 0;
+    for l in &lines {
+        let (_, text) = l
+            .split_once(": This image is ")
+            .unwrap_or_else(|| panic!("{l}"));
+        let pct: f64 = text.split('%').next().unwrap().parse().unwrap();
+        assert!(
+            text.ends_with("% squares.") && text.contains("% discs and "),
+            "{l}"
+        );
+        if pct > 50.0 {
+            discs += 1;
+        }
+    }
+    assert!(discs >= 100, "{discs} of 120 discs recognised");
+    let table = std::fs::read_to_string(&csv).unwrap();
+    assert!(table.starts_with("path,discs,squares\n"), "{table}");
+    assert_eq!(table.lines().count(), 121);
+
     // Interrupted after 2 epochs, then resumed to 3: epoch 3 equals the uninterrupted run's.
     let out2 = tmp.path().join("run2");
     assert!(train(&data, &out2, "2", &[]).status.success());

@@ -322,6 +322,8 @@ pub enum Mode {
 /// What one micro-batch of `n` samples runs: forward, loss, backward (no optimizer).
 struct Schedule {
     n: usize,
+    /// The model's output tensor (logits).
+    logits: TensorId,
     pl: Planner,
     saved_specs: Vec<((usize, &'static str), usize)>,
 }
@@ -676,7 +678,12 @@ fn schedule(
     });
 
     if !train {
-        return Ok(Schedule { n, pl, saved_specs });
+        return Ok(Schedule {
+            n,
+            logits,
+            pl,
+            saved_specs,
+        });
     }
 
     // ---- Backward, in reverse layer order ----
@@ -998,7 +1005,12 @@ fn schedule(
         }
     }
 
-    Ok(Schedule { n, pl, saved_specs })
+    Ok(Schedule {
+        n,
+        logits,
+        pl,
+        saved_specs,
+    })
 }
 
 /// Most pixel rows (N·H·W) one dispatch handles: kernels tile rows into workgroups and a grid
@@ -1111,6 +1123,8 @@ impl Default for StepOptions {
 
 /// A compiled program for one micro-batch size and mode.
 struct Program {
+    /// The logits tensor and its bytes, for predictions.
+    logits: (TensorId, u64),
     dispatches: Vec<Dispatch>,
     /// Indices into `dispatches` of dropout passes, with their (rate, len).
     dropout: Vec<(usize, f32, usize)>,
@@ -1457,6 +1471,7 @@ impl TrainStep {
             }
         }
         let p = Rc::new(Program {
+            logits: (sched.logits, sched.pl.tensors[sched.logits].bytes),
             dispatches,
             dropout,
             acc_first,
@@ -1687,6 +1702,29 @@ impl TrainStep {
             0,
             bytemuck::cast_slice(&[0.0f32; METRICS_LEN]),
         );
+    }
+
+    /// The model's outputs (logits, [n, outputs]) for the images `x` ([n, H, W, C] as the
+    /// input layer takes them), in evaluation mode, any n: it runs micro-batch by micro-batch
+    /// and reads each one's logits back. The uploaded batch is overwritten.
+    pub fn predict_logits(&self, ctx: &GpuContext, x: &[f32]) -> Result<Vec<f32>, GpuError> {
+        assert_eq!(x.len() % self.sample_len, 0, "input length");
+        let mut out = Vec::with_capacity(x.len() / self.sample_len * self.outputs);
+        for chunk in x.chunks(self.micro * self.sample_len) {
+            let n = chunk.len() / self.sample_len;
+            ctx.queue
+                .write_buffer(&self.fixed.input, 0, bytemuck::cast_slice(chunk));
+            // The loss needs targets; class 0 / label 0 are valid for every model.
+            let zeros = vec![0u32; n * self.target_per_sample];
+            ctx.queue
+                .write_buffer(&self.fixed.targets, 0, bytemuck::cast_slice(&zeros));
+            let program = self.program(ctx, Mode::Eval, n, 0);
+            let refs: Vec<&Dispatch> = program.dispatches.iter().collect();
+            crate::kernels::run_all(ctx, &refs)?;
+            let (t, bytes) = program.logits;
+            out.extend(ctx.read_range::<f32>(&self.pool[self.buffer_of[t]], 0, bytes)?);
+        }
+        Ok(out)
     }
 
     /// Number of dispatches in one training step of a full batch (all micro-batches).

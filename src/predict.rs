@@ -1,0 +1,193 @@
+//! `gpucnn predict`: run a trained model on new images, with the training pipeline's
+//! preprocessing (same decoder, same resize, values rounded to whole 0–255 as the loader feeds
+//! them; no augmentation) and inference semantics (batch-norm moving statistics, no dropout).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::data::dataset::IMAGE_EXTENSIONS;
+use crate::data::decode::{ResizeOptions, load_resized};
+use crate::gpu::GpuContext;
+use crate::graph::executor::TrainStep;
+use crate::model::xception_mini;
+use crate::train::checkpoint::{
+    MODEL_JSON, ModelConfig, latest_checkpoint, load_checkpoint, read_model_json,
+};
+
+/// One image's class probabilities (in `ModelConfig::classes` order), or why it was skipped.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub path: PathBuf,
+    pub result: Result<Vec<f32>, String>,
+}
+
+/// Finds the model description and weights: a run folder (its `best.safetensors`, else the
+/// last `save_at_{epoch}.safetensors`) or a `.safetensors` file beside its `model.json`.
+pub fn locate_model(model: &Path) -> anyhow::Result<(ModelConfig, PathBuf)> {
+    let (dir, weights) = if model.is_dir() {
+        let best = model.join("best.safetensors");
+        let weights = if best.is_file() {
+            best
+        } else {
+            latest_checkpoint(model)?.map(|(_, p)| p).with_context(|| {
+                format!(
+                    "{} holds no best.safetensors or save_at_N.safetensors (--model)",
+                    model.display()
+                )
+            })?
+        };
+        (model.to_path_buf(), weights)
+    } else if model.is_file() {
+        (
+            model.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            model.to_path_buf(),
+        )
+    } else {
+        bail!(
+            "--model {}: no such run folder or .safetensors file",
+            model.display()
+        );
+    };
+    let json = dir.join(MODEL_JSON);
+    let cfg =
+        read_model_json(&json).with_context(|| format!("reading {} (--model)", json.display()))?;
+    Ok((cfg, weights))
+}
+
+/// The image files named by `inputs`: files as given, folders walked recursively (image
+/// extensions only, sorted).
+pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            walk(input, &mut out)?;
+        } else if input.is_file() {
+            out.push(input.clone());
+        } else {
+            bail!("{}: no such image file or folder", input.display());
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the model at `model` (see [`locate_model`]) on `images`, `batch` at a time on the GPU.
+pub fn predict(
+    ctx: &GpuContext,
+    model: &Path,
+    images: &[PathBuf],
+    batch: usize,
+) -> anyhow::Result<(ModelConfig, Vec<Prediction>)> {
+    let (cfg, weights) = locate_model(model)?;
+    let net = xception_mini(&cfg.xception_config())?;
+    let step = TrainStep::new(ctx, &net, batch.max(1), 1e-3)?;
+    let ck = load_checkpoint(&weights, &step.layout)?;
+    step.load_params(ctx, &ck.params);
+    let resize = ResizeOptions {
+        height: cfg.image_size,
+        width: cfg.image_size,
+        crop_to_aspect_ratio: false,
+    };
+    let mut out = Vec::with_capacity(images.len());
+    for chunk in images.chunks(batch.max(1)) {
+        let mut pixels = Vec::new();
+        let mut ok = Vec::new();
+        for path in chunk {
+            match load_resized(path, &resize) {
+                Ok(v) => {
+                    pixels.extend(v.iter().map(|x| x.round()));
+                    ok.push(path.clone());
+                }
+                Err(e) => out.push(Prediction {
+                    path: path.clone(),
+                    result: Err(e.to_string()),
+                }),
+            }
+        }
+        if ok.is_empty() {
+            continue;
+        }
+        let logits = step.predict_logits(ctx, &pixels)?;
+        let k = logits.len() / ok.len();
+        for (path, z) in ok.into_iter().zip(logits.chunks(k)) {
+            out.push(Prediction {
+                path,
+                result: Ok(probabilities(z)),
+            });
+        }
+    }
+    Ok((cfg, out))
+}
+
+/// Class probabilities from logits: one sigmoid output → [1 − p, p]; K outputs → softmax.
+pub fn probabilities(z: &[f32]) -> Vec<f32> {
+    if z.len() == 1 {
+        let p = 1.0 / (1.0 + (-z[0]).exp());
+        return vec![1.0 - p, p];
+    }
+    let m = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let e: Vec<f32> = z.iter().map(|&v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+/// The line `gpucnn predict` prints: the example's sentence for two classes, the top 3 for more.
+pub fn describe(classes: &[String], probs: &[f32]) -> String {
+    if probs.len() == 2 {
+        return format!(
+            "This image is {:.2}% {} and {:.2}% {}.",
+            100.0 * probs[0],
+            classes[0],
+            100.0 * probs[1],
+            classes[1]
+        );
+    }
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    order
+        .iter()
+        .take(3)
+        .map(|&i| format!("{} {:.2}%", classes[i], 100.0 * probs[i]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probabilities_and_sentences() {
+        let p = probabilities(&[0.0]);
+        assert_eq!(p, vec![0.5, 0.5]);
+        let classes: Vec<String> = ["Cats", "Dogs"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            describe(&classes, &[0.943, 0.057]),
+            "This image is 94.30% Cats and 5.70% Dogs."
+        );
+        let p = probabilities(&[1.0, 3.0, 2.0, -1.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        // softmax([1, 3, 2, −1]) = [0.0889, 0.6572, 0.2418, 0.0120]: the top 3, largest first.
+        assert_eq!(describe(&names, &p), "b 65.72%, c 24.18%, a 8.89%");
+    }
+}
