@@ -125,9 +125,14 @@ enum Command {
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// Folder with one subfolder of images per class (.jpg .jpeg .png .bmp .gif).
-    #[arg(long, value_name = "DIR")]
-    data: std::path::PathBuf,
+    /// Folder with one subfolder of images per class (.jpg .jpeg .png .bmp .gif); with
+    /// --labels, the folder the CSV's image paths are relative to (default: the CSV's folder).
+    #[arg(long, value_name = "DIR", required_unless_present = "labels")]
+    data: Option<std::path::PathBuf>,
+    /// Multi-label training: a CSV with one `path,label1;label2` row per image (an optional
+    /// `path,labels` header). Trains one sigmoid per label with binary cross-entropy.
+    #[arg(long, value_name = "CSV")]
+    labels: Option<std::path::PathBuf>,
     /// Output folder for checkpoints, metrics and curves [default: runs/<name of --data>].
     #[arg(long, value_name = "DIR")]
     out: Option<std::path::PathBuf>,
@@ -229,12 +234,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Train(a) => {
+            let data = match (&a.data, &a.labels) {
+                (Some(d), _) => d.clone(),
+                (None, Some(csv)) => csv.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+                (None, None) => {
+                    anyhow::bail!("--data is required (or --labels for multi-label training)")
+                }
+            };
+            let named = a
+                .labels
+                .as_ref()
+                .map(|c| c.with_extension(""))
+                .unwrap_or_else(|| data.clone());
             let cfg = gpucnn::train::fit::FitConfig {
                 out: a
                     .out
                     .clone()
-                    .unwrap_or_else(|| gpucnn::train::fit::default_out(&a.data)),
-                data: a.data,
+                    .unwrap_or_else(|| gpucnn::train::fit::default_out(&named)),
+                data,
+                labels: a.labels,
                 epochs: a.epochs,
                 batch_size: a.batch_size,
                 image_size: a.image_size,
@@ -281,7 +299,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         println!(
                             "{}: {}",
                             p.path.display(),
-                            gpucnn::predict::describe(&cfg.classes, probs)
+                            gpucnn::predict::describe(&cfg.classes, probs, cfg.multi_label)
                         );
                         let cells: Vec<String> = probs.iter().map(|v| format!("{v:.6}")).collect();
                         rows.push_str(&format!("{},{}\n", p.path.display(), cells.join(",")));

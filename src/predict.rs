@@ -131,15 +131,19 @@ pub fn predict(
         for (path, z) in ok.into_iter().zip(logits.chunks(k)) {
             out.push(Prediction {
                 path,
-                result: Ok(probabilities(z)),
+                result: Ok(probabilities(z, cfg.multi_label)),
             });
         }
     }
     Ok((cfg, out))
 }
 
-/// Class probabilities from logits: one sigmoid output → [1 − p, p]; K outputs → softmax.
-pub fn probabilities(z: &[f32]) -> Vec<f32> {
+/// Class probabilities from logits: multi-label → one sigmoid per label; one sigmoid output →
+/// [1 − p, p]; K outputs → softmax.
+pub fn probabilities(z: &[f32], multi_label: bool) -> Vec<f32> {
+    if multi_label {
+        return z.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect();
+    }
     if z.len() == 1 {
         let p = 1.0 / (1.0 + (-z[0]).exp());
         return vec![1.0 - p, p];
@@ -150,8 +154,22 @@ pub fn probabilities(z: &[f32]) -> Vec<f32> {
     e.iter().map(|v| v / s).collect()
 }
 
-/// The line `gpucnn predict` prints: the example's sentence for two classes, the top 3 for more.
-pub fn describe(classes: &[String], probs: &[f32]) -> String {
+/// The line `gpucnn predict` prints: the example's sentence for two classes, the top 3 for more;
+/// for a multi-label model, every label at 50% or more.
+pub fn describe(classes: &[String], probs: &[f32], multi_label: bool) -> String {
+    if multi_label {
+        let on: Vec<String> = classes
+            .iter()
+            .zip(probs)
+            .filter(|(_, p)| **p >= 0.5)
+            .map(|(c, p)| format!("{c} {:.2}%", 100.0 * p))
+            .collect();
+        return if on.is_empty() {
+            "no label at 50% or more".into()
+        } else {
+            format!("labels: {}", on.join(", "))
+        };
+    }
     if probs.len() == 2 {
         return format!(
             "This image is {:.2}% {} and {:.2}% {}.",
@@ -177,17 +195,25 @@ mod tests {
 
     #[test]
     fn probabilities_and_sentences() {
-        let p = probabilities(&[0.0]);
+        let p = probabilities(&[0.0], false);
         assert_eq!(p, vec![0.5, 0.5]);
+        let m = probabilities(&[0.0, 10.0, -10.0], true);
+        assert!((m[0] - 0.5).abs() < 1e-6 && m[1] > 0.99 && m[2] < 0.01);
+        let abc: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(describe(&abc, &m, true), "labels: a 50.00%, b 100.00%");
+        assert_eq!(
+            describe(&abc, &[0.1, 0.2, 0.3], true),
+            "no label at 50% or more"
+        );
         let classes: Vec<String> = ["Cats", "Dogs"].iter().map(|s| s.to_string()).collect();
         assert_eq!(
-            describe(&classes, &[0.943, 0.057]),
+            describe(&classes, &[0.943, 0.057], false),
             "This image is 94.30% Cats and 5.70% Dogs."
         );
-        let p = probabilities(&[1.0, 3.0, 2.0, -1.0]);
+        let p = probabilities(&[1.0, 3.0, 2.0, -1.0], false);
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
         // softmax([1, 3, 2, −1]) = [0.0889, 0.6572, 0.2418, 0.0120]: the top 3, largest first.
-        assert_eq!(describe(&names, &p), "b 65.72%, c 24.18%, a 8.89%");
+        assert_eq!(describe(&names, &p, false), "b 65.72%, c 24.18%, a 8.89%");
     }
 }

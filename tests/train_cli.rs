@@ -266,3 +266,93 @@ fn scan_lists_corrupt_files_and_deletes_them_on_request() {
     assert!(r.status.success());
     assert!(bad.iter().all(|b| !b.exists()));
 }
+
+/// Multi-label: two independent labels per image (`disc` for a disc instead of a square,
+/// `red` for a red shape instead of a blue one), any subset of them, from a labels CSV.
+#[test]
+fn multi_label_training_from_a_labels_csv() {
+    use rand::{Rng, SeedableRng};
+    if test_context().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("imgs");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut csv = String::from("path,labels\n");
+    for i in 0..300 {
+        let (disc, red) = (rng.random_bool(0.5), rng.random_bool(0.5));
+        let r = rng.random_range(4.0..7.0f32);
+        let (cx, cy) = (
+            rng.random_range(7.0..13.0f32),
+            rng.random_range(7.0..13.0f32),
+        );
+        let fg = if red { [230, 40, 40] } else { [40, 60, 230] };
+        let img = image::RgbImage::from_fn(20, 20, |x, y| {
+            let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
+            let inside = if disc {
+                dx * dx + dy * dy <= r * r
+            } else {
+                dx.abs() <= r * 0.85 && dy.abs() <= r * 0.85
+            };
+            image::Rgb(if inside { fg } else { [20, 20, 20] })
+        });
+        let name = format!("img{i:03}.png");
+        img.save(root.join(&name)).unwrap();
+        let labels: Vec<&str> = [(disc, "disc"), (red, "red")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, l)| *l)
+            .collect();
+        csv.push_str(&format!("{name},{}\n", labels.join(";")));
+    }
+    let labels = tmp.path().join("labels.csv");
+    std::fs::write(&labels, csv).unwrap();
+    let out = tmp.path().join("ml");
+    let r = gpucnn(&[
+        "train",
+        "--labels",
+        labels.to_str().unwrap(),
+        "--data",
+        root.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "8",
+        "--image-size",
+        "16",
+        "--width",
+        "0.0625",
+        "--batch-size",
+        "4",
+        "--lr",
+        "3e-3",
+        "--augment",
+        "flip",
+    ]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{stderr}");
+    assert!(stderr.contains("with 2 labels (disc, red)"), "{stderr}");
+    let rows = csv_rows(&out);
+    let best = rows.iter().map(|r| r[4]).fold(0.0, f64::max);
+    assert!(
+        best >= 0.9,
+        "best per-label validation accuracy {best}:\n{stderr}"
+    );
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(model["multi_label"], true);
+
+    let r = gpucnn(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        root.join("img000.png").to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(": labels: ") || stdout.contains(": no label at 50% or more"),
+        "{stdout}"
+    );
+}

@@ -10,6 +10,7 @@
 
 pub mod dataset;
 pub mod decode;
+pub mod labels;
 pub mod loader;
 pub mod scan;
 

@@ -16,6 +16,9 @@ pub struct XceptionConfig {
     pub width: f32,
     /// Dropout before the classifier (0.5 in the 2022 example).
     pub dropout: f32,
+    /// One independent sigmoid per class (multi-label, binary cross-entropy per label) instead
+    /// of a softmax (or one sigmoid for two classes).
+    pub multi_label: bool,
 }
 
 impl Default for XceptionConfig {
@@ -26,6 +29,7 @@ impl Default for XceptionConfig {
             classes: 2,
             width: 1.0,
             dropout: 0.5,
+            multi_label: false,
         }
     }
 }
@@ -103,7 +107,9 @@ pub fn xception_mini(cfg: &XceptionConfig) -> Result<Model, GraphError> {
     x = m.add_layer(LayerKind::Relu, &[x])?;
     x = m.add_layer(LayerKind::GlobalAveragePooling2D, &[x])?;
     x = m.add_layer(LayerKind::Dropout { rate: cfg.dropout }, &[x])?;
-    let (units, activation) = if cfg.classes <= 2 {
+    let (units, activation) = if cfg.multi_label {
+        (cfg.classes, Activation::Sigmoid)
+    } else if cfg.classes <= 2 {
         (1, Activation::Sigmoid)
     } else {
         (cfg.classes, Activation::Softmax)

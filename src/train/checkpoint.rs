@@ -222,6 +222,9 @@ pub struct ModelConfig {
     pub dropout: f32,
     /// `"sigmoid"` (two classes, one output unit) or `"softmax"` (one unit per class).
     pub output_activation: String,
+    /// One sigmoid per class (`gpucnn train --labels`): any number of classes per image.
+    #[serde(default)]
+    pub multi_label: bool,
     /// The gpucnn version that wrote the description.
     pub gpucnn_version: String,
 }
@@ -230,7 +233,7 @@ impl ModelConfig {
     /// The description of `xception_mini(cfg)` trained on `classes` (whose count overrides
     /// `cfg.classes`); the output activation follows from the class count.
     pub fn xception_mini(cfg: &XceptionConfig, classes: Vec<String>) -> Self {
-        let output_activation = if classes.len() == 2 {
+        let output_activation = if cfg.multi_label || classes.len() == 2 {
             "sigmoid"
         } else {
             "softmax"
@@ -243,6 +246,7 @@ impl ModelConfig {
             classes,
             dropout: cfg.dropout,
             output_activation: output_activation.into(),
+            multi_label: cfg.multi_label,
             gpucnn_version: GPUCNN_VERSION.into(),
         }
     }
@@ -255,6 +259,7 @@ impl ModelConfig {
             classes: self.classes.len(),
             width: self.width,
             dropout: self.dropout,
+            multi_label: self.multi_label,
         }
     }
 
@@ -272,7 +277,7 @@ impl ModelConfig {
         if self.image_size == 0 || self.channels == 0 {
             return Err("image_size and channels must be at least 1".into());
         }
-        if self.classes.len() < 2 {
+        if self.classes.len() < 2 && !self.multi_label {
             return Err(format!(
                 "{} class name(s); a classifier needs at least 2",
                 self.classes.len()
@@ -281,7 +286,7 @@ impl ModelConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout {} must be in [0, 1)", self.dropout));
         }
-        let expected = if self.classes.len() == 2 {
+        let expected = if self.multi_label || self.classes.len() == 2 {
             "sigmoid"
         } else {
             "softmax"

@@ -19,6 +19,7 @@ use super::metrics::{EpochMetrics, MetricsCsv};
 use crate::cpu::augment::AugmentConfig;
 use crate::data::dataset::{DatasetOptions, DirectoryDataset, Sample, epoch_order};
 use crate::data::decode::ResizeOptions;
+use crate::data::labels::LabelTable;
 use crate::data::loader::{Batch, CacheOptions, Loader, LoaderOptions};
 use crate::data::scan::{ScanOptions, scan};
 use crate::gpu::GpuContext;
@@ -39,6 +40,8 @@ pub struct FitConfig {
     pub width: f32,
     pub augment: Option<AugmentConfig>,
     pub crop_to_aspect_ratio: bool,
+    /// Multi-label training from a CSV of `path,label1;label2` rows (paths relative to `data`).
+    pub labels: Option<PathBuf>,
     pub resume: bool,
     /// Show progress bars (off in tests and when stderr is not a terminal).
     pub progress: bool,
@@ -93,17 +96,38 @@ pub fn fit(
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<FitSummary> {
     validate(cfg)?;
-    let mut dataset = DirectoryDataset::open(
-        &cfg.data,
-        &DatasetOptions {
-            validation_split: cfg.validation_split,
-            seed: cfg.seed,
-        },
-    )?;
-    log(&dataset.summary());
+    let split = DatasetOptions {
+        validation_split: cfg.validation_split,
+        seed: cfg.seed,
+    };
+    // Single-label: class folders. Multi-label: a labels CSV whose rows index `table.targets`.
+    let (class_names, mut train, mut val, table) = match &cfg.labels {
+        Some(csv) => {
+            let t = LabelTable::from_csv(csv, &cfg.data, &split)?;
+            log(&format!(
+                "Found {} images with {} labels ({}). Using {} for training, {} for validation.",
+                t.train.len() + t.val.len(),
+                t.label_names.len(),
+                t.label_names.join(", "),
+                t.train.len(),
+                t.val.len()
+            ));
+            (
+                t.label_names.clone(),
+                t.train.clone(),
+                t.val.clone(),
+                Some(t),
+            )
+        }
+        None => {
+            let ds = DirectoryDataset::open(&cfg.data, &split)?;
+            log(&ds.summary());
+            (ds.class_names, ds.train, ds.val, None)
+        }
+    };
 
     // Decode every file once; corrupt ones are listed and left out.
-    let all: Vec<Sample> = dataset.train.iter().chain(&dataset.val).cloned().collect();
+    let all: Vec<Sample> = train.iter().chain(&val).cloned().collect();
     let report = scan(&all, &ScanOptions::default());
     if !report.bad.is_empty() {
         log(&format!(
@@ -113,29 +137,32 @@ pub fn fit(
         for b in &report.bad {
             log(&format!("  {}: {}", b.path.display(), b.reason));
         }
-        let bad = report.bad.iter().map(|b| b.path.clone()).collect();
-        dataset.remove_paths(&bad);
+        let bad: std::collections::HashSet<PathBuf> =
+            report.bad.iter().map(|b| b.path.clone()).collect();
+        train.retain(|s| !bad.contains(&s.path));
+        val.retain(|s| !bad.contains(&s.path));
     }
-    if dataset.train.is_empty() || dataset.val.is_empty() {
+    if train.is_empty() || val.is_empty() {
         bail!(
             "{}: after skipping unreadable files, {} training and {} validation images remain; \
              add images or lower --validation-split",
             cfg.data.display(),
-            dataset.train.len(),
-            dataset.val.len()
+            train.len(),
+            val.len()
         );
     }
 
-    let classes = dataset.class_names.len();
+    let classes = class_names.len();
     let xcfg = XceptionConfig {
         image_size: cfg.image_size,
         channels: 3,
         classes,
         width: cfg.width,
         dropout: 0.5,
+        multi_label: table.is_some(),
     };
     let model = xception_mini(&xcfg)?;
-    let model_cfg = ModelConfig::xception_mini(&xcfg, dataset.class_names.clone());
+    let model_cfg = ModelConfig::xception_mini(&xcfg, class_names.clone());
 
     // The output folder: created (or checked) before any long work.
     std::fs::create_dir_all(&cfg.out).with_context(|| {
@@ -220,11 +247,17 @@ pub fn fit(
             disk_dir: Some(cfg.out.clone()),
         },
     };
-    let train_loader = Loader::new(dataset.train.clone(), loader_opts(cfg.batch_size))?;
-    let val_loader = Loader::new(dataset.val.clone(), loader_opts(cfg.batch_size))?;
+    let train_loader = Loader::new(train, loader_opts(cfg.batch_size))?;
+    let val_loader = Loader::new(val, loader_opts(cfg.batch_size))?;
     let binary = classes == 2;
     let upload = |b: &Batch| {
-        if binary {
+        if let Some(t) = &table {
+            step.write_batch(
+                ctx,
+                &b.images,
+                BatchTargets::Binary(&t.batch_targets(&b.labels)),
+            )
+        } else if binary {
             let t: Vec<f32> = b.labels.iter().map(|&l| l as f32).collect();
             step.write_batch(ctx, &b.images, BatchTargets::Binary(&t))
         } else {
