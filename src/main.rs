@@ -60,6 +60,26 @@ enum Command {
     /// curves.png. Unreadable images are listed and skipped. --resume continues from the last
     /// checkpoint in --out exactly where it stopped.
     Train(TrainArgs),
+    /// Judge a trained model on a folder of class subfolders: accuracy, precision, recall and
+    /// F1 per class and macro-averaged, ROC AUC (one-vs-rest for more than two classes) and the
+    /// confusion matrix. Writes confusion.png (and roc.png for two classes) to --out.
+    Evaluate {
+        /// A run folder (uses its best.safetensors) or a .safetensors file beside its model.json.
+        #[arg(long, value_name = "PATH")]
+        model: std::path::PathBuf,
+        /// Folder with one subfolder of images per class, named as the model's classes.
+        #[arg(long, value_name = "DIR")]
+        data: std::path::PathBuf,
+        /// Print the metrics as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Where confusion.png and roc.png go [default: the run folder of --model].
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// Images per GPU batch.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: u32,
+    },
     /// Run a trained model on images: one line per image, e.g. `cat.jpg: This image is 94.30%
     /// Cats and 5.70% Dogs.` for two classes, the top 3 with percentages for more. Images are
     /// preprocessed exactly as in training (same decoder and resize, no augmentation).
@@ -274,6 +294,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "Best validation accuracy: {best:.4}. Outputs in {}",
                     cfg.out.display()
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Evaluate {
+            model,
+            data,
+            json,
+            out,
+            batch_size,
+        } => {
+            let ctx = open_gpu(&opts)?;
+            let (report, labels, probs) =
+                gpucnn::predict::evaluate_folder(&ctx, &model, &data, batch_size as usize)?;
+            let out = out.unwrap_or_else(|| {
+                if model.is_dir() {
+                    model.clone()
+                } else {
+                    model.parent().map(|p| p.to_path_buf()).unwrap_or_default()
+                }
+            });
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {} (--out)", out.display()))?;
+            gpucnn::eval::plots::write_confusion_png(out.join("confusion.png"), &report)?;
+            if report.class_names.len() == 2 {
+                let positive: Vec<bool> = labels.iter().map(|&l| l == 1).collect();
+                let scores: Vec<f32> = probs.iter().map(|p| p[1]).collect();
+                let curve = gpucnn::eval::metrics::roc_curve(&positive, &scores);
+                gpucnn::eval::plots::write_roc_png(out.join("roc.png"), &curve, report.auc)?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+            } else {
+                print!("{}", report.render());
+                eprintln!("Wrote {}", out.join("confusion.png").display());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -217,3 +217,49 @@ mod tests {
         assert_eq!(describe(&names, &p, false), "b 65.72%, c 24.18%, a 8.89%");
     }
 }
+
+/// `gpucnn evaluate`: the model on every image of the class folders of `data` (all files, no
+/// split), with the model's class names matched to the folder's. Returns the report and, for
+/// plots, each image's true label and probabilities.
+pub fn evaluate_folder(
+    ctx: &GpuContext,
+    model: &Path,
+    data: &Path,
+    batch: usize,
+) -> anyhow::Result<(crate::eval::metrics::EvalReport, Vec<usize>, Vec<Vec<f32>>)> {
+    use crate::data::dataset::{DatasetOptions, DirectoryDataset};
+    let ds = DirectoryDataset::open(data, &DatasetOptions::default())?;
+    let (cfg, _) = locate_model(model)?;
+    anyhow::ensure!(
+        !cfg.multi_label,
+        "{}: a multi-label model; evaluate takes single-label class folders",
+        model.display()
+    );
+    anyhow::ensure!(
+        ds.class_names == cfg.classes,
+        "the class folders of {} ({}) are not the model's classes ({}) from {}",
+        data.display(),
+        ds.class_names.join(", "),
+        cfg.classes.join(", "),
+        model.display()
+    );
+    let mut samples: Vec<_> = ds.train.iter().chain(&ds.val).cloned().collect();
+    samples.sort_by(|a, b| a.path.cmp(&b.path));
+    let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
+    let (_, preds) = predict(ctx, model, &paths, batch)?;
+    let mut labels = Vec::new();
+    let mut probs = Vec::new();
+    for (s, p) in samples.iter().zip(&preds) {
+        if let Ok(v) = &p.result {
+            labels.push(s.label);
+            probs.push(v.clone());
+        }
+    }
+    anyhow::ensure!(
+        !labels.is_empty(),
+        "no readable image in {}",
+        data.display()
+    );
+    let report = crate::eval::metrics::evaluate(&cfg.classes, &labels, &probs);
+    Ok((report, labels, probs))
+}

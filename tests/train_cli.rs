@@ -184,6 +184,45 @@ fn train_learns_discs_from_squares_writes_everything_and_resumes_exactly() {
     assert!(table.starts_with("path,discs,squares\n"), "{table}");
     assert_eq!(table.lines().count(), 121);
 
+    // Evaluate on the whole folder: the documented JSON keys, and the two plots.
+    let r = gpucnn(&[
+        "evaluate",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        r.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    for key in [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "auc",
+        "confusion_matrix",
+        "class_names",
+    ] {
+        assert!(!v[key].is_null(), "{key} missing in {v}");
+    }
+    assert!(v["accuracy"].as_f64().unwrap() >= 0.85, "{v}");
+    let cm = v["confusion_matrix"].as_array().unwrap();
+    let total: u64 = cm
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 240, "every readable image is counted once");
+    for f in ["confusion.png", "roc.png"] {
+        image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+
     // Interrupted after 2 epochs, then resumed to 3: epoch 3 equals the uninterrupted run's.
     let out2 = tmp.path().join("run2");
     assert!(train(&data, &out2, "2", &[]).status.success());
