@@ -189,35 +189,6 @@ pub fn describe(classes: &[String], probs: &[f32], multi_label: bool) -> String 
         .join(", ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn probabilities_and_sentences() {
-        let p = probabilities(&[0.0], false);
-        assert_eq!(p, vec![0.5, 0.5]);
-        let m = probabilities(&[0.0, 10.0, -10.0], true);
-        assert!((m[0] - 0.5).abs() < 1e-6 && m[1] > 0.99 && m[2] < 0.01);
-        let abc: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(describe(&abc, &m, true), "labels: a 50.00%, b 100.00%");
-        assert_eq!(
-            describe(&abc, &[0.1, 0.2, 0.3], true),
-            "no label at 50% or more"
-        );
-        let classes: Vec<String> = ["Cats", "Dogs"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(
-            describe(&classes, &[0.943, 0.057], false),
-            "This image is 94.30% Cats and 5.70% Dogs."
-        );
-        let p = probabilities(&[1.0, 3.0, 2.0, -1.0], false);
-        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
-        // softmax([1, 3, 2, −1]) = [0.0889, 0.6572, 0.2418, 0.0120]: the top 3, largest first.
-        assert_eq!(describe(&names, &p, false), "b 65.72%, c 24.18%, a 8.89%");
-    }
-}
-
 /// `gpucnn evaluate`: the model on every image of the class folders of `data` (all files, no
 /// split), with the model's class names matched to the folder's. Returns the report and, for
 /// plots, each image's true label and probabilities.
@@ -262,4 +233,33 @@ pub fn evaluate_folder(
     );
     let report = crate::eval::metrics::evaluate(&cfg.classes, &labels, &probs);
     Ok((report, labels, probs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probabilities_and_sentences() {
+        let p = probabilities(&[0.0], false);
+        assert_eq!(p, vec![0.5, 0.5]);
+        let m = probabilities(&[0.0, 10.0, -10.0], true);
+        assert!((m[0] - 0.5).abs() < 1e-6 && m[1] > 0.99 && m[2] < 0.01);
+        let abc: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(describe(&abc, &m, true), "labels: a 50.00%, b 100.00%");
+        assert_eq!(
+            describe(&abc, &[0.1, 0.2, 0.3], true),
+            "no label at 50% or more"
+        );
+        let classes: Vec<String> = ["Cats", "Dogs"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            describe(&classes, &[0.943, 0.057], false),
+            "This image is 94.30% Cats and 5.70% Dogs."
+        );
+        let p = probabilities(&[1.0, 3.0, 2.0, -1.0], false);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        // softmax([1, 3, 2, −1]) = [0.0889, 0.6572, 0.2418, 0.0120]: the top 3, largest first.
+        assert_eq!(describe(&names, &p, false), "b 65.72%, c 24.18%, a 8.89%");
+    }
 }
