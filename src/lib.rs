@@ -15,6 +15,7 @@ pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod predict;
+pub mod preview;
 pub mod selftest;
 pub mod train;
 pub mod viz;

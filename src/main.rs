@@ -80,6 +80,29 @@ enum Command {
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
         batch_size: u32,
     },
+    /// Save a 3×3 grid of the first nine training images of a dataset, titled with their
+    /// class; with --augment, nine augmentations of the first image made by the trainer's GPU
+    /// kernel (the Keras example's "visualize your data" and "visualize the augmentations").
+    Preview {
+        /// Folder with one subfolder of images per class.
+        #[arg(long, value_name = "DIR")]
+        data: std::path::PathBuf,
+        /// The PNG to write.
+        #[arg(long, value_name = "FILE", default_value = "grid.png")]
+        out: std::path::PathBuf,
+        /// Show augmentations (random flip + rotation) of the first image instead.
+        #[arg(long)]
+        augment: bool,
+        /// Images are resized to this size, as in training.
+        #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u32).range(1..))]
+        image_size: u32,
+        /// Seed of the split (which images come first) and of the augmentations.
+        #[arg(long, default_value_t = 1337)]
+        seed: u64,
+        /// Rotation range as a fraction of a full turn, for --augment.
+        #[arg(long, default_value_t = 0.1)]
+        rotation: f32,
+    },
     /// Run a trained model on images: one line per image, e.g. `cat.jpg: This image is 94.30%
     /// Cats and 5.70% Dogs.` for two classes, the top 3 with percentages for more. Images are
     /// preprocessed exactly as in training (same decoder and resize, no augmentation).
@@ -134,6 +157,10 @@ enum Command {
         /// Number of classes: 2 gives one sigmoid output, K > 2 a softmax over K.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..))]
         classes: u32,
+        /// Also draw the network as a graph with each layer's output shape (like
+        /// keras.utils.plot_model) to this file: .png, .svg or .dot (Graphviz).
+        #[arg(long, value_name = "FILE")]
+        plot: Option<std::path::PathBuf>,
         /// Batch size for the activation-memory estimate.
         #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
         batch_size: u32,
@@ -297,6 +324,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Preview {
+            data,
+            out,
+            augment,
+            image_size,
+            seed,
+            rotation,
+        } => {
+            let cfg = if augment {
+                parse_augment("flip,rotate", rotation)?
+            } else {
+                None
+            };
+            let ctx = if augment {
+                Some(open_gpu(&opts)?)
+            } else {
+                None
+            };
+            let size = image_size as usize;
+            let images = gpucnn::preview::preview_images(ctx.as_ref(), &data, size, seed, cfg)?;
+            let (w, h) = gpucnn::viz::grid::write_grid_png(&out, &images, size, size)?;
+            eprintln!("Wrote {} ({w}×{h})", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Evaluate {
             model,
             data,
@@ -382,6 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             image_size,
             width,
             classes,
+            plot,
             batch_size,
         } => {
             anyhow::ensure!(
@@ -396,6 +448,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let model = gpucnn::model::xception_mini(&cfg)?;
             print!("{}", model.summary());
+            if let Some(path) = &plot {
+                gpucnn::viz::model_plot::write_plot(path, &model)?;
+                println!("Model plot: {}", path.display());
+            }
             let floats: usize = model.layers.iter().map(|l| l.output.len()).sum();
             let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
             println!(

@@ -134,3 +134,84 @@ fn summary_reports_the_step_memory_plan() {
         "{line}"
     );
 }
+
+#[test]
+fn summary_plots_the_model_in_each_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    for ext in ["png", "svg", "dot"] {
+        let path = tmp.path().join(format!("model.{ext}"));
+        let out = gpucnn(&[
+            "summary",
+            "--image-size",
+            "64",
+            "--plot",
+            path.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        match ext {
+            "png" => assert!(image::load_from_memory(&bytes).is_ok()),
+            "svg" => assert!(String::from_utf8_lossy(&bytes).contains("separable_conv2d_6")),
+            _ => assert!(String::from_utf8_lossy(&bytes).starts_with("digraph")),
+        }
+    }
+    let bad = tmp.path().join("model.gif");
+    let out = gpucnn(&["summary", "--plot", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn preview_writes_a_grid_of_the_data_and_of_gpu_augmentations() {
+    let tmp = tempfile::tempdir().unwrap();
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(tmp.path().join(class)).unwrap();
+        for i in 0..6 {
+            let img = image::RgbImage::from_fn(12, 12, |x, y| {
+                image::Rgb([(x * 20) as u8, (y * 20) as u8, i * 40])
+            });
+            img.save(tmp.path().join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let grid = tmp.path().join("grid.png");
+    let out = gpucnn(&[
+        "preview",
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--out",
+        grid.to_str().unwrap(),
+        "--image-size",
+        "16",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = image::open(&grid).unwrap().to_rgb8();
+    if test_context().is_none() {
+        return;
+    }
+    let out = gpucnn(&[
+        "preview",
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--out",
+        grid.to_str().unwrap(),
+        "--image-size",
+        "16",
+        "--augment",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let augmented = image::open(&grid).unwrap().to_rgb8();
+    assert_eq!(plain.dimensions(), augmented.dimensions());
+    assert_ne!(plain.as_raw(), augmented.as_raw());
+}

@@ -1,0 +1,74 @@
+//! `gpucnn preview`: look at the data the way the model will (the Keras example's "visualize
+//! your data" and "visualize the augmentations").
+
+use std::path::Path;
+
+use crate::cpu::augment::AugmentConfig;
+use crate::data::dataset::{DatasetOptions, DirectoryDataset};
+use crate::data::decode::{ResizeOptions, load_resized};
+use crate::gpu::GpuContext;
+use crate::kernels::augment::Augment;
+
+/// The first nine training images of `data` (split with `seed`, resized to `size` as the
+/// loader does), titled with their class; or, with `augment`, nine augmentations of the first
+/// one through the trainer's GPU kernel (titled "augmented 1" … "augmented 9").
+pub fn preview_images(
+    ctx: Option<&GpuContext>,
+    data: &Path,
+    size: usize,
+    seed: u64,
+    augment: Option<AugmentConfig>,
+) -> anyhow::Result<Vec<(Vec<f32>, String)>> {
+    let ds = DirectoryDataset::open(
+        data,
+        &DatasetOptions {
+            seed,
+            ..DatasetOptions::default()
+        },
+    )?;
+    let resize = ResizeOptions {
+        height: size,
+        width: size,
+        crop_to_aspect_ratio: false,
+    };
+    let mut images = Vec::new();
+    for s in &ds.train {
+        if images.len() == 9 || (augment.is_some() && !images.is_empty()) {
+            break;
+        }
+        // Unreadable files are skipped here as in training.
+        if let Ok(v) = load_resized(&s.path, &resize) {
+            images.push((
+                v.iter().map(|x| x.round()).collect::<Vec<f32>>(),
+                ds.class_names[s.label].clone(),
+            ));
+        }
+    }
+    anyhow::ensure!(
+        !images.is_empty(),
+        "no readable training image in {}",
+        data.display()
+    );
+    let Some(cfg) = augment else {
+        return Ok(images);
+    };
+    let ctx = ctx.expect("augmented previews need the GPU");
+    let (first, _) = &images[0];
+    let batch: Vec<f32> = (0..9).flat_map(|_| first.iter().copied()).collect();
+    let k = Augment::new(ctx);
+    let x = ctx.upload("preview input", &batch);
+    let y = ctx.zeros("preview output", batch.len());
+    let seed_buf = Augment::seed_buffer(ctx, seed as u32);
+    let d = k.forward(ctx, &y, &x, &seed_buf, 9, size, size, 3, &cfg);
+    crate::kernels::run_all(ctx, &[&d])?;
+    let out: Vec<f32> = ctx.read(&y)?;
+    let len = size * size * 3;
+    Ok((0..9)
+        .map(|i| {
+            (
+                out[i * len..(i + 1) * len].to_vec(),
+                format!("augmented {}", i + 1),
+            )
+        })
+        .collect())
+}
