@@ -261,6 +261,9 @@ fn confusion_png_has_the_stated_size_and_content() {
     assert_eq!(img.dimensions(), confusion_png_size(&r));
     // White, text, frame, border and one shade per distinct count (0, 1, 2, 3).
     assert!(colours(&img) >= 6, "{} colours", colours(&img));
+    // The largest count's cell is the darkest shade; a zero cell the lightest.
+    assert!(img.pixels().any(|p| p.0 == [66, 146, 198]));
+    assert!(img.pixels().any(|p| p.0 == [247, 251, 255]));
     // A different matrix draws differently.
     let other = evaluate(&n, &labels, &vec![vec![0.8, 0.1, 0.1]; 10]);
     assert_ne!(render_confusion(&r), render_confusion(&other));

@@ -70,12 +70,46 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-/// The x of the confusion grid's left edge: room for the row labels.
-fn grid_x(report: &EvalReport) -> i32 {
+/// How the columns of the confusion grid are labelled.
+#[derive(Clone, Copy, PartialEq)]
+enum ColumnLabels {
+    /// Every class name fits its column at this text scale.
+    Names(u32),
+    /// Some name does not fit: columns show class indices, row labels end in `(index)`.
+    Indices,
+}
+
+fn column_labels(report: &EvalReport) -> ColumnLabels {
+    let cell = cell_side(report.class_names.len());
     let longest = report
         .class_names
         .iter()
-        .map(|s| s.chars().count().min(C_MAX_LABEL))
+        .map(|s| s.chars().count() as i32)
+        .max()
+        .unwrap_or(0);
+    if longest * 12 <= cell - 4 {
+        ColumnLabels::Names(2)
+    } else if longest * 6 <= cell - 2 {
+        ColumnLabels::Names(1)
+    } else {
+        ColumnLabels::Indices
+    }
+}
+
+/// The label of true class `t` left of its row: the name (at most 16 characters), followed by
+/// ` (t)` when the columns show indices.
+fn row_label(report: &EvalReport, t: usize) -> String {
+    let name = truncate(&report.class_names[t], C_MAX_LABEL);
+    match column_labels(report) {
+        ColumnLabels::Names(_) => name,
+        ColumnLabels::Indices => format!("{name} ({t})"),
+    }
+}
+
+/// The x of the confusion grid's left edge: room for the row labels.
+fn grid_x(report: &EvalReport) -> i32 {
+    let longest = (0..report.class_names.len())
+        .map(|t| row_label(report, t).chars().count())
         .chain(["true".len()])
         .max()
         .unwrap_or(4);
@@ -83,7 +117,8 @@ fn grid_x(report: &EvalReport) -> i32 {
 }
 
 /// The pixel size of `confusion.png` for `report`: the grid's cells shrink as classes grow,
-/// the left margin fits the class names (up to 16 characters).
+/// the left margin fits the class names (up to 16 characters). Columns are labelled with the
+/// class names where they all fit, otherwise with class indices repeated after the row labels.
 pub fn confusion_png_size(report: &EvalReport) -> (u32, u32) {
     let k = report.class_names.len() as i32;
     let grid = k * cell_side(k as usize);
@@ -156,7 +191,7 @@ pub fn render_confusion(report: &EvalReport) -> Vec<u8> {
                 ));
             }
         }
-        let name = truncate(&report.class_names[t], C_MAX_LABEL);
+        let name = row_label(report, t);
         texts.push(Text::new(
             gx - 8,
             y0 + (cell - 14) / 2,
@@ -165,19 +200,23 @@ pub fn render_confusion(report: &EvalReport) -> Vec<u8> {
             Align::Right,
         ));
     }
+    let columns = column_labels(report);
     for (p, name) in report.class_names.iter().enumerate() {
         let cx = gx + p as i32 * cell + cell / 2;
-        let n = name.chars().count() as i32;
-        let text = if n * 12 <= cell - 4 {
-            Text::new(cx, C_COLUMN_Y, name.clone(), 2, Align::Center)
-        } else if (cell - 2) / 6 >= 3 {
-            let keep = ((cell - 2) / 6) as usize;
-            Text::new(cx, C_COLUMN_Y + 4, truncate(name, keep), 1, Align::Center)
-        } else {
-            // Too narrow for a name: the class index (its row label says which class it is).
-            Text::new(cx, C_COLUMN_Y + 4, p.to_string(), 1, Align::Center)
-        };
-        texts.push(text);
+        texts.push(match columns {
+            ColumnLabels::Names(2) => Text::new(cx, C_COLUMN_Y, name.clone(), 2, Align::Center),
+            ColumnLabels::Names(scale) => {
+                Text::new(cx, C_COLUMN_Y + 4, name.clone(), scale, Align::Center)
+            }
+            ColumnLabels::Indices => {
+                let scale = if p.to_string().len() as i32 * 12 <= cell - 4 {
+                    2
+                } else {
+                    1
+                };
+                Text::new(cx, C_COLUMN_Y, p.to_string(), scale, Align::Center)
+            }
+        });
     }
     stroke_rect(
         &mut buf,

@@ -127,3 +127,30 @@ pub(crate) fn fill_rect(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dark pixels of `text` drawn at scale 1 on a white 40×12 canvas.
+    fn ink(text: &str) -> Vec<(i32, i32)> {
+        let size = (40, 12);
+        let mut buf = vec![255u8; 40 * 12 * 3];
+        draw_label(&mut buf, size, 0, 0, text, 1);
+        (0..12)
+            .flat_map(|y| (0..40).map(move |x| (x, y)))
+            .filter(|&(x, y)| buf[(y as usize * 40 + x as usize) * 3] != 255)
+            .collect()
+    }
+
+    #[test]
+    fn commas_draw_as_a_tick_not_a_box() {
+        let comma = ink(",");
+        assert_eq!(comma, vec![(2, 5), (2, 6), (1, 7)]);
+        // A character without a glyph draws as a box of 5×7 outline pixels.
+        assert_eq!(ink(";").len(), 20);
+        // Uppercase is drawn lowercased, identical to the lowercase text.
+        assert_eq!(ink("Ab"), ink("ab"));
+        assert_eq!(label_width("ab", 2), 22);
+    }
+}
