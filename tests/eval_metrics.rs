@@ -160,6 +160,27 @@ fn auc_is_undefined_without_positives_or_negatives() {
 }
 
 #[test]
+fn nan_scores_rank_lowest_and_tie_with_each_other() {
+    let pos = [true, false, false, true, false];
+    let s = [f32::NAN, 0.2, 0.5, 0.9, f32::NAN];
+    // Positive NaN: vs .2 = 0, vs .5 = 0, vs NaN = ½; positive .9 beats all three → 3.5/6.
+    close(roc_auc(&pos, &s).unwrap(), 3.5 / 6.0);
+    let curve = roc_curve(&pos, &s);
+    let want = [
+        (0.0, 0.0),
+        (0.0, 0.5),
+        (1.0 / 3.0, 0.5),
+        (2.0 / 3.0, 0.5),
+        (1.0, 1.0),
+    ];
+    assert_eq!(curve.len(), want.len(), "{curve:?}");
+    for (a, b) in curve.iter().zip(&want) {
+        close(a.0, b.0);
+        close(a.1, b.1);
+    }
+}
+
+#[test]
 fn zero_division_conventions() {
     // Everything predicted as class 0; class 2 has no samples.
     let r = evaluate(

@@ -13,7 +13,8 @@
 //!   a random positive scores above a random negative, ties counting ½. It is undefined
 //!   (`None`) for a class without positives or without negatives;
 //! - a binary model's AUC is that of class 1's score; with more classes it is the macro mean
-//!   of the one-vs-rest AUCs of every class, undefined if any class's is.
+//!   of the one-vs-rest AUCs of every class, undefined if any class's is;
+//! - a NaN score (a diverged model) ranks below every number and ties with other NaNs.
 
 use serde_json::{Value, json};
 
@@ -214,10 +215,20 @@ pub fn roc_curve(labels_binary: &[bool], scores: &[f32]) -> Vec<(f64, f64)> {
     points
 }
 
-/// Indices of `scores` in ascending order (NaN last, by IEEE total order).
+/// Indices of `scores` in ascending order, NaN below every number (as in [`argmax`], a NaN
+/// score never ranks a sample up).
 fn sorted_indices(scores: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    order.sort_by(|&a, &b| {
+        let (x, y) = (scores[a], scores[b]);
+        match (x.is_nan(), y.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            // -0 and 0 end up adjacent, so `same` still sees them as one tied run.
+            (false, false) => x.total_cmp(&y),
+        }
+    });
     order
 }
 
