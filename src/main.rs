@@ -67,9 +67,13 @@ enum Command {
         /// A run folder (uses its best.safetensors) or a .safetensors file beside its model.json.
         #[arg(long, value_name = "PATH")]
         model: std::path::PathBuf,
-        /// Folder with one subfolder of images per class, named as the model's classes.
-        #[arg(long, value_name = "DIR")]
-        data: std::path::PathBuf,
+        /// Folder with one subfolder of images per class, named as the model's classes (with
+        /// --labels: the folder the CSV's paths are relative to, default the CSV's folder).
+        #[arg(long, value_name = "DIR", required_unless_present = "labels")]
+        data: Option<std::path::PathBuf>,
+        /// Multi-label model: a CSV of `path,label1;label2` rows; reports each label.
+        #[arg(long, value_name = "CSV")]
+        labels: Option<std::path::PathBuf>,
         /// Print the metrics as one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -351,10 +355,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Evaluate {
             model,
             data,
+            labels: Some(csv),
+            json,
+            batch_size,
+            ..
+        } => {
+            let root =
+                data.unwrap_or_else(|| csv.parent().map(|p| p.to_path_buf()).unwrap_or_default());
+            let ctx = open_gpu(&opts)?;
+            let reports =
+                gpucnn::predict::evaluate_labels(&ctx, &model, &csv, &root, batch_size as usize)?;
+            if json {
+                let per: serde_json::Map<String, serde_json::Value> = reports
+                    .iter()
+                    .map(|(n, r)| (n.clone(), r.to_json()))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "labels": per }))?
+                );
+            } else {
+                for (name, r) in &reports {
+                    println!("label {name}:\n{}", r.render());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Evaluate {
+            model,
+            data,
             json,
             out,
             batch_size,
+            ..
         } => {
+            let data = data.expect("clap requires --data without --labels");
             let ctx = open_gpu(&opts)?;
             let (report, labels, probs) =
                 gpucnn::predict::evaluate_folder(&ctx, &model, &data, batch_size as usize)?;

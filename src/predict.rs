@@ -235,6 +235,62 @@ pub fn evaluate_folder(
     Ok((report, labels, probs))
 }
 
+/// `gpucnn evaluate --labels`: a multi-label model on the images of a labels CSV (paths
+/// relative to `root`); one binary report per label (classes `not <label>`, `<label>`).
+pub fn evaluate_labels(
+    ctx: &GpuContext,
+    model: &Path,
+    csv: &Path,
+    root: &Path,
+    batch: usize,
+) -> anyhow::Result<Vec<(String, crate::eval::metrics::EvalReport)>> {
+    use crate::data::dataset::DatasetOptions;
+    use crate::data::labels::LabelTable;
+    let (cfg, _) = locate_model(model)?;
+    anyhow::ensure!(
+        cfg.multi_label,
+        "{}: not a multi-label model; evaluate it with --data DIR",
+        model.display()
+    );
+    // Every row is evaluated: a split of 1/N keeps all but one row in `train`, so take both.
+    let table = LabelTable::from_csv(
+        csv,
+        root,
+        &DatasetOptions {
+            validation_split: 0.5,
+            seed: 0,
+        },
+    )?;
+    anyhow::ensure!(
+        table.label_names == cfg.classes,
+        "the labels of {} ({}) are not the model's ({}) from {}",
+        csv.display(),
+        table.label_names.join(", "),
+        cfg.classes.join(", "),
+        model.display()
+    );
+    let samples: Vec<_> = table.train.iter().chain(&table.val).cloned().collect();
+    let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
+    let (_, preds) = predict(ctx, model, &paths, batch)?;
+    let mut out = Vec::new();
+    for (j, name) in cfg.classes.iter().enumerate() {
+        let (mut labels, mut probs) = (Vec::new(), Vec::new());
+        for (s, p) in samples.iter().zip(&preds) {
+            if let Ok(v) = &p.result {
+                labels.push(table.targets[s.label][j] as usize);
+                probs.push(vec![1.0 - v[j], v[j]]);
+            }
+        }
+        anyhow::ensure!(!labels.is_empty(), "no readable image in {}", csv.display());
+        let names = [format!("not {name}"), name.clone()];
+        out.push((
+            name.clone(),
+            crate::eval::metrics::evaluate(&names, &labels, &probs),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
