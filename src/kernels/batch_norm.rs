@@ -221,30 +221,8 @@ impl BatchNorm {
     ) -> Vec<Dispatch> {
         Self::check_scratch(scratch, shape);
         let p = shape.params();
-        let mut slots: [Option<&dyn Bind>; 12] = [None; 12];
-        slots[1] = Some(x);
-        slots[11] = Some(scratch);
-        let partial = self.family.dispatch(
-            ctx,
-            "batch_norm_forward_train_partial",
-            &slots,
-            Some(&p),
-            Self::row_grid(shape),
-        );
-        let mut slots: [Option<&dyn Bind>; 12] = [None; 12];
-        slots[5] = Some(mean);
-        slots[6] = Some(inv_std);
-        slots[7] = Some(moving_mean);
-        slots[8] = Some(moving_var);
-        slots[11] = Some(scratch);
-        let finalize = self.family.dispatch(
-            ctx,
-            "batch_norm_forward_train_finalize",
-            &slots,
-            Some(&p),
-            Self::channel_grid(shape),
-        );
-        let slots = [
+        // One binding table for the three passes: each binds only the slots it uses.
+        let slots: [Option<&dyn Bind>; 12] = [
             Some(y),
             Some(x),
             None,
@@ -252,14 +230,21 @@ impl BatchNorm {
             Some(beta),
             Some(mean),
             Some(inv_std),
+            Some(moving_mean),
+            Some(moving_var),
+            None,
+            None,
+            Some(scratch),
         ];
-        let normalize = self.family.dispatch(
-            ctx,
-            "batch_norm_forward_train_normalize",
-            &slots,
-            Some(&p),
-            Self::row_grid(shape),
-        );
+        let [partial, finalize, normalize] = [
+            ("batch_norm_forward_train_partial", Self::row_grid(shape)),
+            (
+                "batch_norm_forward_train_finalize",
+                Self::channel_grid(shape),
+            ),
+            ("batch_norm_forward_train_normalize", Self::row_grid(shape)),
+        ]
+        .map(|(entry, grid)| self.family.dispatch(ctx, entry, &slots, Some(&p), grid));
         vec![partial, finalize, normalize]
     }
 
@@ -317,46 +302,27 @@ impl BatchNorm {
     ) -> Vec<Dispatch> {
         Self::check_scratch(scratch, shape);
         let p = shape.params();
-        let mut slots: [Option<&dyn Bind>; 12] = [None; 12];
-        slots[1] = Some(x);
-        slots[2] = Some(dy);
-        slots[5] = Some(mean);
-        slots[11] = Some(scratch);
-        let partial = self.family.dispatch(
-            ctx,
-            "batch_norm_backward_partial",
-            &slots,
-            Some(&p),
-            Self::row_grid(shape),
-        );
-        let mut slots: [Option<&dyn Bind>; 12] = [None; 12];
-        slots[6] = Some(inv_std);
-        slots[9] = Some(dgamma);
-        slots[10] = Some(dbeta);
-        slots[11] = Some(scratch);
-        let finalize = self.family.dispatch(
-            ctx,
-            "batch_norm_backward_finalize",
-            &slots,
-            Some(&p),
-            Self::channel_grid(shape),
-        );
-        let mut slots: [Option<&dyn Bind>; 12] = [None; 12];
-        slots[0] = Some(dx);
-        slots[1] = Some(x);
-        slots[2] = Some(dy);
-        slots[3] = Some(gamma);
-        slots[5] = Some(mean);
-        slots[6] = Some(inv_std);
-        slots[9] = Some(dgamma);
-        slots[10] = Some(dbeta);
-        let input = self.family.dispatch(
-            ctx,
-            "batch_norm_backward_input",
-            &slots,
-            Some(&p),
-            Self::row_grid(shape),
-        );
+        // One binding table for the three passes: each binds only the slots it uses.
+        let slots: [Option<&dyn Bind>; 12] = [
+            Some(dx),
+            Some(x),
+            Some(dy),
+            Some(gamma),
+            None,
+            Some(mean),
+            Some(inv_std),
+            None,
+            None,
+            Some(dgamma),
+            Some(dbeta),
+            Some(scratch),
+        ];
+        let [partial, finalize, input] = [
+            ("batch_norm_backward_partial", Self::row_grid(shape)),
+            ("batch_norm_backward_finalize", Self::channel_grid(shape)),
+            ("batch_norm_backward_input", Self::row_grid(shape)),
+        ]
+        .map(|(entry, grid)| self.family.dispatch(ctx, entry, &slots, Some(&p), grid));
         vec![partial, finalize, input]
     }
 }
