@@ -1328,9 +1328,11 @@ impl TrainStep {
         } else {
             outputs
         };
-        // The scratch must serve every program: split-K plans of smaller batches may differ.
+        // The scratch must serve every program, and a program may run any size up to `micro`
+        // (the last partial batch of an epoch, validation, predict): split-K plans differ per
+        // size, so take the maximum over all of them (scheduling is only shape arithmetic).
         let mut scratch_len = main.pl.scratch_len;
-        for n in 1..micro.min(8) {
+        for n in 1..micro {
             scratch_len = scratch_len.max(
                 schedule(model, &k, n, activation, outputs, Mode::Train, opts.augment)?
                     .pl
