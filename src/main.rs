@@ -8,6 +8,12 @@ use gpucnn::gpu::{AdapterOptions, GpuContext};
 use gpucnn::graph::executor::TrainStep;
 use gpucnn::selftest::{self, CheckResult, ShapeClass};
 
+/// The exit statuses, shown under every command's --help (see gpucnn::error).
+const EXIT_STATUS: &str = "Exit status: 0 success; 1 failure at run time (GPU lost, disk full, an \
+     I/O error, a training that diverged; predict: some images were unreadable; selftest: a check \
+     failed); 2 bad input (a flag, path or file given, or a setting that does not fit this GPU: \
+     the message says what to change).";
+
 #[derive(Parser)]
 #[command(
     name = "gpucnn",
@@ -18,7 +24,8 @@ use gpucnn::selftest::{self, CheckResult, ShapeClass};
                   every layer's forward and backward pass written as a WGSL compute kernel and \
                   checked against a plain CPU reference.\n\n\
                   Choose the adapter with GPUCNN_ADAPTER=<part of its name> and/or \
-                  WGPU_BACKEND=vulkan|metal|dx12|gl."
+                  WGPU_BACKEND=vulkan|metal|dx12|gl.",
+    after_help = EXIT_STATUS
 )]
 struct Cli {
     #[command(subcommand)]
@@ -59,10 +66,12 @@ enum Command {
     /// statistics, Adam state), best.safetensors (best validation accuracy), model.json and
     /// curves.png. Unreadable images are listed and skipped. --resume continues from the last
     /// checkpoint in --out exactly where it stopped.
+    #[command(after_help = EXIT_STATUS)]
     Train(TrainArgs),
     /// Judge a trained model on a folder of class subfolders: accuracy, precision, recall and
     /// F1 per class and macro-averaged, ROC AUC (one-vs-rest for more than two classes) and the
     /// confusion matrix. Writes confusion.png (and roc.png for two classes) to --out.
+    #[command(after_help = EXIT_STATUS)]
     Evaluate {
         /// A run folder (uses its best.safetensors) or a .safetensors file beside its model.json.
         #[arg(long, value_name = "PATH")]
@@ -87,6 +96,7 @@ enum Command {
     /// Save a 3×3 grid of the first nine training images of a dataset, titled with their
     /// class; with --augment, nine augmentations of the first image made by the trainer's GPU
     /// kernel (the Keras example's "visualize your data" and "visualize the augmentations").
+    #[command(after_help = EXIT_STATUS)]
     Preview {
         /// Folder with one subfolder of images per class.
         #[arg(long, value_name = "DIR")]
@@ -110,6 +120,7 @@ enum Command {
     /// Run a trained model on images: one line per image, e.g. `cat.jpg: This image is 94.30%
     /// Cats and 5.70% Dogs.` for two classes, the top 3 with percentages for more. Images are
     /// preprocessed exactly as in training (same decoder and resize, no augmentation).
+    #[command(after_help = EXIT_STATUS)]
     Predict {
         /// A run folder (uses its best.safetensors) or a .safetensors file beside its model.json.
         #[arg(long, value_name = "PATH")]
@@ -126,6 +137,7 @@ enum Command {
     },
     /// Decode every image of a dataset folder once and list the files that cannot be used
     /// (unreadable, truncated, empty, not an image, or too large to decode safely).
+    #[command(after_help = EXIT_STATUS)]
     Scan {
         /// Folder with one subfolder of images per class.
         #[arg(long, value_name = "DIR")]
@@ -133,11 +145,17 @@ enum Command {
         /// Delete the bad files (the example's "remove corrupted images" step).
         #[arg(long)]
         delete: bool,
+        /// Apply the Keras example's own filter instead of decoding: a file is bad when its
+        /// first 10 bytes lack `JFIF` (PNGs and EXIF-only JPEGs included). With --delete this
+        /// reproduces the example's file set, and so its split, exactly.
+        #[arg(long)]
+        keras_jfif_filter: bool,
     },
     /// Run every kernel (forward and backward, every variant) on this GPU against the CPU
     /// reference and print one row per (op, pass, shape). Exit status 0 only if all rows are ok.
     ///
     /// Run it first on a new GPU or driver: it is what proves the kernels right there.
+    #[command(after_help = EXIT_STATUS)]
     Selftest {
         /// Print one JSON object on stdout instead of the table.
         #[arg(long)]
@@ -151,6 +169,7 @@ enum Command {
     },
     /// Print the network of the Keras example as a Keras-like table: each layer's name, type,
     /// output shape and parameter count, then the totals.
+    #[command(after_help = EXIT_STATUS)]
     Summary {
         /// Input height and width in pixels.
         #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u32).range(1..))]
@@ -171,6 +190,7 @@ enum Command {
     },
     /// List every adapter wgpu finds and show the one gpucnn would use, its limits, features
     /// and the kernel variants chosen for it.
+    #[command(after_help = EXIT_STATUS)]
     Info,
 }
 
@@ -232,15 +252,16 @@ fn parse_augment(
             "flip" => flip = true,
             "rotate" => rotate = true,
             "none" => {}
-            other => anyhow::bail!(
+            other => gpucnn::bail_input!(
                 "--augment: unknown augmentation '{other}'; use flip, rotate, flip,rotate or none"
             ),
         }
     }
-    anyhow::ensure!(
-        rotation.is_finite() && (0.0..=0.5).contains(&rotation),
-        "--rotation must be between 0 and 0.5 (a fraction of a full turn), got {rotation}"
-    );
+    if !(rotation.is_finite() && (0.0..=0.5).contains(&rotation)) {
+        gpucnn::bail_input!(
+            "--rotation must be between 0 and 0.5 (a fraction of a full turn), got {rotation}"
+        );
+    }
     Ok(
         (flip || rotate).then_some(gpucnn::cpu::augment::AugmentConfig {
             flip,
@@ -273,7 +294,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(gpucnn::error::exit_code(&e))
         }
     }
 }
@@ -289,7 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (Some(d), _) => d.clone(),
                 (None, Some(csv)) => csv.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
                 (None, None) => {
-                    anyhow::bail!("--data is required (or --labels for multi-label training)")
+                    gpucnn::bail_input!("--data is required (or --labels for multi-label training)")
                 }
             };
             let named = a
@@ -424,10 +445,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             batch_size,
         } => {
             let images = gpucnn::predict::collect_images(&inputs)?;
-            anyhow::ensure!(
-                !images.is_empty(),
-                "no image files (.jpg .jpeg .png .bmp .gif) in the inputs given"
-            );
+            if images.is_empty() {
+                gpucnn::bail_input!(
+                    "no image files (.jpg .jpeg .png .bmp .gif) in the inputs given"
+                );
+            }
             let ctx = open_gpu(&opts)?;
             let (cfg, preds) =
                 gpucnn::predict::predict(&ctx, &model, &images, batch_size as usize)?;
@@ -459,8 +481,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Scan { data, delete } => {
-            let report = gpucnn::data::scan_folder(&data, delete)?;
+        Command::Scan {
+            data,
+            delete,
+            keras_jfif_filter,
+        } => {
+            let report = gpucnn::data::scan_folder(&data, delete, keras_jfif_filter)?;
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
@@ -471,10 +497,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             plot,
             batch_size,
         } => {
-            anyhow::ensure!(
-                width.is_finite() && width > 0.0,
-                "--width must be a positive number, got {width}"
-            );
+            if !(width.is_finite() && width > 0.0) {
+                gpucnn::bail_input!("--width must be a positive number, got {width}");
+            }
             let cfg = gpucnn::model::XceptionConfig {
                 image_size: image_size as usize,
                 classes: classes as usize,
@@ -561,13 +586,15 @@ fn selftest_cmd(
         .collect();
     anyhow::ensure!(
         !checks.is_empty(),
-        "no selftest check matches --op '{}'{}; the ops are: {ops}",
-        op.unwrap_or_default(),
-        if class.is_some() {
-            " with that --class"
-        } else {
-            ""
-        }
+        gpucnn::error::BadInput(format!(
+            "no selftest check matches --op '{}'{}; the ops are: {ops}",
+            op.unwrap_or_default(),
+            if class.is_some() {
+                " with that --class"
+            } else {
+                ""
+            }
+        ))
     );
     if !json {
         println!("adapter: {summary}");

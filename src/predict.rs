@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::data::dataset::IMAGE_EXTENSIONS;
 use crate::data::decode::{ResizeOptions, load_resized};
@@ -44,7 +44,7 @@ pub fn locate_model(model: &Path) -> anyhow::Result<(ModelConfig, PathBuf)> {
             model.to_path_buf(),
         )
     } else {
-        bail!(
+        crate::bail_input!(
             "--model {}: no such run folder or .safetensors file",
             model.display()
         );
@@ -84,7 +84,7 @@ pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         } else if input.is_file() {
             out.push(input.clone());
         } else {
-            bail!("{}: no such image file or folder", input.display());
+            crate::bail_input!("{}: no such image file or folder", input.display());
         }
     }
     Ok(out)
@@ -201,12 +201,12 @@ pub fn evaluate_folder(
     use crate::data::dataset::{DatasetOptions, DirectoryDataset};
     let ds = DirectoryDataset::open(data, &DatasetOptions::default())?;
     let (cfg, _) = locate_model(model)?;
-    anyhow::ensure!(
+    crate::ensure_input!(
         !cfg.multi_label,
         "{}: a multi-label model; evaluate takes single-label class folders",
         model.display()
     );
-    anyhow::ensure!(
+    crate::ensure_input!(
         ds.class_names == cfg.classes,
         "the class folders of {} ({}) are not the model's classes ({}) from {}",
         data.display(),
@@ -226,7 +226,7 @@ pub fn evaluate_folder(
             probs.push(v.clone());
         }
     }
-    anyhow::ensure!(
+    crate::ensure_input!(
         !labels.is_empty(),
         "no readable image in {}",
         data.display()
@@ -247,7 +247,7 @@ pub fn evaluate_labels(
     use crate::data::dataset::DatasetOptions;
     use crate::data::labels::LabelTable;
     let (cfg, _) = locate_model(model)?;
-    anyhow::ensure!(
+    crate::ensure_input!(
         cfg.multi_label,
         "{}: not a multi-label model; evaluate it with --data DIR",
         model.display()
@@ -261,7 +261,7 @@ pub fn evaluate_labels(
             seed: 0,
         },
     )?;
-    anyhow::ensure!(
+    crate::ensure_input!(
         table.label_names == cfg.classes,
         "the labels of {} ({}) are not the model's ({}) from {}",
         csv.display(),
@@ -281,7 +281,7 @@ pub fn evaluate_labels(
                 probs.push(vec![1.0 - v[j], v[j]]);
             }
         }
-        anyhow::ensure!(!labels.is_empty(), "no readable image in {}", csv.display());
+        crate::ensure_input!(!labels.is_empty(), "no readable image in {}", csv.display());
         let names = [format!("not {name}"), name.clone()];
         out.push((
             name.clone(),

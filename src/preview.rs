@@ -44,11 +44,9 @@ pub fn preview_images(
             ));
         }
     }
-    anyhow::ensure!(
-        !images.is_empty(),
-        "no readable training image in {}",
-        data.display()
-    );
+    if images.is_empty() {
+        crate::bail_input!("no readable training image in {}", data.display());
+    }
     let Some(cfg) = augment else {
         return Ok(images);
     };

@@ -160,7 +160,8 @@ pub struct Stats {
 /// Compares `c.gpu` with `c.cpu` element by element.
 ///
 /// `max_rel` is taken over elements with `|cpu| > atol` only (elsewhere a relative error means
-/// nothing); a NaN or a length mismatch fails.
+/// nothing); a length mismatch, or a NaN or infinity on either side (the reference included),
+/// fails, unless both sides hold the same infinity.
 pub fn compare(c: &Compared) -> Stats {
     let mut max_abs = 0.0f64;
     let mut max_rel = 0.0f64;
@@ -180,13 +181,21 @@ pub fn compare(c: &Compared) -> Stats {
     }
     for (i, (&g, &r)) in c.gpu.iter().zip(&c.cpu).enumerate() {
         let g = g as f64;
-        let err = (g - r).abs();
-        let err = if err.is_nan() { f64::INFINITY } else { err };
+        let same_infinity = g.is_infinite() && g == r;
+        let err = if same_infinity {
+            0.0
+        } else if g.is_finite() && r.is_finite() {
+            (g - r).abs()
+        } else {
+            f64::INFINITY
+        };
         max_abs = max_abs.max(err);
-        if r.abs() > c.atol {
+        if r.is_finite() && r.abs() > c.atol {
             max_rel = max_rel.max(err / r.abs());
         }
-        if err > c.atol + c.rtol * r.abs() {
+        let within =
+            same_infinity || (g.is_finite() && r.is_finite() && err <= c.atol + c.rtol * r.abs());
+        if !within {
             bad.push((i, g, r, err));
         }
     }
@@ -245,4 +254,32 @@ pub fn random_vec(seed: u64, len: usize, lo: f32, hi: f32) -> Vec<f32> {
 /// Widens GPU inputs for the f64 CPU reference.
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(gpu: Vec<f32>, cpu: Vec<f64>) -> bool {
+        compare(&Compared::new("x", gpu, cpu, 1e-6, 1e-4)).ok
+    }
+
+    #[test]
+    fn a_nan_or_infinity_on_either_side_fails() {
+        assert!(ok(vec![1.0, 2.0], vec![1.0, 2.0]));
+        assert!(
+            !ok(vec![1.0, 2.0], vec![1.0, f64::NAN]),
+            "NaN in the reference"
+        );
+        assert!(!ok(vec![1.0, f32::NAN], vec![1.0, 2.0]), "NaN on the GPU");
+        assert!(!ok(vec![f32::NAN], vec![f64::NAN]), "NaN on both sides");
+        assert!(!ok(vec![1.0], vec![f64::INFINITY]), "infinite reference");
+        assert!(!ok(vec![f32::INFINITY], vec![f64::NEG_INFINITY]));
+        assert!(
+            ok(vec![f32::INFINITY], vec![f64::INFINITY]),
+            "the same infinity"
+        );
+        assert!(!ok(vec![1.0], vec![1.1]));
+        assert!(!ok(vec![1.0], vec![1.0, 1.0]), "length mismatch");
+    }
 }

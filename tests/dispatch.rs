@@ -21,7 +21,7 @@ fn write_params_changes_the_dropout_seed_without_rebuilding() {
         let mut want = vec![0.0; len];
         gpucnn::cpu::elementwise::dropout_forward(&mut want, &to_f64(&x), seed, 0.5);
         for (g, w) in got.iter().zip(&want) {
-            assert!((*g as f64 - w).abs() < 1e-5, "seed {seed}: {g} vs {w}");
+            approx::assert_abs_diff_eq!(*g as f64, *w, epsilon = 1e-5);
         }
         outs.push(got);
     }

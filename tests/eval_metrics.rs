@@ -11,7 +11,7 @@ fn names(v: &[&str]) -> Vec<String> {
 }
 
 fn close(a: f64, b: f64) {
-    assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    approx::assert_abs_diff_eq!(a, b, epsilon = 1e-12);
 }
 
 /// 10 samples of 3 classes whose confusion matrix (rows true, columns predicted) is
@@ -221,7 +221,7 @@ fn json_has_the_documented_keys() {
     }
     assert_eq!(j["accuracy"].as_f64(), Some(0.6));
     assert_eq!(j["precision"]["per_class"][0].as_f64(), Some(0.75));
-    assert!((j["recall"]["macro"].as_f64().unwrap() - 7.0 / 12.0).abs() < 1e-12);
+    close(j["recall"]["macro"].as_f64().unwrap(), 7.0 / 12.0);
     assert!(j["f1"]["macro"].is_number());
     assert!(j["auc"].is_number());
     assert_eq!(j["confusion_matrix"][2], serde_json::json!([1, 1, 1]));

@@ -147,12 +147,12 @@ mod tests {
         );
         let s = 1.0 / 3.501f64.sqrt();
         assert_eq!(mean[0], 3.0);
-        assert!((istd[0] - s).abs() < 1e-15);
+        approx::assert_abs_diff_eq!(istd[0], s, epsilon = 1e-15);
         for (yi, xi) in y.iter().zip(x) {
-            assert!((yi - (2.0 * (xi - 3.0) * s + 0.25)).abs() < 1e-14);
+            approx::assert_abs_diff_eq!(*yi, 2.0 * (xi - 3.0) * s + 0.25, epsilon = 1e-14);
         }
-        assert!((mm[0] - (0.99 * 0.5 + 0.01 * 3.0)).abs() < 1e-15);
-        assert!((mv[0] - (0.99 * 2.0 + 0.01 * 3.5)).abs() < 1e-15);
+        approx::assert_abs_diff_eq!(mm[0], 0.99 * 0.5 + 0.01 * 3.0, epsilon = 1e-15);
+        approx::assert_abs_diff_eq!(mv[0], 0.99 * 2.0 + 0.01 * 3.5, epsilon = 1e-15);
     }
 
     #[test]

@@ -24,11 +24,19 @@ pub use loader::{
 pub use scan::{BadFile, ScanOptions, ScanReport, scan};
 
 /// `gpucnn scan`: decodes every image of the class folders of `dir` once and reports the files
-/// that cannot be used (and, with `delete`, removes them).
-pub fn scan_folder(dir: &std::path::Path, delete: bool) -> Result<String, DatasetError> {
+/// that cannot be used (and, with `delete`, removes them). With `keras_jfif`, applies the Keras
+/// example's filter instead ([`scan::keras_jfif_filter`]).
+pub fn scan_folder(
+    dir: &std::path::Path,
+    delete: bool,
+    keras_jfif: bool,
+) -> Result<String, DatasetError> {
     let ds = DirectoryDataset::open(dir, &DatasetOptions::default())?;
     let mut all: Vec<Sample> = ds.train.iter().chain(&ds.val).cloned().collect();
     all.sort_by(|a, b| a.path.cmp(&b.path));
+    if keras_jfif {
+        return Ok(scan::keras_jfif_filter(&all, delete).summary());
+    }
     let report = scan(
         &all,
         &ScanOptions {

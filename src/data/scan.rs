@@ -1,10 +1,14 @@
 //! A parallel pre-scan that decodes every file once and reports those that cannot be used
 //! (unreadable, zero-byte, not an image, truncated, corrupt, too large), optionally deleting them.
 //!
-//! The Keras example deletes files whose first bytes lack `JFIF` before loading; this scan is the
-//! thorough version of that step. A bad file never aborts the scan. To reproduce the example's
-//! split exactly, delete first and then open the dataset again; otherwise drop the bad files from
-//! their splits with [`super::DirectoryDataset::remove_paths`].
+//! What differs from the Keras example's own filter: the example deletes every file whose first
+//! 10 bytes lack `JFIF` *before* the dataset is opened (so the split is drawn from the survivors),
+//! whether or not the file decodes; gpucnn instead decodes each file and skips the undecodable
+//! ones *after* the split, keeping JPEGs without a JFIF header (EXIF, Adobe) and PNG, BMP and GIF
+//! files. [`keras_jfif_filter`] (`gpucnn scan --keras-jfif-filter --delete`) applies the example's
+//! test to reproduce its file set, and hence its split, exactly. A bad file never aborts the scan.
+//! To keep the split of a folder as it was, drop the bad files from their splits with
+//! [`super::DirectoryDataset::remove_paths`]; after `--delete`, open the dataset again.
 
 use std::fs;
 use std::path::PathBuf;
@@ -76,6 +80,67 @@ impl ScanReport {
     }
 }
 
+/// A decoder's message on one line: some span several lines (or end in blank ones), which
+/// would break the one-line-per-file lists.
+pub(crate) fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether a file passes the Keras example's filter: `b"JFIF"` within its first 10 bytes.
+pub fn has_jfif_header(path: &std::path::Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(10);
+    fs::File::open(path)?.take(10).read_to_end(&mut head)?;
+    Ok(head.windows(4).any(|w| w == b"JFIF"))
+}
+
+/// The Keras example's filter: every sample whose first 10 bytes lack `JFIF` (or that cannot
+/// be read) is bad, whether or not it decodes; with `delete`, those files are removed.
+pub fn keras_jfif_filter(samples: &[Sample], delete: bool) -> ScanReport {
+    let mut report = ScanReport {
+        total: samples.len(),
+        ..ScanReport::default()
+    };
+    for sample in samples {
+        let reason = match has_jfif_header(&sample.path) {
+            Ok(true) => {
+                report.good.push(sample.clone());
+                continue;
+            }
+            Ok(false) => format!(
+                "{}: no JFIF marker in its first 10 bytes (the Keras example's filter)",
+                sample.path.display()
+            ),
+            Err(e) => format!(
+                "cannot read {}: {}",
+                sample.path.display(),
+                one_line(&e.to_string())
+            ),
+        };
+        report.bad.push(BadFile {
+            path: sample.path.clone(),
+            reason,
+        });
+    }
+    if delete {
+        delete_bad(&mut report);
+    }
+    report
+}
+
+/// Removes the bad files of `report` from disk, recording what was and was not removed.
+fn delete_bad(report: &mut ScanReport) {
+    for b in &report.bad {
+        match fs::remove_file(&b.path) {
+            Ok(()) => report.deleted.push(b.path.clone()),
+            Err(e) => report.delete_failures.push(BadFile {
+                path: b.path.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
 /// Resolves a thread count: 0 means all available cores, and at least 2 (decoding overlaps
 /// file reads); an explicit count is taken as given.
 pub(crate) fn thread_count(requested: usize) -> usize {
@@ -100,7 +165,7 @@ pub fn scan(samples: &[Sample], options: &ScanOptions) -> ScanReport {
                 failures
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push((i, e.to_string()));
+                    .push((i, one_line(&e.to_string())));
             }
         }
     };
@@ -130,15 +195,40 @@ pub fn scan(samples: &[Sample], options: &ScanOptions) -> ScanReport {
         }
     }
     if options.delete {
-        for b in &report.bad {
-            match fs::remove_file(&b.path) {
-                Ok(()) => report.deleted.push(b.path.clone()),
-                Err(e) => report.delete_failures.push(BadFile {
-                    path: b.path.clone(),
-                    reason: e.to_string(),
-                }),
-            }
-        }
+        delete_bad(&mut report);
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_line_reason_becomes_one_line() {
+        assert_eq!(one_line("bad\n\n  data\r\n\n"), "bad data");
+    }
+
+    #[test]
+    fn the_keras_filter_keeps_only_files_with_jfif_in_the_first_ten_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            fs::write(&p, bytes).unwrap();
+            Sample { path: p, label: 0 }
+        };
+        let samples = vec![
+            file("jfif.jpg", b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00rest"),
+            file("exif.jpg", b"\xFF\xD8\xFF\xE1\x00\x10Exif\x00\x00JFIF"),
+            file("short.jpg", b"JFI"),
+            file("a.png", b"\x89PNG\r\n\x1a\n"),
+        ];
+        let r = keras_jfif_filter(&samples, true);
+        assert_eq!(r.good.len(), 1);
+        assert_eq!(r.good[0].path, samples[0].path);
+        assert_eq!(r.bad.len(), 3);
+        assert_eq!(r.deleted.len(), 3);
+        assert!(samples[0].path.exists() && !samples[1].path.exists());
+        assert!(r.bad[0].reason.contains("exif.jpg"), "{}", r.bad[0].reason);
+    }
 }

@@ -24,6 +24,10 @@ pub struct StepComparison {
     pub loss: (f32, f64),
     pub grads: (Vec<f32>, Vec<f64>),
     pub params: (Vec<f32>, Vec<f64>),
+    /// The CPU reference's Adam applied to the starting parameters with the GPU's own
+    /// gradients (batch-norm state from the reference step): what the GPU's parameters must be
+    /// if its Adam is right, whatever tiny differences its gradients have.
+    pub params_from_gpu_grads: Vec<f64>,
     pub layout: ParamLayout,
     pub lr: f64,
 }
@@ -116,10 +120,21 @@ pub fn compare_step_with(
         dropout_seed,
         micro.unwrap_or(n),
     );
+    let mut params_from_gpu_grads = r.params.clone();
+    let tl = layout.trainable_len;
+    params_from_gpu_grads[..tl].copy_from_slice(&p0[..tl]);
+    reference::adam_step(
+        &layout,
+        &mut params_from_gpu_grads,
+        &to_f64(&gpu_grads),
+        &mut AdamState::new(&layout),
+        lr,
+    );
     Ok(StepComparison {
         loss: (gpu_loss, r.loss),
         grads: (gpu_grads, r.grads),
         params: (gpu_params, r.params),
+        params_from_gpu_grads,
         layout,
         lr,
     })
@@ -138,6 +153,9 @@ impl StepComparison {
     ///   entry whose gradient is within the gradient tolerance of zero may legitimately move the
     ///   other way: those entries get atol 2·lr, all others atol 1e-6 + rtol 1e-5 (and 2e-3·lr
     ///   for the update's own f32 rounding).
+    /// - Adam of the GPU's gradients: so that those near-zero entries are checked too, the GPU's
+    ///   parameters are also compared, every entry, with the reference Adam applied to the GPU's
+    ///   own gradients: atol 2e-7 + 1e-5·lr, rtol 1e-6 (f32 rounding of θ and of one update).
     pub fn compared(&self) -> Vec<Compared> {
         let max_abs = |g: &[f64]| g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let floor = 1e-5 * max_abs(&self.grads.1) + 1e-9;
@@ -163,9 +181,11 @@ impl StepComparison {
             (g, c)
         };
         let (gg, gc) = norm(&self.grads.0, &self.grads.1, &|i| grad_atol[i], 1e-2);
+        let trainable = self.layout.trainable_len;
+        // Against the reference step: exact where the gradient is clearly away from zero (the
+        // first step moves a weight by ≈ lr·sign(g)); elsewhere the sign may legitimately flip.
         let lr = self.lr;
         let grads = &self.grads.1;
-        let trainable = self.layout.trainable_len;
         let (pg, pc) = norm(
             &self.params.0,
             &self.params.1,
@@ -180,6 +200,15 @@ impl StepComparison {
             },
             1e-5,
         );
+        // Against the reference Adam fed the GPU's own gradients: every entry, tiny gradients
+        // included, must match to f32 rounding (|θ| ≤ 1: ulp 6e-8; the update lr_t·m/(√v+ε) in
+        // f32: relative 1e-6 of a step ≤ lr).
+        let (ag, ac) = norm(
+            &self.params.0[..trainable],
+            &self.params_from_gpu_grads[..trainable],
+            &|_| 2e-7 + 1e-5 * lr,
+            1e-6,
+        );
         vec![
             Compared::new("loss", vec![self.loss.0], vec![self.loss.1], 1e-5, 1e-4),
             Compared::new("gradients (error / tolerance)", gg, gc, 1.0, 0.0),
@@ -187,6 +216,13 @@ impl StepComparison {
                 "parameters after Adam (error / tolerance)",
                 pg,
                 pc,
+                1.0,
+                0.0,
+            ),
+            Compared::new(
+                "Adam of the GPU's gradients (error / tolerance)",
+                ag,
+                ac,
                 1.0,
                 0.0,
             ),

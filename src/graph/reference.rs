@@ -88,8 +88,9 @@ pub fn train_step(
     r
 }
 
-/// Keras' Adam over the trainable prefix of the flat parameters.
-fn adam_step(
+/// Keras' Adam over the trainable prefix of the flat parameters (`params` and `grads` are
+/// the whole flat layout; the batch-norm state after the trainable prefix is left alone).
+pub fn adam_step(
     layout: &ParamLayout,
     params: &mut [f64],
     grads: &[f64],

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::checkpoint::{
     ModelConfig, TrainState, checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint,
@@ -58,25 +58,25 @@ pub struct FitSummary {
 /// Checks the flags before anything is read or written (exit status 2 at the CLI).
 pub fn validate(cfg: &FitConfig) -> anyhow::Result<()> {
     if cfg.epochs == 0 {
-        bail!("--epochs must be at least 1");
+        crate::bail_input!("--epochs must be at least 1");
     }
     if cfg.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
+        crate::bail_input!("--batch-size must be at least 1");
     }
     if cfg.image_size == 0 {
-        bail!("--image-size must be at least 1");
+        crate::bail_input!("--image-size must be at least 1");
     }
     if !(cfg.validation_split > 0.0 && cfg.validation_split < 1.0) {
-        bail!(
+        crate::bail_input!(
             "--validation-split must be strictly between 0 and 1, got {}",
             cfg.validation_split
         );
     }
     if !(cfg.width.is_finite() && cfg.width > 0.0) {
-        bail!("--width must be a positive number, got {}", cfg.width);
+        crate::bail_input!("--width must be a positive number, got {}", cfg.width);
     }
     if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
-        bail!("--lr must be a positive number, got {}", cfg.lr);
+        crate::bail_input!("--lr must be a positive number, got {}", cfg.lr);
     }
     Ok(())
 }
@@ -143,7 +143,7 @@ pub fn fit(
         val.retain(|s| !bad.contains(&s.path));
     }
     if train.is_empty() || val.is_empty() {
-        bail!(
+        crate::bail_input!(
             "{}: after skipping unreadable files, {} training and {} validation images remain; \
              add images or lower --validation-split",
             cfg.data.display(),

@@ -1,0 +1,112 @@
+//! What kind of failure an error is, for the exit status of `gpucnn`.
+//!
+//! - **2, bad input**: something the user gave is wrong (a flag, a path, a file's content, a
+//!   setting that does not fit this device). Running again unchanged fails the same way; the
+//!   message says what to change. clap's own usage errors also exit 2.
+//! - **1, failure at run time**: the input was fine but the run failed (GPU lost, disk full, an
+//!   I/O error, a training that diverged). `predict` also exits 1 when some images were unreadable.
+//!
+//! Library code marks bad input with [`BadInput`] (or one of the library's own input error
+//! types, see [`is_bad_input`]); everything else is a run-time failure.
+
+use thiserror::Error;
+
+/// Exit status of a failure at run time.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status of bad input (a flag, path or file the user gave).
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// An error caused by what the user gave; its message names the flag or file and what to do.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// `BadInput` as an `anyhow::Error`.
+pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
+    BadInput(message.into()).into()
+}
+
+/// `return Err(bad_input(format!(...)))`, as `anyhow::bail!` for bad input.
+#[macro_export]
+macro_rules! bail_input {
+    ($($arg:tt)*) => {
+        return Err($crate::error::bad_input(format!($($arg)*)).into())
+    };
+}
+
+/// `if !cond { bail_input!(...) }`, as `anyhow::ensure!` for bad input.
+#[macro_export]
+macro_rules! ensure_input {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            $crate::bail_input!($($arg)*);
+        }
+    };
+}
+
+/// Whether any error in the chain is bad input: [`BadInput`], or a library error that is about
+/// the user's data, flags or files rather than the machine.
+pub fn is_bad_input(error: &anyhow::Error) -> bool {
+    use crate::data::dataset::DatasetError;
+    use crate::data::labels::LabelsError;
+    use crate::graph::GraphError;
+    use crate::graph::executor::ExecError;
+    use crate::train::checkpoint::CheckpointError;
+    use crate::train::metrics::MetricsError;
+    error.chain().any(|e| {
+        if e.is::<BadInput>() || e.is::<GraphError>() || e.is::<LabelsError>() {
+            return true;
+        }
+        if let Some(d) = e.downcast_ref::<DatasetError>() {
+            return !matches!(d, DatasetError::Unreadable { source, .. }
+                if source.kind() != std::io::ErrorKind::NotFound);
+        }
+        if let Some(x) = e.downcast_ref::<ExecError>() {
+            return matches!(x, ExecError::TooLarge { .. } | ExecError::Unsupported(..));
+        }
+        if let Some(c) = e.downcast_ref::<CheckpointError>() {
+            return match c {
+                CheckpointError::Write(_) | CheckpointError::Serialize { .. } => false,
+                CheckpointError::Read { source, .. } => {
+                    source.kind() == std::io::ErrorKind::NotFound
+                }
+                _ => true,
+            };
+        }
+        if let Some(m) = e.downcast_ref::<MetricsError>() {
+            return !matches!(m, MetricsError::Write(_) | MetricsError::Read { .. });
+        }
+        false
+    })
+}
+
+/// The exit status for an error: [`EXIT_BAD_INPUT`] or [`EXIT_FAILURE`].
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if is_bad_input(error) {
+        EXIT_BAD_INPUT
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn bad_input_anywhere_in_the_chain_exits_2_and_anything_else_1() {
+        let e = bad_input("--lr must be positive");
+        assert_eq!(exit_code(&e), EXIT_BAD_INPUT);
+        let wrapped = Err::<(), _>(e).context("starting the run").unwrap_err();
+        assert_eq!(exit_code(&wrapped), EXIT_BAD_INPUT);
+        let io = anyhow::Error::from(std::io::Error::other("device lost"));
+        assert_eq!(exit_code(&io), EXIT_FAILURE);
+        let full = anyhow::Error::from(crate::train::atomic::AtomicWriteError {
+            path: "x".into(),
+            step: "writing",
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        });
+        assert_eq!(exit_code(&full), EXIT_FAILURE);
+    }
+}
