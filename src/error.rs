@@ -73,6 +73,9 @@ pub fn is_bad_input(error: &anyhow::Error) -> bool {
                 _ => true,
             };
         }
+        if let Some(v) = e.downcast_ref::<crate::viz::VizError>() {
+            return matches!(v, crate::viz::VizError::UnsupportedExtension { .. });
+        }
         if let Some(m) = e.downcast_ref::<MetricsError>() {
             return !matches!(m, MetricsError::Write(_) | MetricsError::Read { .. });
         }

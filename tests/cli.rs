@@ -215,3 +215,56 @@ fn preview_writes_a_grid_of_the_data_and_of_gpu_augmentations() {
     assert_eq!(plain.dimensions(), augmented.dimensions());
     assert_ne!(plain.as_raw(), augmented.as_raw());
 }
+
+#[test]
+fn every_command_help_documents_the_exit_statuses() {
+    for cmd in [
+        "train", "evaluate", "predict", "preview", "scan", "selftest", "summary", "info",
+    ] {
+        let out = gpucnn(&[cmd, "--help"]);
+        assert!(out.status.success(), "{cmd} --help");
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            s.contains("Exit status: 0 success; 1 failure at run time")
+                && s.contains("2 bad input"),
+            "{cmd} --help: {s}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_flag_value_exits_2_naming_the_flag() {
+    // Checked before any GPU or file is touched.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = gpucnn(&["train", "--data", data, "--augment", "mirror"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--augment"));
+    let out = gpucnn(&["summary", "--width", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--width"));
+}
+
+#[test]
+fn scan_with_the_keras_jfif_filter_lists_files_without_jfif() {
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["a", "b"] {
+        std::fs::create_dir(dir.path().join(class)).unwrap();
+    }
+    // A real JFIF JPEG (the image crate writes the JFIF APP0 segment) and a PNG.
+    let img = image::RgbImage::from_pixel(4, 4, image::Rgb([200, 10, 10]));
+    img.save(dir.path().join("a/x.jpg")).unwrap();
+    img.save(dir.path().join("b/y.png")).unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = gpucnn(&["scan", "--data", data]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && s.contains("2 good, 0 unusable"),
+        "{s}"
+    );
+    let out = gpucnn(&["scan", "--data", data, "--keras-jfif-filter"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}");
+    assert!(s.contains("1 good, 1 unusable"), "{s}");
+    assert!(s.contains("y.png") && s.contains("no JFIF"), "{s}");
+}
