@@ -273,3 +273,154 @@ fn a_model_json_with_an_unbuildable_width_is_refused_with_the_range() {
     assert_eq!(r.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("width 40 is outside (0, 32]"), "{stderr}");
 }
+
+/// Deflate bits, least significant first (RFC 1951 3.1.1).
+struct Bits {
+    out: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl Bits {
+    fn put(&mut self, value: u64, len: u32) {
+        self.acc |= value << self.n;
+        self.n += len;
+        while self.n >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
+    }
+    /// A Huffman code, which deflate stores most significant bit first.
+    fn code(&mut self, code: u64, len: u32) {
+        let reversed = (0..len).fold(0, |r, i| r | ((code >> i) & 1) << (len - 1 - i));
+        self.put(reversed, len);
+    }
+}
+
+/// A zlib stream of `n` zero bytes: one fixed-Huffman block of a literal 0 and then matches of
+/// 258 at distance 1 (13 bits each), so 512 MB take 3.4 MB.
+fn zlib_zeros(n: u64) -> Vec<u8> {
+    let mut b = Bits {
+        out: vec![0x78, 0x01],
+        acc: 0,
+        n: 0,
+    };
+    b.put(1, 1); // final block
+    b.put(1, 2); // fixed Huffman codes
+    b.code(0x30, 8); // literal 0
+    for _ in 0..(n - 1) / 258 {
+        b.code(0xC5, 8); // length 258 (symbol 285)
+        b.code(0, 5); // distance 1
+    }
+    for _ in 0..(n - 1) % 258 {
+        b.code(0x30, 8);
+    }
+    b.code(0, 7); // end of block
+    b.put(0, 7); // flush to a byte
+    let mut out = b.out;
+    let adler = ((n % 65521) << 16) | 1; // a = 1 + Σ0, b = Σa = n
+    out.extend((adler as u32).to_be_bytes());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let table: Vec<u32> = (0..256u32)
+        .map(|mut c| {
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+            c
+        })
+        .collect();
+    !data.iter().fold(!0u32, |c, &b| {
+        table[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8)
+    })
+}
+
+/// A legal black 8192×8192 16-bit RGBA PNG (512 MiB decoded, 3.4 MB on disk).
+fn png_rgba16_8192() -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut body = kind.to_vec();
+        body.extend(data);
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend(&body);
+        c.extend(crc32(&body).to_be_bytes());
+        c
+    };
+    let mut ihdr = 8192u32.to_be_bytes().to_vec();
+    ihdr.extend(8192u32.to_be_bytes());
+    ihdr.extend([16, 6, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &zlib_zeros(8192 * (1 + 8192 * 8))));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+/// Runs `gpucnn` with `env` and returns its output and peak resident memory in MiB (VmHWM,
+/// sampled from /proc while it runs; the decodes it measures last seconds).
+#[cfg(target_os = "linux")]
+fn run_measuring_rss(args: &[&str], env: &[(&str, &str)]) -> (Output, u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpucnn"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(s) = std::fs::read_to_string(&status)
+            && let Some(line) = s.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            peak_kb = peak_kb.max(kb);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    (child.wait_with_output().unwrap(), peak_kb / 1024)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn decoding_huge_images_on_several_threads_stays_within_one_budget() {
+    // Two 8192×8192 RGBA16 PNGs scanned on (at least) two threads: 704 MiB each at the peak
+    // of a decode (16-bit buffer + RGB copy). Before the shared budget both decoded at once
+    // (1.45 GB); now the second waits for the first.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let png = png_rgba16_8192();
+    assert!(png.len() < 4 << 20, "{} bytes", png.len());
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        std::fs::write(data.join(class).join("huge.png"), &png).unwrap();
+    }
+    let args = ["scan", "--data", data.to_str().unwrap()];
+    let (out, peak_mib) = run_measuring_rss(&args, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("2 good, 0 unusable"), "{stdout}");
+    assert!(
+        (600..1000).contains(&peak_mib),
+        "peak {peak_mib} MiB: one decode at a time is about 704 MiB"
+    );
+    // The pixel limit, lowered by the user, refuses them from the header.
+    let (out, peak_mib) = run_measuring_rss(&args, &[("GPUCNN_MAX_IMAGE_PIXELS", "40000000")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("0 good, 2 unusable"), "{stdout}");
+    assert!(stdout.contains("GPUCNN_MAX_IMAGE_PIXELS"), "{stdout}");
+    assert!(peak_mib < 100, "peak {peak_mib} MiB");
+    // An unusable value is named.
+    let (out, _) = run_measuring_rss(&args, &[("GPUCNN_DECODE_MEMORY_MIB", "lots")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("GPUCNN_DECODE_MEMORY_MIB=\"lots\" is not a positive whole number"),
+        "{stdout}"
+    );
+}
