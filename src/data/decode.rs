@@ -338,7 +338,9 @@ pub struct ResizeOptions {
 }
 
 /// Reads `path` and decodes it to 8-bit RGB (see module docs for formats, refusals and the
-/// memory budget the result holds).
+/// memory budget the result holds). Drop the result before decoding the next image on the same
+/// thread: a thread that holds budget while it waits for more could wait forever once images
+/// are large enough to fill the budget.
 pub fn decode_rgb8(path: &Path) -> Result<Decoded, DecodeError> {
     let io_error = |source| DecodeError::Io {
         path: path.to_path_buf(),
