@@ -1090,7 +1090,7 @@ fn choose_micro_batch(
 /// of `micro` fits a device with `limits`: every parameter tensor within one binding (its layer
 /// binds it whole), every whole-model buffer (parameters, gradients, Adam's m and v) and the
 /// batch's input within the largest buffer. Shape arithmetic only, so it needs no GPU; the
-/// micro-batch's activations are checked by [`choose_micro_batch`]'s caller.
+/// micro-batch's activations are checked when the step is compiled.
 pub fn check_device_fit(
     model: &Model,
     batch: usize,
