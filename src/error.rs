@@ -62,7 +62,7 @@ pub fn is_bad_input(error: &anyhow::Error) -> bool {
                 if source.kind() != std::io::ErrorKind::NotFound);
         }
         if let Some(x) = e.downcast_ref::<ExecError>() {
-            return matches!(x, ExecError::TooLarge { .. } | ExecError::Unsupported(..));
+            return !matches!(x, ExecError::NoClassifier | ExecError::Gpu(_));
         }
         if let Some(c) = e.downcast_ref::<CheckpointError>() {
             return match c {

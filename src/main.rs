@@ -24,7 +24,9 @@ const EXIT_STATUS: &str = "Exit status: 0 success; 1 failure at run time (GPU lo
                   every layer's forward and backward pass written as a WGSL compute kernel and \
                   checked against a plain CPU reference.\n\n\
                   Choose the adapter with GPUCNN_ADAPTER=<part of its name> and/or \
-                  WGPU_BACKEND=vulkan|metal|dx12|gl.",
+                  WGPU_BACKEND=vulkan|metal|dx12|gl. Images over GPUCNN_MAX_IMAGE_PIXELS \
+                  (default 67108864, 64 Mpixel) are refused unread; all decoding threads share \
+                  GPUCNN_DECODE_MEMORY_MIB (default 1024) of memory.",
     after_help = EXIT_STATUS
 )]
 struct Cli {

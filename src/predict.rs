@@ -99,7 +99,7 @@ pub fn predict(
 ) -> anyhow::Result<(ModelConfig, Vec<Prediction>)> {
     let (cfg, weights) = locate_model(model)?;
     let net = xception_mini(&cfg.xception_config())?;
-    let step = TrainStep::new(ctx, &net, batch.max(1), 1e-3)?;
+    let step = TrainStep::for_inference(ctx, &net, batch.max(1))?;
     let ck = load_checkpoint(&weights, &step.layout)?;
     step.load_params(ctx, &ck.params);
     let resize = ResizeOptions {

@@ -681,3 +681,95 @@ fn errors_name_the_path_and_the_fix() {
         assert!(err.to_string().contains("--validation-split"), "{err}");
     }
 }
+
+/// `jpeg` with the frame header's height and width replaced (SOF0, as the image crate writes).
+fn with_jpeg_size(jpeg: &[u8], width: u16, height: u16) -> Vec<u8> {
+    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    let mut out = jpeg.to_vec();
+    out[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    out[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    out
+}
+
+#[test]
+fn a_tiny_jpeg_claiming_a_huge_size_is_refused_not_decoded_to_grey() {
+    // 1 KB whose header says 8192×8192: the image crate fills the missing blocks with grey
+    // (a 192 MB decode). Every 8×8 block costs at least one bit of Huffman-coded data.
+    let dir = tempfile::tempdir().unwrap();
+    let small = jpeg_bytes(&shape(16, 16, true));
+    let path = dir.path().join("claims_8192.jpg");
+    fs::write(&path, with_jpeg_size(&small, 8192, 8192)).unwrap();
+    let err = decode_rgb8(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::JpegTooShort {
+                width: 8192,
+                height: 8192,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("claims_8192.jpg"), "{err}");
+    // The bound is a true minimum: a real image with as little detail as possible passes.
+    let flat = RgbImage::from_pixel(1024, 768, Rgb([90, 90, 90]));
+    let path = dir.path().join("flat.jpg");
+    fs::write(&path, jpeg_bytes(&flat)).unwrap();
+    let img = decode_rgb8(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((img.width(), img.height()), (1024, 768));
+    // Progressive (one bit a block in the DC scan) passes too.
+    let path = dir.path().join("progressive.jpg");
+    fs::write(&path, progressive_jpeg()).unwrap();
+    decode_rgb8(&path).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn the_decode_budget_is_shared_waits_and_never_deadlocks() {
+    use gpucnn::data::decode::MemoryBudget;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let budget = MemoryBudget::new(100);
+    // A request over the whole budget is granted alone.
+    let big = budget.acquire(1000);
+    assert_eq!((big.bytes(), budget.in_use()), (100, 100));
+    drop(big);
+    // Eight threads each wanting 40 of 100: never more than two at once.
+    let live = AtomicU64::new(0);
+    let peak = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                let _p = budget.acquire(40);
+                let now = live.fetch_add(40, Ordering::SeqCst) + 40;
+                peak.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+                live.fetch_sub(40, Ordering::SeqCst);
+            });
+        }
+    });
+    assert_eq!(peak.load(Ordering::SeqCst), 80);
+    assert_eq!(budget.in_use(), 0);
+    // Shrinking gives back the difference at once.
+    let mut p = budget.acquire(90);
+    p.shrink_to(30);
+    assert_eq!(budget.in_use(), 30);
+    let q = budget.acquire(70);
+    drop((p, q));
+    assert_eq!(budget.in_use(), 0);
+}
+
+#[test]
+fn a_decoded_image_holds_its_share_of_the_process_budget_until_dropped() {
+    use gpucnn::data::decode::decode_budget;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rgba16.png");
+    ImageBuffer::<Rgba<u16>, Vec<u16>>::from_pixel(300, 200, Rgba([9000, 20000, 3, 65535]))
+        .save(&path)
+        .unwrap();
+    let img = decode_rgb8(&path).unwrap();
+    // Other tests decode concurrently: the budget holds at least this image's RGB bytes.
+    assert!(decode_budget().in_use() >= 300 * 200 * 3);
+    assert_eq!(img.get_pixel(0, 0).0, [35, 78, 0]);
+    let plain = img.into_image();
+    assert_eq!(plain.dimensions(), (300, 200));
+}

@@ -45,16 +45,54 @@ use crate::kernels::{Bind, BufferRange, Dispatch};
 /// Why a model cannot be compiled into a step on this device.
 #[derive(Debug, Error)]
 pub enum ExecError {
+    /// A tensor of one micro-batch does not fit one binding.
     #[error(
-        "tensor '{name}' needs {mib:.1} MiB at batch {batch}, more than this GPU can bind in one \
-         buffer ({limit_mib:.1} MiB); use a smaller --batch-size or --image-size (splitting a batch \
-         into micro-batches is not implemented yet)"
+        "tensor '{name}' needs {mib:.1} MiB at a micro-batch of {batch}, more than this GPU can \
+         bind in one buffer ({limit_mib:.1} MiB); use a smaller --image-size or --width"
     )]
     TooLarge {
         name: String,
         mib: f64,
         limit_mib: f64,
         batch: usize,
+    },
+    /// One parameter tensor does not fit one binding (its layer binds it whole).
+    #[error(
+        "parameter '{name}' needs {mib:.1} MiB, more than this GPU can bind in one buffer \
+         ({limit_mib:.1} MiB): this model is too wide for this GPU; scale --width by at most \
+         {width_factor:.2} (a layer's weights grow with the square of the width)"
+    )]
+    ParameterTooLarge {
+        name: String,
+        mib: f64,
+        limit_mib: f64,
+        /// √(limit / size): the factor on the width multiplier that makes this tensor fit.
+        width_factor: f64,
+    },
+    /// A whole-model buffer (parameters, gradients, Adam's moments) exceeds the largest buffer.
+    #[error(
+        "the model's {what} need {mib:.1} MiB in one buffer, more than this GPU's largest buffer \
+         ({limit_mib:.1} MiB): this model is too wide for this GPU; scale --width by at most \
+         {width_factor:.2}"
+    )]
+    ModelTooLarge {
+        what: &'static str,
+        mib: f64,
+        limit_mib: f64,
+        width_factor: f64,
+    },
+    /// The whole batch's input does not fit one buffer (it is uploaded at once and split into
+    /// micro-batches on the GPU).
+    #[error(
+        "--batch-size {batch} needs {mib:.1} MiB for the batch's images in one buffer, more than \
+         this GPU's largest buffer ({limit_mib:.1} MiB); the largest batch that fits at this \
+         --image-size is {max_batch}"
+    )]
+    BatchTooLarge {
+        batch: usize,
+        mib: f64,
+        limit_mib: f64,
+        max_batch: usize,
     },
     #[error("the model's last layer must be Dense with a sigmoid or softmax activation")]
     NoClassifier,
@@ -1048,6 +1086,95 @@ fn choose_micro_batch(
         .clamp(1, batch))
 }
 
+/// Checks, before anything is allocated, that a step of `batch` samples run as micro-batches
+/// of `micro` fits a device with `limits`: every parameter tensor within one binding (its layer
+/// binds it whole), every whole-model buffer (parameters, gradients, Adam's m and v) and the
+/// batch's input within the largest buffer. Shape arithmetic only, so it needs no GPU; the
+/// micro-batch's activations are checked when the step is compiled.
+pub fn check_device_fit(
+    model: &Model,
+    batch: usize,
+    micro: usize,
+    limits: &wgpu::Limits,
+) -> Result<(), ExecError> {
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let binding = limits.max_storage_buffer_binding_size;
+    let largest = limits.max_buffer_size;
+    let layout = ParamLayout::new(model);
+    if let Some(s) = layout.slots.iter().max_by_key(|s| s.len) {
+        let bytes = s.len as u64 * 4;
+        if bytes > binding {
+            return Err(ExecError::ParameterTooLarge {
+                name: s.name.clone(),
+                mib: mib(bytes),
+                limit_mib: mib(binding),
+                width_factor: (binding as f64 / bytes as f64).sqrt(),
+            });
+        }
+    }
+    // Adam's m and v span the trainable prefix; each region is one buffer of its own.
+    let wholes = [
+        (
+            "parameters (weights)",
+            layout.regions[Region::Weights as usize].1,
+        ),
+        (
+            "parameters (biases)",
+            layout.regions[Region::Biases as usize].1,
+        ),
+        (
+            "batch-norm statistics",
+            layout.regions[Region::State as usize].1,
+        ),
+        ("Adam moments", layout.trainable_len),
+    ];
+    for (what, len) in wholes {
+        let bytes = len as u64 * 4;
+        if bytes > largest {
+            return Err(ExecError::ModelTooLarge {
+                what,
+                mib: mib(bytes),
+                limit_mib: mib(largest),
+                width_factor: (largest as f64 / bytes as f64).sqrt(),
+            });
+        }
+    }
+    // The batch is uploaded whole (one buffer of `batch` images when it runs as micro-batches,
+    // the bound input of `micro` images otherwise); targets are never larger than images.
+    let sample_bytes = model.layers[0].output.len() as u64 * 4;
+    let bound = largest.min(binding);
+    if sample_bytes > bound {
+        return Err(ExecError::TooLarge {
+            name: "input".into(),
+            mib: mib(sample_bytes),
+            limit_mib: mib(bound),
+            batch: 1,
+        });
+    }
+    let limit = if micro < batch { largest } else { bound };
+    if batch as u64 * sample_bytes > limit {
+        return Err(ExecError::BatchTooLarge {
+            batch,
+            mib: mib(batch as u64 * sample_bytes),
+            limit_mib: mib(limit),
+            max_batch: (limit / sample_bytes) as usize,
+        });
+    }
+    Ok(())
+}
+
+/// Splits `[0, len)` into ranges of at most `limit` bytes that start at multiples of
+/// [`super::params::ALIGN`] elements, so that an op over a whole flat buffer (Adam, gradient
+/// accumulation) can bind it slice by slice on a device whose binding limit is smaller than
+/// the buffer: (start, len) in f32 elements.
+fn binding_slices(len: usize, limit: u64) -> Vec<(usize, usize)> {
+    let align = super::params::ALIGN;
+    let max = ((limit / 4) as usize / align * align).max(align);
+    (0..len.div_ceil(max))
+        .map(|i| (i * max, max.min(len - i * max)))
+        .collect()
+}
+
 /// Gives tensors whose [first op, last op] lifetimes do not overlap the same pool buffer.
 fn pool_plan(pl: &Planner) -> BufferPlan {
     let mut life: Vec<Option<(usize, usize)>> = vec![None; pl.tensors.len()];
@@ -1170,6 +1297,8 @@ pub struct TrainStep {
     outputs: usize,
     pub memory: MemoryReport,
     seed: Cell<u32>,
+    /// Largest binding, in bytes, of an op over a whole flat buffer (see [`binding_slices`]).
+    slice_limit: u64,
 }
 
 impl TrainStep {
@@ -1230,6 +1359,7 @@ impl TrainStep {
         let k = Kernels::new(ctx);
         let limit = ctx.limits.max_storage_buffer_binding_size;
         let micro = choose_micro_batch(model, &k, batch, activation, outputs, limit)?;
+        check_device_fit(model, batch, micro, &ctx.limits)?;
         let main = schedule(model, &k, micro, activation, outputs, Mode::Train, None)?;
         let plan = pool_plan(&main.pl);
         let sample_len = model.layers[0].output.len();
@@ -1265,6 +1395,30 @@ impl TrainStep {
         batch: usize,
         opts: &StepOptions,
     ) -> Result<Self, ExecError> {
+        let limit = ctx.limits.max_storage_buffer_binding_size;
+        Self::compile(ctx, model, batch, opts, limit, false)
+    }
+
+    /// A step for inference only ([`Self::predict_logits`]) with images arriving `batch` at a
+    /// time: compiled at the micro-batch size the device allows for `batch`, so no buffer of
+    /// the whole batch is allocated and any `batch` that one image fits works.
+    pub fn for_inference(ctx: &GpuContext, model: &Model, batch: usize) -> Result<Self, ExecError> {
+        let limit = ctx.limits.max_storage_buffer_binding_size;
+        Self::compile(ctx, model, batch, &StepOptions::default(), limit, true)
+    }
+
+    /// [`Self::with_options`], with ops over whole flat buffers (Adam, gradient accumulation)
+    /// bound in slices of at most `slice_limit` bytes (the device's binding limit; smaller in
+    /// tests, to check that slicing changes nothing). `inference`: compile for batches of one
+    /// micro-batch (see [`Self::for_inference`]).
+    fn compile(
+        ctx: &GpuContext,
+        model: &Model,
+        batch: usize,
+        opts: &StepOptions,
+        slice_limit: u64,
+        inference: bool,
+    ) -> Result<Self, ExecError> {
         assert!(batch > 0, "batch size must be at least 1");
         let layout = ParamLayout::new(model);
         let layers = &model.layers;
@@ -1275,6 +1429,8 @@ impl TrainStep {
             Some(m) => m.clamp(1, batch),
             None => choose_micro_batch(model, &k, batch, activation, outputs, limit)?,
         };
+        let batch = if inference { micro } else { batch };
+        check_device_fit(model, batch, micro, &ctx.limits)?;
         let count = batch.div_ceil(micro);
         let main = schedule(
             model,
@@ -1368,18 +1524,20 @@ impl TrainStep {
         }
 
         // Adam over the weights and biases regions.
+        // A region larger than one binding is updated slice by slice (the update is
+        // elementwise, so slices are independent).
         let opt_grads = full.as_ref().map_or(&grads, |a| &a.grads);
         let mut optimizer = vec![k.adam.begin_step(ctx, &fixed.adam_state)];
         for (r, (start, len)) in [(0usize, layout.regions[0]), (1, layout.regions[1])] {
-            if len > 0 {
+            for (at, n) in binding_slices(len, slice_limit) {
                 optimizer.push(k.adam.update(
                     ctx,
-                    &params[r],
-                    &range(&fixed.m, start, len),
-                    &range(&fixed.v, start, len),
-                    &opt_grads[r],
+                    &range(&params[r], at, n),
+                    &range(&fixed.m, start + at, n),
+                    &range(&fixed.v, start + at, n),
+                    &range(&opt_grads[r], at, n),
                     &fixed.adam_state,
-                    len,
+                    n,
                 ));
             }
         }
@@ -1414,6 +1572,7 @@ impl TrainStep {
             outputs,
             memory,
             seed: Cell::new(0),
+            slice_limit,
         })
     }
 
@@ -1466,9 +1625,10 @@ impl TrainStep {
                 (&a.grads[1], &self.grads[1], self.layout.regions[1].1),
                 (&a.loss, &self.fixed.loss, 1),
             ] {
-                if len > 0 {
-                    acc_first.push(self.k.rescale.forward(ctx, dst, src, len, w, 0.0));
-                    acc_rest.push(self.k.rescale.accumulate(ctx, dst, src, len, w));
+                for (at, n) in binding_slices(len, self.slice_limit) {
+                    let (dst, src) = (range(dst, at, n), range(src, at, n));
+                    acc_first.push(self.k.rescale.forward(ctx, &dst, &src, n, w, 0.0));
+                    acc_rest.push(self.k.rescale.accumulate(ctx, &dst, &src, n, w));
                 }
             }
         }
@@ -1740,5 +1900,57 @@ impl TrainStep {
             })
             .sum::<usize>()
             + self.optimizer.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_slices_cover_the_buffer_in_aligned_slices_within_the_limit() {
+        let align = super::super::params::ALIGN;
+        assert_eq!(binding_slices(0, 1 << 20), vec![]);
+        assert_eq!(binding_slices(100, 1 << 20), vec![(0, 100)]);
+        // 1000 bytes hold 250 floats: slices of 192 (three ALIGNs), the rest last.
+        assert_eq!(
+            binding_slices(500, 1000),
+            vec![(0, 192), (192, 192), (384, 116)]
+        );
+        for (at, _) in binding_slices(10_000, 3000) {
+            assert_eq!(at % align, 0);
+        }
+    }
+
+    /// Adam and the micro-batch gradient accumulation bound slice by slice give bit for bit
+    /// the parameters of the unsliced step.
+    #[test]
+    fn slicing_the_flat_buffers_changes_nothing() {
+        let Some(ctx) = crate::gpu::test_context() else {
+            return;
+        };
+        let model = super::super::parity::small_model(2);
+        let opts = StepOptions {
+            micro: Some(2),
+            ..Default::default()
+        };
+        let whole = ctx.limits.max_storage_buffer_binding_size;
+        let run = |slice_limit: u64| {
+            let step = TrainStep::compile(&ctx, &model, 5, &opts, slice_limit, false).unwrap();
+            step.load_params(&ctx, &step.layout.initial_values(7));
+            let x: Vec<f32> = (0..5 * 32 * 32 * 3)
+                .map(|i| (i * 37 % 256) as f32)
+                .collect();
+            let t = [0.0, 1.0, 1.0, 0.0, 1.0];
+            for _ in 0..2 {
+                step.write_batch(&ctx, &x, BatchTargets::Binary(&t));
+                step.run(&ctx).unwrap();
+            }
+            (step.optimizer.len(), step.read_params(&ctx).unwrap())
+        };
+        let (n_whole, p_whole) = run(whole);
+        let (n_sliced, p_sliced) = run(4096);
+        assert!(n_sliced > n_whole + 4, "{n_sliced} vs {n_whole} dispatches");
+        assert_eq!(p_whole, p_sliced);
     }
 }

@@ -34,6 +34,25 @@ impl Default for XceptionConfig {
     }
 }
 
+/// Largest width multiplier [`xception_mini`] builds. At width w the largest weight tensor
+/// (the last separable convolution's pointwise kernel, 728w × 1024w floats) takes 2.98·w² MB;
+/// past 37 it exceeds 4 GiB, more than any device can bind (WebGPU sizes bindings in u32
+/// bytes), so no GPU could run it. Below this, whether a width fits a given GPU is checked
+/// against its limits when the step is compiled (`graph::executor::check_device_fit`).
+pub const MAX_WIDTH: f32 = 32.0;
+
+/// Why `width` cannot be built, if it cannot: a message naming the allowed range.
+pub fn check_width(width: f32) -> Result<(), String> {
+    if width.is_finite() && width > 0.0 && width <= MAX_WIDTH {
+        Ok(())
+    } else {
+        Err(format!(
+            "width {width} is outside (0, {MAX_WIDTH}]: the channel multiplier must be positive, \
+             and past {MAX_WIDTH} one layer's weights exceed what any GPU can bind"
+        ))
+    }
+}
+
 /// Channel count `c` scaled by the width multiplier (at least 1).
 pub fn scaled(c: usize, width: f32) -> usize {
     ((c as f32 * width).round() as usize).max(1)
@@ -44,6 +63,11 @@ pub fn scaled(c: usize, width: f32) -> usize {
 /// for 256, 512, 728; SepConv 1024 + BN + ReLU; global average pooling; Dropout; Dense 1 sigmoid
 /// (2 classes) or Dense K softmax.
 pub fn xception_mini(cfg: &XceptionConfig) -> Result<Model, GraphError> {
+    check_width(cfg.width).map_err(|message| GraphError::Shape {
+        layer: "xception_mini".into(),
+        kind: "--width",
+        message,
+    })?;
     let w = |c| scaled(c, cfg.width);
     let bn = LayerKind::BatchNormalization {
         momentum: 0.99,
@@ -148,6 +172,24 @@ mod tests {
             ]
         );
         assert_eq!(m.layers[2].output, Shape::Hwc(90, 90, 128));
+    }
+
+    #[test]
+    fn widths_outside_the_buildable_range_are_refused_with_the_range() {
+        for width in [0.0, -1.0, f32::NAN, f32::INFINITY, 32.5, 1e30] {
+            let e = xception_mini(&XceptionConfig {
+                width,
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("(0, 32]"), "{width}: {e}");
+        }
+        // The bound's reason: at 38 the largest kernel would need over 4 GiB.
+        let floats = |w: f32| (scaled(728, w) * scaled(1024, w)) as u64;
+        assert!(floats(MAX_WIDTH) * 4 < 1 << 32);
+        assert!(floats(38.0) * 4 > 1 << 32);
+        assert!(check_width(MAX_WIDTH).is_ok() && check_width(4.0).is_ok());
     }
 
     #[test]

@@ -271,9 +271,7 @@ impl ModelConfig {
                 self.architecture
             ));
         }
-        if !(self.width.is_finite() && self.width > 0.0) {
-            return Err(format!("width {} must be a positive number", self.width));
-        }
+        crate::model::check_width(self.width)?;
         if self.image_size == 0 || self.channels == 0 {
             return Err("image_size and channels must be at least 1".into());
         }
