@@ -245,7 +245,8 @@ struct TrainArgs {
     #[arg(long, value_name = "DIR", required_unless_present = "labels")]
     data: Option<std::path::PathBuf>,
     /// Multi-label training: a CSV with one `path,label1;label2` row per image (an optional
-    /// `path,labels` header). Trains one sigmoid per label with binary cross-entropy.
+    /// header such as `path,labels`; quote a path that holds a comma). Trains one sigmoid per
+    /// label with binary cross-entropy.
     #[arg(long, value_name = "CSV")]
     labels: Option<std::path::PathBuf>,
     /// Output folder for checkpoints, metrics and curves [default: runs/<name of --data>].

@@ -527,16 +527,21 @@ fn weights_or_outputs_that_are_not_finite_are_refused() {
     assert!(text(&r.stderr).contains("not finite"));
     assert!(r.stdout.is_empty(), "{}", text(&r.stdout));
 
-    // Finite weights whose products overflow f32: the classifier's kernel at 3e38.
+    // Finite weights whose products overflow f32: the last batch norm's beta at 100 makes
+    // every feature about 100 after its ReLU, and the classifier's kernel at 3e38 multiplies
+    // them past f32's range. (An overflow earlier in the network would not do: ReLU and max
+    // pooling on the GPU turn NaN into 0.)
     let huge = tmp.path().join("huge");
     write_model(&huge, &["a", "b"], false, false, |layout, params| {
-        let slot = layout
-            .slots
-            .iter()
-            .rev()
-            .find(|s| s.name.ends_with("kernel"))
-            .unwrap();
-        params[slot.offset..slot.offset + slot.len].fill(3e38);
+        for (suffix, value) in [("beta", 100.0), ("kernel", 3e38)] {
+            let slot = layout
+                .slots
+                .iter()
+                .filter(|s| s.trainable)
+                .rfind(|s| s.name.ends_with(suffix))
+                .unwrap();
+            params[slot.offset..slot.offset + slot.len].fill(value);
+        }
     });
     let r = gpucnn(&["predict", "--model", s(&huge), s(&data)]);
     let e = text(&r.stderr);
@@ -692,10 +697,17 @@ fn a_labels_csv_without_any_label_is_bad_input() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    write_image(&tmp.path().join("a.png"), 1);
-    write_image(&tmp.path().join("b.png"), 2);
+    // Enough rows for a validation set, so that nothing else stops the run first.
+    let mut rows = String::from("path,labels\n");
+    for i in 0..10 {
+        write_image(&tmp.path().join(format!("{i}.png")), i);
+        rows.push_str(&format!(
+            "{i}.png,{}\n",
+            if i % 2 == 0 { "" } else { " ; " }
+        ));
+    }
     let csv = tmp.path().join("labels.csv");
-    fs::write(&csv, "path,labels\na.png,\nb.png, ; \n").unwrap();
+    fs::write(&csv, rows).unwrap();
     let out = tmp.path().join("run");
     let r = gpucnn(&[
         "train",
@@ -714,6 +726,6 @@ fn a_labels_csv_without_any_label_is_bad_input() {
     ]);
     let e = text(&r.stderr);
     assert_eq!(r.status.code(), Some(2), "{e}");
-    assert!(e.contains("none of its 2 rows has a label"), "{e}");
+    assert!(e.contains("none of its 10 rows has a label"), "{e}");
     assert!(e.contains(&csv.display().to_string()), "{e}");
 }
