@@ -1,12 +1,53 @@
 //! The `gpucnn` command line: thin, everything real lives in the library.
 
+use std::io::Write as _;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use gpucnn::gpu::{AdapterOptions, GpuContext};
 use gpucnn::graph::executor::TrainStep;
 use gpucnn::selftest::{self, CheckResult, ShapeClass};
+
+/// Set once stdout's reader has gone away (`gpucnn predict … | head -1`).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes a command's output to stdout. A closed reader is not the command's failure: after a
+/// broken pipe the rest of the output is dropped quietly and the command finishes its work
+/// (predict still writes its --csv) and exits as it would have. Rust ignores SIGPIPE, so
+/// without this `println!` would panic (exit 101) at the first line nobody reads. Any other
+/// write error (a full disk behind a redirect) is a failure at run time.
+fn emit(text: std::fmt::Arguments) -> anyhow::Result<()> {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        r => r.context("writing to stdout"),
+    }
+}
+
+/// `print!` through [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        emit(format_args!($($arg)*))?
+    };
+}
+
+/// `println!` through [`emit`].
+macro_rules! outln {
+    () => {
+        emit(format_args!("\n"))?
+    };
+    ($($arg:tt)*) => {
+        emit(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
 
 /// The exit statuses, shown under every command's --help (see gpucnn::error).
 const EXIT_STATUS: &str = "Exit status: 0 success; 1 failure at run time (GPU lost, disk full, an \
@@ -121,7 +162,9 @@ enum Command {
     },
     /// Run a trained model on images: one line per image, e.g. `cat.jpg: This image is 94.30%
     /// Cats and 5.70% Dogs.` for two classes, the top 3 with percentages for more. Images are
-    /// preprocessed exactly as in training (same decoder and resize, no augmentation).
+    /// preprocessed exactly as in training (same decoder and resize, the centre crop when the
+    /// model was trained with --crop-to-aspect-ratio, no augmentation). Refuses a model.json
+    /// that does not describe the checkpoint's model, and weights that are not finite.
     #[command(after_help = EXIT_STATUS)]
     Predict {
         /// A run folder (uses its best.safetensors) or a .safetensors file beside its model.json.
@@ -130,7 +173,8 @@ enum Command {
         /// Image files and/or folders (walked recursively).
         #[arg(required = true, value_name = "IMAGE_OR_DIR")]
         inputs: Vec<std::path::PathBuf>,
-        /// Also write one CSV row per image: path, then each class's probability.
+        /// Also write one CSV row per image: path, then each class's probability (RFC 4180: a
+        /// path holding a comma or a quote is quoted).
         #[arg(long, value_name = "FILE")]
         csv: Option<std::path::PathBuf>,
         /// Images per GPU batch.
@@ -203,7 +247,8 @@ struct TrainArgs {
     #[arg(long, value_name = "DIR", required_unless_present = "labels")]
     data: Option<std::path::PathBuf>,
     /// Multi-label training: a CSV with one `path,label1;label2` row per image (an optional
-    /// `path,labels` header). Trains one sigmoid per label with binary cross-entropy.
+    /// header such as `path,labels`; quote a path that holds a comma). Trains one sigmoid per
+    /// label with binary cross-entropy.
     #[arg(long, value_name = "CSV")]
     labels: Option<std::path::PathBuf>,
     /// Output folder for checkpoints, metrics and curves [default: runs/<name of --data>].
@@ -393,13 +438,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|(n, r)| (n.clone(), r.to_json()))
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({ "labels": per }))?
                 );
             } else {
                 for (name, r) in &reports {
-                    println!("label {name}:\n{}", r.render());
+                    outln!("label {name}:\n{}", r.render());
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -433,9 +478,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 gpucnn::eval::plots::write_roc_png(out.join("roc.png"), &curve, report.auc)?;
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+                outln!("{}", serde_json::to_string_pretty(&report.to_json())?);
             } else {
-                print!("{}", report.render());
+                out!("{}", report.render());
                 eprintln!("Wrote {}", out.join("confusion.png").display());
             }
             Ok(ExitCode::SUCCESS)
@@ -455,18 +500,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = open_gpu(&opts)?;
             let (cfg, preds) =
                 gpucnn::predict::predict(&ctx, &model, &images, batch_size as usize)?;
-            let mut rows = format!("path,{}\n", cfg.classes.join(","));
+            // RFC 4180 via the csv crate: a path or class name holding a comma or a quote is
+            // quoted, so every row has one path and one cell per class.
+            let mut rows = csv::Writer::from_writer(Vec::new());
+            let mut header = vec!["path".to_string()];
+            header.extend(cfg.classes.iter().cloned());
+            rows.write_record(&header)?;
             let mut failed = 0;
             for p in &preds {
                 match &p.result {
                     Ok(probs) => {
-                        println!(
+                        outln!(
                             "{}: {}",
                             p.path.display(),
                             gpucnn::predict::describe(&cfg.classes, probs, cfg.multi_label)
                         );
-                        let cells: Vec<String> = probs.iter().map(|v| format!("{v:.6}")).collect();
-                        rows.push_str(&format!("{},{}\n", p.path.display(), cells.join(",")));
+                        let mut row = vec![p.path.to_string_lossy().into_owned()];
+                        row.extend(probs.iter().map(|v| format!("{v:.6}")));
+                        rows.write_record(&row)?;
                     }
                     Err(e) => {
                         failed += 1;
@@ -475,7 +526,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             if let Some(path) = csv {
-                gpucnn::train::atomic::write_atomic(&path, rows.as_bytes())?;
+                let bytes = rows.into_inner().context("formatting the --csv rows")?;
+                gpucnn::train::atomic::write_atomic(&path, &bytes)?;
             }
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
@@ -489,7 +541,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keras_jfif_filter,
         } => {
             let report = gpucnn::data::scan_folder(&data, delete, keras_jfif_filter)?;
-            print!("{report}");
+            out!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Summary {
@@ -509,31 +561,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             };
             let model = gpucnn::model::xception_mini(&cfg)?;
-            print!("{}", model.summary());
+            out!("{}", model.summary());
             if let Some(path) = &plot {
                 gpucnn::viz::model_plot::write_plot(path, &model)?;
-                println!("Model plot: {}", path.display());
+                outln!("Model plot: {}", path.display());
             }
             let floats: usize = model.layers.iter().map(|l| l.output.len()).sum();
             let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-            println!(
+            outln!(
                 "Forward activations at batch {batch_size}: {:.1} MiB (sum of all layer outputs)",
                 mib((floats * batch_size as usize * 4) as u64)
             );
             // The training step's memory plan needs the device (its limits and kernel variants).
             match open_gpu(&opts) {
-                Err(e) => println!("Training-step memory plan: not available ({e:#})"),
+                Err(e) => outln!("Training-step memory plan: not available ({e:#})"),
                 Ok(ctx) => match TrainStep::plan_memory(&ctx, &model, batch_size as usize) {
                     Ok((micro, m)) => {
                         if micro < batch_size as usize {
-                            println!(
+                            outln!(
                                 "Training step at batch {batch_size}: runs as {} micro-batches of {micro} \
                                  (a whole-batch tensor would exceed this GPU's {:.0} MiB binding limit)",
                                 (batch_size as usize).div_ceil(micro),
                                 mib(ctx.limits.max_storage_buffer_binding_size)
                             );
                         }
-                        println!(
+                        outln!(
                             "Training step at batch {batch_size}: transient tensors {:.1} MiB pooled in {} buffers \
                              (naive sum {:.1} MiB, {} tensors); parameters, gradients, Adam state, saved \
                              tensors and batch buffers {:.1} MiB",
@@ -544,19 +596,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             mib(m.fixed_bytes),
                         );
                     }
-                    Err(e) => println!("Training step at batch {batch_size}: {e}"),
+                    Err(e) => outln!("Training step at batch {batch_size}: {e}"),
                 },
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Info => {
-            println!("adapters found:");
+            outln!("adapters found:");
             for (i, a) in gpucnn::gpu::list_adapters(&opts).iter().enumerate() {
-                println!("  {i}: {} ({:?}, {:?})", a.name, a.backend, a.device_type);
+                outln!("  {i}: {} ({:?}, {:?})", a.name, a.backend, a.device_type);
             }
             let ctx = open_gpu(&opts)?;
-            println!("using: {}", ctx.summary());
-            println!("kernel variants: {}", gpucnn::kernels::variant_report(&ctx));
+            outln!("using: {}", ctx.summary());
+            outln!("kernel variants: {}", gpucnn::kernels::variant_report(&ctx));
             Ok(ExitCode::SUCCESS)
         }
         Command::Selftest { json, op, class } => {
@@ -599,18 +651,24 @@ fn selftest_cmd(
         ))
     );
     if !json {
-        println!("adapter: {summary}");
-        println!("kernel variants: {}", gpucnn::kernels::variant_report(&ctx));
-        println!(
+        outln!("adapter: {summary}");
+        outln!("kernel variants: {}", gpucnn::kernels::variant_report(&ctx));
+        outln!(
             "{:<18} {:<16} {:<10} {:<40} {:>11} {:>11} {:>7}  ok",
-            "op", "pass", "variant", "shape", "max_abs_err", "max_rel_err", "secs"
+            "op",
+            "pass",
+            "variant",
+            "shape",
+            "max_abs_err",
+            "max_rel_err",
+            "secs"
         );
     }
     let mut results: Vec<CheckResult> = Vec::with_capacity(checks.len());
     for c in &checks {
         let r = selftest::run_check(&ctx, c);
         if !json {
-            println!(
+            outln!(
                 "{:<18} {:<16} {:<10} {:<40} {:>11.3e} {:>11.3e} {:>7.2}  {}",
                 r.op,
                 r.pass,
@@ -622,7 +680,7 @@ fn selftest_cmd(
                 if r.ok { "ok" } else { "FAIL" }
             );
             if !r.ok {
-                println!("    {}", r.detail);
+                outln!("    {}", r.detail);
             }
         }
         results.push(r);
@@ -640,9 +698,9 @@ fn selftest_cmd(
             "variants": gpucnn::kernels::variant_report(&ctx),
             "results": results,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{} passed, {} failed", results.len() - failed, failed);
+        outln!("{} passed, {} failed", results.len() - failed, failed);
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS

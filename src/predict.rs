@@ -1,14 +1,22 @@
 //! `gpucnn predict`: run a trained model on new images, with the training pipeline's
-//! preprocessing (same decoder, same resize, values rounded to whole 0–255 as the loader feeds
-//! them; no augmentation) and inference semantics (batch-norm moving statistics, no dropout).
+//! preprocessing (same decoder, same resize, the centre crop when the model was trained with
+//! `--crop-to-aspect-ratio`, values rounded to whole 0–255 as the loader feeds them; no
+//! augmentation) and inference semantics (batch-norm moving statistics, no dropout).
+//!
+//! Before running, the weights are checked against `model.json`: the description stored in the
+//! checkpoint must be the same model (an edited `image_size` would silently feed the network
+//! other images than it learned from), and every weight must be finite (a diverged training
+//! saves NaN weights whose outputs mean nothing).
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::data::dataset::IMAGE_EXTENSIONS;
+use crate::data::dataset::image_files;
 use crate::data::decode::{ResizeOptions, load_resized};
 use crate::gpu::GpuContext;
+use crate::graph::ParamLayout;
 use crate::graph::executor::TrainStep;
 use crate::model::xception_mini;
 use crate::train::checkpoint::{
@@ -18,7 +26,9 @@ use crate::train::checkpoint::{
 /// One image's class probabilities (in `ModelConfig::classes` order), or why it was skipped.
 #[derive(Debug, Clone)]
 pub struct Prediction {
+    /// The image file.
     pub path: PathBuf,
+    /// Its probabilities, or the reason it could not be read.
     pub result: Result<Vec<f32>, String>,
 }
 
@@ -55,42 +65,133 @@ pub fn locate_model(model: &Path) -> anyhow::Result<(ModelConfig, PathBuf)> {
     Ok((cfg, weights))
 }
 
-/// The image files named by `inputs`: files as given, folders walked recursively (image
-/// extensions only, sorted).
-pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out)?;
-            } else if p
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            {
-                out.push(p);
-            }
+/// The model description stored in the metadata of the safetensors file `weights` (key
+/// `model`), or `None` when the file has none (written by another tool). Reads only the header.
+pub fn stored_model_config(weights: &Path) -> anyhow::Result<Option<ModelConfig>> {
+    // safetensors' own limit on the header's size.
+    const MAX_HEADER: u64 = 100 * 1024 * 1024;
+    let mut file = std::fs::File::open(weights)
+        .with_context(|| format!("cannot read {} (--model)", weights.display()))?;
+    let mut len = [0u8; 8];
+    let header = file.read_exact(&mut len).ok().and_then(|()| {
+        let n = u64::from_le_bytes(len);
+        let mut h = Vec::new();
+        let read = (&mut file).take(n).read_to_end(&mut h);
+        (n <= MAX_HEADER && read.is_ok_and(|r| r as u64 == n)).then_some(h)
+    });
+    let not_st = || {
+        crate::error::bad_input(format!(
+            "{} is not a safetensors file (--model); pass a run folder or a \
+             .safetensors file written by gpucnn train",
+            weights.display()
+        ))
+    };
+    let header: serde_json::Value = header
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or_else(not_st)?;
+    let Some(json) = header["__metadata__"]["model"].as_str() else {
+        return Ok(None);
+    };
+    let cfg = serde_json::from_str(json).map_err(|e| {
+        crate::error::bad_input(format!(
+            "{}: its metadata `model` is not a model description ({e}) (--model)",
+            weights.display()
+        ))
+    })?;
+    Ok(Some(cfg))
+}
+
+/// Fails (bad input) when `json_cfg`, read from `json`, describes another model than `stored`,
+/// the description in the checkpoint `weights`; the message names both files and every field
+/// that differs. The gpucnn version is not compared.
+pub fn ensure_same_model(
+    json: &Path,
+    json_cfg: &ModelConfig,
+    weights: &Path,
+    stored: &ModelConfig,
+) -> anyhow::Result<()> {
+    let a = serde_json::to_value(json_cfg)?;
+    let b = serde_json::to_value(stored)?;
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        unreachable!("a ModelConfig serializes to a JSON object")
+    };
+    let diffs: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| k.as_str() != "gpucnn_version" && b.get(k.as_str()) != Some(v))
+        .map(|(k, v)| {
+            let w = b.get(k.as_str()).unwrap_or(&serde_json::Value::Null);
+            format!("{k} is {v} in {MODEL_JSON} but {w} in the checkpoint")
+        })
+        .collect();
+    crate::ensure_input!(
+        diffs.is_empty(),
+        "{} does not describe the model whose weights are in {}: {}. The model.json was edited \
+         or belongs to another run: restore the run's own model.json (the checkpoint was \
+         trained as {}), or pass --model the checkpoint that goes with it",
+        json.display(),
+        weights.display(),
+        diffs.join("; "),
+        stored.summary()
+    );
+    Ok(())
+}
+
+/// Fails (run-time failure, exit 1) when a weight of `params` is NaN or infinite, naming
+/// `weights` and the first such tensor: a diverged training saves such weights, and every
+/// output of the model would be NaN.
+pub fn ensure_finite_weights(
+    weights: &Path,
+    layout: &ParamLayout,
+    params: &[f32],
+) -> anyhow::Result<()> {
+    for slot in &layout.slots {
+        let values = &params[slot.offset..slot.offset + slot.len];
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            let count = values.iter().filter(|v| !v.is_finite()).count();
+            anyhow::bail!(
+                "the model's outputs are not finite: {} holds {bad} in tensor '{}' ({count} \
+                 of its {} values are NaN or infinite). The training that wrote it diverged \
+                 (too high a --lr?): train again with a lower --lr, or use an earlier \
+                 save_at_N.safetensors whose weights are finite",
+                weights.display(),
+                slot.name,
+                values.len()
+            );
         }
-        Ok(())
     }
+    Ok(())
+}
+
+/// The image files named by `inputs`: files as given, folders walked recursively by
+/// [`image_files`] (image extensions only, sorted; symlink loops walked once; FIFOs, sockets
+/// and devices never listed).
+pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for input in inputs {
-        if input.is_dir() {
-            walk(input, &mut out)?;
-        } else if input.is_file() {
+        let Ok(meta) = std::fs::metadata(input) else {
+            crate::bail_input!("{}: no such image file or folder", input.display());
+        };
+        if meta.is_dir() {
+            out.extend(image_files(input)?);
+        } else if meta.is_file() {
             out.push(input.clone());
         } else {
-            crate::bail_input!("{}: no such image file or folder", input.display());
+            // Opening a FIFO for reading blocks until a writer comes: never try.
+            crate::bail_input!(
+                "{}: not a regular file or folder (a FIFO, socket or device): pass image files \
+                 or folders of them",
+                input.display()
+            );
         }
     }
     Ok(out)
 }
 
 /// Runs the model at `model` (see [`locate_model`]) on `images`, `batch` at a time on the GPU.
+/// The predictions are in the order of `images`, one per image, unreadable ones included.
+///
+/// Refuses (bad input) a `model.json` that does not describe the checkpoint's model, and fails
+/// (exit 1) on weights or outputs that are not finite.
 pub fn predict(
     ctx: &GpuContext,
     model: &Path,
@@ -98,42 +199,54 @@ pub fn predict(
     batch: usize,
 ) -> anyhow::Result<(ModelConfig, Vec<Prediction>)> {
     let (cfg, weights) = locate_model(model)?;
+    if let Some(stored) = stored_model_config(&weights)? {
+        let json = weights.parent().unwrap_or(Path::new(".")).join(MODEL_JSON);
+        ensure_same_model(&json, &cfg, &weights, &stored)?;
+    }
     let net = xception_mini(&cfg.xception_config())?;
     let step = TrainStep::for_inference(ctx, &net, batch.max(1))?;
     let ck = load_checkpoint(&weights, &step.layout)?;
+    ensure_finite_weights(&weights, &step.layout, &ck.params)?;
     step.load_params(ctx, &ck.params);
     let resize = ResizeOptions {
         height: cfg.image_size,
         width: cfg.image_size,
-        crop_to_aspect_ratio: false,
+        crop_to_aspect_ratio: cfg.crop_to_aspect_ratio,
     };
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(batch.max(1)) {
         let mut pixels = Vec::new();
-        let mut ok = Vec::new();
-        for path in chunk {
+        let mut results: Vec<Result<Vec<f32>, String>> = Vec::with_capacity(chunk.len());
+        let mut readable = Vec::new();
+        for (i, path) in chunk.iter().enumerate() {
             match load_resized(path, &resize) {
                 Ok(v) => {
                     pixels.extend(v.iter().map(|x| x.round()));
-                    ok.push(path.clone());
+                    readable.push(i);
+                    results.push(Ok(Vec::new()));
                 }
-                Err(e) => out.push(Prediction {
-                    path: path.clone(),
-                    result: Err(e.to_string()),
-                }),
+                Err(e) => results.push(Err(e.to_string())),
             }
         }
-        if ok.is_empty() {
-            continue;
+        if !readable.is_empty() {
+            let logits = step.predict_logits(ctx, &pixels)?;
+            let k = logits.len() / readable.len();
+            for (&i, z) in readable.iter().zip(logits.chunks(k)) {
+                // Finite weights can still overflow; a NaN would print as `NaN%`.
+                anyhow::ensure!(
+                    z.iter().all(|v| v.is_finite()),
+                    "the model's outputs are not finite for {} (logits {z:?}): the weights in {} \
+                     overflow. Train again with a lower --lr",
+                    chunk[i].display(),
+                    weights.display()
+                );
+                results[i] = Ok(probabilities(z, cfg.multi_label));
+            }
         }
-        let logits = step.predict_logits(ctx, &pixels)?;
-        let k = logits.len() / ok.len();
-        for (path, z) in ok.into_iter().zip(logits.chunks(k)) {
-            out.push(Prediction {
-                path,
-                result: Ok(probabilities(z, cfg.multi_label)),
-            });
-        }
+        out.extend(chunk.iter().zip(results).map(|(path, result)| Prediction {
+            path: path.clone(),
+            result,
+        }));
     }
     Ok((cfg, out))
 }
@@ -218,6 +331,7 @@ pub fn evaluate_folder(
     samples.sort_by(|a, b| a.path.cmp(&b.path));
     let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
     let (_, preds) = predict(ctx, model, &paths, batch)?;
+    ensure_paired(&paths, &preds)?;
     let mut labels = Vec::new();
     let mut probs = Vec::new();
     for (s, p) in samples.iter().zip(&preds) {
@@ -272,6 +386,7 @@ pub fn evaluate_labels(
     let samples: Vec<_> = table.train.iter().chain(&table.val).cloned().collect();
     let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
     let (_, preds) = predict(ctx, model, &paths, batch)?;
+    ensure_paired(&paths, &preds)?;
     let mut out = Vec::new();
     for (j, name) in cfg.classes.iter().enumerate() {
         let (mut labels, mut probs) = (Vec::new(), Vec::new());
@@ -289,6 +404,17 @@ pub fn evaluate_labels(
         ));
     }
     Ok(out)
+}
+
+/// Evaluation pairs each sample's label with the prediction at its position: check that
+/// [`predict`] kept the order (one prediction per path, same path), as a label shifted by one
+/// would silently corrupt every metric.
+fn ensure_paired(paths: &[PathBuf], preds: &[Prediction]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        paths.len() == preds.len() && paths.iter().zip(preds).all(|(a, p)| *a == p.path),
+        "internal error: predictions out of step with the images evaluated"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! A labelled image folder with the semantics of Keras' `image_dataset_from_directory`.
 //!
 //! - Class names are the sorted names of the sub-folders of the root (names starting with `.`
-//!   skipped); the class index is the position in that list.
+//!   skipped); the class index is the position in that list. A folder name that is not UTF-8
+//!   is shown lossily (U+FFFD for its odd bytes) and still read by its own name.
 //! - Files are found recursively under each class folder (symlinked folders followed, cycles
-//!   skipped) with the extensions `.bmp .gif .jpeg .jpg .png` in any case, sorted by path.
+//!   skipped) with the extensions `.bmp .gif .jpeg .jpg .png` in any case, sorted by path; only
+//!   regular files are listed ([`image_files`], the walk `predict` uses too).
 //! - The whole list (classes in order, each class's files in path order) is shuffled with the seed;
 //!   validation takes the last `int(split · N)` files, training the rest.
 //! - Training is reshuffled every epoch ([`DirectoryDataset::epoch_order`]); validation is read in
@@ -15,6 +17,7 @@
 //! within gpucnn; not bit-identical to a Keras split.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
@@ -100,6 +103,18 @@ pub enum DatasetError {
         /// Its class name.
         class: String,
     },
+    /// Two class folders have the same name once shown as UTF-8 (they differ only in bytes
+    /// that are not UTF-8).
+    #[error(
+        "{path} has two class sub-folders named `{class}` once shown as UTF-8 (their names \
+         differ only in bytes that are not UTF-8): rename one of them"
+    )]
+    DuplicateClass {
+        /// The root folder.
+        path: PathBuf,
+        /// The class name both folders show as.
+        class: String,
+    },
     /// The validation split is not strictly between 0 and 1.
     #[error("--validation-split {split} is outside (0, 1): pass a fraction such as 0.2")]
     InvalidSplit {
@@ -139,7 +154,8 @@ impl DirectoryDataset {
                 path: dir.to_path_buf(),
             });
         }
-        let class_names = class_folders(dir)?;
+        let folders = class_folders(dir)?;
+        let class_names: Vec<String> = folders.iter().map(|(name, _)| name.clone()).collect();
         match class_names.len() {
             0 => {
                 return Err(DatasetError::NoClasses {
@@ -155,18 +171,15 @@ impl DirectoryDataset {
             _ => {}
         }
         let mut all = Vec::new();
-        for (label, class) in class_names.iter().enumerate() {
-            let class_dir = dir.join(class);
-            let mut files = Vec::new();
-            let mut visited = HashSet::new();
-            walk_images(&class_dir, &mut files, &mut visited)?;
+        for (label, (class, folder)) in folders.iter().enumerate() {
+            let class_dir = dir.join(folder);
+            let files = image_files(&class_dir)?;
             if files.is_empty() {
                 return Err(DatasetError::EmptyClass {
                     path: class_dir,
                     class: class.clone(),
                 });
             }
-            files.sort();
             all.extend(files.into_iter().map(|path| Sample { path, label }));
         }
         let n = all.len();
@@ -264,21 +277,32 @@ fn unreadable(path: &Path) -> impl FnOnce(io::Error) -> DatasetError + '_ {
     }
 }
 
-/// Sorted names of the non-hidden sub-folders of `dir` (symlinks to folders count).
-fn class_folders(dir: &Path) -> Result<Vec<String>, DatasetError> {
+/// The non-hidden sub-folders of `dir` (symlinks to folders count) as (class name, folder name),
+/// sorted by class name. The folder is read by its own name, which need not be UTF-8; the class
+/// name is its lossy UTF-8 form (what messages and `model.json` show).
+fn class_folders(dir: &Path) -> Result<Vec<(String, OsString)>, DatasetError> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(unreadable(dir))? {
         let entry = entry.map_err(unreadable(dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let folder = entry.file_name();
+        let name = folder.to_string_lossy().into_owned();
         if name.starts_with('.') {
             continue;
         }
         // fs::metadata follows symlinks, as Keras' os.walk(followlinks=True) does.
         if fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()) {
-            names.push(name);
+            names.push((name, folder));
         }
     }
     names.sort();
+    // Two folders whose names differ only in bytes that are not UTF-8 would get the same class
+    // name, and a model could not tell its outputs apart.
+    if let Some(w) = names.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(DatasetError::DuplicateClass {
+            path: dir.to_path_buf(),
+            class: w[0].0.clone(),
+        });
+    }
     Ok(names)
 }
 
@@ -288,8 +312,23 @@ fn has_image_extension(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-/// Appends the image files under `dir`, recursively; a folder reached twice through symlinks is
-/// walked once.
+/// The image files under `dir`, recursively, sorted by path: the one folder walk of gpucnn
+/// (train, scan, evaluate and predict all use it).
+///
+/// - Symlinks are followed (Keras' `os.walk(followlinks=True)`), but a folder reached a second
+///   time (a symlink loop, or two links to one folder) is walked only once, so the walk ends and
+///   each file is listed once.
+/// - Only regular files with an image extension are listed: a FIFO, socket or device named
+///   `*.png` is never listed, so nothing blocks opening it. Dangling symlinks are skipped.
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    let mut out = Vec::new();
+    walk_images(dir, &mut out, &mut HashSet::new())?;
+    out.sort();
+    Ok(out)
+}
+
+/// Appends the image files under `dir` (see [`image_files`]); entries are visited in name order
+/// so that which of two paths to one folder is kept does not depend on the file system.
 fn walk_images(
     dir: &Path,
     out: &mut Vec<PathBuf>,
@@ -299,9 +338,12 @@ fn walk_images(
     if !visited.insert(canonical) {
         return Ok(());
     }
+    let mut entries = Vec::new();
     for entry in fs::read_dir(dir).map_err(unreadable(dir))? {
-        let entry = entry.map_err(unreadable(dir))?;
-        let path = entry.path();
+        entries.push(entry.map_err(unreadable(dir))?.path());
+    }
+    entries.sort();
+    for path in entries {
         let Ok(meta) = fs::metadata(&path) else {
             continue; // a dangling symlink is not an image
         };

@@ -1,15 +1,31 @@
 //! Multi-label datasets: `gpucnn train --labels labels.csv`, rows `path,label1;label2`.
 //!
-//! Paths are relative to the image root (`--data`, by default the CSV's folder) unless
-//! absolute. An optional first row `path,labels` is a header. Label names are the sorted set of
-//! every label seen; an image may have none. The split is the directory dataset's: the rows are
-//! shuffled with the seed and the last int(split·N) go to validation. Each [`Sample`]'s `label`
-//! is its row in [`LabelTable::targets`], the multi-hot vector the loss trains against.
+//! The file is CSV (RFC 4180, read with the `csv` crate): a path holding a comma or a quote is
+//! written quoted (`"a,b.png",red`), a leading UTF-8 byte-order mark is ignored, cells are
+//! trimmed, blank lines skipped. Each row has two cells: the image path, relative to the image
+//! root (`--data`, by default the CSV's folder) unless absolute, and its labels separated by
+//! `;` (empty for none). The first row is a header when its first cell is one of
+//! [`PATH_HEADERS`] (any case), e.g. `path,labels` or `filename,tags`. Label names are the
+//! sorted set of every label seen; an image may have none, but some image must have one. The
+//! split is the directory dataset's: the rows are shuffled with the seed and the last
+//! int(split·N) go to validation. Each [`Sample`]'s `label` is its row in
+//! [`LabelTable::targets`], the multi-hot vector the loss trains against.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::dataset::{DatasetOptions, Sample, epoch_order};
+
+/// First cells (compared case-insensitively) that make the first row a header.
+pub const PATH_HEADERS: [&str; 7] = [
+    "path",
+    "file",
+    "filename",
+    "file_name",
+    "filepath",
+    "image",
+    "image_path",
+];
 
 /// A parsed labels CSV, split into training and validation samples.
 #[derive(Debug, Clone)]
@@ -18,27 +34,52 @@ pub struct LabelTable {
     pub label_names: Vec<String>,
     /// Multi-hot targets, one row per sample index (`Sample::label`), [labels] f32 in {0, 1}.
     pub targets: Vec<Vec<f32>>,
+    /// Training samples, in split order.
     pub train: Vec<Sample>,
+    /// Validation samples.
     pub val: Vec<Sample>,
 }
 
-/// Why a labels CSV cannot be used; each names the file and line.
+/// Why a labels CSV cannot be used; each names the file (and line).
 #[derive(Debug, thiserror::Error)]
 pub enum LabelsError {
+    /// The file cannot be read.
     #[error("cannot read the labels file {path} (--labels): {source}")]
     Read {
+        /// The CSV.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
+    /// A row is malformed.
     #[error("{path}:{line}: {message}")]
     Row {
+        /// The CSV.
         path: PathBuf,
+        /// 1-based line of the row.
         line: usize,
+        /// What is wrong and how to write it.
         message: String,
     },
+    /// No data rows.
     #[error("{path} (--labels) has no rows: write one `path,label1;label2` row per image")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The CSV.
+        path: PathBuf,
+    },
+    /// Rows, but not one label in any of them: nothing to train or evaluate.
+    #[error(
+        "{path} (--labels): none of its {rows} rows has a label; give each image its labels \
+         after the comma, separated by `;` (`cat.jpg,indoor;cat`)"
+    )]
+    NoLabels {
+        /// The CSV.
+        path: PathBuf,
+        /// How many rows it has.
+        rows: usize,
+    },
+    /// The validation split is not strictly between 0 and 1.
     #[error("--validation-split must be strictly between 0 and 1, got {0}")]
     Split(f32),
 }
@@ -49,48 +90,29 @@ impl LabelTable {
         if !(opts.validation_split > 0.0 && opts.validation_split < 1.0) {
             return Err(LabelsError::Split(opts.validation_split));
         }
-        let text = std::fs::read_to_string(csv).map_err(|source| LabelsError::Read {
-            path: csv.into(),
-            source,
-        })?;
-        let mut rows: Vec<(PathBuf, Vec<String>)> = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || (i == 0 && line.to_ascii_lowercase().starts_with("path,")) {
-                continue;
-            }
-            let (path, labels) = line.split_once(',').ok_or_else(|| LabelsError::Row {
-                path: csv.into(),
-                line: i + 1,
-                message: format!("expected `path,label1;label2`, got `{line}`"),
-            })?;
-            let path = path.trim();
-            if path.is_empty() {
-                return Err(LabelsError::Row {
-                    path: csv.into(),
-                    line: i + 1,
-                    message: "empty image path".into(),
-                });
-            }
-            let p = Path::new(path);
-            let full = if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                root.join(p)
-            };
-            let labels = labels
-                .split(';')
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect();
-            rows.push((full, labels));
-        }
+        let rows = read_rows(csv)?
+            .into_iter()
+            .map(|(path, labels)| {
+                let p = Path::new(&path);
+                let full = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    root.join(p)
+                };
+                (full, labels)
+            })
+            .collect::<Vec<_>>();
         if rows.is_empty() {
             return Err(LabelsError::Empty { path: csv.into() });
         }
         let names: BTreeSet<&String> = rows.iter().flat_map(|(_, l)| l).collect();
         let label_names: Vec<String> = names.into_iter().cloned().collect();
+        if label_names.is_empty() {
+            return Err(LabelsError::NoLabels {
+                path: csv.into(),
+                rows: rows.len(),
+            });
+        }
         let targets: Vec<Vec<f32>> = rows
             .iter()
             .map(|(_, l)| {
@@ -127,6 +149,63 @@ impl LabelTable {
             .flat_map(|&r| self.targets[r as usize].iter().copied())
             .collect()
     }
+}
+
+/// The data rows of a labels CSV as (path as written, labels); see the module doc.
+fn read_rows(csv: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
+    let bytes = std::fs::read(csv).map_err(|source| LabelsError::Read {
+        path: csv.into(),
+        source,
+    })?;
+    // Spreadsheet programs write a byte-order mark; the csv crate would keep it in the first cell.
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let row_error = |line: u64, message: String| LabelsError::Row {
+        path: csv.into(),
+        line: line as usize,
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text);
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            row_error(line, format!("not valid CSV: {e}"))
+        })?;
+        let line = record.position().map_or(i as u64 + 1, |p| p.line());
+        if record.iter().all(str::is_empty) && record.len() <= 1 {
+            continue;
+        }
+        let first = &record[0];
+        if i == 0 && PATH_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(first)) {
+            continue;
+        }
+        if record.len() != 2 {
+            let got = record.iter().collect::<Vec<_>>().join("|");
+            return Err(row_error(
+                line,
+                format!(
+                    "expected 2 cells `path,label1;label2`, got {} ({got}); separate labels \
+                     with `;` and quote a path that holds a comma (`\"a,b.png\",red`)",
+                    record.len()
+                ),
+            ));
+        }
+        if first.is_empty() {
+            return Err(row_error(line, "empty image path".into()));
+        }
+        let labels = record[1]
+            .split(';')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        rows.push((first.to_string(), labels));
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -184,5 +263,72 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no rows"), "{e}");
+    }
+
+    fn table(text: &[u8]) -> Result<LabelTable, LabelsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("l.csv");
+        std::fs::write(&csv, text).unwrap();
+        LabelTable::from_csv(&csv, Path::new("/r"), &DatasetOptions::default())
+    }
+
+    fn rows(t: &LabelTable) -> Vec<(String, Vec<String>)> {
+        let mut all: Vec<_> = t.train.iter().chain(&t.val).collect();
+        all.sort_by_key(|s| s.label);
+        all.iter()
+            .map(|s| {
+                let on = t.label_names.iter().zip(&t.targets[s.label]);
+                let labels = on.filter(|(_, v)| **v == 1.0).map(|(n, _)| n.clone());
+                (s.path.display().to_string(), labels.collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_header_names_make_no_phantom_label() {
+        for header in [
+            "path,labels",
+            "Path,Labels",
+            "filename,tags",
+            "IMAGE,classes",
+        ] {
+            let text = format!("\u{FEFF}{header}\r\na.png,x\r\nb.png,y;x\r\n");
+            let t = table(text.as_bytes()).unwrap();
+            assert_eq!(t.label_names, vec!["x", "y"], "{header}");
+            assert_eq!(t.targets.len(), 2, "{header}");
+        }
+        // Without a header, the first row is data (BOM or not).
+        let t = table("\u{FEFF}a.png,x\nb.png,y\n".as_bytes()).unwrap();
+        assert_eq!(rows(&t)[0], ("/r/a.png".to_string(), vec!["x".to_string()]));
+    }
+
+    #[test]
+    fn a_quoted_path_may_hold_commas_and_quotes() {
+        let t =
+            table(b"path,labels\n\"a,b.png\",red\n\"say \"\"hi\"\".png\",\"red;blue\"\n").unwrap();
+        assert_eq!(t.label_names, vec!["blue", "red"]);
+        assert_eq!(
+            rows(&t),
+            vec![
+                ("/r/a,b.png".to_string(), vec!["red".to_string()]),
+                (
+                    "/r/say \"hi\".png".to_string(),
+                    vec!["blue".to_string(), "red".to_string()]
+                ),
+            ]
+        );
+        // An unquoted comma makes a third cell: refused, with how to write it.
+        let e = table(b"a,b.png,red\n").unwrap_err().to_string();
+        assert!(e.contains("l.csv:1") && e.contains("quote a path"), "{e}");
+    }
+
+    #[test]
+    fn no_label_in_any_row_is_refused() {
+        let e = table(b"path,labels\na.png,\nb.png,;\n").unwrap_err();
+        assert!(matches!(e, LabelsError::NoLabels { rows: 2, .. }), "{e}");
+        assert!(
+            e.to_string().contains("none of its 2 rows has a label"),
+            "{e}"
+        );
     }
 }

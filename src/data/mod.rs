@@ -16,6 +16,7 @@ pub mod scan;
 
 pub use dataset::{
     DatasetError, DatasetOptions, DirectoryDataset, IMAGE_EXTENSIONS, Sample, epoch_order,
+    image_files,
 };
 pub use decode::{DecodeError, MAX_FILE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, ResizeOptions};
 pub use loader::{

@@ -225,13 +225,19 @@ pub struct ModelConfig {
     /// One sigmoid per class (`gpucnn train --labels`): any number of classes per image.
     #[serde(default)]
     pub multi_label: bool,
+    /// Whether training centre-cropped each image to the input's aspect ratio before resizing
+    /// (`--crop-to-aspect-ratio`) rather than stretching it; `predict` and `evaluate` do the
+    /// same. Files written before gpucnn recorded it read as false.
+    #[serde(default)]
+    pub crop_to_aspect_ratio: bool,
     /// The gpucnn version that wrote the description.
     pub gpucnn_version: String,
 }
 
 impl ModelConfig {
     /// The description of `xception_mini(cfg)` trained on `classes` (whose count overrides
-    /// `cfg.classes`); the output activation follows from the class count.
+    /// `cfg.classes`); the output activation follows from the class count. Images are
+    /// stretched (`crop_to_aspect_ratio` false): set the field when training crops.
     pub fn xception_mini(cfg: &XceptionConfig, classes: Vec<String>) -> Self {
         let output_activation = if cfg.multi_label || classes.len() == 2 {
             "sigmoid"
@@ -247,6 +253,7 @@ impl ModelConfig {
             dropout: cfg.dropout,
             output_activation: output_activation.into(),
             multi_label: cfg.multi_label,
+            crop_to_aspect_ratio: false,
             gpucnn_version: GPUCNN_VERSION.into(),
         }
     }
@@ -349,6 +356,12 @@ impl ModelConfig {
             self.output_activation.clone(),
             requested.output_activation.clone(),
             "the class count",
+        );
+        cmp(
+            "crop_to_aspect_ratio",
+            self.crop_to_aspect_ratio.to_string(),
+            requested.crop_to_aspect_ratio.to_string(),
+            "--crop-to-aspect-ratio",
         );
         d
     }

@@ -162,7 +162,10 @@ pub fn fit(
         multi_label: table.is_some(),
     };
     let model = xception_mini(&xcfg)?;
-    let model_cfg = ModelConfig::xception_mini(&xcfg, class_names.clone());
+    let model_cfg = ModelConfig {
+        crop_to_aspect_ratio: cfg.crop_to_aspect_ratio,
+        ..ModelConfig::xception_mini(&xcfg, class_names.clone())
+    };
 
     // The output folder: created (or checked) before any long work.
     std::fs::create_dir_all(&cfg.out).with_context(|| {
