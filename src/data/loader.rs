@@ -520,10 +520,10 @@ impl Epoch {
         }
         self.rx = None; // a worker blocked in send() now gets an error
         for h in self.workers.drain(..) {
-            if let Err(panic) = h.join() {
-                if !thread::panicking() {
-                    std::panic::resume_unwind(panic);
-                }
+            if let Err(panic) = h.join()
+                && !thread::panicking()
+            {
+                std::panic::resume_unwind(panic);
             }
         }
     }

@@ -160,16 +160,16 @@ impl GemmSpec {
     pub fn a_mode(&self) -> u32 {
         if self.a_ks == 1
             && self.a_gather != Gather::K
-            && self.a_off % 4 == 0
-            && self.a_ms % 4 == 0
-            && self.k % 4 == 0
+            && self.a_off.is_multiple_of(4)
+            && self.a_ms.is_multiple_of(4)
+            && self.k.is_multiple_of(4)
         {
             1
         } else if self.a_ms == 1
             && self.a_gather != Gather::Rows
-            && self.a_off % 4 == 0
-            && self.a_ks % 4 == 0
-            && self.m % 4 == 0
+            && self.a_off.is_multiple_of(4)
+            && self.a_ks.is_multiple_of(4)
+            && self.m.is_multiple_of(4)
         {
             2
         } else {
@@ -180,7 +180,10 @@ impl GemmSpec {
     /// Every vec4 of B along n (4 consecutive n from a multiple of 4) is 16-byte aligned and
     /// inside its row: the tiled kernel's vec4 loads and the subgroup kernel's B_MODE 1.
     pub fn b_rows_vec4(&self) -> bool {
-        self.b_ns == 1 && self.b_off % 4 == 0 && self.b_ks % 4 == 0 && self.n % 4 == 0
+        self.b_ns == 1
+            && self.b_off.is_multiple_of(4)
+            && self.b_ks.is_multiple_of(4)
+            && self.n.is_multiple_of(4)
     }
 
     /// B_MODE of gemm_subgroup.wgsl: 1 when B's rows are read as vec4s, else 0 (scalars).
