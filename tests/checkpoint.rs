@@ -7,8 +7,8 @@ use gpucnn::graph::{ParamLayout, ParamSlot};
 use gpucnn::model::{XceptionConfig, xception_mini};
 use gpucnn::train::atomic::write_atomic;
 use gpucnn::train::checkpoint::{
-    CheckpointError, ModelConfig, TrainState, checkpoint_path, latest_checkpoint, load_checkpoint,
-    read_model_json, save_checkpoint, write_model_json,
+    CheckpointError, ModelConfig, TrainState, checkpoint_path, checkpoint_size_bound,
+    latest_checkpoint, load_checkpoint, read_model_json, save_checkpoint, write_model_json,
 };
 use gpucnn::train::metrics::{self, EpochMetrics, HEADER, MetricsCsv, MetricsError};
 use gpucnn::train::plot::{CURVES_SIZE, TRAINING_COLOR, VALIDATION_COLOR, write_curves_png};
@@ -130,6 +130,33 @@ fn save_then_load_gives_back_params_and_optimizer_state_exactly() {
     assert_eq!(meta["step"], "1029");
     assert_eq!(meta["epoch"], "7");
     assert_eq!(meta["format"], "gpucnn-checkpoint");
+}
+
+/// The free-space check before a run relies on this bound: above every real checkpoint, and not
+/// so loose that it refuses runs that fit (within 10% + 32 kB).
+#[test]
+fn checkpoint_size_bound_is_a_tight_upper_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    for (width, classes) in [(0.0625, 2), (0.25, 5)] {
+        let l = layout(width, classes);
+        let params = l.initial_values(3);
+        let state = random_state(&l, 2);
+        for with_state in [false, true] {
+            let path = dir.path().join("c.safetensors");
+            let s = with_state.then_some(&state);
+            save_checkpoint(&path, &l, &params, &model_config(width, classes), s).unwrap();
+            let size = std::fs::metadata(&path).unwrap().len();
+            let bound = checkpoint_size_bound(&l, with_state);
+            assert!(
+                size <= bound,
+                "{width} {with_state}: {size} > bound {bound}"
+            );
+            assert!(
+                bound <= size + size / 10 + 32 * 1024,
+                "{width} {with_state}: bound {bound} far above {size}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -802,10 +802,12 @@ impl MetaReader<'_> {
 /// (`with_state`) or without Adam's moments: the tensors' bytes (padding not stored) plus a
 /// generous allowance for the JSON header (names, shapes, offsets, the model and run metadata).
 pub fn checkpoint_size_bound(layout: &ParamLayout, with_state: bool) -> u64 {
-    let mut bytes = 16 * 1024u64;
+    // Metadata (the model and run JSON, under 2 kB) plus, per tensor, its data and its header
+    // entry: `"optimizer/m/<name>":{"dtype":"F32","shape":[..],"data_offsets":[..,..]},`.
+    let mut bytes = 8 * 1024u64;
     for slot in &layout.slots {
         let copies = if with_state && slot.trainable { 3 } else { 1 };
-        bytes += copies * (slot.len as u64 * 4 + 3 * (slot.name.len() as u64 + 96));
+        bytes += copies * (slot.len as u64 * 4 + slot.name.len() as u64 + 112);
     }
     bytes
 }
