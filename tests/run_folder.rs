@@ -284,7 +284,7 @@ fn a_second_run_on_the_same_out_fails_at_once() {
     let data = tmp.path().join("shapes");
     make_dataset(&data);
     let out = tmp.path().join("run");
-    let mut first = train_cmd(&data, &out, "100000", &[])
+    let mut first = train_cmd(&data, &out, "2000", &[])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

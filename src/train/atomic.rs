@@ -76,13 +76,13 @@ fn kill_hook() {
             .ok()
             .and_then(|v| v.trim().parse().ok())
     });
-    if let Some(k) = *at {
-        if RENAMES.fetch_add(1, Ordering::SeqCst) + 1 == k {
-            #[cfg(unix)]
-            // SAFETY: kill(2) on our own pid; SIGKILL ends the process here.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
+    if let Some(k) = *at
+        && RENAMES.fetch_add(1, Ordering::SeqCst) + 1 == k
+    {
+        #[cfg(unix)]
+        // SAFETY: kill(2) on our own pid; SIGKILL ends the process here.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
         }
     }
 }

@@ -602,14 +602,14 @@ pub fn load_checkpoint(
     let meta = header.metadata().clone().unwrap_or_default();
     let reader = MetaReader { path, meta: &meta };
 
-    if let Some(v) = reader.parse::<u32>("format_version")? {
-        if v > FORMAT_VERSION {
-            return Err(CheckpointError::NewerFormat {
-                path: path.to_path_buf(),
-                found: v,
-                supported: FORMAT_VERSION,
-            });
-        }
+    if let Some(v) = reader.parse::<u32>("format_version")?
+        && v > FORMAT_VERSION
+    {
+        return Err(CheckpointError::NewerFormat {
+            path: path.to_path_buf(),
+            found: v,
+            supported: FORMAT_VERSION,
+        });
     }
     let model: Option<ModelConfig> = match meta.get("model") {
         Some(json) => {

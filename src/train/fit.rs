@@ -157,19 +157,23 @@ fn check_classes(
     for (i, name) in names.iter().enumerate() {
         if t[i] + v[i] == 0 {
             crate::bail_input!(
-                "{} has no readable image: every one of its files was skipped as unreadable                  (listed above). Replace them with images gpucnn can decode, or remove the class",
+                "{} has no readable image: every one of its files was skipped as unreadable \
+                 (listed above). Replace them with images gpucnn can decode, or remove the class",
                 place(name)
             );
         }
         if t[i] == 0 {
             log(&format!(
-                "warning: {} has no training image after the split and skipping unreadable                  files: the model cannot learn it; add images or change --validation-split",
+                "warning: {} has no training image after the split and skipping unreadable \
+                 files: the model cannot learn it; add images or change --validation-split",
                 place(name)
             ));
         }
         if v[i] == 0 {
             log(&format!(
-                "warning: {} has no validation image after the split and skipping unreadable                  files: val_accuracy says nothing about it; add images or raise                  --validation-split",
+                "warning: {} has no validation image after the split and skipping unreadable \
+                 files: val_accuracy says nothing about it; add images or raise \
+                 --validation-split",
                 place(name)
             ));
         }

@@ -559,7 +559,7 @@ mod tests {
         assert_ne!(da.hash, db.hash);
         fs::rename(b.path().join("x/2.png"), b.path().join("x/3.png")).unwrap();
         fs::write(b.path().join("x/3.png"), b"1").unwrap();
-        let fb = vec![b.path().join("x/1.png"), b.path().join("x/3.png")];
+        let fb = [b.path().join("x/1.png"), b.path().join("x/3.png")];
         let db = data_digest(b.path(), fb.iter().map(PathBuf::as_path)).unwrap();
         assert_ne!(da.hash, db.hash);
     }
