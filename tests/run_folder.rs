@@ -358,8 +358,8 @@ fn degenerate_runs_are_refused_or_stopped() {
     let e = stderr(&r);
     assert!(r.status.success(), "{e}");
     assert!(
-        e.contains("warning: class 'zzz'") && e.contains("has no validation image")
-            || e.contains("has no training image"),
+        e.contains("warning: class 'zzz'")
+            && (e.contains("has no validation image") || e.contains("has no training image")),
         "{e}"
     );
 
