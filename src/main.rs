@@ -106,9 +106,21 @@ enum Command {
     /// Adam, binary cross-entropy for two classes (softmax cross-entropy for more).
     ///
     /// Writes to --out: metrics.csv, save_at_{epoch}.safetensors every epoch (weights, batch-norm
-    /// statistics, Adam state), best.safetensors (best validation accuracy), model.json and
-    /// curves.png. Unreadable images are listed and skipped. --resume continues from the last
-    /// checkpoint in --out exactly where it stopped.
+    /// statistics, Adam state), best.safetensors (best validation accuracy), model.json,
+    /// curves.png and run.json (the run's settings and a digest of its data files' names and
+    /// sizes). Unreadable images are listed and skipped; a class with no readable image is
+    /// refused; a loss that stops being a finite number ends the run (exit 1) before that epoch
+    /// is saved.
+    ///
+    /// One --out holds one run. --resume continues it from its last checkpoint exactly where it
+    /// stopped (a kill or a full disk at any moment loses nothing), and only with the same
+    /// settings and data (--epochs may change); otherwise it is refused, naming each setting that
+    /// differs. A new run (no --resume) into an --out that already holds a run's results is
+    /// refused too, even with the same settings, so that no stale checkpoint of the old run can
+    /// ever be resumed later: pass --resume to continue it, --overwrite to delete its files and
+    /// start afresh, or pick another --out. While a run writes --out it holds a lock on
+    /// --out/.gpucnn.lock: a second run on the same --out fails at once (exit 2). Free disk space
+    /// for all checkpoints is checked before the first epoch (exit 1 if short).
     #[command(after_help = EXIT_STATUS)]
     Train(TrainArgs),
     /// Judge a trained model on a folder of class subfolders: accuracy, precision, recall and
@@ -284,9 +296,13 @@ struct TrainArgs {
     /// Centre-crop each image to a square before resizing, instead of stretching it.
     #[arg(long)]
     crop_to_aspect_ratio: bool,
-    /// Continue from the last checkpoint in --out.
-    #[arg(long)]
+    /// Continue the run in --out from its last checkpoint (same settings and data required).
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Delete the files of the run already in --out (gpucnn's own: checkpoints, best, metrics,
+    /// curves, model.json, run.json, evaluate's plots; nothing else) and start afresh.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 fn parse_augment(
@@ -382,6 +398,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 augment: parse_augment(&a.augment, a.rotation)?,
                 crop_to_aspect_ratio: a.crop_to_aspect_ratio,
                 resume: a.resume,
+                overwrite: a.overwrite,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             gpucnn::train::fit::validate(&cfg)?;

@@ -7,8 +7,8 @@ use gpucnn::graph::{ParamLayout, ParamSlot};
 use gpucnn::model::{XceptionConfig, xception_mini};
 use gpucnn::train::atomic::write_atomic;
 use gpucnn::train::checkpoint::{
-    CheckpointError, ModelConfig, TrainState, checkpoint_path, latest_checkpoint, load_checkpoint,
-    read_model_json, save_checkpoint, write_model_json,
+    CheckpointError, ModelConfig, TrainState, checkpoint_path, checkpoint_size_bound,
+    latest_checkpoint, load_checkpoint, read_model_json, save_checkpoint, write_model_json,
 };
 use gpucnn::train::metrics::{self, EpochMetrics, HEADER, MetricsCsv, MetricsError};
 use gpucnn::train::plot::{CURVES_SIZE, TRAINING_COLOR, VALIDATION_COLOR, write_curves_png};
@@ -55,6 +55,12 @@ fn zero_padding(l: &ParamLayout, v: &mut [f32]) {
     }
 }
 
+/// A run fingerprint as `run.json` holds it.
+const RUN: &str = r#"{"seed":18446744073709551615,"validation_split":0.2,"lr":0.001,"batch_size":8,
+    "image_size":16,"width":0.0625,"augment":"flip,rotate 0.1","crop_to_aspect_ratio":true,
+    "classes":["a","b","c"],"multi_label":false,"labels_csv":null,
+    "data":{"files":3,"bytes":1234,"hash":"00ff00ff00ff00ff"}}"#;
+
 fn random_state(l: &ParamLayout, seed: u64) -> TrainState {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut m: Vec<f32> = (0..l.trainable_len)
@@ -71,7 +77,7 @@ fn random_state(l: &ParamLayout, seed: u64) -> TrainState {
         lr: 1e-3,
         m,
         v,
-        rng_state: vec![u64::MAX, 0, 0x9E37_79B9_7F4A_7C15, 42],
+        run: Some(serde_json::from_str(RUN).unwrap()),
         best_val_accuracy: Some(0.957_5),
     }
 }
@@ -126,6 +132,33 @@ fn save_then_load_gives_back_params_and_optimizer_state_exactly() {
     assert_eq!(meta["format"], "gpucnn-checkpoint");
 }
 
+/// The free-space check before a run relies on this bound: above every real checkpoint, and not
+/// so loose that it refuses runs that fit (within 10% + 32 kB).
+#[test]
+fn checkpoint_size_bound_is_a_tight_upper_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    for (width, classes) in [(0.0625, 2), (0.25, 5)] {
+        let l = layout(width, classes);
+        let params = l.initial_values(3);
+        let state = random_state(&l, 2);
+        for with_state in [false, true] {
+            let path = dir.path().join("c.safetensors");
+            let s = with_state.then_some(&state);
+            save_checkpoint(&path, &l, &params, &model_config(width, classes), s).unwrap();
+            let size = std::fs::metadata(&path).unwrap().len();
+            let bound = checkpoint_size_bound(&l, with_state);
+            assert!(
+                size <= bound,
+                "{width} {with_state}: {size} > bound {bound}"
+            );
+            assert!(
+                bound <= size + size / 10 + 32 * 1024,
+                "{width} {with_state}: bound {bound} far above {size}"
+            );
+        }
+    }
+}
+
 #[test]
 fn weights_only_files_round_trip_without_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,10 +169,10 @@ fn weights_only_files_round_trip_without_state() {
     let ck = load_checkpoint(&path, &l).unwrap();
     assert_eq!(ck.params, params);
     assert_eq!(ck.state, None);
-    // best_val_accuracy None and an empty RNG state survive too.
+    // best_val_accuracy None and no run fingerprint survive too.
     let mut state = random_state(&l, 1);
     state.best_val_accuracy = None;
-    state.rng_state.clear();
+    state.run = None;
     save_checkpoint(&path, &l, &params, &model_config(0.125, 3), Some(&state)).unwrap();
     assert_eq!(load_checkpoint(&path, &l).unwrap().state, Some(state));
     assert_eq!(dir_entries(dir.path()), vec!["best.safetensors"]);

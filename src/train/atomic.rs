@@ -1,6 +1,11 @@
 //! Crash-safe file replacement: write a temporary sibling, fsync it, rename it over the target,
 //! fsync the directory. A reader (or a crash) sees either the old file or the new one, never a
 //! mix; no temporary file survives an error.
+//!
+//! For the crash tests (tests/run_folder.rs) the environment variable
+//! `GPUCNN_TEST_KILL_AT_RENAME=K` makes the process send itself SIGKILL just before its K-th
+//! atomic rename (counted from 1 over the whole process), on Unix: a real kill at the exact
+//! point a write becomes visible. Unset, it costs one cached lookup per write.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -52,6 +57,7 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), AtomicWr
         file.write_all(bytes).map_err(|e| err("writing", e))?;
         file.sync_all().map_err(|e| err("syncing to disk", e))?;
         drop(file);
+        kill_hook();
         fs::rename(&tmp_path, path).map_err(|e| err("renaming the temporary file over it", e))
     })();
     if result.is_err() {
@@ -59,6 +65,26 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), AtomicWr
         return result;
     }
     sync_dir(dir).map_err(|e| err("syncing its directory", e))
+}
+
+/// Sends SIGKILL to this process before the K-th rename when `GPUCNN_TEST_KILL_AT_RENAME=K`.
+fn kill_hook() {
+    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static RENAMES: AtomicU64 = AtomicU64::new(0);
+    let at = AT.get_or_init(|| {
+        std::env::var("GPUCNN_TEST_KILL_AT_RENAME")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    });
+    if let Some(k) = *at
+        && RENAMES.fetch_add(1, Ordering::SeqCst) + 1 == k
+    {
+        #[cfg(unix)]
+        // SAFETY: kill(2) on our own pid; SIGKILL ends the process here.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
 }
 
 /// A fresh `.{name}.{pid}.{n}.tmp` in `dir`, created exclusively (never clobbers a file).

@@ -15,7 +15,7 @@
 //! | `model` | the [`ModelConfig`] as JSON (what `model.json` holds) |
 //! | `optimizer` | `adam` (only with a [`TrainState`]) |
 //! | `epoch`, `step`, `lr` | epochs completed, Adam's t, the learning rate |
-//! | `rng` | the data/augmentation RNG state, u64s in decimal, comma-separated |
+//! | `run` | the run's [`RunFingerprint`] as JSON: seed, split, data digest, … (`--resume` checks it) |
 //! | `best_val_accuracy` | the best validation accuracy so far (absent if none) |
 //!
 //! Numbers are written with Rust's shortest round-trip formatting, so a load gives back the
@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::atomic::{AtomicWriteError, write_atomic};
+use super::run_folder::RunFingerprint;
 use crate::graph::ParamLayout;
 use crate::model::XceptionConfig;
 
@@ -449,8 +450,10 @@ pub struct TrainState {
     pub m: Vec<f32>,
     /// Adam's second moment, flat in layout order, `layout.trainable_len` long.
     pub v: Vec<f32>,
-    /// The data pipeline's RNG state (shuffling, augmentation).
-    pub rng_state: Vec<u64>,
+    /// The fingerprint of the run that wrote the checkpoint: every random stream (split,
+    /// shuffles, initial weights, dropout, augmentation) derives from its seed and the epoch and
+    /// step, so this, checked on resume, is the whole RNG state. `None` for a file without one.
+    pub run: Option<RunFingerprint>,
     /// The best validation accuracy reached so far, if any epoch was validated.
     pub best_val_accuracy: Option<f32>,
 }
@@ -567,8 +570,12 @@ pub fn save_checkpoint(
         meta.insert("epoch".into(), s.epoch.to_string());
         meta.insert("step".into(), s.adam_t.to_string());
         meta.insert("lr".into(), s.lr.to_string());
-        let rng: Vec<String> = s.rng_state.iter().map(u64::to_string).collect();
-        meta.insert("rng".into(), rng.join(","));
+        if let Some(run) = &s.run {
+            meta.insert(
+                "run".into(),
+                serde_json::to_string(run).expect("a fingerprint always serializes"),
+            );
+        }
         if let Some(best) = s.best_val_accuracy {
             meta.insert("best_val_accuracy".into(), best.to_string());
         }
@@ -606,14 +613,14 @@ pub fn load_checkpoint(
     let meta = header.metadata().clone().unwrap_or_default();
     let reader = MetaReader { path, meta: &meta };
 
-    if let Some(v) = reader.parse::<u32>("format_version")? {
-        if v > FORMAT_VERSION {
-            return Err(CheckpointError::NewerFormat {
-                path: path.to_path_buf(),
-                found: v,
-                supported: FORMAT_VERSION,
-            });
-        }
+    if let Some(v) = reader.parse::<u32>("format_version")?
+        && v > FORMAT_VERSION
+    {
+        return Err(CheckpointError::NewerFormat {
+            path: path.to_path_buf(),
+            found: v,
+            supported: FORMAT_VERSION,
+        });
     }
     let model: Option<ModelConfig> = match meta.get("model") {
         Some(json) => {
@@ -697,7 +704,7 @@ pub fn load_checkpoint(
             lr: reader.require("lr")?,
             m,
             v,
-            rng_state: reader.rng()?,
+            run: reader.json("run")?,
             best_val_accuracy: reader.parse("best_val_accuracy")?,
         })
     } else {
@@ -789,18 +796,31 @@ impl MetaReader<'_> {
         })
     }
 
-    fn rng(&self) -> Result<Vec<u64>, CheckpointError> {
-        let s: String = self.require("rng")?;
-        if s.is_empty() {
-            return Ok(Vec::new());
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, CheckpointError> {
+        match self.meta.get(key) {
+            None => Ok(None),
+            Some(s) => serde_json::from_str(s)
+                .map(Some)
+                .map_err(|e| self.bad(key, format!("not valid JSON of this field: {e}"))),
         }
-        s.split(',')
-            .map(|w| {
-                w.parse()
-                    .map_err(|e| self.bad("rng", format!("'{w}' is not a u64: {e}")))
-            })
-            .collect()
     }
+}
+
+/// An upper bound on the size of a checkpoint of `layout` written by [`save_checkpoint`], with
+/// (`with_state`) or without Adam's moments: the tensors' bytes (padding not stored) plus a
+/// generous allowance for the JSON header (names, shapes, offsets, the model and run metadata).
+pub fn checkpoint_size_bound(layout: &ParamLayout, with_state: bool) -> u64 {
+    // Metadata (the model and run JSON, under 2 kB) plus, per tensor, its data and its header
+    // entry: `"optimizer/m/<name>":{"dtype":"F32","shape":[..],"data_offsets":[..,..]},`.
+    let mut bytes = 8 * 1024u64;
+    for slot in &layout.slots {
+        let copies = if with_state && slot.trainable { 3 } else { 1 };
+        bytes += copies * (slot.len as u64 * 4 + slot.name.len() as u64 + 112);
+    }
+    bytes
 }
 
 /// The path of epoch `epoch`'s checkpoint in `dir`: `dir/save_at_{epoch}.safetensors`.

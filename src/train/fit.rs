@@ -5,6 +5,15 @@
 //! the initial weights, and per step the dropout and augmentation seeds (a hash of the seed,
 //! the epoch and the step), so an interrupted run resumed from its last checkpoint continues
 //! exactly as the uninterrupted run would have.
+//!
+//! The run folder (`--out`, see [`super::run_folder`]) is locked for the whole run and records the
+//! run's fingerprint; `--resume` continues only a run with the same one. At the end of an epoch
+//! its files are written in this order, each atomically: `metrics.csv`, `curves.png`,
+//! `best.safetensors` (when validation accuracy improved), and last `save_at_<N>.safetensors`, the
+//! commit point. `--resume` continues from the last checkpoint and drops later metrics rows, so
+//! an interruption anywhere (a kill, a full disk) loses nothing: the rows and the best model
+//! written ahead of the checkpoint are recomputed identically. A loss or weight that is not a
+//! finite number stops the run before anything of that epoch is written.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,10 +21,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::checkpoint::{
-    ModelConfig, TrainState, checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint,
-    write_model_json,
+    ModelConfig, TrainState, checkpoint_path, checkpoint_size_bound, latest_checkpoint,
+    load_checkpoint, save_checkpoint, write_model_json,
 };
 use super::metrics::{EpochMetrics, MetricsCsv};
+use super::run_folder::{self, Plan, RunFingerprint, RunFolder};
 use crate::cpu::augment::AugmentConfig;
 use crate::data::dataset::{DatasetOptions, DirectoryDataset, Sample, epoch_order};
 use crate::data::decode::ResizeOptions;
@@ -43,6 +53,8 @@ pub struct FitConfig {
     /// Multi-label training from a CSV of `path,label1;label2` rows (paths relative to `data`).
     pub labels: Option<PathBuf>,
     pub resume: bool,
+    /// Delete the files of an earlier run in `out` (gpucnn's own only) and start afresh.
+    pub overwrite: bool,
     /// Show progress bars (off in tests and when stderr is not a terminal).
     pub progress: bool,
 }
@@ -77,6 +89,94 @@ pub fn validate(cfg: &FitConfig) -> anyhow::Result<()> {
     }
     if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
         crate::bail_input!("--lr must be a positive number, got {}", cfg.lr);
+    }
+    if cfg.resume && cfg.overwrite {
+        crate::bail_input!(
+            "--resume continues the run in --out and --overwrite deletes it: pass one of them"
+        );
+    }
+    Ok(())
+}
+
+/// Most bytes of decoded images the loader keeps in memory (beyond, it caches on disk in --out).
+const MEMORY_CACHE_BUDGET: u64 = 2 << 30;
+
+/// `--augment`/`--rotation` as the fingerprint records them.
+fn augment_label(a: &Option<AugmentConfig>) -> String {
+    match a {
+        None => "none".into(),
+        Some(a) => {
+            let mut parts = Vec::new();
+            if a.flip {
+                parts.push("flip".to_string());
+            }
+            if a.rotate {
+                parts.push(format!("rotate {}", a.factor));
+            }
+            parts.join(",")
+        }
+    }
+}
+
+/// Per class (single-label) or label (multi-label: images carrying it), how many of `samples`.
+fn per_class(samples: &[Sample], classes: usize, table: Option<&LabelTable>) -> Vec<usize> {
+    let mut counts = vec![0; classes];
+    for s in samples {
+        match table {
+            Some(t) => {
+                for (c, &on) in counts.iter_mut().zip(&t.targets[s.label]) {
+                    if on > 0.5 {
+                        *c += 1;
+                    }
+                }
+            }
+            None => counts[s.label] += 1,
+        }
+    }
+    counts
+}
+
+/// Refuses a class without a single readable image (it would train "perfectly" on the others)
+/// and warns about a class missing from one split.
+fn check_classes(
+    cfg: &FitConfig,
+    names: &[String],
+    table: Option<&LabelTable>,
+    train: &[Sample],
+    val: &[Sample],
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let (t, v) = (
+        per_class(train, names.len(), table),
+        per_class(val, names.len(), table),
+    );
+    let place = |name: &str| match (&cfg.labels, table) {
+        (Some(csv), Some(_)) => format!("label '{name}' of {} (--labels)", csv.display()),
+        _ => format!("class '{name}' ({})", cfg.data.join(name).display()),
+    };
+    for (i, name) in names.iter().enumerate() {
+        if t[i] + v[i] == 0 {
+            crate::bail_input!(
+                "{} has no readable image: every one of its files was skipped as unreadable \
+                 (listed above). Replace them with images gpucnn can decode, or remove the class",
+                place(name)
+            );
+        }
+        if t[i] == 0 {
+            log(&format!(
+                "warning: {} has no training image after the split and skipping unreadable \
+                 files: the model cannot learn it; add images or change --validation-split",
+                place(name)
+            ));
+        }
+        if v[i] == 0 {
+            log(&format!(
+                "warning: {} has no validation image after the split and skipping unreadable \
+                 files: val_accuracy says nothing about it; add images or raise \
+                 --validation-split",
+                place(name)
+            ));
+        }
     }
     Ok(())
 }
@@ -126,8 +226,29 @@ pub fn fit(
         }
     };
 
-    // Decode every file once; corrupt ones are listed and left out.
+    // The run folder: locked, and checked against this run's fingerprint, before any long work.
     let all: Vec<Sample> = train.iter().chain(&val).cloned().collect();
+    let fingerprint = RunFingerprint {
+        seed: cfg.seed,
+        validation_split: cfg.validation_split,
+        lr: cfg.lr,
+        batch_size: cfg.batch_size,
+        image_size: cfg.image_size,
+        width: cfg.width,
+        augment: augment_label(&cfg.augment),
+        crop_to_aspect_ratio: cfg.crop_to_aspect_ratio,
+        classes: class_names.clone(),
+        multi_label: table.is_some(),
+        labels_csv: match &cfg.labels {
+            Some(csv) => Some(run_folder::file_digest(csv)?),
+            None => None,
+        },
+        data: run_folder::data_digest(&cfg.data, all.iter().map(|s| s.path.as_path()))?,
+    };
+    let folder = RunFolder::lock(&cfg.out)?;
+    let plan = folder.plan(&fingerprint, cfg.resume, cfg.overwrite)?;
+
+    // Decode every file once; corrupt ones are listed and left out.
     let report = scan(&all, &ScanOptions::default());
     if !report.bad.is_empty() {
         log(&format!(
@@ -142,10 +263,16 @@ pub fn fit(
         train.retain(|s| !bad.contains(&s.path));
         val.retain(|s| !bad.contains(&s.path));
     }
+    check_classes(cfg, &class_names, table.as_ref(), &train, &val, log)?;
     if train.is_empty() || val.is_empty() {
+        let fix = if train.is_empty() {
+            "add images or lower --validation-split"
+        } else {
+            "add images or raise --validation-split"
+        };
         crate::bail_input!(
             "{}: after skipping unreadable files, {} training and {} validation images remain; \
-             add images or lower --validation-split",
+             {fix}",
             cfg.data.display(),
             train.len(),
             val.len()
@@ -166,14 +293,6 @@ pub fn fit(
         crop_to_aspect_ratio: cfg.crop_to_aspect_ratio,
         ..ModelConfig::xception_mini(&xcfg, class_names.clone())
     };
-
-    // The output folder: created (or checked) before any long work.
-    std::fs::create_dir_all(&cfg.out).with_context(|| {
-        format!(
-            "cannot create the output folder {} (--out)",
-            cfg.out.display()
-        )
-    })?;
 
     let step = TrainStep::with_options(
         ctx,
@@ -199,12 +318,12 @@ pub fn fit(
     let mut first_epoch = 1;
     let mut best = None;
     let mut csv;
-    let latest = if cfg.resume {
+    let latest = if plan == Plan::Resume {
         latest_checkpoint(&cfg.out)?
     } else {
         None
     };
-    match latest {
+    let resume_from = match latest {
         Some((epoch, path)) => {
             let ck = load_checkpoint(&path, &step.layout)?;
             if let Some(saved) = &ck.model {
@@ -213,10 +332,41 @@ pub fn fit(
             let state = ck.state.with_context(|| {
                 format!("{} holds no optimizer state to resume from", path.display())
             })?;
-            step.load_params(ctx, &ck.params);
+            // run.json agreed; the checkpoint itself must be this run's too.
+            match &state.run {
+                Some(old) => {
+                    let diffs = old.differences(&fingerprint);
+                    crate::ensure_input!(
+                        diffs.is_empty(),
+                        "{} was written by another run than the one requested: {}. Pass \
+                         --overwrite to delete that run's files and start afresh, or pick another \
+                         --out",
+                        path.display(),
+                        diffs.join("; ")
+                    );
+                }
+                None => crate::bail_input!(
+                    "{} records no run fingerprint (written by an older gpucnn), so it cannot be \
+                     checked against these settings: pass --overwrite to start afresh, or pick \
+                     another --out",
+                    path.display()
+                ),
+            }
+            Some((epoch, path, ck.params, state))
+        }
+        None => None,
+    };
+    if let Some((epoch, ..)) = &resume_from {
+        first_epoch = epoch + 1;
+    }
+    check_free_space(cfg, &step, &train, &val, first_epoch)?;
+    folder.begin(plan, &fingerprint)?;
+    match resume_from {
+        Some((epoch, path, params, state)) => {
+            let ck_params = params;
+            step.load_params(ctx, &ck_params);
             step.load_optimizer(ctx, state.adam_t, cfg.lr, &state.m, &state.v);
             best = state.best_val_accuracy;
-            first_epoch = epoch + 1;
             csv = MetricsCsv::resume(cfg.out.join("metrics.csv"), epoch)?;
             log(&format!(
                 "Resuming from {} (epoch {epoch}).",
@@ -246,7 +396,7 @@ pub fn fit(
         workers: 0,
         prefetch: 2,
         cache: CacheOptions {
-            memory_budget: 2 << 30,
+            memory_budget: MEMORY_CACHE_BUDGET,
             disk_dir: Some(cfg.out.clone()),
         },
     };
@@ -338,8 +488,27 @@ pub fn fit(
             log(&format!("  skipped {}: {}", s.path.display(), s.reason));
         }
 
-        // Outputs of the epoch, each written atomically.
+        // Outputs of the epoch, each written atomically, the checkpoint last (see the module
+        // doc): nothing of a diverged epoch is written.
         let params = step.read_params(ctx)?;
+        let diverged = [("training loss", row.loss), ("validation loss", vl / vs)]
+            .into_iter()
+            .find(|(_, x)| !x.is_finite())
+            .map(|(what, x)| format!("the {what} is {x}"))
+            .or_else(|| {
+                (!params.iter().all(|p| p.is_finite()))
+                    .then(|| "the weights are no longer finite numbers".to_string())
+            });
+        if let Some(what) = diverged {
+            anyhow::bail!(
+                "training diverged in epoch {epoch}: {what}. Nothing of epoch {epoch} was saved; \
+                 {} holds the epochs before it. Lower --lr (it is {:e}; try {:e}) and start \
+                 afresh with --overwrite",
+                cfg.out.display(),
+                cfg.lr,
+                cfg.lr / 10.0
+            );
+        }
         let (t, m, v) = step.read_optimizer(ctx)?;
         let val_acc = vc / vs;
         let improved = best.is_none_or(|b| val_acc > b);
@@ -352,16 +521,19 @@ pub fn fit(
             lr: cfg.lr,
             m,
             v,
-            rng_state: vec![cfg.seed],
+            run: Some(fingerprint.clone()),
             best_val_accuracy: best,
         };
-        save_checkpoint(
-            checkpoint_path(&cfg.out, epoch),
-            &step.layout,
-            &params,
-            &model_cfg,
-            Some(&state),
-        )?;
+        let incomplete = || {
+            format!(
+                "epoch {epoch} could not be saved; {} holds every epoch before it intact: free \
+                 disk space and continue with --resume",
+                cfg.out.display()
+            )
+        };
+        csv.append(row).with_context(incomplete)?;
+        super::plot::write_curves_png(cfg.out.join("curves.png"), csv.rows())
+            .with_context(incomplete)?;
         if improved {
             save_checkpoint(
                 cfg.out.join("best.safetensors"),
@@ -369,16 +541,80 @@ pub fn fit(
                 &params,
                 &model_cfg,
                 None,
-            )?;
+            )
+            .with_context(incomplete)?;
         }
-        csv.append(row)?;
-        super::plot::write_curves_png(cfg.out.join("curves.png"), csv.rows())?;
+        save_checkpoint(
+            checkpoint_path(&cfg.out, epoch),
+            &step.layout,
+            &params,
+            &model_cfg,
+            Some(&state),
+        )
+        .with_context(incomplete)?;
     }
     Ok(FitSummary {
         epochs: csv.rows().to_vec(),
         best_val_accuracy: best,
         skipped_files: report.bad.len(),
     })
+}
+
+/// Refuses a run whose outputs cannot fit the free space of `--out`'s file system: a checkpoint
+/// per remaining epoch, best.safetensors (twice, old and new, during its replacement), the small
+/// files, and the loader's disk cache when the images do not fit its memory budget.
+fn check_free_space(
+    cfg: &FitConfig,
+    step: &TrainStep,
+    train: &[Sample],
+    val: &[Sample],
+    first_epoch: usize,
+) -> anyhow::Result<()> {
+    let epochs = (cfg.epochs + 1).saturating_sub(first_epoch) as u64;
+    if epochs == 0 {
+        return Ok(());
+    }
+    let checkpoint = checkpoint_size_bound(&step.layout, true);
+    let record = (cfg.image_size * cfg.image_size * 3) as u64;
+    let cache: u64 = [train.len(), val.len()]
+        .iter()
+        .map(|&n| record * n as u64)
+        .filter(|&b| b > MEMORY_CACHE_BUDGET)
+        .sum();
+    let small = 4 << 20; // metrics.csv, curves.png, model.json, run.json and their temporaries
+    let needed = epochs
+        .saturating_mul(checkpoint)
+        .saturating_add(2 * checkpoint_size_bound(&step.layout, false))
+        .saturating_add(small)
+        .saturating_add(cache);
+    let free = match run_folder::free_space(&cfg.out) {
+        Ok(Some(f)) => f,
+        // Unknown (another platform, or statvfs failed): write failures still stop the run
+        // cleanly, naming the file.
+        _ => return Ok(()),
+    };
+    if needed > free {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let cache_note = if cache > 0 {
+            format!(
+                ", and {:.1} MiB of decoded images cached on disk",
+                mib(cache)
+            )
+        } else {
+            String::new()
+        };
+        anyhow::bail!(
+            "not enough free disk space for this run in {} (--out): it will write about {:.1} MiB \
+             ({epochs} checkpoint(s) of up to {:.2} MiB, one per epoch, and best.safetensors{cache_note}) \
+             and {:.1} MiB are free. Free disk space, pick an --out on a larger disk, or lower \
+             --epochs",
+            cfg.out.display(),
+            mib(needed),
+            mib(checkpoint),
+            mib(free)
+        );
+    }
+    Ok(())
 }
 
 fn progress_bar(show: bool, steps: u64, epoch: usize, epochs: usize) -> indicatif::ProgressBar {

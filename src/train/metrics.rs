@@ -137,14 +137,14 @@ impl MetricsCsv {
 
     /// Adds one epoch's row and rewrites the file atomically.
     pub fn append(&mut self, row: EpochMetrics) -> Result<(), MetricsError> {
-        if let Some(last) = self.rows.last() {
-            if row.epoch <= last.epoch {
-                return Err(MetricsError::OutOfOrder {
-                    path: self.path.clone(),
-                    last: last.epoch,
-                    epoch: row.epoch,
-                });
-            }
+        if let Some(last) = self.rows.last()
+            && row.epoch <= last.epoch
+        {
+            return Err(MetricsError::OutOfOrder {
+                path: self.path.clone(),
+                last: last.epoch,
+                epoch: row.epoch,
+            });
         }
         self.rows.push(row);
         if let Err(e) = self.flush() {
@@ -230,16 +230,16 @@ pub fn read(path: impl AsRef<Path>) -> Result<Vec<EpochMetrics>, MetricsError> {
             .trim()
             .parse()
             .map_err(|_| err(n, format!("epoch '{}' is not a whole number", f[0])))?;
-        if let Some(last) = rows.last() {
-            if epoch <= last.epoch {
-                return Err(err(
-                    n,
-                    format!(
-                        "epoch {epoch} after epoch {}; epochs must increase",
-                        last.epoch
-                    ),
-                ));
-            }
+        if let Some(last) = rows.last()
+            && epoch <= last.epoch
+        {
+            return Err(err(
+                n,
+                format!(
+                    "epoch {epoch} after epoch {}; epochs must increase",
+                    last.epoch
+                ),
+            ));
         }
         rows.push(EpochMetrics {
             epoch,
