@@ -239,6 +239,12 @@ fn train_learns_discs_from_squares_writes_everything_and_resumes_exactly() {
             "epoch 3 column {col}: resumed {a} vs uninterrupted {b}"
         );
     }
+    // Resuming a run that already has its epochs says so instead of finishing silently.
+    let r = train(&data, &out2, "3", &["--resume"]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{stderr}");
+    assert!(stderr.contains("nothing to train"), "{stderr}");
+    assert_eq!(csv_rows(&out2).len(), 3);
 }
 
 #[test]

@@ -372,6 +372,14 @@ pub fn fit(
                 "Resuming from {} (epoch {epoch}).",
                 path.display()
             ));
+            if epoch >= cfg.epochs {
+                log(&format!(
+                    "{} already holds {epoch} epochs, --epochs is {}: nothing to train. Raise \
+                     --epochs to train further.",
+                    cfg.out.display(),
+                    cfg.epochs
+                ));
+            }
         }
         None => {
             if cfg.resume {
