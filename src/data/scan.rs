@@ -80,10 +80,21 @@ impl ScanReport {
     }
 }
 
-/// A decoder's message on one line: some span several lines (or end in blank ones), which
-/// would break the one-line-per-file lists.
+/// A reason on one line: a file name may hold line breaks (and a message may end in them),
+/// which would break the one-line-per-file lists into unreadable, even blank, lines. Control
+/// characters are shown escaped (`\n`), so the name stays findable; trailing ones are dropped.
 pub(crate) fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
+    message
+        .trim_end()
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Whether a file passes the Keras example's filter: `b"JFIF"` within its first 10 bytes.
@@ -206,7 +217,11 @@ mod tests {
 
     #[test]
     fn a_multi_line_reason_becomes_one_line() {
-        assert_eq!(one_line("bad\n\n  data\r\n\n"), "bad data");
+        assert_eq!(one_line("bad data\r\n\n"), "bad data");
+        assert_eq!(
+            one_line("/d/tr\nunc\n\n.png is empty"),
+            "/d/tr\\nunc\\n\\n.png is empty"
+        );
     }
 
     #[test]
