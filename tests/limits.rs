@@ -2,22 +2,18 @@
 //! edited out of range. Each must be refused at planning time with exit status 2 and a message
 //! that says what fits (or run, where it can), never panic.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Output;
+
+use common::{assert_exit, gpucnn, gpucnn_cmd, s, stderr, stdout, write_gradient_image};
 use gpucnn::error::{EXIT_BAD_INPUT, exit_code};
 use gpucnn::gpu::test_context;
 use gpucnn::graph::ParamLayout;
 use gpucnn::graph::executor::{ExecError, TrainStep, check_device_fit};
 use gpucnn::model::{XceptionConfig, xception_mini};
 use gpucnn::train::checkpoint::{ModelConfig, save_checkpoint, write_model_json};
-
-fn gpucnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpucnn"))
-        .args(args)
-        .output()
-        .expect("run gpucnn")
-}
 
 fn model(image_size: usize, width: f32) -> gpucnn::graph::Model {
     xception_mini(&XceptionConfig {
@@ -148,12 +144,6 @@ fn write_run(dir: &Path, cfg: &XceptionConfig) {
     save_checkpoint(dir.join("best.safetensors"), &layout, &params, &mc, None).unwrap();
 }
 
-fn write_image(path: &Path) {
-    image::RgbImage::from_fn(20, 20, |x, y| image::Rgb([x as u8 * 12, y as u8 * 12, 90]))
-        .save(path)
-        .unwrap();
-}
-
 #[test]
 fn predict_with_a_batch_larger_than_the_largest_buffer_runs_in_gpu_batches_that_fit() {
     // Panicked creating a buffer for the whole batch (`predict --batch-size 6000` on a 180-px
@@ -174,23 +164,19 @@ fn predict_with_a_batch_larger_than_the_largest_buffer_runs_in_gpu_batches_that_
     };
     write_run(&run, &cfg);
     let img = tmp.path().join("x.png");
-    write_image(&img);
+    write_gradient_image(&img);
     let batch = batch.to_string();
     let r = gpucnn(&[
         "predict",
         "--model",
-        run.to_str().unwrap(),
-        img.to_str().unwrap(),
+        s(&run),
+        s(&img),
         "--batch-size",
         &batch,
     ]);
-    let stdout = String::from_utf8_lossy(&r.stdout);
-    assert!(
-        r.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
-    assert!(stdout.contains("x.png: This image is"), "{stdout}");
+    let printed = stdout(&r);
+    assert!(r.status.success(), "{printed}{}", stderr(&r));
+    assert!(printed.contains("x.png: This image is"), "{printed}");
 }
 
 #[test]
@@ -204,20 +190,17 @@ fn train_with_a_batch_over_the_largest_buffer_exits_2_naming_the_largest_that_fi
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    for class in ["a", "b"] {
-        std::fs::create_dir_all(data.join(class)).unwrap();
-    }
     for i in 0..10 {
         let class = ["a", "b"][i % 2];
-        write_image(&data.join(class).join(format!("{i}.png")));
+        write_gradient_image(&data.join(class).join(format!("{i}.png")));
     }
     let out = tmp.path().join("run");
     let r = gpucnn(&[
         "train",
         "--data",
-        data.to_str().unwrap(),
+        s(&data),
         "--out",
-        out.to_str().unwrap(),
+        s(&out),
         "--epochs",
         "1",
         "--image-size",
@@ -227,13 +210,12 @@ fn train_with_a_batch_over_the_largest_buffer_exits_2_naming_the_largest_that_fi
         "--batch-size",
         "100000",
     ]);
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    let e = assert_exit(&r, 2);
     assert!(
-        stderr.contains(&format!(
+        e.contains(&format!(
             "the largest batch that fits at this --image-size is {fits}"
         )),
-        "{stderr}"
+        "{e}"
     );
 }
 
@@ -262,16 +244,9 @@ fn a_model_json_with_an_unbuildable_width_is_refused_with_the_range() {
         return;
     }
     let img = tmp.path().join("x.png");
-    write_image(&img);
-    let r = gpucnn(&[
-        "predict",
-        "--model",
-        run.to_str().unwrap(),
-        img.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert_eq!(r.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("width 40 is outside (0, 32]"), "{stderr}");
+    write_gradient_image(&img);
+    let e = assert_exit(&gpucnn(&["predict", "--model", s(&run), s(&img)]), 2);
+    assert!(e.contains("width 40 is outside (0, 32]"), "{e}");
 }
 
 /// Deflate bits, least significant first (RFC 1951 3.1.1).
@@ -366,7 +341,7 @@ fn png_rgba16_8192() -> Vec<u8> {
 /// sampled from /proc while it runs; the decodes it measures last seconds).
 #[cfg(target_os = "linux")]
 fn run_measuring_rss(args: &[&str], env: &[(&str, &str)]) -> (Output, u64) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gpucnn"))
+    let mut child = gpucnn_cmd()
         .args(args)
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
@@ -401,26 +376,26 @@ fn decoding_huge_images_on_several_threads_stays_within_one_budget() {
         std::fs::create_dir_all(data.join(class)).unwrap();
         std::fs::write(data.join(class).join("huge.png"), &png).unwrap();
     }
-    let args = ["scan", "--data", data.to_str().unwrap()];
+    let args = ["scan", "--data", s(&data)];
     let (out, peak_mib) = run_measuring_rss(&args, &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("2 good, 0 unusable"), "{stdout}");
+    let printed = stdout(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("2 good, 0 unusable"), "{printed}");
     assert!(
         (600..1000).contains(&peak_mib),
         "peak {peak_mib} MiB: one decode at a time is about 704 MiB"
     );
     // The pixel limit, lowered by the user, refuses them from the header.
     let (out, peak_mib) = run_measuring_rss(&args, &[("GPUCNN_MAX_IMAGE_PIXELS", "40000000")]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("0 good, 2 unusable"), "{stdout}");
-    assert!(stdout.contains("GPUCNN_MAX_IMAGE_PIXELS"), "{stdout}");
+    let printed = stdout(&out);
+    assert!(printed.contains("0 good, 2 unusable"), "{printed}");
+    assert!(printed.contains("GPUCNN_MAX_IMAGE_PIXELS"), "{printed}");
     assert!(peak_mib < 100, "peak {peak_mib} MiB");
     // An unusable value is named.
     let (out, _) = run_measuring_rss(&args, &[("GPUCNN_DECODE_MEMORY_MIB", "lots")]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let printed = stdout(&out);
     assert!(
-        stdout.contains("GPUCNN_DECODE_MEMORY_MIB=\"lots\" is not a positive whole number"),
-        "{stdout}"
+        printed.contains("GPUCNN_DECODE_MEMORY_MIB=\"lots\" is not a positive whole number"),
+        "{printed}"
     );
 }

@@ -7,11 +7,18 @@
 //! except the one that checks what `train` records: what is checked is how predict and
 //! evaluate treat a model, not how good it is.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{
+    assert_exit, assert_success, gpucnn, gpucnn_cmd, run, s, text, tiny_train, write_ab_images,
+    write_class_images, write_image,
+};
 
 use gpucnn::data::labels::LabelTable;
 use gpucnn::data::{DatasetError, DatasetOptions, DirectoryDataset};
@@ -21,16 +28,9 @@ use gpucnn::model::{XceptionConfig, xception_mini};
 use gpucnn::train::checkpoint::{ModelConfig, read_model_json, save_checkpoint, write_model_json};
 use rand::{Rng, SeedableRng};
 
-fn gpucnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpucnn"))
-        .args(args)
-        .output()
-        .expect("run gpucnn")
-}
-
 /// Runs gpucnn and kills it after `secs`: a hang fails the test instead of blocking the suite.
 fn gpucnn_within(secs: u64, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gpucnn"))
+    let mut child = gpucnn_cmd()
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -49,14 +49,6 @@ fn gpucnn_within(secs: u64, args: &[&str]) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 const IMAGE_SIZE: usize = 16;
@@ -90,15 +82,32 @@ fn write_model(
     write_model_json(dir, &cfg).unwrap();
 }
 
-/// A 20×20 PNG of random colour blocks (different for each `seed`).
-fn write_image(path: &Path, seed: u64) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let blocks: Vec<[u8; 3]> = (0..16).map(|_| rng.random()).collect();
-    let img = image::RgbImage::from_fn(20, 20, |x, y| {
-        image::Rgb(blocks[(y as usize / 5) * 4 + x as usize / 5])
-    });
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    img.save(path).unwrap();
+/// [`write_model`] with classes a and b, single-label, not cropping, initial weights.
+fn write_ab_model(dir: &Path) {
+    write_model(dir, &["a", "b"], false, false, |_, _| {});
+}
+
+/// A temporary folder holding [`write_ab_model`]'s model in `run`.
+fn tmp_with_ab_model() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("run");
+    write_ab_model(&model);
+    (tmp, model)
+}
+
+/// `gpucnn predict --model MODEL INPUTS… EXTRA…`.
+fn predict(model: &Path, inputs: &[&Path], extra: &[&str]) -> Output {
+    let mut args = vec!["predict", "--model", s(model)];
+    args.extend(inputs.iter().map(|p| s(p)));
+    args.extend_from_slice(extra);
+    gpucnn(&args)
+}
+
+/// `gpucnn evaluate --model MODEL --data DATA EXTRA…`.
+fn evaluate(model: &Path, data: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["evaluate", "--model", s(model), "--data", s(data)];
+    args.extend_from_slice(extra);
+    gpucnn(&args)
 }
 
 /// Parses predict's `--csv`: path → probabilities, after checking the header.
@@ -174,32 +183,16 @@ fn evaluate_pairs_each_image_with_its_label_across_a_corrupt_file_at_a_class_bou
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    for (c, class) in ["a", "b"].iter().enumerate() {
-        for i in 0..10 {
-            write_image(
-                &data.join(class).join(format!("{class}_{i:02}.png")),
-                (c * 100 + i) as u64,
-            );
-        }
-    }
+    write_class_images(&data, 10, 100, |class, i| format!("{class}_{i:02}.png"));
     let corrupt = data.join("b/b_00.png");
     fs::write(&corrupt, b"not a picture").unwrap();
     let model = tmp.path().join("run");
-    write_model(&model, &["a", "b"], false, false, |_, _| {});
+    write_ab_model(&model);
 
     let csv = tmp.path().join("p.csv");
-    let r = gpucnn(&[
-        "predict",
-        "--model",
-        s(&model),
-        s(&data),
-        "--csv",
-        s(&csv),
-        "--batch-size",
-        "8",
-    ]);
-    assert_eq!(r.status.code(), Some(1), "{}", text(&r.stderr));
-    assert!(text(&r.stderr).contains(&format!("{}: skipped", corrupt.display())));
+    let r = predict(&model, &[&data], &["--csv", s(&csv), "--batch-size", "8"]);
+    let e = assert_exit(&r, 1);
+    assert!(e.contains(&format!("{}: skipped", corrupt.display())));
     // Lines in input order: the images of the folder sorted, the corrupt one left out.
     let printed: Vec<String> = text(&r.stdout)
         .lines()
@@ -215,19 +208,13 @@ fn evaluate_pairs_each_image_with_its_label_across_a_corrupt_file_at_a_class_bou
     let preds = read_predictions(&csv, &["a", "b"]);
     assert_eq!(preds.len(), 19);
 
-    let r = gpucnn(&[
-        "evaluate",
-        "--model",
-        s(&model),
-        "--data",
-        s(&data),
-        "--json",
-        "--batch-size",
-        "8",
-        "--out",
-        s(&tmp.path().join("plots")),
-    ]);
-    assert!(r.status.success(), "{}", text(&r.stderr));
+    let plots = tmp.path().join("plots");
+    let r = evaluate(
+        &model,
+        &data,
+        &["--json", "--batch-size", "8", "--out", s(&plots)],
+    );
+    assert_success(&r);
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     let truth: Vec<(usize, Vec<f64>)> = preds
         .iter()
@@ -295,31 +282,13 @@ fn evaluate_labels_reports_each_label_from_the_images_own_rows() {
     let model = tmp.path().join("ml");
     write_model(&model, &["disc", "red"], true, false, |_, _| {});
     let pred_csv = tmp.path().join("p.csv");
-    let r = gpucnn(&[
-        "predict",
-        "--model",
-        s(&model),
-        s(&root),
-        "--csv",
-        s(&pred_csv),
-    ]);
-    assert_eq!(r.status.code(), Some(1), "{}", text(&r.stderr));
+    assert_exit(&predict(&model, &[&root], &["--csv", s(&pred_csv)]), 1);
     let preds = read_predictions(&pred_csv, &["disc", "red"]);
     assert_eq!(preds.len(), n - 1);
 
-    let r = gpucnn(&[
-        "evaluate",
-        "--model",
-        s(&model),
-        "--labels",
-        s(&csv),
-        "--data",
-        s(&root),
-        "--json",
-        "--batch-size",
-        "8",
-    ]);
-    assert!(r.status.success(), "{}", text(&r.stderr));
+    let labels_json = ["--labels", s(&csv), "--json", "--batch-size", "8"];
+    let r = evaluate(&model, &root, &labels_json);
+    assert_success(&r);
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     for (j, label) in ["disc", "red"].iter().enumerate() {
         let per = &v["labels"][label];
@@ -339,16 +308,8 @@ fn evaluate_labels_reports_each_label_from_the_images_own_rows() {
         assert_matrix_matches(&json_matrix(per), &truth, label);
     }
     // The human-readable form names each label.
-    let r = gpucnn(&[
-        "evaluate",
-        "--model",
-        s(&model),
-        "--labels",
-        s(&csv),
-        "--data",
-        s(&root),
-    ]);
-    assert!(r.status.success(), "{}", text(&r.stderr));
+    let r = evaluate(&model, &root, &["--labels", s(&csv)]);
+    assert_success(&r);
     let out = text(&r.stdout);
     assert!(
         out.contains("label disc:") && out.contains("label red:"),
@@ -363,9 +324,7 @@ fn a_model_json_that_does_not_describe_the_checkpoint_is_refused() {
     if test_context().is_none() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("run");
-    write_model(&model, &["a", "b"], false, false, |_, _| {});
+    let (tmp, model) = tmp_with_ab_model();
     let json = model.join("model.json");
     let edited = fs::read_to_string(&json)
         .unwrap()
@@ -376,9 +335,8 @@ fn a_model_json_that_does_not_describe_the_checkpoint_is_refused() {
     write_image(&img, 1);
     write_image(&tmp.path().join("data/b/y.png"), 2);
 
-    let r = gpucnn(&["predict", "--model", s(&model), s(&img)]);
-    let e = text(&r.stderr);
-    assert_eq!(r.status.code(), Some(2), "{e}");
+    let r = predict(&model, &[&img], &[]);
+    let e = assert_exit(&r, 2);
     for needle in [
         json.display().to_string(),
         model.join("best.safetensors").display().to_string(),
@@ -387,15 +345,8 @@ fn a_model_json_that_does_not_describe_the_checkpoint_is_refused() {
         assert!(e.contains(&needle), "`{needle}` not in: {e}");
     }
     assert!(r.stdout.is_empty());
-    let r = gpucnn(&[
-        "evaluate",
-        "--model",
-        s(&model),
-        "--data",
-        s(&tmp.path().join("data")),
-    ]);
-    assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
-    assert!(text(&r.stderr).contains("image_size"));
+    let e = assert_exit(&evaluate(&model, &tmp.path().join("data"), &[]), 2);
+    assert!(e.contains("image_size"));
 }
 
 /// A model trained with --crop-to-aspect-ratio sees the centre square of a wide image: predict
@@ -422,16 +373,7 @@ fn predict_crops_to_the_aspect_ratio_when_the_model_was_trained_so() {
     wide.save(&wp).unwrap();
     centre.save(&cp).unwrap();
     let csv = tmp.path().join("p.csv");
-    let r = gpucnn(&[
-        "predict",
-        "--model",
-        s(&model),
-        s(&wp),
-        s(&cp),
-        "--csv",
-        s(&csv),
-    ]);
-    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert_success(&predict(&model, &[&wp, &cp], &["--csv", s(&csv)]));
     let p = read_predictions(&csv, &["a", "b"]);
     assert_eq!(
         p[&wp], p[&cp],
@@ -453,37 +395,15 @@ fn train_records_crop_to_aspect_ratio_in_model_json() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    for (c, class) in ["a", "b"].iter().enumerate() {
-        for i in 0..6 {
-            write_image(
-                &data.join(class).join(format!("{i}.png")),
-                (c * 10 + i) as u64,
-            );
-        }
-    }
+    write_ab_images(&data, 6);
     let out = tmp.path().join("run");
-    let r = gpucnn(&[
-        "train",
-        "--data",
-        s(&data),
-        "--out",
-        s(&out),
-        "--epochs",
-        "1",
-        "--image-size",
-        "16",
-        "--width",
-        "0.0625",
-        "--batch-size",
-        "8",
-        "--crop-to-aspect-ratio",
-    ]);
-    assert!(r.status.success(), "{}", text(&r.stderr));
+    let mut train = tiny_train(&out, "1", "8");
+    train.arg("--data").arg(&data).arg("--crop-to-aspect-ratio");
+    assert_success(&run(&mut train));
     let cfg = read_model_json(out.join("model.json")).unwrap();
     assert!(cfg.crop_to_aspect_ratio);
     // Predict reads the run as it was written: the checkpoint agrees with model.json.
-    let r = gpucnn(&["predict", "--model", s(&out), s(&data.join("a/0.png"))]);
-    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert_success(&predict(&out, &[&data.join("a/0.png")], &[]));
 }
 
 /// A diverged training saves NaN weights: predict and evaluate refuse them (exit 1) naming the
@@ -496,14 +416,7 @@ fn weights_or_outputs_that_are_not_finite_are_refused() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    for (c, class) in ["a", "b"].iter().enumerate() {
-        for i in 0..3 {
-            write_image(
-                &data.join(class).join(format!("{i}.png")),
-                (c * 10 + i) as u64,
-            );
-        }
-    }
+    write_ab_images(&data, 3);
     let nan = tmp.path().join("nan");
     let mut poisoned = String::new();
     write_model(&nan, &["a", "b"], false, false, |layout, params| {
@@ -511,9 +424,8 @@ fn weights_or_outputs_that_are_not_finite_are_refused() {
         poisoned = slot.name.clone();
         params[slot.offset + slot.len / 2] = f32::NAN;
     });
-    let r = gpucnn(&["predict", "--model", s(&nan), s(&data)]);
-    let e = text(&r.stderr);
-    assert_eq!(r.status.code(), Some(1), "{e}");
+    let r = predict(&nan, &[&data], &[]);
+    let e = assert_exit(&r, 1);
     assert!(!text(&r.stdout).contains("NaN"), "{}", text(&r.stdout));
     for needle in [
         "not finite",
@@ -522,9 +434,8 @@ fn weights_or_outputs_that_are_not_finite_are_refused() {
     ] {
         assert!(e.contains(needle), "`{needle}` not in: {e}");
     }
-    let r = gpucnn(&["evaluate", "--model", s(&nan), "--data", s(&data), "--json"]);
-    assert_eq!(r.status.code(), Some(1), "{}", text(&r.stderr));
-    assert!(text(&r.stderr).contains("not finite"));
+    let r = evaluate(&nan, &data, &["--json"]);
+    assert!(assert_exit(&r, 1).contains("not finite"));
     assert!(r.stdout.is_empty(), "{}", text(&r.stdout));
 
     // Finite weights whose products overflow f32: the last batch norm's beta at 100 makes
@@ -543,9 +454,8 @@ fn weights_or_outputs_that_are_not_finite_are_refused() {
             params[slot.offset..slot.offset + slot.len].fill(value);
         }
     });
-    let r = gpucnn(&["predict", "--model", s(&huge), s(&data)]);
-    let e = text(&r.stderr);
-    assert_eq!(r.status.code(), Some(1), "{e}");
+    let r = predict(&huge, &[&data], &[]);
+    let e = assert_exit(&r, 1);
     assert!(e.contains("outputs are not finite"), "{e}");
     assert!(!text(&r.stdout).contains("NaN"), "{}", text(&r.stdout));
 }
@@ -556,18 +466,11 @@ fn weights_or_outputs_that_are_not_finite_are_refused() {
 fn a_closed_stdout_neither_panics_nor_stops_the_work() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    for (c, class) in ["a", "b"].iter().enumerate() {
-        for i in 0..4 {
-            write_image(
-                &data.join(class).join(format!("{i}.png")),
-                (c * 10 + i) as u64,
-            );
-        }
-    }
+    write_ab_images(&data, 4);
     fs::write(data.join("a/bad.png"), b"no").unwrap();
     // The reader's end is closed before gpucnn writes its first line.
     let closed = |args: &[&str]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gpucnn"))
+        let mut child = gpucnn_cmd()
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -576,16 +479,14 @@ fn a_closed_stdout_neither_panics_nor_stops_the_work() {
         drop(child.stdout.take());
         child.wait_with_output().unwrap()
     };
-    let r = closed(&["scan", "--data", s(&data)]);
-    let e = text(&r.stderr);
-    assert_eq!(r.status.code(), Some(0), "{e}");
+    let e = assert_exit(&closed(&["scan", "--data", s(&data)]), 0);
     assert!(!e.contains("panicked") && !e.contains("Broken pipe"), "{e}");
 
     if test_context().is_none() {
         return;
     }
     let model = tmp.path().join("run");
-    write_model(&model, &["a", "b"], false, false, |_, _| {});
+    write_ab_model(&model);
     let csv = tmp.path().join("p.csv");
     let r = closed(&["predict", "--model", s(&model), s(&data), "--csv", s(&csv)]);
     let e = text(&r.stderr);
@@ -596,8 +497,10 @@ fn a_closed_stdout_neither_panics_nor_stops_the_work() {
     );
     assert!(!e.contains("panicked") && !e.contains("Broken pipe"), "{e}");
     assert_eq!(read_predictions(&csv, &["a", "b"]).len(), 8);
-    let r = closed(&["predict", "--model", s(&model), s(&data.join("b"))]);
-    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert_exit(
+        &closed(&["predict", "--model", s(&model), s(&data.join("b"))]),
+        0,
+    );
 }
 
 /// predict's folder walk is the dataset's: a symlink loop lists each image once, and a FIFO
@@ -607,9 +510,7 @@ fn predict_walks_a_symlink_loop_once_and_never_opens_a_fifo() {
     if test_context().is_none() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("run");
-    write_model(&model, &["a", "b"], false, false, |_, _| {});
+    let (tmp, model) = tmp_with_ab_model();
     let dir = tmp.path().join("imgs");
     write_image(&dir.join("one.png"), 1);
     write_image(&dir.join("sub/two.png"), 2);
@@ -617,7 +518,7 @@ fn predict_walks_a_symlink_loop_once_and_never_opens_a_fifo() {
     std::os::unix::fs::symlink("..", dir.join("sub/up")).unwrap();
     std::os::unix::fs::symlink(".", dir.join("self")).unwrap();
     let r = gpucnn_within(120, &["predict", "--model", s(&model), s(&dir)]);
-    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert_success(&r);
     let lines: Vec<String> = text(&r.stdout).lines().map(String::from).collect();
     assert_eq!(lines.len(), 2, "each image once: {lines:#?}");
     assert!(lines[0].starts_with(&format!("{}: ", dir.join("one.png").display())));
@@ -629,14 +530,13 @@ fn predict_walks_a_symlink_loop_once_and_never_opens_a_fifo() {
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
     let r = gpucnn_within(120, &["predict", "--model", s(&model), s(&fifo_dir)]);
-    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert_success(&r);
     let out = text(&r.stdout);
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("real.png"), "{out}");
     // Named directly, the FIFO is refused as bad input, not opened.
     let r = gpucnn_within(120, &["predict", "--model", s(&model), s(&fifo)]);
-    assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
-    assert!(text(&r.stderr).contains("not a regular file"));
+    assert!(assert_exit(&r, 2).contains("not a regular file"));
 }
 
 /// `predict --csv` quotes a path holding a comma (and a quote), so the file parses back to one
@@ -646,14 +546,11 @@ fn predict_csv_quotes_paths_with_commas() {
     if test_context().is_none() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("run");
-    write_model(&model, &["a", "b"], false, false, |_, _| {});
+    let (tmp, model) = tmp_with_ab_model();
     let odd = tmp.path().join("x,y/say \"cheese\", please.png");
     write_image(&odd, 4);
     let csv = tmp.path().join("p.csv");
-    let r = gpucnn(&["predict", "--model", s(&model), s(&odd), "--csv", s(&csv)]);
-    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert_success(&predict(&model, &[&odd], &["--csv", s(&csv)]));
     let p = read_predictions(&csv, &["a", "b"]);
     assert_eq!(p.keys().collect::<Vec<_>>(), vec![&odd]);
     let sum: f64 = p[&odd].iter().sum();
@@ -679,15 +576,13 @@ fn a_class_folder_named_in_bytes_that_are_not_utf8_is_read() {
         *c += v;
     }
     assert_eq!(counts, vec![2, 1]);
-    let r = gpucnn(&["scan", "--data", s(&data)]);
-    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert_success(&gpucnn(&["scan", "--data", s(&data)]));
 
     write_image(&data.join(OsStr::from_bytes(b"caf\xe8")).join("w.png"), 4);
     let e = DirectoryDataset::open(&data, &DatasetOptions::default()).unwrap_err();
     assert!(matches!(e, DatasetError::DuplicateClass { .. }), "{e}");
     assert!(e.to_string().contains("rename one"), "{e}");
-    let r = gpucnn(&["scan", "--data", s(&data)]);
-    assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
+    assert_exit(&gpucnn(&["scan", "--data", s(&data)]), 2);
 }
 
 /// A labels CSV in which no image has a label: a clear error, exit 2, no panic.
@@ -709,23 +604,10 @@ fn a_labels_csv_without_any_label_is_bad_input() {
     let csv = tmp.path().join("labels.csv");
     fs::write(&csv, rows).unwrap();
     let out = tmp.path().join("run");
-    let r = gpucnn(&[
-        "train",
-        "--labels",
-        s(&csv),
-        "--out",
-        s(&out),
-        "--epochs",
-        "1",
-        "--image-size",
-        "16",
-        "--width",
-        "0.0625",
-        "--batch-size",
-        "2",
-    ]);
-    let e = text(&r.stderr);
-    assert_eq!(r.status.code(), Some(2), "{e}");
+    let e = assert_exit(
+        &run(tiny_train(&out, "1", "2").arg("--labels").arg(&csv)),
+        2,
+    );
     assert!(e.contains("none of its 10 rows has a label"), "{e}");
     assert!(e.contains(&csv.display().to_string()), "{e}");
 }

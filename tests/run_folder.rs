@@ -2,71 +2,47 @@
 //! degenerate training, on a tiny generated dataset (48 images of 20×20, 2 epochs at the
 //! smallest settings), on whatever adapter the machine has (lavapipe in CI).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{
+    Shape, assert_exit, assert_success, run, shapes_dataset, stderr, tiny_train, write_blank_image,
+};
 use gpucnn::gpu::test_context;
-
-fn gpucnn() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gpucnn"))
-}
 
 /// 24 discs and 24 squares, 20×20 PNGs, in `root/discs` and `root/squares`.
 fn make_dataset(root: &Path) {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    for (class, disc) in [("discs", true), ("squares", false)] {
-        let dir = root.join(class);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..24 {
-            let bg = rng.random_range(0..80u8);
-            let r = rng.random_range(4.0..7.0f32);
-            let (cx, cy) = (
-                rng.random_range(7.0..13.0f32),
-                rng.random_range(7.0..13.0f32),
-            );
-            let img = image::RgbImage::from_fn(20, 20, |x, y| {
-                let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
-                let inside = if disc {
-                    dx * dx + dy * dy <= r * r
-                } else {
-                    dx.abs() <= r * 0.85 && dy.abs() <= r * 0.85
-                };
-                image::Rgb(if inside { [220, 200, 180] } else { [bg; 3] })
-            });
-            img.save(dir.join(format!("{class}_{i:02}.png"))).unwrap();
-        }
-    }
+    use rand::Rng;
+    let draw = |rng: &mut rand::rngs::StdRng, disc| {
+        let bg = rng.random_range(0..80u8);
+        Shape::random(disc, rng).draw([220, 200, 180], [bg; 3])
+    };
+    shapes_dataset(root, 7, 24, draw, |class, i| format!("{class}_{i:02}.png"));
 }
 
-/// `gpucnn train` at the tiny settings, plus `extra`.
+/// A temporary folder holding the dataset of [`make_dataset`] in `shapes`.
+fn tmp_with_dataset() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("shapes");
+    make_dataset(&data);
+    (tmp, data)
+}
+
+/// `gpucnn train` at the tiny settings (batch 8, flips), plus `extra`.
 fn train_cmd(data: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Command {
-    let mut c = gpucnn();
-    c.args(["train", "--data"])
+    let mut c = tiny_train(out, epochs, "8");
+    c.arg("--data")
         .arg(data)
-        .arg("--out")
-        .arg(out)
-        .args(["--epochs", epochs])
-        .args([
-            "--image-size",
-            "16",
-            "--width",
-            "0.0625",
-            "--batch-size",
-            "8",
-        ])
         .args(["--augment", "flip"])
         .args(extra);
     c
 }
 
 fn train(data: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Output {
-    train_cmd(data, out, epochs, extra).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    run(&mut train_cmd(data, out, epochs, extra))
 }
 
 /// metrics.csv without the time and throughput columns (seconds, images_per_sec), which no two
@@ -114,12 +90,9 @@ fn any_interruption_resumes_to_the_uninterrupted_run() {
         return;
     }
     let started = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("shapes");
-    make_dataset(&data);
+    let (tmp, data) = tmp_with_dataset();
     let reference = tmp.path().join("reference");
-    let r = train(&data, &reference, "2", &[]);
-    assert!(r.status.success(), "{}", stderr(&r));
+    assert_success(&train(&data, &reference, "2", &[]));
     let want = metrics_without_times(&reference);
     assert_eq!(want.len(), 3, "{want:?}");
     let want_best = tensors(&reference.join("best.safetensors"));
@@ -198,9 +171,7 @@ fn any_interruption_resumes_to_the_uninterrupted_run() {
             Ok(())
         });
     }
-    let r = cmd.output().unwrap();
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
+    let e = assert_exit(&run(&mut cmd), 1);
     assert!(e.contains("save_at_1.safetensors"), "{e}");
     assert!(e.contains("--resume"), "{e}");
     assert!(!out.join("save_at_1.safetensors").exists());
@@ -220,12 +191,9 @@ fn a_run_folder_only_continues_the_run_it_records() {
     if test_context().is_none() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("shapes");
-    make_dataset(&data);
+    let (tmp, data) = tmp_with_dataset();
     let out = tmp.path().join("run");
-    let r = train(&data, &out, "2", &["--lr", "0.01"]);
-    assert!(r.status.success(), "{}", stderr(&r));
+    assert_success(&train(&data, &out, "2", &["--lr", "0.01"]));
     let old_save_2 = std::fs::read(out.join("save_at_2.safetensors")).unwrap();
 
     for args in [&["--seed", "99"][..], &["--seed", "99", "--resume"]] {
@@ -238,34 +206,25 @@ fn a_run_folder_only_continues_the_run_it_records() {
         assert!(!e.contains("Epoch 1"), "{e}");
     }
     // Same settings, no --resume: refused too (it would leave save_at_2 for a later --resume).
-    let r = train(&data, &out, "3", &["--lr", "0.01"]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(2), "{e}");
+    let e = assert_exit(&train(&data, &out, "3", &["--lr", "0.01"]), 2);
     assert!(e.contains("--resume") && e.contains("--overwrite"), "{e}");
     // Other data: one more file.
     let extra = data.join("discs/discs_00.png");
     std::fs::copy(&extra, data.join("discs/extra.png")).unwrap();
-    let r = train(&data, &out, "3", &["--lr", "0.01", "--resume"]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(2), "{e}");
+    let e = assert_exit(&train(&data, &out, "3", &["--lr", "0.01", "--resume"]), 2);
     assert!(e.contains("data files (--data) 48 files"), "{e}");
     std::fs::remove_file(data.join("discs/extra.png")).unwrap();
 
     // Afresh: 1 epoch with seed 99, then resumed to 2: from its own save_at_1, not the old run's.
-    let r = train(&data, &out, "1", &["--seed", "99", "--overwrite"]);
-    assert!(r.status.success(), "{}", stderr(&r));
+    assert_success(&train(&data, &out, "1", &["--seed", "99", "--overwrite"]));
     assert!(!out.join("save_at_2.safetensors").exists());
-    let r = train(&data, &out, "2", &["--seed", "99", "--resume"]);
-    let e = stderr(&r);
-    assert!(r.status.success(), "{e}");
+    let e = assert_success(&train(&data, &out, "2", &["--seed", "99", "--resume"]));
     assert!(e.contains("save_at_1.safetensors (epoch 1)"), "{e}");
     assert_eq!(metrics_without_times(&out).len(), 3);
 
     // The old run's checkpoint copied back in as the latest: its own fingerprint refuses it.
     std::fs::write(out.join("save_at_3.safetensors"), old_save_2).unwrap();
-    let r = train(&data, &out, "4", &["--seed", "99", "--resume"]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(2), "{e}");
+    let e = assert_exit(&train(&data, &out, "4", &["--seed", "99", "--resume"]), 2);
     assert!(
         e.contains("save_at_3.safetensors was written by another run"),
         "{e}"
@@ -280,9 +239,7 @@ fn a_second_run_on_the_same_out_fails_at_once() {
     if test_context().is_none() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("shapes");
-    make_dataset(&data);
+    let (tmp, data) = tmp_with_dataset();
     let out = tmp.path().join("run");
     let mut first = train_cmd(&data, &out, "2000", &[])
         .stderr(Stdio::null())
@@ -295,9 +252,7 @@ fn a_second_run_on_the_same_out_fails_at_once() {
         assert!(first.try_wait().unwrap().is_none(), "the first run ended");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let r = train(&data, &out, "1", &["--resume"]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(2), "{e}");
+    let e = assert_exit(&train(&data, &out, "1", &["--resume"]), 2);
     assert!(e.contains(&out.display().to_string()), "{e}");
     assert!(e.contains("in use by another gpucnn run"), "{e}");
     assert!(!e.contains("Epoch 1"), "{e}");
@@ -307,8 +262,7 @@ fn a_second_run_on_the_same_out_fails_at_once() {
     );
     first.kill().unwrap();
     first.wait().unwrap();
-    let r = train(&data, &out, "1", &["--resume"]);
-    assert!(r.status.success(), "{}", stderr(&r));
+    assert_success(&train(&data, &out, "1", &["--resume"]));
 }
 
 /// Degenerate training is refused instead of looking like success: a class whose files are all
@@ -319,9 +273,7 @@ fn degenerate_runs_are_refused_or_stopped() {
     if test_context().is_none() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("shapes");
-    make_dataset(&data);
+    let (tmp, data) = tmp_with_dataset();
     let broken = tmp.path().join("broken");
     std::fs::create_dir_all(broken.join("cats")).unwrap();
     std::fs::create_dir_all(broken.join("dogs")).unwrap();
@@ -334,9 +286,7 @@ fn degenerate_runs_are_refused_or_stopped() {
         std::fs::write(broken.join(format!("dogs/{i}.jpg")), b"not a picture").unwrap();
     }
     let out = tmp.path().join("out");
-    let r = train(&broken, &out, "1", &[]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(2), "{e}");
+    let e = assert_exit(&train(&broken, &out, "1", &[]), 2);
     assert!(e.contains("class 'dogs'"), "{e}");
     assert!(
         e.contains(&broken.join("dogs").display().to_string()),
@@ -354,9 +304,7 @@ fn degenerate_runs_are_refused_or_stopped() {
     }
     std::fs::create_dir_all(three.join("zzz")).unwrap();
     std::fs::copy(data.join("discs/discs_00.png"), three.join("zzz/one.png")).unwrap();
-    let r = train(&three, &tmp.path().join("three_out"), "1", &[]);
-    let e = stderr(&r);
-    assert!(r.status.success(), "{e}");
+    let e = assert_success(&train(&three, &tmp.path().join("three_out"), "1", &[]));
     assert!(
         e.contains("warning: class 'zzz'")
             && (e.contains("has no validation image") || e.contains("has no training image")),
@@ -364,17 +312,13 @@ fn degenerate_runs_are_refused_or_stopped() {
     );
 
     let out = tmp.path().join("huge");
-    let r = train(&data, &out, "1000000000", &[]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
+    let e = assert_exit(&train(&data, &out, "1000000000", &[]), 1);
     assert!(e.contains("not enough free disk space"), "{e}");
     assert!(e.contains("--epochs"), "{e}");
     assert!(!e.contains("Epoch 1/"), "{e}");
 
     let out = tmp.path().join("diverged");
-    let r = train(&data, &out, "2", &["--lr", "1e38"]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(1), "{e}");
+    let e = assert_exit(&train(&data, &out, "2", &["--lr", "1e38"]), 1);
     assert!(e.contains("training diverged in epoch 1"), "{e}");
     assert!(e.contains("Lower --lr"), "{e}");
     for f in ["save_at_1.safetensors", "best.safetensors"] {
@@ -392,17 +336,12 @@ fn an_empty_split_says_which_way_to_move_the_validation_split() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("two");
     for class in ["a", "b"] {
-        std::fs::create_dir_all(data.join(class)).unwrap();
-        image::RgbImage::new(4, 4)
-            .save(data.join(class).join("x.png"))
-            .unwrap();
+        write_blank_image(&data.join(class).join("x.png"));
     }
     let out = tmp.path().join("out");
     // 2 files: a split of 0.01 holds out none (a split can never leave training empty; only
     // unreadable files can, and then the message says lower).
-    let r = train(&data, &out, "1", &["--validation-split", "0.01"]);
-    let e = stderr(&r);
-    assert_eq!(r.status.code(), Some(2), "{e}");
+    let e = assert_exit(&train(&data, &out, "1", &["--validation-split", "0.01"]), 2);
     assert!(e.contains("raise --validation-split"), "{e}");
     assert!(!e.contains("lower --validation-split"), "{e}");
 }

@@ -1,56 +1,38 @@
 //! `gpucnn train` end to end on a generated two-class folder (discs against squares, with a
 //! few corrupt files among them), on whatever adapter the machine has (lavapipe in CI).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{
+    Shape, assert_success, gpucnn, run, s, shapes_dataset, stderr, stdout, tiny_train,
+    write_blank_image,
+};
 use gpucnn::gpu::test_context;
-
-fn gpucnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpucnn"))
-        .args(args)
-        .output()
-        .expect("run gpucnn")
-}
 
 /// 120 images per class at 20×20: a filled disc or a filled square of random size, position
 /// and colour on a random background; PNG and JPEG alternately. Plus three corrupt files.
 fn make_dataset(root: &Path) -> Vec<PathBuf> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
-    for (class, disc) in [("discs", true), ("squares", false)] {
-        let dir = root.join(class);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..120 {
-            let (w, h) = (20u32, 20u32);
-            let bg = [
-                rng.random_range(0..80u8),
-                rng.random_range(0..80u8),
-                rng.random_range(0..80u8),
-            ];
-            let fg = [
-                rng.random_range(150..255u8),
-                rng.random_range(150..255u8),
-                rng.random_range(150..255u8),
-            ];
-            let r = rng.random_range(4.0..7.0f32);
-            let (cx, cy) = (
-                rng.random_range(7.0..13.0f32),
-                rng.random_range(7.0..13.0f32),
-            );
-            let img = image::RgbImage::from_fn(w, h, |x, y| {
-                let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
-                let inside = if disc {
-                    dx * dx + dy * dy <= r * r
-                } else {
-                    dx.abs() <= r * 0.85 && dy.abs() <= r * 0.85
-                };
-                image::Rgb(if inside { fg } else { bg })
-            });
-            let ext = if i % 2 == 0 { "png" } else { "jpg" };
-            img.save(dir.join(format!("{class}_{i:03}.{ext}"))).unwrap();
-        }
-    }
+    use rand::Rng;
+    let draw = |rng: &mut rand::rngs::StdRng, disc| {
+        let bg = [
+            rng.random_range(0..80u8),
+            rng.random_range(0..80u8),
+            rng.random_range(0..80u8),
+        ];
+        let fg = [
+            rng.random_range(150..255u8),
+            rng.random_range(150..255u8),
+            rng.random_range(150..255u8),
+        ];
+        Shape::random(disc, rng).draw(fg, bg)
+    };
+    shapes_dataset(root, 99, 120, draw, |class, i| {
+        let ext = if i % 2 == 0 { "png" } else { "jpg" };
+        format!("{class}_{i:03}.{ext}")
+    });
     let bad = vec![
         root.join("discs/empty.png"),
         root.join("squares/notes.jpg"),
@@ -63,28 +45,13 @@ fn make_dataset(root: &Path) -> Vec<PathBuf> {
     bad
 }
 
+/// `gpucnn train` on `data` at the tiny settings (batch 4, lr 3e-3, flips), plus `extra`.
 fn train(data: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--epochs",
-        epochs,
-        "--image-size",
-        "16",
-        "--width",
-        "0.0625",
-        "--batch-size",
-        "4",
-        "--lr",
-        "3e-3",
-        "--augment",
-        "flip",
-    ];
-    args.extend_from_slice(extra);
-    gpucnn(&args)
+    run(tiny_train(out, epochs, "4")
+        .arg("--data")
+        .arg(data)
+        .args(["--lr", "3e-3", "--augment", "flip"])
+        .args(extra))
 }
 
 fn csv_rows(out: &Path) -> Vec<Vec<f64>> {
@@ -111,25 +78,23 @@ fn train_learns_discs_from_squares_writes_everything_and_resumes_exactly() {
     let out = tmp.path().join("run");
     // Batch norm's moving statistics (momentum 0.99) need a few hundred steps before
     // validation, which uses them, follows training: 48 steps an epoch × 10.
-    let r = train(&data, &out, "10", &[]);
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert!(r.status.success(), "{stderr}");
+    let log = assert_success(&train(&data, &out, "10", &[]));
     assert!(
-        stderr.contains("Found 243 files belonging to 2 classes."),
-        "{stderr}"
+        log.contains("Found 243 files belonging to 2 classes."),
+        "{log}"
     );
-    assert!(stderr.contains("Skipping 3 unreadable file(s)"), "{stderr}");
+    assert!(log.contains("Skipping 3 unreadable file(s)"), "{log}");
     for b in &bad {
         assert!(
-            stderr.contains(&b.display().to_string()),
-            "{} not reported:\n{stderr}",
+            log.contains(&b.display().to_string()),
+            "{} not reported:\n{log}",
             b.display()
         );
     }
     let rows = csv_rows(&out);
     assert_eq!(rows.len(), 10);
     let best = rows.iter().map(|r| r[4]).fold(0.0, f64::max);
-    assert!(best >= 0.9, "best validation accuracy {best}:\n{stderr}");
+    assert!(best >= 0.9, "best validation accuracy {best}:\n{log}");
     for e in 1..=10 {
         assert!(out.join(format!("save_at_{e}.safetensors")).is_file());
     }
@@ -152,19 +117,19 @@ fn train_learns_discs_from_squares_writes_everything_and_resumes_exactly() {
     let r = gpucnn(&[
         "predict",
         "--model",
-        out.to_str().unwrap(),
-        data.join("discs").to_str().unwrap(),
+        s(&out),
+        s(&data.join("discs")),
         "--csv",
-        csv.to_str().unwrap(),
+        s(&csv),
     ]);
-    let stdout = String::from_utf8_lossy(&r.stdout);
+    let printed = stdout(&r);
     assert_eq!(
         r.status.code(),
         Some(1),
-        "the two corrupt discs files are skipped: exit 1\n{stdout}"
+        "the two corrupt discs files are skipped: exit 1\n{printed}"
     );
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 120, "{stdout}");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 120, "{printed}");
     let mut discs = 0;
     for l in &lines {
         let (_, text) = l
@@ -185,21 +150,10 @@ fn train_learns_discs_from_squares_writes_everything_and_resumes_exactly() {
     assert_eq!(table.lines().count(), 121);
 
     // Evaluate on the whole folder: the documented JSON keys, and the two plots.
-    let r = gpucnn(&[
-        "evaluate",
-        "--model",
-        out.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--json",
-    ]);
-    let stdout = String::from_utf8_lossy(&r.stdout);
-    assert!(
-        r.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    let r = gpucnn(&["evaluate", "--model", s(&out), "--data", s(&data), "--json"]);
+    let printed = stdout(&r);
+    assert!(r.status.success(), "{printed}{}", stderr(&r));
+    let v: serde_json::Value = serde_json::from_str(&printed).expect("one JSON object");
     for key in [
         "accuracy",
         "precision",
@@ -226,10 +180,8 @@ fn train_learns_discs_from_squares_writes_everything_and_resumes_exactly() {
     // Interrupted after 2 epochs, then resumed to 3: epoch 3 equals the uninterrupted run's.
     let out2 = tmp.path().join("run2");
     assert!(train(&data, &out2, "2", &[]).status.success());
-    let r = train(&data, &out2, "3", &["--resume"]);
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert!(r.status.success(), "{stderr}");
-    assert!(stderr.contains("Resuming from"), "{stderr}");
+    let log = assert_success(&train(&data, &out2, "3", &["--resume"]));
+    assert!(log.contains("Resuming from"), "{log}");
     let resumed = csv_rows(&out2);
     assert_eq!(resumed.len(), 3);
     for col in 0..5 {
@@ -240,10 +192,8 @@ fn train_learns_discs_from_squares_writes_everything_and_resumes_exactly() {
         );
     }
     // Resuming a run that already has its epochs says so instead of finishing silently.
-    let r = train(&data, &out2, "3", &["--resume"]);
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert!(r.status.success(), "{stderr}");
-    assert!(stderr.contains("nothing to train"), "{stderr}");
+    let log = assert_success(&train(&data, &out2, "3", &["--resume"]));
+    assert!(log.contains("nothing to train"), "{log}");
     assert_eq!(csv_rows(&out2).len(), 3);
 }
 
@@ -254,20 +204,17 @@ fn bad_input_is_a_usage_error_and_writes_nothing() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let o = out.to_str().unwrap();
+    let o = s(&out);
     let missing = tmp.path().join("nope");
-    let r = gpucnn(&["train", "--data", missing.to_str().unwrap(), "--out", o]);
+    let r = gpucnn(&["train", "--data", s(&missing), "--out", o]);
     assert_eq!(r.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&r.stderr).contains(&missing.display().to_string()));
+    assert!(stderr(&r).contains(&missing.display().to_string()));
 
     let one = tmp.path().join("one");
-    std::fs::create_dir_all(one.join("cats")).unwrap();
-    image::RgbImage::new(4, 4)
-        .save(one.join("cats/a.png"))
-        .unwrap();
-    let r = gpucnn(&["train", "--data", one.to_str().unwrap(), "--out", o]);
+    write_blank_image(&one.join("cats/a.png"));
+    let r = gpucnn(&["train", "--data", s(&one), "--out", o]);
     assert_eq!(r.status.code(), Some(2));
-    let e = String::from_utf8_lossy(&r.stderr);
+    let e = stderr(&r);
     assert!(e.contains("cats") || e.contains("class"), "{e}");
 
     for (flag, value) in [
@@ -276,21 +223,9 @@ fn bad_input_is_a_usage_error_and_writes_nothing() {
         ("--image-size", "0"),
         ("--validation-split", "1.5"),
     ] {
-        let r = gpucnn(&[
-            "train",
-            "--data",
-            one.to_str().unwrap(),
-            "--out",
-            o,
-            flag,
-            value,
-        ]);
+        let r = gpucnn(&["train", "--data", s(&one), "--out", o, flag, value]);
         assert_eq!(r.status.code(), Some(2), "{flag} {value}");
-        assert!(
-            String::from_utf8_lossy(&r.stderr).contains(flag),
-            "{flag}: {}",
-            String::from_utf8_lossy(&r.stderr)
-        );
+        assert!(stderr(&r).contains(flag), "{flag}: {}", stderr(&r));
     }
     assert!(!out.exists(), "nothing may be written on bad input");
 }
@@ -300,14 +235,14 @@ fn scan_lists_corrupt_files_and_deletes_them_on_request() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("shapes");
     let bad = make_dataset(&data);
-    let r = gpucnn(&["scan", "--data", data.to_str().unwrap()]);
-    let s = String::from_utf8_lossy(&r.stdout);
-    assert!(r.status.success(), "{s}");
+    let r = gpucnn(&["scan", "--data", s(&data)]);
+    let out = stdout(&r);
+    assert!(r.status.success(), "{out}");
     for b in &bad {
-        assert!(s.contains(&b.display().to_string()), "{s}");
+        assert!(out.contains(&b.display().to_string()), "{out}");
         assert!(b.exists());
     }
-    let r = gpucnn(&["scan", "--data", data.to_str().unwrap(), "--delete"]);
+    let r = gpucnn(&["scan", "--data", s(&data), "--delete"]);
     assert!(r.status.success());
     assert!(bad.iter().all(|b| !b.exists()));
 }
@@ -327,21 +262,9 @@ fn multi_label_training_from_a_labels_csv() {
     let mut csv = String::from("path,labels\n");
     for i in 0..300 {
         let (disc, red) = (rng.random_bool(0.5), rng.random_bool(0.5));
-        let r = rng.random_range(4.0..7.0f32);
-        let (cx, cy) = (
-            rng.random_range(7.0..13.0f32),
-            rng.random_range(7.0..13.0f32),
-        );
+        let shape = Shape::random(disc, &mut rng);
         let fg = if red { [230, 40, 40] } else { [40, 60, 230] };
-        let img = image::RgbImage::from_fn(20, 20, |x, y| {
-            let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
-            let inside = if disc {
-                dx * dx + dy * dy <= r * r
-            } else {
-                dx.abs() <= r * 0.85 && dy.abs() <= r * 0.85
-            };
-            image::Rgb(if inside { fg } else { [20, 20, 20] })
-        });
+        let img = shape.draw(fg, [20, 20, 20]);
         let name = format!("img{i:03}.png");
         img.save(root.join(&name)).unwrap();
         let labels: Vec<&str> = [(disc, "disc"), (red, "red")]
@@ -354,50 +277,23 @@ fn multi_label_training_from_a_labels_csv() {
     let labels = tmp.path().join("labels.csv");
     std::fs::write(&labels, csv).unwrap();
     let out = tmp.path().join("ml");
-    let r = gpucnn(&[
-        "train",
-        "--labels",
-        labels.to_str().unwrap(),
-        "--data",
-        root.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--epochs",
-        "8",
-        "--image-size",
-        "16",
-        "--width",
-        "0.0625",
-        "--batch-size",
-        "4",
-        "--lr",
-        "3e-3",
-        "--augment",
-        "flip",
-    ]);
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert!(r.status.success(), "{stderr}");
-    assert!(stderr.contains("with 2 labels (disc, red)"), "{stderr}");
+    let log = assert_success(&train(&root, &out, "8", &["--labels", s(&labels)]));
+    assert!(log.contains("with 2 labels (disc, red)"), "{log}");
     let rows = csv_rows(&out);
     let best = rows.iter().map(|r| r[4]).fold(0.0, f64::max);
     assert!(
         best >= 0.9,
-        "best per-label validation accuracy {best}:\n{stderr}"
+        "best per-label validation accuracy {best}:\n{log}"
     );
     let model: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
     assert_eq!(model["multi_label"], true);
 
-    let r = gpucnn(&[
-        "predict",
-        "--model",
-        out.to_str().unwrap(),
-        root.join("img000.png").to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&r.stdout);
-    assert!(r.status.success(), "{stdout}");
+    let r = gpucnn(&["predict", "--model", s(&out), s(&root.join("img000.png"))]);
+    let printed = stdout(&r);
+    assert!(r.status.success(), "{printed}");
     assert!(
-        stdout.contains(": labels: ") || stdout.contains(": no label at 50% or more"),
-        "{stdout}"
+        printed.contains(": labels: ") || printed.contains(": no label at 50% or more"),
+        "{printed}"
     );
 }
