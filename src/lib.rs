@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod eval;
 pub mod gpu;

@@ -123,6 +123,35 @@ enum Command {
     /// for all checkpoints is checked before the first epoch (exit 1 if short).
     #[command(after_help = EXIT_STATUS)]
     Train(TrainArgs),
+    /// The main job in about a minute, with nothing to download: generates a small dataset of
+    /// textured discs and squares (noise, random sizes, positions, colours and textures, so
+    /// that only the shapes' outlines tell them apart), trains the example's network on it
+    /// (the same trainer as `train`) at a size chosen for the adapter, then runs `predict` on
+    /// six images it kept aside, and says where the run folder is and what to run next.
+    ///
+    /// On a software adapter (no GPU; e.g. lavapipe) it trains 500 images of 32×32 pixels at
+    /// width 0.0625 for 16 epochs of batch 8, under a minute on two cores; on a hardware GPU
+    /// 1000 images at width 0.25, batch 16, in seconds. It reaches a validation accuracy of
+    /// about 0.9 (chance is 0.5).
+    ///
+    /// Writes only into --out: data/<class>/*.png (the generated training set), held_out/*.png
+    /// (the images predicted at the end), run/ (the run folder: metrics.csv, curves.png, the
+    /// checkpoints, model.json) and demo.json (which marks the folder as a demo's). A second
+    /// demo into the same --out replaces the first one's images and run (train's --overwrite,
+    /// which deletes only gpucnn's own files); an --out that holds other files and no demo.json
+    /// is refused (exit 2).
+    #[command(after_help = EXIT_STATUS)]
+    Demo {
+        /// The folder to write into.
+        #[arg(long, value_name = "DIR", default_value = "runs/demo")]
+        out: std::path::PathBuf,
+        /// Seed of the generated images, the split, the initial weights and the shuffles.
+        #[arg(long, default_value_t = 1337)]
+        seed: u64,
+        /// Passes over the training set [default: the adapter's plan, 16].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        epochs: Option<u32>,
+    },
     /// Judge a trained model on a folder of class subfolders: accuracy, precision, recall and
     /// F1 per class and macro-averaged, ROC AUC (one-vs-rest for more than two classes) and the
     /// confusion matrix. Writes confusion.png (and roc.png for two classes) to --out.
@@ -413,6 +442,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo { out, seed, epochs } => {
+            gpucnn::demo::prepare_out(&out)?;
+            let ctx = open_gpu(&opts)?;
+            eprintln!("adapter: {}", ctx.summary());
+            let mut plan = gpucnn::demo::DemoPlan::for_adapter(ctx.is_software());
+            if let Some(e) = epochs {
+                plan.epochs = e as usize;
+            }
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let r = gpucnn::demo::run(&ctx, &out, seed, &plan, progress, &mut |line| {
+                eprintln!("{line}")
+            })?;
+            demo_report(&r)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Preview {
             data,
             out,
@@ -632,6 +676,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             selftest_cmd(&opts, json, op, class.map(Into::into))
         }
     }
+}
+
+/// Prints what a demo did: the predictions, the run folder and the commands to go further.
+fn demo_report(r: &gpucnn::demo::DemoReport) -> anyhow::Result<()> {
+    outln!("Predictions on the images kept aside:");
+    for (truth, p) in &r.predictions {
+        match &p.result {
+            Ok(probs) => outln!(
+                "{} ({truth}): {}",
+                p.path.display(),
+                gpucnn::predict::describe(&r.classes, probs, false)
+            ),
+            Err(e) => outln!("{} ({truth}): skipped: {e}", p.path.display()),
+        }
+    }
+    let last = r.fit.epochs.last();
+    let run = r.run_dir.display();
+    outln!(
+        "Validation accuracy: {:.4} (last epoch), {:.4} (best)",
+        last.and_then(|e| e.val_accuracy).unwrap_or(f32::NAN),
+        r.fit.best_val_accuracy.unwrap_or(f32::NAN)
+    );
+    outln!("Run folder: {run} (curves.png, metrics.csv, best.safetensors, save_at_N.safetensors)");
+    outln!("Next:");
+    outln!("  gpucnn predict --model {run} IMAGE_OR_DIR...");
+    outln!(
+        "  gpucnn evaluate --model {run} --data {}",
+        r.data_dir.display()
+    );
+    outln!(
+        "  gpucnn train --data YOUR_FOLDER --image-size {} --width {} --epochs {}   (quick; the \
+         example's own recipe: gpucnn train --data YOUR_FOLDER)",
+        r.plan.image_size,
+        r.plan.width,
+        r.plan.epochs
+    );
+    Ok(())
 }
 
 fn open_gpu(opts: &AdapterOptions) -> anyhow::Result<GpuContext> {
