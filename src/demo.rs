@@ -294,7 +294,7 @@ pub fn run(
         .with_context(|| format!("cannot create {} (--out)", out.display()))?;
     let marker = serde_json::json!({ "written_by": "gpucnn demo", "seed": seed });
     crate::train::atomic::write_atomic(
-        &out.join(MARKER),
+        out.join(MARKER),
         serde_json::to_string_pretty(&marker)?.as_bytes(),
     )?;
     let data_dir = out.join("data");
