@@ -702,10 +702,6 @@ fn demo_report(r: &gpucnn::demo::DemoReport) -> anyhow::Result<()> {
     outln!("Next:");
     outln!("  gpucnn predict --model {run} IMAGE_OR_DIR...");
     outln!(
-        "  gpucnn evaluate --model {run} --data {}",
-        r.data_dir.display()
-    );
-    outln!(
         "  gpucnn train --data YOUR_FOLDER --image-size {} --width {} --epochs {}   (quick; the \
          example's own recipe: gpucnn train --data YOUR_FOLDER)",
         r.plan.image_size,
