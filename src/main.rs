@@ -130,7 +130,7 @@ enum Command {
     /// six images it kept aside, and says where the run folder is and what to run next.
     ///
     /// On a software adapter (no GPU; e.g. lavapipe) it trains 500 images of 32×32 pixels at
-    /// width 0.0625 for 16 epochs of batch 8, under a minute on two cores; on a hardware GPU
+    /// width 0.0625 for 16 epochs of batch 8, about a minute on two cores; on a hardware GPU
     /// 1000 images at width 0.25, batch 16, in seconds. It reaches a validation accuracy of
     /// about 0.9 (chance is 0.5).
     ///
