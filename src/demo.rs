@@ -471,7 +471,7 @@ mod tests {
     #[test]
     fn software_plan_is_smaller_than_hardware_plan() {
         let (s, h) = (DemoPlan::for_adapter(true), DemoPlan::for_adapter(false));
-        assert!(s.image_size < h.image_size && s.width < h.width);
+        assert!(s.per_class < h.per_class && s.width < h.width && s.image_size <= h.image_size);
         // A few hundred steps (see for_adapter): 80% of the images train.
         let steps = |p: &DemoPlan| p.epochs * (p.per_class * 2 * 4 / 5).div_ceil(p.batch_size);
         assert!(steps(&s) >= 300, "{}", steps(&s));
