@@ -84,6 +84,32 @@ fn train_learns_discs_from_squares_writes_everything_and_resumes_exactly() {
         "{log}"
     );
     assert!(log.contains("Skipping 3 unreadable file(s)"), "{log}");
+    // Progress from the first second (stderr is not a terminal here: plain lines): the slow
+    // parts are announced before they start, the first estimate comes after a few steps, and
+    // each epoch's line has the time per step and, but for the last, the run's ETA.
+    for line in [
+        "Compiling GPU pipelines…",
+        "GPU pipelines compiled in ",
+        "Warming up: first step…",
+        "First step done in ",
+        "Timing: ",
+    ] {
+        assert!(log.contains(line), "'{line}' missing:\n{log}");
+    }
+    let at = |text: &str| log.find(text).unwrap_or_else(|| panic!("{text}:\n{log}"));
+    assert!(at("Compiling GPU pipelines…") < at("Warming up: first step…"));
+    assert!(at("First step done in ") < at("Timing: "));
+    assert!(at("Timing: ") < at("Epoch 1/10:"));
+    for e in 1..=10 {
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(&format!("Epoch {e}/10:")))
+            .unwrap_or_else(|| panic!("no line for epoch {e}:\n{log}"));
+        assert!(line.contains("/step, "), "{line}");
+        assert_eq!(line.contains(" - run ETA "), e < 10, "{line}");
+    }
+    // A run of seconds earns no advice to make it quicker.
+    assert!(!log.contains("note: this run will take"), "{log}");
     for b in &bad {
         assert!(
             log.contains(&b.display().to_string()),

@@ -25,6 +25,9 @@ use super::checkpoint::{
     load_checkpoint, save_checkpoint, write_model_json,
 };
 use super::metrics::{EpochMetrics, MetricsCsv};
+use super::progress::{
+    ESTIMATE_STEPS, Settings, Status, Work, estimate, format_duration, format_step, slow_run_advice,
+};
 use super::run_folder::{self, Plan, RunFingerprint, RunFolder};
 use crate::cpu::augment::AugmentConfig;
 use crate::data::dataset::{DatasetOptions, DirectoryDataset, Sample, epoch_order};
@@ -294,6 +297,8 @@ pub fn fit(
         ..ModelConfig::xception_mini(&xcfg, class_names.clone())
     };
 
+    // Compiling takes seconds to minutes on a software adapter: say so before it starts.
+    let compiling = Status::begin(cfg.progress, "Compiling GPU pipelines…", log);
     let step = TrainStep::with_options(
         ctx,
         &model,
@@ -304,6 +309,8 @@ pub fn fit(
             augment: cfg.augment,
         },
     )?;
+    let secs = compiling.elapsed();
+    compiling.finish(&format!("GPU pipelines compiled in {secs:.1}s."), log);
     if step.micro < cfg.batch_size {
         log(&format!(
             "Batch {} runs as micro-batches of {} with gradient accumulation: one batch would need \
@@ -426,15 +433,48 @@ pub fn fit(
         }
     };
 
+    let val_steps = val_loader.len().div_ceil(cfg.batch_size);
+    let settings = Settings {
+        image_size: cfg.image_size,
+        width: cfg.width,
+        epochs: cfg.epochs,
+    };
+    // The first step of a run loads the first batch and runs every GPU program for the first
+    // time (slow on a software adapter): a status line until it is done, then a first estimate
+    // after ESTIMATE_STEPS more, with the advice when the run is long (checked once).
+    let mut warmup = None;
+    let mut advised = false;
+    // A whole epoch as measured (less the warm-up), for the later epochs' estimate.
+    let mut epoch_secs: Option<f64> = None;
     for epoch in first_epoch..=cfg.epochs {
         let started = Instant::now();
+        if epoch == first_epoch {
+            warmup = Some(Status::begin(cfg.progress, "Warming up: first step…", log));
+        }
         let order = epoch_order(train_loader.len(), epoch, cfg.seed);
         let mut batches = train_loader.epoch(&order)?;
         let steps = batches.batch_count();
-        let bar = progress_bar(cfg.progress, steps as u64, epoch, cfg.epochs);
+        let bar = progress_bar(
+            cfg.progress,
+            warmup.is_some(),
+            steps as u64,
+            epoch,
+            cfg.epochs,
+        );
+        let work = |done| Work {
+            steps_per_epoch: steps,
+            val_steps,
+            steps_done: done,
+            epochs_after: cfg.epochs - epoch,
+        };
         step.reset_metrics(ctx);
         let mut images = 0usize;
+        let mut submitted = 0usize;
         let mut last_report = Instant::now();
+        // Steps are timed between two moments the GPU had finished every step submitted
+        // (submit does not wait): from here, with this many steps done.
+        let mut clock = (started, 0usize);
+        let mut warmup_secs = 0.0;
         for (i, batch) in batches.by_ref().enumerate() {
             if batch.is_empty() {
                 continue;
@@ -443,12 +483,62 @@ pub fn fit(
             step.set_dropout_seed(ctx, step_seed(cfg.seed, epoch, i));
             step.submit(ctx, n);
             images += n;
+            submitted += 1;
             bar.inc(1);
+            if let Some(w) = warmup.take() {
+                // Once per run: wait for the first step, so that its end is known.
+                ctx.wait()?;
+                warmup_secs = w.elapsed();
+                w.finish(
+                    &format!(
+                        "First step done in {} (includes one-time warm-up).",
+                        format_duration(warmup_secs)
+                    ),
+                    log,
+                );
+                clock = (Instant::now(), submitted);
+                if cfg.progress {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+            } else if !advised && submitted == clock.1 + ESTIMATE_STEPS && epoch == first_epoch {
+                // Once per run: wait for a few steps after the first, for the first estimate.
+                ctx.wait()?;
+                advised = true;
+                let per_step = clock.0.elapsed().as_secs_f64() / ESTIMATE_STEPS as f64;
+                let eta = estimate(&work(submitted), per_step, None);
+                bar.suspend(|| {
+                    log(&format!(
+                        "Timing: {} after the first step: epoch {epoch} ends in about {}, the \
+                         whole run ({} epoch(s)) in about {}.",
+                        format_step(per_step),
+                        format_duration(eta.epoch),
+                        cfg.epochs + 1 - first_epoch,
+                        format_duration(eta.run)
+                    ));
+                    let name = &ctx.info.name;
+                    if let Some(a) = slow_run_advice(eta.run, ctx.is_software(), name, &settings) {
+                        log(&a);
+                    }
+                });
+            }
             // A readback waits for the GPU: do it at most twice a second for the bar.
             if cfg.progress && last_report.elapsed() > Duration::from_millis(500) {
                 let [l, c, s] = step.read_metrics(ctx)?;
+                let timed = submitted - clock.1;
+                let pace = if timed > 0 {
+                    let per_step = clock.0.elapsed().as_secs_f64() / timed as f64;
+                    let eta = estimate(&work(submitted), per_step, epoch_secs);
+                    format!(
+                        "{} · epoch ETA {} · run ETA {} · ",
+                        format_step(per_step),
+                        format_duration(eta.epoch),
+                        format_duration(eta.run)
+                    )
+                } else {
+                    String::new()
+                };
                 bar.set_message(format!(
-                    "loss {:.4} acc {:.4} {:.1} img/s",
+                    "{pace}loss {:.4} acc {:.4} {:.1} img/s",
                     l / s,
                     c / s,
                     images as f64 / started.elapsed().as_secs_f64()
@@ -460,6 +550,13 @@ pub fn fit(
         let [loss_sum, correct, seen] = step.read_metrics(ctx)?;
         let train_secs = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
+        // The steady time per step: the warm-up step left out when there were others.
+        let timed = submitted - clock.1;
+        let per_step = if timed > 0 {
+            clock.0.elapsed().as_secs_f64() / timed as f64
+        } else {
+            train_secs / submitted.max(1) as f64
+        };
 
         // Validation: moving statistics, no dropout, in order.
         step.reset_metrics(ctx);
@@ -481,10 +578,24 @@ pub fn fit(
             seconds: started.elapsed().as_secs_f64(),
             images_per_sec: images as f64 / train_secs,
         };
+        // Later epochs: as this one, less the warm-up's excess over a steady step.
+        let steady = row.seconds - (warmup_secs - per_step).max(0.0);
+        epoch_secs = Some(steady);
+        let done = Work {
+            val_steps: 0,
+            ..work(steps)
+        };
+        let left = estimate(&done, per_step, epoch_secs).run;
+        let eta = if epoch < cfg.epochs {
+            format!(" - run ETA {}", format_duration(left))
+        } else {
+            String::new()
+        };
         log(&format!(
-            "Epoch {epoch}/{}: {steps} steps, {:.1}s ({:.1} img/s, waited {:.1}s for data) - loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4}",
+            "Epoch {epoch}/{}: {steps} steps, {:.1}s ({}, {:.1} img/s, waited {:.1}s for data) - loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4}{eta}",
             cfg.epochs,
             row.seconds,
+            format_step(per_step),
             row.images_per_sec,
             stats.wait.as_secs_f64(),
             row.loss,
@@ -492,6 +603,13 @@ pub fn fit(
             vl / vs,
             vc / vs
         ));
+        if !advised {
+            // An epoch too short for the in-epoch estimate: decide on the measured one.
+            advised = true;
+            if let Some(a) = slow_run_advice(left, ctx.is_software(), &ctx.info.name, &settings) {
+                log(&a);
+            }
+        }
         for s in &stats.skipped {
             log(&format!("  skipped {}: {}", s.path.display(), s.reason));
         }
@@ -625,14 +743,27 @@ fn check_free_space(
     Ok(())
 }
 
-fn progress_bar(show: bool, steps: u64, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
+/// The epoch's bar (hidden when `show` is false); drawn from the start unless `later`, when it
+/// appears at `set_draw_target` (after the warm-up's status line).
+fn progress_bar(
+    show: bool,
+    later: bool,
+    steps: u64,
+    epoch: usize,
+    epochs: usize,
+) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::new(steps);
+    let target = if later {
+        indicatif::ProgressDrawTarget::hidden()
+    } else {
+        indicatif::ProgressDrawTarget::stderr()
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(steps), target);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "Epoch {epoch}/{epochs} {{bar:30}} {{pos}}/{{len}} ETA {{eta}} {{msg}}"
+            "Epoch {epoch}/{epochs} {{bar:30}} {{pos}}/{{len}} {{msg}}"
         ))
         .expect("a valid template"),
     );
