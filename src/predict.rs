@@ -103,26 +103,16 @@ pub fn stored_model_config(weights: &Path) -> anyhow::Result<Option<ModelConfig>
 
 /// Fails (bad input) when `json_cfg`, read from `json`, describes another model than `stored`,
 /// the description in the checkpoint `weights`; the message names both files and every field
-/// that differs. The gpucnn version is not compared.
+/// that differs ([`ModelConfig::differences_with`]). The gpucnn version is not compared.
 pub fn ensure_same_model(
     json: &Path,
     json_cfg: &ModelConfig,
     weights: &Path,
     stored: &ModelConfig,
 ) -> anyhow::Result<()> {
-    let a = serde_json::to_value(json_cfg)?;
-    let b = serde_json::to_value(stored)?;
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        unreachable!("a ModelConfig serializes to a JSON object")
-    };
-    let diffs: Vec<String> = a
-        .iter()
-        .filter(|(k, v)| k.as_str() != "gpucnn_version" && b.get(k.as_str()) != Some(v))
-        .map(|(k, v)| {
-            let w = b.get(k.as_str()).unwrap_or(&serde_json::Value::Null);
-            format!("{k} is {v} in {MODEL_JSON} but {w} in the checkpoint")
-        })
-        .collect();
+    let diffs = stored.differences_with(json_cfg, |field, ckpt, json, _| {
+        format!("{field} is {json} in {MODEL_JSON} but {ckpt} in the checkpoint")
+    });
     crate::ensure_input!(
         diffs.is_empty(),
         "{} does not describe the model whose weights are in {}: {}. The model.json was edited \

@@ -310,59 +310,78 @@ impl ModelConfig {
     /// The fields in which `requested` differs from `self` (the saved description), one line
     /// each with both values and the flag that sets it. The gpucnn version is not compared.
     pub fn differences(&self, requested: &ModelConfig) -> Vec<String> {
+        self.differences_with(requested, |field, saved, req, flag| {
+            format!("{field} {saved} saved, {req} requested ({flag})")
+        })
+    }
+
+    /// Every field in which `other` differs from `self`, as `line(field, self's value, other's
+    /// value, the flag that sets it)`: the one comparison behind [`Self::differences`] and
+    /// predict's check of model.json against its checkpoint. The gpucnn version is not compared.
+    pub fn differences_with(
+        &self,
+        other: &ModelConfig,
+        line: impl Fn(&str, &str, &str, &str) -> String,
+    ) -> Vec<String> {
         let mut d = Vec::new();
-        let mut cmp = |field: &str, saved: String, req: String, flag: &str| {
-            if saved != req {
-                d.push(format!("{field} {saved} saved, {req} requested ({flag})"));
+        let mut cmp = |field: &str, mine: String, theirs: String, flag: &str| {
+            if mine != theirs {
+                d.push(line(field, &mine, &theirs, flag));
             }
         };
         cmp(
             "architecture",
             self.architecture.clone(),
-            requested.architecture.clone(),
+            other.architecture.clone(),
             "the model",
         );
         cmp(
             "width",
             self.width.to_string(),
-            requested.width.to_string(),
+            other.width.to_string(),
             "--width",
         );
         cmp(
             "image_size",
             self.image_size.to_string(),
-            requested.image_size.to_string(),
+            other.image_size.to_string(),
             "--image-size",
         );
         cmp(
             "channels",
             self.channels.to_string(),
-            requested.channels.to_string(),
+            other.channels.to_string(),
             "the input channels",
         );
         cmp(
             "classes",
             format!("{:?}", self.classes),
-            format!("{:?}", requested.classes),
+            format!("{:?}", other.classes),
             "the class subfolders of --data",
         );
         cmp(
             "dropout",
             self.dropout.to_string(),
-            requested.dropout.to_string(),
+            other.dropout.to_string(),
             "--dropout",
         );
         cmp(
             "output_activation",
             self.output_activation.clone(),
-            requested.output_activation.clone(),
+            other.output_activation.clone(),
             "the class count",
         );
         cmp(
             "crop_to_aspect_ratio",
             self.crop_to_aspect_ratio.to_string(),
-            requested.crop_to_aspect_ratio.to_string(),
+            other.crop_to_aspect_ratio.to_string(),
             "--crop-to-aspect-ratio",
+        );
+        cmp(
+            "multi_label",
+            self.multi_label.to_string(),
+            other.multi_label.to_string(),
+            "--labels",
         );
         d
     }
