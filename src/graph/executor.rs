@@ -40,6 +40,7 @@ use crate::kernels::pointwise_conv2d::{PointwiseConv2d, PointwiseShape};
 use crate::kernels::pool::{Pool, max_pool2d_argmax_len};
 use crate::kernels::relu::Relu;
 use crate::kernels::rescale::Rescale;
+use crate::kernels::variants::{VariantError, Variants};
 use crate::kernels::{Bind, BufferRange, Dispatch};
 
 /// Why a model cannot be compiled into a step on this device.
@@ -99,6 +100,8 @@ pub enum ExecError {
     #[error("layer '{0}' cannot be compiled: {1}")]
     Unsupported(String, String),
     #[error(transparent)]
+    Variant(#[from] VariantError),
+    #[error(transparent)]
     Gpu(#[from] GpuError),
 }
 
@@ -119,15 +122,14 @@ struct Kernels {
 }
 
 impl Kernels {
-    fn new(ctx: &GpuContext) -> Self {
+    fn new(ctx: &GpuContext, v: &Variants) -> Self {
         let gemm = Arc::new(Gemm::new(ctx));
-        let variant = gemm.selected();
         Self {
-            conv: Conv2d::new(ctx),
+            conv: Conv2d::with_variant(ctx, v.conv2d),
             depthwise: DepthwiseConv2d::new(ctx),
-            pointwise: PointwiseConv2d::with_gemm(gemm.clone(), variant),
-            dense: Dense::with_gemm(gemm, variant),
-            bn: BatchNorm::new(ctx),
+            pointwise: PointwiseConv2d::with_gemm(gemm.clone(), v.gemm),
+            dense: Dense::with_gemm(gemm, v.gemm),
+            bn: BatchNorm::with_variant(ctx, v.batch_norm),
             relu: Relu::new(ctx),
             pool: Pool::new(ctx),
             ew: Elementwise::new(ctx),
@@ -1356,7 +1358,7 @@ impl TrainStep {
     ) -> Result<(usize, MemoryReport), ExecError> {
         let layout = ParamLayout::new(model);
         let (activation, outputs) = classifier(model)?;
-        let k = Kernels::new(ctx);
+        let k = Kernels::new(ctx, &Variants::for_adapter(ctx)?);
         let limit = ctx.limits.max_storage_buffer_binding_size;
         let micro = choose_micro_batch(model, &k, batch, activation, outputs, limit)?;
         check_device_fit(model, batch, micro, &ctx.limits)?;
@@ -1423,7 +1425,7 @@ impl TrainStep {
         let layout = ParamLayout::new(model);
         let layers = &model.layers;
         let (activation, outputs) = classifier(model)?;
-        let k = Kernels::new(ctx);
+        let k = Kernels::new(ctx, &Variants::for_adapter(ctx)?);
         let limit = ctx.limits.max_storage_buffer_binding_size;
         let micro = match opts.micro {
             Some(m) => m.clamp(1, batch),

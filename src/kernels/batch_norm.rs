@@ -35,7 +35,7 @@ pub const MOMENTUM: f32 = 0.99;
 pub const EPSILON: f32 = 1e-3;
 
 /// Channels per workgroup (consecutive invocations, consecutive addresses).
-const CW: u32 = 64;
+pub(crate) const CW: u32 = 64;
 /// Invocations per workgroup of the finalize passes (one per channel).
 const FW: u32 = 64;
 /// Smallest chunk of rows a workgroup reduces.
@@ -127,7 +127,7 @@ impl Variant {
         }
     }
 
-    fn row_lanes(self) -> u32 {
+    pub(crate) fn row_lanes(self) -> u32 {
         match self {
             Variant::Tree => 4,
             Variant::Flat => 1,
@@ -136,15 +136,6 @@ impl Variant {
 }
 
 /// Which batch-norm variant this adapter uses, for the printed report.
-pub fn variant_report(ctx: &GpuContext) -> String {
-    let v = Variant::for_adapter(ctx);
-    format!(
-        "batch_norm: {} ({CW} channels × {} row lanes per workgroup)",
-        v.name(),
-        v.row_lanes()
-    )
-}
-
 /// Pipelines of shaders/batch_norm.wgsl for one variant.
 pub struct BatchNorm {
     family: ShaderFamily,

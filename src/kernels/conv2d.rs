@@ -79,7 +79,7 @@ impl Variant {
     }
 
     /// The subgroup size the subgroup variant would use on `ctx`, if it can run there.
-    fn subgroup_size(ctx: &GpuContext) -> Option<u32> {
+    pub(crate) fn subgroup_size(ctx: &GpuContext) -> Option<u32> {
         let (lo, hi) = (ctx.info.subgroup_min_size, ctx.info.subgroup_max_size);
         (ctx.has_subgroups() && lo == hi && (1..=16).contains(&lo) && 16 % lo == 0).then_some(lo)
     }
@@ -147,6 +147,16 @@ fn tiling(rows: usize, cols: usize, subgroup: bool) -> Tiling {
         row_tiles: rows.div_ceil(tile_rows).max(1),
         col_tiles: cols.div_ceil(tile_cols).max(1),
     }
+}
+
+fn weight_tiling(variant: Variant, s: &Conv2dShape) -> Tiling {
+    tiling(s.k * s.k * s.cin, s.cout, variant == Variant::Subgroup)
+}
+
+/// Floats of scratch [`Conv2d::backward_weight`] needs under `variant`: splits × (k·k·Cin·Cout
+/// + Cout). Shape arithmetic: no GPU needed.
+pub fn backward_weight_scratch_len(variant: Variant, s: &Conv2dShape) -> usize {
+    split_k(s, &weight_tiling(variant, s)).0 * (s.w_len() + s.cout)
 }
 
 /// Splits of backward_weight's K = N·OH·OW: enough workgroups to fill a GPU, but at least
@@ -269,12 +279,12 @@ impl Conv2d {
     }
 
     fn weight_tiling(&self, s: &Conv2dShape) -> Tiling {
-        tiling(s.k * s.k * s.cin, s.cout, self.subgroup())
+        weight_tiling(self.variant, s)
     }
 
     /// Floats of scratch [`Conv2d::backward_weight`] needs: splits × (k·k·Cin·Cout + Cout).
     pub fn backward_weight_scratch_len(&self, s: &Conv2dShape) -> usize {
-        split_k(s, &self.weight_tiling(s)).0 * (s.w_len() + s.cout)
+        backward_weight_scratch_len(self.variant, s)
     }
 
     /// y = conv(x, w) + b (writes y). y: [N, OH, OW, Cout], x: [N, H, W, Cin],
@@ -388,17 +398,6 @@ impl Conv2d {
 }
 
 /// Which variant this adapter uses, for the printed report.
-pub fn variant_report(ctx: &GpuContext) -> String {
-    match Variant::for_adapter(ctx) {
-        Variant::Subgroup => format!(
-            "conv2d: subgroup (subgroup size {}; > 16 GEMM columns shuffle the im2col operand, \
-             fewer use the portable narrow tiles)",
-            ctx.info.subgroup_min_size
-        ),
-        Variant::Portable => "conv2d: portable (register-blocked implicit GEMM)".to_string(),
-    }
-}
-
 fn shape(n: usize, hw: usize, cin: usize, cout: usize, k: usize, stride: usize) -> Conv2dShape {
     Conv2dShape {
         n,

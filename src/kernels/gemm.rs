@@ -289,8 +289,6 @@ pub struct Gemm {
     /// seconds the first time on a CPU adapter); None where subgroups are off.
     subgroup: Option<[OnceLock<ShaderFamily>; 6]>,
     sg_wg: u32,
-    selected: Variant,
-    reason: String,
     dummy: wgpu::Buffer,
 }
 
@@ -304,7 +302,7 @@ const PORTABLE_ENTRIES: [&str; 5] = [
 ];
 
 /// Why the subgroup variant can or cannot run on this adapter (`Ok` when it can).
-fn subgroup_usable(ctx: &GpuContext) -> Result<(), String> {
+pub(crate) fn subgroup_usable(ctx: &GpuContext) -> Result<(), String> {
     if !ctx.has_subgroups() {
         return Err("the adapter has no subgroups".into());
     }
@@ -317,26 +315,17 @@ fn subgroup_usable(ctx: &GpuContext) -> Result<(), String> {
     Ok(())
 }
 
-/// The variant for this adapter and why: `GPUCNN_GEMM` (naive, tiled, subgroup) when set and
-/// runnable; else `subgroup` on CPU adapters with ≥ 8-lane subgroups (measured 10–20× faster
-/// than tiles in workgroup memory on lavapipe); else the portable `tiled`.
-fn choose(ctx: &GpuContext) -> (Variant, String) {
-    let sg = subgroup_usable(ctx);
-    if let Ok(want) = std::env::var("GPUCNN_GEMM") {
-        match Variant::ALL.iter().find(|v| v.name() == want.trim()) {
-            Some(Variant::Subgroup) if sg.is_err() => {
-                eprintln!(
-                    "GPUCNN_GEMM=subgroup ignored: {}; using tiled",
-                    sg.as_ref().unwrap_err()
-                );
-            }
-            Some(&v) => return (v, "GPUCNN_GEMM".into()),
-            None => eprintln!(
-                "GPUCNN_GEMM='{want}' is not a GEMM variant (naive, tiled, subgroup); ignored"
-            ),
-        }
-    }
-    match sg {
+/// Lanes of one gemm_subgroup workgroup on `ctx`: a full hardware subgroup where it is larger
+/// than 8 (at most 64).
+pub fn subgroup_width(ctx: &GpuContext) -> u32 {
+    ctx.info.subgroup_max_size.clamp(8, 64)
+}
+
+/// The default variant for this adapter and why: `subgroup` on CPU adapters with ≥ 8-lane
+/// subgroups (measured 10–20× faster than tiles in workgroup memory on lavapipe); else the
+/// portable `tiled`. `GPUCNN_VARIANT` overrides it ([`super::variants`]).
+pub(crate) fn default_variant(ctx: &GpuContext) -> (Variant, String) {
+    match subgroup_usable(ctx) {
         Ok(()) if ctx.is_software() => (
             Variant::Subgroup,
             format!(
@@ -357,6 +346,30 @@ fn choose(ctx: &GpuContext) -> (Variant, String) {
     }
 }
 
+/// Output tiles of an M×N product under `variant` with `sg_wg`-lane subgroup workgroups.
+pub fn tiles(variant: Variant, sg_wg: u32, m: usize, n: usize) -> usize {
+    let (tm, tn) = variant.tile(sg_wg);
+    m.div_ceil(tm as usize) * n.div_ceil(tn as usize)
+}
+
+/// Split-K plan of a weight gradient over `rows` rows.
+pub fn weight_split(variant: Variant, sg_wg: u32, rows: usize, cin: usize, cout: usize) -> SplitK {
+    SplitK::plan(tiles(variant, sg_wg, cin, cout), rows)
+}
+
+/// Scratch (f32 elements) [`Gemm::linear_backward_weight`] needs: 0 without split-K, else
+/// splits·(CIN·COUT + COUT) for the partials of dW and db. Shape arithmetic: no GPU needed.
+pub fn weight_scratch_len(
+    variant: Variant,
+    sg_wg: u32,
+    rows: usize,
+    cin: usize,
+    cout: usize,
+) -> usize {
+    let s = weight_split(variant, sg_wg, rows, cin, cout).splits as usize;
+    if s == 1 { 0 } else { s * (cin * cout + cout) }
+}
+
 impl Gemm {
     /// Compiles gemm.wgsl and, where the adapter allows it, gemm_subgroup.wgsl.
     pub fn new(ctx: &GpuContext) -> Self {
@@ -371,16 +384,11 @@ impl Gemm {
                 ("NY", NAIVE_XY as f64),
             ],
         );
-        // A full hardware subgroup per workgroup where it is larger than 8 (at most 64).
-        let sg_wg = ctx.info.subgroup_max_size.clamp(8, 64);
         let subgroup = subgroup_usable(ctx).is_ok().then(Default::default);
-        let (selected, reason) = choose(ctx);
         Self {
             portable,
             subgroup,
-            sg_wg,
-            selected,
-            reason,
+            sg_wg: subgroup_width(ctx),
             dummy: ctx.zeros("gemm dummy", 4),
         }
     }
@@ -405,16 +413,6 @@ impl Gemm {
         })
     }
 
-    /// The variant this adapter uses for dense and pointwise_conv2d.
-    pub fn selected(&self) -> Variant {
-        self.selected
-    }
-
-    /// Why [`Gemm::selected`] was chosen.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-
     /// Variants that can run on this adapter.
     pub fn available(&self) -> Vec<Variant> {
         Variant::ALL
@@ -425,8 +423,7 @@ impl Gemm {
 
     /// Output tiles of an M×N product under `variant` (for split-K plans).
     pub fn tiles(&self, variant: Variant, m: usize, n: usize) -> usize {
-        let (tm, tn) = variant.tile(self.sg_wg);
-        m.div_ceil(tm as usize) * n.div_ceil(tn as usize)
+        tiles(variant, self.sg_wg, m, n)
     }
 
     /// C = A·B (+ bias) as described by `spec`, with `variant`. c, a, b, bias: flat f32 buffers
@@ -665,7 +662,7 @@ impl Gemm {
 
     /// Split-K plan of the weight gradient over `rows` rows.
     pub fn weight_split(&self, variant: Variant, rows: usize, cin: usize, cout: usize) -> SplitK {
-        SplitK::plan(self.tiles(variant, cin, cout), rows)
+        weight_split(variant, self.sg_wg, rows, cin, cout)
     }
 
     /// Scratch (f32 elements) [`Gemm::linear_backward_weight`] needs: 0 without split-K, else
@@ -677,8 +674,7 @@ impl Gemm {
         cin: usize,
         cout: usize,
     ) -> usize {
-        let s = self.weight_split(variant, rows, cin, cout).splits as usize;
-        if s == 1 { 0 } else { s * (cin * cout + cout) }
+        weight_scratch_len(variant, self.sg_wg, rows, cin, cout)
     }
 
     /// dW = Σ_r x[G(r), :]ᵀ·dy[r, :], db = Σ_r dy[r, :] (writes both). dw: [CIN, COUT],
@@ -740,15 +736,6 @@ impl Gemm {
 }
 
 /// Which GEMM variant this adapter uses and why (printed with the adapter).
-pub fn variant_report(ctx: &GpuContext) -> String {
-    let (v, why) = choose(ctx);
-    let sg = match subgroup_usable(ctx) {
-        Ok(()) => "subgroup variant available".to_string(),
-        Err(e) => format!("subgroup variant unavailable: {e}"),
-    };
-    format!("gemm: {} ({why}; {sg})", v.name())
-}
-
 /// f32 sums of K products of values in [-1, 1]: rounding grows like sqrt(K) on average.
 pub(crate) fn tolerance(k: usize) -> (f64, f64) {
     (1e-5 * (k as f64).sqrt().max(1.0), 1e-4)
@@ -762,9 +749,9 @@ pub(crate) fn shared_gemm(cell: &SharedGemm, ctx: &GpuContext) -> Arc<Gemm> {
     cell.get_or_init(|| Arc::new(Gemm::new(ctx))).clone()
 }
 
-/// The variant [`Gemm::selected`] will report on this adapter (compiles nothing).
+/// The default variant on this adapter (compiles nothing).
 pub fn selected_variant(ctx: &GpuContext) -> Variant {
-    choose(ctx).0
+    default_variant(ctx).0
 }
 
 fn variants_on(ctx: &GpuContext) -> Vec<Variant> {

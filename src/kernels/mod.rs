@@ -26,6 +26,7 @@ pub mod pointwise_conv2d;
 pub mod pool;
 pub mod relu;
 pub mod rescale;
+pub mod variants;
 
 /// Something a kernel binds as a storage buffer: a whole buffer, or a [`BufferRange`] of one
 /// (how the executor binds one layer's slice of the flat parameter and gradient buffers).
@@ -332,13 +333,8 @@ pub fn run_all(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<(), crate::
     ctx.run(|enc| record_all(enc, dispatches))
 }
 
-/// Which variant of each hot kernel this adapter uses, as printed with the adapter.
+/// Which variant of each hot kernel a training step on this adapter uses, and why, as printed
+/// with the adapter ([`variants::report`]).
 pub fn variant_report(ctx: &GpuContext) -> String {
-    [
-        gemm::variant_report(ctx),
-        conv2d::variant_report(ctx),
-        depthwise_conv2d::variant_report(ctx),
-        batch_norm::variant_report(ctx),
-    ]
-    .join("; ")
+    variants::report(ctx)
 }

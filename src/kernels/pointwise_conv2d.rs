@@ -73,7 +73,7 @@ impl PointwiseConv2d {
     /// Compiles the GEMM core and uses the adapter's variant.
     pub fn new(ctx: &GpuContext) -> Self {
         let gemm = Arc::new(Gemm::new(ctx));
-        let variant = gemm.selected();
+        let variant = super::gemm::selected_variant(ctx);
         Self { gemm, variant }
     }
 

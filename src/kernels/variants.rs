@@ -1,0 +1,266 @@
+//! The one place that chooses every hot kernel's variant.
+//!
+//! [`Variants`] is plain data (no pipelines), so a training step can be planned, and its scratch
+//! buffers sized, without a GPU. [`Variants::for_adapter`] gives the choice for an adapter:
+//! the measured defaults (subgroup kernels and flat batch norm on software adapters such as
+//! lavapipe, workgroup-memory tiles on real GPUs), then the `GPUCNN_VARIANT` override, e.g.
+//! `GPUCNN_VARIANT=gemm=tiled,conv2d=portable,batch_norm=tree`.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use super::{batch_norm, conv2d, gemm};
+use crate::gpu::GpuContext;
+
+/// The environment variable that overrides the variant choice.
+pub const OVERRIDE_VAR: &str = "GPUCNN_VARIANT";
+
+/// Each hot kernel family's variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variants {
+    /// Dense and 1×1 convolutions (pointwise, the residual projections).
+    pub gemm: gemm::Variant,
+    /// k×k convolutions (the stem).
+    pub conv2d: conv2d::Variant,
+    /// Batch norm's row passes.
+    pub batch_norm: batch_norm::Variant,
+    /// Lanes of one gemm_subgroup workgroup (the adapter's largest subgroup, clamped to
+    /// 8..=64): it sets that variant's tile, and so its split-K plans and scratch sizes.
+    pub subgroup_width: u32,
+}
+
+/// A `GPUCNN_VARIANT` the adapter cannot honour.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum VariantError {
+    #[error(
+        "{OVERRIDE_VAR}: '{item}' is not FAMILY=VARIANT; families and variants: {}",
+        Variants::CHOICES
+    )]
+    Syntax { item: String },
+    #[error(
+        "{OVERRIDE_VAR}: '{family}' has no variant '{variant}'; families and variants: {}",
+        Variants::CHOICES
+    )]
+    Unknown { family: String, variant: String },
+    #[error(
+        "{OVERRIDE_VAR}: {family}={variant} cannot run on this adapter: {why}; choose another \
+         variant or unset {OVERRIDE_VAR}"
+    )]
+    Unavailable {
+        family: &'static str,
+        variant: &'static str,
+        why: String,
+    },
+}
+
+impl Variants {
+    /// What `GPUCNN_VARIANT` accepts, for messages and `--help`.
+    pub const CHOICES: &'static str =
+        "gemm=naive|tiled|subgroup, conv2d=portable|subgroup, batch_norm=tree|flat";
+
+    /// The variants every adapter runs: what a real GPU gets by default, and what a plan made
+    /// without a GPU assumes.
+    pub fn portable() -> Self {
+        Self {
+            gemm: gemm::Variant::Tiled,
+            conv2d: conv2d::Variant::Portable,
+            batch_norm: batch_norm::Variant::Tree,
+            subgroup_width: 8,
+        }
+    }
+
+    /// The measured default for `ctx` (no override), with the reason for each choice.
+    pub fn default_for(ctx: &GpuContext) -> (Self, [String; 3]) {
+        let (g, why_g) = gemm::default_variant(ctx);
+        let c = conv2d::Variant::for_adapter(ctx);
+        let b = batch_norm::Variant::for_adapter(ctx);
+        let why_c = match c {
+            conv2d::Variant::Subgroup => format!(
+                "subgroup size {}; > 16 GEMM columns shuffle the im2col operand, fewer use the \
+                 portable narrow tiles",
+                ctx.info.subgroup_min_size
+            ),
+            conv2d::Variant::Portable => "register-blocked implicit GEMM".to_string(),
+        };
+        let why_b = format!(
+            "{} channels × {} row lanes per workgroup",
+            batch_norm::CW,
+            b.row_lanes()
+        );
+        let v = Self {
+            gemm: g,
+            conv2d: c,
+            batch_norm: b,
+            subgroup_width: gemm::subgroup_width(ctx),
+        };
+        (v, [why_g, why_c, why_b])
+    }
+
+    /// The variants a training step on `ctx` uses: [`Self::default_for`], then the
+    /// `GPUCNN_VARIANT` override where set.
+    pub fn for_adapter(ctx: &GpuContext) -> Result<Self, VariantError> {
+        let (mut v, _) = Self::default_for(ctx);
+        if let Ok(spec) = std::env::var(OVERRIDE_VAR) {
+            v.apply(&spec)?;
+            v.check_available(ctx)?;
+        }
+        Ok(v)
+    }
+
+    /// Applies an override such as `gemm=tiled,conv2d=portable` (names only; see
+    /// [`Self::check_available`] for whether an adapter runs them).
+    pub fn apply(&mut self, spec: &str) -> Result<(), VariantError> {
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some((family, variant)) = item.split_once('=') else {
+                return Err(VariantError::Syntax { item: item.into() });
+            };
+            let (family, variant) = (family.trim(), variant.trim());
+            let unknown = || VariantError::Unknown {
+                family: family.into(),
+                variant: variant.into(),
+            };
+            match family {
+                "gemm" => {
+                    self.gemm = *gemm::Variant::ALL
+                        .iter()
+                        .find(|v| v.name() == variant)
+                        .ok_or_else(unknown)?
+                }
+                "conv2d" => {
+                    self.conv2d = *[conv2d::Variant::Portable, conv2d::Variant::Subgroup]
+                        .iter()
+                        .find(|v| v.name() == variant)
+                        .ok_or_else(unknown)?
+                }
+                "batch_norm" => {
+                    self.batch_norm = *[batch_norm::Variant::Tree, batch_norm::Variant::Flat]
+                        .iter()
+                        .find(|v| v.name() == variant)
+                        .ok_or_else(unknown)?
+                }
+                _ => return Err(unknown()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails when a variant cannot run on `ctx` (the subgroup kernels need subgroups).
+    pub fn check_available(&self, ctx: &GpuContext) -> Result<(), VariantError> {
+        if self.gemm == gemm::Variant::Subgroup
+            && let Err(why) = gemm::subgroup_usable(ctx)
+        {
+            return Err(VariantError::Unavailable {
+                family: "gemm",
+                variant: "subgroup",
+                why,
+            });
+        }
+        if !conv2d::Variant::available(ctx).contains(&self.conv2d) {
+            return Err(VariantError::Unavailable {
+                family: "conv2d",
+                variant: self.conv2d.name(),
+                why: "it needs a fixed subgroup size that divides 16".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Variants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "gemm={},conv2d={},batch_norm={}",
+            self.gemm.name(),
+            self.conv2d.name(),
+            self.batch_norm.name()
+        )
+    }
+}
+
+/// Which variant of each hot kernel a training step on `ctx` uses, and why, as printed with
+/// the adapter.
+pub fn report(ctx: &GpuContext) -> String {
+    let (default, why) = Variants::default_for(ctx);
+    let chosen = match Variants::for_adapter(ctx) {
+        Ok(v) => v,
+        Err(e) => return format!("{e}"),
+    };
+    let reason = |family: &str, changed: bool, why: &str| {
+        if changed {
+            format!("{OVERRIDE_VAR} (default {family}: {why})")
+        } else {
+            why.to_string()
+        }
+    };
+    let sg = match gemm::subgroup_usable(ctx) {
+        Ok(()) => "subgroup variant available".to_string(),
+        Err(e) => format!("subgroup variant unavailable: {e}"),
+    };
+    [
+        format!(
+            "gemm: {} ({}; {sg})",
+            chosen.gemm.name(),
+            reason(default.gemm.name(), chosen.gemm != default.gemm, &why[0])
+        ),
+        format!(
+            "conv2d: {} ({})",
+            chosen.conv2d.name(),
+            reason(
+                default.conv2d.name(),
+                chosen.conv2d != default.conv2d,
+                &why[1]
+            )
+        ),
+        super::depthwise_conv2d::variant_report(ctx),
+        format!(
+            "batch_norm: {} ({})",
+            chosen.batch_norm.name(),
+            reason(
+                default.batch_norm.name(),
+                chosen.batch_norm != default.batch_norm,
+                &why[2]
+            )
+        ),
+    ]
+    .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_override_sets_only_the_families_it_names() {
+        let mut v = Variants::portable();
+        v.apply("conv2d=subgroup, batch_norm=flat").unwrap();
+        assert_eq!(v.gemm, gemm::Variant::Tiled);
+        assert_eq!(v.conv2d, conv2d::Variant::Subgroup);
+        assert_eq!(v.batch_norm, batch_norm::Variant::Flat);
+        v.apply("").unwrap();
+        assert_eq!(v.to_string(), "gemm=tiled,conv2d=subgroup,batch_norm=flat");
+    }
+
+    #[test]
+    fn a_bad_override_names_the_item_and_the_choices() {
+        let mut v = Variants::portable();
+        let e = v.apply("gemm=fast").unwrap_err();
+        assert_eq!(
+            e,
+            VariantError::Unknown {
+                family: "gemm".into(),
+                variant: "fast".into()
+            }
+        );
+        assert!(e.to_string().contains("gemm=naive|tiled|subgroup"), "{e}");
+        let e = v.apply("tiled").unwrap_err();
+        assert!(
+            e.to_string().contains("'tiled' is not FAMILY=VARIANT"),
+            "{e}"
+        );
+        assert!(v.apply("pool=fast").is_err());
+        // A failed override leaves what it had not reached yet untouched.
+        assert_eq!(v, Variants::portable());
+    }
+}
