@@ -11,7 +11,8 @@ use common::{assert_exit, gpucnn, gpucnn_cmd, s, stderr, stdout, write_gradient_
 use gpucnn::error::{EXIT_BAD_INPUT, exit_code};
 use gpucnn::gpu::test_context;
 use gpucnn::graph::ParamLayout;
-use gpucnn::graph::executor::{ExecError, TrainStep, check_device_fit};
+use gpucnn::graph::executor::{ExecError, TrainStep};
+use gpucnn::graph::memory::check_device_fit;
 use gpucnn::model::{XceptionConfig, xception_mini};
 use gpucnn::train::checkpoint::{ModelConfig, save_checkpoint, write_model_json};
 

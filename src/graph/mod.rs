@@ -9,14 +9,19 @@ use std::fmt;
 
 use thiserror::Error;
 
+pub mod bind;
 pub mod executor;
+pub mod layers;
+pub mod liveness;
+pub mod memory;
+pub mod names;
 pub mod params;
 pub mod parity;
-pub mod pool;
+pub mod planner;
 pub mod reference;
+pub mod schedule;
+pub use names::{Param, Saved};
 pub use params::{ParamLayout, ParamSlot};
-
-use crate::cpu::{Padding, out_size};
 
 /// Per-sample tensor shape, channels last, batch excluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,82 +72,32 @@ pub enum Activation {
     Softmax,
 }
 
-/// The layer kinds of the Keras example's network.
+/// The layer kinds of the Keras example's network: each wraps its layer type's description
+/// (see [`layers`], where each type's geometry, GPU plan and CPU reference live).
 #[derive(Debug, Clone, PartialEq)]
 pub enum LayerKind {
     Input,
-    /// y = x·scale + offset.
-    Rescaling {
-        scale: f32,
-        offset: f32,
-    },
-    Conv2D {
-        filters: usize,
-        kernel: usize,
-        stride: usize,
-        padding: Padding,
-    },
-    /// Depthwise k×k (multiplier 1, no bias), then pointwise 1×1 with one bias.
-    SeparableConv2D {
-        filters: usize,
-        kernel: usize,
-        padding: Padding,
-    },
-    /// Keras defaults: momentum 0.99, epsilon 1e-3.
-    BatchNormalization {
-        momentum: f32,
-        epsilon: f32,
-    },
-    Relu,
-    MaxPooling2D {
-        pool: usize,
-        stride: usize,
-        padding: Padding,
-    },
-    GlobalAveragePooling2D,
-    Add,
-    Dropout {
-        rate: f32,
-    },
-    Dense {
-        units: usize,
-        activation: Activation,
-    },
+    Rescaling(layers::Rescaling),
+    Conv2D(layers::Conv2D),
+    SeparableConv2D(layers::SeparableConv2D),
+    BatchNormalization(layers::BatchNormalization),
+    Relu(layers::Relu),
+    MaxPooling2D(layers::MaxPooling2D),
+    GlobalAveragePooling2D(layers::GlobalAveragePooling2D),
+    Add(layers::Add),
+    Dropout(layers::Dropout),
+    Dense(layers::Dense),
 }
 
 impl LayerKind {
     /// The Keras class name, shown in summaries.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            LayerKind::Input => "InputLayer",
-            LayerKind::Rescaling { .. } => "Rescaling",
-            LayerKind::Conv2D { .. } => "Conv2D",
-            LayerKind::SeparableConv2D { .. } => "SeparableConv2D",
-            LayerKind::BatchNormalization { .. } => "BatchNormalization",
-            LayerKind::Relu => "Activation",
-            LayerKind::MaxPooling2D { .. } => "MaxPooling2D",
-            LayerKind::GlobalAveragePooling2D => "GlobalAveragePooling2D",
-            LayerKind::Add => "Add",
-            LayerKind::Dropout { .. } => "Dropout",
-            LayerKind::Dense { .. } => "Dense",
-        }
+        layers::ops(self).type_name()
     }
 
     /// The Keras default layer-name stem (`conv2d`, `separable_conv2d`, …).
     fn name_stem(&self) -> &'static str {
-        match self {
-            LayerKind::Input => "input_layer",
-            LayerKind::Rescaling { .. } => "rescaling",
-            LayerKind::Conv2D { .. } => "conv2d",
-            LayerKind::SeparableConv2D { .. } => "separable_conv2d",
-            LayerKind::BatchNormalization { .. } => "batch_normalization",
-            LayerKind::Relu => "activation",
-            LayerKind::MaxPooling2D { .. } => "max_pooling2d",
-            LayerKind::GlobalAveragePooling2D => "global_average_pooling2d",
-            LayerKind::Add => "add",
-            LayerKind::Dropout { .. } => "dropout",
-            LayerKind::Dense { .. } => "dense",
-        }
+        layers::ops(self).name_stem()
     }
 }
 
@@ -152,9 +107,8 @@ pub type TensorId = usize;
 /// One parameter tensor of a layer, with its Keras name and shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamSpec {
-    /// Keras weight name: `kernel`, `bias`, `depthwise_kernel`, `pointwise_kernel`, `gamma`,
-    /// `beta`, `moving_mean`, `moving_variance`.
-    pub name: &'static str,
+    /// Which parameter of its layer ([`Param::keras_name`] is the Keras weight name).
+    pub name: Param,
     /// Keras shape, e.g. conv `[kh, kw, cin, cout]`, depthwise `[kh, kw, c, 1]`.
     pub shape: Vec<usize>,
     /// False for batch-norm moving statistics.
@@ -358,8 +312,9 @@ pub fn group_thousands(n: usize) -> String {
     out
 }
 
-fn kernel_param(name: &'static str, shape: Vec<usize>) -> ParamSpec {
-    // Keras' fans for a kernel (kh, kw, a, b): fan_in = kh·kw·a, fan_out = kh·kw·b; dense (a, b).
+/// A kernel with Keras' glorot_uniform fans: for (kh, kw, a, b) fan_in = kh·kw·a, fan_out =
+/// kh·kw·b; dense (a, b).
+pub(crate) fn kernel_param(name: Param, shape: Vec<usize>) -> ParamSpec {
     let receptive: usize = shape[..shape.len() - 2].iter().product();
     let fan_in = receptive * shape[shape.len() - 2];
     let fan_out = receptive * shape[shape.len() - 1];
@@ -371,7 +326,8 @@ fn kernel_param(name: &'static str, shape: Vec<usize>) -> ParamSpec {
     }
 }
 
-fn vector_param(name: &'static str, len: usize, trainable: bool, init: Init) -> ParamSpec {
+/// A per-channel vector parameter.
+pub(crate) fn vector_param(name: Param, len: usize, trainable: bool, init: Init) -> ParamSpec {
     ParamSpec {
         name,
         shape: vec![len],
@@ -380,138 +336,33 @@ fn vector_param(name: &'static str, len: usize, trainable: bool, init: Init) -> 
     }
 }
 
+/// Output shape and parameters of a `kind` layer called `name` on inputs of `ins`, or an error
+/// naming the layer and the shapes.
 fn infer(
     name: &str,
     kind: &LayerKind,
     ins: &[Shape],
 ) -> Result<(Shape, Vec<ParamSpec>), GraphError> {
+    let ops = layers::ops(kind);
     let err = |message: String| GraphError::Shape {
         layer: name.to_string(),
         kind: kind.type_name(),
         message,
     };
-    let want_inputs = if matches!(kind, LayerKind::Add) { 2 } else { 1 };
-    if matches!(kind, LayerKind::Input) || ins.len() != want_inputs {
+    if ops.arity() == 0 || ins.len() != ops.arity() {
         return Err(err(format!(
-            "takes {want_inputs} input(s), got {}",
+            "takes {} input(s), got {}",
+            ops.arity().max(1),
             ins.len()
         )));
     }
-    let image = |s: Shape| match s {
-        Shape::Hwc(h, w, c) => Ok((h, w, c)),
-        Shape::Flat(_) => Err(err(format!("needs an image input (H, W, C), got {s}"))),
-    };
-    let spatial = |h: usize, w: usize, k: usize, s: usize, p: Padding| {
-        if k == 0 || s == 0 {
-            return Err(err(format!("kernel {k} and stride {s} must be ≥ 1")));
-        }
-        if p == Padding::Valid && (h < k || w < k) {
-            return Err(err(format!(
-                "a {k}×{k} window with valid padding does not fit the {h}×{w} input"
-            )));
-        }
-        Ok((out_size(h, k, s, p).0, out_size(w, k, s, p).0))
-    };
-    let x = ins[0];
-    Ok(match *kind {
-        LayerKind::Input => unreachable!(),
-        LayerKind::Rescaling { .. } | LayerKind::Relu | LayerKind::Dropout { .. } => {
-            if let LayerKind::Dropout { rate } = *kind
-                && !(0.0..1.0).contains(&rate)
-            {
-                return Err(err(format!("rate {rate} must be in [0, 1)")));
-            }
-            (x, vec![])
-        }
-        LayerKind::Conv2D {
-            filters,
-            kernel,
-            stride,
-            padding,
-        } => {
-            let (h, w, c) = image(x)?;
-            let (oh, ow) = spatial(h, w, kernel, stride, padding)?;
-            (
-                Shape::Hwc(oh, ow, filters),
-                vec![
-                    kernel_param("kernel", vec![kernel, kernel, c, filters]),
-                    vector_param("bias", filters, true, Init::Zeros),
-                ],
-            )
-        }
-        LayerKind::SeparableConv2D {
-            filters,
-            kernel,
-            padding,
-        } => {
-            let (h, w, c) = image(x)?;
-            let (oh, ow) = spatial(h, w, kernel, 1, padding)?;
-            (
-                Shape::Hwc(oh, ow, filters),
-                vec![
-                    kernel_param("depthwise_kernel", vec![kernel, kernel, c, 1]),
-                    kernel_param("pointwise_kernel", vec![1, 1, c, filters]),
-                    vector_param("bias", filters, true, Init::Zeros),
-                ],
-            )
-        }
-        LayerKind::BatchNormalization { .. } => {
-            let c = x.channels();
-            (
-                x,
-                vec![
-                    vector_param("gamma", c, true, Init::Ones),
-                    vector_param("beta", c, true, Init::Zeros),
-                    vector_param("moving_mean", c, false, Init::Zeros),
-                    vector_param("moving_variance", c, false, Init::Ones),
-                ],
-            )
-        }
-        LayerKind::MaxPooling2D {
-            pool,
-            stride,
-            padding,
-        } => {
-            let (h, w, c) = image(x)?;
-            let (oh, ow) = spatial(h, w, pool, stride, padding)?;
-            (Shape::Hwc(oh, ow, c), vec![])
-        }
-        LayerKind::GlobalAveragePooling2D => {
-            let (_, _, c) = image(x)?;
-            (Shape::Flat(c), vec![])
-        }
-        LayerKind::Add => {
-            if ins[0] != ins[1] {
-                return Err(err(format!(
-                    "inputs must have equal shapes, got {} and {}",
-                    ins[0], ins[1]
-                )));
-            }
-            (x, vec![])
-        }
-        LayerKind::Dense { units, .. } => {
-            let f = match x {
-                Shape::Flat(f) => f,
-                Shape::Hwc(..) => {
-                    return Err(err(format!(
-                        "needs a flat input (F), got {x}; add GlobalAveragePooling2D first"
-                    )));
-                }
-            };
-            (
-                Shape::Flat(units),
-                vec![
-                    kernel_param("kernel", vec![f, units]),
-                    vector_param("bias", units, true, Init::Zeros),
-                ],
-            )
-        }
-    })
+    ops.infer(ins).map_err(err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::Padding;
 
     #[test]
     fn add_with_mismatched_shapes_names_the_layer_and_shapes() {
@@ -519,27 +370,29 @@ mod tests {
         let x = m.input(8, 8, 3);
         let a = m
             .add_layer(
-                LayerKind::Conv2D {
+                LayerKind::Conv2D(layers::Conv2D {
                     filters: 4,
                     kernel: 3,
                     stride: 1,
                     padding: Padding::Same,
-                },
+                }),
                 &[x],
             )
             .unwrap();
         let b = m
             .add_layer(
-                LayerKind::Conv2D {
+                LayerKind::Conv2D(layers::Conv2D {
                     filters: 4,
                     kernel: 3,
                     stride: 2,
                     padding: Padding::Same,
-                },
+                }),
                 &[x],
             )
             .unwrap();
-        let e = m.add_layer(LayerKind::Add, &[a, b]).unwrap_err();
+        let e = m
+            .add_layer(LayerKind::Add(layers::Add), &[a, b])
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "layer 'add' (Add): inputs must have equal shapes, got (None, 8, 8, 4) and (None, 4, 4, 4)"
@@ -552,10 +405,10 @@ mod tests {
         let x = m.input(8, 8, 3);
         let e = m
             .add_layer(
-                LayerKind::Dense {
+                LayerKind::Dense(layers::Dense {
                     units: 1,
                     activation: Activation::Sigmoid,
-                },
+                }),
                 &[x],
             )
             .unwrap_err();
@@ -569,12 +422,12 @@ mod tests {
         let x = m.input(2, 2, 1);
         let e = m
             .add_layer(
-                LayerKind::Conv2D {
+                LayerKind::Conv2D(layers::Conv2D {
                     filters: 1,
                     kernel: 3,
                     stride: 1,
                     padding: Padding::Valid,
-                },
+                }),
                 &[x],
             )
             .unwrap_err();
@@ -585,8 +438,8 @@ mod tests {
     fn layer_names_follow_keras() {
         let mut m = Model::new();
         let x = m.input(8, 8, 3);
-        let a = m.add_layer(LayerKind::Relu, &[x]).unwrap();
-        let b = m.add_layer(LayerKind::Relu, &[a]).unwrap();
+        let a = m.add_layer(LayerKind::Relu(layers::Relu), &[x]).unwrap();
+        let b = m.add_layer(LayerKind::Relu(layers::Relu), &[a]).unwrap();
         assert_eq!(m.layers[a].name, "activation");
         assert_eq!(m.layers[b].name, "activation_1");
         assert_eq!(group_thousands(2731065), "2,731,065");

@@ -18,7 +18,7 @@
 
 use rand::{Rng, SeedableRng};
 
-use super::{Init, Model};
+use super::{Init, Model, Param};
 
 /// Slot alignment in f32 elements (256 bytes).
 pub const ALIGN: usize = 64;
@@ -34,11 +34,11 @@ pub enum Region {
 impl Region {
     pub const ALL: [Region; 3] = [Region::Weights, Region::Biases, Region::State];
 
-    fn of(name: &str, trainable: bool) -> Self {
-        match (trainable, name) {
+    fn of(p: Param, trainable: bool) -> Self {
+        match (trainable, p.is_bias()) {
             (false, _) => Region::State,
-            (true, "bias" | "beta") => Region::Biases,
-            (true, _) => Region::Weights,
+            (true, true) => Region::Biases,
+            (true, false) => Region::Weights,
         }
     }
 }
@@ -50,6 +50,8 @@ pub struct ParamSlot {
     pub layer: usize,
     /// Keras-style full name, e.g. `conv2d/kernel`, `batch_normalization_3/moving_mean`.
     pub name: String,
+    /// Which parameter of its layer.
+    pub param: Param,
     /// Offset in f32 elements in the whole flat space.
     pub offset: usize,
     pub len: usize,
@@ -87,7 +89,8 @@ impl ParamLayout {
                 {
                     slots.push(ParamSlot {
                         layer: li,
-                        name: format!("{}/{}", layer.name, p.name),
+                        name: format!("{}/{}", layer.name, p.name.keras_name()),
+                        param: p.name,
                         offset,
                         len: p.len(),
                         shape: p.shape.clone(),
@@ -120,11 +123,9 @@ impl ParamLayout {
         (total, trainable)
     }
 
-    /// The slot of `layer`'s parameter called `name` (`kernel`, `gamma`, …).
-    pub fn find(&self, layer: usize, name: &str) -> Option<&ParamSlot> {
-        self.slots
-            .iter()
-            .find(|s| s.layer == layer && s.name.rsplit('/').next() == Some(name))
+    /// The slot of `layer`'s parameter `p`.
+    pub fn find(&self, layer: usize, p: Param) -> Option<&ParamSlot> {
+        self.slots.iter().find(|s| s.layer == layer && s.param == p)
     }
 
     /// Initial values, seeded: glorot_uniform kernels (limit sqrt(6/(fan_in+fan_out))), zero

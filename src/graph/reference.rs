@@ -5,10 +5,9 @@
 //! tensor fans out (the residual), and updates the flat parameter buffer in the
 //! [`ParamLayout`] order with Keras' Adam. It is deliberately plain and slow.
 
-use super::{Activation, LayerKind, Model, ParamLayout, Shape};
-use crate::cpu::{
-    self, adam::AdamHyper, conv2d::Conv2dShape, depthwise_conv2d::DepthwiseShape, pool::Pool2d,
-};
+use super::layers::{self, CpuBwd, CpuFwd, CpuParams, CpuSaved};
+use super::{Activation, LayerKind, Model, ParamLayout};
+use crate::cpu::{self, adam::AdamHyper};
 
 /// The targets of one batch.
 #[derive(Debug, Clone)]
@@ -48,23 +47,6 @@ impl AdamState {
             m: vec![0.0; layout.trainable_len],
             v: vec![0.0; layout.trainable_len],
         }
-    }
-}
-
-/// Per-layer data the backward pass needs.
-#[derive(Default, Clone)]
-struct Saved {
-    mean: Vec<f64>,
-    inv_std: Vec<f64>,
-    argmax: Vec<u32>,
-    /// Separable conv: the depthwise output (the pointwise input).
-    mid: Vec<f64>,
-}
-
-fn hwc(s: Shape) -> (usize, usize, usize) {
-    match s {
-        Shape::Hwc(h, w, c) => (h, w, c),
-        Shape::Flat(f) => (1, 1, f),
     }
 }
 
@@ -197,6 +179,8 @@ pub fn evaluate(
     run(model, layout, params, x, n, targets, 0, false)
 }
 
+/// One batch through the reference: forward (training or inference), loss and, in
+/// training, backward. The walks ask each layer's [`layers::LayerOps`] for its CPU passes.
 #[allow(clippy::too_many_arguments)]
 fn run(
     model: &Model,
@@ -208,182 +192,92 @@ fn run(
     dropout_seed: u32,
     train: bool,
 ) -> StepResult {
-    let p = |li: usize, name: &str| {
-        let s = layout
-            .find(li, name)
-            .unwrap_or_else(|| panic!("layer {li} has no {name}"));
-        s.offset..s.offset + s.len
-    };
     let mut params = params.to_vec();
+    let mut saved = CpuSaved::default();
+    let acts = forward(
+        model,
+        layout,
+        &mut params,
+        &mut saved,
+        x,
+        n,
+        dropout_seed,
+        train,
+    );
+    let (loss, dlogits) = loss(model, acts.last().expect("a model has layers"), n, targets);
+    let grads = if train {
+        backward(
+            model,
+            layout,
+            &params,
+            &saved,
+            &acts,
+            dlogits,
+            n,
+            dropout_seed,
+        )
+    } else {
+        vec![0.0; layout.total_len]
+    };
+    StepResult {
+        loss,
+        grads,
+        params,
+        activations: acts,
+    }
+}
+
+/// Every layer's output, in layer order (the input layer's is `x`).
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    model: &Model,
+    layout: &ParamLayout,
+    params: &mut [f64],
+    saved: &mut CpuSaved,
+    x: &[f64],
+    n: usize,
+    dropout_seed: u32,
+    train: bool,
+) -> Vec<Vec<f64>> {
     let layers = &model.layers;
     let mut acts: Vec<Vec<f64>> = Vec::with_capacity(layers.len());
-    let mut saved: Vec<Saved> = vec![Saved::default(); layers.len()];
-
-    // Forward.
     for (li, l) in layers.iter().enumerate() {
-        let out_len = n * l.output.len();
-        let mut y = vec![0.0; out_len];
-        let input = l.inputs.first().map(|&i| &acts[i]);
-        let in_shape = l.inputs.first().map(|&i| layers[i].output);
-        match &l.kind {
+        let mut y = vec![0.0; n * l.output.len()];
+        let (xs, in_shape) = match l.kind {
             LayerKind::Input => {
-                assert_eq!(x.len(), out_len, "input batch has the wrong size");
-                y.copy_from_slice(x);
+                assert_eq!(x.len(), y.len(), "input batch has the wrong size");
+                (vec![x], l.output)
             }
-            LayerKind::Rescaling { scale, offset } => {
-                for (o, &v) in y.iter_mut().zip(input.unwrap()) {
-                    *o = v * *scale as f64 + *offset as f64;
-                }
-            }
-            LayerKind::Conv2D {
-                filters,
-                kernel,
-                stride,
-                padding,
-            } => {
-                let (h, w, c) = hwc(in_shape.unwrap());
-                let s = Conv2dShape {
-                    n,
-                    h,
-                    w,
-                    cin: c,
-                    cout: *filters,
-                    k: *kernel,
-                    stride: *stride,
-                    padding: *padding,
-                };
-                cpu::conv2d::conv2d_forward(
-                    &mut y,
-                    input.unwrap(),
-                    &params[p(li, "kernel")],
-                    &params[p(li, "bias")],
-                    &s,
-                );
-            }
-            LayerKind::SeparableConv2D {
-                filters,
-                kernel,
-                padding,
-            } => {
-                let (h, w, c) = hwc(in_shape.unwrap());
-                let ds = DepthwiseShape {
-                    n,
-                    h,
-                    w,
-                    c,
-                    k: *kernel,
-                    padding: *padding,
-                };
-                let mut mid = vec![0.0; ds.y_len()];
-                cpu::depthwise_conv2d::depthwise_conv2d_forward(
-                    &mut mid,
-                    input.unwrap(),
-                    &params[p(li, "depthwise_kernel")],
-                    &ds,
-                );
-                let (oh, ow) = (ds.oh(), ds.ow());
-                cpu::pointwise_conv2d::pointwise_conv2d_forward(
-                    &mut y,
-                    &mid,
-                    &params[p(li, "pointwise_kernel")],
-                    &params[p(li, "bias")],
-                    n,
-                    oh,
-                    ow,
-                    c,
-                    *filters,
-                    1,
-                );
-                saved[li].mid = mid;
-            }
-            LayerKind::BatchNormalization { epsilon, .. } if !train => {
-                let c = l.output.channels();
-                cpu::batch_norm::batch_norm_forward_inference(
-                    &mut y,
-                    input.unwrap(),
-                    &params[p(li, "gamma")],
-                    &params[p(li, "beta")],
-                    &params[p(li, "moving_mean")],
-                    &params[p(li, "moving_variance")],
-                    out_len / c,
-                    c,
-                    *epsilon as f64,
-                );
-            }
-            LayerKind::BatchNormalization { momentum, epsilon } => {
-                let c = l.output.channels();
-                let rows = out_len / c;
-                let (mut mean, mut inv_std) = (vec![0.0; c], vec![0.0; c]);
-                let gamma = params[p(li, "gamma")].to_vec();
-                let beta = params[p(li, "beta")].to_vec();
-                let mm = p(li, "moving_mean");
-                let mv = p(li, "moving_variance");
-                let mut moving_mean = params[mm.clone()].to_vec();
-                let mut moving_var = params[mv.clone()].to_vec();
-                cpu::batch_norm::batch_norm_forward_train(
-                    &mut y,
-                    &mut mean,
-                    &mut inv_std,
-                    &mut moving_mean,
-                    &mut moving_var,
-                    input.unwrap(),
-                    &gamma,
-                    &beta,
-                    rows,
-                    c,
-                    *momentum as f64,
-                    *epsilon as f64,
-                );
-                params[mm].copy_from_slice(&moving_mean);
-                params[mv].copy_from_slice(&moving_var);
-                saved[li].mean = mean;
-                saved[li].inv_std = inv_std;
-            }
-            LayerKind::Relu => cpu::relu::relu_forward(&mut y, input.unwrap()),
-            LayerKind::MaxPooling2D {
-                pool,
-                stride,
-                padding,
-            } => {
-                let (h, w, c) = hwc(in_shape.unwrap());
-                let g = Pool2d::square(n, h, w, c, *pool, *stride, *padding);
-                let mut argmax = vec![0u32; out_len];
-                cpu::pool::max_pool2d_forward(&mut y, &mut argmax, input.unwrap(), &g);
-                saved[li].argmax = argmax;
-            }
-            LayerKind::GlobalAveragePooling2D => {
-                let (h, w, c) = hwc(in_shape.unwrap());
-                cpu::pool::global_avg_pool2d_forward(&mut y, input.unwrap(), n, h, w, c);
-            }
-            LayerKind::Add => {
-                cpu::elementwise::add_forward(&mut y, &acts[l.inputs[0]], &acts[l.inputs[1]]);
-            }
-            LayerKind::Dropout { .. } if !train => y.copy_from_slice(input.unwrap()),
-            LayerKind::Dropout { rate } => {
-                cpu::elementwise::dropout_forward(&mut y, input.unwrap(), dropout_seed, *rate);
-            }
-            LayerKind::Dense { units, .. } => {
-                let f = in_shape.unwrap().len();
-                cpu::dense::dense_forward(
-                    &mut y,
-                    input.unwrap(),
-                    &params[p(li, "kernel")],
-                    &params[p(li, "bias")],
-                    n,
-                    f,
-                    *units,
-                );
-            }
-        }
+            _ => (
+                l.inputs.iter().map(|&i| acts[i].as_slice()).collect(),
+                layers[l.inputs[0]].output,
+            ),
+        };
+        let mut cx = CpuFwd {
+            li,
+            n,
+            train,
+            dropout_seed,
+            x: xs,
+            in_shape,
+            out_shape: l.output,
+            y: &mut y,
+            params,
+            p: CpuParams { layout, li },
+            saved,
+        };
+        layers::ops(&l.kind).cpu_forward(&mut cx);
         acts.push(y);
     }
+    acts
+}
 
-    // Loss on the last layer's logits (the activation is fused into the loss).
-    let last = layers.len() - 1;
-    let logits = &acts[last];
-    let units = layers[last].output.len();
-    let activation = match layers[last].kind {
-        LayerKind::Dense { activation, .. } => activation,
+/// The mean loss on the logits and its gradient (the activation is fused into the loss).
+fn loss(model: &Model, logits: &[f64], n: usize, targets: &Targets) -> (f64, Vec<f64>) {
+    let last = model.layers.last().expect("a model has layers");
+    let units = last.output.len();
+    let activation = match &last.kind {
+        LayerKind::Dense(d) => d.activation,
         _ => Activation::None,
     };
     let mut loss = [0.0];
@@ -399,172 +293,53 @@ fn run(
         }
         (a, t) => panic!("targets {t:?} do not fit a model whose output activation is {a:?}"),
     }
+    (loss[0], dlogits)
+}
 
-    if !train {
-        return StepResult {
-            loss: loss[0],
-            grads: vec![0.0; layout.total_len],
-            params,
-            activations: acts,
-        };
-    }
-
-    // Backward: grads of each layer's output, accumulated over its consumers.
+/// Every parameter's gradient: each layer's output gradient, accumulated over its consumers,
+/// goes back through the layer in reverse order.
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    model: &Model,
+    layout: &ParamLayout,
+    params: &[f64],
+    saved: &CpuSaved,
+    acts: &[Vec<f64>],
+    dlogits: Vec<f64>,
+    n: usize,
+    dropout_seed: u32,
+) -> Vec<f64> {
+    let layers = &model.layers;
     let mut grads = vec![0.0; layout.total_len];
     let mut dacts: Vec<Option<Vec<f64>>> = vec![None; layers.len()];
-    dacts[last] = Some(dlogits);
-    let send = |dacts: &mut Vec<Option<Vec<f64>>>, to: usize, g: Vec<f64>| match &mut dacts[to] {
-        Some(acc) => cpu::elementwise::add_backward_accumulate(acc, &g),
-        slot @ None => *slot = Some(g),
-    };
+    dacts[layers.len() - 1] = Some(dlogits);
     for li in (1..layers.len()).rev() {
         let l = &layers[li];
         let Some(dy) = dacts[li].take() else { continue };
-        let src = l.inputs[0];
-        let x_in = &acts[src];
-        let in_shape = layers[src].output;
-        let mut dx = vec![0.0; x_in.len()];
-        match &l.kind {
-            LayerKind::Input => unreachable!(),
-            LayerKind::Rescaling { scale, .. } => {
-                for (d, g) in dx.iter_mut().zip(&dy) {
-                    *d = g * *scale as f64;
-                }
-            }
-            LayerKind::Conv2D {
-                filters,
-                kernel,
-                stride,
-                padding,
-            } => {
-                let (h, w, c) = hwc(in_shape);
-                let s = Conv2dShape {
-                    n,
-                    h,
-                    w,
-                    cin: c,
-                    cout: *filters,
-                    k: *kernel,
-                    stride: *stride,
-                    padding: *padding,
-                };
-                let (wr, br) = (p(li, "kernel"), p(li, "bias"));
-                let (mut dw, mut db) = (vec![0.0; wr.len()], vec![0.0; br.len()]);
-                cpu::conv2d::conv2d_backward_weight(&mut dw, &mut db, &dy, x_in, &s);
-                cpu::conv2d::conv2d_backward_input(&mut dx, &dy, &params[wr.clone()], &s);
-                grads[wr].copy_from_slice(&dw);
-                grads[br].copy_from_slice(&db);
-            }
-            LayerKind::SeparableConv2D {
-                filters,
-                kernel,
-                padding,
-            } => {
-                let (h, w, c) = hwc(in_shape);
-                let ds = DepthwiseShape {
-                    n,
-                    h,
-                    w,
-                    c,
-                    k: *kernel,
-                    padding: *padding,
-                };
-                let (oh, ow) = (ds.oh(), ds.ow());
-                let mid = &saved[li].mid;
-                let (dwr, pwr, br) = (
-                    p(li, "depthwise_kernel"),
-                    p(li, "pointwise_kernel"),
-                    p(li, "bias"),
-                );
-                let (mut dpw, mut db) = (vec![0.0; pwr.len()], vec![0.0; br.len()]);
-                cpu::pointwise_conv2d::pointwise_conv2d_backward_weight(
-                    &mut dpw, &mut db, &dy, mid, n, oh, ow, c, *filters, 1,
-                );
-                let mut dmid = vec![0.0; mid.len()];
-                cpu::pointwise_conv2d::pointwise_conv2d_backward_input(
-                    &mut dmid,
-                    &dy,
-                    &params[pwr.clone()],
-                    n,
-                    oh,
-                    ow,
-                    c,
-                    *filters,
-                    1,
-                );
-                let mut ddw = vec![0.0; dwr.len()];
-                cpu::depthwise_conv2d::depthwise_conv2d_backward_weight(&mut ddw, &dmid, x_in, &ds);
-                cpu::depthwise_conv2d::depthwise_conv2d_backward_input(
-                    &mut dx,
-                    &dmid,
-                    &params[dwr.clone()],
-                    &ds,
-                );
-                grads[dwr].copy_from_slice(&ddw);
-                grads[pwr].copy_from_slice(&dpw);
-                grads[br].copy_from_slice(&db);
-            }
-            LayerKind::BatchNormalization { .. } => {
-                let c = l.output.channels();
-                let rows = dy.len() / c;
-                let (gr, br) = (p(li, "gamma"), p(li, "beta"));
-                let (mut dg, mut dbeta) = (vec![0.0; c], vec![0.0; c]);
-                cpu::batch_norm::batch_norm_backward(
-                    &mut dx,
-                    &mut dg,
-                    &mut dbeta,
-                    &dy,
-                    x_in,
-                    &params[gr.clone()],
-                    &saved[li].mean,
-                    &saved[li].inv_std,
-                    rows,
-                    c,
-                );
-                grads[gr].copy_from_slice(&dg);
-                grads[br].copy_from_slice(&dbeta);
-            }
-            LayerKind::Relu => cpu::relu::relu_backward(&mut dx, &dy, &acts[li]),
-            LayerKind::MaxPooling2D {
-                pool,
-                stride,
-                padding,
-            } => {
-                let (h, w, c) = hwc(in_shape);
-                let g = Pool2d::square(n, h, w, c, *pool, *stride, *padding);
-                cpu::pool::max_pool2d_backward(&mut dx, &dy, &saved[li].argmax, &g);
-            }
-            LayerKind::GlobalAveragePooling2D => {
-                let (h, w, c) = hwc(in_shape);
-                cpu::pool::global_avg_pool2d_backward(&mut dx, &dy, n, h, w, c);
-            }
-            LayerKind::Add => {
-                let mut db = vec![0.0; dy.len()];
-                cpu::elementwise::add_backward(&mut dx, &mut db, &dy);
-                send(&mut dacts, l.inputs[1], db);
-            }
-            LayerKind::Dropout { rate } => {
-                cpu::elementwise::dropout_backward(&mut dx, &dy, dropout_seed, *rate)
-            }
-            LayerKind::Dense { units, .. } => {
-                let f = in_shape.len();
-                let (wr, br) = (p(li, "kernel"), p(li, "bias"));
-                let (mut dw, mut db) = (vec![0.0; wr.len()], vec![0.0; br.len()]);
-                cpu::dense::dense_backward_weight(&mut dw, &mut db, &dy, x_in, n, f, *units);
-                cpu::dense::dense_backward_input(&mut dx, &dy, &params[wr.clone()], n, f, *units);
-                grads[wr].copy_from_slice(&dw);
-                grads[br].copy_from_slice(&db);
+        let mut cx = CpuBwd {
+            li,
+            n,
+            dropout_seed,
+            x: l.inputs.iter().map(|&i| acts[i].as_slice()).collect(),
+            in_shape: layers[l.inputs[0]].output,
+            out_shape: l.output,
+            y: &acts[li],
+            dy: &dy,
+            params,
+            grads: &mut grads,
+            p: CpuParams { layout, li },
+            saved,
+            dx: l.inputs.iter().map(|&i| vec![0.0; acts[i].len()]).collect(),
+        };
+        layers::ops(&l.kind).cpu_backward(&mut cx);
+        for (&to, g) in l.inputs.iter().zip(cx.dx) {
+            match &mut dacts[to] {
+                Some(acc) => cpu::elementwise::add_backward_accumulate(acc, &g),
+                slot @ None => *slot = Some(g),
             }
         }
-        send(&mut dacts, src, dx);
     }
-
-    StepResult {
-        loss: loss[0],
-        grads,
-        params,
-        activations: acts,
-    }
+    grads
 }
 
 #[cfg(test)]

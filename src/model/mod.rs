@@ -1,7 +1,7 @@
 //! The network of the Keras "image classification from scratch" example (a small Xception).
 
 use crate::cpu::Padding;
-use crate::graph::{Activation, GraphError, LayerKind, Model};
+use crate::graph::{Activation, GraphError, LayerKind, Model, layers};
 
 /// Configuration of [`xception_mini`].
 #[derive(Debug, Clone, Copy)]
@@ -69,68 +69,76 @@ pub fn xception_mini(cfg: &XceptionConfig) -> Result<Model, GraphError> {
         message,
     })?;
     let w = |c| scaled(c, cfg.width);
-    let bn = LayerKind::BatchNormalization {
+    let bn = LayerKind::BatchNormalization(layers::BatchNormalization {
         momentum: 0.99,
         epsilon: 1e-3,
-    };
-    let sep = |c| LayerKind::SeparableConv2D {
-        filters: w(c),
-        kernel: 3,
-        padding: Padding::Same,
+    });
+    let sep = |c| {
+        LayerKind::SeparableConv2D(layers::SeparableConv2D {
+            filters: w(c),
+            kernel: 3,
+            padding: Padding::Same,
+        })
     };
     let mut m = Model::new();
     let x = m.input(cfg.image_size, cfg.image_size, cfg.channels);
     let x = m.add_layer(
-        LayerKind::Rescaling {
+        LayerKind::Rescaling(layers::Rescaling {
             scale: 1.0 / 255.0,
             offset: 0.0,
-        },
+        }),
         &[x],
     )?;
     let x = m.add_layer(
-        LayerKind::Conv2D {
+        LayerKind::Conv2D(layers::Conv2D {
             filters: w(128),
             kernel: 3,
             stride: 2,
             padding: Padding::Same,
-        },
+        }),
         &[x],
     )?;
     let x = m.add_layer(bn.clone(), &[x])?;
-    let mut x = m.add_layer(LayerKind::Relu, &[x])?;
+    let mut x = m.add_layer(LayerKind::Relu(layers::Relu), &[x])?;
     let mut previous = x;
     for size in [256, 512, 728] {
-        x = m.add_layer(LayerKind::Relu, &[x])?;
+        x = m.add_layer(LayerKind::Relu(layers::Relu), &[x])?;
         x = m.add_layer(sep(size), &[x])?;
         x = m.add_layer(bn.clone(), &[x])?;
-        x = m.add_layer(LayerKind::Relu, &[x])?;
+        x = m.add_layer(LayerKind::Relu(layers::Relu), &[x])?;
         x = m.add_layer(sep(size), &[x])?;
         x = m.add_layer(bn.clone(), &[x])?;
         x = m.add_layer(
-            LayerKind::MaxPooling2D {
+            LayerKind::MaxPooling2D(layers::MaxPooling2D {
                 pool: 3,
                 stride: 2,
                 padding: Padding::Same,
-            },
+            }),
             &[x],
         )?;
         let residual = m.add_layer(
-            LayerKind::Conv2D {
+            LayerKind::Conv2D(layers::Conv2D {
                 filters: w(size),
                 kernel: 1,
                 stride: 2,
                 padding: Padding::Same,
-            },
+            }),
             &[previous],
         )?;
-        x = m.add_layer(LayerKind::Add, &[x, residual])?;
+        x = m.add_layer(LayerKind::Add(layers::Add), &[x, residual])?;
         previous = x;
     }
     x = m.add_layer(sep(1024), &[x])?;
     x = m.add_layer(bn, &[x])?;
-    x = m.add_layer(LayerKind::Relu, &[x])?;
-    x = m.add_layer(LayerKind::GlobalAveragePooling2D, &[x])?;
-    x = m.add_layer(LayerKind::Dropout { rate: cfg.dropout }, &[x])?;
+    x = m.add_layer(LayerKind::Relu(layers::Relu), &[x])?;
+    x = m.add_layer(
+        LayerKind::GlobalAveragePooling2D(layers::GlobalAveragePooling2D),
+        &[x],
+    )?;
+    x = m.add_layer(
+        LayerKind::Dropout(layers::Dropout { rate: cfg.dropout }),
+        &[x],
+    )?;
     let (units, activation) = if cfg.multi_label {
         (cfg.classes, Activation::Sigmoid)
     } else if cfg.classes <= 2 {
@@ -138,7 +146,7 @@ pub fn xception_mini(cfg: &XceptionConfig) -> Result<Model, GraphError> {
     } else {
         (cfg.classes, Activation::Softmax)
     };
-    m.add_layer(LayerKind::Dense { units, activation }, &[x])?;
+    m.add_layer(LayerKind::Dense(layers::Dense { units, activation }), &[x])?;
     Ok(m)
 }
 
@@ -160,7 +168,7 @@ mod tests {
         let pools: Vec<Shape> = m
             .layers
             .iter()
-            .filter(|l| matches!(l.kind, LayerKind::MaxPooling2D { .. }))
+            .filter(|l| matches!(l.kind, LayerKind::MaxPooling2D(..)))
             .map(|l| l.output)
             .collect();
         assert_eq!(

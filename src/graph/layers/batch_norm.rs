@@ -1,0 +1,193 @@
+//! BatchNormalization: batch statistics and moving-statistics updates in training, the moving
+//! statistics in inference (Keras' defaults: momentum 0.99, epsilon 1e-3).
+
+use super::{CpuBwd, CpuFwd, GpuBwd, GpuFwd, LayerOps};
+use crate::cpu;
+use crate::graph::executor::ExecError;
+use crate::graph::names::{Param, Saved};
+use crate::graph::{Init, ParamSpec, Shape, vector_param};
+use crate::kernels::Bind;
+use crate::kernels::batch_norm::{BatchNorm, BnShape};
+
+/// Normalises each channel; γ, β trainable, moving mean and variance not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchNormalization {
+    pub momentum: f32,
+    pub epsilon: f32,
+}
+
+impl BatchNormalization {
+    /// The geometry of `len` values of `shape`'s channels.
+    pub fn shape(&self, len: usize, shape: Shape) -> BnShape {
+        let c = shape.channels();
+        BnShape {
+            momentum: self.momentum,
+            epsilon: self.epsilon,
+            ..BnShape::keras(len / c, c)
+        }
+    }
+}
+
+impl LayerOps for BatchNormalization {
+    fn type_name(&self) -> &'static str {
+        "BatchNormalization"
+    }
+    fn name_stem(&self) -> &'static str {
+        "batch_normalization"
+    }
+
+    fn infer(&self, ins: &[Shape]) -> Result<(Shape, Vec<ParamSpec>), String> {
+        let c = ins[0].channels();
+        Ok((
+            ins[0],
+            vec![
+                vector_param(Param::Gamma, c, true, Init::Ones),
+                vector_param(Param::Beta, c, true, Init::Zeros),
+                vector_param(Param::MovingMean, c, false, Init::Zeros),
+                vector_param(Param::MovingVariance, c, false, Init::Ones),
+            ],
+        ))
+    }
+
+    fn gpu_forward(&self, cx: &mut GpuFwd) -> Result<(), ExecError> {
+        let li = cx.li;
+        let shape = self.shape(cx.out_len(), cx.layer.output);
+        let c = shape.channels;
+        cx.pl.need_scratch(BatchNorm::scratch_len(&shape));
+        cx.pl.save(li, Saved::Mean, c);
+        cx.pl.save(li, Saved::InvStd, c);
+        if !cx.train {
+            cx.unary("batch_norm.forward_inference", move |e, y, x| {
+                e.kernels.bn.forward_inference(
+                    e.ctx,
+                    y,
+                    x,
+                    &e.param(li, Param::Gamma),
+                    &e.param(li, Param::Beta),
+                    &e.param(li, Param::MovingMean),
+                    &e.param(li, Param::MovingVariance),
+                    &shape,
+                )
+            });
+            return Ok(());
+        }
+        let (y, x) = (cx.y, cx.x[0]);
+        let uses = cx.y_and_x();
+        cx.pl.op("batch_norm.forward_train", uses, move |e| {
+            e.kernels.bn.forward_train(
+                e.ctx,
+                &e.tensor(y),
+                e.saved(li, Saved::Mean),
+                e.saved(li, Saved::InvStd),
+                &e.param(li, Param::MovingMean),
+                &e.param(li, Param::MovingVariance),
+                e.input(x).as_ref(),
+                &e.param(li, Param::Gamma),
+                &e.param(li, Param::Beta),
+                &e.fixed.scratch,
+                &shape,
+            )
+        });
+        Ok(())
+    }
+
+    fn gpu_backward(&self, cx: &mut GpuBwd) -> Result<(), ExecError> {
+        let xt = cx.x_tensor("batch norm of the raw input layer")?;
+        let (li, dy) = (cx.li, cx.dy);
+        let shape = self.shape(cx.out_len(), cx.layer.output);
+        let build = move |e: &crate::graph::bind::Env, d: &dyn Bind| {
+            e.kernels.bn.backward(
+                e.ctx,
+                d,
+                &e.grad(li, Param::Gamma),
+                &e.grad(li, Param::Beta),
+                &e.tensor(dy),
+                &e.tensor(xt),
+                &e.param(li, Param::Gamma),
+                e.saved(li, Saved::Mean),
+                e.saved(li, Saved::InvStd),
+                &e.fixed.scratch,
+                &shape,
+            )
+        };
+        if cx.wants_dx(0) {
+            cx.emit_dx(0, "batch_norm.backward", vec![dy, xt], build);
+        } else {
+            // The backward always computes dx: give it a throwaway tensor.
+            let in_len = cx.n * cx.in_shape.len();
+            let d = cx.pl.tensor(format!("{}:dx-unused", cx.layer.name), in_len);
+            cx.pl.op("batch_norm.backward", vec![d, dy, xt], move |e| {
+                build(e, &e.tensor(d))
+            });
+        }
+        Ok(())
+    }
+
+    fn cpu_forward(&self, cx: &mut CpuFwd) {
+        let c = cx.out_shape.channels();
+        let rows = cx.y.len() / c;
+        let (gr, br) = (cx.p.range(Param::Gamma), cx.p.range(Param::Beta));
+        let (mm, mv) = (
+            cx.p.range(Param::MovingMean),
+            cx.p.range(Param::MovingVariance),
+        );
+        if !cx.train {
+            cpu::batch_norm::batch_norm_forward_inference(
+                cx.y,
+                cx.x[0],
+                &cx.params[gr],
+                &cx.params[br],
+                &cx.params[mm],
+                &cx.params[mv],
+                rows,
+                c,
+                self.epsilon as f64,
+            );
+            return;
+        }
+        let (mut mean, mut inv_std) = (vec![0.0; c], vec![0.0; c]);
+        let gamma = cx.params[gr].to_vec();
+        let beta = cx.params[br].to_vec();
+        let mut moving_mean = cx.params[mm.clone()].to_vec();
+        let mut moving_var = cx.params[mv.clone()].to_vec();
+        cpu::batch_norm::batch_norm_forward_train(
+            cx.y,
+            &mut mean,
+            &mut inv_std,
+            &mut moving_mean,
+            &mut moving_var,
+            cx.x[0],
+            &gamma,
+            &beta,
+            rows,
+            c,
+            self.momentum as f64,
+            self.epsilon as f64,
+        );
+        cx.params[mm].copy_from_slice(&moving_mean);
+        cx.params[mv].copy_from_slice(&moving_var);
+        cx.saved.put(cx.li, Saved::Mean, mean);
+        cx.saved.put(cx.li, Saved::InvStd, inv_std);
+    }
+
+    fn cpu_backward(&self, cx: &mut CpuBwd) {
+        let c = cx.out_shape.channels();
+        let rows = cx.dy.len() / c;
+        let (gr, br) = (cx.p.range(Param::Gamma), cx.p.range(Param::Beta));
+        let (mut dg, mut dbeta) = (vec![0.0; c], vec![0.0; c]);
+        cpu::batch_norm::batch_norm_backward(
+            &mut cx.dx[0],
+            &mut dg,
+            &mut dbeta,
+            cx.dy,
+            cx.x[0],
+            &cx.params[gr.clone()],
+            cx.saved.get(cx.li, Saved::Mean),
+            cx.saved.get(cx.li, Saved::InvStd),
+            rows,
+            c,
+        );
+        cx.grads[gr].copy_from_slice(&dg);
+        cx.grads[br].copy_from_slice(&dbeta);
+    }
+}

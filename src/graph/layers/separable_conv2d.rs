@@ -1,0 +1,234 @@
+//! SeparableConv2D: a depthwise k×k convolution (no bias), then a pointwise 1×1 one with bias.
+
+use super::{CpuBwd, CpuFwd, GpuBwd, GpuFwd, LayerOps, hwc, image, spatial};
+use crate::cpu::{self, Padding, depthwise_conv2d::DepthwiseShape};
+use crate::graph::executor::ExecError;
+use crate::graph::names::{Param, Saved};
+use crate::graph::{Init, ParamSpec, Shape, kernel_param, vector_param};
+use crate::kernels::depthwise_conv2d::DepthwiseConv2d;
+use crate::kernels::gemm;
+use crate::kernels::pointwise_conv2d::PointwiseShape;
+
+/// Depthwise k×k (multiplier 1, no bias), then pointwise 1×1 with one bias; stride 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeparableConv2D {
+    pub filters: usize,
+    pub kernel: usize,
+    pub padding: Padding,
+}
+
+impl SeparableConv2D {
+    /// The depthwise half's geometry for `n` samples of `input`.
+    pub fn depthwise(&self, n: usize, input: Shape) -> DepthwiseShape {
+        let (h, w, c) = hwc(input);
+        DepthwiseShape {
+            n,
+            h,
+            w,
+            c,
+            k: self.kernel,
+            padding: self.padding,
+        }
+    }
+
+    /// The pointwise half's geometry (on the depthwise output).
+    pub fn pointwise(&self, ds: &DepthwiseShape) -> PointwiseShape {
+        PointwiseShape {
+            n: ds.n,
+            h: ds.oh(),
+            w: ds.ow(),
+            cin: ds.c,
+            cout: self.filters,
+            stride: 1,
+        }
+    }
+}
+
+impl LayerOps for SeparableConv2D {
+    fn type_name(&self) -> &'static str {
+        "SeparableConv2D"
+    }
+    fn name_stem(&self) -> &'static str {
+        "separable_conv2d"
+    }
+
+    fn infer(&self, ins: &[Shape]) -> Result<(Shape, Vec<ParamSpec>), String> {
+        let (h, w, c) = image(ins[0])?;
+        let (oh, ow) = spatial(h, w, self.kernel, 1, self.padding)?;
+        let (k, f) = (self.kernel, self.filters);
+        Ok((
+            Shape::Hwc(oh, ow, f),
+            vec![
+                kernel_param(Param::DepthwiseKernel, vec![k, k, c, 1]),
+                kernel_param(Param::PointwiseKernel, vec![1, 1, c, f]),
+                vector_param(Param::Bias, f, true, Init::Zeros),
+            ],
+        ))
+    }
+
+    fn gpu_forward(&self, cx: &mut GpuFwd) -> Result<(), ExecError> {
+        if self.kernel != 3 {
+            return Err(ExecError::Unsupported(
+                cx.layer.name.clone(),
+                format!("depthwise kernel {} (3 is compiled)", self.kernel),
+            ));
+        }
+        let (li, x, y) = (cx.li, cx.x[0], cx.y);
+        let ds = self.depthwise(cx.n, cx.in_shape);
+        let ps = self.pointwise(&ds);
+        let m = cx
+            .pl
+            .tensor(format!("{}:depthwise", cx.layer.name), ds.y_len());
+        cx.pl.keep(li, Saved::Depthwise, m);
+        let uses = [vec![m], x.into_iter().collect()].concat();
+        cx.pl.op("depthwise_conv2d.forward", uses, move |e| {
+            vec![e.kernels.depthwise.forward(
+                e.ctx,
+                &e.tensor(m),
+                e.input(x).as_ref(),
+                &e.param(li, Param::DepthwiseKernel),
+                &ds,
+            )]
+        });
+        cx.pl.op("pointwise_conv2d.forward", vec![y, m], move |e| {
+            vec![e.kernels.pointwise.forward(
+                e.ctx,
+                &e.tensor(y),
+                &e.tensor(m),
+                &e.param(li, Param::PointwiseKernel),
+                &e.param(li, Param::Bias),
+                &ps,
+            )]
+        });
+        Ok(())
+    }
+
+    fn gpu_backward(&self, cx: &mut GpuBwd) -> Result<(), ExecError> {
+        let xt = cx.x_tensor("a convolution of the raw input layer")?;
+        let (li, dy) = (cx.li, cx.dy);
+        let ds = self.depthwise(cx.n, cx.in_shape);
+        let ps = self.pointwise(&ds);
+        let m = cx.pl.kept(li, Saved::Depthwise);
+        let dm = cx
+            .pl
+            .tensor(format!("{}:depthwise:grad", cx.layer.name), ds.y_len());
+        let v = cx.variants;
+        let sl = gemm::weight_scratch_len(v.gemm, v.subgroup_width, ps.pixels(), ps.cin, ps.cout);
+        cx.pl.need_scratch(sl);
+        cx.pl
+            .need_scratch(DepthwiseConv2d::backward_weight_scratch_len(&ds));
+        cx.pl
+            .op("pointwise_conv2d.backward_weight", vec![dy, m], move |e| {
+                e.kernels.pointwise.backward_weight(
+                    e.ctx,
+                    &e.grad(li, Param::PointwiseKernel),
+                    &e.grad(li, Param::Bias),
+                    e.scratch(sl),
+                    &e.tensor(dy),
+                    &e.tensor(m),
+                    &ps,
+                )
+            });
+        cx.pl
+            .op("pointwise_conv2d.backward_input", vec![dm, dy], move |e| {
+                e.kernels.pointwise.backward_input(
+                    e.ctx,
+                    &e.tensor(dm),
+                    &e.tensor(dy),
+                    &e.param(li, Param::PointwiseKernel),
+                    &ps,
+                )
+            });
+        cx.pl
+            .op("depthwise_conv2d.backward_weight", vec![dm, xt], move |e| {
+                e.kernels
+                    .depthwise
+                    .backward_weight(
+                        e.ctx,
+                        &e.grad(li, Param::DepthwiseKernel),
+                        &e.fixed.scratch,
+                        &e.tensor(dm),
+                        &e.tensor(xt),
+                        &ds,
+                    )
+                    .into()
+            });
+        if cx.wants_dx(0) {
+            cx.emit_dx(
+                0,
+                "depthwise_conv2d.backward_input",
+                vec![dm],
+                move |e, d| {
+                    vec![e.kernels.depthwise.backward_input(
+                        e.ctx,
+                        d,
+                        &e.tensor(dm),
+                        &e.param(li, Param::DepthwiseKernel),
+                        &ds,
+                    )]
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn cpu_forward(&self, cx: &mut CpuFwd) {
+        let ds = self.depthwise(cx.n, cx.in_shape);
+        let mut mid = vec![0.0; ds.y_len()];
+        cpu::depthwise_conv2d::depthwise_conv2d_forward(
+            &mut mid,
+            cx.x[0],
+            &cx.params[cx.p.range(Param::DepthwiseKernel)],
+            &ds,
+        );
+        cpu::pointwise_conv2d::pointwise_conv2d_forward(
+            cx.y,
+            &mid,
+            &cx.params[cx.p.range(Param::PointwiseKernel)],
+            &cx.params[cx.p.range(Param::Bias)],
+            cx.n,
+            ds.oh(),
+            ds.ow(),
+            ds.c,
+            self.filters,
+            1,
+        );
+        cx.saved.put(cx.li, Saved::Depthwise, mid);
+    }
+
+    fn cpu_backward(&self, cx: &mut CpuBwd) {
+        let ds = self.depthwise(cx.n, cx.in_shape);
+        let (n, oh, ow, c, f) = (cx.n, ds.oh(), ds.ow(), ds.c, self.filters);
+        let mid = cx.saved.get(cx.li, Saved::Depthwise);
+        let dwr = cx.p.range(Param::DepthwiseKernel);
+        let pwr = cx.p.range(Param::PointwiseKernel);
+        let br = cx.p.range(Param::Bias);
+        let (mut dpw, mut db) = (vec![0.0; pwr.len()], vec![0.0; br.len()]);
+        cpu::pointwise_conv2d::pointwise_conv2d_backward_weight(
+            &mut dpw, &mut db, cx.dy, mid, n, oh, ow, c, f, 1,
+        );
+        let mut dmid = vec![0.0; mid.len()];
+        cpu::pointwise_conv2d::pointwise_conv2d_backward_input(
+            &mut dmid,
+            cx.dy,
+            &cx.params[pwr.clone()],
+            n,
+            oh,
+            ow,
+            c,
+            f,
+            1,
+        );
+        let mut ddw = vec![0.0; dwr.len()];
+        cpu::depthwise_conv2d::depthwise_conv2d_backward_weight(&mut ddw, &dmid, cx.x[0], &ds);
+        cpu::depthwise_conv2d::depthwise_conv2d_backward_input(
+            &mut cx.dx[0],
+            &dmid,
+            &cx.params[dwr.clone()],
+            &ds,
+        );
+        cx.grads[dwr].copy_from_slice(&ddw);
+        cx.grads[pwr].copy_from_slice(&dpw);
+        cx.grads[br].copy_from_slice(&db);
+    }
+}

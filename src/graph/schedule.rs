@@ -1,0 +1,204 @@
+//! The schedule of one program: a walk over the model that asks each layer for its ops —
+//! forward, loss, backward in reverse order (gradients add up where a tensor fans out). It
+//! needs the kernel variants (for scratch sizes) but no GPU.
+
+use super::executor::ExecError;
+use super::layers::{self, GpuBwd, GpuFwd};
+use super::planner::{Planner, TensorId};
+use super::{Activation, LayerKind, Model};
+use crate::cpu::augment::AugmentConfig;
+use crate::kernels::variants::Variants;
+
+/// What a program does: a training step (forward with batch statistics and dropout, loss,
+/// backward) or an evaluation (forward with the moving statistics, no dropout, loss and
+/// metrics only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// The output activation and width of the model's last (Dense) layer.
+pub fn classifier(model: &Model) -> Result<(Activation, usize), ExecError> {
+    match model.layers.last().map(|l| &l.kind) {
+        Some(LayerKind::Dense(d))
+            if matches!(d.activation, Activation::Sigmoid | Activation::Softmax) =>
+        {
+            Ok((d.activation, d.units))
+        }
+        _ => Err(ExecError::NoClassifier),
+    }
+}
+
+/// What one micro-batch of `n` samples runs: forward, loss, backward (no optimizer).
+pub struct Schedule {
+    pub n: usize,
+    /// The model's output tensor (logits).
+    pub logits: TensorId,
+    pub pl: Planner,
+}
+
+/// Plans a program of `n` samples of `model` in `mode`, with the kernel `variants`;
+/// `augment`: the input batch is augmented on the GPU first (training only).
+pub fn schedule(
+    model: &Model,
+    variants: &Variants,
+    n: usize,
+    mode: Mode,
+    augment: Option<AugmentConfig>,
+) -> Result<Schedule, ExecError> {
+    let (activation, outputs) = classifier(model)?;
+    let mut pl = Planner::default();
+    let mut act = augment_input(&mut pl, model, n, mode, augment);
+    forward(&mut pl, model, variants, n, mode, &mut act)?;
+    let logits = act[model.layers.len() - 1].expect("the last layer has an output");
+    let dlogits = loss(&mut pl, logits, n, activation, outputs, mode);
+    if mode == Mode::Train {
+        backward(&mut pl, model, variants, n, &act, dlogits)?;
+    }
+    Ok(Schedule { n, logits, pl })
+}
+
+/// act[li]: the tensor holding layer li's output (None for the raw input layer). With
+/// augmentation the input layer's output is the augmented batch. That tensor exists in
+/// every mode, so that tensor ids, and so the pool plan, are the same for training and
+/// evaluation programs.
+fn augment_input(
+    pl: &mut Planner,
+    model: &Model,
+    n: usize,
+    mode: Mode,
+    augment: Option<AugmentConfig>,
+) -> Vec<Option<TensorId>> {
+    let mut act = vec![None; model.layers.len()];
+    if let Some(cfg) = augment {
+        let (h, w, c) = layers::hwc(model.layers[0].output);
+        let aug = pl.tensor("augmented input".into(), n * h * w * c);
+        if mode == Mode::Train {
+            act[0] = Some(aug);
+            pl.op("augment.forward", vec![aug], move |e| {
+                vec![e.kernels.augment.forward(
+                    e.ctx,
+                    &e.tensor(aug),
+                    &e.fixed.input,
+                    &e.fixed.aug_seed,
+                    n,
+                    h,
+                    w,
+                    c,
+                    &cfg,
+                )]
+            });
+        }
+    }
+    act
+}
+
+fn forward(
+    pl: &mut Planner,
+    model: &Model,
+    variants: &Variants,
+    n: usize,
+    mode: Mode,
+    act: &mut [Option<TensorId>],
+) -> Result<(), ExecError> {
+    for (li, l) in model.layers.iter().enumerate().skip(1) {
+        let y = pl.tensor(format!("{}:out", l.name), n * l.output.len());
+        act[li] = Some(y);
+        pl.layer = Some(li);
+        let mut cx = GpuFwd {
+            pl,
+            li,
+            layer: l,
+            n,
+            train: mode == Mode::Train,
+            variants,
+            x: l.inputs.iter().map(|&i| act[i]).collect(),
+            in_shape: model.layers[l.inputs[0]].output,
+            y,
+        };
+        layers::ops(&l.kind).gpu_forward(&mut cx)?;
+    }
+    pl.layer = None;
+    Ok(())
+}
+
+/// Loss forward (mean loss), metrics, and (training) the gradient of the logits.
+fn loss(
+    pl: &mut Planner,
+    logits: TensorId,
+    n: usize,
+    activation: Activation,
+    outputs: usize,
+    mode: Mode,
+) -> TensorId {
+    let dlogits = pl.tensor("loss:dlogits".into(), n * outputs);
+    let train = mode == Mode::Train;
+    pl.op("loss", vec![logits, dlogits], move |e| {
+        let (loss, metrics, t) = (&e.fixed.loss, &e.fixed.metrics, &e.fixed.targets);
+        let (z, dz, k) = (e.tensor(logits), e.tensor(dlogits), &e.kernels.loss);
+        let mut v = match activation {
+            Activation::Softmax => vec![
+                k.softmax_ce_forward(e.ctx, loss, &z, t, n, outputs),
+                k.softmax_ce_metrics(e.ctx, metrics, &z, t, n, outputs),
+            ],
+            _ => vec![
+                k.sigmoid_bce_forward(e.ctx, loss, &z, t, n, outputs),
+                k.sigmoid_bce_metrics(e.ctx, metrics, &z, t, n, outputs),
+            ],
+        };
+        if train {
+            v.push(match activation {
+                Activation::Softmax => k.softmax_ce_backward(e.ctx, &dz, &z, t, n, outputs),
+                _ => k.sigmoid_bce_backward(e.ctx, &dz, &z, t, n, outputs),
+            });
+        }
+        v
+    });
+    dlogits
+}
+
+fn backward(
+    pl: &mut Planner,
+    model: &Model,
+    variants: &Variants,
+    n: usize,
+    act: &[Option<TensorId>],
+    dlogits: TensorId,
+) -> Result<(), ExecError> {
+    let layers = &model.layers;
+    // Which layer outputs need a gradient: those with a trainable layer upstream.
+    let mut needs_grad = vec![false; layers.len()];
+    let mut consumers = vec![0usize; layers.len()];
+    for (li, l) in layers.iter().enumerate() {
+        needs_grad[li] = !l.params.is_empty() || l.inputs.iter().any(|&i| needs_grad[i]);
+        for &i in &l.inputs {
+            consumers[i] += 1;
+        }
+    }
+    let mut grad: Vec<Option<TensorId>> = vec![None; layers.len()];
+    grad[layers.len() - 1] = Some(dlogits);
+    for li in (1..layers.len()).rev() {
+        let Some(dy) = grad[li] else { continue };
+        let l = &layers[li];
+        pl.layer = Some(li);
+        let mut cx = GpuBwd {
+            pl,
+            li,
+            layer: l,
+            n,
+            variants,
+            x: l.inputs.iter().map(|&i| act[i]).collect(),
+            in_shape: layers[l.inputs[0]].output,
+            y: act[li].expect("every layer but the input has an output tensor"),
+            dy,
+            grad: &mut grad,
+            layers,
+            needs_grad: &needs_grad,
+            consumers: &consumers,
+        };
+        layers::ops(&l.kind).gpu_backward(&mut cx)?;
+    }
+    pl.layer = None;
+    Ok(())
+}
