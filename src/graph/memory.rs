@@ -263,3 +263,93 @@ pub fn plan_memory(
     let scratch = scratch_len(model, variants, micro, None)?;
     Ok((micro, memory_report(model, &main, &plan, batch, scratch)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{XceptionConfig, xception_mini};
+
+    fn keras_example() -> Model {
+        xception_mini(&XceptionConfig::default()).unwrap()
+    }
+
+    fn largest_tensor(model: &Model, n: usize) -> u64 {
+        let s = schedule(model, &Variants::portable(), n, Mode::Train, None).unwrap();
+        s.pl.tensors.iter().map(|t| t.bytes).max().unwrap()
+    }
+
+    /// WebGPU's default limits (128 MiB per binding, as lavapipe): the recipe's batch of 128
+    /// at 180² runs as the largest micro-batch whose tensors all fit one binding.
+    #[test]
+    fn the_micro_batch_is_the_largest_whose_tensors_fit_a_binding() {
+        let m = keras_example();
+        let limits = wgpu::Limits::default();
+        let limit = limits.max_storage_buffer_binding_size;
+        let micro = choose_micro_batch(&m, &Variants::portable(), 128, limit).unwrap();
+        assert!(micro < 128, "{micro}");
+        assert!(largest_tensor(&m, micro) <= limit);
+        assert!(largest_tensor(&m, micro + 1) > limit);
+        // A binding of 2 GiB (an H200): the row limit of one dispatch decides instead.
+        let micro = choose_micro_batch(&m, &Variants::portable(), 128, 2047 << 20).unwrap();
+        assert_eq!(micro, MAX_ROWS_PER_DISPATCH / (180 * 180));
+        // A batch that fits is not split.
+        assert_eq!(
+            choose_micro_batch(&m, &Variants::portable(), 2, limit).unwrap(),
+            2
+        );
+    }
+
+    #[test]
+    fn the_memory_plan_pools_tensors_and_counts_the_fixed_buffers() {
+        let m = keras_example();
+        let limits = wgpu::Limits::default();
+        let (micro, r) = plan_memory(&m, 128, &limits, &Variants::portable()).unwrap();
+        assert!(micro < 128);
+        assert!(r.pooled_bytes < r.naive_bytes / 2, "{r:?}");
+        assert!(r.pool_buffers < r.tensors);
+        // Parameters, gradients, Adam's m and v, and the whole batch's input at least.
+        let layout = ParamLayout::new(&m);
+        let floor = (4 * layout.trainable_len + 128 * 180 * 180 * 3) as u64 * 4;
+        assert!(r.fixed_bytes > floor, "{} vs {floor}", r.fixed_bytes);
+        // Without splitting, no whole-batch buffers.
+        let (micro, small) = plan_memory(&m, 2, &limits, &Variants::portable()).unwrap();
+        assert_eq!(micro, 2);
+        assert!(small.fixed_bytes < r.fixed_bytes);
+    }
+
+    #[test]
+    fn the_scratch_serves_every_program_size() {
+        let m = keras_example();
+        for v in [Variants::portable(), {
+            let mut v = Variants::portable();
+            v.apply("gemm=subgroup,conv2d=subgroup").unwrap();
+            v
+        }] {
+            let all = scratch_len(&m, &v, 6, None).unwrap();
+            for n in 1..=6 {
+                let s = schedule(&m, &v, n, Mode::Train, None).unwrap();
+                assert!(s.pl.scratch_len <= all);
+            }
+        }
+    }
+
+    #[test]
+    fn a_parameter_larger_than_a_binding_names_the_width_that_fits() {
+        let m = xception_mini(&XceptionConfig {
+            width: 8.0,
+            image_size: 32,
+            ..Default::default()
+        })
+        .unwrap();
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: 16 << 20,
+            ..Default::default()
+        };
+        match check_device_fit(&m, 8, 8, &limits) {
+            Err(ExecError::ParameterTooLarge { width_factor, .. }) => {
+                assert!(width_factor < 1.0)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -202,3 +202,138 @@ fn backward(
     pl.layer = None;
     Ok(())
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::graph::layers::{Add, Conv2D, Dense, Dropout, GlobalAveragePooling2D, Relu};
+    use crate::model::{XceptionConfig, xception_mini};
+
+    /// conv → relu (r) → dropout (d) → add(d, r): r fans out into the dropout and the add, so
+    /// the dropout's input gradient is the second contribution to r's and an add-accumulate
+    /// op follows the dropout backward op.
+    pub(crate) fn fan_out_before_dropout() -> Model {
+        let mut m = Model::new();
+        let x = m.input(6, 6, 3);
+        let scale = crate::graph::layers::Rescaling {
+            scale: 1.0 / 255.0,
+            offset: 0.0,
+        };
+        let x = m.add_layer(LayerKind::Rescaling(scale), &[x]).unwrap();
+        let c = m
+            .add_layer(
+                LayerKind::Conv2D(Conv2D {
+                    filters: 4,
+                    kernel: 3,
+                    stride: 1,
+                    padding: crate::cpu::Padding::Same,
+                }),
+                &[x],
+            )
+            .unwrap();
+        let r = m.add_layer(LayerKind::Relu(Relu), &[c]).unwrap();
+        let d = m
+            .add_layer(LayerKind::Dropout(Dropout { rate: 0.5 }), &[r])
+            .unwrap();
+        let a = m.add_layer(LayerKind::Add(Add), &[d, r]).unwrap();
+        let g = m
+            .add_layer(
+                LayerKind::GlobalAveragePooling2D(GlobalAveragePooling2D),
+                &[a],
+            )
+            .unwrap();
+        m.add_layer(
+            LayerKind::Dense(Dense {
+                units: 1,
+                activation: Activation::Sigmoid,
+            }),
+            &[g],
+        )
+        .unwrap();
+        m
+    }
+
+    #[test]
+    fn dropout_seeds_go_to_the_dropout_ops_even_after_a_fan_out() {
+        let m = fan_out_before_dropout();
+        let s = schedule(&m, &Variants::portable(), 2, Mode::Train, None).unwrap();
+        let labels = s.pl.labels();
+        let tagged: Vec<&str> = s.pl.dropout.iter().map(|d| labels[d.op.0].1).collect();
+        assert_eq!(
+            tagged,
+            [
+                "elementwise.dropout_forward",
+                "elementwise.dropout_backward"
+            ]
+        );
+        // The case that used to go wrong: an accumulate right after the dropout backward.
+        let back = s.pl.dropout[1].op.0;
+        assert_eq!(labels[back + 1].1, "elementwise.add_accumulate");
+        // Evaluation has no dropout pass to seed.
+        let e = schedule(&m, &Variants::portable(), 2, Mode::Eval, None).unwrap();
+        assert!(e.pl.dropout.is_empty());
+    }
+
+    /// Every layer of the Keras example's network gets its forward ops, every parameter its
+    /// gradient op, and evaluation plans the training program's tensors minus the backward.
+    #[test]
+    fn xception_mini_plans_every_layer_forward_and_backward() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let v = Variants::portable();
+        let train = schedule(&m, &v, 4, Mode::Train, None).unwrap();
+        let labels = train.pl.labels();
+        for (li, l) in m.layers.iter().enumerate().skip(1) {
+            let ops: Vec<&str> = labels
+                .iter()
+                .filter(|(at, _)| *at == Some(li))
+                .map(|(_, w)| *w)
+                .collect();
+            assert!(
+                ops.iter().any(|w| w.ends_with("forward")
+                    || w.ends_with("forward_train")
+                    || w.starts_with("elementwise.add")),
+                "{}: {ops:?}",
+                l.name
+            );
+            if !l.params.is_empty() {
+                assert!(
+                    ops.iter()
+                        .any(|w| w.ends_with("backward_weight") || *w == "batch_norm.backward"),
+                    "{} has no gradient op: {ops:?}",
+                    l.name
+                );
+            }
+        }
+        // The rescaling layer reads the raw input: nothing upstream needs a gradient.
+        assert!(
+            !labels.iter().any(|(at, _)| *at == Some(1)
+                && labels.iter().filter(|(a, _)| *a == Some(1)).count() > 1)
+        );
+        let eval = schedule(&m, &v, 4, Mode::Eval, None).unwrap();
+        assert!(
+            eval.pl
+                .labels()
+                .iter()
+                .all(|(_, w)| !w.contains("backward"))
+        );
+        assert!(eval.pl.tensors.len() <= train.pl.tensors.len());
+        for (e, t) in eval.pl.tensors.iter().zip(&train.pl.tensors) {
+            assert_eq!((&e.name, e.bytes), (&t.name, t.bytes));
+        }
+        // Each batch norm saves its statistics for its backward.
+        let bn = m
+            .layers
+            .iter()
+            .filter(|l| matches!(l.kind, LayerKind::BatchNormalization(_)))
+            .count();
+        assert_eq!(
+            train
+                .pl
+                .saved
+                .iter()
+                .filter(|((_, w), _)| *w == crate::graph::Saved::Mean)
+                .count(),
+            bn
+        );
+    }
+}
