@@ -10,6 +10,7 @@ use std::fmt;
 use thiserror::Error;
 
 pub mod bind;
+pub mod error;
 pub mod executor;
 pub mod layers;
 pub mod liveness;

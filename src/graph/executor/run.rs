@@ -1,0 +1,273 @@
+//! Running a compiled step: parameters and batches in, steps and evaluations submitted,
+//! loss, metrics, gradients and predictions read back (only when asked).
+
+use super::{BatchTargets, Mode, TrainStep};
+use crate::gpu::{GpuContext, GpuError};
+use crate::graph::Activation;
+use crate::graph::params::Region;
+use crate::kernels::Dispatch;
+use crate::kernels::adam::Adam;
+use crate::kernels::augment::Augment;
+use crate::kernels::elementwise;
+use crate::kernels::loss::METRICS_LEN;
+
+impl TrainStep {
+    /// Writes all parameters (flat, in [`ParamLayout`] order, `layout.total_len` values).
+    pub fn load_params(&self, ctx: &GpuContext, values: &[f32]) {
+        assert_eq!(
+            values.len(),
+            self.layout.total_len,
+            "parameter vector length"
+        );
+        for r in Region::ALL {
+            let (start, len) = self.layout.regions[r as usize];
+            if len > 0 {
+                ctx.queue.write_buffer(
+                    &self.b.params[r as usize],
+                    0,
+                    bytemuck::cast_slice(&values[start..start + len]),
+                );
+            }
+        }
+    }
+
+    /// Reads all parameters back (flat, in layout order).
+    pub fn read_params(&self, ctx: &GpuContext) -> Result<Vec<f32>, GpuError> {
+        let mut out = vec![0.0; self.layout.total_len];
+        for r in Region::ALL {
+            let (start, len) = self.layout.regions[r as usize];
+            if len > 0 {
+                out[start..start + len].copy_from_slice(&ctx.read_range::<f32>(
+                    &self.b.params[r as usize],
+                    0,
+                    (len * 4) as u64,
+                )?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the last step's gradients back (flat, in layout order; zeros for the BN state).
+    /// With micro-batches, the batch-mean gradient that Adam used.
+    pub fn read_grads(&self, ctx: &GpuContext) -> Result<Vec<f32>, GpuError> {
+        let grads = self.b.full.as_ref().map_or(&self.b.grads, |a| &a.grads);
+        let mut out = vec![0.0; self.layout.total_len];
+        for r in [Region::Weights, Region::Biases] {
+            let (start, len) = self.layout.regions[r as usize];
+            if len > 0 {
+                out[start..start + len].copy_from_slice(&ctx.read_range::<f32>(
+                    &grads[r as usize],
+                    0,
+                    (len * 4) as u64,
+                )?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adam's state: (step count t, m, v), m and v flat over the trainable prefix.
+    pub fn read_optimizer(&self, ctx: &GpuContext) -> Result<(u32, Vec<f32>, Vec<f32>), GpuError> {
+        let state: Vec<u32> = ctx.read(&self.b.fixed.adam_state)?;
+        Ok((state[0], ctx.read(&self.b.fixed.m)?, ctx.read(&self.b.fixed.v)?))
+    }
+
+    /// Restores Adam's state (for `--resume`): step count `t`, learning rate, m and v.
+    pub fn load_optimizer(&self, ctx: &GpuContext, t: u32, lr: f32, m: &[f32], v: &[f32]) {
+        assert_eq!(m.len(), self.layout.trainable_len, "Adam m length");
+        assert_eq!(v.len(), self.layout.trainable_len, "Adam v length");
+        let mut s = crate::kernels::adam::AdamState::new(lr);
+        s.t = t;
+        Adam::write_state(ctx, &self.b.fixed.adam_state, &s);
+        ctx.queue
+            .write_buffer(&self.b.fixed.m, 0, bytemuck::cast_slice(m));
+        ctx.queue
+            .write_buffer(&self.b.fixed.v, 0, bytemuck::cast_slice(v));
+    }
+
+    /// Uploads a batch of up to `batch` samples: `x` [n, H, W, C] as the input layer takes it
+    /// (or as the augmentation takes it), and its targets. Returns n.
+    pub fn write_batch(&self, ctx: &GpuContext, x: &[f32], targets: BatchTargets) -> usize {
+        let n = x.len() / self.sample_len;
+        assert!(
+            n > 0 && n <= self.batch && n * self.sample_len == x.len(),
+            "input batch length"
+        );
+        let (input, target_buf) = match &self.b.full {
+            Some(a) => (&a.input, &a.targets),
+            None => (&self.b.fixed.input, &self.b.fixed.targets),
+        };
+        ctx.queue.write_buffer(input, 0, bytemuck::cast_slice(x));
+        let bytes: &[u8] = match (targets, self.activation) {
+            (BatchTargets::Binary(t), Activation::Sigmoid) => {
+                assert_eq!(t.len(), n * self.target_per_sample, "targets length");
+                bytemuck::cast_slice(t)
+            }
+            (BatchTargets::Classes(t), Activation::Softmax) => {
+                assert_eq!(t.len(), n, "labels length");
+                bytemuck::cast_slice(t)
+            }
+            _ => panic!("targets do not match the model's output activation"),
+        };
+        ctx.queue.write_buffer(target_buf, 0, bytes);
+        n
+    }
+
+    /// Sets the dropout and augmentation seed of the next step (micro-batch i uses
+    /// `seed + i·0x9E3779B9`).
+    pub fn set_dropout_seed(&self, _ctx: &GpuContext, seed: u32) {
+        self.seed.set(seed);
+    }
+
+    /// Submits one training step on the first `n` uploaded samples — forward, loss, backward,
+    /// Adam — without waiting: one command encoder, or one per micro-batch when the batch is
+    /// split (each with its own seeds).
+    pub fn submit(&self, ctx: &GpuContext, n: usize) {
+        self.submit_mode(ctx, Mode::Train, n);
+    }
+
+    /// Submits an evaluation of the first `n` uploaded samples: forward with the moving
+    /// statistics and no dropout, loss, metrics accumulated. No update.
+    pub fn submit_eval(&self, ctx: &GpuContext, n: usize) {
+        self.submit_mode(ctx, Mode::Eval, n);
+    }
+
+    fn submit_mode(&self, ctx: &GpuContext, mode: Mode, n: usize) {
+        assert!(
+            n > 0 && n <= self.batch,
+            "{n} samples with a step compiled for up to {}",
+            self.batch
+        );
+        let count = n.div_ceil(self.micro);
+        for i in 0..count {
+            let size = self.micro.min(n - i * self.micro);
+            let program = self.program(ctx, mode, size, n);
+            let seed = self
+                .seed
+                .get()
+                .wrapping_add((i as u32).wrapping_mul(0x9E37_79B9));
+            if mode == Mode::Train {
+                for &(d, rate, len) in &program.dropout {
+                    program.dispatches[d]
+                        .write_params(ctx, &elementwise::Params::dropout(len, seed, rate));
+                }
+                if self.augment.is_some() {
+                    Augment::write_seed(ctx, &self.b.fixed.aug_seed, seed);
+                }
+            }
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("step"),
+                });
+            if let Some(a) = &self.b.full {
+                let at = (i * self.micro) as u64;
+                let x_bytes = (self.sample_len * 4) as u64;
+                let t_bytes = (self.target_per_sample * 4) as u64;
+                enc.copy_buffer_to_buffer(
+                    &a.input,
+                    at * x_bytes,
+                    &self.b.fixed.input,
+                    0,
+                    size as u64 * x_bytes,
+                );
+                enc.copy_buffer_to_buffer(
+                    &a.targets,
+                    at * t_bytes,
+                    &self.b.fixed.targets,
+                    0,
+                    size as u64 * t_bytes,
+                );
+            }
+            let acc = if i == 0 {
+                &program.acc_first
+            } else {
+                &program.acc_rest
+            };
+            let mut refs: Vec<&Dispatch> = program.dispatches.iter().chain(acc).collect();
+            if mode == Mode::Train && i + 1 == count {
+                refs.extend(&self.optimizer);
+            }
+            crate::kernels::record_all(&mut enc, &refs);
+            ctx.queue.submit([enc.finish()]);
+        }
+    }
+
+    /// Runs one training step on a full uploaded batch and waits for it (no readback).
+    pub fn run(&self, ctx: &GpuContext) -> Result<(), GpuError> {
+        self.checked(ctx, |s| s.submit(ctx, s.batch))
+    }
+
+    /// Runs an evaluation of `n` uploaded samples and waits for it.
+    pub fn run_eval(&self, ctx: &GpuContext, n: usize) -> Result<(), GpuError> {
+        self.checked(ctx, |s| s.submit_eval(ctx, n))
+    }
+
+    /// Runs `f`, waits for the GPU, and turns a validation error into an `Err`.
+    pub fn checked(&self, ctx: &GpuContext, f: impl FnOnce(&Self)) -> Result<(), GpuError> {
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        f(self);
+        ctx.wait()?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Validation(e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The last step's mean loss (a readback: call it when a number must reach the user).
+    pub fn read_loss(&self, ctx: &GpuContext) -> Result<f32, GpuError> {
+        let loss = self.b.full.as_ref().map_or(&self.b.fixed.loss, |a| &a.loss);
+        Ok(ctx.read::<f32>(loss)?[0])
+    }
+
+    /// [loss_sum, correct, seen] accumulated since the last [`Self::reset_metrics`] (training
+    /// and evaluation runs alike; sigmoid outputs count labels, softmax outputs samples).
+    pub fn read_metrics(&self, ctx: &GpuContext) -> Result<[f32; 3], GpuError> {
+        let v = ctx.read::<f32>(&self.b.fixed.metrics)?;
+        Ok([v[0], v[1], v[2]])
+    }
+
+    /// Clears the accumulated metrics.
+    pub fn reset_metrics(&self, ctx: &GpuContext) {
+        ctx.queue.write_buffer(
+            &self.b.fixed.metrics,
+            0,
+            bytemuck::cast_slice(&[0.0f32; METRICS_LEN]),
+        );
+    }
+
+    /// The model's outputs (logits, [n, outputs]) for the images `x` ([n, H, W, C] as the
+    /// input layer takes them), in evaluation mode, any n: it runs micro-batch by micro-batch
+    /// and reads each one's logits back. The uploaded batch is overwritten.
+    pub fn predict_logits(&self, ctx: &GpuContext, x: &[f32]) -> Result<Vec<f32>, GpuError> {
+        assert_eq!(x.len() % self.sample_len, 0, "input length");
+        let mut out = Vec::with_capacity(x.len() / self.sample_len * self.outputs);
+        for chunk in x.chunks(self.micro * self.sample_len) {
+            let n = chunk.len() / self.sample_len;
+            ctx.queue
+                .write_buffer(&self.b.fixed.input, 0, bytemuck::cast_slice(chunk));
+            // The loss needs targets; class 0 / label 0 are valid for every model.
+            let zeros = vec![0u32; n * self.target_per_sample];
+            ctx.queue
+                .write_buffer(&self.b.fixed.targets, 0, bytemuck::cast_slice(&zeros));
+            let program = self.program(ctx, Mode::Eval, n, 0);
+            let refs: Vec<&Dispatch> = program.dispatches.iter().collect();
+            crate::kernels::run_all(ctx, &refs)?;
+            let (t, bytes) = program.logits;
+            out.extend(ctx.read_range::<f32>(&self.b.buffers[self.b.buffer_of[t]], 0, bytes)?);
+        }
+        Ok(out)
+    }
+
+    /// Number of dispatches in one training step of a full batch (all micro-batches).
+    pub fn dispatch_count(&self, ctx: &GpuContext) -> usize {
+        let count = self.batch.div_ceil(self.micro);
+        (0..count)
+            .map(|i| {
+                let size = self.micro.min(self.batch - i * self.micro);
+                let p = self.program(ctx, Mode::Train, size, self.batch);
+                p.dispatches.len() + p.acc_rest.len()
+            })
+            .sum::<usize>()
+            + self.optimizer.len()
+    }
+}
