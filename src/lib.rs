@@ -19,6 +19,7 @@ pub mod model;
 pub mod predict;
 pub mod preview;
 pub mod selftest;
+pub mod shapes;
 pub mod train;
 pub mod viz;
 

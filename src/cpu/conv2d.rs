@@ -1,55 +1,7 @@
 //! `conv2d` reference: a k×k convolution with stride, TensorFlow `same`/`valid` padding and a
 //! bias, NHWC f32 activations, weights in Keras order `[kh, kw, Cin, Cout]`.
 
-use crate::cpu::{Padding, out_size};
-
-/// The sizes of one conv2d (square kernel, same stride in both dimensions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conv2dShape {
-    pub n: usize,
-    pub h: usize,
-    pub w: usize,
-    pub cin: usize,
-    pub cout: usize,
-    pub k: usize,
-    pub stride: usize,
-    pub padding: Padding,
-}
-
-impl Conv2dShape {
-    /// Output height and the padding above the first row (TensorFlow's rule).
-    pub fn oh_pad(&self) -> (usize, usize) {
-        out_size(self.h, self.k, self.stride, self.padding)
-    }
-    /// Output width and the padding left of the first column (TensorFlow's rule).
-    pub fn ow_pad(&self) -> (usize, usize) {
-        out_size(self.w, self.k, self.stride, self.padding)
-    }
-    /// Output height.
-    pub fn oh(&self) -> usize {
-        self.oh_pad().0
-    }
-    /// Output width.
-    pub fn ow(&self) -> usize {
-        self.ow_pad().0
-    }
-    /// Elements of x: N·H·W·Cin.
-    pub fn x_len(&self) -> usize {
-        self.n * self.h * self.w * self.cin
-    }
-    /// Elements of y: N·OH·OW·Cout.
-    pub fn y_len(&self) -> usize {
-        self.n * self.oh() * self.ow() * self.cout
-    }
-    /// Elements of the weights: k·k·Cin·Cout.
-    pub fn w_len(&self) -> usize {
-        self.k * self.k * self.cin * self.cout
-    }
-    /// Multiply-adds of one pass (the same count for forward and both backward passes).
-    pub fn macs(&self) -> usize {
-        self.n * self.oh() * self.ow() * self.cout * self.k * self.k * self.cin
-    }
-}
+pub use crate::shapes::Conv2dShape;
 
 /// Calls `f(kh, kw, ih, iw)` for every kernel tap of output pixel (oh, ow) that lands inside
 /// the input; taps in the padding contribute zero and are skipped.
@@ -156,6 +108,7 @@ pub fn conv2d_backward_weight(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::Padding;
     use crate::cpu::{dot, grad_check, random_f64};
 
     fn shapes() -> Vec<Conv2dShape> {

@@ -1,53 +1,7 @@
 //! `depthwise_conv2d` reference: a k×k depthwise convolution, stride 1, depth multiplier 1,
 //! no bias, TensorFlow `same`/`valid` padding, NHWC f32, weights in Keras order `[kh, kw, C, 1]`.
 
-use crate::cpu::{Padding, out_size};
-
-/// The sizes of one depthwise conv2d (square kernel, stride 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DepthwiseShape {
-    pub n: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-    pub k: usize,
-    pub padding: Padding,
-}
-
-impl DepthwiseShape {
-    /// Output height and the padding above the first row.
-    pub fn oh_pad(&self) -> (usize, usize) {
-        out_size(self.h, self.k, 1, self.padding)
-    }
-    /// Output width and the padding left of the first column.
-    pub fn ow_pad(&self) -> (usize, usize) {
-        out_size(self.w, self.k, 1, self.padding)
-    }
-    /// Output height.
-    pub fn oh(&self) -> usize {
-        self.oh_pad().0
-    }
-    /// Output width.
-    pub fn ow(&self) -> usize {
-        self.ow_pad().0
-    }
-    /// Elements of x: N·H·W·C.
-    pub fn x_len(&self) -> usize {
-        self.n * self.h * self.w * self.c
-    }
-    /// Elements of y: N·OH·OW·C.
-    pub fn y_len(&self) -> usize {
-        self.n * self.oh() * self.ow() * self.c
-    }
-    /// Elements of the weights: k·k·C.
-    pub fn w_len(&self) -> usize {
-        self.k * self.k * self.c
-    }
-    /// Multiply-adds of one pass.
-    pub fn macs(&self) -> usize {
-        self.y_len() * self.k * self.k
-    }
-}
+pub use crate::shapes::DepthwiseShape;
 
 /// Calls `f(kh, kw, ih, iw)` for every tap of output pixel (oh, ow) inside the input.
 fn taps(s: &DepthwiseShape, oh: usize, ow: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
@@ -138,6 +92,7 @@ pub fn depthwise_conv2d_backward_weight(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::Padding;
     use crate::cpu::{dot, grad_check, random_f64};
 
     fn shapes() -> Vec<DepthwiseShape> {

@@ -19,32 +19,7 @@ pub mod pool;
 pub mod relu;
 pub mod rescale;
 
-/// TensorFlow's "same"/"valid" padding arithmetic for one spatial dimension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Padding {
-    Same,
-    Valid,
-}
-
-/// Output size and padding before for input `n`, kernel `k`, stride `s`:
-/// same: out = ceil(n/s), pad_total = max((out−1)·s + k − n, 0), pad_before = pad_total/2;
-/// valid: out = ceil((n − k + 1)/s), no padding.
-///
-/// ```
-/// use gpucnn::cpu::{Padding, out_size};
-/// assert_eq!(out_size(180, 3, 2, Padding::Same), (90, 0)); // pads 0 before, 1 after
-/// assert_eq!(out_size(45, 3, 2, Padding::Same), (23, 1));
-/// ```
-pub fn out_size(n: usize, k: usize, s: usize, padding: Padding) -> (usize, usize) {
-    match padding {
-        Padding::Same => {
-            let out = n.div_ceil(s);
-            let total = ((out - 1) * s + k).saturating_sub(n);
-            (out, total / 2)
-        }
-        Padding::Valid => ((n + 1).saturating_sub(k).div_ceil(s), 0),
-    }
-}
+pub use crate::shapes::{Padding, out_size};
 
 /// Checks an analytic gradient against f64 central differences.
 ///

@@ -9,69 +9,10 @@
 //!   input cell at all (impossible with same/valid padding, possible with hand-made pads) writes
 //!   y = 0 and the index [`NO_ARGMAX`], and routes no gradient.
 
-use super::{Padding, out_size};
-
 /// Saved index of a window without any input cell.
 pub const NO_ARGMAX: u32 = u32::MAX;
 
-/// Geometry of a 2-D pooling: input [n, h, w, c] NHWC, window kh×kw, stride sh×sw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pool2d {
-    pub n: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub padding: Padding,
-}
-
-impl Pool2d {
-    /// A square k×k window with stride s in both dimensions.
-    pub fn square(
-        n: usize,
-        h: usize,
-        w: usize,
-        c: usize,
-        k: usize,
-        s: usize,
-        padding: Padding,
-    ) -> Self {
-        Self {
-            n,
-            h,
-            w,
-            c,
-            kh: k,
-            kw: k,
-            sh: s,
-            sw: s,
-            padding,
-        }
-    }
-
-    /// (out_h, pad_top) by TensorFlow's rule.
-    pub fn rows(&self) -> (usize, usize) {
-        out_size(self.h, self.kh, self.sh, self.padding)
-    }
-
-    /// (out_w, pad_left) by TensorFlow's rule.
-    pub fn cols(&self) -> (usize, usize) {
-        out_size(self.w, self.kw, self.sw, self.padding)
-    }
-
-    /// Elements of the input x: n·h·w·c.
-    pub fn in_len(&self) -> usize {
-        self.n * self.h * self.w * self.c
-    }
-
-    /// Elements of the output y (and of the saved argmax): n·oh·ow·c.
-    pub fn out_len(&self) -> usize {
-        self.n * self.rows().0 * self.cols().0 * self.c
-    }
-}
+pub use crate::shapes::Pool2d;
 
 /// y = max over each window; argmax = window-local index `i·kw + j` of the winner.
 /// y, argmax: [N, OH, OW, C]; x: [N, H, W, C].
@@ -175,6 +116,7 @@ pub fn global_avg_pool2d_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::Padding;
     use crate::cpu::{dot, grad_check, random_f64};
 
     fn max_pool_loss(x: &[f64], r: &[f64], g: &Pool2d) -> f64 {

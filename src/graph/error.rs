@@ -66,4 +66,3 @@ pub enum ExecError {
     #[error(transparent)]
     Gpu(#[from] GpuError),
 }
-

@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 
+use crate::gpu::GpuContext;
+use crate::graph::Model;
 use crate::graph::bind::Fixed;
 use crate::graph::liveness::BufferPlan;
 use crate::graph::names::Saved;
 use crate::graph::params::{ParamLayout, Region};
 use crate::graph::schedule::Schedule;
-use crate::graph::Model;
-use crate::gpu::GpuContext;
 use crate::kernels::adam::Adam;
 use crate::kernels::augment::Augment;
 use crate::kernels::loss::METRICS_LEN;

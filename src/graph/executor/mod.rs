@@ -31,9 +31,9 @@ use crate::kernels::variants::Variants;
 mod buffers;
 mod run;
 
-use buffers::{Sizes, StepBuffers};
 pub use super::error::ExecError;
 pub use super::memory::MAX_ROWS_PER_DISPATCH;
+use buffers::{Sizes, StepBuffers};
 
 /// The targets of one batch, as the loss kernels take them.
 pub enum BatchTargets<'a> {

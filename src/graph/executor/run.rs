@@ -68,7 +68,11 @@ impl TrainStep {
     /// Adam's state: (step count t, m, v), m and v flat over the trainable prefix.
     pub fn read_optimizer(&self, ctx: &GpuContext) -> Result<(u32, Vec<f32>, Vec<f32>), GpuError> {
         let state: Vec<u32> = ctx.read(&self.b.fixed.adam_state)?;
-        Ok((state[0], ctx.read(&self.b.fixed.m)?, ctx.read(&self.b.fixed.v)?))
+        Ok((
+            state[0],
+            ctx.read(&self.b.fixed.m)?,
+            ctx.read(&self.b.fixed.v)?,
+        ))
     }
 
     /// Restores Adam's state (for `--resume`): step count `t`, learning rate, m and v.
