@@ -3,15 +3,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use gpucnn::atomic::write_atomic;
 use gpucnn::graph::{ParamLayout, ParamSlot};
 use gpucnn::model::{XceptionConfig, xception_mini};
-use gpucnn::train::atomic::write_atomic;
+use gpucnn::plot::curves::{CURVES_SIZE, TRAINING_COLOR, VALIDATION_COLOR, write_curves_png};
 use gpucnn::train::checkpoint::{
     CheckpointError, ModelConfig, TrainState, checkpoint_path, checkpoint_size_bound,
     latest_checkpoint, load_checkpoint, read_model_json, save_checkpoint, write_model_json,
 };
 use gpucnn::train::metrics::{self, EpochMetrics, HEADER, MetricsCsv, MetricsError};
-use gpucnn::train::plot::{CURVES_SIZE, TRAINING_COLOR, VALIDATION_COLOR, write_curves_png};
 use rand::{Rng, SeedableRng};
 use safetensors::tensor::{Dtype, TensorView};
 
