@@ -611,7 +611,8 @@ fn curves_png_has_the_stated_size_and_draws_both_series() {
         .filter(|(x, _, p)| *x < 500 && p.0 == train)
         .count();
     assert!(left > 300 && nt - left > 300, "left {left}, total {nt}");
-    // Text was drawn (the built-in font's colour), and the image is mostly white background.
+    // Text was drawn (pixels a glyph covers fully have the text colour), and the image is
+    // mostly white background.
     assert!(count(&img, [30, 30, 30]) > 500);
     assert!(count(&img, [255, 255, 255]) > 1000 * 400 / 2);
 
