@@ -76,3 +76,34 @@ pub fn csv_rows(cfg: &ModelConfig, preds: &[Prediction]) -> anyhow::Result<Vec<u
     }
     rows.into_inner().context("formatting the --csv rows")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::XceptionConfig;
+
+    #[test]
+    fn csv_quotes_commas_and_skips_unreadable_images() {
+        let classes = vec!["Chats, tigrés".to_string(), "dogs".to_string()];
+        let cfg = ModelConfig::xception_mini(&XceptionConfig::default(), classes);
+        let preds = [
+            Prediction {
+                path: "a,b.png".into(),
+                result: Ok(vec![0.25, 0.75]),
+            },
+            Prediction {
+                path: "broken.png".into(),
+                result: Err("not an image".into()),
+            },
+            Prediction {
+                path: "c.png".into(),
+                result: Ok(vec![1.0, 0.0]),
+            },
+        ];
+        let text = String::from_utf8(csv_rows(&cfg, &preds).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "path,\"Chats, tigrés\",dogs\n\"a,b.png\",0.250000,0.750000\nc.png,1.000000,0.000000\n"
+        );
+    }
+}

@@ -157,3 +157,47 @@ pub fn write_plots(
     }
     Ok(confusion)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plots_go_to_out_else_to_the_models_run_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        let weights = run.join("save_at_3.safetensors");
+        std::fs::write(&weights, b"").unwrap();
+        let elsewhere = dir.path().join("plots");
+        assert_eq!(plots_folder(&run, Some(&elsewhere)), elsewhere);
+        assert_eq!(plots_folder(&run, None), run);
+        assert_eq!(plots_folder(&weights, None), run);
+    }
+
+    #[test]
+    fn two_classes_get_a_roc_curve_more_get_only_the_matrix() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("new folder");
+        let names: Vec<String> = ["Cats", "Dogs"].iter().map(|s| s.to_string()).collect();
+        let (labels, probs) = (
+            vec![0, 1, 1],
+            vec![vec![0.9, 0.1], vec![0.2, 0.8], vec![0.6, 0.4]],
+        );
+        let report = evaluate(&names, &labels, &probs);
+        let confusion = write_plots(&out, &report, &labels, &probs).unwrap();
+        assert_eq!(confusion, out.join("confusion.png"));
+        assert!(confusion.is_file() && out.join("roc.png").is_file());
+
+        let out3 = dir.path().join("three");
+        let names3: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let probs3 = vec![
+            vec![0.8, 0.1, 0.1],
+            vec![0.1, 0.8, 0.1],
+            vec![0.1, 0.1, 0.8],
+        ];
+        let report3 = evaluate(&names3, &[0, 1, 2], &probs3);
+        write_plots(&out3, &report3, &[0, 1, 2], &probs3).unwrap();
+        assert!(out3.join("confusion.png").is_file() && !out3.join("roc.png").exists());
+    }
+}

@@ -65,6 +65,13 @@ pub fn render_curves(rows: &[EpochMetrics], width: u32, height: u32) -> Result<V
     Ok(buf)
 }
 
+/// One line of a panel: its legend name, its (epoch, value) points, its colour.
+struct Series<'a> {
+    name: &'static str,
+    points: &'a [(f64, f64)],
+    color: RGBColor,
+}
+
 /// One panel's content.
 struct Panel<'a> {
     title: &'a str,
@@ -188,14 +195,22 @@ fn draw_panel(
         Align::Center,
     ));
     let series = [
-        ("training", &panel.training, TRAINING_COLOR),
-        ("validation", &panel.validation, VALIDATION_COLOR),
+        Series {
+            name: "training",
+            points: &panel.training,
+            color: TRAINING_COLOR,
+        },
+        Series {
+            name: "validation",
+            points: &panel.validation,
+            color: VALIDATION_COLOR,
+        },
     ];
     let occupied = draw_series(&mut chart, &series)?;
     let shown: Vec<_> = series
         .iter()
-        .filter(|(_, pts, _)| pts.iter().any(|p| p.1.is_finite()))
-        .map(|(name, _, color)| (*name, *color))
+        .filter(|s| s.points.iter().any(|p| p.1.is_finite()))
+        .map(|s| (s.name, s.color))
         .collect();
     let plot_area = (px.start, py.start, px.end, py.end);
     draw_legend(root, &shown, &occupied, plot_area, texts)
@@ -250,12 +265,9 @@ fn draw_axes(
 
 /// The series: lines over runs of finite points, a marker on every point. Returns the pixels
 /// of the points, for the legend to avoid.
-fn draw_series(
-    chart: &mut Chart,
-    series: &[(&str, &Vec<(f64, f64)>, RGBColor)],
-) -> Result<Vec<(i32, i32)>, String> {
+fn draw_series(chart: &mut Chart, series: &[Series]) -> Result<Vec<(i32, i32)>, String> {
     let mut occupied = Vec::new();
-    for (_, points, color) in series {
+    for Series { points, color, .. } in series {
         for run in points.split(|p| !p.1.is_finite()) {
             if run.len() >= 2 {
                 chart
