@@ -293,7 +293,7 @@ pub fn run(
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create {} (--out)", out.display()))?;
     let marker = serde_json::json!({ "written_by": "gpucnn demo", "seed": seed });
-    crate::train::atomic::write_atomic(
+    crate::atomic::write_atomic(
         out.join(MARKER),
         serde_json::to_string_pretty(&marker)?.as_bytes(),
     )?;

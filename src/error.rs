@@ -73,8 +73,8 @@ pub fn is_bad_input(error: &anyhow::Error) -> bool {
                 _ => true,
             };
         }
-        if let Some(v) = e.downcast_ref::<crate::viz::VizError>() {
-            return matches!(v, crate::viz::VizError::UnsupportedExtension { .. });
+        if let Some(v) = e.downcast_ref::<crate::plot::PlotError>() {
+            return matches!(v, crate::plot::PlotError::UnsupportedExtension { .. });
         }
         if let Some(m) = e.downcast_ref::<MetricsError>() {
             return !matches!(m, MetricsError::Write(_) | MetricsError::Read { .. });
@@ -105,7 +105,7 @@ mod tests {
         assert_eq!(exit_code(&wrapped), EXIT_BAD_INPUT);
         let io = anyhow::Error::from(std::io::Error::other("device lost"));
         assert_eq!(exit_code(&io), EXIT_FAILURE);
-        let full = anyhow::Error::from(crate::train::atomic::AtomicWriteError {
+        let full = anyhow::Error::from(crate::atomic::AtomicWriteError {
             path: "x".into(),
             step: "writing",
             source: std::io::Error::from(std::io::ErrorKind::StorageFull),

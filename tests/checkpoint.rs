@@ -3,15 +3,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use gpucnn::atomic::write_atomic;
 use gpucnn::graph::{ParamLayout, ParamSlot};
 use gpucnn::model::{XceptionConfig, xception_mini};
-use gpucnn::train::atomic::write_atomic;
+use gpucnn::plot::curves::{CURVES_SIZE, TRAINING_COLOR, VALIDATION_COLOR, write_curves_png};
 use gpucnn::train::checkpoint::{
     CheckpointError, ModelConfig, TrainState, checkpoint_path, checkpoint_size_bound,
     latest_checkpoint, load_checkpoint, read_model_json, save_checkpoint, write_model_json,
 };
 use gpucnn::train::metrics::{self, EpochMetrics, HEADER, MetricsCsv, MetricsError};
-use gpucnn::train::plot::{CURVES_SIZE, TRAINING_COLOR, VALIDATION_COLOR, write_curves_png};
 use rand::{Rng, SeedableRng};
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -611,7 +611,8 @@ fn curves_png_has_the_stated_size_and_draws_both_series() {
         .filter(|(x, _, p)| *x < 500 && p.0 == train)
         .count();
     assert!(left > 300 && nt - left > 300, "left {left}, total {nt}");
-    // Text was drawn (the built-in font's colour), and the image is mostly white background.
+    // Text was drawn (pixels a glyph covers fully have the text colour), and the image is
+    // mostly white background.
     assert!(count(&img, [30, 30, 30]) > 500);
     assert!(count(&img, [255, 255, 255]) > 1000 * 400 / 2);
 

@@ -1,10 +1,9 @@
 //! `gpucnn::eval`: metrics checked against values computed by hand, and the PNGs decoded.
 
 use gpucnn::eval::metrics::{EvalReport, argmax, evaluate, roc_auc, roc_curve};
-use gpucnn::eval::plots::{
-    EvalPlotError, ROC_SIZE, confusion_png_size, render_confusion, write_confusion_png,
-    write_roc_png,
-};
+use gpucnn::plot::PlotError;
+use gpucnn::plot::confusion::{confusion_png_size, render_confusion, write_confusion_png};
+use gpucnn::plot::roc::{ROC_SIZE, write_roc_png};
 
 fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -305,6 +304,19 @@ fn confusion_png_has_the_stated_size_and_content() {
 }
 
 #[test]
+fn confusion_png_draws_class_names_as_written() {
+    // Same counts, names differing only in case or accents: the old built-in font drew them
+    // lowercased, with every accented letter as the same box, so the pictures were identical.
+    let (_, labels, probs) = three_class();
+    let draw = |n: [&str; 3]| render_confusion(&evaluate(&names(&n), &labels, &probs));
+    let plain = draw(["Chats, tigrés", "Ünïcode", "Dogs"]);
+    assert_ne!(plain, draw(["chats, tigrés", "Ünïcode", "Dogs"]));
+    assert_ne!(plain, draw(["Chats, tigrés", "ünïcode", "Dogs"]));
+    assert_ne!(plain, draw(["Chats, tigrés", "Ünïcode", "dogs"]));
+    assert_ne!(plain, draw(["Chats, tigrès", "Ünïcode", "Dogs"]));
+}
+
+#[test]
 fn roc_png_has_the_stated_size_and_draws_the_curve() {
     let dir = tempfile::tempdir().unwrap();
     let pos = [true, false, true, false, true];
@@ -323,7 +335,7 @@ fn writing_into_a_missing_folder_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("no-such-folder").join("roc.png");
     let err = write_roc_png(&path, &[(0.0, 0.0), (1.0, 1.0)], Some(0.5)).unwrap_err();
-    assert!(matches!(err, EvalPlotError::Write(_)));
+    assert!(matches!(err, PlotError::Write(_)));
     assert!(err.to_string().contains("no-such-folder"), "{err}");
     assert!(!path.exists());
 }

@@ -2,9 +2,9 @@
 
 use gpucnn::graph::Model;
 use gpucnn::model::{XceptionConfig, xception_mini};
-use gpucnn::viz::VizError;
-use gpucnn::viz::grid::{GRID_CELL, cell_origin, grid_size, render_grid, write_grid_png};
-use gpucnn::viz::model_plot::{render_png, to_dot, to_svg, write_plot};
+use gpucnn::plot::PlotError;
+use gpucnn::plot::grid::{GRID_CELL, cell_origin, grid_size, render_grid, write_grid_png};
+use gpucnn::plot::model::{render_png, to_dot, to_svg, write_plot};
 
 /// `n` images of `h`×`w`, image i a solid dark colour with a light diagonal.
 fn images(n: usize, h: usize, w: usize) -> Vec<(Vec<f32>, String)> {
@@ -92,7 +92,10 @@ fn a_wrong_image_size_is_an_error_naming_the_file() {
     let mut imgs = images(2, 4, 4);
     imgs[1].0.pop();
     let err = write_grid_png(&path, &imgs, 4, 4).unwrap_err();
-    assert!(matches!(err, VizError::ImageSize { index: 1, .. }), "{err}");
+    assert!(
+        matches!(err, PlotError::ImageSize { index: 1, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("bad.png"), "{err}");
     assert!(!path.exists());
 }
@@ -227,11 +230,26 @@ fn an_unknown_extension_is_an_error_naming_the_path_and_the_formats() {
         let path = dir.path().join(name);
         let err = write_plot(&path, &m).unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, VizError::UnsupportedExtension { .. }));
+        assert!(matches!(err, PlotError::UnsupportedExtension { .. }));
         assert!(
             msg.contains(name) && msg.contains(".png, .svg or .dot"),
             "{msg}"
         );
         assert!(!path.exists());
     }
+}
+
+#[test]
+fn grid_titles_keep_their_case_commas_and_accents() {
+    // The old built-in font drew every title lowercased, a comma as a tick and any accented
+    // letter as the same hollow box: these three pairs drew identical pixels.
+    let titled = |title: &str| {
+        let mut imgs = images(1, 4, 4);
+        imgs[0].1 = title.to_string();
+        render_grid(&imgs, 4, 4, 60).0
+    };
+    assert_ne!(titled("Cat"), titled("cat"));
+    assert_ne!(titled("Chats, tigrés"), titled("chats, tigres"));
+    assert_ne!(titled("Ünïcode"), titled("ünïcode"));
+    assert_ne!(titled("Ünïcode"), titled("Unicode"));
 }

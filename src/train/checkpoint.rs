@@ -33,8 +33,8 @@ use safetensors::tensor::{Dtype, SafeTensors, View};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::atomic::{AtomicWriteError, write_atomic};
 use super::run_folder::RunFingerprint;
+use crate::atomic::{AtomicWriteError, write_atomic};
 use crate::graph::ParamLayout;
 use crate::model::XceptionConfig;
 

@@ -658,7 +658,7 @@ pub fn fit(
             )
         };
         csv.append(row).with_context(incomplete)?;
-        super::plot::write_curves_png(cfg.out.join("curves.png"), csv.rows())
+        crate::plot::curves::write_curves_png(cfg.out.join("curves.png"), csv.rows())
             .with_context(incomplete)?;
         if improved {
             save_checkpoint(

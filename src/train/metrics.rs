@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::atomic::{AtomicWriteError, write_atomic};
+use crate::atomic::{AtomicWriteError, write_atomic};
 
 /// The header line, exactly.
 pub const HEADER: &str = "epoch,loss,accuracy,val_loss,val_accuracy,seconds,images_per_sec";

@@ -1,13 +1,12 @@
-//! The trainer's files: checkpoints and `model.json` ([`checkpoint`]), the per-epoch metrics CSV
-//! ([`metrics`]), the training-curve PNG ([`plot`]), all written through [`atomic::write_atomic`]
-//! so that a crash never leaves a half-written file behind, and the run folder itself: its lock,
-//! its fingerprint and what an interrupted run left ([`run_folder`]); what the user sees while
-//! a run works, its status lines and estimates ([`progress`]).
+//! The trainer's files: checkpoints and `model.json` ([`checkpoint`]), the per-epoch metrics
+//! CSV ([`metrics`]), the training-curve PNG ([`crate::plot::curves`]), all written through
+//! [`crate::atomic::write_atomic`] so that a crash never leaves a half-written file behind, and
+//! the run folder itself: its lock, its fingerprint and what an interrupted run left
+//! ([`run_folder`]); what the user sees while a run works, its status lines and estimates
+//! ([`progress`]).
 
-pub mod atomic;
 pub mod checkpoint;
 pub mod fit;
 pub mod metrics;
-pub mod plot;
 pub mod progress;
 pub mod run_folder;

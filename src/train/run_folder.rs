@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::atomic::write_atomic;
 use super::metrics;
+use crate::atomic::write_atomic;
 
 /// File name of the fingerprint in a run folder.
 pub const RUN_JSON: &str = "run.json";
@@ -457,7 +457,7 @@ fn checkpoint_epoch(name: &str) -> Option<usize> {
         .ok()
 }
 
-/// `.<name>.<pid>.<n>.tmp` (the naming of [`super::atomic::write_atomic`]) of a file gpucnn
+/// `.<name>.<pid>.<n>.tmp` (the naming of [`crate::atomic::write_atomic`]) of a file gpucnn
 /// train writes.
 fn is_own_temp(file: &str) -> bool {
     let Some(inner) = file.strip_prefix('.').and_then(|f| f.strip_suffix(".tmp")) else {

@@ -2,25 +2,26 @@
 //! data" figure (`plt.subplot(3, 3, i + 1); plt.imshow(...); plt.title(...)`).
 //!
 //! Each image is scaled by nearest neighbour to fit a `cell`×`cell` square, keeping its aspect
-//! ratio, centred; its title is drawn above it in the built-in font (lowercased, cut to the
-//! cell's width). The canvas always has room for nine cells; with fewer images the remaining
+//! ratio, centred; its title is drawn above it as written (cut to the cell's width with `…`).
+//! The canvas always has room for nine cells; with fewer images the remaining
 //! cells stay white, as in a matplotlib figure of fixed size.
 
 use std::path::Path;
 
-use super::{VizError, draw_label, label_width, write_png};
+use super::text::{Align, Text, draw_text, fit_width, size};
+use super::{PlotError, write_png};
 
 /// The cell size [`write_grid_png`] uses, in pixels.
 pub const GRID_CELL: u32 = 240;
 /// Images per row and per column.
 pub const GRID_SIDE: u32 = 3;
 
-/// Font scale of the titles.
-const TITLE_SCALE: u32 = 2;
+/// Font size of the titles.
+const TITLE_PX: f32 = size::BODY;
 /// Space around each cell, in pixels.
 const PAD: u32 = 10;
 /// Height of the title band above each image.
-const TITLE_H: u32 = 9 * TITLE_SCALE + 8;
+const TITLE_H: u32 = TITLE_PX as u32 + 8;
 
 /// The canvas size for cells of `cell` pixels: `(width, height)`.
 pub fn grid_size(cell: u32) -> (u32, u32) {
@@ -57,7 +58,6 @@ pub fn render_grid(
     let (width, height) = grid_size(cell);
     let size = (width, height);
     let mut buf = vec![255u8; width as usize * height as usize * 3];
-    let max_chars = ((cell + 2 * PAD) / (6 * TITLE_SCALE)) as usize;
     for (i, (pixels, title)) in images.iter().take(9).enumerate() {
         assert_eq!(
             pixels.len(),
@@ -85,16 +85,10 @@ pub fn render_grid(
                 }
             }
         }
-        let title: String = if title.chars().count() > max_chars {
-            let mut t: String = title.chars().take(max_chars.saturating_sub(2)).collect();
-            t.push_str("..");
-            t
-        } else {
-            title.clone()
-        };
-        let tx = ox as i32 + cell as i32 / 2 - label_width(&title, TITLE_SCALE) / 2;
-        let ty = oy as i32 - TITLE_H as i32 + 4;
-        draw_label(&mut buf, size, tx, ty, &title, TITLE_SCALE);
+        let title = fit_width(title, TITLE_PX, (cell + 2 * PAD - 4) as i32);
+        let (tx, ty) = (ox as i32 + cell as i32 / 2, oy as i32 - TITLE_H as i32 + 4);
+        let text = Text::new(tx, ty, title, TITLE_PX, Align::Center);
+        draw_text(&mut buf, size, &text);
     }
     (buf, width, height)
 }
@@ -106,11 +100,11 @@ pub fn write_grid_png(
     images: &[(Vec<f32>, String)],
     h: usize,
     w: usize,
-) -> Result<(u32, u32), VizError> {
+) -> Result<(u32, u32), PlotError> {
     let path = path.as_ref();
     for (index, (pixels, title)) in images.iter().take(9).enumerate() {
         if pixels.len() != h * w * 3 {
-            return Err(VizError::ImageSize {
+            return Err(PlotError::ImageSize {
                 path: path.to_path_buf(),
                 index,
                 title: title.clone(),

@@ -2,7 +2,7 @@
 //! layer labelled `name (Type)` over its output shape, an arrow from each input to the layer.
 //!
 //! Three formats: Graphviz DOT ([`to_dot`], for `dot -Tpng` and friends), a self-contained SVG
-//! ([`to_svg`]) and a PNG ([`render_png`]) drawn with the built-in bitmap font. [`write_plot`]
+//! ([`to_svg`]) and a PNG ([`render_png`]) with the text in the embedded font of [`super::text`]. [`write_plot`]
 //! picks the format from the file's extension.
 //!
 //! The SVG and PNG share one layout: a layer's row is its depth (the longest path from an
@@ -16,9 +16,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{VizError, draw_label, fill_rect, label_width, write_png};
+use super::raster::fill_rect;
+use super::text::{Align, Text, draw_text, size, text_width};
+use super::{PlotError, write_png};
+use crate::atomic::write_atomic;
 use crate::graph::Model;
-use crate::train::atomic::write_atomic;
 
 /// The extensions [`write_plot`] understands, for messages.
 pub const SUPPORTED_EXTENSIONS: &str = ".png, .svg or .dot";
@@ -220,23 +222,25 @@ pub fn to_svg(model: &Model) -> String {
     s
 }
 
-/// Font scale of the PNG's labels.
-const PNG_SCALE: u32 = 2;
+/// Font size of the PNG's labels.
+const PNG_PX: f32 = size::BODY;
+/// The PNG's spacing unit in pixels.
+const UNIT: i32 = 2;
 const BOX_FILL: [u8; 3] = [238, 244, 251];
 const LINE: [u8; 3] = [51, 51, 51];
 
 /// Draws `model` as an RGB8 image (row-major, 3 bytes per pixel) with the same layout and labels
 /// as [`to_svg`]; returns the buffer, its width and height.
 pub fn render_png(model: &Model) -> (Vec<u8>, u32, u32) {
-    let s = PNG_SCALE as i32;
+    let s = UNIT;
     let longest = (0..model.layers.len())
         .map(|i| {
             let (a, b) = labels(model, i);
-            label_width(&a, PNG_SCALE).max(label_width(&b, PNG_SCALE))
+            text_width(&a, PNG_PX).max(text_width(&b, PNG_PX))
         })
         .max()
         .unwrap_or(0);
-    let line_h = 9 * s + 2 * s;
+    let line_h = PNG_PX as i32 + 2 * s;
     let sp = Spacing {
         box_w: longest + 12 * s,
         box_h: 2 * line_h + 6 * s,
@@ -248,67 +252,45 @@ pub fn render_png(model: &Model) -> (Vec<u8>, u32, u32) {
     let (w, h) = (lay.width.max(1) as u32, lay.height.max(1) as u32);
     let size = (w, h);
     let mut buf = vec![255u8; w as usize * h as usize * 3];
+    draw_edges(&mut buf, size, &lay, model);
+    for (i, r) in lay.boxes.iter().enumerate() {
+        fill_rect(&mut buf, size, r.x, r.y, r.w, r.h, LINE);
+        fill_rect(&mut buf, size, r.x + 1, r.y + 1, r.w - 2, r.h - 2, BOX_FILL);
+        let (a, b) = labels(model, i);
+        let (cx, top) = (r.x + r.w / 2, r.y + 3 * s);
+        draw_text(
+            &mut buf,
+            size,
+            &Text::new(cx, top, a, PNG_PX, Align::Center),
+        );
+        let shape = Text::new(cx, top + line_h, b, PNG_PX, Align::Center);
+        draw_text(&mut buf, size, &shape);
+    }
+    (buf, w, h)
+}
+
+/// The arrows of `lay`: axis-aligned segments two pixels wide, and a head on the target's top.
+fn draw_edges(buf: &mut [u8], size: (u32, u32), lay: &Layout, model: &Model) {
     for pts in lay.edges(model) {
         for seg in pts.windows(2) {
             let ((x0, y0), (x1, y1)) = (seg[0], seg[1]);
             let (xa, xb) = (x0.min(x1), x0.max(x1));
             let (ya, yb) = (y0.min(y1), y0.max(y1));
-            // Segments are axis-aligned; two pixels wide, centred on the line.
-            fill_rect(
-                &mut buf,
-                size,
-                xa - 1,
-                ya - 1,
-                xb - xa + 2,
-                yb - ya + 2,
-                LINE,
-            );
+            fill_rect(buf, size, xa - 1, ya - 1, xb - xa + 2, yb - ya + 2, LINE);
         }
         if let Some(&(tx, ty)) = pts.last() {
             // A downward arrow head with its tip on the target's top edge.
-            for k in 0..5 * s {
+            for k in 0..5 * UNIT {
                 let half = k * 3 / 5;
-                fill_rect(
-                    &mut buf,
-                    size,
-                    tx - half - 1,
-                    ty - 1 - k,
-                    2 * half + 2,
-                    1,
-                    LINE,
-                );
+                fill_rect(buf, size, tx - half - 1, ty - 1 - k, 2 * half + 2, 1, LINE);
             }
         }
     }
-    for (i, r) in lay.boxes.iter().enumerate() {
-        fill_rect(&mut buf, size, r.x, r.y, r.w, r.h, LINE);
-        fill_rect(&mut buf, size, r.x + 1, r.y + 1, r.w - 2, r.h - 2, BOX_FILL);
-        let (a, b) = labels(model, i);
-        let cx = r.x + r.w / 2;
-        let top = r.y + 3 * s;
-        draw_label(
-            &mut buf,
-            size,
-            cx - label_width(&a, PNG_SCALE) / 2,
-            top,
-            &a,
-            PNG_SCALE,
-        );
-        draw_label(
-            &mut buf,
-            size,
-            cx - label_width(&b, PNG_SCALE) / 2,
-            top + line_h,
-            &b,
-            PNG_SCALE,
-        );
-    }
-    (buf, w, h)
 }
 
 /// Writes the plot of `model` to `path` atomically, in the format its extension names: `.png`,
-/// `.svg` or `.dot` (case-insensitive); any other is [`VizError::UnsupportedExtension`].
-pub fn write_plot(path: impl AsRef<Path>, model: &Model) -> Result<(), VizError> {
+/// `.svg` or `.dot` (case-insensitive); any other is [`PlotError::UnsupportedExtension`].
+pub fn write_plot(path: impl AsRef<Path>, model: &Model) -> Result<(), PlotError> {
     let path = path.as_ref();
     let ext = path
         .extension()
@@ -321,7 +303,7 @@ pub fn write_plot(path: impl AsRef<Path>, model: &Model) -> Result<(), VizError>
         }
         Some("svg") => Ok(write_atomic(path, to_svg(model).as_bytes())?),
         Some("dot") => Ok(write_atomic(path, to_dot(model).as_bytes())?),
-        _ => Err(VizError::UnsupportedExtension {
+        _ => Err(PlotError::UnsupportedExtension {
             path: path.to_path_buf(),
             supported: SUPPORTED_EXTENSIONS,
         }),

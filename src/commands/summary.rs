@@ -1,0 +1,95 @@
+//! `gpucnn summary`: the network as a Keras-like table, optionally its plot, the activation
+//! memory and the training step's memory plan.
+//!
+//! The memory plan is asked of the planner with the device's limits and kernel variants, so
+//! today it opens the GPU; the whole command is [`run`], kept in one function so that planning
+//! without a GPU changes this one place.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::open_gpu;
+use super::output::{out, outln};
+use crate::gpu::AdapterOptions;
+use crate::graph::executor::TrainStep;
+
+/// The flags of `gpucnn summary`.
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    /// Input height and width in pixels.
+    #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u32).range(1..))]
+    pub image_size: u32,
+    /// Channel-width multiplier (1.0 is the original network; 0.25 is 16× cheaper).
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f32,
+    /// Number of classes: 2 gives one sigmoid output, K > 2 a softmax over K.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..))]
+    pub classes: u32,
+    /// Also draw the network as a graph with each layer's output shape (like
+    /// keras.utils.plot_model) to this file: .png, .svg or .dot (Graphviz).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Batch size for the activation-memory estimate.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+/// Runs `gpucnn summary`.
+pub fn run(args: &SummaryArgs, opts: &AdapterOptions) -> anyhow::Result<ExitCode> {
+    let SummaryArgs {
+        image_size,
+        width,
+        classes,
+        ref plot,
+        batch_size,
+    } = *args;
+    if !(width.is_finite() && width > 0.0) {
+        crate::bail_input!("--width must be a positive number, got {width}");
+    }
+    let cfg = crate::model::XceptionConfig {
+        image_size: image_size as usize,
+        classes: classes as usize,
+        width,
+        ..Default::default()
+    };
+    let model = crate::model::xception_mini(&cfg)?;
+    out!("{}", model.summary());
+    if let Some(path) = &plot {
+        crate::plot::model::write_plot(path, &model)?;
+        outln!("Model plot: {}", path.display());
+    }
+    let floats: usize = model.layers.iter().map(|l| l.output.len()).sum();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    outln!(
+        "Forward activations at batch {batch_size}: {:.1} MiB (sum of all layer outputs)",
+        mib((floats * batch_size as usize * 4) as u64)
+    );
+    // The training step's memory plan needs the device (its limits and kernel variants).
+    match open_gpu(opts) {
+        Err(e) => outln!("Training-step memory plan: not available ({e:#})"),
+        Ok(ctx) => match TrainStep::plan_memory(&ctx, &model, batch_size as usize) {
+            Ok((micro, m)) => {
+                if micro < batch_size as usize {
+                    outln!(
+                        "Training step at batch {batch_size}: runs as {} micro-batches of {micro} \
+                         (a whole-batch tensor would exceed this GPU's {:.0} MiB binding limit)",
+                        (batch_size as usize).div_ceil(micro),
+                        mib(ctx.limits.max_storage_buffer_binding_size)
+                    );
+                }
+                outln!(
+                    "Training step at batch {batch_size}: transient tensors {:.1} MiB pooled in {} buffers \
+                     (naive sum {:.1} MiB, {} tensors); parameters, gradients, Adam state, saved \
+                     tensors and batch buffers {:.1} MiB",
+                    mib(m.pooled_bytes),
+                    m.pool_buffers,
+                    mib(m.naive_bytes),
+                    m.tensors,
+                    mib(m.fixed_bytes),
+                );
+            }
+            Err(e) => outln!("Training step at batch {batch_size}: {e}"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,141 @@
+//! `gpucnn train`: train the Keras example's network on a folder of class subfolders (or a
+//! multi-label CSV) with [`crate::train::fit::fit`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::open_gpu;
+use crate::cpu::augment::AugmentConfig;
+use crate::gpu::AdapterOptions;
+use crate::train::fit::{FitConfig, default_out, fit, validate};
+
+/// The flags of `gpucnn train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Folder with one subfolder of images per class (.jpg .jpeg .png .bmp .gif); with
+    /// --labels, the folder the CSV's image paths are relative to (default: the CSV's folder).
+    #[arg(long, value_name = "DIR", required_unless_present = "labels")]
+    pub data: Option<PathBuf>,
+    /// Multi-label training: a CSV with one `path,label1;label2` row per image (an optional
+    /// header such as `path,labels`; quote a path that holds a comma). Trains one sigmoid per
+    /// label with binary cross-entropy.
+    #[arg(long, value_name = "CSV")]
+    pub labels: Option<PathBuf>,
+    /// Output folder for checkpoints, metrics and curves [default: runs/<name of --data>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 25)]
+    pub epochs: usize,
+    /// Images per training step (split into micro-batches automatically if the GPU needs it).
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Images are resized (bilinear, no antialiasing) to this height and width.
+    #[arg(long, default_value_t = 180)]
+    pub image_size: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Fraction of the files held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_split: f32,
+    /// Seed of the split, the shuffles, the initial weights, augmentation and dropout.
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+    /// Channel-width multiplier of the network (1.0 is the Keras example's).
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f32,
+    /// GPU augmentation of training batches: flip,rotate (the default), flip, rotate or none.
+    #[arg(long, default_value = "flip,rotate", value_name = "LIST")]
+    pub augment: String,
+    /// Rotation range as a fraction of a full turn (0.1 = ±36°, as RandomRotation(0.1)).
+    #[arg(long, default_value_t = 0.1)]
+    pub rotation: f32,
+    /// Centre-crop each image to a square before resizing, instead of stretching it.
+    #[arg(long)]
+    pub crop_to_aspect_ratio: bool,
+    /// Continue the run in --out from its last checkpoint (same settings and data required).
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Delete the files of the run already in --out (gpucnn's own: checkpoints, best, metrics,
+    /// curves, model.json, run.json, evaluate's plots; nothing else) and start afresh.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// The training run `a` asks for: --data (or the CSV's folder), --out (or
+/// `runs/<name of --data or the CSV>`), the augmentation and progress display.
+pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
+    let data = match (&a.data, &a.labels) {
+        (Some(d), _) => d.clone(),
+        (None, Some(csv)) => csv.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+        (None, None) => {
+            crate::bail_input!("--data is required (or --labels for multi-label training)")
+        }
+    };
+    let named = a
+        .labels
+        .as_ref()
+        .map(|c| c.with_extension(""))
+        .unwrap_or_else(|| data.clone());
+    Ok(FitConfig {
+        out: a.out.clone().unwrap_or_else(|| default_out(&named)),
+        data,
+        labels: a.labels.clone(),
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        image_size: a.image_size,
+        lr: a.lr,
+        validation_split: a.validation_split,
+        seed: a.seed,
+        width: a.width,
+        augment: parse_augment(&a.augment, a.rotation)?,
+        crop_to_aspect_ratio: a.crop_to_aspect_ratio,
+        resume: a.resume,
+        overwrite: a.overwrite,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    })
+}
+
+/// Runs `gpucnn train`: checks the settings before opening the GPU, trains, and says where the
+/// outputs are (on stderr, as the progress lines).
+pub fn run(a: &TrainArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode> {
+    let cfg = fit_config(a)?;
+    validate(&cfg)?;
+    let ctx = open_gpu(adapter)?;
+    eprintln!("adapter: {}", ctx.summary());
+    let summary = fit(&ctx, &cfg, &mut |line| eprintln!("{line}"))?;
+    if let Some(best) = summary.best_val_accuracy {
+        eprintln!(
+            "Best validation accuracy: {best:.4}. Outputs in {}",
+            cfg.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The augmentation named by `--augment` (`flip`, `rotate`, `flip,rotate` or `none`) with
+/// `--rotation`'s range; `None` when nothing is augmented. Bad input names the flag at fault.
+pub fn parse_augment(list: &str, rotation: f32) -> anyhow::Result<Option<AugmentConfig>> {
+    let (mut flip, mut rotate) = (false, false);
+    for part in list.split(',').map(str::trim) {
+        match part {
+            "flip" => flip = true,
+            "rotate" => rotate = true,
+            "none" => {}
+            other => crate::bail_input!(
+                "--augment: unknown augmentation '{other}'; use flip, rotate, flip,rotate or none"
+            ),
+        }
+    }
+    if !(rotation.is_finite() && (0.0..=0.5).contains(&rotation)) {
+        crate::bail_input!(
+            "--rotation must be between 0 and 0.5 (a fraction of a full turn), got {rotation}"
+        );
+    }
+    Ok((flip || rotate).then_some(AugmentConfig {
+        flip,
+        rotate,
+        factor: rotation,
+    }))
+}
