@@ -57,6 +57,10 @@ pub fn is_bad_input(error: &anyhow::Error) -> bool {
         if e.is::<BadInput>() || e.is::<GraphError>() || e.is::<LabelsError>() {
             return true;
         }
+        // GPUCNN_VARIANT names a variant that does not exist or cannot run here.
+        if e.is::<crate::kernels::variants::VariantError>() {
+            return true;
+        }
         if let Some(d) = e.downcast_ref::<DatasetError>() {
             return !matches!(d, DatasetError::Unreadable { source, .. }
                 if source.kind() != std::io::ErrorKind::NotFound);

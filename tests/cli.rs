@@ -11,6 +11,14 @@ fn gpucnn(args: &[&str]) -> std::process::Output {
         .expect("run gpucnn")
 }
 
+fn gpucnn_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gpucnn"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run gpucnn")
+}
+
 #[test]
 fn selftest_json_has_the_documented_shape() {
     if test_context().is_none() {
@@ -133,6 +141,41 @@ fn summary_reports_the_step_memory_plan() {
         line.contains("pooled in") && line.contains("naive sum"),
         "{line}"
     );
+}
+
+/// The memory plan is shape arithmetic: with no adapter it is made for WebGPU's default limits
+/// and says so; GPUCNN_VARIANT mistakes are bad input.
+#[test]
+fn summary_plans_memory_without_a_gpu() {
+    let out = gpucnn(&[
+        "summary",
+        "--adapter",
+        "no-such-adapter",
+        "--batch-size",
+        "128",
+    ]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}");
+    assert!(
+        s.contains(
+            "assuming WebGPU's default limits and portable kernels (128 MiB per storage binding"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains("Training step at batch 128: runs as ") && s.contains("micro-batches of"),
+        "{s}"
+    );
+    assert!(s.contains("pooled in"), "{s}");
+    let out = gpucnn_env(&["summary"], &[("GPUCNN_VARIANT", "gemm=fast")]);
+    if test_context().is_some() {
+        assert_eq!(out.status.code(), Some(2));
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            e.contains("GPUCNN_VARIANT") && e.contains("gemm=naive|tiled|subgroup"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! `gpucnn summary`: the network as a Keras-like table, optionally its plot, the activation
 //! memory and the training step's memory plan.
 //!
-//! The memory plan is asked of the planner with the device's limits and kernel variants, so
-//! today it opens the GPU; the whole command is [`run`], kept in one function so that planning
-//! without a GPU changes this one place.
+//! The memory plan is shape arithmetic ([`crate::graph::memory::plan_memory`]): it takes the
+//! adapter's limits and kernel variants when there is an adapter, and WebGPU's default limits
+//! with the portable kernels when there is none (it says which it assumed).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use super::open_gpu;
 use super::output::{out, outln};
 use crate::gpu::AdapterOptions;
-use crate::graph::executor::TrainStep;
+use crate::graph::Model;
+use crate::graph::memory::plan_memory;
+use crate::kernels::variants::Variants;
 
 /// The flags of `gpucnn summary`.
 #[derive(Debug, clap::Args)]
@@ -64,32 +66,58 @@ pub fn run(args: &SummaryArgs, opts: &AdapterOptions) -> anyhow::Result<ExitCode
         "Forward activations at batch {batch_size}: {:.1} MiB (sum of all layer outputs)",
         mib((floats * batch_size as usize * 4) as u64)
     );
-    // The training step's memory plan needs the device (its limits and kernel variants).
-    match open_gpu(opts) {
-        Err(e) => outln!("Training-step memory plan: not available ({e:#})"),
-        Ok(ctx) => match TrainStep::plan_memory(&ctx, &model, batch_size as usize) {
-            Ok((micro, m)) => {
-                if micro < batch_size as usize {
-                    outln!(
-                        "Training step at batch {batch_size}: runs as {} micro-batches of {micro} \
-                         (a whole-batch tensor would exceed this GPU's {:.0} MiB binding limit)",
-                        (batch_size as usize).div_ceil(micro),
-                        mib(ctx.limits.max_storage_buffer_binding_size)
-                    );
-                }
+    memory_plan(&model, batch_size as usize, opts)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the training step's memory plan for the adapter `opts` picks, or for WebGPU's
+/// default limits and the portable kernels when no adapter is found.
+fn memory_plan(model: &Model, batch_size: usize, opts: &AdapterOptions) -> anyhow::Result<()> {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let (limits, variants, device) = match open_gpu(opts) {
+        Ok(ctx) => {
+            let variants = Variants::for_adapter(&ctx)?;
+            (ctx.limits.clone(), variants, ctx.info.name.clone())
+        }
+        Err(e) => {
+            let why = format!("{e:#}");
+            let first = why.lines().next().unwrap_or_default().to_string();
+            (
+                wgpu::Limits::default(),
+                Variants::portable(),
+                format!(
+                    "no adapter ({first}); assuming WebGPU's default limits and portable kernels"
+                ),
+            )
+        }
+    };
+    outln!(
+        "Memory plan for: {device} ({:.0} MiB per storage binding, {:.0} MiB per buffer; {variants})",
+        mib(limits.max_storage_buffer_binding_size),
+        mib(limits.max_buffer_size)
+    );
+    match plan_memory(model, batch_size, &limits, &variants) {
+        Ok((micro, m)) => {
+            if micro < batch_size {
                 outln!(
-                    "Training step at batch {batch_size}: transient tensors {:.1} MiB pooled in {} buffers \
-                     (naive sum {:.1} MiB, {} tensors); parameters, gradients, Adam state, saved \
-                     tensors and batch buffers {:.1} MiB",
-                    mib(m.pooled_bytes),
-                    m.pool_buffers,
-                    mib(m.naive_bytes),
-                    m.tensors,
-                    mib(m.fixed_bytes),
+                    "Training step at batch {batch_size}: runs as {} micro-batches of {micro} \
+                     (a whole-batch tensor would exceed the {:.0} MiB binding limit)",
+                    batch_size.div_ceil(micro),
+                    mib(limits.max_storage_buffer_binding_size)
                 );
             }
-            Err(e) => outln!("Training step at batch {batch_size}: {e}"),
-        },
+            outln!(
+                "Training step at batch {batch_size}: transient tensors {:.1} MiB pooled in {} buffers \
+                 (naive sum {:.1} MiB, {} tensors); parameters, gradients, Adam state, saved \
+                 tensors and batch buffers {:.1} MiB",
+                mib(m.pooled_bytes),
+                m.pool_buffers,
+                mib(m.naive_bytes),
+                m.tensors,
+                mib(m.fixed_bytes),
+            );
+        }
+        Err(e) => outln!("Training step at batch {batch_size}: {e}"),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
