@@ -6,7 +6,9 @@
 //! ([`progress`]).
 
 pub mod checkpoint;
+pub mod epoch;
 pub mod fit;
 pub mod metrics;
 pub mod progress;
 pub mod run_folder;
+pub mod setup;

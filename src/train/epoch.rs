@@ -1,0 +1,418 @@
+//! One epoch of `fit`: the training steps (with the warm-up status, the first estimate and the
+//! progress bar), the validation pass, the epoch's line, and its files written in the order
+//! that makes an interruption harmless (see [`super::fit`]).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::checkpoint::{ModelConfig, TrainState, checkpoint_path, save_checkpoint};
+use super::fit::{FitConfig, step_seed};
+use super::metrics::{EpochMetrics, MetricsCsv};
+use super::progress::{
+    ESTIMATE_STEPS, Settings, Status, Work, estimate, format_duration, format_step, slow_run_advice,
+};
+use super::run_folder::RunFingerprint;
+use crate::data::dataset::epoch_order;
+use crate::data::labels::LabelTable;
+use crate::data::loader::{Batch, Loader, LoaderStats};
+use crate::gpu::GpuContext;
+use crate::graph::executor::{BatchTargets, TrainStep};
+
+/// What the epochs of one run share.
+pub struct Trainer<'a> {
+    pub ctx: &'a GpuContext,
+    pub cfg: &'a FitConfig,
+    pub step: &'a TrainStep,
+    pub train: Loader,
+    pub val: Loader,
+    /// Multi-label runs: the labels CSV the samples index.
+    pub table: Option<&'a LabelTable>,
+    pub classes: usize,
+    pub first_epoch: usize,
+    pub model_cfg: &'a ModelConfig,
+    pub fingerprint: &'a RunFingerprint,
+    /// Once per run: the warm-up status line, the first estimate and the slow-run advice.
+    pub warmup: Option<Status>,
+    pub advised: bool,
+    /// A whole epoch as measured (less the warm-up), for the later epochs' estimate.
+    pub epoch_secs: Option<f64>,
+}
+
+/// What the training half of an epoch measured.
+struct Trained {
+    steps: usize,
+    images: usize,
+    /// [loss sum, correct, seen].
+    metrics: [f32; 3],
+    train_secs: f64,
+    /// The steady time per step (the warm-up step left out when there were others).
+    per_step: f64,
+    warmup_secs: f64,
+    stats: LoaderStats,
+}
+
+/// Where the epoch's step timing starts: steps are timed between two moments the GPU had
+/// finished every step submitted (submit does not wait).
+struct Clock {
+    since: Instant,
+    steps: usize,
+}
+
+impl Trainer<'_> {
+    /// Uploads a batch with the targets the model's loss takes; returns its size.
+    fn upload(&self, b: &Batch) -> usize {
+        let (ctx, step) = (self.ctx, self.step);
+        if let Some(t) = self.table {
+            step.write_batch(
+                ctx,
+                &b.images,
+                BatchTargets::Binary(&t.batch_targets(&b.labels)),
+            )
+        } else if self.classes == 2 {
+            let t: Vec<f32> = b.labels.iter().map(|&l| l as f32).collect();
+            step.write_batch(ctx, &b.images, BatchTargets::Binary(&t))
+        } else {
+            step.write_batch(ctx, &b.images, BatchTargets::Classes(&b.labels))
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            image_size: self.cfg.image_size,
+            width: self.cfg.width,
+            epochs: self.cfg.epochs,
+        }
+    }
+
+    fn work(&self, steps: usize, done: usize, epoch: usize) -> Work {
+        Work {
+            steps_per_epoch: steps,
+            val_steps: self.val.len().div_ceil(self.cfg.batch_size),
+            steps_done: done,
+            epochs_after: self.cfg.epochs - epoch,
+        }
+    }
+
+    /// Trains, validates, reports and saves epoch `epoch`; returns its metrics row.
+    pub fn epoch(
+        &mut self,
+        epoch: usize,
+        csv: &mut MetricsCsv,
+        best: &mut Option<f32>,
+        log: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        if epoch == self.first_epoch {
+            let w = Status::begin(self.cfg.progress, "Warming up: first step…", log);
+            self.warmup = Some(w);
+        }
+        let t = self.train_epoch(epoch, started, log)?;
+        let [vl, vc, vs] = self.validate()?;
+        let [loss_sum, correct, seen] = t.metrics;
+        let row = EpochMetrics {
+            epoch,
+            loss: loss_sum / seen,
+            accuracy: correct / seen,
+            val_loss: Some(vl / vs),
+            val_accuracy: Some(vc / vs),
+            seconds: started.elapsed().as_secs_f64(),
+            images_per_sec: t.images as f64 / t.train_secs,
+        };
+        self.report(&row, &t, log);
+        self.save(row, csv, best)
+    }
+
+    /// The training steps of one epoch, in the epoch's shuffled order.
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        started: Instant,
+        log: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Trained> {
+        let (ctx, step, cfg) = (self.ctx, self.step, self.cfg);
+        let order = epoch_order(self.train.len(), epoch, cfg.seed);
+        let mut batches = self.train.epoch(&order)?;
+        let steps = batches.batch_count();
+        let bar = progress_bar(cfg, self.warmup.is_some(), steps as u64, epoch);
+        step.reset_metrics(ctx);
+        let (mut images, mut submitted) = (0usize, 0usize);
+        let mut last_report = Instant::now();
+        let mut clock = Clock {
+            since: started,
+            steps: 0,
+        };
+        let mut warmup_secs = 0.0;
+        for (i, batch) in batches.by_ref().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let n = self.upload(&batch);
+            step.set_dropout_seed(ctx, step_seed(cfg.seed, epoch, i));
+            step.submit(ctx, n);
+            images += n;
+            submitted += 1;
+            bar.inc(1);
+            if let Some(w) = self.warmup.take() {
+                // Once per run: wait for the first step, so that its end is known.
+                ctx.wait()?;
+                warmup_secs = w.elapsed();
+                let line = format!(
+                    "First step done in {} (includes one-time warm-up).",
+                    format_duration(warmup_secs)
+                );
+                w.finish(&line, log);
+                clock = Clock {
+                    since: Instant::now(),
+                    steps: submitted,
+                };
+                if cfg.progress {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+            } else if !self.advised
+                && submitted == clock.steps + ESTIMATE_STEPS
+                && epoch == self.first_epoch
+            {
+                self.first_estimate(&bar, &clock, steps, submitted, epoch, log)?;
+            }
+            // A readback waits for the GPU: do it at most twice a second for the bar.
+            if cfg.progress && last_report.elapsed() > Duration::from_millis(500) {
+                let [l, c, s] = step.read_metrics(ctx)?;
+                let pace = self.pace(&clock, steps, submitted, epoch);
+                let rate = images as f64 / started.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "{pace}loss {:.4} acc {:.4} {rate:.1} img/s",
+                    l / s,
+                    c / s
+                ));
+                last_report = Instant::now();
+            }
+        }
+        let stats = batches.stats();
+        let metrics = step.read_metrics(ctx)?;
+        let train_secs = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let timed = submitted - clock.steps;
+        let per_step = if timed > 0 {
+            clock.since.elapsed().as_secs_f64() / timed as f64
+        } else {
+            train_secs / submitted.max(1) as f64
+        };
+        Ok(Trained {
+            steps,
+            images,
+            metrics,
+            train_secs,
+            per_step,
+            warmup_secs,
+            stats,
+        })
+    }
+
+    /// Once per run: waits for a few steps after the first, for the first estimate, and
+    /// advises when the run will be long.
+    fn first_estimate(
+        &mut self,
+        bar: &indicatif::ProgressBar,
+        clock: &Clock,
+        steps: usize,
+        submitted: usize,
+        epoch: usize,
+        log: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<()> {
+        self.ctx.wait()?;
+        self.advised = true;
+        let per_step = clock.since.elapsed().as_secs_f64() / ESTIMATE_STEPS as f64;
+        let eta = estimate(&self.work(steps, submitted, epoch), per_step, None);
+        let (ctx, cfg) = (self.ctx, self.cfg);
+        let settings = self.settings();
+        bar.suspend(|| {
+            log(&format!(
+                "Timing: {} after the first step: epoch {epoch} ends in about {}, the \
+                 whole run ({} epoch(s)) in about {}.",
+                format_step(per_step),
+                format_duration(eta.epoch),
+                cfg.epochs + 1 - self.first_epoch,
+                format_duration(eta.run)
+            ));
+            let name = &ctx.info.name;
+            if let Some(a) = slow_run_advice(eta.run, ctx.is_software(), name, &settings) {
+                log(&a);
+            }
+        });
+        Ok(())
+    }
+
+    /// The bar's pace and ETAs, once a step has been timed.
+    fn pace(&self, clock: &Clock, steps: usize, submitted: usize, epoch: usize) -> String {
+        let timed = submitted - clock.steps;
+        if timed == 0 {
+            return String::new();
+        }
+        let per_step = clock.since.elapsed().as_secs_f64() / timed as f64;
+        let eta = estimate(
+            &self.work(steps, submitted, epoch),
+            per_step,
+            self.epoch_secs,
+        );
+        format!(
+            "{} · epoch ETA {} · run ETA {} · ",
+            format_step(per_step),
+            format_duration(eta.epoch),
+            format_duration(eta.run)
+        )
+    }
+
+    /// Validation: moving statistics, no dropout, in order. Returns [loss sum, correct, seen].
+    fn validate(&self) -> anyhow::Result<[f32; 3]> {
+        self.step.reset_metrics(self.ctx);
+        let order: Vec<usize> = (0..self.val.len()).collect();
+        for batch in self.val.epoch(&order)? {
+            if batch.is_empty() {
+                continue;
+            }
+            let n = self.upload(&batch);
+            self.step.submit_eval(self.ctx, n);
+        }
+        Ok(self.step.read_metrics(self.ctx)?)
+    }
+
+    /// The epoch's line, the run's ETA, the slow-run advice if not given yet, and the files the
+    /// loader skipped.
+    fn report(&mut self, row: &EpochMetrics, t: &Trained, log: &mut dyn FnMut(&str)) {
+        let (cfg, epoch) = (self.cfg, row.epoch);
+        // Later epochs: as this one, less the warm-up's excess over a steady step.
+        let steady = row.seconds - (t.warmup_secs - t.per_step).max(0.0);
+        self.epoch_secs = Some(steady);
+        let done = Work {
+            val_steps: 0,
+            ..self.work(t.steps, t.steps, epoch)
+        };
+        let left = estimate(&done, t.per_step, self.epoch_secs).run;
+        let eta = if epoch < cfg.epochs {
+            format!(" - run ETA {}", format_duration(left))
+        } else {
+            String::new()
+        };
+        log(&format!(
+            "Epoch {epoch}/{}: {} steps, {:.1}s ({}, {:.1} img/s, waited {:.1}s for data) - loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4}{eta}",
+            cfg.epochs,
+            t.steps,
+            row.seconds,
+            format_step(t.per_step),
+            row.images_per_sec,
+            t.stats.wait.as_secs_f64(),
+            row.loss,
+            row.accuracy,
+            row.val_loss.unwrap_or(f32::NAN),
+            row.val_accuracy.unwrap_or(f32::NAN)
+        ));
+        if !self.advised {
+            // An epoch too short for the in-epoch estimate: decide on the measured one.
+            self.advised = true;
+            let (ctx, settings) = (self.ctx, self.settings());
+            if let Some(a) = slow_run_advice(left, ctx.is_software(), &ctx.info.name, &settings) {
+                log(&a);
+            }
+        }
+        for s in &t.stats.skipped {
+            log(&format!("  skipped {}: {}", s.path.display(), s.reason));
+        }
+    }
+
+    /// The epoch's files, each written atomically, the checkpoint last (see the module doc of
+    /// [`super::fit`]): nothing of a diverged epoch is written.
+    fn save(
+        &self,
+        row: EpochMetrics,
+        csv: &mut MetricsCsv,
+        best: &mut Option<f32>,
+    ) -> anyhow::Result<()> {
+        let (ctx, cfg, step, epoch) = (self.ctx, self.cfg, self.step, row.epoch);
+        let params = step.read_params(ctx)?;
+        check_finite(cfg, &row, &params)?;
+        let (t, m, v) = step.read_optimizer(ctx)?;
+        let val_acc = row.val_accuracy.unwrap_or(f32::NAN);
+        let improved = best.is_none_or(|b| val_acc > b);
+        if improved {
+            *best = Some(val_acc);
+        }
+        let state = TrainState {
+            epoch,
+            adam_t: t,
+            lr: cfg.lr,
+            m,
+            v,
+            run: Some(self.fingerprint.clone()),
+            best_val_accuracy: *best,
+        };
+        let incomplete = || {
+            format!(
+                "epoch {epoch} could not be saved; {} holds every epoch before it intact: free \
+                 disk space and continue with --resume",
+                cfg.out.display()
+            )
+        };
+        csv.append(row).with_context(incomplete)?;
+        crate::plot::curves::write_curves_png(cfg.out.join("curves.png"), csv.rows())
+            .with_context(incomplete)?;
+        let layout = &step.layout;
+        if improved {
+            let best_path = cfg.out.join("best.safetensors");
+            save_checkpoint(best_path, layout, &params, self.model_cfg, None)
+                .with_context(incomplete)?;
+        }
+        let path = checkpoint_path(&cfg.out, epoch);
+        save_checkpoint(path, layout, &params, self.model_cfg, Some(&state))
+            .with_context(incomplete)?;
+        Ok(())
+    }
+}
+
+/// Stops a run whose loss or weights are no longer finite numbers, before anything of the
+/// epoch is written.
+fn check_finite(cfg: &FitConfig, row: &EpochMetrics, params: &[f32]) -> anyhow::Result<()> {
+    let epoch = row.epoch;
+    let val_loss = row.val_loss.unwrap_or(f32::NAN);
+    let diverged = [("training loss", row.loss), ("validation loss", val_loss)]
+        .into_iter()
+        .find(|(_, x)| !x.is_finite())
+        .map(|(what, x)| format!("the {what} is {x}"))
+        .or_else(|| {
+            (!params.iter().all(|p| p.is_finite()))
+                .then(|| "the weights are no longer finite numbers".to_string())
+        });
+    if let Some(what) = diverged {
+        anyhow::bail!(
+            "training diverged in epoch {epoch}: {what}. Nothing of epoch {epoch} was saved; \
+             {} holds the epochs before it. Lower --lr (it is {:e}; try {:e}) and start \
+             afresh with --overwrite",
+            cfg.out.display(),
+            cfg.lr,
+            cfg.lr / 10.0
+        );
+    }
+    Ok(())
+}
+
+/// The epoch's bar (hidden when progress is off); drawn from the start unless `later`, when it
+/// appears at `set_draw_target` (after the warm-up's status line).
+fn progress_bar(cfg: &FitConfig, later: bool, steps: u64, epoch: usize) -> indicatif::ProgressBar {
+    if !cfg.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let target = if later {
+        indicatif::ProgressDrawTarget::hidden()
+    } else {
+        indicatif::ProgressDrawTarget::stderr()
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(steps), target);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "Epoch {epoch}/{} {{bar:30}} {{pos}}/{{len}} {{msg}}",
+            cfg.epochs
+        ))
+        .expect("a valid template"),
+    );
+    bar
+}

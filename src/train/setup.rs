@@ -1,0 +1,410 @@
+//! Everything `fit` does before the first step: the dataset and its split, the run's
+//! fingerprint, unreadable files left out, the model, the compiled step, and where the run
+//! starts (afresh, or from the last checkpoint of the same run).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::checkpoint::{
+    ModelConfig, TrainState, checkpoint_size_bound, latest_checkpoint, load_checkpoint,
+};
+use super::fit::FitConfig;
+use super::metrics::MetricsCsv;
+use super::progress::Status;
+use super::run_folder::{self, Plan, RunFingerprint};
+use crate::cpu::augment::AugmentConfig;
+use crate::data::dataset::{DatasetOptions, DirectoryDataset, Sample};
+use crate::data::labels::LabelTable;
+use crate::data::scan::{ScanOptions, scan};
+use crate::gpu::GpuContext;
+use crate::graph::Model;
+use crate::graph::executor::{StepOptions, TrainStep};
+use crate::model::{XceptionConfig, xception_mini};
+
+/// Most bytes of decoded images the loader keeps in memory (beyond, it caches on disk in --out).
+pub const MEMORY_CACHE_BUDGET: u64 = 2 << 30;
+
+/// The run's images: class (or label) names, the two splits, and for multi-label runs the
+/// labels CSV whose rows the samples index.
+pub struct Data {
+    pub class_names: Vec<String>,
+    pub train: Vec<Sample>,
+    pub val: Vec<Sample>,
+    pub table: Option<LabelTable>,
+}
+
+/// Single-label: class folders. Multi-label: a labels CSV whose rows index `table.targets`.
+pub fn load_data(cfg: &FitConfig, log: &mut dyn FnMut(&str)) -> anyhow::Result<Data> {
+    let split = DatasetOptions {
+        validation_split: cfg.validation_split,
+        seed: cfg.seed,
+    };
+    Ok(match &cfg.labels {
+        Some(csv) => {
+            let t = LabelTable::from_csv(csv, &cfg.data, &split)?;
+            log(&format!(
+                "Found {} images with {} labels ({}). Using {} for training, {} for validation.",
+                t.train.len() + t.val.len(),
+                t.label_names.len(),
+                t.label_names.join(", "),
+                t.train.len(),
+                t.val.len()
+            ));
+            Data {
+                class_names: t.label_names.clone(),
+                train: t.train.clone(),
+                val: t.val.clone(),
+                table: Some(t),
+            }
+        }
+        None => {
+            let ds = DirectoryDataset::open(&cfg.data, &split)?;
+            log(&ds.summary());
+            Data {
+                class_names: ds.class_names,
+                train: ds.train,
+                val: ds.val,
+                table: None,
+            }
+        }
+    })
+}
+
+/// `--augment`/`--rotation` as the fingerprint records them.
+fn augment_label(a: &Option<AugmentConfig>) -> String {
+    match a {
+        None => "none".into(),
+        Some(a) => {
+            let mut parts = Vec::new();
+            if a.flip {
+                parts.push("flip".to_string());
+            }
+            if a.rotate {
+                parts.push(format!("rotate {}", a.factor));
+            }
+            parts.join(",")
+        }
+    }
+}
+
+/// What makes this run this run (see [`RunFingerprint`]): the settings, the labels CSV and
+/// the data files.
+pub fn fingerprint(cfg: &FitConfig, data: &Data) -> anyhow::Result<RunFingerprint> {
+    let all = data.train.iter().chain(&data.val);
+    Ok(RunFingerprint {
+        seed: cfg.seed,
+        validation_split: cfg.validation_split,
+        lr: cfg.lr,
+        batch_size: cfg.batch_size,
+        image_size: cfg.image_size,
+        width: cfg.width,
+        augment: augment_label(&cfg.augment),
+        crop_to_aspect_ratio: cfg.crop_to_aspect_ratio,
+        classes: data.class_names.clone(),
+        multi_label: data.table.is_some(),
+        labels_csv: match &cfg.labels {
+            Some(csv) => Some(run_folder::file_digest(csv)?),
+            None => None,
+        },
+        data: run_folder::data_digest(&cfg.data, all.map(|s| s.path.as_path()))?,
+    })
+}
+
+/// Decodes every file once and leaves the corrupt ones out (listed), then checks that every
+/// class and both splits still have images. Returns how many files were left out.
+pub fn skip_unreadable(
+    cfg: &FitConfig,
+    data: &mut Data,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<usize> {
+    let all: Vec<Sample> = data.train.iter().chain(&data.val).cloned().collect();
+    let report = scan(&all, &ScanOptions::default());
+    if !report.bad.is_empty() {
+        log(&format!(
+            "Skipping {} unreadable file(s):",
+            report.bad.len()
+        ));
+        for b in &report.bad {
+            log(&format!("  {}: {}", b.path.display(), b.reason));
+        }
+        let bad: HashSet<PathBuf> = report.bad.iter().map(|b| b.path.clone()).collect();
+        data.train.retain(|s| !bad.contains(&s.path));
+        data.val.retain(|s| !bad.contains(&s.path));
+    }
+    check_classes(cfg, data, log)?;
+    if data.train.is_empty() || data.val.is_empty() {
+        let fix = if data.train.is_empty() {
+            "add images or lower --validation-split"
+        } else {
+            "add images or raise --validation-split"
+        };
+        crate::bail_input!(
+            "{}: after skipping unreadable files, {} training and {} validation images remain; \
+             {fix}",
+            cfg.data.display(),
+            data.train.len(),
+            data.val.len()
+        );
+    }
+    Ok(report.bad.len())
+}
+
+/// Per class (single-label) or label (multi-label: images carrying it), how many of `samples`.
+fn per_class(samples: &[Sample], classes: usize, table: Option<&LabelTable>) -> Vec<usize> {
+    let mut counts = vec![0; classes];
+    for s in samples {
+        match table {
+            Some(t) => {
+                for (c, &on) in counts.iter_mut().zip(&t.targets[s.label]) {
+                    if on > 0.5 {
+                        *c += 1;
+                    }
+                }
+            }
+            None => counts[s.label] += 1,
+        }
+    }
+    counts
+}
+
+/// Refuses a class without a single readable image (it would train "perfectly" on the others)
+/// and warns about a class missing from one split.
+fn check_classes(cfg: &FitConfig, data: &Data, log: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
+    let (names, table) = (&data.class_names, data.table.as_ref());
+    let (t, v) = (
+        per_class(&data.train, names.len(), table),
+        per_class(&data.val, names.len(), table),
+    );
+    let place = |name: &str| match (&cfg.labels, table) {
+        (Some(csv), Some(_)) => format!("label '{name}' of {} (--labels)", csv.display()),
+        _ => format!("class '{name}' ({})", cfg.data.join(name).display()),
+    };
+    for (i, name) in names.iter().enumerate() {
+        if t[i] + v[i] == 0 {
+            crate::bail_input!(
+                "{} has no readable image: every one of its files was skipped as unreadable \
+                 (listed above). Replace them with images gpucnn can decode, or remove the class",
+                place(name)
+            );
+        }
+        if t[i] == 0 {
+            log(&format!(
+                "warning: {} has no training image after the split and skipping unreadable \
+                 files: the model cannot learn it; add images or change --validation-split",
+                place(name)
+            ));
+        }
+        if v[i] == 0 {
+            log(&format!(
+                "warning: {} has no validation image after the split and skipping unreadable \
+                 files: val_accuracy says nothing about it; add images or raise \
+                 --validation-split",
+                place(name)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The Keras example's network for this data, and its description for model.json.
+pub fn build_model(cfg: &FitConfig, data: &Data) -> anyhow::Result<(Model, ModelConfig)> {
+    let xcfg = XceptionConfig {
+        image_size: cfg.image_size,
+        channels: 3,
+        classes: data.class_names.len(),
+        width: cfg.width,
+        dropout: 0.5,
+        multi_label: data.table.is_some(),
+    };
+    let model = xception_mini(&xcfg)?;
+    let model_cfg = ModelConfig {
+        crop_to_aspect_ratio: cfg.crop_to_aspect_ratio,
+        ..ModelConfig::xception_mini(&xcfg, data.class_names.clone())
+    };
+    Ok((model, model_cfg))
+}
+
+/// Compiles the training step, saying so first (seconds to minutes on a software adapter), and
+/// says when the batch runs as micro-batches.
+pub fn compile_step(
+    ctx: &GpuContext,
+    cfg: &FitConfig,
+    model: &Model,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<TrainStep> {
+    let compiling = Status::begin(cfg.progress, "Compiling GPU pipelines…", log);
+    let opts = StepOptions {
+        lr: cfg.lr,
+        micro: None,
+        augment: cfg.augment,
+    };
+    let step = TrainStep::with_options(ctx, model, cfg.batch_size, &opts)?;
+    let secs = compiling.elapsed();
+    compiling.finish(&format!("GPU pipelines compiled in {secs:.1}s."), log);
+    if step.micro < cfg.batch_size {
+        log(&format!(
+            "Batch {} runs as micro-batches of {} with gradient accumulation: one batch would need \
+             more than the GPU's {} MiB per binding (batch norm uses each micro-batch's statistics).",
+            cfg.batch_size,
+            step.micro,
+            ctx.limits.max_storage_buffer_binding_size >> 20
+        ));
+    }
+    Ok(step)
+}
+
+/// The checkpoint a resumed run continues from.
+pub struct Resume {
+    pub epoch: usize,
+    pub path: PathBuf,
+    pub params: Vec<f32>,
+    pub state: TrainState,
+}
+
+/// The last checkpoint of this very run when resuming (checked against the model and the
+/// run's fingerprint), else None.
+pub fn resume_point(
+    cfg: &FitConfig,
+    plan: Plan,
+    step: &TrainStep,
+    model_cfg: &ModelConfig,
+    fingerprint: &RunFingerprint,
+) -> anyhow::Result<Option<Resume>> {
+    let latest = if plan == Plan::Resume {
+        latest_checkpoint(&cfg.out)?
+    } else {
+        None
+    };
+    let Some((epoch, path)) = latest else {
+        return Ok(None);
+    };
+    let ck = load_checkpoint(&path, &step.layout)?;
+    if let Some(saved) = &ck.model {
+        saved.ensure_matches(&path, model_cfg)?;
+    }
+    let state = ck
+        .state
+        .with_context(|| format!("{} holds no optimizer state to resume from", path.display()))?;
+    // run.json agreed; the checkpoint itself must be this run's too.
+    match &state.run {
+        Some(old) => {
+            let diffs = old.differences(fingerprint);
+            crate::ensure_input!(
+                diffs.is_empty(),
+                "{} was written by another run than the one requested: {}. Pass \
+                 --overwrite to delete that run's files and start afresh, or pick another \
+                 --out",
+                path.display(),
+                diffs.join("; ")
+            );
+        }
+        None => crate::bail_input!(
+            "{} records no run fingerprint (written by an older gpucnn), so it cannot be \
+             checked against these settings: pass --overwrite to start afresh, or pick \
+             another --out",
+            path.display()
+        ),
+    }
+    Ok(Some(Resume {
+        epoch,
+        path,
+        params: ck.params,
+        state,
+    }))
+}
+
+/// Where the run starts: the first epoch to train, the best validation accuracy so far and
+/// the metrics file, with the parameters (and Adam's state) loaded into `step`.
+pub fn start(
+    ctx: &GpuContext,
+    cfg: &FitConfig,
+    step: &TrainStep,
+    resume: Option<Resume>,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<(usize, Option<f32>, MetricsCsv)> {
+    let Some(r) = resume else {
+        if cfg.resume {
+            log(&format!(
+                "No checkpoint in {}: starting from scratch.",
+                cfg.out.display()
+            ));
+        }
+        step.load_params(ctx, &step.layout.initial_values(cfg.seed));
+        return Ok((1, None, MetricsCsv::create(cfg.out.join("metrics.csv"))?));
+    };
+    let epoch = r.epoch;
+    step.load_params(ctx, &r.params);
+    step.load_optimizer(ctx, r.state.adam_t, cfg.lr, &r.state.m, &r.state.v);
+    let csv = MetricsCsv::resume(cfg.out.join("metrics.csv"), epoch)?;
+    log(&format!(
+        "Resuming from {} (epoch {epoch}).",
+        r.path.display()
+    ));
+    if epoch >= cfg.epochs {
+        log(&format!(
+            "{} already holds {epoch} epochs, --epochs is {}: nothing to train. Raise \
+             --epochs to train further.",
+            cfg.out.display(),
+            cfg.epochs
+        ));
+    }
+    Ok((epoch + 1, r.state.best_val_accuracy, csv))
+}
+
+/// Refuses a run whose outputs cannot fit the free space of `--out`'s file system: a checkpoint
+/// per remaining epoch, best.safetensors (twice, old and new, during its replacement), the small
+/// files, and the loader's disk cache when the images do not fit its memory budget.
+pub fn check_free_space(
+    cfg: &FitConfig,
+    step: &TrainStep,
+    data: &Data,
+    first_epoch: usize,
+) -> anyhow::Result<()> {
+    let epochs = (cfg.epochs + 1).saturating_sub(first_epoch) as u64;
+    if epochs == 0 {
+        return Ok(());
+    }
+    let checkpoint = checkpoint_size_bound(&step.layout, true);
+    let record = (cfg.image_size * cfg.image_size * 3) as u64;
+    let cache: u64 = [data.train.len(), data.val.len()]
+        .iter()
+        .map(|&n| record * n as u64)
+        .filter(|&b| b > MEMORY_CACHE_BUDGET)
+        .sum();
+    let small = 4 << 20; // metrics.csv, curves.png, model.json, run.json and their temporaries
+    let needed = epochs
+        .saturating_mul(checkpoint)
+        .saturating_add(2 * checkpoint_size_bound(&step.layout, false))
+        .saturating_add(small)
+        .saturating_add(cache);
+    let free = match run_folder::free_space(&cfg.out) {
+        Ok(Some(f)) => f,
+        // Unknown (another platform, or statvfs failed): write failures still stop the run
+        // cleanly, naming the file.
+        _ => return Ok(()),
+    };
+    if needed > free {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let cache_note = if cache > 0 {
+            format!(
+                ", and {:.1} MiB of decoded images cached on disk",
+                mib(cache)
+            )
+        } else {
+            String::new()
+        };
+        anyhow::bail!(
+            "not enough free disk space for this run in {} (--out): it will write about {:.1} MiB \
+             ({epochs} checkpoint(s) of up to {:.2} MiB, one per epoch, and best.safetensors{cache_note}) \
+             and {:.1} MiB are free. Free disk space, pick an --out on a larger disk, or lower \
+             --epochs",
+            cfg.out.display(),
+            mib(needed),
+            mib(checkpoint),
+            mib(free)
+        );
+    }
+    Ok(())
+}
