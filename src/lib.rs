@@ -4,7 +4,8 @@
 //! - [`gpu`]: adapter and device setup, upload/readback helpers.
 //! - [`kernels`]: one module per shader family in `shaders/`, building pipelines and dispatches.
 //! - [`cpu`]: the f64 reference implementation of every op and pass (the spec).
-//! - [`selftest`]: GPU-vs-CPU parity checks (`gpucnn selftest`, `tests/parity.rs`).
+//! - [`harness`]: the GPU-vs-CPU parity harness; [`selftest`] runs every family's checks
+//!   (`gpucnn selftest`, `tests/parity.rs`); [`bench`] is the harness of `benches/kernels.rs`.
 
 pub mod bench;
 pub mod cpu;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod eval;
 pub mod gpu;
 pub mod graph;
+pub mod harness;
 pub mod kernels;
 pub mod model;
 pub mod predict;

@@ -12,15 +12,16 @@
 //! are free), the strided-pixel row gather/scatter of a 1×1 convolution, an optional bias, and
 //! split-K (each split writes a partial, [`Gemm::reduce`] sums them).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::cpu;
 use crate::gpu::GpuContext;
 use crate::kernels::Bind;
 use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
-use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
+
+pub mod bench;
+pub mod checks;
 
 /// Mirrors `struct Params` in shaders/gemm.wgsl and shaders/gemm_subgroup.wgsl (see their
 /// headers for what each field means per entry point).
@@ -376,7 +377,7 @@ impl Gemm {
         let portable = ShaderFamily::new(
             ctx,
             "gemm",
-            include_str!("../../shaders/gemm.wgsl"),
+            include_str!("../../../shaders/gemm.wgsl"),
             &PORTABLE_ENTRIES,
             &[
                 ("WG", WG_1D as f64),
@@ -402,7 +403,7 @@ impl Gemm {
             ShaderFamily::new(
                 ctx,
                 "gemm_subgroup",
-                include_str!("../../shaders/gemm_subgroup.wgsl"),
+                include_str!("../../../shaders/gemm_subgroup.wgsl"),
                 &["gemm_subgroup"],
                 &[
                     ("WG", self.sg_wg as f64),
@@ -735,100 +736,9 @@ impl Gemm {
     }
 }
 
-/// Which GEMM variant this adapter uses and why (printed with the adapter).
-/// f32 sums of K products of values in [-1, 1]: rounding grows like sqrt(K) on average.
-pub(crate) fn tolerance(k: usize) -> (f64, f64) {
-    (1e-5 * (k as f64).sqrt().max(1.0), 1e-4)
-}
-
-/// A lazily compiled [`Gemm`] shared by the checks of one family (compiled on the first check
-/// that runs, so listing checks compiles nothing).
-pub(crate) type SharedGemm = Arc<OnceLock<Arc<Gemm>>>;
-
-pub(crate) fn shared_gemm(cell: &SharedGemm, ctx: &GpuContext) -> Arc<Gemm> {
-    cell.get_or_init(|| Arc::new(Gemm::new(ctx))).clone()
-}
-
 /// The default variant on this adapter (compiles nothing).
 pub fn selected_variant(ctx: &GpuContext) -> Variant {
     default_variant(ctx).0
-}
-
-fn variants_on(ctx: &GpuContext) -> Vec<Variant> {
-    Variant::ALL
-        .into_iter()
-        .filter(|&v| v != Variant::Subgroup || subgroup_usable(ctx).is_ok())
-        .collect()
-}
-
-/// Parity checks of every runnable variant at the three shape classes.
-pub fn checks(ctx: &GpuContext) -> Vec<Check> {
-    let shapes = [
-        (ShapeClass::Tiny, (3usize, 5usize, 4usize)),
-        (ShapeClass::Odd, (37, 29, 53)),
-        (ShapeClass::Large, (300, 257, 190)),
-        // Multiples of 4: the vec4 paths (A_MODE 1, B_MODE 1, tiled's vec4 loads of B).
-        (ShapeClass::Large, (300, 256, 192)),
-    ];
-    let cell: SharedGemm = Arc::default();
-    let mut v = Vec::new();
-    for variant in variants_on(ctx) {
-        for (class, (m, n, k)) in shapes {
-            let cell = cell.clone();
-            v.push(Check::new(
-                "gemm",
-                "forward",
-                variant.name(),
-                class,
-                format!("M{m} N{n} K{k}"),
-                move |ctx| {
-                    let g = shared_gemm(&cell, ctx);
-                    let a = random_vec(21, m * k, -1.0, 1.0);
-                    let b = random_vec(22, k * n, -1.0, 1.0);
-                    let (ab, bb, cb) = (
-                        ctx.upload("a", &a),
-                        ctx.upload("b", &b),
-                        ctx.zeros("c", m * n),
-                    );
-                    crate::kernels::run_all(
-                        ctx,
-                        &[&g.forward(ctx, variant, &cb, &ab, &bb, m, n, k)],
-                    )?;
-                    let mut want = vec![0.0; m * n];
-                    cpu::gemm::gemm_forward(&mut want, &to_f64(&a), &to_f64(&b), m, n, k);
-                    let (atol, rtol) = tolerance(k);
-                    Ok(vec![Compared::new("c", ctx.read(&cb)?, want, atol, rtol)])
-                },
-            ));
-        }
-    }
-    v
-}
-
-/// GEMM variants side by side at 2048³ (naive at 1024³: it takes many seconds at 2048³ on a
-/// CPU adapter).
-pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
-    use crate::bench::{BenchCase, Work};
-    let g = Gemm::new(ctx);
-    let mut v = Vec::new();
-    for variant in g.available() {
-        let s = if variant == Variant::Naive {
-            1024
-        } else {
-            2048
-        };
-        let a = ctx.upload("a", &random_vec(1, s * s, -1.0, 1.0));
-        let b = ctx.upload("b", &random_vec(2, s * s, -1.0, 1.0));
-        let c = ctx.zeros("c", s * s);
-        v.push(BenchCase {
-            group: "gemm",
-            id: format!("{s}x{s}x{s}/forward/{}", variant.name()),
-            work: Work::Flops(2 * (s * s * s) as u64),
-            dispatches: vec![g.forward(ctx, variant, &c, &a, &b, s, s, s)],
-            buffers: vec![a, b, c],
-        });
-    }
-    v
 }
 
 #[cfg(test)]
