@@ -22,6 +22,8 @@ use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups
 
 pub mod bench;
 pub mod checks;
+#[cfg(test)]
+mod generate;
 
 /// Mirrors `struct Params` in shaders/gemm.wgsl and shaders/gemm_subgroup.wgsl (see their
 /// headers for what each field means per entry point).
