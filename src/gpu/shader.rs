@@ -107,6 +107,34 @@ pub fn validate_wgsl(
     Ok((module, info))
 }
 
+/// The bindings of group 0 that one entry point uses (per naga's analysis), sorted by slot,
+/// with each uniform's byte size.
+fn bindings_used(
+    name: &str,
+    module: &naga::Module,
+    fi: &naga::valid::FunctionInfo,
+    layouter: &naga::proc::Layouter,
+) -> Vec<BindingInfo> {
+    let mut used: Vec<BindingInfo> = module
+        .global_variables
+        .iter()
+        .filter(|(h, _)| !fi[*h].is_empty())
+        .filter_map(|(_, g)| {
+            let rb = g.binding.as_ref()?;
+            assert_eq!(rb.group, 0, "{name}: only bind group 0 is used");
+            let uniform_size =
+                matches!(g.space, naga::AddressSpace::Uniform).then(|| layouter[g.ty].size);
+            Some(BindingInfo {
+                binding: rb.binding,
+                uniform_size,
+                name: g.name.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    used.sort_by_key(|b| b.binding);
+    used
+}
+
 impl ShaderFamily {
     /// Compiles `source`, creating pipelines for `entries` (all entry points when empty) with
     /// the pipeline-overridable `constants` (e.g. `[("WG", 64.0)]`).
@@ -136,24 +164,7 @@ impl ShaderFamily {
             if !entries.is_empty() && !entries.contains(&ep.name.as_str()) {
                 continue;
             }
-            let fi = info.get_entry_point(i);
-            let mut used: Vec<BindingInfo> = module
-                .global_variables
-                .iter()
-                .filter(|(h, _)| !fi[*h].is_empty())
-                .filter_map(|(_, g)| {
-                    let rb = g.binding.as_ref()?;
-                    assert_eq!(rb.group, 0, "{name}: only bind group 0 is used");
-                    let uniform_size =
-                        matches!(g.space, naga::AddressSpace::Uniform).then(|| layouter[g.ty].size);
-                    Some(BindingInfo {
-                        binding: rb.binding,
-                        uniform_size,
-                        name: g.name.clone().unwrap_or_default(),
-                    })
-                })
-                .collect();
-            used.sort_by_key(|b| b.binding);
+            let used = bindings_used(name, &module, info.get_entry_point(i), &layouter);
             // Only pass the constants this module declares: wgpu rejects unknown ones.
             let consts: Vec<(&str, f64)> = constants
                 .iter()

@@ -2,8 +2,10 @@
 //! class (and variant), for `gpucnn selftest` and `tests/parity.rs`.
 
 use super::*;
-use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 use std::sync::{Arc, OnceLock};
+
+use crate::gpu::GpuError;
+use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 
 pub(super) fn shape(
     n: usize,
@@ -101,100 +103,116 @@ pub fn all(ctx: &GpuContext) -> Vec<Check> {
         let refs = Arc::new(Reference::default());
         for (variant, kernels) in &variants {
             let variant = *variant;
-            let (k, r) = (kernels.clone(), refs.clone());
-            v.push(Check::new(
-                "conv2d",
-                "forward",
-                variant.name(),
-                class,
-                describe(&s),
-                move |ctx| {
-                    let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
-                    let (x, w, b, _) = inputs(seed, &s);
-                    let (xb, wb, bb) = (
-                        ctx.upload("x", &x),
-                        ctx.upload("w", &w),
-                        ctx.upload("b", &b),
-                    );
-                    let yb = ctx.upload("y", &vec![f32::NAN; s.y_len()]);
-                    crate::kernels::run_all(ctx, &[&k.forward(ctx, &yb, &xb, &wb, &bb, &s)])?;
-                    let want = r.y.get_or_init(|| {
-                        let mut y = vec![0.0; s.y_len()];
-                        conv2d_forward(&mut y, &to_f64(&x), &to_f64(&w), &to_f64(&b), &s);
-                        y
-                    });
-                    let (atol, rtol) = tol(s.k * s.k * s.cin);
-                    Ok(vec![Compared::new(
-                        "y",
-                        ctx.read(&yb)?,
-                        want.clone(),
-                        atol,
-                        rtol,
-                    )])
-                },
-            ));
-            let (k, r) = (kernels.clone(), refs.clone());
-            v.push(Check::new(
-                "conv2d",
-                "backward_input",
-                variant.name(),
-                class,
-                describe(&s),
-                move |ctx| {
-                    let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
-                    let (_, w, _, dy) = inputs(seed, &s);
-                    let (dyb, wb) = (ctx.upload("dy", &dy), ctx.upload("w", &w));
-                    // Garbage first: the pass must write every element.
-                    let dxb = ctx.upload("dx", &vec![f32::NAN; s.x_len()]);
-                    crate::kernels::run_all(ctx, &[&k.backward_input(ctx, &dxb, &dyb, &wb, &s)])?;
-                    let want = r.dx.get_or_init(|| {
-                        let mut dx = vec![0.0; s.x_len()];
-                        conv2d_backward_input(&mut dx, &to_f64(&dy), &to_f64(&w), &s);
-                        dx
-                    });
-                    let (atol, rtol) = tol(s.k * s.k * s.cout);
-                    Ok(vec![Compared::new(
-                        "dx",
-                        ctx.read(&dxb)?,
-                        want.clone(),
-                        atol,
-                        rtol,
-                    )])
-                },
-            ));
-            let (k, r) = (kernels.clone(), refs.clone());
-            v.push(Check::new(
-                "conv2d",
-                "backward_weight",
-                variant.name(),
-                class,
-                describe(&s),
-                move |ctx| {
-                    let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
-                    let (x, _, _, dy) = inputs(seed, &s);
-                    let (dyb, xb) = (ctx.upload("dy", &dy), ctx.upload("x", &x));
-                    let dwb = ctx.upload("dw", &vec![f32::NAN; s.w_len()]);
-                    let dbb = ctx.upload("db", &vec![f32::NAN; s.cout]);
-                    let scratch = ctx.upload(
-                        "scratch",
-                        &vec![f32::NAN; k.backward_weight_scratch_len(&s)],
-                    );
-                    let [d0, d1] = k.backward_weight(ctx, &dwb, &dbb, &scratch, &dyb, &xb, &s);
-                    crate::kernels::run_all(ctx, &[&d0, &d1])?;
-                    let (dw, db) = r.dw_db.get_or_init(|| {
-                        let mut dw = vec![0.0; s.w_len()];
-                        let mut db = vec![0.0; s.cout];
-                        conv2d_backward_weight(&mut dw, &mut db, &to_f64(&dy), &to_f64(&x), &s);
-                        (dw, db)
-                    });
-                    let (atol, rtol) = tol(s.n * s.oh() * s.ow());
-                    Ok(vec![
-                        Compared::new("dw", ctx.read(&dwb)?, dw.clone(), atol, rtol),
-                        Compared::new("db", ctx.read(&dbb)?, db.clone(), atol, rtol),
-                    ])
-                },
-            ));
+            for (pass, run) in PASSES {
+                let (k, r) = (kernels.clone(), refs.clone());
+                v.push(Check::new(
+                    "conv2d",
+                    pass,
+                    variant.name(),
+                    class,
+                    describe(&s),
+                    move |ctx| {
+                        let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
+                        run(ctx, k, &s, seed, &r)
+                    },
+                ));
+            }
         }
     }
     v
+}
+
+/// One pass's check: the kernels, the shape, the inputs' seed and the shared CPU reference.
+type Run =
+    fn(&GpuContext, &Conv2d, &Conv2dShape, u64, &Reference) -> Result<Vec<Compared>, GpuError>;
+
+/// The passes in the order of their rows.
+const PASSES: [(&str, Run); 3] = [
+    ("forward", check_forward),
+    ("backward_input", check_backward_input),
+    ("backward_weight", check_backward_weight),
+];
+
+fn check_forward(
+    ctx: &GpuContext,
+    k: &Conv2d,
+    s: &Conv2dShape,
+    seed: u64,
+    r: &Reference,
+) -> Result<Vec<Compared>, GpuError> {
+    let (x, w, b, _) = inputs(seed, s);
+    let (xb, wb, bb) = (
+        ctx.upload("x", &x),
+        ctx.upload("w", &w),
+        ctx.upload("b", &b),
+    );
+    let yb = ctx.upload("y", &vec![f32::NAN; s.y_len()]);
+    crate::kernels::run_all(ctx, &[&k.forward(ctx, &yb, &xb, &wb, &bb, s)])?;
+    let want = r.y.get_or_init(|| {
+        let mut y = vec![0.0; s.y_len()];
+        conv2d_forward(&mut y, &to_f64(&x), &to_f64(&w), &to_f64(&b), s);
+        y
+    });
+    let (atol, rtol) = tol(s.k * s.k * s.cin);
+    Ok(vec![Compared::new(
+        "y",
+        ctx.read(&yb)?,
+        want.clone(),
+        atol,
+        rtol,
+    )])
+}
+
+fn check_backward_input(
+    ctx: &GpuContext,
+    k: &Conv2d,
+    s: &Conv2dShape,
+    seed: u64,
+    r: &Reference,
+) -> Result<Vec<Compared>, GpuError> {
+    let (_, w, _, dy) = inputs(seed, s);
+    let (dyb, wb) = (ctx.upload("dy", &dy), ctx.upload("w", &w));
+    // Garbage first: the pass must write every element.
+    let dxb = ctx.upload("dx", &vec![f32::NAN; s.x_len()]);
+    crate::kernels::run_all(ctx, &[&k.backward_input(ctx, &dxb, &dyb, &wb, s)])?;
+    let want = r.dx.get_or_init(|| {
+        let mut dx = vec![0.0; s.x_len()];
+        conv2d_backward_input(&mut dx, &to_f64(&dy), &to_f64(&w), s);
+        dx
+    });
+    let (atol, rtol) = tol(s.k * s.k * s.cout);
+    Ok(vec![Compared::new(
+        "dx",
+        ctx.read(&dxb)?,
+        want.clone(),
+        atol,
+        rtol,
+    )])
+}
+
+fn check_backward_weight(
+    ctx: &GpuContext,
+    k: &Conv2d,
+    s: &Conv2dShape,
+    seed: u64,
+    r: &Reference,
+) -> Result<Vec<Compared>, GpuError> {
+    let (x, _, _, dy) = inputs(seed, s);
+    let (dyb, xb) = (ctx.upload("dy", &dy), ctx.upload("x", &x));
+    let dwb = ctx.upload("dw", &vec![f32::NAN; s.w_len()]);
+    let dbb = ctx.upload("db", &vec![f32::NAN; s.cout]);
+    let scratch = ctx.upload("scratch", &vec![f32::NAN; k.backward_weight_scratch_len(s)]);
+    let [d0, d1] = k.backward_weight(ctx, &dwb, &dbb, &scratch, &dyb, &xb, s);
+    crate::kernels::run_all(ctx, &[&d0, &d1])?;
+    let (dw, db) = r.dw_db.get_or_init(|| {
+        let mut dw = vec![0.0; s.w_len()];
+        let mut db = vec![0.0; s.cout];
+        conv2d_backward_weight(&mut dw, &mut db, &to_f64(&dy), &to_f64(&x), s);
+        (dw, db)
+    });
+    let (atol, rtol) = tol(s.n * s.oh() * s.ow());
+    Ok(vec![
+        Compared::new("dw", ctx.read(&dwb)?, dw.clone(), atol, rtol),
+        Compared::new("db", ctx.read(&dbb)?, db.clone(), atol, rtol),
+    ])
 }

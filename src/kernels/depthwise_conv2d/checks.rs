@@ -2,6 +2,7 @@
 //! class (and variant), for `gpucnn selftest` and `tests/parity.rs`.
 
 use super::*;
+use crate::gpu::GpuError;
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 use std::sync::{Arc, OnceLock};
 
@@ -50,71 +51,83 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
     let k5: Arc<OnceLock<DepthwiseConv2d>> = Arc::new(OnceLock::new());
     let mut v = Vec::new();
     for (class, s) in cases {
-        let cell = if s.k == 3 { k3.clone() } else { k5.clone() };
-        v.push(Check::new(
-            "depthwise_conv2d",
-            "forward",
-            "",
-            class,
-            describe(&s),
-            move |ctx| {
-                let k = cell.get_or_init(|| DepthwiseConv2d::with_kernel_size(ctx, s.k));
-                let x = random_vec(1, s.x_len(), -1.0, 1.0);
-                let w = random_vec(2, s.w_len(), -1.0, 1.0);
-                let (xb, wb) = (ctx.upload("x", &x), ctx.upload("w", &w));
-                let yb = ctx.upload("y", &vec![f32::NAN; s.y_len()]);
-                crate::kernels::run_all(ctx, &[&k.forward(ctx, &yb, &xb, &wb, &s)])?;
-                let mut want = vec![0.0; s.y_len()];
-                depthwise_conv2d_forward(&mut want, &to_f64(&x), &to_f64(&w), &s);
-                let (atol, rtol) = tol(s.k * s.k);
-                Ok(vec![Compared::new("y", ctx.read(&yb)?, want, atol, rtol)])
-            },
-        ));
-        let cell = if s.k == 3 { k3.clone() } else { k5.clone() };
-        v.push(Check::new(
-            "depthwise_conv2d",
-            "backward_input",
-            "",
-            class,
-            describe(&s),
-            move |ctx| {
-                let k = cell.get_or_init(|| DepthwiseConv2d::with_kernel_size(ctx, s.k));
-                let dy = random_vec(3, s.y_len(), -1.0, 1.0);
-                let w = random_vec(4, s.w_len(), -1.0, 1.0);
-                let (dyb, wb) = (ctx.upload("dy", &dy), ctx.upload("w", &w));
-                let dxb = ctx.upload("dx", &vec![f32::NAN; s.x_len()]);
-                crate::kernels::run_all(ctx, &[&k.backward_input(ctx, &dxb, &dyb, &wb, &s)])?;
-                let mut want = vec![0.0; s.x_len()];
-                depthwise_conv2d_backward_input(&mut want, &to_f64(&dy), &to_f64(&w), &s);
-                let (atol, rtol) = tol(s.k * s.k);
-                Ok(vec![Compared::new("dx", ctx.read(&dxb)?, want, atol, rtol)])
-            },
-        ));
-        let cell = if s.k == 3 { k3.clone() } else { k5.clone() };
-        v.push(Check::new(
-            "depthwise_conv2d",
-            "backward_weight",
-            "",
-            class,
-            describe(&s),
-            move |ctx| {
-                let k = cell.get_or_init(|| DepthwiseConv2d::with_kernel_size(ctx, s.k));
-                let dy = random_vec(5, s.y_len(), -1.0, 1.0);
-                let x = random_vec(6, s.x_len(), -1.0, 1.0);
-                let (dyb, xb) = (ctx.upload("dy", &dy), ctx.upload("x", &x));
-                let dwb = ctx.upload("dw", &vec![f32::NAN; s.w_len()]);
-                let scratch = ctx.upload(
-                    "scratch",
-                    &vec![f32::NAN; DepthwiseConv2d::backward_weight_scratch_len(&s)],
-                );
-                let [d0, d1] = k.backward_weight(ctx, &dwb, &scratch, &dyb, &xb, &s);
-                crate::kernels::run_all(ctx, &[&d0, &d1])?;
-                let mut want = vec![0.0; s.w_len()];
-                depthwise_conv2d_backward_weight(&mut want, &to_f64(&dy), &to_f64(&x), &s);
-                let (atol, rtol) = tol(s.n * s.oh() * s.ow());
-                Ok(vec![Compared::new("dw", ctx.read(&dwb)?, want, atol, rtol)])
-            },
-        ));
+        for (pass, run) in PASSES {
+            let cell = if s.k == 3 { k3.clone() } else { k5.clone() };
+            v.push(Check::new(
+                "depthwise_conv2d",
+                pass,
+                "",
+                class,
+                describe(&s),
+                move |ctx| {
+                    let k = cell.get_or_init(|| DepthwiseConv2d::with_kernel_size(ctx, s.k));
+                    run(ctx, k, &s)
+                },
+            ));
+        }
     }
     v
+}
+
+/// One pass's check on the compiled kernels, at one shape.
+type Run = fn(&GpuContext, &DepthwiseConv2d, &DepthwiseShape) -> Result<Vec<Compared>, GpuError>;
+
+/// The passes in the order of their rows.
+const PASSES: [(&str, Run); 3] = [
+    ("forward", check_forward),
+    ("backward_input", check_backward_input),
+    ("backward_weight", check_backward_weight),
+];
+
+fn check_forward(
+    ctx: &GpuContext,
+    k: &DepthwiseConv2d,
+    s: &DepthwiseShape,
+) -> Result<Vec<Compared>, GpuError> {
+    let x = random_vec(1, s.x_len(), -1.0, 1.0);
+    let w = random_vec(2, s.w_len(), -1.0, 1.0);
+    let (xb, wb) = (ctx.upload("x", &x), ctx.upload("w", &w));
+    let yb = ctx.upload("y", &vec![f32::NAN; s.y_len()]);
+    crate::kernels::run_all(ctx, &[&k.forward(ctx, &yb, &xb, &wb, s)])?;
+    let mut want = vec![0.0; s.y_len()];
+    depthwise_conv2d_forward(&mut want, &to_f64(&x), &to_f64(&w), s);
+    let (atol, rtol) = tol(s.k * s.k);
+    Ok(vec![Compared::new("y", ctx.read(&yb)?, want, atol, rtol)])
+}
+
+fn check_backward_input(
+    ctx: &GpuContext,
+    k: &DepthwiseConv2d,
+    s: &DepthwiseShape,
+) -> Result<Vec<Compared>, GpuError> {
+    let dy = random_vec(3, s.y_len(), -1.0, 1.0);
+    let w = random_vec(4, s.w_len(), -1.0, 1.0);
+    let (dyb, wb) = (ctx.upload("dy", &dy), ctx.upload("w", &w));
+    let dxb = ctx.upload("dx", &vec![f32::NAN; s.x_len()]);
+    crate::kernels::run_all(ctx, &[&k.backward_input(ctx, &dxb, &dyb, &wb, s)])?;
+    let mut want = vec![0.0; s.x_len()];
+    depthwise_conv2d_backward_input(&mut want, &to_f64(&dy), &to_f64(&w), s);
+    let (atol, rtol) = tol(s.k * s.k);
+    Ok(vec![Compared::new("dx", ctx.read(&dxb)?, want, atol, rtol)])
+}
+
+fn check_backward_weight(
+    ctx: &GpuContext,
+    k: &DepthwiseConv2d,
+    s: &DepthwiseShape,
+) -> Result<Vec<Compared>, GpuError> {
+    let dy = random_vec(5, s.y_len(), -1.0, 1.0);
+    let x = random_vec(6, s.x_len(), -1.0, 1.0);
+    let (dyb, xb) = (ctx.upload("dy", &dy), ctx.upload("x", &x));
+    let dwb = ctx.upload("dw", &vec![f32::NAN; s.w_len()]);
+    let scratch = ctx.upload(
+        "scratch",
+        &vec![f32::NAN; DepthwiseConv2d::backward_weight_scratch_len(s)],
+    );
+    let [d0, d1] = k.backward_weight(ctx, &dwb, &scratch, &dyb, &xb, s);
+    crate::kernels::run_all(ctx, &[&d0, &d1])?;
+    let mut want = vec![0.0; s.w_len()];
+    depthwise_conv2d_backward_weight(&mut want, &to_f64(&dy), &to_f64(&x), s);
+    let (atol, rtol) = tol(s.n * s.oh() * s.ow());
+    Ok(vec![Compared::new("dw", ctx.read(&dwb)?, want, atol, rtol)])
 }

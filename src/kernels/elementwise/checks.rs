@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::cpu;
+use crate::gpu::GpuError;
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 use crate::kernels::MAX_GROUPS_PER_DIM;
 use std::sync::{Arc, OnceLock};
@@ -45,21 +46,7 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             "",
             class,
             shape,
-            move |ctx| {
-                let k = kernels(&s, ctx);
-                let dy = random_vec(seed + 2, len, -1.0, 1.0);
-                let dyb = ctx.upload("dy", &dy);
-                // Pre-filled outputs: backward must overwrite, not accumulate.
-                let junk = random_vec(seed + 3, len, 5.0, 6.0);
-                let (dab, dbb) = (ctx.upload("da", &junk), ctx.upload("db", &junk));
-                crate::kernels::run_all(ctx, &[&k.add_backward(ctx, &dab, &dbb, &dyb, len)])?;
-                let (mut da, mut db) = (vec![0.0; len], vec![0.0; len]);
-                cpu::elementwise::add_backward(&mut da, &mut db, &to_f64(&dy));
-                Ok(vec![
-                    Compared::new("da", ctx.read(&dab)?, da, 0.0, 0.0),
-                    Compared::new("db", ctx.read(&dbb)?, db, 0.0, 0.0),
-                ])
-            },
+            move |ctx| check_add_backward(ctx, kernels(&s, ctx), len, seed),
         ));
         let s = shared.clone();
         v.push(Check::new(
@@ -68,40 +55,12 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             "accumulate",
             class,
             shape,
-            move |ctx| {
-                let k = kernels(&s, ctx);
-                let dy = random_vec(seed + 4, len, -1.0, 1.0);
-                let g0 = random_vec(seed + 5, len, -1.0, 1.0);
-                let (dyb, gb) = (ctx.upload("dy", &dy), ctx.upload("grad", &g0));
-                crate::kernels::run_all(ctx, &[&k.add_backward_accumulate(ctx, &gb, &dyb, len)])?;
-                let mut want = to_f64(&g0);
-                cpu::elementwise::add_backward_accumulate(&mut want, &to_f64(&dy));
-                Ok(vec![Compared::new("grad", ctx.read(&gb)?, want, 0.0, 6e-8)])
-            },
+            move |ctx| check_add_backward_accumulate(ctx, kernels(&s, ctx), len, seed),
         ));
         for pass in ["forward", "backward"] {
             let s = shared.clone();
             v.push(Check::new("dropout", pass, "", class, shape, move |ctx| {
-                let k = kernels(&s, ctx);
-                let dseed = 0x9E37_79B9u32.wrapping_add(seed as u32);
-                let x = random_vec(seed + 6, len, -1.0, 1.0);
-                let (xb, yb) = (ctx.upload("x", &x), ctx.zeros("y", len));
-                let d = if pass == "forward" {
-                    k.dropout_forward(ctx, &yb, &xb, len, dseed, CHECK_RATE)
-                } else {
-                    k.dropout_backward(ctx, &yb, &xb, len, dseed, CHECK_RATE)
-                };
-                crate::kernels::run_all(ctx, &[&d])?;
-                let mut want = vec![0.0; len];
-                if pass == "forward" {
-                    cpu::elementwise::dropout_forward(&mut want, &to_f64(&x), dseed, CHECK_RATE);
-                } else {
-                    cpu::elementwise::dropout_backward(&mut want, &to_f64(&x), dseed, CHECK_RATE);
-                }
-                let got = ctx.read(&yb)?;
-                // The mask must match exactly: a zero on one side only is a mismatch of ~|x|,
-                // far outside rtol, so the comparison below also checks the mask.
-                Ok(vec![Compared::new("y", got, want, 0.0, 4e-7)])
+                check_dropout(ctx, kernels(&s, ctx), pass == "forward", len, seed)
             }));
         }
     }
@@ -136,4 +95,67 @@ fn check_add_forward(
     let mut want = vec![0.0; len];
     cpu::elementwise::add_forward(&mut want, &to_f64(&a), &to_f64(&b));
     Ok(vec![Compared::new("y", ctx.read(&yb)?, want, 0.0, 6e-8)])
+}
+
+fn check_add_backward(
+    ctx: &GpuContext,
+    k: &Elementwise,
+    len: usize,
+    seed: u64,
+) -> Result<Vec<Compared>, GpuError> {
+    let dy = random_vec(seed + 2, len, -1.0, 1.0);
+    let dyb = ctx.upload("dy", &dy);
+    // Pre-filled outputs: backward must overwrite, not accumulate.
+    let junk = random_vec(seed + 3, len, 5.0, 6.0);
+    let (dab, dbb) = (ctx.upload("da", &junk), ctx.upload("db", &junk));
+    crate::kernels::run_all(ctx, &[&k.add_backward(ctx, &dab, &dbb, &dyb, len)])?;
+    let (mut da, mut db) = (vec![0.0; len], vec![0.0; len]);
+    cpu::elementwise::add_backward(&mut da, &mut db, &to_f64(&dy));
+    Ok(vec![
+        Compared::new("da", ctx.read(&dab)?, da, 0.0, 0.0),
+        Compared::new("db", ctx.read(&dbb)?, db, 0.0, 0.0),
+    ])
+}
+
+fn check_add_backward_accumulate(
+    ctx: &GpuContext,
+    k: &Elementwise,
+    len: usize,
+    seed: u64,
+) -> Result<Vec<Compared>, GpuError> {
+    let dy = random_vec(seed + 4, len, -1.0, 1.0);
+    let g0 = random_vec(seed + 5, len, -1.0, 1.0);
+    let (dyb, gb) = (ctx.upload("dy", &dy), ctx.upload("grad", &g0));
+    crate::kernels::run_all(ctx, &[&k.add_backward_accumulate(ctx, &gb, &dyb, len)])?;
+    let mut want = to_f64(&g0);
+    cpu::elementwise::add_backward_accumulate(&mut want, &to_f64(&dy));
+    Ok(vec![Compared::new("grad", ctx.read(&gb)?, want, 0.0, 6e-8)])
+}
+
+fn check_dropout(
+    ctx: &GpuContext,
+    k: &Elementwise,
+    forward: bool,
+    len: usize,
+    seed: u64,
+) -> Result<Vec<Compared>, GpuError> {
+    let dseed = 0x9E37_79B9u32.wrapping_add(seed as u32);
+    let x = random_vec(seed + 6, len, -1.0, 1.0);
+    let (xb, yb) = (ctx.upload("x", &x), ctx.zeros("y", len));
+    let d = if forward {
+        k.dropout_forward(ctx, &yb, &xb, len, dseed, CHECK_RATE)
+    } else {
+        k.dropout_backward(ctx, &yb, &xb, len, dseed, CHECK_RATE)
+    };
+    crate::kernels::run_all(ctx, &[&d])?;
+    let mut want = vec![0.0; len];
+    if forward {
+        cpu::elementwise::dropout_forward(&mut want, &to_f64(&x), dseed, CHECK_RATE);
+    } else {
+        cpu::elementwise::dropout_backward(&mut want, &to_f64(&x), dseed, CHECK_RATE);
+    }
+    let got = ctx.read(&yb)?;
+    // The mask must match exactly: a zero on one side only is a mismatch of ~|x|, far outside
+    // rtol, so the comparison below also checks the mask.
+    Ok(vec![Compared::new("y", got, want, 0.0, 4e-7)])
 }

@@ -102,37 +102,50 @@ fn run_linear_check(
             let (atol, rtol) = tolerance(co);
             Ok(vec![Compared::new("dx", ctx.read(&dxb)?, want, atol, rtol)])
         }
-        _ => {
-            let (xb, dyb) = (ctx.upload("x", &x), ctx.upload("dy", &dy));
-            let dwb = ctx.upload("dw", &vec![f32::NAN; ci * co]);
-            let dbb = ctx.upload("db", &vec![f32::NAN; co]);
-            let sl = k.backward_weight_scratch_len(s);
-            let scratch = (sl > 0).then(|| ctx.upload("scratch", &vec![f32::NAN; sl]));
-            run(&k.backward_weight(
-                ctx,
-                &dwb,
-                &dbb,
-                scratch.as_ref().map(|b| b as &dyn Bind),
-                &dyb,
-                &xb,
-                s,
-            ))?;
-            let (mut dw, mut db) = (vec![0.0; ci * co], vec![0.0; co]);
-            match reference {
-                Reference::Pointwise => cpu::pointwise_conv2d::pointwise_conv2d_backward_weight(
-                    &mut dw, &mut db, &dyd, &xd, n, h, wi, ci, co, st,
-                ),
-                Reference::Dense => {
-                    cpu::dense::dense_backward_weight(&mut dw, &mut db, &dyd, &xd, n, ci, co)
-                }
-            }
-            let (atol, rtol) = tolerance(s.pixels());
-            Ok(vec![
-                Compared::new("dw", ctx.read(&dwb)?, dw, atol, rtol),
-                Compared::new("db", ctx.read(&dbb)?, db, atol, rtol),
-            ])
+        _ => check_backward_weight(ctx, &k, reference, s, &x, &dy),
+    }
+}
+
+/// backward_weight of a linear family: dW and db, split over K where the plan splits.
+fn check_backward_weight(
+    ctx: &GpuContext,
+    k: &PointwiseConv2d,
+    reference: Reference,
+    s: &PointwiseShape,
+    x: &[f32],
+    dy: &[f32],
+) -> Result<Vec<Compared>, crate::gpu::GpuError> {
+    let (n, h, wi, ci, co, st) = (s.n, s.h, s.w, s.cin, s.cout, s.stride);
+    let (xd, dyd) = (to_f64(x), to_f64(dy));
+    let (xb, dyb) = (ctx.upload("x", x), ctx.upload("dy", dy));
+    let dwb = ctx.upload("dw", &vec![f32::NAN; ci * co]);
+    let dbb = ctx.upload("db", &vec![f32::NAN; co]);
+    let sl = k.backward_weight_scratch_len(s);
+    let scratch = (sl > 0).then(|| ctx.upload("scratch", &vec![f32::NAN; sl]));
+    let d = k.backward_weight(
+        ctx,
+        &dwb,
+        &dbb,
+        scratch.as_ref().map(|b| b as &dyn Bind),
+        &dyb,
+        &xb,
+        s,
+    );
+    crate::kernels::run_all(ctx, &d.iter().collect::<Vec<_>>())?;
+    let (mut dw, mut db) = (vec![0.0; ci * co], vec![0.0; co]);
+    match reference {
+        Reference::Pointwise => cpu::pointwise_conv2d::pointwise_conv2d_backward_weight(
+            &mut dw, &mut db, &dyd, &xd, n, h, wi, ci, co, st,
+        ),
+        Reference::Dense => {
+            cpu::dense::dense_backward_weight(&mut dw, &mut db, &dyd, &xd, n, ci, co)
         }
     }
+    let (atol, rtol) = tolerance(s.pixels());
+    Ok(vec![
+        Compared::new("dw", ctx.read(&dwb)?, dw, atol, rtol),
+        Compared::new("db", ctx.read(&dbb)?, db, atol, rtol),
+    ])
 }
 
 /// Parity checks of the three passes at the three shape classes (large: stride 1 and 2, the

@@ -2,6 +2,7 @@
 //! class (and variant), for `gpucnn selftest` and `tests/parity.rs`.
 
 use super::*;
+use crate::gpu::GpuError;
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 use std::sync::{Arc, OnceLock};
 
@@ -58,89 +59,107 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
     ];
     let mut v = Vec::new();
     for (i, (class, g, ties)) in cases.into_iter().enumerate() {
-        let (oh, pt) = g.rows();
-        let (ow, pl) = g.cols();
-        let shape = format!(
-            "N{} H{} W{} C{} k{}x{} s{}x{} {:?}→{oh}x{ow} pad_before ({pt},{pl}){}",
-            g.n,
-            g.h,
-            g.w,
-            g.c,
-            g.kh,
-            g.kw,
-            g.sh,
-            g.sw,
-            g.padding,
-            if ties { " ties" } else { "" }
-        );
+        let shape = describe_max_pool(&g, ties);
         let seed = 100 + 10 * i as u64;
         let s = shared.clone();
-        // Forward: a selection, so y and the argmax must match exactly.
         v.push(Check::new(
             "max_pool2d",
             "forward",
             "",
             class,
             shape.clone(),
-            move |ctx| {
-                let k = pool(&s, ctx);
-                let x = pool_input(seed, g.in_len(), ties);
-                let xb = ctx.upload("x", &x);
-                let yb = ctx.zeros("y", g.out_len());
-                let ab = ctx.upload("argmax", &vec![0x1234_5678u32; max_pool2d_argmax_len(&g)]);
-                crate::kernels::run_all(ctx, &[&k.max_pool2d_forward(ctx, &yb, &ab, &xb, &g)])?;
-                let mut y = vec![0.0; g.out_len()];
-                let mut a = vec![0u32; g.out_len()];
-                cpu::pool::max_pool2d_forward(&mut y, &mut a, &to_f64(&x), &g);
-                let gpu_a = unpack_argmax(&ctx.read::<u32>(&ab)?, g.c);
-                Ok(vec![
-                    Compared::new("y", ctx.read(&yb)?, y, 0.0, 0.0),
-                    Compared::new(
-                        "argmax",
-                        gpu_a.iter().map(|&v| v as f32).collect(),
-                        a.iter().map(|&v| v as f64).collect(),
-                        0.0,
-                        0.0,
-                    ),
-                ])
-            },
+            move |ctx| check_max_pool_forward(ctx, pool(&s, ctx), &g, seed, ties),
         ));
         let s = shared.clone();
-        // Backward: each dx is an f32 sum of at most T = ceil(kh/sh)·ceil(kw/sw) dy values in
-        // [−1, 1] (T = 4 at k3 s2), in another order than the CPU's f64 sum: atol 3e-7·T.
-        let terms = g.kh.div_ceil(g.sh) * g.kw.div_ceil(g.sw);
         v.push(Check::new(
             "max_pool2d",
             "backward",
             "",
             class,
             shape,
-            move |ctx| {
-                let k = pool(&s, ctx);
-                let x = to_f64(&pool_input(seed, g.in_len(), ties));
-                let dy = random_vec(seed + 1, g.out_len(), -1.0, 1.0);
-                let mut y = vec![0.0; g.out_len()];
-                let mut a = vec![0u32; g.out_len()];
-                cpu::pool::max_pool2d_forward(&mut y, &mut a, &x, &g);
-                let (dyb, ab) = (
-                    ctx.upload("dy", &dy),
-                    ctx.upload("argmax", &pack_argmax(&a, g.c)),
-                );
-                let dxb = ctx.upload("dx", &vec![f32::NAN; g.in_len()]);
-                crate::kernels::run_all(ctx, &[&k.max_pool2d_backward(ctx, &dxb, &dyb, &ab, &g)])?;
-                let mut dx = vec![0.0; g.in_len()];
-                cpu::pool::max_pool2d_backward(&mut dx, &to_f64(&dy), &a, &g);
-                Ok(vec![Compared::new(
-                    "dx",
-                    ctx.read(&dxb)?,
-                    dx,
-                    3e-7 * terms as f64,
-                    1e-6,
-                )])
-            },
+            move |ctx| check_max_pool_backward(ctx, pool(&s, ctx), &g, seed, ties),
         ));
     }
     v
+}
+
+fn describe_max_pool(g: &Pool2d, ties: bool) -> String {
+    let (oh, pt) = g.rows();
+    let (ow, pl) = g.cols();
+    format!(
+        "N{} H{} W{} C{} k{}x{} s{}x{} {:?}→{oh}x{ow} pad_before ({pt},{pl}){}",
+        g.n,
+        g.h,
+        g.w,
+        g.c,
+        g.kh,
+        g.kw,
+        g.sh,
+        g.sw,
+        g.padding,
+        if ties { " ties" } else { "" }
+    )
+}
+
+/// Forward: a selection, so y and the argmax must match exactly.
+fn check_max_pool_forward(
+    ctx: &GpuContext,
+    k: &Pool,
+    g: &Pool2d,
+    seed: u64,
+    ties: bool,
+) -> Result<Vec<Compared>, GpuError> {
+    let x = pool_input(seed, g.in_len(), ties);
+    let xb = ctx.upload("x", &x);
+    let yb = ctx.zeros("y", g.out_len());
+    let ab = ctx.upload("argmax", &vec![0x1234_5678u32; max_pool2d_argmax_len(g)]);
+    crate::kernels::run_all(ctx, &[&k.max_pool2d_forward(ctx, &yb, &ab, &xb, g)])?;
+    let mut y = vec![0.0; g.out_len()];
+    let mut a = vec![0u32; g.out_len()];
+    cpu::pool::max_pool2d_forward(&mut y, &mut a, &to_f64(&x), g);
+    let gpu_a = unpack_argmax(&ctx.read::<u32>(&ab)?, g.c);
+    Ok(vec![
+        Compared::new("y", ctx.read(&yb)?, y, 0.0, 0.0),
+        Compared::new(
+            "argmax",
+            gpu_a.iter().map(|&v| v as f32).collect(),
+            a.iter().map(|&v| v as f64).collect(),
+            0.0,
+            0.0,
+        ),
+    ])
+}
+
+/// Backward: each dx is an f32 sum of at most T = ceil(kh/sh)·ceil(kw/sw) dy values in
+/// [−1, 1] (T = 4 at k3 s2), in another order than the CPU's f64 sum: atol 3e-7·T.
+fn check_max_pool_backward(
+    ctx: &GpuContext,
+    k: &Pool,
+    g: &Pool2d,
+    seed: u64,
+    ties: bool,
+) -> Result<Vec<Compared>, GpuError> {
+    let terms = g.kh.div_ceil(g.sh) * g.kw.div_ceil(g.sw);
+    let x = to_f64(&pool_input(seed, g.in_len(), ties));
+    let dy = random_vec(seed + 1, g.out_len(), -1.0, 1.0);
+    let mut y = vec![0.0; g.out_len()];
+    let mut a = vec![0u32; g.out_len()];
+    cpu::pool::max_pool2d_forward(&mut y, &mut a, &x, g);
+    let (dyb, ab) = (
+        ctx.upload("dy", &dy),
+        ctx.upload("argmax", &pack_argmax(&a, g.c)),
+    );
+    let dxb = ctx.upload("dx", &vec![f32::NAN; g.in_len()]);
+    crate::kernels::run_all(ctx, &[&k.max_pool2d_backward(ctx, &dxb, &dyb, &ab, g)])?;
+    let mut dx = vec![0.0; g.in_len()];
+    cpu::pool::max_pool2d_backward(&mut dx, &to_f64(&dy), &a, g);
+    Ok(vec![Compared::new(
+        "dx",
+        ctx.read(&dxb)?,
+        dx,
+        3e-7 * terms as f64,
+        1e-6,
+    )])
 }
 
 fn global_avg_pool_checks(shared: &Shared) -> Vec<Check> {
