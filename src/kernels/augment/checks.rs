@@ -1,10 +1,11 @@
 //! Parity checks of `augment`: the GPU passes against the `cpu::` reference at every shape
 //! class (and variant), for `gpucnn selftest` and `tests/parity.rs`.
 
+use std::sync::{Arc, OnceLock};
+
 use super::*;
 use crate::cpu;
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
-use std::sync::{Arc, OnceLock};
 
 /// GPU-vs-CPU tolerance of a rotated batch, from an error bound rather than from a measurement.
 ///

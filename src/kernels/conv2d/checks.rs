@@ -1,9 +1,9 @@
 //! Parity checks of `conv2d`: the GPU passes against the `cpu::` reference at every shape
 //! class (and variant), for `gpucnn selftest` and `tests/parity.rs`.
 
-use super::*;
 use std::sync::{Arc, OnceLock};
 
+use super::*;
 use crate::gpu::GpuError;
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 

@@ -1,10 +1,11 @@
 //! Parity checks of `depthwise_conv2d`: the GPU passes against the `cpu::` reference at every shape
 //! class (and variant), for `gpucnn selftest` and `tests/parity.rs`.
 
+use std::sync::{Arc, OnceLock};
+
 use super::*;
 use crate::gpu::GpuError;
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
-use std::sync::{Arc, OnceLock};
 
 fn describe(s: &DepthwiseShape) -> String {
     format!(

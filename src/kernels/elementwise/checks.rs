@@ -1,12 +1,13 @@
 //! Parity checks of `elementwise`: the GPU passes against the `cpu::` reference at every shape
 //! class (and variant), for `gpucnn selftest` and `tests/parity.rs`.
 
+use std::sync::{Arc, OnceLock};
+
 use super::*;
 use crate::cpu;
 use crate::gpu::GpuError;
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 use crate::kernels::MAX_GROUPS_PER_DIM;
-use std::sync::{Arc, OnceLock};
 
 /// The family compiled once per `checks()` list, on first use, shared by its checks.
 type Shared = Arc<OnceLock<Elementwise>>;

@@ -1,10 +1,11 @@
 //! Parity checks of `gemm`: the GPU passes against the `cpu::` reference at every shape
 //! class (and variant), for `gpucnn selftest` and `tests/parity.rs`.
 
+use std::sync::Arc;
+
 use super::*;
 use crate::cpu;
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
-use std::sync::Arc;
 
 /// f32 sums of K products of values in [-1, 1]: rounding grows like sqrt(K) on average.
 pub(crate) fn tolerance(k: usize) -> (f64, f64) {

@@ -1,11 +1,12 @@
 //! Parity checks of `loss`: the GPU passes against the `cpu::` reference at every shape
 //! class (and variant), for `gpucnn selftest` and `tests/parity.rs`.
 
+use std::sync::{Arc, OnceLock};
+
 use super::*;
 use crate::cpu;
 use crate::gpu::GpuError;
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
-use std::sync::{Arc, OnceLock};
 
 type Shared = Arc<OnceLock<Loss>>;
 
