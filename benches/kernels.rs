@@ -2,13 +2,16 @@
 //! GEMM variants side by side. Throughput is GFLOP/s (compute-bound) or GB/s (memory-bound).
 //! What is timed is submit + GPU execution + wait, never pipeline or bind-group creation.
 //!
-//! Filter like any criterion bench: `cargo bench --bench kernels -- gemm`.
+//! The cases come from `kernels::registry::FAMILIES`, family by family (each family's buffers
+//! are freed before the next one's are made). Filter like any criterion bench:
+//! `cargo bench --bench kernels -- gemm`.
 
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use gpucnn::bench::{Work, all_cases};
-use gpucnn::gpu::test_context;
+use gpucnn::bench::{BenchCase, Work};
+use gpucnn::gpu::{GpuContext, test_context};
+use gpucnn::kernels::registry::FAMILIES;
 
 fn main() {
     let mut c = Criterion::default()
@@ -19,7 +22,15 @@ fn main() {
     let Some(ctx) = test_context() else { return };
     eprintln!("adapter: {}", ctx.summary());
     eprintln!("kernel variants: {}", gpucnn::kernels::variant_report(&ctx));
-    let cases = all_cases(&ctx);
+    for family in FAMILIES {
+        bench_family(&mut c, &ctx, &(family.bench_cases)(&ctx));
+    }
+    c.final_summary();
+}
+
+/// One criterion group per op of the family (`pool` has max_pool2d and global_avg_pool2d), in
+/// the order the family lists its cases.
+fn bench_family(c: &mut Criterion, ctx: &GpuContext, cases: &[BenchCase]) {
     let mut groups: Vec<&'static str> = cases.iter().map(|c| c.group).collect();
     groups.dedup();
     for g in groups {
@@ -33,7 +44,7 @@ fn main() {
                 b.iter_custom(|iters| {
                     let t = Instant::now();
                     for _ in 0..iters {
-                        case.run_once(&ctx);
+                        case.run_once(ctx);
                     }
                     t.elapsed()
                 })
@@ -41,5 +52,4 @@ fn main() {
         }
         group.finish();
     }
-    c.final_summary();
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use gpucnn::gpu::test_context;
 use gpucnn::graph::executor::{BatchTargets, TrainStep};
+use gpucnn::harness::random_vec;
 use gpucnn::model::{XceptionConfig, xception_mini};
-use gpucnn::selftest::random_vec;
 
 fn main() {
     let mut c = Criterion::default()

@@ -1,11 +1,14 @@
-//! Benchmark cases contributed by each kernel module, timed by `benches/kernels.rs`.
+//! The bench harness: benchmark cases contributed by each kernel family (`bench::cases`,
+//! listed by `kernels::registry::FAMILIES`), timed by `benches/kernels.rs`.
 //!
 //! A case owns its buffers and pre-built [`Dispatch`]es; the bench records them into one
 //! command encoder, submits and waits, so what is timed is the GPU work (plus one submit),
 //! never pipeline or bind-group creation.
+//!
+//! A leaf: it imports only [`crate::gpu`], never a kernel family.
 
 use crate::gpu::GpuContext;
-use crate::kernels::Dispatch;
+use crate::gpu::shader::{Dispatch, run_all};
 
 /// What one run of a case does, for criterion's throughput: FLOPs (compute-bound kernels,
 /// reported as GFLOP/s) or bytes moved (memory-bound kernels, reported as GB/s).
@@ -30,26 +33,6 @@ impl BenchCase {
     /// Records all dispatches in one pass, submits, and waits for the GPU.
     pub fn run_once(&self, ctx: &GpuContext) {
         let refs: Vec<&Dispatch> = self.dispatches.iter().collect();
-        crate::kernels::run_all(ctx, &refs).expect("bench dispatch failed");
+        run_all(ctx, &refs).expect("bench dispatch failed");
     }
-}
-
-/// Every bench case of every kernel family.
-pub fn all_cases(ctx: &GpuContext) -> Vec<BenchCase> {
-    use crate::kernels::*;
-    let mut v = Vec::new();
-    v.extend(conv2d::bench_cases(ctx));
-    v.extend(depthwise_conv2d::bench_cases(ctx));
-    v.extend(pointwise_conv2d::bench_cases(ctx));
-    v.extend(dense::bench_cases(ctx));
-    v.extend(gemm::bench_cases(ctx));
-    v.extend(batch_norm::bench_cases(ctx));
-    v.extend(relu::bench_cases(ctx));
-    v.extend(rescale::bench_cases(ctx));
-    v.extend(pool::bench_cases(ctx));
-    v.extend(elementwise::bench_cases(ctx));
-    v.extend(loss::bench_cases(ctx));
-    v.extend(adam::bench_cases(ctx));
-    v.extend(augment::bench_cases(ctx));
-    v
 }

@@ -4,7 +4,8 @@
 //! - [`gpu`]: adapter and device setup, upload/readback helpers.
 //! - [`kernels`]: one module per shader family in `shaders/`, building pipelines and dispatches.
 //! - [`cpu`]: the f64 reference implementation of every op and pass (the spec).
-//! - [`selftest`]: GPU-vs-CPU parity checks (`gpucnn selftest`, `tests/parity.rs`).
+//! - [`harness`]: the GPU-vs-CPU parity harness; [`selftest`] runs every family's checks
+//!   (`gpucnn selftest`, `tests/parity.rs`); [`bench`] is the harness of `benches/kernels.rs`.
 //! - [`model`] and [`graph`]: the Keras example's Xception as a layer graph, planned and run as
 //!   one training step on the GPU, with a CPU twin of the whole step.
 //! - [`data`]: datasets (class folders, multi-label CSVs), decoding, the batch loader.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod eval;
 pub mod gpu;
 pub mod graph;
+pub mod harness;
 pub mod kernels;
 pub mod model;
 pub mod plot;

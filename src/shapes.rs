@@ -181,3 +181,55 @@ impl Pool2d {
         self.n * self.rows().0 * self.cols().0 * self.c
     }
 }
+
+/// Shape of one 1×1 convolution: input [N, H, W, CIN], output [N, OH, OW, COUT].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PointwiseShape {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub stride: usize,
+}
+
+impl PointwiseShape {
+    /// (OH, OW) = (ceil(H/s), ceil(W/s)).
+    pub fn out_hw(&self) -> (usize, usize) {
+        (self.h.div_ceil(self.stride), self.w.div_ceil(self.stride))
+    }
+
+    /// Output pixels N·OH·OW: the GEMM's M (forward) or K (weight gradient).
+    pub fn pixels(&self) -> usize {
+        let (oh, ow) = self.out_hw();
+        self.n * oh * ow
+    }
+}
+
+/// Keras' default momentum of batch norm's moving statistics.
+pub const MOMENTUM: f32 = 0.99;
+/// Keras' default epsilon added to batch norm's variance.
+pub const EPSILON: f32 = 1e-3;
+
+/// The size of one batch-norm layer and its hyperparameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BnShape {
+    /// M = N·H·W.
+    pub rows: usize,
+    /// C.
+    pub channels: usize,
+    pub momentum: f32,
+    pub epsilon: f32,
+}
+
+impl BnShape {
+    /// A layer with Keras' default momentum and epsilon.
+    pub fn keras(rows: usize, channels: usize) -> Self {
+        Self {
+            rows,
+            channels,
+            momentum: MOMENTUM,
+            epsilon: EPSILON,
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! Dispatch reuse: a dispatch built once can get new Params (a per-step seed) and run again.
 
 use gpucnn::gpu::test_context;
+use gpucnn::harness::{random_vec, to_f64};
 use gpucnn::kernels::{elementwise, run_all};
-use gpucnn::selftest::{random_vec, to_f64};
 
 #[test]
 fn write_params_changes_the_dropout_seed_without_rebuilding() {

@@ -1,19 +1,18 @@
-//! GPU-vs-CPU parity of every op and pass, at every shape class and kernel variant.
+//! GPU-vs-CPU parity of every op and pass, at every shape class and kernel variant: one test
+//! per family of `kernels::registry::FAMILIES`, so `cargo test --test parity gemm` runs one
+//! family and libtest runs the families in parallel.
 //! In CI (CI=true) a missing adapter fails these tests; elsewhere they are skipped loudly.
 
 use gpucnn::gpu::test_context;
-use gpucnn::selftest::{all_checks, run_check};
+use gpucnn::harness::run_check;
+use gpucnn::kernels::registry::{FAMILIES, family};
 
-fn parity(op: &str) {
+/// Runs every check of the registered family `name`.
+fn parity(name: &str) {
+    let family = family(name).unwrap_or_else(|| panic!("no kernel family '{name}' registered"));
     let Some(ctx) = test_context() else { return };
-    let checks: Vec<_> = all_checks(&ctx)
-        .into_iter()
-        .filter(|c| c.op == op)
-        .collect();
-    assert!(
-        !checks.is_empty(),
-        "no parity checks registered for op '{op}'"
-    );
+    let checks = (family.checks)(&ctx);
+    assert!(!checks.is_empty(), "family '{name}' has no parity checks");
     let mut failures = Vec::new();
     for c in &checks {
         let r = run_check(&ctx, c);
@@ -36,67 +35,41 @@ fn parity(op: &str) {
     );
 }
 
-#[test]
-fn conv2d() {
-    parity("conv2d");
+/// One `#[test]` per family (libtest needs them named at compile time);
+/// `every_registered_family_has_a_test` keeps this list equal to the registry.
+macro_rules! family_tests {
+    ($($name:ident),* $(,)?) => {
+        const TESTED: &[&str] = &[$(stringify!($name)),*];
+        $(
+            #[test]
+            fn $name() {
+                parity(stringify!($name));
+            }
+        )*
+    };
 }
+
+family_tests!(
+    conv2d,
+    depthwise_conv2d,
+    pointwise_conv2d,
+    dense,
+    gemm,
+    batch_norm,
+    relu,
+    rescale,
+    pool,
+    elementwise,
+    loss,
+    adam,
+    augment,
+);
+
 #[test]
-fn depthwise_conv2d() {
-    parity("depthwise_conv2d");
-}
-#[test]
-fn pointwise_conv2d() {
-    parity("pointwise_conv2d");
-}
-#[test]
-fn dense() {
-    parity("dense");
-}
-#[test]
-fn gemm() {
-    parity("gemm");
-}
-#[test]
-fn batch_norm() {
-    parity("batch_norm");
-}
-#[test]
-fn relu() {
-    parity("relu");
-}
-#[test]
-fn max_pool2d() {
-    parity("max_pool2d");
-}
-#[test]
-fn global_avg_pool2d() {
-    parity("global_avg_pool2d");
-}
-#[test]
-fn add() {
-    parity("add");
-}
-#[test]
-fn dropout() {
-    parity("dropout");
-}
-#[test]
-fn sigmoid_bce() {
-    parity("sigmoid_bce");
-}
-#[test]
-fn softmax_ce() {
-    parity("softmax_ce");
-}
-#[test]
-fn adam() {
-    parity("adam");
-}
-#[test]
-fn augment() {
-    parity("augment");
-}
-#[test]
-fn rescale() {
-    parity("rescale");
+fn every_registered_family_has_a_test() {
+    let registered: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+    assert_eq!(
+        TESTED, registered,
+        "family_tests! must list kernels::registry::FAMILIES"
+    );
 }

@@ -4,7 +4,7 @@
 use gpucnn::gpu::test_context;
 use gpucnn::graph::executor::{BatchTargets, TrainStep};
 use gpucnn::graph::parity::{compare_step, small_model};
-use gpucnn::selftest::{compare, random_vec};
+use gpucnn::harness::{compare, random_vec};
 
 fn check_step(classes: usize, n: usize, micro: Option<usize>) {
     let Some(ctx) = test_context() else { return };
@@ -108,7 +108,7 @@ fn augmented_step_matches_cpu_reference() {
 #[test]
 fn evaluation_matches_cpu_reference() {
     use gpucnn::graph::reference::{Targets, evaluate};
-    use gpucnn::selftest::to_f64;
+    use gpucnn::harness::to_f64;
     let Some(ctx) = test_context() else { return };
     let model = small_model(10);
     let step = TrainStep::new(&ctx, &model, 8, 1e-3).unwrap();

@@ -8,7 +8,8 @@ use clap::ValueEnum;
 use super::output::outln;
 use super::{open_gpu, success_unless};
 use crate::gpu::{AdapterOptions, GpuContext};
-use crate::selftest::{Check, CheckResult, ShapeClass, all_checks, run_check};
+use crate::harness::{Check, CheckResult, ShapeClass, run_check};
+use crate::selftest::all_checks;
 
 /// The flags of `gpucnn selftest`.
 #[derive(Debug, clap::Args)]

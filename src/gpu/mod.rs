@@ -10,6 +10,8 @@ use std::fmt;
 use thiserror::Error;
 use wgpu::util::DeviceExt;
 
+pub mod shader;
+
 /// Errors raised while setting up or talking to the GPU.
 #[derive(Debug, Error)]
 pub enum GpuError {

@@ -5,8 +5,8 @@ use super::executor::{BatchTargets, StepOptions, TrainStep};
 use super::reference::{self, AdamState, Targets};
 use super::{Model, ParamLayout, Shape};
 use crate::gpu::{GpuContext, GpuError};
+use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 use crate::model::{XceptionConfig, xception_mini};
-use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
 
 /// The model the parity check uses: xception_mini at width 1/16 on 32×32 inputs.
 pub fn small_model(classes: usize) -> Model {

@@ -16,8 +16,6 @@
 //! backward_weight is split-K: partial sums go into a caller-provided scratch buffer
 //! ([`Conv2d::backward_weight_scratch_len`]) and a second dispatch reduces them into dw and db.
 
-use std::sync::{Arc, OnceLock};
-
 use bytemuck::{Pod, Zeroable};
 
 use crate::cpu::Padding;
@@ -27,7 +25,9 @@ use crate::cpu::conv2d::{
 use crate::gpu::GpuContext;
 use crate::kernels::Bind;
 use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
-use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
+
+pub mod bench;
+pub mod checks;
 
 /// Mirrors `struct Params` in shaders/conv2d.wgsl.
 #[repr(C)]
@@ -228,7 +228,7 @@ impl Conv2d {
             ShaderFamily::new(
                 ctx,
                 "conv2d",
-                include_str!("../../shaders/conv2d.wgsl"),
+                include_str!("../../../shaders/conv2d.wgsl"),
                 entries,
                 &[("WG", wg as f64), ("LC", lc as f64)],
             )
@@ -239,7 +239,7 @@ impl Conv2d {
             ShaderFamily::new(
                 ctx,
                 "conv2d_subgroup",
-                include_str!("../../shaders/conv2d_subgroup.wgsl"),
+                include_str!("../../../shaders/conv2d_subgroup.wgsl"),
                 &[
                     "conv2d_forward",
                     "conv2d_backward_input",
@@ -395,262 +395,4 @@ impl Conv2d {
         );
         [partial, reduce]
     }
-}
-
-/// Which variant this adapter uses, for the printed report.
-fn shape(n: usize, hw: usize, cin: usize, cout: usize, k: usize, stride: usize) -> Conv2dShape {
-    Conv2dShape {
-        n,
-        h: hw,
-        w: hw,
-        cin,
-        cout,
-        k,
-        stride,
-        padding: Padding::Same,
-    }
-}
-
-fn describe(s: &Conv2dShape) -> String {
-    format!(
-        "N{} H{} W{} C{}→{} k{} s{} {}",
-        s.n,
-        s.h,
-        s.w,
-        s.cin,
-        s.cout,
-        s.k,
-        s.stride,
-        match s.padding {
-            Padding::Same => "same",
-            Padding::Valid => "valid",
-        }
-    )
-}
-
-/// Tolerance for f32 sums of `terms` products of values in [−1, 1]: rounding error grows like
-/// sqrt(terms) (sums themselves are ≈ sqrt(terms)/3). Measured worst errors sit 10–50× below
-/// this, and a single missing or doubled tap (an error ≳ 0.1) is far above it.
-fn tol(terms: usize) -> (f64, f64) {
-    (1e-5 * (terms as f64).sqrt(), 1e-5)
-}
-
-/// CPU references of one check shape, computed once and shared by every variant's check.
-#[derive(Default)]
-struct Reference {
-    y: OnceLock<Vec<f64>>,
-    dx: OnceLock<Vec<f64>>,
-    dw_db: OnceLock<(Vec<f64>, Vec<f64>)>,
-}
-
-/// Seeded inputs of a check: the same for every variant, so one CPU reference serves all.
-fn inputs(seed: u64, s: &Conv2dShape) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
-    (
-        random_vec(seed, s.x_len(), -1.0, 1.0),
-        random_vec(seed + 1, s.w_len(), -1.0, 1.0),
-        random_vec(seed + 2, s.cout, -1.0, 1.0),
-        random_vec(seed + 3, s.y_len(), -1.0, 1.0),
-    )
-}
-
-/// Parity checks of every pass and variant at the tiny, odd (stride 2, valid padding, 1×1
-/// stride 2 as in the residual projections) and large shapes, and the stem's even-size stride-2
-/// case (pads 0 before, 1 after). Layouts: ≤ 16 GEMM columns run the narrow tiles, more the
-/// wide (portable) or subgroup tiles, and every pass meets both.
-pub fn checks(ctx: &GpuContext) -> Vec<Check> {
-    let cases = [
-        (ShapeClass::Tiny, shape(1, 4, 2, 3, 3, 1)),
-        (ShapeClass::Tiny, shape(1, 10, 3, 8, 3, 2)),
-        (ShapeClass::Odd, shape(2, 7, 5, 3, 3, 2)),
-        (
-            ShapeClass::Odd,
-            Conv2dShape {
-                padding: Padding::Valid,
-                ..shape(2, 7, 5, 3, 3, 2)
-            },
-        ),
-        (ShapeClass::Odd, shape(3, 9, 5, 19, 3, 2)),
-        (ShapeClass::Odd, shape(2, 9, 19, 21, 3, 2)),
-        (ShapeClass::Odd, shape(2, 9, 19, 21, 1, 2)),
-        // 50M multiply-adds: 113 row tiles, 8 K splits in backward_weight. (N4 H45 W45 C64→96
-        // is 448M, ~3 s per pass and variant on lavapipe; this keeps the list to seconds.)
-        (ShapeClass::Large, shape(2, 30, 32, 96, 3, 1)),
-    ];
-    // Each variant's pipelines are compiled once, on first use, and shared by all its checks.
-    let variants: Vec<(Variant, Arc<OnceLock<Conv2d>>)> = Variant::available(ctx)
-        .into_iter()
-        .map(|v| (v, Arc::new(OnceLock::new())))
-        .collect();
-    let mut v = Vec::new();
-    for (i, (class, s)) in cases.into_iter().enumerate() {
-        let seed = 10 * i as u64;
-        let refs = Arc::new(Reference::default());
-        for (variant, kernels) in &variants {
-            let variant = *variant;
-            let (k, r) = (kernels.clone(), refs.clone());
-            v.push(Check::new(
-                "conv2d",
-                "forward",
-                variant.name(),
-                class,
-                describe(&s),
-                move |ctx| {
-                    let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
-                    let (x, w, b, _) = inputs(seed, &s);
-                    let (xb, wb, bb) = (
-                        ctx.upload("x", &x),
-                        ctx.upload("w", &w),
-                        ctx.upload("b", &b),
-                    );
-                    let yb = ctx.upload("y", &vec![f32::NAN; s.y_len()]);
-                    crate::kernels::run_all(ctx, &[&k.forward(ctx, &yb, &xb, &wb, &bb, &s)])?;
-                    let want = r.y.get_or_init(|| {
-                        let mut y = vec![0.0; s.y_len()];
-                        conv2d_forward(&mut y, &to_f64(&x), &to_f64(&w), &to_f64(&b), &s);
-                        y
-                    });
-                    let (atol, rtol) = tol(s.k * s.k * s.cin);
-                    Ok(vec![Compared::new(
-                        "y",
-                        ctx.read(&yb)?,
-                        want.clone(),
-                        atol,
-                        rtol,
-                    )])
-                },
-            ));
-            let (k, r) = (kernels.clone(), refs.clone());
-            v.push(Check::new(
-                "conv2d",
-                "backward_input",
-                variant.name(),
-                class,
-                describe(&s),
-                move |ctx| {
-                    let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
-                    let (_, w, _, dy) = inputs(seed, &s);
-                    let (dyb, wb) = (ctx.upload("dy", &dy), ctx.upload("w", &w));
-                    // Garbage first: the pass must write every element.
-                    let dxb = ctx.upload("dx", &vec![f32::NAN; s.x_len()]);
-                    crate::kernels::run_all(ctx, &[&k.backward_input(ctx, &dxb, &dyb, &wb, &s)])?;
-                    let want = r.dx.get_or_init(|| {
-                        let mut dx = vec![0.0; s.x_len()];
-                        conv2d_backward_input(&mut dx, &to_f64(&dy), &to_f64(&w), &s);
-                        dx
-                    });
-                    let (atol, rtol) = tol(s.k * s.k * s.cout);
-                    Ok(vec![Compared::new(
-                        "dx",
-                        ctx.read(&dxb)?,
-                        want.clone(),
-                        atol,
-                        rtol,
-                    )])
-                },
-            ));
-            let (k, r) = (kernels.clone(), refs.clone());
-            v.push(Check::new(
-                "conv2d",
-                "backward_weight",
-                variant.name(),
-                class,
-                describe(&s),
-                move |ctx| {
-                    let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
-                    let (x, _, _, dy) = inputs(seed, &s);
-                    let (dyb, xb) = (ctx.upload("dy", &dy), ctx.upload("x", &x));
-                    let dwb = ctx.upload("dw", &vec![f32::NAN; s.w_len()]);
-                    let dbb = ctx.upload("db", &vec![f32::NAN; s.cout]);
-                    let scratch = ctx.upload(
-                        "scratch",
-                        &vec![f32::NAN; k.backward_weight_scratch_len(&s)],
-                    );
-                    let [d0, d1] = k.backward_weight(ctx, &dwb, &dbb, &scratch, &dyb, &xb, &s);
-                    crate::kernels::run_all(ctx, &[&d0, &d1])?;
-                    let (dw, db) = r.dw_db.get_or_init(|| {
-                        let mut dw = vec![0.0; s.w_len()];
-                        let mut db = vec![0.0; s.cout];
-                        conv2d_backward_weight(&mut dw, &mut db, &to_f64(&dy), &to_f64(&x), &s);
-                        (dw, db)
-                    });
-                    let (atol, rtol) = tol(s.n * s.oh() * s.ow());
-                    Ok(vec![
-                        Compared::new("dw", ctx.read(&dwb)?, dw.clone(), atol, rtol),
-                        Compared::new("db", ctx.read(&dbb)?, db.clone(), atol, rtol),
-                    ])
-                },
-            ));
-        }
-    }
-    v
-}
-
-/// The stem (8×180×180×3 → 128, k3 s2 same; its backward_input is never needed in training,
-/// the input image takes no gradient) and the first residual projection (8×90×90×128 → 256,
-/// k1 s2), all three passes, every variant this adapter runs. FLOPs = 2·MACs.
-pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
-    let kernels: Vec<Conv2d> = Variant::available(ctx)
-        .into_iter()
-        .map(|v| Conv2d::with_variant(ctx, v))
-        .collect();
-    let mut v = shape_cases(
-        ctx,
-        &kernels,
-        &shape(8, 180, 3, 128, 3, 2),
-        "8x180x180x3_128_k3s2",
-    );
-    v.extend(shape_cases(
-        ctx,
-        &kernels,
-        &shape(8, 90, 128, 256, 1, 2),
-        "8x90x90x128_256_k1s2",
-    ));
-    v
-}
-
-fn shape_cases(
-    ctx: &GpuContext,
-    kernels: &[Conv2d],
-    s: &Conv2dShape,
-    id: &str,
-) -> Vec<crate::bench::BenchCase> {
-    use crate::bench::{BenchCase, Work};
-    let flops = Work::Flops(2 * s.macs() as u64);
-    let x = ctx.upload("x", &random_vec(1, s.x_len(), -1.0, 1.0));
-    let w = ctx.upload("w", &random_vec(2, s.w_len(), -1.0, 1.0));
-    let b = ctx.upload("b", &random_vec(3, s.cout, -1.0, 1.0));
-    let dy = ctx.upload("dy", &random_vec(4, s.y_len(), -1.0, 1.0));
-    let y = ctx.zeros("y", s.y_len());
-    let dx = ctx.zeros("dx", s.x_len());
-    let dw = ctx.zeros("dw", s.w_len());
-    let db = ctx.zeros("db", s.cout);
-    let mut v = Vec::new();
-    for k in kernels {
-        let scratch = ctx.zeros("scratch", k.backward_weight_scratch_len(s));
-        let name = k.variant().name();
-        v.push(BenchCase {
-            group: "conv2d",
-            id: format!("{id}/forward/{name}"),
-            work: flops,
-            dispatches: vec![k.forward(ctx, &y, &x, &w, &b, s)],
-            buffers: vec![y.clone(), x.clone(), w.clone(), b.clone()],
-        });
-        v.push(BenchCase {
-            group: "conv2d",
-            id: format!("{id}/backward_input/{name}"),
-            work: flops,
-            dispatches: vec![k.backward_input(ctx, &dx, &dy, &w, s)],
-            buffers: vec![dx.clone(), dy.clone(), w.clone()],
-        });
-        v.push(BenchCase {
-            group: "conv2d",
-            id: format!("{id}/backward_weight/{name}"),
-            work: flops,
-            dispatches: k
-                .backward_weight(ctx, &dw, &db, &scratch, &dy, &x, s)
-                .into(),
-            buffers: vec![dw.clone(), db.clone(), scratch, dy.clone(), x.clone()],
-        });
-    }
-    v
 }

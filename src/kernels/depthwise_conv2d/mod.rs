@@ -8,8 +8,6 @@
 //! into a caller-provided scratch buffer ([`DepthwiseConv2d::backward_weight_scratch_len`]), then
 //! a reduction pass into dw.
 
-use std::sync::{Arc, OnceLock};
-
 use bytemuck::{Pod, Zeroable};
 
 use crate::cpu::Padding;
@@ -20,7 +18,9 @@ use crate::cpu::depthwise_conv2d::{
 use crate::gpu::GpuContext;
 use crate::kernels::Bind;
 use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
-use crate::selftest::{Check, Compared, ShapeClass, random_vec, to_f64};
+
+pub mod bench;
+pub mod checks;
 
 /// Mirrors `struct Params` in shaders/depthwise_conv2d.wgsl.
 #[repr(C)]
@@ -110,7 +110,7 @@ impl DepthwiseConv2d {
             family: ShaderFamily::new(
                 ctx,
                 "depthwise_conv2d",
-                include_str!("../../shaders/depthwise_conv2d.wgsl"),
+                include_str!("../../../shaders/depthwise_conv2d.wgsl"),
                 &[
                     "depthwise_conv2d_forward",
                     "depthwise_conv2d_backward_input",
@@ -252,165 +252,4 @@ pub fn variant_report(_ctx: &GpuContext) -> String {
         "depthwise_conv2d: one channel per lane, {TW} pixels per invocation in registers; \
          backward_weight split over rows + reduce"
     )
-}
-
-fn describe(s: &DepthwiseShape) -> String {
-    format!(
-        "N{} H{} W{} C{} k{} s1 {}",
-        s.n,
-        s.h,
-        s.w,
-        s.c,
-        s.k,
-        match s.padding {
-            Padding::Same => "same",
-            Padding::Valid => "valid",
-        }
-    )
-}
-
-/// Tolerance for f32 sums of `terms` products of values in [−1, 1]: rounding error grows like
-/// sqrt(terms); measured worst errors sit well below this, and one missing or doubled tap
-/// (an error ≳ 0.1) is far above it.
-fn tol(terms: usize) -> (f64, f64) {
-    (1e-5 * (terms as f64).sqrt(), 1e-5)
-}
-
-/// Parity checks of every pass at the tiny, odd and large shapes, with k = 3 and k = 5 and a
-/// valid-padding case.
-pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
-    let mk = |n, hw, c, k, padding| DepthwiseShape {
-        n,
-        h: hw,
-        w: hw,
-        c,
-        k,
-        padding,
-    };
-    let cases = [
-        (ShapeClass::Tiny, mk(1, 4, 2, 3, Padding::Same)),
-        (ShapeClass::Odd, mk(2, 7, 5, 3, Padding::Same)),
-        (ShapeClass::Odd, mk(2, 11, 5, 3, Padding::Valid)),
-        (ShapeClass::Odd, mk(1, 9, 67, 5, Padding::Same)),
-        (ShapeClass::Large, mk(4, 45, 64, 3, Padding::Same)),
-    ];
-    // Compiled once per kernel size, on first use, and shared by every check.
-    let k3: Arc<OnceLock<DepthwiseConv2d>> = Arc::new(OnceLock::new());
-    let k5: Arc<OnceLock<DepthwiseConv2d>> = Arc::new(OnceLock::new());
-    let mut v = Vec::new();
-    for (class, s) in cases {
-        let cell = if s.k == 3 { k3.clone() } else { k5.clone() };
-        v.push(Check::new(
-            "depthwise_conv2d",
-            "forward",
-            "",
-            class,
-            describe(&s),
-            move |ctx| {
-                let k = cell.get_or_init(|| DepthwiseConv2d::with_kernel_size(ctx, s.k));
-                let x = random_vec(1, s.x_len(), -1.0, 1.0);
-                let w = random_vec(2, s.w_len(), -1.0, 1.0);
-                let (xb, wb) = (ctx.upload("x", &x), ctx.upload("w", &w));
-                let yb = ctx.upload("y", &vec![f32::NAN; s.y_len()]);
-                crate::kernels::run_all(ctx, &[&k.forward(ctx, &yb, &xb, &wb, &s)])?;
-                let mut want = vec![0.0; s.y_len()];
-                depthwise_conv2d_forward(&mut want, &to_f64(&x), &to_f64(&w), &s);
-                let (atol, rtol) = tol(s.k * s.k);
-                Ok(vec![Compared::new("y", ctx.read(&yb)?, want, atol, rtol)])
-            },
-        ));
-        let cell = if s.k == 3 { k3.clone() } else { k5.clone() };
-        v.push(Check::new(
-            "depthwise_conv2d",
-            "backward_input",
-            "",
-            class,
-            describe(&s),
-            move |ctx| {
-                let k = cell.get_or_init(|| DepthwiseConv2d::with_kernel_size(ctx, s.k));
-                let dy = random_vec(3, s.y_len(), -1.0, 1.0);
-                let w = random_vec(4, s.w_len(), -1.0, 1.0);
-                let (dyb, wb) = (ctx.upload("dy", &dy), ctx.upload("w", &w));
-                let dxb = ctx.upload("dx", &vec![f32::NAN; s.x_len()]);
-                crate::kernels::run_all(ctx, &[&k.backward_input(ctx, &dxb, &dyb, &wb, &s)])?;
-                let mut want = vec![0.0; s.x_len()];
-                depthwise_conv2d_backward_input(&mut want, &to_f64(&dy), &to_f64(&w), &s);
-                let (atol, rtol) = tol(s.k * s.k);
-                Ok(vec![Compared::new("dx", ctx.read(&dxb)?, want, atol, rtol)])
-            },
-        ));
-        let cell = if s.k == 3 { k3.clone() } else { k5.clone() };
-        v.push(Check::new(
-            "depthwise_conv2d",
-            "backward_weight",
-            "",
-            class,
-            describe(&s),
-            move |ctx| {
-                let k = cell.get_or_init(|| DepthwiseConv2d::with_kernel_size(ctx, s.k));
-                let dy = random_vec(5, s.y_len(), -1.0, 1.0);
-                let x = random_vec(6, s.x_len(), -1.0, 1.0);
-                let (dyb, xb) = (ctx.upload("dy", &dy), ctx.upload("x", &x));
-                let dwb = ctx.upload("dw", &vec![f32::NAN; s.w_len()]);
-                let scratch = ctx.upload(
-                    "scratch",
-                    &vec![f32::NAN; DepthwiseConv2d::backward_weight_scratch_len(&s)],
-                );
-                let [d0, d1] = k.backward_weight(ctx, &dwb, &scratch, &dyb, &xb, &s);
-                crate::kernels::run_all(ctx, &[&d0, &d1])?;
-                let mut want = vec![0.0; s.w_len()];
-                depthwise_conv2d_backward_weight(&mut want, &to_f64(&dy), &to_f64(&x), &s);
-                let (atol, rtol) = tol(s.n * s.oh() * s.ow());
-                Ok(vec![Compared::new("dw", ctx.read(&dwb)?, want, atol, rtol)])
-            },
-        ));
-    }
-    v
-}
-
-/// The model's depthwise layer at its largest (8×90×90×256, k3, same), all three passes.
-/// FLOPs = 2·MACs.
-pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
-    use crate::bench::{BenchCase, Work};
-    let s = DepthwiseShape {
-        n: 8,
-        h: 90,
-        w: 90,
-        c: 256,
-        k: 3,
-        padding: Padding::Same,
-    };
-    let k = DepthwiseConv2d::new(ctx);
-    let x = ctx.upload("x", &random_vec(1, s.x_len(), -1.0, 1.0));
-    let w = ctx.upload("w", &random_vec(2, s.w_len(), -1.0, 1.0));
-    let dy = ctx.upload("dy", &random_vec(3, s.y_len(), -1.0, 1.0));
-    let y = ctx.zeros("y", s.y_len());
-    let dx = ctx.zeros("dx", s.x_len());
-    let dw = ctx.zeros("dw", s.w_len());
-    let scratch = ctx.zeros("scratch", DepthwiseConv2d::backward_weight_scratch_len(&s));
-    let flops = 2 * s.macs() as u64;
-    let id = "8x90x90x256_k3";
-    vec![
-        BenchCase {
-            group: "depthwise_conv2d",
-            id: format!("{id}/forward"),
-            work: Work::Flops(flops),
-            dispatches: vec![k.forward(ctx, &y, &x, &w, &s)],
-            buffers: vec![],
-        },
-        BenchCase {
-            group: "depthwise_conv2d",
-            id: format!("{id}/backward_input"),
-            work: Work::Flops(flops),
-            dispatches: vec![k.backward_input(ctx, &dx, &dy, &w, &s)],
-            buffers: vec![],
-        },
-        BenchCase {
-            group: "depthwise_conv2d",
-            id: format!("{id}/backward_weight"),
-            work: Work::Flops(flops),
-            dispatches: k.backward_weight(ctx, &dw, &scratch, &dy, &x, &s).into(),
-            buffers: vec![x, w, dy, y, dx, dw, scratch],
-        },
-    ]
 }

@@ -11,8 +11,10 @@ use crate::gpu::GpuContext;
 use crate::kernels::Bind;
 use crate::kernels::Dispatch;
 use crate::kernels::gemm::{Gemm, Variant};
-use crate::kernels::pointwise_conv2d::{PointwiseShape, Reference, linear_checks};
-use crate::selftest::{Check, ShapeClass, random_vec};
+use crate::kernels::pointwise_conv2d::PointwiseShape;
+
+pub mod bench;
+pub mod checks;
 
 /// Dense passes on a (possibly shared) compiled [`Gemm`].
 pub struct Dense {
@@ -104,68 +106,4 @@ impl Dense {
             None,
         )
     }
-}
-
-/// Parity checks of the three passes at the three shape classes (large: the model's
-/// 1024 → out with a batch long enough for split-K in the weight gradient).
-pub fn checks(ctx: &GpuContext) -> Vec<Check> {
-    let sh = |batch, inp, out| PointwiseShape {
-        n: batch,
-        h: 1,
-        w: 1,
-        cin: inp,
-        cout: out,
-        stride: 1,
-    };
-    linear_checks(
-        ctx,
-        "dense",
-        Reference::Dense,
-        &[
-            (ShapeClass::Tiny, sh(2, 3, 4)),
-            (ShapeClass::Odd, sh(7, 37, 5)),
-            (ShapeClass::Large, sh(640, 1024, 33)),
-        ],
-    )
-}
-
-/// The model's classifier head: 8 × 1024 → 1 (tiny; GFLOP/s for completeness).
-pub fn bench_cases(ctx: &GpuContext) -> Vec<crate::bench::BenchCase> {
-    use crate::bench::{BenchCase, Work};
-    let (batch, inp, out) = (8, 1024, 1);
-    let k = Dense::new(ctx);
-    let vn = k.variant().name();
-    let x = ctx.upload("x", &random_vec(1, batch * inp, -1.0, 1.0));
-    let w = ctx.upload("w", &random_vec(2, inp * out, -0.1, 0.1));
-    let b = ctx.zeros("b", out);
-    let y = ctx.zeros("y", batch * out);
-    let dx = ctx.zeros("dx", batch * inp);
-    let dw = ctx.zeros("dw", inp * out);
-    let db = ctx.zeros("db", out);
-    let scratch = ctx.zeros("scratch", k.backward_weight_scratch_len(batch, inp, out));
-    let flops = Work::Flops(2 * (batch * inp * out) as u64);
-    let id = |pass: &str| format!("8x1024to1/{pass}/{vn}");
-    vec![
-        BenchCase {
-            group: "dense",
-            id: id("forward"),
-            work: flops,
-            dispatches: vec![k.forward(ctx, &y, &x, &w, &b, batch, inp, out)],
-            buffers: vec![],
-        },
-        BenchCase {
-            group: "dense",
-            id: id("backward_input"),
-            work: flops,
-            dispatches: k.backward_input(ctx, &dx, &y, &w, batch, inp, out),
-            buffers: vec![],
-        },
-        BenchCase {
-            group: "dense",
-            id: id("backward_weight"),
-            work: flops,
-            dispatches: k.backward_weight(ctx, &dw, &db, Some(&scratch), &y, &x, batch, inp, out),
-            buffers: vec![x, w, b, y, dx, dw, db, scratch],
-        },
-    ]
 }

@@ -1,0 +1,160 @@
+//! Parity checks of `adam`: the GPU passes against the `cpu::` reference at every shape
+//! class (and variant), for `gpucnn selftest` and `tests/parity.rs`.
+
+use std::sync::{Arc, OnceLock};
+
+use super::*;
+use crate::cpu;
+use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
+
+type Shared = Arc<OnceLock<Adam>>;
+
+/// One parity case: `steps` steps from t = `t0` (with random m, v when t0 > 0, zeros otherwise).
+#[derive(Clone, Copy)]
+struct Case {
+    class: ShapeClass,
+    len: usize,
+    t0: u32,
+    steps: u32,
+    /// Gradients are uniform in ±this. At 1 every update is ≈ lr·sign(g) whatever ε is; at
+    /// 1e-6, √v is of ε's order (1e-7), so only ε in Keras' place (added to √v, outside the
+    /// bias correction) passes.
+    g_scale: f32,
+}
+
+fn run_case(
+    shared: &Shared,
+    ctx: &GpuContext,
+    c: Case,
+    seed: u64,
+) -> Result<Vec<Compared>, crate::gpu::GpuError> {
+    let k = shared.get_or_init(|| Adam::new(ctx));
+    let lr = 1e-3f32;
+    let theta = random_vec(seed, c.len, -1.0, 1.0);
+    let (m, v) = if c.t0 == 0 {
+        (vec![0.0; c.len], vec![0.0; c.len])
+    } else {
+        (
+            random_vec(seed + 1, c.len, -0.1, 0.1),
+            random_vec(seed + 2, c.len, 0.0, 1e-2),
+        )
+    };
+    let grads: Vec<Vec<f32>> = (0..c.steps)
+        .map(|s| random_vec(seed + 10 + s as u64, c.len, -c.g_scale, c.g_scale))
+        .collect();
+    let (tb, mb, vb) = (
+        ctx.upload("theta", &theta),
+        ctx.upload("m", &m),
+        ctx.upload("v", &v),
+    );
+    let gb = ctx.zeros("grads", c.len);
+    let sb = ctx.upload(
+        "state",
+        &[AdamState {
+            t: c.t0,
+            ..AdamState::new(lr)
+        }],
+    );
+    // Built once, recorded every step, as the trainer does; only the gradients change.
+    let begin = k.begin_step(ctx, &sb);
+    let update = k.update(ctx, &tb, &mb, &vb, &gb, &sb, c.len);
+    for g in &grads {
+        ctx.queue.write_buffer(&gb, 0, bytemuck::cast_slice(g));
+        crate::kernels::run_all(ctx, &[&begin, &update])?;
+    }
+
+    // The reference runs with the f32-rounded constants the GPU sees.
+    let h = AdamHyper {
+        beta1: k.hyper.beta1 as f32 as f64,
+        beta2: k.hyper.beta2 as f32 as f64,
+        epsilon: k.hyper.epsilon as f32 as f64,
+    };
+    let (mut theta, mut m, mut v) = (to_f64(&theta), to_f64(&m), to_f64(&v));
+    let mut t = c.t0;
+    let mut lr_t = 0.0;
+    for g in &grads {
+        lr_t = cpu::adam::adam_begin_step(&mut t, lr as f64, &h);
+        cpu::adam::adam_update(&mut theta, &mut m, &mut v, &to_f64(g), lr_t, &h);
+    }
+    let state: Vec<AdamState> = ctx.read(&sb)?;
+    let steps = c.steps as f64;
+    let gs = c.g_scale as f64;
+    Ok(vec![
+        // f32 rounding of θ (|θ| ≤ 1) per step plus a relative 1e-5 on a step of ~lr.
+        Compared::new("theta", ctx.read(&tb)?, theta, 1.5e-7 * steps, 1e-6),
+        // Two products and a sum of values ≤ 1 per step, errors damped by β: a few ulp.
+        // (atol scaled with the gradients, |m| ≤ |g| and v ≤ g²).
+        Compared::new("m", ctx.read(&mb)?, m, 1e-7 * gs, 1e-5),
+        Compared::new("v", ctx.read(&vb)?, v, 1e-10 * gs * gs, 1e-5),
+        // lr_t from the log1p/expm1 series in f32: a few ulp.
+        Compared::new("lr_t", vec![state[0].lr_t], vec![lr_t], 0.0, 1e-6),
+        Compared::new("t", vec![state[0].t as f32], vec![t as f64], 0.0, 0.0),
+    ])
+}
+
+/// Parity checks at t = 1, 2, 10 and 1000, at lengths 7, 1003 (no multiple of 256) and the
+/// model's 2,731,065 parameters, and with gradients of ε's order (where ε's place shows).
+pub fn all(_ctx: &GpuContext) -> Vec<Check> {
+    use ShapeClass::*;
+    let shared: Shared = Arc::new(OnceLock::new());
+    let cases = [
+        Case {
+            class: Tiny,
+            len: 7,
+            t0: 0,
+            steps: 1,
+            g_scale: 1.0,
+        },
+        Case {
+            class: Tiny,
+            len: 7,
+            t0: 0,
+            steps: 2,
+            g_scale: 1.0,
+        },
+        Case {
+            class: Odd,
+            len: 1003,
+            t0: 0,
+            steps: 10,
+            g_scale: 1.0,
+        },
+        Case {
+            class: Odd,
+            len: 1003,
+            t0: 999,
+            steps: 1,
+            g_scale: 1.0,
+        },
+        Case {
+            class: Large,
+            len: 2_731_065,
+            t0: 999,
+            steps: 1,
+            g_scale: 1.0,
+        },
+        Case {
+            class: Odd,
+            len: 1003,
+            t0: 0,
+            steps: 3,
+            g_scale: 1e-6,
+        },
+    ];
+    cases
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let s = shared.clone();
+            let scale = if c.g_scale == 1.0 {
+                String::new()
+            } else {
+                format!(" |g|≤{:e}", c.g_scale)
+            };
+            let shape = format!("len {} t {}→{}{scale}", c.len, c.t0 + 1, c.t0 + c.steps);
+            Check::new("adam", "update", "", c.class, shape, move |ctx| {
+                run_case(&s, ctx, c, 500 + 100 * i as u64)
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,147 @@
+//! `adam`: Keras' Adam over one flat parameter buffer (shaders/adam.wgsl).
+//!
+//! The step count lives on the GPU, in a 16-byte [`AdamState`] buffer `[t, lr, lr_t, _]`:
+//! every training step records [`Adam::begin_step`] (one invocation: t += 1 and lr_t for the
+//! new t) and then [`Adam::update`], both built once. A step thus needs no host write, no
+//! readback and no bind-group rebuild. The host writes the state only to set the learning rate
+//! (a schedule may do so before any submit) or to restore t from a checkpoint
+//! ([`Adam::write_state`]); it reads it back with the checkpoint.
+
+use bytemuck::{Pod, Zeroable};
+
+pub use crate::cpu::adam::AdamHyper;
+use crate::gpu::GpuContext;
+use crate::kernels::Bind;
+use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
+
+pub mod bench;
+pub mod checks;
+
+/// Mirrors `struct Params` in shaders/adam.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug)]
+pub struct Params {
+    pub len: u32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+}
+
+/// Mirrors `struct AdamState` in shaders/adam.wgsl: the optimizer's GPU-resident scalars.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq)]
+pub struct AdamState {
+    /// Steps taken (0 before the first; adam_begin_step increments it).
+    pub t: u32,
+    /// Base learning rate.
+    pub lr: f32,
+    /// Bias-corrected step size of step t (written by adam_begin_step).
+    pub lr_t: f32,
+    pub _pad: u32,
+}
+
+impl AdamState {
+    /// The state before the first step, with learning rate `lr`.
+    pub fn new(lr: f32) -> Self {
+        Self {
+            t: 0,
+            lr,
+            lr_t: 0.0,
+            _pad: 0,
+        }
+    }
+}
+
+const WG: u32 = 64;
+const PER_INVOCATION: u32 = 4;
+
+/// Pipelines of shaders/adam.wgsl, with the optimizer's constants.
+pub struct Adam {
+    family: ShaderFamily,
+    pub hyper: AdamHyper,
+}
+
+impl Adam {
+    /// Adam with Keras' constants (β1 0.9, β2 0.999, ε 1e-7).
+    pub fn new(ctx: &GpuContext) -> Self {
+        Self::with_hyper(ctx, AdamHyper::default())
+    }
+
+    /// Adam with the given constants.
+    pub fn with_hyper(ctx: &GpuContext, hyper: AdamHyper) -> Self {
+        Self {
+            family: ShaderFamily::new(
+                ctx,
+                "adam",
+                include_str!("../../../shaders/adam.wgsl"),
+                &["adam_begin_step", "adam_update"],
+                &[("WG", WG as f64)],
+            ),
+            hyper,
+        }
+    }
+
+    fn params(&self, len: usize) -> Params {
+        Params {
+            len: u32::try_from(len).expect("adam: more than u32::MAX parameters"),
+            beta1: self.hyper.beta1 as f32,
+            beta2: self.hyper.beta2 as f32,
+            epsilon: self.hyper.epsilon as f32,
+        }
+    }
+
+    /// A new state buffer ([`AdamState`], 16 bytes) at t = 0 with learning rate `lr`.
+    pub fn new_state(ctx: &GpuContext, lr: f32) -> wgpu::Buffer {
+        ctx.upload("adam state", &[AdamState::new(lr)])
+    }
+
+    /// Overwrites the state (queued before the next submit): a new learning rate, or t
+    /// restored from a checkpoint. Never needed inside the step loop.
+    pub fn write_state(ctx: &GpuContext, state: &wgpu::Buffer, s: &AdamState) {
+        ctx.queue.write_buffer(state, 0, bytemuck::bytes_of(s));
+    }
+
+    /// t += 1 and lr_t for the new t (writes state). state: [`AdamState`].
+    pub fn begin_step(&self, ctx: &GpuContext, state: &dyn Bind) -> Dispatch {
+        let slots = [None, None, None, None, Some(state)];
+        let p = self.params(0);
+        self.family
+            .dispatch(ctx, "adam_begin_step", &slots, Some(&p), [1, 1, 1])
+    }
+
+    /// One Adam update with the state's lr_t (θ, m, v in place). theta, m, v, grads: [len] f32
+    /// (flat parameter, moment and gradient buffers, same offsets); state: [`AdamState`].
+    /// Record [`Adam::begin_step`] before it in every step.
+    #[allow(clippy::too_many_arguments)] // outputs, inputs, state, size: the project's order
+    pub fn update(
+        &self,
+        ctx: &GpuContext,
+        theta: &dyn Bind,
+        m: &dyn Bind,
+        v: &dyn Bind,
+        grads: &dyn Bind,
+        state: &dyn Bind,
+        len: usize,
+    ) -> Dispatch {
+        let bytes = 4 * len as u64;
+        let limit = ctx.limits.max_storage_buffer_binding_size;
+        assert!(
+            bytes <= limit,
+            "adam: {len} parameters ({bytes} bytes) exceed this device's storage binding limit \
+             of {limit} bytes; update the flat buffer in slices of at most {} parameters",
+            limit / 4
+        );
+        let slots = [
+            Some(theta),
+            Some(m),
+            Some(v),
+            Some(grads),
+            None,
+            Some(state),
+        ];
+        let p = self.params(len);
+        let grid = grid_1d(groups_for(len, WG * PER_INVOCATION));
+        self.family
+            .dispatch(ctx, "adam_update", &slots, Some(&p), grid)
+    }
+}

@@ -1,0 +1,296 @@
+//! `batch_norm` (Keras semantics, channels last): shaders/batch_norm.wgsl.
+//!
+//! x [N, H, W, C] is viewed as [M, C], M = N·H·W. Per-channel reductions run in two stages:
+//! each workgroup reduces one chunk of rows for CW consecutive channels into a partial in a
+//! caller-provided scratch buffer (length [`BatchNorm::scratch_len`]), then a finalize pass
+//! merges the chunk partials per channel. The variance is the Welford/Chan merge of per-lane
+//! and per-chunk (count, mean, M2) states: numerically sound, never E[x²] − E[x]².
+//!
+//! Passes and their dispatches (recorded in the order returned):
+//! - `forward_train`: partial → finalize (writes the saved `mean` and `inv_std` = 1/sqrt(var + ε),
+//!   updates moving_mean/var in place) → normalize (writes y).
+//! - `forward_inference`: one dispatch, normalising with the moving statistics.
+//! - `backward`: partial → finalize (writes dγ, dβ) → input (writes dx). Saved tensors: the
+//!   forward's input x (not x̂) and its `mean` and `inv_std`. Every output is written, never
+//!   accumulated.
+//!
+//! Variants (same WGSL, different workgroup shape): `tree` is CW = 64 channels × RL = 4 row lanes
+//! merged by a workgroup-memory tree (the portable variant for real GPUs: coalesced along C and
+//! more invocations per chunk); `flat` is 64 channels × 1 row lane, so no workgroup memory and no
+//! barrier, which lavapipe rewards (LAVAPIPE-NOTES.md). Software adapters get `flat`.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::GpuContext;
+use crate::kernels::Bind;
+use crate::kernels::{Dispatch, ShaderFamily, groups_for};
+
+pub mod bench;
+pub mod checks;
+
+pub use crate::shapes::{EPSILON, MOMENTUM};
+
+/// Channels per workgroup (consecutive invocations, consecutive addresses).
+pub(crate) const CW: u32 = 64;
+/// Invocations per workgroup of the finalize passes (one per channel).
+const FW: u32 = 64;
+/// Smallest chunk of rows a workgroup reduces.
+const MIN_ROWS_PER_CHUNK: usize = 128;
+/// Most chunks: bounds the finalize passes' loop and the scratch buffer. At the model's
+/// largest layer (batch 128, 90×90: 1,036,800 rows) chunks hold 1,013 rows.
+const MAX_CHUNKS: usize = 1024;
+
+/// Mirrors `struct Params` in shaders/batch_norm.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug)]
+pub struct Params {
+    pub rows: u32,
+    pub channels: u32,
+    pub rows_per_chunk: u32,
+    pub chunks: u32,
+    pub momentum: f32,
+    pub epsilon: f32,
+    pub _pad: [u32; 2],
+}
+
+pub use crate::shapes::BnShape;
+
+impl BnShape {
+    /// (rows per chunk, chunks) of the two-stage reductions.
+    pub fn chunking(&self) -> (usize, usize) {
+        let rows = self.rows.max(1);
+        let per = rows.div_ceil(MAX_CHUNKS).max(MIN_ROWS_PER_CHUNK);
+        (per, rows.div_ceil(per))
+    }
+
+    fn params(&self) -> Params {
+        let (per, chunks) = self.chunking();
+        Params {
+            rows: self.rows as u32,
+            channels: self.channels as u32,
+            rows_per_chunk: per as u32,
+            chunks: chunks as u32,
+            momentum: self.momentum,
+            epsilon: self.epsilon,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// Kernel variant: the workgroup shape of the row passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// 64 channels × 4 row lanes, lanes merged through workgroup memory: real GPUs.
+    Tree,
+    /// 64 channels × 1 row lane, no workgroup memory or barriers: software adapters.
+    Flat,
+}
+
+impl Variant {
+    /// The variant for this adapter: `Flat` on CPU adapters (lavapipe, where workgroup memory
+    /// and barriers are slow), `Tree` elsewhere.
+    pub fn for_adapter(ctx: &GpuContext) -> Self {
+        if ctx.is_software() {
+            Variant::Flat
+        } else {
+            Variant::Tree
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Tree => "tree",
+            Variant::Flat => "flat",
+        }
+    }
+
+    pub(crate) fn row_lanes(self) -> u32 {
+        match self {
+            Variant::Tree => 4,
+            Variant::Flat => 1,
+        }
+    }
+}
+
+/// Which batch-norm variant this adapter uses, for the printed report.
+/// Pipelines of shaders/batch_norm.wgsl for one variant.
+pub struct BatchNorm {
+    family: ShaderFamily,
+    variant: Variant,
+}
+
+impl BatchNorm {
+    /// The variant chosen for this adapter.
+    pub fn new(ctx: &GpuContext) -> Self {
+        Self::with_variant(ctx, Variant::for_adapter(ctx))
+    }
+
+    pub fn with_variant(ctx: &GpuContext, variant: Variant) -> Self {
+        let family = ShaderFamily::new(
+            ctx,
+            "batch_norm",
+            include_str!("../../../shaders/batch_norm.wgsl"),
+            &[],
+            &[
+                ("CW", CW as f64),
+                ("RL", variant.row_lanes() as f64),
+                ("FW", FW as f64),
+            ],
+        );
+        Self { family, variant }
+    }
+
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// f32 elements of the scratch buffer `forward_train` and `backward` need for a layer of
+    /// this shape ([2, chunks, C]); one buffer of the largest `scratch_len` over the layers
+    /// serves them all (their dispatches run one after another).
+    pub fn scratch_len(shape: &BnShape) -> usize {
+        2 * shape.chunking().1 * shape.channels
+    }
+
+    fn row_grid(shape: &BnShape) -> [u32; 3] {
+        let (_, chunks) = shape.chunking();
+        [groups_for(shape.channels, CW), chunks as u32, 1]
+    }
+
+    fn channel_grid(shape: &BnShape) -> [u32; 3] {
+        [groups_for(shape.channels, FW), 1, 1]
+    }
+
+    fn check_scratch(scratch: &dyn Bind, shape: &BnShape) {
+        let need = (Self::scratch_len(shape) * 4) as u64;
+        assert!(
+            scratch.size() >= need,
+            "batch_norm scratch holds {} bytes, needs {need}",
+            scratch.size()
+        );
+    }
+
+    /// Training forward: three dispatches, to be recorded in order. Writes y [M, C] and the
+    /// saved mean, inv_std [C]; updates moving_mean, moving_var [C] in place; reads x [M, C],
+    /// gamma, beta [C]; scratch: [`Self::scratch_len`] f32.
+    #[allow(clippy::too_many_arguments)] // the convention's flat order: outputs, inputs, sizes
+    pub fn forward_train(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        mean: &dyn Bind,
+        inv_std: &dyn Bind,
+        moving_mean: &dyn Bind,
+        moving_var: &dyn Bind,
+        x: &dyn Bind,
+        gamma: &dyn Bind,
+        beta: &dyn Bind,
+        scratch: &dyn Bind,
+        shape: &BnShape,
+    ) -> Vec<Dispatch> {
+        Self::check_scratch(scratch, shape);
+        let p = shape.params();
+        // One binding table for the three passes: each binds only the slots it uses.
+        let slots: [Option<&dyn Bind>; 12] = [
+            Some(y),
+            Some(x),
+            None,
+            Some(gamma),
+            Some(beta),
+            Some(mean),
+            Some(inv_std),
+            Some(moving_mean),
+            Some(moving_var),
+            None,
+            None,
+            Some(scratch),
+        ];
+        let [partial, finalize, normalize] = [
+            ("batch_norm_forward_train_partial", Self::row_grid(shape)),
+            (
+                "batch_norm_forward_train_finalize",
+                Self::channel_grid(shape),
+            ),
+            ("batch_norm_forward_train_normalize", Self::row_grid(shape)),
+        ]
+        .map(|(entry, grid)| self.family.dispatch(ctx, entry, &slots, Some(&p), grid));
+        vec![partial, finalize, normalize]
+    }
+
+    /// Inference forward: y = γ·(x − moving_mean)/sqrt(moving_var + ε) + β (writes y).
+    /// y, x: [M, C]; gamma, beta, moving_mean, moving_var: [C].
+    #[allow(clippy::too_many_arguments)] // the convention's flat order: outputs, inputs, sizes
+    pub fn forward_inference(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        gamma: &dyn Bind,
+        beta: &dyn Bind,
+        moving_mean: &dyn Bind,
+        moving_var: &dyn Bind,
+        shape: &BnShape,
+    ) -> Dispatch {
+        let slots = [
+            Some(y),
+            Some(x),
+            None,
+            Some(gamma),
+            Some(beta),
+            None,
+            None,
+            Some(moving_mean),
+            Some(moving_var),
+        ];
+        self.family.dispatch(
+            ctx,
+            "batch_norm_forward_inference",
+            &slots,
+            Some(&shape.params()),
+            Self::row_grid(shape),
+        )
+    }
+
+    /// Backward: three dispatches, to be recorded in order. Writes dx [M, C], dgamma, dbeta [C]
+    /// (never accumulates); reads dy, x [M, C] (x is the forward's input), gamma [C] and the
+    /// forward's saved mean, inv_std [C]; scratch: [`Self::scratch_len`] f32.
+    #[allow(clippy::too_many_arguments)] // the convention's flat order: outputs, inputs, saved
+    pub fn backward(
+        &self,
+        ctx: &GpuContext,
+        dx: &dyn Bind,
+        dgamma: &dyn Bind,
+        dbeta: &dyn Bind,
+        dy: &dyn Bind,
+        x: &dyn Bind,
+        gamma: &dyn Bind,
+        mean: &dyn Bind,
+        inv_std: &dyn Bind,
+        scratch: &dyn Bind,
+        shape: &BnShape,
+    ) -> Vec<Dispatch> {
+        Self::check_scratch(scratch, shape);
+        let p = shape.params();
+        // One binding table for the three passes: each binds only the slots it uses.
+        let slots: [Option<&dyn Bind>; 12] = [
+            Some(dx),
+            Some(x),
+            Some(dy),
+            Some(gamma),
+            None,
+            Some(mean),
+            Some(inv_std),
+            None,
+            None,
+            Some(dgamma),
+            Some(dbeta),
+            Some(scratch),
+        ];
+        let [partial, finalize, input] = [
+            ("batch_norm_backward_partial", Self::row_grid(shape)),
+            ("batch_norm_backward_finalize", Self::channel_grid(shape)),
+            ("batch_norm_backward_input", Self::row_grid(shape)),
+        ]
+        .map(|(entry, grid)| self.family.dispatch(ctx, entry, &slots, Some(&p), grid));
+        vec![partial, finalize, input]
+    }
+}

@@ -1,0 +1,412 @@
+//! `gemm`: the matrix-product core behind `dense` and `pointwise_conv2d` (shaders/gemm.wgsl,
+//! shaders/gemm_subgroup.wgsl), in three variants side by side:
+//!
+//! - `naive`: one output per invocation, for comparison only;
+//! - `tiled`: the portable variant for real GPUs: 64×64 tiles staged in workgroup memory,
+//!   4×4 outputs per invocation, vec4 loads of B where aligned;
+//! - `subgroup`: for adapters with subgroups of ≥ 8 lanes, shaped for CPU adapters (lavapipe):
+//!   32 rows × 2 vec4 columns of named accumulators per invocation, A loaded once per subgroup
+//!   and handed round with `subgroupShuffle` (LAVAPIPE-NOTES.md).
+//!
+//! Every variant takes the same [`GemmSpec`]: offsets and strides per operand (so transposes
+//! are free), the strided-pixel row gather/scatter of a 1×1 convolution, an optional bias, and
+//! split-K (each split writes a partial, [`Gemm::reduce`] sums them).
+
+use std::sync::OnceLock;
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::GpuContext;
+use crate::kernels::Bind;
+use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
+
+pub mod bench;
+pub mod checks;
+#[cfg(test)]
+mod generate;
+mod linear;
+mod spec;
+
+pub use spec::{Gather, GemmSpec, PixelMap, SplitK};
+
+/// Mirrors `struct Params` in shaders/gemm.wgsl and shaders/gemm_subgroup.wgsl (see their
+/// headers for what each field means per entry point).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug, Default)]
+pub struct Params {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub splits: u32,
+    pub k_chunk: u32,
+    pub a_off: u32,
+    pub a_ms: u32,
+    pub a_ks: u32,
+    pub a_gather: u32,
+    pub b_off: u32,
+    pub b_ks: u32,
+    pub b_ns: u32,
+    pub c_off: u32,
+    pub c_ms: u32,
+    pub c_split: u32,
+    pub c_gather: u32,
+    pub bias_off: u32,
+    pub has_bias: u32,
+    pub g_ohw: u32,
+    pub g_ow: u32,
+    pub g_in_w: u32,
+    pub g_in_hw: u32,
+    pub g_stride: u32,
+    pub _pad: u32,
+}
+
+/// A GEMM kernel variant (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Naive,
+    Tiled,
+    Subgroup,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::Naive, Variant::Tiled, Variant::Subgroup];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Naive => "naive",
+            Variant::Tiled => "tiled",
+            Variant::Subgroup => "subgroup",
+        }
+    }
+
+    /// Output rows and columns one workgroup computes.
+    fn tile(self, sg_wg: u32) -> (u32, u32) {
+        match self {
+            Variant::Naive => (NAIVE_XY, NAIVE_XY),
+            Variant::Tiled => (64, 64),
+            Variant::Subgroup => (32, 8 * sg_wg),
+        }
+    }
+}
+
+const NAIVE_XY: u32 = 16;
+const WG_1D: u32 = 64;
+
+/// Compiled GEMM pipelines for one device, and the variant chosen for its adapter.
+pub struct Gemm {
+    portable: ShaderFamily,
+    /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE, compiled on first use (each takes
+    /// seconds the first time on a CPU adapter); None where subgroups are off.
+    subgroup: Option<[OnceLock<ShaderFamily>; 6]>,
+    sg_wg: u32,
+    dummy: wgpu::Buffer,
+}
+
+/// Entry points of shaders/gemm.wgsl.
+const PORTABLE_ENTRIES: [&str; 5] = [
+    "gemm_naive",
+    "gemm_tiled",
+    "gemm_reduce",
+    "gemm_colsum",
+    "gemm_zero_skipped",
+];
+
+/// Why the subgroup variant can or cannot run on this adapter (`Ok` when it can).
+pub(crate) fn subgroup_usable(ctx: &GpuContext) -> Result<(), String> {
+    if !ctx.has_subgroups() {
+        return Err("the adapter has no subgroups".into());
+    }
+    let min = ctx.info.subgroup_min_size;
+    if min < 8 {
+        return Err(format!(
+            "its subgroups may have {min} lanes and the kernel reads lanes 0..7"
+        ));
+    }
+    Ok(())
+}
+
+/// Lanes of one gemm_subgroup workgroup on `ctx`: a full hardware subgroup where it is larger
+/// than 8 (at most 64).
+pub fn subgroup_width(ctx: &GpuContext) -> u32 {
+    ctx.info.subgroup_max_size.clamp(8, 64)
+}
+
+/// The default variant for this adapter and why: `subgroup` on CPU adapters with ≥ 8-lane
+/// subgroups (measured 10–20× faster than tiles in workgroup memory on lavapipe); else the
+/// portable `tiled`. `GPUCNN_VARIANT` overrides it ([`super::variants`]).
+pub(crate) fn default_variant(ctx: &GpuContext) -> (Variant, String) {
+    match subgroup_usable(ctx) {
+        Ok(()) if ctx.is_software() => (
+            Variant::Subgroup,
+            format!(
+                "CPU adapter with {}..{}-lane subgroups: A shared by subgroup shuffles, \
+                 register tiles",
+                ctx.info.subgroup_min_size, ctx.info.subgroup_max_size
+            ),
+        ),
+        Ok(()) => (
+            Variant::Tiled,
+            "hardware GPU: workgroup-memory tiles (subgroup variant is tuned for CPU adapters)"
+                .into(),
+        ),
+        Err(why) => (
+            Variant::Tiled,
+            format!("portable tiles; subgroup off: {why}"),
+        ),
+    }
+}
+
+/// Output tiles of an M×N product under `variant` with `sg_wg`-lane subgroup workgroups.
+pub fn tiles(variant: Variant, sg_wg: u32, m: usize, n: usize) -> usize {
+    let (tm, tn) = variant.tile(sg_wg);
+    m.div_ceil(tm as usize) * n.div_ceil(tn as usize)
+}
+
+/// Split-K plan of a weight gradient over `rows` rows.
+pub fn weight_split(variant: Variant, sg_wg: u32, rows: usize, cin: usize, cout: usize) -> SplitK {
+    SplitK::plan(tiles(variant, sg_wg, cin, cout), rows)
+}
+
+/// Scratch (f32 elements) [`Gemm::linear_backward_weight`] needs: 0 without split-K, else
+/// splits·(CIN·COUT + COUT) for the partials of dW and db. Shape arithmetic: no GPU needed.
+pub fn weight_scratch_len(
+    variant: Variant,
+    sg_wg: u32,
+    rows: usize,
+    cin: usize,
+    cout: usize,
+) -> usize {
+    let s = weight_split(variant, sg_wg, rows, cin, cout).splits as usize;
+    if s == 1 { 0 } else { s * (cin * cout + cout) }
+}
+
+impl Gemm {
+    /// Compiles gemm.wgsl and, where the adapter allows it, gemm_subgroup.wgsl.
+    pub fn new(ctx: &GpuContext) -> Self {
+        let portable = ShaderFamily::new(
+            ctx,
+            "gemm",
+            include_str!("../../../shaders/gemm.wgsl"),
+            &PORTABLE_ENTRIES,
+            &[
+                ("WG", WG_1D as f64),
+                ("NX", NAIVE_XY as f64),
+                ("NY", NAIVE_XY as f64),
+            ],
+        );
+        let subgroup = subgroup_usable(ctx).is_ok().then(Default::default);
+        Self {
+            portable,
+            subgroup,
+            sg_wg: subgroup_width(ctx),
+            dummy: ctx.zeros("gemm dummy", 4),
+        }
+    }
+
+    fn subgroup_family(&self, ctx: &GpuContext, a_mode: u32, b_mode: u32) -> &ShaderFamily {
+        let cells = self
+            .subgroup
+            .as_ref()
+            .expect("gemm: the subgroup variant is not available on this adapter");
+        cells[(a_mode + 3 * b_mode) as usize].get_or_init(|| {
+            ShaderFamily::new(
+                ctx,
+                "gemm_subgroup",
+                include_str!("../../../shaders/gemm_subgroup.wgsl"),
+                &["gemm_subgroup"],
+                &[
+                    ("WG", self.sg_wg as f64),
+                    ("A_MODE", a_mode as f64),
+                    ("B_MODE", b_mode as f64),
+                ],
+            )
+        })
+    }
+
+    /// Variants that can run on this adapter.
+    pub fn available(&self) -> Vec<Variant> {
+        Variant::ALL
+            .into_iter()
+            .filter(|&v| v != Variant::Subgroup || self.subgroup.is_some())
+            .collect()
+    }
+
+    /// Output tiles of an M×N product under `variant` (for split-K plans).
+    pub fn tiles(&self, variant: Variant, m: usize, n: usize) -> usize {
+        tiles(variant, self.sg_wg, m, n)
+    }
+
+    /// C = A·B (+ bias) as described by `spec`, with `variant`. c, a, b, bias: flat f32 buffers
+    /// addressed as in `spec`; `bias` is needed when `spec.bias_off` is set. Writes C (or the
+    /// `spec.split.splits` partials of M·N each from `spec.c_off`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(
+        &self,
+        ctx: &GpuContext,
+        variant: Variant,
+        spec: &GemmSpec,
+        c: &dyn Bind,
+        a: &dyn Bind,
+        b: &dyn Bind,
+        bias: Option<&dyn Bind>,
+    ) -> Dispatch {
+        assert!(
+            spec.bias_off.is_none() || bias.is_some(),
+            "gemm: bias offset without a bias buffer"
+        );
+        let p = spec.params();
+        let bias = bias.unwrap_or(&self.dummy);
+        let (tm, tn) = variant.tile(self.sg_wg);
+        let grid = [
+            groups_for(spec.n, tn),
+            groups_for(spec.m, tm),
+            spec.split.splits,
+        ];
+        assert!(
+            grid[0] <= MAX_GROUPS_PER_DIM && grid[1] <= MAX_GROUPS_PER_DIM,
+            "gemm: {}×{} output needs grid {grid:?}, over 65535 groups a side: split the batch",
+            spec.m,
+            spec.n
+        );
+        let (family, entry) = match variant {
+            Variant::Naive => (&self.portable, "gemm_naive"),
+            Variant::Tiled => (&self.portable, "gemm_tiled"),
+            Variant::Subgroup => (
+                self.subgroup_family(ctx, spec.a_mode(), spec.b_mode()),
+                "gemm_subgroup",
+            ),
+        };
+        // The vec4 views are bound whether or not a pipeline reads them; each must hold at
+        // least one vec4 (when a path reads one, the operand holds it: see a_mode, b_mode).
+        let a4 = if a.size() >= 16 { a } else { &self.dummy };
+        let b4 = if b.size() >= 16 { b } else { &self.dummy };
+        family.dispatch(
+            ctx,
+            entry,
+            &[
+                Some(c),
+                Some(a),
+                Some(b),
+                Some(bias),
+                None,
+                Some(a4),
+                Some(b4),
+            ],
+            Some(&p),
+            grid,
+        )
+    }
+
+    /// out[out_off + i] = Σ_s partials[part_off + s·len + i] for i < len, s < splits: the
+    /// split-K reduction. Writes out.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reduce(
+        &self,
+        ctx: &GpuContext,
+        out: &dyn Bind,
+        partials: &dyn Bind,
+        len: usize,
+        splits: u32,
+        out_off: usize,
+        part_off: usize,
+    ) -> Dispatch {
+        let p = Params {
+            m: len as u32,
+            splits,
+            a_off: part_off as u32,
+            c_split: len as u32,
+            c_off: out_off as u32,
+            ..Default::default()
+        };
+        self.portable.dispatch(
+            ctx,
+            "gemm_reduce",
+            &[Some(out), Some(partials)],
+            Some(&p),
+            grid_1d(groups_for(len, WG_1D)),
+        )
+    }
+
+    /// Column sums of x [rows, cols] (row-major, from element 0), split over rows like `split`:
+    /// partials[out_off + s·cols + j] = Σ_{r in split s} x[r·cols + j]. Writes the partials
+    /// (with one split, the sums themselves).
+    #[allow(clippy::too_many_arguments)]
+    pub fn colsum(
+        &self,
+        ctx: &GpuContext,
+        partials: &dyn Bind,
+        x: &dyn Bind,
+        rows: usize,
+        cols: usize,
+        split: SplitK,
+        out_off: usize,
+    ) -> Dispatch {
+        let p = Params {
+            k: rows as u32,
+            n: cols as u32,
+            a_ms: cols as u32,
+            k_chunk: split.k_chunk,
+            splits: split.splits,
+            c_off: out_off as u32,
+            ..Default::default()
+        };
+        self.portable.dispatch(
+            ctx,
+            "gemm_colsum",
+            &[Some(partials), Some(x)],
+            Some(&p),
+            [groups_for(cols, WG_1D), split.splits, 1],
+        )
+    }
+
+    /// Zeroes dx[img, h, w, :] wherever h or w is not a multiple of `stride` (the pixels a
+    /// strided 1×1 convolution skips). dx: [N, H, W, C]. Writes only those pixels.
+    #[allow(clippy::too_many_arguments)]
+    pub fn zero_skipped(
+        &self,
+        ctx: &GpuContext,
+        dx: &dyn Bind,
+        n: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        stride: usize,
+    ) -> Dispatch {
+        let p = Params {
+            m: (n * h * w) as u32,
+            n: c as u32,
+            g_in_w: w as u32,
+            g_in_hw: (h * w) as u32,
+            g_stride: stride as u32,
+            ..Default::default()
+        };
+        self.portable.dispatch(
+            ctx,
+            "gemm_zero_skipped",
+            &[Some(dx)],
+            Some(&p),
+            grid_1d(groups_for(n * h * w * c.div_ceil(4), WG_1D)),
+        )
+    }
+
+    /// The `gemm` op: C = A·B. c: [M, N], a: [M, K], b: [K, N], row-major. Writes C.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        ctx: &GpuContext,
+        variant: Variant,
+        c: &dyn Bind,
+        a: &dyn Bind,
+        b: &dyn Bind,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Dispatch {
+        self.gemm(ctx, variant, &GemmSpec::row_major(m, n, k), c, a, b, None)
+    }
+}
+
+/// The default variant on this adapter (compiles nothing).
+pub fn selected_variant(ctx: &GpuContext) -> Variant {
+    default_variant(ctx).0
+}

@@ -1,0 +1,188 @@
+//! `sigmoid_bce` and `softmax_ce`: losses from logits, forward, backward and on-GPU metrics
+//! (shaders/sigmoid_bce.wgsl, shaders/softmax_ce.wgsl).
+//!
+//! The training step needs only `*_backward` (the gradient of the mean loss) and, to report
+//! progress without a readback per step, `*_metrics`, which accumulates
+//! `[loss_sum, correct, seen]` (3 f32, [`METRICS_LEN`]) on the GPU: clear it at the start of an
+//! epoch (`encoder.clear_buffer`), read it when the numbers must reach the user; the epoch's
+//! loss is `loss_sum / seen` and its accuracy `correct / seen`. sigmoid_bce counts elements
+//! (N·L per batch: per sample when L = 1), softmax_ce counts samples. f32 counts are exact up
+//! to 2^24 (16.7M samples). `*_forward` writes the batch's mean loss into a 1-element buffer.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::GpuContext;
+use crate::kernels::Bind;
+use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
+
+pub mod bench;
+pub mod checks;
+
+/// Mirrors `struct Params` in shaders/sigmoid_bce.wgsl and shaders/softmax_ce.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug)]
+pub struct Params {
+    /// Samples N.
+    pub n: u32,
+    /// Labels L (sigmoid_bce) or classes K (softmax_ce).
+    pub classes: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Elements of a metrics buffer: `[loss_sum, correct, seen]`.
+pub const METRICS_LEN: usize = 3;
+
+/// Invocations per workgroup; a power of two ≤ 256 (the reduction tree's array).
+const WG: u32 = 256;
+
+impl Params {
+    fn new(n: usize, classes: usize) -> Self {
+        assert!(
+            n > 0 && classes > 0,
+            "empty loss input: N {n}, classes {classes}"
+        );
+        u32::try_from(n * classes).expect("loss input exceeds u32 elements");
+        Self {
+            n: n as u32,
+            classes: classes as u32,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// Pipelines of shaders/sigmoid_bce.wgsl and shaders/softmax_ce.wgsl.
+pub struct Loss {
+    bce: ShaderFamily,
+    ce: ShaderFamily,
+}
+
+impl Loss {
+    pub fn new(ctx: &GpuContext) -> Self {
+        Self {
+            bce: ShaderFamily::new(
+                ctx,
+                "sigmoid_bce",
+                include_str!("../../../shaders/sigmoid_bce.wgsl"),
+                &[
+                    "sigmoid_bce_forward",
+                    "sigmoid_bce_backward",
+                    "sigmoid_bce_metrics",
+                ],
+                &[("WG", WG as f64)],
+            ),
+            ce: ShaderFamily::new(
+                ctx,
+                "softmax_ce",
+                include_str!("../../../shaders/softmax_ce.wgsl"),
+                &[
+                    "softmax_ce_forward",
+                    "softmax_ce_backward",
+                    "softmax_ce_metrics",
+                ],
+                &[("WG", WG as f64)],
+            ),
+        }
+    }
+
+    /// Mean binary cross-entropy from logits (writes loss). loss: [1] f32; z (logits),
+    /// targets (0 or 1): [N, L] f32.
+    pub fn sigmoid_bce_forward(
+        &self,
+        ctx: &GpuContext,
+        loss: &dyn Bind,
+        z: &dyn Bind,
+        targets: &dyn Bind,
+        n: usize,
+        labels: usize,
+    ) -> Dispatch {
+        let p = Params::new(n, labels);
+        let slots = [Some(loss), Some(z), Some(targets)];
+        self.bce
+            .dispatch(ctx, "sigmoid_bce_forward", &slots, Some(&p), [1, 1, 1])
+    }
+
+    /// dz = (σ(z) − y)/(N·L) (writes dz). dz, z, targets: [N, L] f32.
+    pub fn sigmoid_bce_backward(
+        &self,
+        ctx: &GpuContext,
+        dz: &dyn Bind,
+        z: &dyn Bind,
+        targets: &dyn Bind,
+        n: usize,
+        labels: usize,
+    ) -> Dispatch {
+        let p = Params::new(n, labels);
+        let slots = [Some(dz), Some(z), Some(targets)];
+        let grid = grid_1d(groups_for(n * labels, WG));
+        self.bce
+            .dispatch(ctx, "sigmoid_bce_backward", &slots, Some(&p), grid)
+    }
+
+    /// metrics += [Σ BCE, #((z > 0) == (y > 0.5)), N·L] (accumulates). metrics: [3] f32;
+    /// z, targets: [N, L] f32.
+    pub fn sigmoid_bce_metrics(
+        &self,
+        ctx: &GpuContext,
+        metrics: &dyn Bind,
+        z: &dyn Bind,
+        targets: &dyn Bind,
+        n: usize,
+        labels: usize,
+    ) -> Dispatch {
+        let p = Params::new(n, labels);
+        let slots = [None, Some(z), Some(targets), Some(metrics)];
+        self.bce
+            .dispatch(ctx, "sigmoid_bce_metrics", &slots, Some(&p), [1, 1, 1])
+    }
+
+    /// Mean sparse categorical cross-entropy from logits (writes loss). loss: [1] f32;
+    /// z (logits): [N, K] f32; labels: [N] u32, each < K.
+    pub fn softmax_ce_forward(
+        &self,
+        ctx: &GpuContext,
+        loss: &dyn Bind,
+        z: &dyn Bind,
+        labels: &dyn Bind,
+        n: usize,
+        classes: usize,
+    ) -> Dispatch {
+        let p = Params::new(n, classes);
+        let slots = [Some(loss), Some(z), Some(labels)];
+        self.ce
+            .dispatch(ctx, "softmax_ce_forward", &slots, Some(&p), [1, 1, 1])
+    }
+
+    /// dz = (softmax(z) − onehot(label))/N (writes dz). dz, z: [N, K] f32; labels: [N] u32.
+    pub fn softmax_ce_backward(
+        &self,
+        ctx: &GpuContext,
+        dz: &dyn Bind,
+        z: &dyn Bind,
+        labels: &dyn Bind,
+        n: usize,
+        classes: usize,
+    ) -> Dispatch {
+        let p = Params::new(n, classes);
+        let slots = [Some(dz), Some(z), Some(labels)];
+        let grid = grid_1d(groups_for(n, WG));
+        self.ce
+            .dispatch(ctx, "softmax_ce_backward", &slots, Some(&p), grid)
+    }
+
+    /// metrics += [Σ CE, #(argmax z == label), N] (accumulates). metrics: [3] f32;
+    /// z: [N, K] f32; labels: [N] u32.
+    pub fn softmax_ce_metrics(
+        &self,
+        ctx: &GpuContext,
+        metrics: &dyn Bind,
+        z: &dyn Bind,
+        labels: &dyn Bind,
+        n: usize,
+        classes: usize,
+    ) -> Dispatch {
+        let p = Params::new(n, classes);
+        let slots = [None, Some(z), Some(labels), Some(metrics)];
+        self.ce
+            .dispatch(ctx, "softmax_ce_metrics", &slots, Some(&p), [1, 1, 1])
+    }
+}

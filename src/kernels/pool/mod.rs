@@ -1,0 +1,265 @@
+//! `max_pool2d` and `global_avg_pool2d`: forward and backward, NHWC f32 (shaders/pool.wgsl).
+//!
+//! Saved tensor: `max_pool2d_forward` writes, beside y, an `argmax` buffer holding for each
+//! output element the **window-local** index `i·kw + j` of its window's winner (the first
+//! maximum in row-major window order; padded cells never win), one byte per channel, packed 4
+//! channels to a u32: [N, OH, OW, ceil(C/4)] u32 ([`max_pool2d_argmax_len`]), byte k of word g
+//! = channel 4g + k, 0xFF for "no cell" and for channels past C ([`pack_argmax`] and
+//! [`unpack_argmax`] convert from and to `cpu::pool`'s one-u32-per-element form). Packing cuts
+//! the saved tensor and the backward's argmax loads 4×. `max_pool2d_backward` gathers: each dx
+//! element sums the dy of the windows that chose it, so the pass writes every dx element
+//! exactly once, with no atomics and no race.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::cpu;
+use crate::cpu::Padding;
+use crate::cpu::pool::Pool2d;
+use crate::gpu::GpuContext;
+use crate::kernels::Bind;
+use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
+
+pub mod bench;
+pub mod checks;
+
+/// Mirrors `struct Params` in shaders/pool.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug)]
+pub struct Params {
+    pub n: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub sh: u32,
+    pub sw: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+}
+
+const WG: u32 = 64;
+/// Rows of invocations reducing H·W in the global average pool (≤ GAP_MAX_ROWS = 32).
+const GAP_ROWS: u32 = 8;
+const _: () = assert!(GAP_ROWS >= 1 && GAP_ROWS <= 32);
+/// Channels per global-average-pool workgroup (GAP_LANES in the shader).
+const GAP_LANES: usize = 8;
+/// Channels per max-pool invocation.
+const CHANNELS_PER_INVOCATION: usize = 4;
+
+/// u32 words of the packed argmax of a max pool: N·OH·OW·ceil(C/4).
+pub fn max_pool2d_argmax_len(g: &Pool2d) -> usize {
+    g.out_len() / g.c.max(1) * g.c.div_ceil(4)
+}
+
+/// Packs a per-element argmax ([N, OH, OW, C] u32, `cpu::pool` form) into the GPU's 4 bytes per
+/// u32 ([N, OH, OW, ceil(C/4)]). Indices must be < 255 or [`cpu::pool::NO_ARGMAX`].
+pub fn pack_argmax(a: &[u32], c: usize) -> Vec<u32> {
+    let byte = |v: u32| {
+        if v == cpu::pool::NO_ARGMAX {
+            0xff
+        } else {
+            v.min(0xfe)
+        }
+    };
+    a.chunks(c)
+        .flat_map(|pixel| {
+            pixel.chunks(4).map(|g| {
+                (0..4).fold(0, |w, k| {
+                    w | (byte(g.get(k).copied().unwrap_or(u32::MAX)) << (8 * k))
+                })
+            })
+        })
+        .collect()
+}
+
+/// Unpacks the GPU's packed argmax into one u32 per element ([N, OH, OW, C], `cpu::pool` form).
+pub fn unpack_argmax(packed: &[u32], c: usize) -> Vec<u32> {
+    let groups = c.div_ceil(4);
+    packed
+        .chunks(groups)
+        .flat_map(|words| {
+            (0..c).map(move |ch| match (words[ch / 4] >> (8 * (ch % 4))) & 0xff {
+                0xff => cpu::pool::NO_ARGMAX,
+                v => v,
+            })
+        })
+        .collect()
+}
+
+impl Params {
+    fn max_pool(g: &Pool2d) -> Self {
+        let (oh, pad_top) = g.rows();
+        let (ow, pad_left) = g.cols();
+        assert!(
+            g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0,
+            "empty window or stride"
+        );
+        assert!(g.kh * g.kw <= 255, "max_pool2d: a window of over 255 cells");
+        let u = |v: usize| u32::try_from(v).expect("pool size exceeds u32");
+        u(g.in_len().max(g.out_len()));
+        Self {
+            n: u(g.n),
+            h: u(g.h),
+            w: u(g.w),
+            c: u(g.c),
+            oh: u(oh),
+            ow: u(ow),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            sh: u(g.sh),
+            sw: u(g.sw),
+            pad_top: u(pad_top),
+            pad_left: u(pad_left),
+        }
+    }
+
+    fn global(shape: [usize; 4]) -> Self {
+        let [n, h, w, c] = shape;
+        let p = Pool2d::square(n, h, w, c, 1, 1, Padding::Valid);
+        Self {
+            oh: 1,
+            ow: 1,
+            ..Self::max_pool(&p)
+        }
+    }
+}
+
+/// Pipelines of shaders/pool.wgsl.
+pub struct Pool {
+    family: ShaderFamily,
+}
+
+impl Pool {
+    pub fn new(ctx: &GpuContext) -> Self {
+        Self {
+            family: ShaderFamily::new(
+                ctx,
+                "pool",
+                include_str!("../../../shaders/pool.wgsl"),
+                &[
+                    "max_pool2d_forward",
+                    "max_pool2d_backward",
+                    "global_avg_pool2d_forward",
+                    "global_avg_pool2d_backward",
+                ],
+                &[("WG", WG as f64), ("GAP_ROWS", GAP_ROWS as f64)],
+            ),
+        }
+    }
+
+    /// Grid of the channel-lane kernels: x over channel groups of 4, y over columns, z over
+    /// rows (the shaders stride over rows beyond 65535).
+    fn channel_grid(c: usize, cols: u32, rows: usize) -> [u32; 3] {
+        assert!(
+            cols <= MAX_GROUPS_PER_DIM,
+            "max_pool2d: width {cols} exceeds 65535"
+        );
+        let x = groups_for(c.div_ceil(CHANNELS_PER_INVOCATION), WG);
+        let z = rows.clamp(1, MAX_GROUPS_PER_DIM as usize) as u32;
+        [x, cols.max(1), z]
+    }
+
+    /// Max pool forward (writes y and argmax). y: [N, OH, OW, C] f32; argmax: [N, OH, OW,
+    /// ceil(C/4)] u32 (packed window-local index of each winner, saved for the backward pass,
+    /// see the module doc); x: [N, H, W, C] f32.
+    pub fn max_pool2d_forward(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        argmax: &dyn Bind,
+        x: &dyn Bind,
+        g: &Pool2d,
+    ) -> Dispatch {
+        let p = Params::max_pool(g);
+        let grid = Self::channel_grid(g.c, p.ow, g.n * p.oh as usize);
+        self.family.dispatch(
+            ctx,
+            "max_pool2d_forward",
+            &[Some(y), Some(x), Some(argmax)],
+            Some(&p),
+            grid,
+        )
+    }
+
+    /// Max pool backward (writes all of dx). dx: [N, H, W, C] f32; dy: [N, OH, OW, C] f32;
+    /// argmax: [N, OH, OW, ceil(C/4)] u32 from [`Pool::max_pool2d_forward`] (same geometry).
+    pub fn max_pool2d_backward(
+        &self,
+        ctx: &GpuContext,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
+        argmax: &dyn Bind,
+        g: &Pool2d,
+    ) -> Dispatch {
+        let p = Params::max_pool(g);
+        let grid = Self::channel_grid(g.c, p.w, g.n * g.h);
+        self.family.dispatch(
+            ctx,
+            "max_pool2d_backward",
+            &[Some(dx), Some(dy), None, Some(argmax)],
+            Some(&p),
+            grid,
+        )
+    }
+
+    /// Global average pool forward (writes y). y: [N, C]; x: [N, H, W, C]; shape = [N, H, W, C].
+    pub fn global_avg_pool2d_forward(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        shape: [usize; 4],
+    ) -> Dispatch {
+        let [n, h, w, c] = shape;
+        assert!(h * w > 0, "global average pool of an empty image");
+        let p = Params::global(shape);
+        self.family.dispatch(
+            ctx,
+            "global_avg_pool2d_forward",
+            &[Some(y), Some(x)],
+            Some(&p),
+            grid_1d((n * c.div_ceil(GAP_LANES)) as u32),
+        )
+    }
+
+    /// Global average pool backward: dx = dy/(H·W) broadcast (writes all of dx).
+    /// dx: [N, H, W, C]; dy: [N, C]; shape = [N, H, W, C].
+    pub fn global_avg_pool2d_backward(
+        &self,
+        ctx: &GpuContext,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
+        shape: [usize; 4],
+    ) -> Dispatch {
+        let [n, h, w, c] = shape;
+        let p = Params::global(shape);
+        let grid = Self::channel_grid(c, 1, n * h * w);
+        self.family.dispatch(
+            ctx,
+            "global_avg_pool2d_backward",
+            &[Some(dx), Some(dy)],
+            Some(&p),
+            grid,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_packing_round_trips() {
+        // C = 5: two words per pixel, the second holding one channel and three 0xFF bytes.
+        let a = vec![0, 8, 3, cpu::pool::NO_ARGMAX, 7, 1, 2, 4, 5, 6];
+        let packed = pack_argmax(&a, 5);
+        assert_eq!(
+            packed,
+            vec![0xff03_0800, 0xffff_ff07, 0x0504_0201, 0xffff_ff06]
+        );
+        assert_eq!(unpack_argmax(&packed, 5), a);
+    }
+}
