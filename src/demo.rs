@@ -452,7 +452,7 @@ mod tests {
         assert!(!prepare_out(tmp.path()).unwrap(), "an empty folder is fine");
         std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
         let e = prepare_out(tmp.path()).unwrap_err();
-        assert!(crate::error::is_bad_input(&e), "{e:#}");
+        assert!(crate::commands::exit::is_bad_input(&e), "{e:#}");
         assert!(e.to_string().contains("--out"), "{e:#}");
 
         let own = tmp.path().join("demo");

@@ -146,7 +146,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(gpucnn::error::exit_code(&e))
+            ExitCode::from(gpucnn::commands::exit::exit_code(&e))
         }
     }
 }

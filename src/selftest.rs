@@ -14,6 +14,6 @@ pub fn all_checks(ctx: &GpuContext) -> Vec<Check> {
         .iter()
         .flat_map(|f| (f.checks)(ctx))
         .collect();
-    v.extend(crate::graph::parity::checks(ctx));
+    v.extend(crate::step_parity::checks(ctx));
     v
 }

@@ -676,7 +676,7 @@ fn curves_png_works_with_one_epoch_and_missing_or_nan_validation() {
         ..row(1, false)
     };
     write_curves_png(&path, &[nan]).unwrap();
-    write_curves_png(&path, &[]).unwrap();
+    write_curves_png(&path, &[] as &[EpochMetrics]).unwrap();
     assert_eq!(decode(&path).dimensions(), CURVES_SIZE);
     assert_eq!(dir_entries(dir.path()), vec!["curves.png"]);
 }

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Output;
 
 use common::{assert_exit, gpucnn, gpucnn_cmd, s, stderr, stdout, write_gradient_image};
-use gpucnn::error::{EXIT_BAD_INPUT, exit_code};
+use gpucnn::commands::exit::exit_code;
+use gpucnn::error::EXIT_BAD_INPUT;
 use gpucnn::gpu::test_context;
 use gpucnn::graph::ParamLayout;
 use gpucnn::graph::executor::{ExecError, TrainStep};

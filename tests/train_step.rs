@@ -3,8 +3,8 @@
 
 use gpucnn::gpu::test_context;
 use gpucnn::graph::executor::{BatchTargets, TrainStep};
-use gpucnn::graph::parity::{compare_step, small_model};
 use gpucnn::harness::{compare, random_vec};
+use gpucnn::step_parity::{compare_step, small_model};
 
 fn check_step(classes: usize, n: usize, micro: Option<usize>) {
     let Some(ctx) = test_context() else { return };
@@ -89,7 +89,7 @@ fn micro_batches_are_chosen_when_the_batch_does_not_fit_a_binding() {
 fn augmented_step_matches_cpu_reference() {
     use gpucnn::cpu::augment::AugmentConfig;
     use gpucnn::graph::executor::StepOptions;
-    use gpucnn::graph::parity::compare_step_with;
+    use gpucnn::step_parity::compare_step_with;
     let Some(ctx) = test_context() else { return };
     let opts = StepOptions {
         lr: 1e-3,

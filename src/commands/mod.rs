@@ -19,6 +19,7 @@ use crate::gpu::{AdapterOptions, GpuContext};
 
 pub mod demo;
 pub mod evaluate;
+pub mod exit;
 pub mod info;
 pub mod output;
 pub mod predict;

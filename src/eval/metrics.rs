@@ -49,6 +49,15 @@ pub struct EvalReport {
     pub support: Vec<usize>,
 }
 
+impl crate::plot::confusion::Confusion for EvalReport {
+    fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+    fn counts(&self) -> &[Vec<usize>] {
+        &self.confusion_matrix
+    }
+}
+
 /// The predicted class of one probability row: the argmax, ties to the lowest index, NaN never
 /// winning (an all-NaN row predicts class 0).
 pub fn argmax(probs: &[f32]) -> usize {

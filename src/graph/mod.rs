@@ -17,7 +17,6 @@ pub mod liveness;
 pub mod memory;
 pub mod names;
 pub mod params;
-pub mod parity;
 pub mod planner;
 pub mod reference;
 pub mod schedule;

@@ -1,4 +1,4 @@
-//! `confusion.png`: the confusion matrix of an [`EvalReport`] as a heat map, true classes
+//! `confusion.png`: the confusion matrix of an [`Confusion`] (an evaluation's report) as a heat map, true classes
 //! down the left, predicted classes along the top, each cell shaded by its count relative to
 //! the largest and the count written in it where it fits.
 
@@ -7,7 +7,15 @@ use std::path::Path;
 use super::raster::{fill_rect, stroke_rect};
 use super::text::{Align, Text, draw_text, size, text_width};
 use super::{PlotError, write_png};
-use crate::eval::metrics::EvalReport;
+
+/// A confusion matrix as the heat map draws it: the evaluation's report
+/// ([`crate::eval::metrics::EvalReport`]) implements it, so drawing depends on no evaluation type.
+pub trait Confusion {
+    /// The class names, index = class.
+    fn class_names(&self) -> &[String];
+    /// counts[true class][predicted class].
+    fn counts(&self) -> &[Vec<usize>];
+}
 
 const FRAME: [u8; 3] = [90, 90, 90];
 // The heat map runs from LOW (a zero cell) to HIGH (the largest count); HIGH is kept light
@@ -39,11 +47,11 @@ enum ColumnLabels {
     Indices,
 }
 
-fn column_labels(report: &EvalReport) -> ColumnLabels {
-    let cell = cell_side(report.class_names.len());
+fn column_labels(report: &impl Confusion) -> ColumnLabels {
+    let cell = cell_side(report.class_names().len());
     let widest = |px| {
         report
-            .class_names
+            .class_names()
             .iter()
             .map(|s| text_width(s, px))
             .max()
@@ -60,8 +68,8 @@ fn column_labels(report: &EvalReport) -> ColumnLabels {
 
 /// The label of true class `t` left of its row: the name (at most 16 characters), followed by
 /// ` (t)` when the columns show indices.
-fn row_label(report: &EvalReport, t: usize) -> String {
-    let name: String = report.class_names[t].chars().take(MAX_LABEL).collect();
+fn row_label(report: &impl Confusion, t: usize) -> String {
+    let name: String = report.class_names()[t].chars().take(MAX_LABEL).collect();
     match column_labels(report) {
         ColumnLabels::Names(_) => name,
         ColumnLabels::Indices => format!("{name} ({t})"),
@@ -69,8 +77,8 @@ fn row_label(report: &EvalReport, t: usize) -> String {
 }
 
 /// The x of the confusion grid's left edge: room for the row labels.
-fn grid_x(report: &EvalReport) -> i32 {
-    let widest = (0..report.class_names.len())
+fn grid_x(report: &impl Confusion) -> i32 {
+    let widest = (0..report.class_names().len())
         .map(|t| text_width(&row_label(report, t), size::BODY))
         .chain([text_width("true", size::LABEL)])
         .max()
@@ -81,8 +89,8 @@ fn grid_x(report: &EvalReport) -> i32 {
 /// The pixel size of `confusion.png` for `report`: the grid's cells shrink as classes grow,
 /// the left margin fits the class names (up to 16 characters). Columns are labelled with the
 /// class names where they all fit, otherwise with class indices repeated after the row labels.
-pub fn confusion_png_size(report: &EvalReport) -> (u32, u32) {
-    let k = report.class_names.len() as i32;
+pub fn confusion_png_size(report: &impl Confusion) -> (u32, u32) {
+    let k = report.class_names().len() as i32;
     let grid = k * cell_side(k as usize);
     let w = (grid_x(report) + grid + MARGIN).max(320);
     let h = GRID_Y + grid + MARGIN;
@@ -92,11 +100,11 @@ pub fn confusion_png_size(report: &EvalReport) -> (u32, u32) {
 /// Draws the confusion matrix of `report` into an RGB8 buffer of [`confusion_png_size`]:
 /// one cell per (true, predicted) pair shaded by its count relative to the largest, the count
 /// written in it where it fits, true classes down the left, predicted classes along the top.
-pub fn render_confusion(report: &EvalReport) -> Vec<u8> {
+pub fn render_confusion(report: &impl Confusion) -> Vec<u8> {
     let (w, h) = confusion_png_size(report);
     let size = (w, h);
     let mut buf = vec![255u8; w as usize * h as usize * 3];
-    let k = report.class_names.len() as i32;
+    let k = report.class_names().len() as i32;
     let (cell, gx) = (cell_side(k as usize), grid_x(report));
     let mut texts = vec![
         Text::new(
@@ -125,18 +133,18 @@ pub fn render_confusion(report: &EvalReport) -> Vec<u8> {
 }
 
 /// The shaded cells with their counts, and the row labels.
-fn draw_cells(buf: &mut [u8], size: (u32, u32), report: &EvalReport, texts: &mut Vec<Text>) {
-    let cell = cell_side(report.class_names.len());
+fn draw_cells(buf: &mut [u8], size: (u32, u32), report: &impl Confusion, texts: &mut Vec<Text>) {
+    let cell = cell_side(report.class_names().len());
     let gx = grid_x(report);
     let max = report
-        .confusion_matrix
+        .counts()
         .iter()
         .flatten()
         .copied()
         .max()
         .unwrap_or(0)
         .max(1);
-    for (t, row) in report.confusion_matrix.iter().enumerate() {
+    for (t, row) in report.counts().iter().enumerate() {
         let y0 = GRID_Y + t as i32 * cell;
         for (p, &v) in row.iter().enumerate() {
             let x0 = gx + p as i32 * cell;
@@ -161,11 +169,11 @@ fn draw_cells(buf: &mut [u8], size: (u32, u32), report: &EvalReport, texts: &mut
 }
 
 /// The labels above the columns: the class names, or their indices.
-fn column_texts(report: &EvalReport, texts: &mut Vec<Text>) {
-    let cell = cell_side(report.class_names.len());
+fn column_texts(report: &impl Confusion, texts: &mut Vec<Text>) {
+    let cell = cell_side(report.class_names().len());
     let gx = grid_x(report);
     let columns = column_labels(report);
-    for (p, name) in report.class_names.iter().enumerate() {
+    for (p, name) in report.class_names().iter().enumerate() {
         let cx = gx + p as i32 * cell + cell / 2;
         texts.push(match columns {
             ColumnLabels::Names(px) => {
@@ -188,9 +196,12 @@ fn column_texts(report: &EvalReport, texts: &mut Vec<Text>) {
 
 /// Writes the confusion matrix of `report` to `path` as a PNG ([`render_confusion`]),
 /// atomically.
-pub fn write_confusion_png(path: impl AsRef<Path>, report: &EvalReport) -> Result<(), PlotError> {
+pub fn write_confusion_png(
+    path: impl AsRef<Path>,
+    report: &impl Confusion,
+) -> Result<(), PlotError> {
     let path = path.as_ref();
-    if report.class_names.is_empty() {
+    if report.class_names().is_empty() {
         return Err(PlotError::Empty {
             path: path.to_path_buf(),
             reason: "the report has no classes".into(),

@@ -15,7 +15,18 @@ use plotters::prelude::*;
 
 use super::text::{Align, Text, draw_text, size, text_width};
 use super::{PlotError, write_png};
-use crate::train::metrics::EpochMetrics;
+
+/// One epoch's values as the curves draw them: the trainer's metrics rows
+/// ([`crate::train::metrics::EpochMetrics`]) implement it, so drawing depends on no trainer type.
+pub trait EpochValues {
+    /// The epoch, counted from 1.
+    fn epoch(&self) -> usize;
+    fn loss(&self) -> f32;
+    fn accuracy(&self) -> f32;
+    /// None when the epoch was not validated.
+    fn val_loss(&self) -> Option<f32>;
+    fn val_accuracy(&self) -> Option<f32>;
+}
 
 /// The size of `curves.png`: two 500×400 panels side by side.
 pub const CURVES_SIZE: (u32, u32) = (1000, 400);
@@ -33,7 +44,10 @@ const MARGIN_RIGHT: i32 = 20;
 
 /// Writes `curves.png`-style training curves of `rows` to `path` ([`CURVES_SIZE`], PNG,
 /// atomically).
-pub fn write_curves_png(path: impl AsRef<Path>, rows: &[EpochMetrics]) -> Result<(), PlotError> {
+pub fn write_curves_png(
+    path: impl AsRef<Path>,
+    rows: &[impl EpochValues],
+) -> Result<(), PlotError> {
     let path = path.as_ref();
     let (w, h) = CURVES_SIZE;
     let draw_err = |reason: String| PlotError::Draw {
@@ -49,7 +63,11 @@ pub fn write_curves_png(path: impl AsRef<Path>, rows: &[EpochMetrics]) -> Result
 
 /// Draws the two-panel chart of `rows` into a `width`×`height` RGB8 buffer (row-major, 3 bytes
 /// per pixel).
-pub fn render_curves(rows: &[EpochMetrics], width: u32, height: u32) -> Result<Vec<u8>, PlotError> {
+pub fn render_curves(
+    rows: &[impl EpochValues],
+    width: u32,
+    height: u32,
+) -> Result<Vec<u8>, PlotError> {
     if width < 320 || height < 180 {
         return Err(PlotError::TooSmall { width, height });
     }
@@ -94,27 +112,27 @@ fn de<E: std::fmt::Display>(e: E) -> String {
 fn draw_charts(
     buf: &mut [u8],
     size: (u32, u32),
-    rows: &[EpochMetrics],
+    rows: &[impl EpochValues],
     texts: &mut Vec<Text>,
 ) -> Result<(), String> {
-    let e = |r: &EpochMetrics| r.epoch as f64;
+    let e = |r: &dyn EpochValues| r.epoch() as f64;
     let opt = |v: Option<f32>| v.map_or(f64::NAN, f64::from);
     let panels = [
         Panel {
             title: "loss",
-            training: rows.iter().map(|r| (e(r), r.loss as f64)).collect(),
-            validation: rows.iter().map(|r| (e(r), opt(r.val_loss))).collect(),
+            training: rows.iter().map(|r| (e(r), r.loss() as f64)).collect(),
+            validation: rows.iter().map(|r| (e(r), opt(r.val_loss()))).collect(),
             unit_range: false,
         },
         Panel {
             title: "accuracy",
-            training: rows.iter().map(|r| (e(r), r.accuracy as f64)).collect(),
-            validation: rows.iter().map(|r| (e(r), opt(r.val_accuracy))).collect(),
+            training: rows.iter().map(|r| (e(r), r.accuracy() as f64)).collect(),
+            validation: rows.iter().map(|r| (e(r), opt(r.val_accuracy()))).collect(),
             unit_range: true,
         },
     ];
     let (first, last) = match (rows.first(), rows.last()) {
-        (Some(a), Some(b)) => (a.epoch as f64, b.epoch as f64),
+        (Some(a), Some(b)) => (a.epoch() as f64, b.epoch() as f64),
         _ => (1.0, 1.0),
     };
     let x = if last > first {

@@ -38,6 +38,24 @@ pub struct EpochMetrics {
     pub images_per_sec: f64,
 }
 
+impl crate::plot::curves::EpochValues for EpochMetrics {
+    fn epoch(&self) -> usize {
+        self.epoch
+    }
+    fn loss(&self) -> f32 {
+        self.loss
+    }
+    fn accuracy(&self) -> f32 {
+        self.accuracy
+    }
+    fn val_loss(&self) -> Option<f32> {
+        self.val_loss
+    }
+    fn val_accuracy(&self) -> Option<f32> {
+        self.val_accuracy
+    }
+}
+
 impl EpochMetrics {
     /// The CSV row for this epoch (no line break).
     pub fn to_csv_row(&self) -> String {

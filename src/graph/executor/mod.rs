@@ -380,7 +380,7 @@ mod tests {
         let Some(ctx) = crate::gpu::test_context() else {
             return;
         };
-        let model = super::super::parity::small_model(2);
+        let model = crate::step_parity::small_model(2);
         let opts = StepOptions {
             micro: Some(2),
             ..Default::default()

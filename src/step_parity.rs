@@ -1,10 +1,10 @@
 //! One whole training step on the GPU against the CPU reference step (`train_step` row of
 //! `gpucnn selftest`, and tests/train_step.rs).
 
-use super::executor::{BatchTargets, StepOptions, TrainStep};
-use super::reference::{self, AdamState, Targets};
-use super::{Model, ParamLayout, Shape};
 use crate::gpu::{GpuContext, GpuError};
+use crate::graph::executor::{BatchTargets, StepOptions, TrainStep};
+use crate::graph::reference::{self, AdamState, Targets};
+use crate::graph::{Model, ParamLayout, Shape};
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 use crate::model::{XceptionConfig, xception_mini};
 
