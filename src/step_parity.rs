@@ -108,16 +108,19 @@ pub fn compare_step_with(
         crate::cpu::augment::augment_forward(&mut x0, &raw, n, h, w, c, cfg, dropout_seed);
     }
     // One micro-batch of all n samples is exactly the plain step (weight 1).
+    let batch = reference::Batch {
+        x: &x0,
+        n,
+        targets: &targets,
+        dropout_seed,
+    };
     let r = reference::train_step_micro(
         model,
         &layout,
         &p0,
         &mut adam,
         lr,
-        &x0,
-        n,
-        &targets,
-        dropout_seed,
+        &batch,
         micro.unwrap_or(n),
     );
     let mut params_from_gpu_grads = r.params.clone();

@@ -50,22 +50,27 @@ impl AdamState {
     }
 }
 
-/// Runs one training step of `model` on batch `x` ([N, H, W, C], values as the input layer
-/// takes them) through the CPU reference. `dropout_seed` drives every Dropout layer's mask
-/// (the same hash as the GPU kernel).
-#[allow(clippy::too_many_arguments)]
+/// One batch as the reference takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// The images, [N, H, W, C], values as the input layer takes them.
+    pub x: &'a [f64],
+    pub n: usize,
+    pub targets: &'a Targets,
+    /// Drives every Dropout layer's mask (the same hash as the GPU kernel).
+    pub dropout_seed: u32,
+}
+
+/// Runs one training step of `model` on `batch` through the CPU reference.
 pub fn train_step(
     model: &Model,
     layout: &ParamLayout,
     params: &[f64],
     adam: &mut AdamState,
     lr: f64,
-    x: &[f64],
-    n: usize,
-    targets: &Targets,
-    dropout_seed: u32,
+    batch: &Batch,
 ) -> StepResult {
-    let mut r = forward_backward(model, layout, params, x, n, targets, dropout_seed);
+    let mut r = forward_backward(model, layout, params, batch);
     adam_step(layout, &mut r.params, &r.grads, adam, lr);
     r
 }
@@ -98,43 +103,39 @@ pub fn adam_step(
 /// each micro-batch's statistics and updates its moving statistics once per micro-batch;
 /// micro-batch i's dropout seed is `seed + i·0x9E3779B9`. `activations` are the last
 /// micro-batch's.
-#[allow(clippy::too_many_arguments)]
 pub fn train_step_micro(
     model: &Model,
     layout: &ParamLayout,
     params: &[f64],
     adam: &mut AdamState,
     lr: f64,
-    x: &[f64],
-    n: usize,
-    targets: &Targets,
-    dropout_seed: u32,
+    batch: &Batch,
     micro: usize,
 ) -> StepResult {
-    let sample = x.len() / n;
+    let n = batch.n;
+    let sample = batch.x.len() / n;
     let mut cur = params.to_vec();
     let mut grads = vec![0.0; layout.total_len];
     let mut loss = 0.0;
     let mut acts = Vec::new();
     for (i, start) in (0..n).step_by(micro).enumerate() {
         let m = micro.min(n - start);
-        let t = match targets {
+        let t = match batch.targets {
             Targets::Binary(t) => {
                 let per = t.len() / n;
                 Targets::Binary(t[start * per..(start + m) * per].to_vec())
             }
             Targets::Classes(t) => Targets::Classes(t[start..start + m].to_vec()),
         };
-        let seed = dropout_seed.wrapping_add((i as u32).wrapping_mul(0x9E37_79B9));
-        let r = forward_backward(
-            model,
-            layout,
-            &cur,
-            &x[start * sample..(start + m) * sample],
-            m,
-            &t,
-            seed,
-        );
+        let part = Batch {
+            x: &batch.x[start * sample..(start + m) * sample],
+            n: m,
+            targets: &t,
+            dropout_seed: batch
+                .dropout_seed
+                .wrapping_add((i as u32).wrapping_mul(0x9E37_79B9)),
+        };
+        let r = forward_backward(model, layout, &cur, &part);
         let w = m as f64 / n as f64;
         for (g, v) in grads.iter_mut().zip(&r.grads) {
             *g += w * v;
@@ -158,12 +159,9 @@ pub fn forward_backward(
     model: &Model,
     layout: &ParamLayout,
     params: &[f64],
-    x: &[f64],
-    n: usize,
-    targets: &Targets,
-    dropout_seed: u32,
+    batch: &Batch,
 ) -> StepResult {
-    run(model, layout, params, x, n, targets, dropout_seed, true)
+    run(model, layout, params, batch, true)
 }
 
 /// Inference on one batch: batch norm with the moving statistics, dropout as the identity;
@@ -176,46 +174,31 @@ pub fn evaluate(
     n: usize,
     targets: &Targets,
 ) -> StepResult {
-    run(model, layout, params, x, n, targets, 0, false)
+    let batch = Batch {
+        x,
+        n,
+        targets,
+        dropout_seed: 0,
+    };
+    run(model, layout, params, &batch, false)
 }
 
 /// One batch through the reference: forward (training or inference), loss and, in
 /// training, backward. The walks ask each layer's [`layers::LayerOps`] for its CPU passes.
-#[allow(clippy::too_many_arguments)]
 fn run(
     model: &Model,
     layout: &ParamLayout,
     params: &[f64],
-    x: &[f64],
-    n: usize,
-    targets: &Targets,
-    dropout_seed: u32,
+    batch: &Batch,
     train: bool,
 ) -> StepResult {
     let mut params = params.to_vec();
     let mut saved = CpuSaved::default();
-    let acts = forward(
-        model,
-        layout,
-        &mut params,
-        &mut saved,
-        x,
-        n,
-        dropout_seed,
-        train,
-    );
-    let (loss, dlogits) = loss(model, acts.last().expect("a model has layers"), n, targets);
+    let acts = forward(model, layout, &mut params, &mut saved, batch, train);
+    let logits = acts.last().expect("a model has layers");
+    let (loss, dlogits) = loss(model, logits, batch.n, batch.targets);
     let grads = if train {
-        backward(
-            model,
-            layout,
-            &params,
-            &saved,
-            &acts,
-            dlogits,
-            n,
-            dropout_seed,
-        )
+        backward(model, layout, &params, &saved, &acts, dlogits, batch)
     } else {
         vec![0.0; layout.total_len]
     };
@@ -227,18 +210,16 @@ fn run(
     }
 }
 
-/// Every layer's output, in layer order (the input layer's is `x`).
-#[allow(clippy::too_many_arguments)]
+/// Every layer's output, in layer order (the input layer's is the batch).
 fn forward(
     model: &Model,
     layout: &ParamLayout,
     params: &mut [f64],
     saved: &mut CpuSaved,
-    x: &[f64],
-    n: usize,
-    dropout_seed: u32,
+    batch: &Batch,
     train: bool,
 ) -> Vec<Vec<f64>> {
+    let (x, n) = (batch.x, batch.n);
     let layers = &model.layers;
     let mut acts: Vec<Vec<f64>> = Vec::with_capacity(layers.len());
     for (li, l) in layers.iter().enumerate() {
@@ -257,7 +238,7 @@ fn forward(
             li,
             n,
             train,
-            dropout_seed,
+            dropout_seed: batch.dropout_seed,
             x: xs,
             in_shape,
             out_shape: l.output,
@@ -298,7 +279,6 @@ fn loss(model: &Model, logits: &[f64], n: usize, targets: &Targets) -> (f64, Vec
 
 /// Every parameter's gradient: each layer's output gradient, accumulated over its consumers,
 /// goes back through the layer in reverse order.
-#[allow(clippy::too_many_arguments)]
 fn backward(
     model: &Model,
     layout: &ParamLayout,
@@ -306,8 +286,7 @@ fn backward(
     saved: &CpuSaved,
     acts: &[Vec<f64>],
     dlogits: Vec<f64>,
-    n: usize,
-    dropout_seed: u32,
+    batch: &Batch,
 ) -> Vec<f64> {
     let layers = &model.layers;
     let mut grads = vec![0.0; layout.total_len];
@@ -318,8 +297,8 @@ fn backward(
         let Some(dy) = dacts[li].take() else { continue };
         let mut cx = CpuBwd {
             li,
-            n,
-            dropout_seed,
+            n: batch.n,
+            dropout_seed: batch.dropout_seed,
             x: l.inputs.iter().map(|&i| acts[i].as_slice()).collect(),
             in_shape: layers[l.inputs[0]].output,
             out_shape: l.output,
@@ -368,19 +347,14 @@ mod tests {
         let n = 3;
         let x = cpu::random_f64(9, n * 12 * 12 * 3, 0.0, 255.0);
         let t = Targets::Binary(vec![1.0, 0.0, 1.0]);
-        let step = |p: &[f64]| {
-            train_step(
-                &m,
-                &layout,
-                p,
-                &mut AdamState::new(&layout),
-                1e-3,
-                &x,
-                n,
-                &t,
-                7,
-            )
+        let batch = Batch {
+            x: &x,
+            n,
+            targets: &t,
+            dropout_seed: 7,
         };
+        let step =
+            |p: &[f64]| train_step(&m, &layout, p, &mut AdamState::new(&layout), 1e-3, &batch);
         let base = step(&params);
         let mut checked = 0;
         for s in layout.slots.iter().filter(|s| s.trainable) {
@@ -414,11 +388,17 @@ mod tests {
         let x = cpu::random_f64(3, n * 12 * 12 * 3, 0.0, 255.0);
         let t = Targets::Binary(vec![1.0, 0.0, 0.0, 1.0]);
         let mut adam = AdamState::new(&layout);
-        let first = train_step(&m, &layout, &params, &mut adam, 1e-2, &x, n, &t, 1);
+        let batch = Batch {
+            x: &x,
+            n,
+            targets: &t,
+            dropout_seed: 1,
+        };
+        let first = train_step(&m, &layout, &params, &mut adam, 1e-2, &batch);
         params = first.params;
         let mut last = first.loss;
         for _ in 0..10 {
-            let r = train_step(&m, &layout, &params, &mut adam, 1e-2, &x, n, &t, 1);
+            let r = train_step(&m, &layout, &params, &mut adam, 1e-2, &batch);
             params = r.params;
             last = r.loss;
         }
