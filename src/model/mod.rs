@@ -69,76 +69,40 @@ pub fn xception_mini(cfg: &XceptionConfig) -> Result<Model, GraphError> {
         message,
     })?;
     let w = |c| scaled(c, cfg.width);
-    let bn = LayerKind::BatchNormalization(layers::BatchNormalization {
-        momentum: 0.99,
-        epsilon: 1e-3,
-    });
-    let sep = |c| {
-        LayerKind::SeparableConv2D(layers::SeparableConv2D {
-            filters: w(c),
-            kernel: 3,
-            padding: Padding::Same,
-        })
-    };
     let mut m = Model::new();
     let x = m.input(cfg.image_size, cfg.image_size, cfg.channels);
-    let x = m.add_layer(
-        LayerKind::Rescaling(layers::Rescaling {
-            scale: 1.0 / 255.0,
-            offset: 0.0,
-        }),
-        &[x],
-    )?;
-    let x = m.add_layer(
-        LayerKind::Conv2D(layers::Conv2D {
-            filters: w(128),
-            kernel: 3,
-            stride: 2,
-            padding: Padding::Same,
-        }),
-        &[x],
-    )?;
-    let x = m.add_layer(bn.clone(), &[x])?;
-    let mut x = m.add_layer(LayerKind::Relu(layers::Relu), &[x])?;
+    let scale = layers::Rescaling {
+        scale: 1.0 / 255.0,
+        offset: 0.0,
+    };
+    let x = m.add_layer(LayerKind::Rescaling(scale), &[x])?;
+    let x = m.add_layer(conv(w(128), 3, 2), &[x])?;
+    let x = m.add_layer(batch_norm(), &[x])?;
+    let mut x = m.add_layer(relu(), &[x])?;
     let mut previous = x;
     for size in [256, 512, 728] {
-        x = m.add_layer(LayerKind::Relu(layers::Relu), &[x])?;
-        x = m.add_layer(sep(size), &[x])?;
-        x = m.add_layer(bn.clone(), &[x])?;
-        x = m.add_layer(LayerKind::Relu(layers::Relu), &[x])?;
-        x = m.add_layer(sep(size), &[x])?;
-        x = m.add_layer(bn.clone(), &[x])?;
-        x = m.add_layer(
-            LayerKind::MaxPooling2D(layers::MaxPooling2D {
-                pool: 3,
-                stride: 2,
-                padding: Padding::Same,
-            }),
-            &[x],
-        )?;
-        let residual = m.add_layer(
-            LayerKind::Conv2D(layers::Conv2D {
-                filters: w(size),
-                kernel: 1,
-                stride: 2,
-                padding: Padding::Same,
-            }),
-            &[previous],
-        )?;
+        for _ in 0..2 {
+            x = m.add_layer(relu(), &[x])?;
+            x = m.add_layer(separable(w(size)), &[x])?;
+            x = m.add_layer(batch_norm(), &[x])?;
+        }
+        let pool = layers::MaxPooling2D {
+            pool: 3,
+            stride: 2,
+            padding: Padding::Same,
+        };
+        x = m.add_layer(LayerKind::MaxPooling2D(pool), &[x])?;
+        let residual = m.add_layer(conv(w(size), 1, 2), &[previous])?;
         x = m.add_layer(LayerKind::Add(layers::Add), &[x, residual])?;
         previous = x;
     }
-    x = m.add_layer(sep(1024), &[x])?;
-    x = m.add_layer(bn, &[x])?;
-    x = m.add_layer(LayerKind::Relu(layers::Relu), &[x])?;
-    x = m.add_layer(
-        LayerKind::GlobalAveragePooling2D(layers::GlobalAveragePooling2D),
-        &[x],
-    )?;
-    x = m.add_layer(
-        LayerKind::Dropout(layers::Dropout { rate: cfg.dropout }),
-        &[x],
-    )?;
+    x = m.add_layer(separable(w(1024)), &[x])?;
+    x = m.add_layer(batch_norm(), &[x])?;
+    x = m.add_layer(relu(), &[x])?;
+    let gap = layers::GlobalAveragePooling2D;
+    x = m.add_layer(LayerKind::GlobalAveragePooling2D(gap), &[x])?;
+    let dropout = layers::Dropout { rate: cfg.dropout };
+    x = m.add_layer(LayerKind::Dropout(dropout), &[x])?;
     let (units, activation) = if cfg.multi_label {
         (cfg.classes, Activation::Sigmoid)
     } else if cfg.classes <= 2 {
@@ -148,6 +112,37 @@ pub fn xception_mini(cfg: &XceptionConfig) -> Result<Model, GraphError> {
     };
     m.add_layer(LayerKind::Dense(layers::Dense { units, activation }), &[x])?;
     Ok(m)
+}
+
+/// Conv2D with "same" padding.
+fn conv(filters: usize, kernel: usize, stride: usize) -> LayerKind {
+    LayerKind::Conv2D(layers::Conv2D {
+        filters,
+        kernel,
+        stride,
+        padding: Padding::Same,
+    })
+}
+
+/// SeparableConv2D 3×3 "same".
+fn separable(filters: usize) -> LayerKind {
+    LayerKind::SeparableConv2D(layers::SeparableConv2D {
+        filters,
+        kernel: 3,
+        padding: Padding::Same,
+    })
+}
+
+/// BatchNormalization with Keras' defaults.
+fn batch_norm() -> LayerKind {
+    LayerKind::BatchNormalization(layers::BatchNormalization {
+        momentum: crate::shapes::MOMENTUM,
+        epsilon: crate::shapes::EPSILON,
+    })
+}
+
+fn relu() -> LayerKind {
+    LayerKind::Relu(layers::Relu)
 }
 
 #[cfg(test)]
