@@ -28,7 +28,9 @@ const EXIT_STATUS: &str = "Exit status: 0 success; 1 failure at run time (GPU lo
                   Choose the adapter with GPUCNN_ADAPTER=<part of its name> and/or \
                   WGPU_BACKEND=vulkan|metal|dx12|gl. Images over GPUCNN_MAX_IMAGE_PIXELS \
                   (default 67108864, 64 Mpixel) are refused unread; all decoding threads share \
-                  GPUCNN_DECODE_MEMORY_MIB (default 1024) of memory.",
+                  GPUCNN_DECODE_MEMORY_MIB (default 1024) of memory. Kernel variants are chosen \
+                  per adapter (gpucnn info shows which and why); GPUCNN_VARIANT overrides any \
+                  subset, e.g. GPUCNN_VARIANT=gemm=tiled,conv2d=portable,batch_norm=tree.",
     after_help = EXIT_STATUS
 )]
 struct Cli {

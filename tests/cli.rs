@@ -167,8 +167,17 @@ fn summary_plans_memory_without_a_gpu() {
         "{s}"
     );
     assert!(s.contains("pooled in"), "{s}");
+    let out = gpucnn(&["--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("GPUCNN_VARIANT=gemm=tiled"));
     let out = gpucnn_env(&["summary"], &[("GPUCNN_VARIANT", "gemm=fast")]);
     if test_context().is_some() {
+        let info = gpucnn_env(
+            &["info"],
+            &[("GPUCNN_VARIANT", "gemm=naive,batch_norm=tree")],
+        );
+        let s = String::from_utf8_lossy(&info.stdout);
+        assert!(s.contains("gemm: naive (GPUCNN_VARIANT"), "{s}");
+        assert!(s.contains("batch_norm: tree"), "{s}");
         assert_eq!(out.status.code(), Some(2));
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(
