@@ -19,6 +19,43 @@ pub fn small_model(classes: usize) -> Model {
     .expect("a valid model")
 }
 
+/// A model whose dropout's input fans out (conv → relu r → dropout d → add(d, r) → pooling →
+/// dense): the dropout's input gradient is the second contribution to r's, so an
+/// add-accumulate op follows the dropout backward op. The seed of every step must reach the
+/// dropout's own dispatches.
+pub fn fan_out_before_dropout() -> Model {
+    use crate::graph::layers::{
+        Add, Conv2D, Dense, Dropout, GlobalAveragePooling2D, Relu, Rescaling,
+    };
+    use crate::graph::{Activation, LayerKind};
+    let add = |m: &mut Model, kind, inputs: &[usize]| m.add_layer(kind, inputs).expect("valid");
+    let mut m = Model::new();
+    let x = m.input(6, 6, 3);
+    let scale = Rescaling {
+        scale: 1.0 / 255.0,
+        offset: 0.0,
+    };
+    let x = add(&mut m, LayerKind::Rescaling(scale), &[x]);
+    let conv = Conv2D {
+        filters: 4,
+        kernel: 3,
+        stride: 1,
+        padding: crate::cpu::Padding::Same,
+    };
+    let c = add(&mut m, LayerKind::Conv2D(conv), &[x]);
+    let r = add(&mut m, LayerKind::Relu(Relu), &[c]);
+    let d = add(&mut m, LayerKind::Dropout(Dropout { rate: 0.5 }), &[r]);
+    let a = add(&mut m, LayerKind::Add(Add), &[d, r]);
+    let gap = LayerKind::GlobalAveragePooling2D(GlobalAveragePooling2D);
+    let g = add(&mut m, gap, &[a]);
+    let dense = Dense {
+        units: 1,
+        activation: Activation::Sigmoid,
+    };
+    add(&mut m, LayerKind::Dense(dense), &[g]);
+    m
+}
+
 /// GPU and CPU results of one step from the same parameters and batch.
 pub struct StepComparison {
     pub loss: (f32, f64),

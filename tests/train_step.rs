@@ -172,40 +172,8 @@ fn ten_steps_on_one_batch_drive_the_loss_down() {
 /// add that follows (the reference uses the same seed).
 #[test]
 fn dropout_after_a_fan_out_matches_cpu_reference() {
-    use gpucnn::cpu::Padding;
-    use gpucnn::graph::layers::{Add, Conv2D, Dense, Dropout, GlobalAveragePooling2D, Relu};
-    use gpucnn::graph::{Activation, LayerKind, Model};
     let Some(ctx) = test_context() else { return };
-    let mut m = Model::new();
-    let x = m.input(6, 6, 3);
-    let scale = gpucnn::graph::layers::Rescaling {
-        scale: 1.0 / 255.0,
-        offset: 0.0,
-    };
-    let x = m.add_layer(LayerKind::Rescaling(scale), &[x]).unwrap();
-    let conv = LayerKind::Conv2D(Conv2D {
-        filters: 4,
-        kernel: 3,
-        stride: 1,
-        padding: Padding::Same,
-    });
-    let c = m.add_layer(conv, &[x]).unwrap();
-    let r = m.add_layer(LayerKind::Relu(Relu), &[c]).unwrap();
-    let d = m
-        .add_layer(LayerKind::Dropout(Dropout { rate: 0.5 }), &[r])
-        .unwrap();
-    let a = m.add_layer(LayerKind::Add(Add), &[d, r]).unwrap();
-    let g = m
-        .add_layer(
-            LayerKind::GlobalAveragePooling2D(GlobalAveragePooling2D),
-            &[a],
-        )
-        .unwrap();
-    let dense = LayerKind::Dense(Dense {
-        units: 1,
-        activation: Activation::Sigmoid,
-    });
-    m.add_layer(dense, &[g]).unwrap();
+    let m = gpucnn::step_parity::fan_out_before_dropout();
     let r = compare_step(&ctx, &m, 4, None, 42).unwrap();
     for c in r.compared() {
         let s = compare(&c);

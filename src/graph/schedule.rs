@@ -204,58 +204,13 @@ fn backward(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::graph::layers::{Add, Conv2D, Dense, Dropout, GlobalAveragePooling2D, Relu};
     use crate::model::{XceptionConfig, xception_mini};
-
-    /// conv → relu (r) → dropout (d) → add(d, r): r fans out into the dropout and the add, so
-    /// the dropout's input gradient is the second contribution to r's and an add-accumulate
-    /// op follows the dropout backward op.
-    pub(crate) fn fan_out_before_dropout() -> Model {
-        let mut m = Model::new();
-        let x = m.input(6, 6, 3);
-        let scale = crate::graph::layers::Rescaling {
-            scale: 1.0 / 255.0,
-            offset: 0.0,
-        };
-        let x = m.add_layer(LayerKind::Rescaling(scale), &[x]).unwrap();
-        let c = m
-            .add_layer(
-                LayerKind::Conv2D(Conv2D {
-                    filters: 4,
-                    kernel: 3,
-                    stride: 1,
-                    padding: crate::cpu::Padding::Same,
-                }),
-                &[x],
-            )
-            .unwrap();
-        let r = m.add_layer(LayerKind::Relu(Relu), &[c]).unwrap();
-        let d = m
-            .add_layer(LayerKind::Dropout(Dropout { rate: 0.5 }), &[r])
-            .unwrap();
-        let a = m.add_layer(LayerKind::Add(Add), &[d, r]).unwrap();
-        let g = m
-            .add_layer(
-                LayerKind::GlobalAveragePooling2D(GlobalAveragePooling2D),
-                &[a],
-            )
-            .unwrap();
-        m.add_layer(
-            LayerKind::Dense(Dense {
-                units: 1,
-                activation: Activation::Sigmoid,
-            }),
-            &[g],
-        )
-        .unwrap();
-        m
-    }
 
     #[test]
     fn dropout_seeds_go_to_the_dropout_ops_even_after_a_fan_out() {
-        let m = fan_out_before_dropout();
+        let m = crate::step_parity::fan_out_before_dropout();
         let s = schedule(&m, &Variants::portable(), 2, Mode::Train, None).unwrap();
         let labels = s.pl.labels();
         let tagged: Vec<&str> = s.pl.dropout.iter().map(|d| labels[d.op.0].1).collect();
