@@ -46,7 +46,11 @@ pub fn load_checkpoint(
         st: &st,
         hint: &hint,
     };
-    let (params, moments, expected) = file.read_tensors(layout, has_state)?;
+    let Tensors {
+        params,
+        moments,
+        expected,
+    } = file.read_tensors(layout, has_state)?;
     file.refuse_extra(&expected, has_state)?;
     let state = match moments {
         Some((m, v)) => Some(TrainState {
@@ -84,6 +88,14 @@ fn read_model(reader: &MetaReader) -> Result<Option<ModelConfig>, CheckpointErro
 /// Adam's m and v, flat over the trainable prefix.
 type Moments = (Vec<f32>, Vec<f32>);
 
+/// What [`File::read_tensors`] read: the parameters, the moments (when the file has a state),
+/// and the tensor names it expected.
+struct Tensors {
+    params: Vec<f32>,
+    moments: Option<Moments>,
+    expected: HashSet<String>,
+}
+
 /// An opened checkpoint, and the hint its errors carry (which model it was written for).
 struct File<'a> {
     path: &'a Path,
@@ -98,7 +110,7 @@ impl File<'_> {
         &self,
         layout: &ParamLayout,
         has_state: bool,
-    ) -> Result<(Vec<f32>, Option<Moments>, HashSet<String>), CheckpointError> {
+    ) -> Result<Tensors, CheckpointError> {
         let mut expected: HashSet<String> = HashSet::new();
         let mut params = vec![0.0f32; layout.total_len];
         let t = layout.trainable_len;
@@ -115,7 +127,11 @@ impl File<'_> {
                 expected.insert(vn);
             }
         }
-        Ok((params, moments, expected))
+        Ok(Tensors {
+            params,
+            moments,
+            expected,
+        })
     }
 
     fn read(&self, name: &str, shape: &[usize], dst: &mut [f32]) -> Result<(), CheckpointError> {
