@@ -7,7 +7,7 @@ use crate::cpu::augment::AugmentConfig;
 use crate::data::dataset::{DatasetOptions, DirectoryDataset};
 use crate::data::decode::{ResizeOptions, load_resized};
 use crate::gpu::GpuContext;
-use crate::kernels::augment::Augment;
+use crate::kernels::augment::{Augment, NhwcShape};
 
 /// The first nine training images of `data` (split with `seed`, resized to `size` as the
 /// loader does), titled with their class; or, with `augment`, nine augmentations of the first
@@ -57,7 +57,13 @@ pub fn preview_images(
     let x = ctx.upload("preview input", &batch);
     let y = ctx.zeros("preview output", batch.len());
     let seed_buf = Augment::seed_buffer(ctx, seed as u32);
-    let d = k.forward(ctx, &y, &x, &seed_buf, 9, size, size, 3, &cfg);
+    let shape = NhwcShape {
+        n: 9,
+        h: size,
+        w: size,
+        c: 3,
+    };
+    let d = k.forward(ctx, &y, &x, &seed_buf, &shape, &cfg);
     crate::kernels::run_all(ctx, &[&d])?;
     let out: Vec<f32> = ctx.read(&y)?;
     let len = size * size * 3;

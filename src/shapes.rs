@@ -233,3 +233,31 @@ impl BnShape {
         }
     }
 }
+
+/// The sizes of one dense layer: x [N, IN] · W [IN, OUT] + b [OUT].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DenseShape {
+    /// N: the batch.
+    pub n: usize,
+    /// IN: input features.
+    pub inp: usize,
+    /// OUT: units.
+    pub out: usize,
+}
+
+/// The sizes of one matrix product C[M, N] = A[M, K]·B[K, N].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmDims {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// The sizes of an NHWC batch of images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NhwcShape {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}

@@ -142,7 +142,8 @@ pub fn compare_step_with(
             Shape::Flat(f) => (1, 1, f),
         };
         let raw = x0.clone();
-        crate::cpu::augment::augment_forward(&mut x0, &raw, n, h, w, c, cfg, dropout_seed);
+        let s = crate::shapes::NhwcShape { n, h, w, c };
+        crate::cpu::augment::augment_forward(&mut x0, &raw, &s, cfg, dropout_seed);
     }
     // One micro-batch of all n samples is exactly the plain step (weight 1).
     let batch = reference::Batch {

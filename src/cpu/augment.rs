@@ -19,6 +19,8 @@
 
 use std::f64::consts::TAU;
 
+pub use crate::shapes::NhwcShape;
+
 /// Which augmentations run and how far rotations go. Shared by the CPU reference and the
 /// kernel (`kernels::augment`), so a test can never configure the two differently.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -163,18 +165,9 @@ pub fn transform_image(
 }
 
 /// y = rotate(flip(x)) per image, with image `i`'s flip decision and angle drawn from
-/// `(seed, i)` (see [`image_transform`]). y, x: [N, H, W, C].
-#[allow(clippy::too_many_arguments)]
-pub fn augment_forward(
-    y: &mut [f64],
-    x: &[f64],
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    cfg: &AugmentConfig,
-    seed: u32,
-) {
+/// `(seed, i)` (see [`image_transform`]). y, x: [N, H, W, C] as in `s`.
+pub fn augment_forward(y: &mut [f64], x: &[f64], s: &NhwcShape, cfg: &AugmentConfig, seed: u32) {
+    let NhwcShape { n, h, w, c } = *s;
     let len = h * w * c;
     assert_eq!(x.len(), n * len);
     assert_eq!(y.len(), n * len);
@@ -296,7 +289,7 @@ mod tests {
             rotate: false,
             factor: 0.1,
         };
-        augment_forward(&mut y, &x, n, h, w, c, &cfg, 7);
+        augment_forward(&mut y, &x, &NhwcShape { n, h, w, c }, &cfg, 7);
         let len = h * w * c;
         let mut flipped = 0;
         for i in 0..n {
@@ -325,7 +318,13 @@ mod tests {
         assert_eq!(y, x);
         let mut y = vec![0.0; 4 * x.len()];
         let x4 = [x.clone(), x.clone(), x.clone(), x].concat();
-        augment_forward(&mut y, &x4, 4, h, w, c, &AugmentConfig::NONE, 3);
+        augment_forward(
+            &mut y,
+            &x4,
+            &NhwcShape { n: 4, h, w, c },
+            &AugmentConfig::NONE,
+            3,
+        );
         assert_eq!(y, x4);
     }
 
@@ -367,7 +366,13 @@ mod tests {
         let x = random_f64(4, n * h * w * c, 0.0, 255.0);
         let run = |seed| {
             let mut y = vec![0.0; x.len()];
-            augment_forward(&mut y, &x, n, h, w, c, &AugmentConfig::KERAS, seed);
+            augment_forward(
+                &mut y,
+                &x,
+                &NhwcShape { n, h, w, c },
+                &AugmentConfig::KERAS,
+                seed,
+            );
             y
         };
         assert_eq!(run(11), run(11));

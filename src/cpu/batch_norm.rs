@@ -4,28 +4,44 @@
 //! BIASED batch variance and updates the moving statistics with that same biased variance
 //! (KERAS-SEMANTICS.md); inference normalises with the moving statistics.
 
-/// Keras' default momentum of the moving statistics.
-pub const MOMENTUM: f64 = 0.99;
-/// Keras' default epsilon added to the variance.
-pub const EPSILON: f64 = 1e-3;
+pub use crate::shapes::BnShape;
+
+/// What the training forward writes: y [M, C], the saved mean and inv_std [C], and the moving
+/// statistics [C], updated in place.
+pub struct TrainOut<'a> {
+    pub y: &'a mut [f64],
+    pub mean: &'a mut [f64],
+    pub inv_std: &'a mut [f64],
+    pub moving_mean: &'a mut [f64],
+    pub moving_var: &'a mut [f64],
+}
+
+/// What the backward writes: dx [M, C], dgamma and dbeta [C].
+pub struct Grads<'a> {
+    pub dx: &'a mut [f64],
+    pub dgamma: &'a mut [f64],
+    pub dbeta: &'a mut [f64],
+}
 
 /// Training forward. Writes y, mean and inv_std = 1/sqrt(var + epsilon) (saved for backward) and
-/// updates moving_mean/var ← momentum·moving + (1 − momentum)·batch.
-#[allow(clippy::too_many_arguments)] // the convention's flat order: outputs, inputs, sizes
+/// updates moving_mean/var ← momentum·moving + (1 − momentum)·batch. x: [M, C]; gamma, beta:
+/// [C]; M, C, momentum and epsilon from `shape`.
 pub fn batch_norm_forward_train(
-    y: &mut [f64],           // y: [M, C]
-    mean: &mut [f64],        // mean: [C] (saved)
-    inv_std: &mut [f64],     // inv_std: [C] (saved)
-    moving_mean: &mut [f64], // moving_mean: [C] (updated in place)
-    moving_var: &mut [f64],  // moving_var: [C] (updated in place)
-    x: &[f64],               // x: [M, C]
-    gamma: &[f64],           // gamma: [C]
-    beta: &[f64],            // beta: [C]
-    rows: usize,             // M = N·H·W
-    channels: usize,         // C
-    momentum: f64,
-    epsilon: f64,
+    out: TrainOut,
+    x: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+    shape: &BnShape,
 ) {
+    let TrainOut {
+        y,
+        mean,
+        inv_std,
+        moving_mean,
+        moving_var,
+    } = out;
+    let (rows, channels) = (shape.rows, shape.channels);
+    let (momentum, epsilon) = (shape.momentum as f64, shape.epsilon as f64);
     for c in 0..channels {
         let mut sum = 0.0;
         for r in 0..rows {
@@ -51,18 +67,18 @@ pub fn batch_norm_forward_train(
 }
 
 /// Inference forward: y = γ·(x − moving_mean)/sqrt(moving_var + epsilon) + β.
-#[allow(clippy::too_many_arguments)] // the convention's flat order: outputs, inputs, sizes
+/// y, x: [M, C]; gamma, beta, moving_mean, moving_var: [C]; M, C and epsilon from `shape`.
 pub fn batch_norm_forward_inference(
-    y: &mut [f64],       // y: [M, C]
-    x: &[f64],           // x: [M, C]
-    gamma: &[f64],       // gamma: [C]
-    beta: &[f64],        // beta: [C]
-    moving_mean: &[f64], // moving_mean: [C]
-    moving_var: &[f64],  // moving_var: [C]
-    rows: usize,         // M = N·H·W
-    channels: usize,     // C
-    epsilon: f64,
+    y: &mut [f64],
+    x: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+    moving_mean: &[f64],
+    moving_var: &[f64],
+    shape: &BnShape,
 ) {
+    let (rows, channels) = (shape.rows, shape.channels);
+    let epsilon = shape.epsilon as f64;
     for r in 0..rows {
         for c in 0..channels {
             let i = r * channels + c;
@@ -73,20 +89,19 @@ pub fn batch_norm_forward_inference(
 
 /// Training backward from dy, the forward's input x and its saved mean and inv_std:
 /// dβ = Σdy, dγ = Σdy·x̂, dx = γ·inv_std/M · (M·dy − Σdy − x̂·Σdy·x̂), x̂ = (x − mean)·inv_std.
-/// Writes dx, dgamma and dbeta.
-#[allow(clippy::too_many_arguments)] // the convention's flat order: outputs, inputs, saved, sizes
+/// Writes `grads`. dy, x: [M, C] (x the forward's input); gamma, mean, inv_std: [C] (mean and
+/// inv_std saved by forward_train); M and C from `shape`.
 pub fn batch_norm_backward(
-    dx: &mut [f64],     // dx: [M, C]
-    dgamma: &mut [f64], // dgamma: [C]
-    dbeta: &mut [f64],  // dbeta: [C]
-    dy: &[f64],         // dy: [M, C]
-    x: &[f64],          // x: [M, C] (the forward's input)
-    gamma: &[f64],      // gamma: [C]
-    mean: &[f64],       // mean: [C] (saved by forward_train)
-    inv_std: &[f64],    // inv_std: [C] (saved by forward_train)
-    rows: usize,        // M = N·H·W
-    channels: usize,    // C
+    grads: Grads,
+    dy: &[f64],
+    x: &[f64],
+    gamma: &[f64],
+    mean: &[f64],
+    inv_std: &[f64],
+    shape: &BnShape,
 ) {
+    let Grads { dx, dgamma, dbeta } = grads;
+    let (rows, channels) = (shape.rows, shape.channels);
     let m = rows as f64;
     for c in 0..channels {
         let xhat = |r: usize| (x[r * channels + c] - mean[c]) * inv_std[c];
@@ -117,11 +132,16 @@ mod tests {
     /// y of the training forward, moving statistics discarded.
     fn forward(x: &[f64], gamma: &[f64], beta: &[f64]) -> Vec<f64> {
         let mut y = vec![0.0; M * C];
-        let (mut mean, mut istd) = (vec![0.0; C], vec![0.0; C]);
-        let (mut mm, mut mv) = (vec![0.0; C], vec![1.0; C]);
-        batch_norm_forward_train(
-            &mut y, &mut mean, &mut istd, &mut mm, &mut mv, x, gamma, beta, M, C, MOMENTUM, EPSILON,
-        );
+        let (mut mean, mut inv_std) = (vec![0.0; C], vec![0.0; C]);
+        let (mut moving_mean, mut moving_var) = (vec![0.0; C], vec![1.0; C]);
+        let out = TrainOut {
+            y: &mut y,
+            mean: &mut mean,
+            inv_std: &mut inv_std,
+            moving_mean: &mut moving_mean,
+            moving_var: &mut moving_var,
+        };
+        batch_norm_forward_train(out, x, gamma, beta, &BnShape::keras(M, C));
         y
     }
 
@@ -129,46 +149,37 @@ mod tests {
     fn forward_train_hand_computed() {
         // One channel, x = [1, 2, 3, 6]: mean 3, biased var (4 + 1 + 0 + 9)/4 = 3.5.
         let x = [1.0, 2.0, 3.0, 6.0];
-        let (mut y, mut mean, mut istd) = (vec![0.0; 4], vec![0.0], vec![0.0]);
-        let (mut mm, mut mv) = (vec![0.5], vec![2.0]);
-        batch_norm_forward_train(
-            &mut y,
-            &mut mean,
-            &mut istd,
-            &mut mm,
-            &mut mv,
-            &x,
-            &[2.0],
-            &[0.25],
-            4,
-            1,
-            0.99,
-            1e-3,
-        );
-        let s = 1.0 / 3.501f64.sqrt();
+        let (mut y, mut mean, mut inv_std) = (vec![0.0; 4], vec![0.0], vec![0.0]);
+        let (mut moving_mean, mut moving_var) = (vec![0.5], vec![2.0]);
+        let shape = BnShape::keras(4, 1);
+        let out = TrainOut {
+            y: &mut y,
+            mean: &mut mean,
+            inv_std: &mut inv_std,
+            moving_mean: &mut moving_mean,
+            moving_var: &mut moving_var,
+        };
+        batch_norm_forward_train(out, &x, &[2.0], &[0.25], &shape);
+        // The hyperparameters are f32 (as on the GPU): 0.99 and 1e-3 rounded.
+        let (mo, eps) = (shape.momentum as f64, shape.epsilon as f64);
+        let s = 1.0 / (3.5 + eps).sqrt();
         assert_eq!(mean[0], 3.0);
-        approx::assert_abs_diff_eq!(istd[0], s, epsilon = 1e-15);
+        approx::assert_abs_diff_eq!(inv_std[0], s, epsilon = 1e-15);
         for (yi, xi) in y.iter().zip(x) {
             approx::assert_abs_diff_eq!(*yi, 2.0 * (xi - 3.0) * s + 0.25, epsilon = 1e-14);
         }
-        approx::assert_abs_diff_eq!(mm[0], 0.99 * 0.5 + 0.01 * 3.0, epsilon = 1e-15);
-        approx::assert_abs_diff_eq!(mv[0], 0.99 * 2.0 + 0.01 * 3.5, epsilon = 1e-15);
+        approx::assert_abs_diff_eq!(moving_mean[0], mo * 0.5 + (1.0 - mo) * 3.0, epsilon = 1e-15);
+        approx::assert_abs_diff_eq!(moving_var[0], mo * 2.0 + (1.0 - mo) * 3.5, epsilon = 1e-15);
     }
 
     #[test]
     fn forward_inference_hand_computed() {
         let mut y = vec![0.0; 2];
-        batch_norm_forward_inference(
-            &mut y,
-            &[1.0, 4.0],
-            &[3.0],
-            &[1.0],
-            &[2.0],
-            &[0.999],
-            2,
-            1,
-            1e-3,
-        );
+        let shape = BnShape {
+            epsilon: 0.25,
+            ..BnShape::keras(2, 1)
+        };
+        batch_norm_forward_inference(&mut y, &[1.0, 4.0], &[3.0], &[1.0], &[2.0], &[0.75], &shape);
         // moving_var + ε = 1: y = 3·(x − 2) + 1.
         assert!((y[0] - -2.0).abs() < 1e-14);
         assert!((y[1] - 7.0).abs() < 1e-14);
@@ -180,27 +191,26 @@ mod tests {
         let gamma = random_f64(2, C, 0.5, 1.5);
         let beta = random_f64(3, C, -0.5, 0.5);
         let r = random_f64(4, M * C, -1.0, 1.0);
+        let shape = BnShape::keras(M, C);
 
         let mut y = vec![0.0; M * C];
-        let (mut mean, mut istd) = (vec![0.0; C], vec![0.0; C]);
-        let (mut mm, mut mv) = (vec![0.0; C], vec![1.0; C]);
-        batch_norm_forward_train(
-            &mut y, &mut mean, &mut istd, &mut mm, &mut mv, &x, &gamma, &beta, M, C, MOMENTUM,
-            EPSILON,
-        );
+        let (mut mean, mut inv_std) = (vec![0.0; C], vec![0.0; C]);
+        let (mut moving_mean, mut moving_var) = (vec![0.0; C], vec![1.0; C]);
+        let out = TrainOut {
+            y: &mut y,
+            mean: &mut mean,
+            inv_std: &mut inv_std,
+            moving_mean: &mut moving_mean,
+            moving_var: &mut moving_var,
+        };
+        batch_norm_forward_train(out, &x, &gamma, &beta, &shape);
         let (mut dx, mut dgamma, mut dbeta) = (vec![0.0; M * C], vec![0.0; C], vec![0.0; C]);
-        batch_norm_backward(
-            &mut dx,
-            &mut dgamma,
-            &mut dbeta,
-            &r,
-            &x,
-            &gamma,
-            &mean,
-            &istd,
-            M,
-            C,
-        );
+        let grads = Grads {
+            dx: &mut dx,
+            dgamma: &mut dgamma,
+            dbeta: &mut dbeta,
+        };
+        batch_norm_backward(grads, &r, &x, &gamma, &mean, &inv_std, &shape);
 
         let err_x = grad_check(&x, &dx, |x| dot(&forward(x, &gamma, &beta), &r), 1e-6);
         let err_g = grad_check(&gamma, &dgamma, |g| dot(&forward(&x, g, &beta), &r), 1e-6);

@@ -596,7 +596,6 @@ fn axis_weights(out_size: usize, in_size: usize) -> Vec<(usize, usize, f32)> {
 /// at ((y + 0.5)·in_h/out_h − 0.5, (x + 0.5)·in_w/out_w − 0.5), clamped at the edges.
 /// `src`: [src_h, src_w, c] u8; the window `[top, left, h, w]` of it is resized to
 /// `out`: [out_h, out_w, c] f32 (0–255, not rounded).
-#[allow(clippy::too_many_arguments)]
 pub fn resize_bilinear(
     out: &mut [f32],
     out_h: usize,

@@ -8,6 +8,7 @@ use super::planner::{Planner, TensorId};
 use super::{Activation, LayerKind, Model};
 use crate::cpu::augment::AugmentConfig;
 use crate::kernels::variants::Variants;
+use crate::shapes::NhwcShape;
 
 /// What a program does: a training step (forward with batch statistics and dropout, loss,
 /// backward) or an evaluation (forward with the moving statistics, no dropout, loss and
@@ -82,10 +83,7 @@ fn augment_input(
                     &e.tensor(aug),
                     &e.fixed.input,
                     &e.fixed.aug_seed,
-                    n,
-                    h,
-                    w,
-                    c,
+                    &NhwcShape { n, h, w, c },
                     &cfg,
                 )]
             });

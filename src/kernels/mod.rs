@@ -43,6 +43,24 @@ pub mod relu;
 pub mod rescale;
 pub mod variants;
 
+/// A layer's kernel W and bias b, as a linear forward pass reads them (the counterpart of
+/// [`WeightGrads`]).
+#[derive(Clone, Copy)]
+pub struct Weights<'a> {
+    pub w: &'a dyn Bind,
+    pub b: &'a dyn Bind,
+}
+
+/// The buffers a weight-gradient pass writes (conv2d, dense, pointwise_conv2d): dW, db and the
+/// scratch of its split-K partials (None only where the family's `backward_weight_scratch_len`
+/// is 0).
+#[derive(Clone, Copy)]
+pub struct WeightGrads<'a> {
+    pub dw: &'a dyn Bind,
+    pub db: &'a dyn Bind,
+    pub scratch: Option<&'a dyn Bind>,
+}
+
 /// Which variant of each hot kernel a training step on this adapter uses, and why, as printed
 /// with the adapter ([`variants::report`]).
 pub fn variant_report(ctx: &GpuContext) -> String {

@@ -26,6 +26,7 @@ use super::{Activation, Model};
 use crate::cpu::augment::AugmentConfig;
 use crate::gpu::GpuContext;
 use crate::kernels::Dispatch;
+use crate::kernels::adam::Moments;
 use crate::kernels::variants::Variants;
 
 mod buffers;
@@ -342,8 +343,10 @@ fn optimizer(
             ops.push(kernels.adam.update(
                 ctx,
                 &range(&params[r], at, n),
-                &range(&fixed.m, start + at, n),
-                &range(&fixed.v, start + at, n),
+                Moments {
+                    m: &range(&fixed.m, start + at, n),
+                    v: &range(&fixed.v, start + at, n),
+                },
                 &range(&grads[r], at, n),
                 &fixed.adam_state,
                 n,

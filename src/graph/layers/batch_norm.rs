@@ -7,7 +7,9 @@ use crate::graph::executor::ExecError;
 use crate::graph::names::{Param, Saved};
 use crate::graph::{Init, ParamSpec, Shape, vector_param};
 use crate::kernels::Bind;
-use crate::kernels::batch_norm::{BatchNorm, BnShape};
+use crate::kernels::batch_norm::{
+    BackwardBuffers, BatchNorm, BnShape, InferenceBuffers, TrainBuffers,
+};
 
 /// Normalises each channel; γ, β trainable, moving mean and variance not.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,35 +60,34 @@ impl LayerOps for BatchNormalization {
         cx.pl.save(li, Saved::InvStd, c);
         if !cx.train {
             cx.unary("batch_norm.forward_inference", move |e, y, x| {
-                e.kernels.bn.forward_inference(
-                    e.ctx,
+                let bufs = InferenceBuffers {
                     y,
                     x,
-                    &e.param(li, Param::Gamma),
-                    &e.param(li, Param::Beta),
-                    &e.param(li, Param::MovingMean),
-                    &e.param(li, Param::MovingVariance),
-                    &shape,
-                )
+                    gamma: &e.param(li, Param::Gamma),
+                    beta: &e.param(li, Param::Beta),
+                    moving_mean: &e.param(li, Param::MovingMean),
+                    moving_var: &e.param(li, Param::MovingVariance),
+                };
+                e.kernels.bn.forward_inference(e.ctx, &bufs, &shape)
             });
             return Ok(());
         }
         let (y, x) = (cx.y, cx.x[0]);
         let uses = cx.y_and_x();
         cx.pl.op("batch_norm.forward_train", uses, move |e| {
-            e.kernels.bn.forward_train(
-                e.ctx,
-                &e.tensor(y),
-                e.saved(li, Saved::Mean),
-                e.saved(li, Saved::InvStd),
-                &e.param(li, Param::MovingMean),
-                &e.param(li, Param::MovingVariance),
-                e.input(x).as_ref(),
-                &e.param(li, Param::Gamma),
-                &e.param(li, Param::Beta),
-                &e.fixed.scratch,
-                &shape,
-            )
+            let x = e.input(x);
+            let bufs = TrainBuffers {
+                y: &e.tensor(y),
+                mean: e.saved(li, Saved::Mean),
+                inv_std: e.saved(li, Saved::InvStd),
+                moving_mean: &e.param(li, Param::MovingMean),
+                moving_var: &e.param(li, Param::MovingVariance),
+                x: x.as_ref(),
+                gamma: &e.param(li, Param::Gamma),
+                beta: &e.param(li, Param::Beta),
+                scratch: &e.fixed.scratch,
+            };
+            e.kernels.bn.forward_train(e.ctx, &bufs, &shape)
         });
         Ok(())
     }
@@ -96,19 +97,18 @@ impl LayerOps for BatchNormalization {
         let (li, dy) = (cx.li, cx.dy);
         let shape = self.shape(cx.out_len(), cx.layer.output);
         let build = move |e: &crate::graph::bind::Env, d: &dyn Bind| {
-            e.kernels.bn.backward(
-                e.ctx,
-                d,
-                &e.grad(li, Param::Gamma),
-                &e.grad(li, Param::Beta),
-                &e.tensor(dy),
-                &e.tensor(xt),
-                &e.param(li, Param::Gamma),
-                e.saved(li, Saved::Mean),
-                e.saved(li, Saved::InvStd),
-                &e.fixed.scratch,
-                &shape,
-            )
+            let bufs = BackwardBuffers {
+                dx: d,
+                dgamma: &e.grad(li, Param::Gamma),
+                dbeta: &e.grad(li, Param::Beta),
+                dy: &e.tensor(dy),
+                x: &e.tensor(xt),
+                gamma: &e.param(li, Param::Gamma),
+                mean: e.saved(li, Saved::Mean),
+                inv_std: e.saved(li, Saved::InvStd),
+                scratch: &e.fixed.scratch,
+            };
+            e.kernels.bn.backward(e.ctx, &bufs, &shape)
         };
         if cx.wants_dx(0) {
             cx.emit_dx(0, "batch_norm.backward", vec![dy, xt], build);
@@ -124,8 +124,8 @@ impl LayerOps for BatchNormalization {
     }
 
     fn cpu_forward(&self, cx: &mut CpuFwd) {
-        let c = cx.out_shape.channels();
-        let rows = cx.y.len() / c;
+        let shape = self.shape(cx.y.len(), cx.out_shape);
+        let c = shape.channels;
         let (gr, br) = (cx.p.range(Param::Gamma), cx.p.range(Param::Beta));
         let (mm, mv) = (
             cx.p.range(Param::MovingMean),
@@ -139,9 +139,7 @@ impl LayerOps for BatchNormalization {
                 &cx.params[br],
                 &cx.params[mm],
                 &cx.params[mv],
-                rows,
-                c,
-                self.epsilon as f64,
+                &shape,
             );
             return;
         }
@@ -150,20 +148,14 @@ impl LayerOps for BatchNormalization {
         let beta = cx.params[br].to_vec();
         let mut moving_mean = cx.params[mm.clone()].to_vec();
         let mut moving_var = cx.params[mv.clone()].to_vec();
-        cpu::batch_norm::batch_norm_forward_train(
-            cx.y,
-            &mut mean,
-            &mut inv_std,
-            &mut moving_mean,
-            &mut moving_var,
-            cx.x[0],
-            &gamma,
-            &beta,
-            rows,
-            c,
-            self.momentum as f64,
-            self.epsilon as f64,
-        );
+        let out = cpu::batch_norm::TrainOut {
+            y: cx.y,
+            mean: &mut mean,
+            inv_std: &mut inv_std,
+            moving_mean: &mut moving_mean,
+            moving_var: &mut moving_var,
+        };
+        cpu::batch_norm::batch_norm_forward_train(out, cx.x[0], &gamma, &beta, &shape);
         cx.params[mm].copy_from_slice(&moving_mean);
         cx.params[mv].copy_from_slice(&moving_var);
         cx.saved.put(cx.li, Saved::Mean, mean);
@@ -171,21 +163,23 @@ impl LayerOps for BatchNormalization {
     }
 
     fn cpu_backward(&self, cx: &mut CpuBwd) {
-        let c = cx.out_shape.channels();
-        let rows = cx.dy.len() / c;
+        let shape = self.shape(cx.dy.len(), cx.out_shape);
+        let c = shape.channels;
         let (gr, br) = (cx.p.range(Param::Gamma), cx.p.range(Param::Beta));
         let (mut dg, mut dbeta) = (vec![0.0; c], vec![0.0; c]);
+        let grads = cpu::batch_norm::Grads {
+            dx: &mut cx.dx[0],
+            dgamma: &mut dg,
+            dbeta: &mut dbeta,
+        };
         cpu::batch_norm::batch_norm_backward(
-            &mut cx.dx[0],
-            &mut dg,
-            &mut dbeta,
+            grads,
             cx.dy,
             cx.x[0],
             &cx.params[gr.clone()],
             cx.saved.get(cx.li, Saved::Mean),
             cx.saved.get(cx.li, Saved::InvStd),
-            rows,
-            c,
+            &shape,
         );
         cx.grads[gr].copy_from_slice(&dg);
         cx.grads[br].copy_from_slice(&dbeta);

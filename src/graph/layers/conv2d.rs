@@ -6,7 +6,7 @@ use crate::graph::executor::ExecError;
 use crate::graph::names::Param;
 use crate::graph::{ParamSpec, Shape, kernel_param, vector_param};
 use crate::kernels::pointwise_conv2d::PointwiseShape;
-use crate::kernels::{conv2d, gemm};
+use crate::kernels::{WeightGrads, conv2d, gemm};
 
 /// A convolution with bias, NHWC, kernel [k, k, Cin, Cout].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,9 +69,11 @@ impl Conv2D {
             .op("pointwise_conv2d.backward_weight", vec![dy, xt], move |e| {
                 e.kernels.pointwise.backward_weight(
                     e.ctx,
-                    &e.grad(li, Param::Kernel),
-                    &e.grad(li, Param::Bias),
-                    e.scratch(sl),
+                    WeightGrads {
+                        dw: &e.grad(li, Param::Kernel),
+                        db: &e.grad(li, Param::Bias),
+                        scratch: e.scratch(sl),
+                    },
                     &e.tensor(dy),
                     &e.tensor(xt),
                     &s,
@@ -150,9 +152,11 @@ impl LayerOps for Conv2D {
                 .conv
                 .backward_weight(
                     e.ctx,
-                    &e.grad(li, Param::Kernel),
-                    &e.grad(li, Param::Bias),
-                    &e.fixed.scratch,
+                    WeightGrads {
+                        dw: &e.grad(li, Param::Kernel),
+                        db: &e.grad(li, Param::Bias),
+                        scratch: Some(&e.fixed.scratch),
+                    },
                     &e.tensor(dy),
                     &e.tensor(xt),
                     &s,

@@ -5,13 +5,25 @@ use crate::cpu;
 use crate::graph::executor::ExecError;
 use crate::graph::names::Param;
 use crate::graph::{Activation, Init, ParamSpec, Shape, kernel_param, vector_param};
-use crate::kernels::gemm;
+use crate::kernels::dense::DenseShape;
+use crate::kernels::{WeightGrads, gemm};
 
 /// A fully connected layer; `activation` is applied by the loss (logits are its output).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Dense {
     pub units: usize,
     pub activation: Activation,
+}
+
+impl Dense {
+    /// The layer's geometry for a batch of `n` inputs of `input` (flat: F features).
+    pub fn shape(&self, n: usize, input: Shape) -> DenseShape {
+        DenseShape {
+            n,
+            inp: input.len(),
+            out: self.units,
+        }
+    }
 }
 
 impl LayerOps for Dense {
@@ -41,7 +53,7 @@ impl LayerOps for Dense {
     }
 
     fn gpu_forward(&self, cx: &mut GpuFwd) -> Result<(), ExecError> {
-        let (n, f, units, li) = (cx.n, cx.in_shape.len(), self.units, cx.li);
+        let (s, li) = (self.shape(cx.n, cx.in_shape), cx.li);
         cx.unary("dense.forward", move |e, y, x| {
             e.kernels.dense.forward(
                 e.ctx,
@@ -49,9 +61,7 @@ impl LayerOps for Dense {
                 x,
                 &e.param(li, Param::Kernel),
                 &e.param(li, Param::Bias),
-                n,
-                f,
-                units,
+                &s,
             )
         });
         Ok(())
@@ -59,21 +69,21 @@ impl LayerOps for Dense {
 
     fn gpu_backward(&self, cx: &mut GpuBwd) -> Result<(), ExecError> {
         let xt = cx.x_tensor("a dense layer on the raw input")?;
-        let (n, f, units, li, dy) = (cx.n, cx.in_shape.len(), self.units, cx.li, cx.dy);
+        let (s, li, dy) = (self.shape(cx.n, cx.in_shape), cx.li, cx.dy);
         let v = cx.variants;
-        let sl = gemm::weight_scratch_len(v.gemm, v.subgroup_width, n, f, units);
+        let sl = gemm::weight_scratch_len(v.gemm, v.subgroup_width, s.n, s.inp, s.out);
         cx.pl.need_scratch(sl);
         cx.pl.op("dense.backward_weight", vec![dy, xt], move |e| {
             e.kernels.dense.backward_weight(
                 e.ctx,
-                &e.grad(li, Param::Kernel),
-                &e.grad(li, Param::Bias),
-                e.scratch(sl),
+                WeightGrads {
+                    dw: &e.grad(li, Param::Kernel),
+                    db: &e.grad(li, Param::Bias),
+                    scratch: e.scratch(sl),
+                },
                 &e.tensor(dy),
                 &e.tensor(xt),
-                n,
-                f,
-                units,
+                &s,
             )
         });
         if cx.wants_dx(0) {
@@ -83,9 +93,7 @@ impl LayerOps for Dense {
                     d,
                     &e.tensor(dy),
                     &e.param(li, Param::Kernel),
-                    n,
-                    f,
-                    units,
+                    &s,
                 )
             });
         }

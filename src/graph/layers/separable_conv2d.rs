@@ -6,8 +6,8 @@ use crate::graph::executor::ExecError;
 use crate::graph::names::{Param, Saved};
 use crate::graph::{Init, ParamSpec, Shape, kernel_param, vector_param};
 use crate::kernels::depthwise_conv2d::DepthwiseConv2d;
-use crate::kernels::gemm;
 use crate::kernels::pointwise_conv2d::PointwiseShape;
+use crate::kernels::{WeightGrads, gemm};
 
 /// Depthwise k×k (multiplier 1, no bias), then pointwise 1×1 with one bias; stride 1.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,9 +121,11 @@ impl LayerOps for SeparableConv2D {
             .op("pointwise_conv2d.backward_weight", vec![dy, m], move |e| {
                 e.kernels.pointwise.backward_weight(
                     e.ctx,
-                    &e.grad(li, Param::PointwiseKernel),
-                    &e.grad(li, Param::Bias),
-                    e.scratch(sl),
+                    WeightGrads {
+                        dw: &e.grad(li, Param::PointwiseKernel),
+                        db: &e.grad(li, Param::Bias),
+                        scratch: e.scratch(sl),
+                    },
                     &e.tensor(dy),
                     &e.tensor(m),
                     &ps,
@@ -186,38 +188,26 @@ impl LayerOps for SeparableConv2D {
             &mid,
             &cx.params[cx.p.range(Param::PointwiseKernel)],
             &cx.params[cx.p.range(Param::Bias)],
-            cx.n,
-            ds.oh(),
-            ds.ow(),
-            ds.c,
-            self.filters,
-            1,
+            &self.pointwise(&ds),
         );
         cx.saved.put(cx.li, Saved::Depthwise, mid);
     }
 
     fn cpu_backward(&self, cx: &mut CpuBwd) {
         let ds = self.depthwise(cx.n, cx.in_shape);
-        let (n, oh, ow, c, f) = (cx.n, ds.oh(), ds.ow(), ds.c, self.filters);
+        let ps = self.pointwise(&ds);
         let mid = cx.saved.get(cx.li, Saved::Depthwise);
         let dwr = cx.p.range(Param::DepthwiseKernel);
         let pwr = cx.p.range(Param::PointwiseKernel);
         let br = cx.p.range(Param::Bias);
         let (mut dpw, mut db) = (vec![0.0; pwr.len()], vec![0.0; br.len()]);
-        cpu::pointwise_conv2d::pointwise_conv2d_backward_weight(
-            &mut dpw, &mut db, cx.dy, mid, n, oh, ow, c, f, 1,
-        );
+        cpu::pointwise_conv2d::pointwise_conv2d_backward_weight(&mut dpw, &mut db, cx.dy, mid, &ps);
         let mut dmid = vec![0.0; mid.len()];
         cpu::pointwise_conv2d::pointwise_conv2d_backward_input(
             &mut dmid,
             cx.dy,
             &cx.params[pwr.clone()],
-            n,
-            oh,
-            ow,
-            c,
-            f,
-            1,
+            &ps,
         );
         let mut ddw = vec![0.0; dwr.len()];
         cpu::depthwise_conv2d::depthwise_conv2d_backward_weight(&mut ddw, &dmid, cx.x[0], &ds);

@@ -57,7 +57,7 @@ fn run_case(
     );
     // Built once, recorded every step, as the trainer does; only the gradients change.
     let begin = k.begin_step(ctx, &sb);
-    let update = k.update(ctx, &tb, &mb, &vb, &gb, &sb, c.len);
+    let update = k.update(ctx, &tb, Moments { m: &mb, v: &vb }, &gb, &sb, c.len);
     for g in &grads {
         ctx.queue.write_buffer(&gb, 0, bytemuck::cast_slice(g));
         crate::kernels::run_all(ctx, &[&begin, &update])?;

@@ -11,8 +11,7 @@ use bytemuck::{Pod, Zeroable};
 
 pub use crate::cpu::adam::AdamHyper;
 use crate::gpu::GpuContext;
-use crate::kernels::Bind;
-use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
+use crate::kernels::{Bind, Dispatch, ShaderFamily, grid_1d, groups_for};
 
 pub mod bench;
 pub mod checks;
@@ -54,6 +53,14 @@ impl AdamState {
 
 const WG: u32 = 64;
 const PER_INVOCATION: u32 = 4;
+
+/// Adam's first and second moment estimates m and v (updated in place), named so the two
+/// same-typed buffers cannot be swapped.
+#[derive(Clone, Copy)]
+pub struct Moments<'a> {
+    pub m: &'a dyn Bind,
+    pub v: &'a dyn Bind,
+}
 
 /// Pipelines of shaders/adam.wgsl, with the optimizer's constants.
 pub struct Adam {
@@ -109,20 +116,19 @@ impl Adam {
             .dispatch(ctx, "adam_begin_step", &slots, Some(&p), [1, 1, 1])
     }
 
-    /// One Adam update with the state's lr_t (θ, m, v in place). theta, m, v, grads: [len] f32
-    /// (flat parameter, moment and gradient buffers, same offsets); state: [`AdamState`].
+    /// One Adam update with the state's lr_t (θ, m, v in place). theta, moments, grads: [len]
+    /// f32 (flat parameter, moment and gradient buffers, same offsets); state: [`AdamState`].
     /// Record [`Adam::begin_step`] before it in every step.
-    #[allow(clippy::too_many_arguments)] // outputs, inputs, state, size: the project's order
     pub fn update(
         &self,
         ctx: &GpuContext,
         theta: &dyn Bind,
-        m: &dyn Bind,
-        v: &dyn Bind,
+        moments: Moments,
         grads: &dyn Bind,
         state: &dyn Bind,
         len: usize,
     ) -> Dispatch {
+        let Moments { m, v } = moments;
         let bytes = 4 * len as u64;
         let limit = ctx.limits.max_storage_buffer_binding_size;
         assert!(

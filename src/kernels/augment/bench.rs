@@ -13,7 +13,14 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
     let x = ctx.upload("x", &random_vec(1, len, 0.0, 255.0));
     let y = ctx.zeros("y", len);
     let seed = Augment::seed_buffer(ctx, 1);
-    let d = k.forward(ctx, &y, &x, &seed, n, h, w, c, &AugmentConfig::KERAS);
+    let d = k.forward(
+        ctx,
+        &y,
+        &x,
+        &seed,
+        &NhwcShape { n, h, w, c },
+        &AugmentConfig::KERAS,
+    );
     vec![BenchCase {
         group: "augment",
         id: "8x180x180x3/forward".into(),

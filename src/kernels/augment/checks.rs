@@ -79,11 +79,12 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
                     let (xb, yb) = (ctx.upload("x", &x), ctx.zeros("y", len));
                     // Start from another seed and rewrite it, as the trainer does per step.
                     let sb = Augment::seed_buffer(ctx, !seed);
-                    let d = k.forward(ctx, &yb, &xb, &sb, n, h, w, c, &cfg);
+                    let s = NhwcShape { n, h, w, c };
+                    let d = k.forward(ctx, &yb, &xb, &sb, &s, &cfg);
                     Augment::write_seed(ctx, &sb, seed);
                     crate::kernels::run_all(ctx, &[&d])?;
                     let mut want = vec![0.0; len];
-                    cpu::augment::augment_forward(&mut want, &to_f64(&x), n, h, w, c, &cfg, seed);
+                    cpu::augment::augment_forward(&mut want, &to_f64(&x), &s, &cfg, seed);
                     // Copies (no rotation) are exact.
                     let atol = if cfg.rotate { rotate_atol(h, w) } else { 0.0 };
                     Ok(vec![Compared::new("y", ctx.read(&yb)?, want, atol, 0.0)])

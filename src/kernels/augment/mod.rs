@@ -16,6 +16,8 @@ use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
 pub mod bench;
 pub mod checks;
 
+pub use crate::shapes::NhwcShape;
+
 /// Mirrors `struct Params` in shaders/augment.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Debug)]
@@ -76,19 +78,16 @@ impl Augment {
     /// y = rotate(flip(x)) per image, as `cfg` enables, with random numbers drawn from the u32
     /// in `seed` and the image index (writes y). y, x: [N, H, W, C] f32, NHWC, distinct buffers;
     /// seed: [1] u32.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         ctx: &GpuContext,
         y: &dyn Bind,
         x: &dyn Bind,
         seed: &dyn Bind,
-        n: usize,
-        h: usize,
-        w: usize,
-        c: usize,
+        s: &NhwcShape,
         cfg: &AugmentConfig,
     ) -> Dispatch {
+        let NhwcShape { n, h, w, c } = *s;
         assert!(h > 0 && w > 0 && c > 0, "augment: empty image {h}x{w}x{c}");
         assert!(
             n * h * w * c <= u32::MAX as usize,

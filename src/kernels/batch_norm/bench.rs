@@ -27,14 +27,39 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
             id: format!("8x90x90x256/forward_train/{v}"),
             // partial reads x; normalize reads x and writes y.
             work: Work::Bytes(3 * tensor),
-            dispatches: k.forward_train(ctx, &out, mean, istd, mm, mv, &x, g, b, &scratch, &s),
+            dispatches: k.forward_train(
+                ctx,
+                &TrainBuffers {
+                    y: &out,
+                    mean,
+                    inv_std: istd,
+                    moving_mean: mm,
+                    moving_var: mv,
+                    x: &x,
+                    gamma: g,
+                    beta: b,
+                    scratch: &scratch,
+                },
+                &s,
+            ),
             buffers: vec![],
         });
         cases.push(BenchCase {
             group: "batch_norm",
             id: format!("8x90x90x256/forward_inference/{v}"),
             work: Work::Bytes(2 * tensor),
-            dispatches: vec![k.forward_inference(ctx, &out, &x, g, b, mm, mv, &s)],
+            dispatches: vec![k.forward_inference(
+                ctx,
+                &InferenceBuffers {
+                    y: &out,
+                    x: &x,
+                    gamma: g,
+                    beta: b,
+                    moving_mean: mm,
+                    moving_var: mv,
+                },
+                &s,
+            )],
             buffers: vec![],
         });
         cases.push(BenchCase {
@@ -42,7 +67,21 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
             id: format!("8x90x90x256/backward/{v}"),
             // partial reads dy and x; input reads dy and x and writes dx.
             work: Work::Bytes(5 * tensor),
-            dispatches: k.backward(ctx, &out, dg, db, &dy, &x, g, mean, istd, &scratch, &s),
+            dispatches: k.backward(
+                ctx,
+                &BackwardBuffers {
+                    dx: &out,
+                    dgamma: dg,
+                    dbeta: db,
+                    dy: &dy,
+                    x: &x,
+                    gamma: g,
+                    mean,
+                    inv_std: istd,
+                    scratch: &scratch,
+                },
+                &s,
+            ),
             buffers: vec![],
         });
     }

@@ -80,28 +80,32 @@ fn check_forward_train(ctx: &GpuContext, k: &BatchNorm, case: Case) -> CheckOut 
         ctx.zeros("inv_std", c),
     );
     let scratch = ctx.zeros("scratch", BatchNorm::scratch_len(&s));
-    let ds = k.forward_train(
-        ctx, &yb, &meanb, &isb, &mmb, &mvb, &xb, &gb, &bb, &scratch, &s,
-    );
+    let bufs = TrainBuffers {
+        y: &yb,
+        mean: &meanb,
+        inv_std: &isb,
+        moving_mean: &mmb,
+        moving_var: &mvb,
+        x: &xb,
+        gamma: &gb,
+        beta: &bb,
+        scratch: &scratch,
+    };
+    let ds = k.forward_train(ctx, &bufs, &s);
     crate::kernels::run_all(ctx, &ds.iter().collect::<Vec<_>>())?;
 
     let mut y = vec![0.0; m * c];
     let (mut mean, mut istd) = (vec![0.0; c], vec![0.0; c]);
     let (mut mm, mut mv) = (to_f64(&inp.moving_mean), to_f64(&inp.moving_var));
-    cpu::batch_norm::batch_norm_forward_train(
-        &mut y,
-        &mut mean,
-        &mut istd,
-        &mut mm,
-        &mut mv,
-        &to_f64(&inp.x),
-        &to_f64(&inp.gamma),
-        &to_f64(&inp.beta),
-        m,
-        c,
-        s.momentum as f64,
-        s.epsilon as f64,
-    );
+    let out = cpu::batch_norm::TrainOut {
+        y: &mut y,
+        mean: &mut mean,
+        inv_std: &mut istd,
+        moving_mean: &mut mm,
+        moving_var: &mut mv,
+    };
+    let (x, gamma, beta) = (to_f64(&inp.x), to_f64(&inp.gamma), to_f64(&inp.beta));
+    cpu::batch_norm::batch_norm_forward_train(out, &x, &gamma, &beta, &s);
     // Tolerances: the f32 Welford/Chan mean is within a few ulps of the offset (offset_atol:
     // 2e-6 at offset 4); the variance (~0.75, M2 built from x − mean, never from x²) within
     // 1e-5 relative even at offset 1000; y = γ·(x − mean)·inv_std + β inherits the mean's
@@ -128,7 +132,15 @@ fn check_forward_inference(ctx: &GpuContext, k: &BatchNorm, case: Case) -> Check
     let mmb = ctx.upload("moving_mean", &inp.moving_mean);
     let mvb = ctx.upload("moving_var", &inp.moving_var);
     let yb = ctx.zeros("y", m * c);
-    let d = k.forward_inference(ctx, &yb, &xb, &gb, &bb, &mmb, &mvb, &s);
+    let bufs = InferenceBuffers {
+        y: &yb,
+        x: &xb,
+        gamma: &gb,
+        beta: &bb,
+        moving_mean: &mmb,
+        moving_var: &mvb,
+    };
+    let d = k.forward_inference(ctx, &bufs, &s);
     crate::kernels::run_all(ctx, &[&d])?;
     let mut y = vec![0.0; m * c];
     cpu::batch_norm::batch_norm_forward_inference(
@@ -138,9 +150,7 @@ fn check_forward_inference(ctx: &GpuContext, k: &BatchNorm, case: Case) -> Check
         &to_f64(&inp.beta),
         &to_f64(&inp.moving_mean),
         &to_f64(&inp.moving_var),
-        m,
-        c,
-        s.epsilon as f64,
+        &s,
     );
     // Elementwise, a handful of f32 roundings; x − moving_mean carries x's own ulp·γ·scale.
     let atol = 2e-6 + 2.0 * case.offset_atol();
@@ -156,20 +166,15 @@ fn check_backward(ctx: &GpuContext, k: &BatchNorm, case: Case) -> CheckOut {
     let mut y = vec![0.0; m * c];
     let (mut mean, mut istd) = (vec![0.0; c], vec![0.0; c]);
     let (mut mm, mut mv) = (vec![0.0; c], vec![1.0; c]);
-    cpu::batch_norm::batch_norm_forward_train(
-        &mut y,
-        &mut mean,
-        &mut istd,
-        &mut mm,
-        &mut mv,
-        &to_f64(&inp.x),
-        &to_f64(&inp.gamma),
-        &to_f64(&inp.beta),
-        m,
-        c,
-        s.momentum as f64,
-        s.epsilon as f64,
-    );
+    let out = cpu::batch_norm::TrainOut {
+        y: &mut y,
+        mean: &mut mean,
+        inv_std: &mut istd,
+        moving_mean: &mut mm,
+        moving_var: &mut mv,
+    };
+    let (x, gamma, beta) = (to_f64(&inp.x), to_f64(&inp.gamma), to_f64(&inp.beta));
+    cpu::batch_norm::batch_norm_forward_train(out, &x, &gamma, &beta, &s);
     let (mean, istd) = (to_f32(&mean), to_f32(&istd));
 
     let (dyb, xb, gb) = (
@@ -184,23 +189,34 @@ fn check_backward(ctx: &GpuContext, k: &BatchNorm, case: Case) -> CheckOut {
         ctx.zeros("dbeta", c),
     );
     let scratch = ctx.zeros("scratch", BatchNorm::scratch_len(&s));
-    let ds = k.backward(
-        ctx, &dxb, &dgb, &dbb, &dyb, &xb, &gb, &meanb, &isb, &scratch, &s,
-    );
+    let bufs = BackwardBuffers {
+        dx: &dxb,
+        dgamma: &dgb,
+        dbeta: &dbb,
+        dy: &dyb,
+        x: &xb,
+        gamma: &gb,
+        mean: &meanb,
+        inv_std: &isb,
+        scratch: &scratch,
+    };
+    let ds = k.backward(ctx, &bufs, &s);
     crate::kernels::run_all(ctx, &ds.iter().collect::<Vec<_>>())?;
 
     let (mut dx, mut dg, mut db) = (vec![0.0; m * c], vec![0.0; c], vec![0.0; c]);
+    let grads = cpu::batch_norm::Grads {
+        dx: &mut dx,
+        dgamma: &mut dg,
+        dbeta: &mut db,
+    };
     cpu::batch_norm::batch_norm_backward(
-        &mut dx,
-        &mut dg,
-        &mut db,
+        grads,
         &to_f64(&inp.dy),
         &to_f64(&inp.x),
         &to_f64(&inp.gamma),
         &to_f64(&mean),
         &to_f64(&istd),
-        m,
-        c,
+        &s,
     );
     // dγ, dβ are f32 sums of M terms of size ~1 (chunked, so the error grows like the chunk
     // length plus the chunk count, not M): atol 1e-6·sqrt(M)·4, rtol 1e-5. dx subtracts the

@@ -55,6 +55,51 @@ pub struct Params {
 
 pub use crate::shapes::BnShape;
 
+/// The buffers of [`BatchNorm::forward_train`], named because ten `&dyn Bind` in a row are
+/// easy to swap. Writes y [M, C] and the saved mean, inv_std [C]; updates moving_mean,
+/// moving_var [C] in place; reads x [M, C], gamma, beta [C]; scratch: [`BatchNorm::scratch_len`]
+/// f32.
+#[derive(Clone, Copy)]
+pub struct TrainBuffers<'a> {
+    pub y: &'a dyn Bind,
+    pub mean: &'a dyn Bind,
+    pub inv_std: &'a dyn Bind,
+    pub moving_mean: &'a dyn Bind,
+    pub moving_var: &'a dyn Bind,
+    pub x: &'a dyn Bind,
+    pub gamma: &'a dyn Bind,
+    pub beta: &'a dyn Bind,
+    pub scratch: &'a dyn Bind,
+}
+
+/// The buffers of [`BatchNorm::forward_inference`]: writes y [M, C]; reads x [M, C] and the
+/// layer's gamma, beta, moving_mean, moving_var [C].
+#[derive(Clone, Copy)]
+pub struct InferenceBuffers<'a> {
+    pub y: &'a dyn Bind,
+    pub x: &'a dyn Bind,
+    pub gamma: &'a dyn Bind,
+    pub beta: &'a dyn Bind,
+    pub moving_mean: &'a dyn Bind,
+    pub moving_var: &'a dyn Bind,
+}
+
+/// The buffers of [`BatchNorm::backward`]: writes dx [M, C], dgamma, dbeta [C]; reads dy,
+/// x [M, C] (x is the forward's input), gamma [C] and the forward's saved mean, inv_std [C];
+/// scratch: [`BatchNorm::scratch_len`] f32.
+#[derive(Clone, Copy)]
+pub struct BackwardBuffers<'a> {
+    pub dx: &'a dyn Bind,
+    pub dgamma: &'a dyn Bind,
+    pub dbeta: &'a dyn Bind,
+    pub dy: &'a dyn Bind,
+    pub x: &'a dyn Bind,
+    pub gamma: &'a dyn Bind,
+    pub mean: &'a dyn Bind,
+    pub inv_std: &'a dyn Bind,
+    pub scratch: &'a dyn Bind,
+}
+
 impl BnShape {
     /// (rows per chunk, chunks) of the two-stage reductions.
     pub fn chunking(&self) -> (usize, usize) {
@@ -169,24 +214,25 @@ impl BatchNorm {
         );
     }
 
-    /// Training forward: three dispatches, to be recorded in order. Writes y [M, C] and the
-    /// saved mean, inv_std [C]; updates moving_mean, moving_var [C] in place; reads x [M, C],
-    /// gamma, beta [C]; scratch: [`Self::scratch_len`] f32.
-    #[allow(clippy::too_many_arguments)] // the convention's flat order: outputs, inputs, sizes
+    /// Training forward: three dispatches, to be recorded in order (see [`TrainBuffers`] for
+    /// what it reads and writes).
     pub fn forward_train(
         &self,
         ctx: &GpuContext,
-        y: &dyn Bind,
-        mean: &dyn Bind,
-        inv_std: &dyn Bind,
-        moving_mean: &dyn Bind,
-        moving_var: &dyn Bind,
-        x: &dyn Bind,
-        gamma: &dyn Bind,
-        beta: &dyn Bind,
-        scratch: &dyn Bind,
+        b: &TrainBuffers,
         shape: &BnShape,
     ) -> Vec<Dispatch> {
+        let TrainBuffers {
+            y,
+            mean,
+            inv_std,
+            moving_mean,
+            moving_var,
+            x,
+            gamma,
+            beta,
+            scratch,
+        } = *b;
         Self::check_scratch(scratch, shape);
         let p = shape.params();
         // One binding table for the three passes: each binds only the slots it uses.
@@ -216,20 +262,22 @@ impl BatchNorm {
         vec![partial, finalize, normalize]
     }
 
-    /// Inference forward: y = γ·(x − moving_mean)/sqrt(moving_var + ε) + β (writes y).
-    /// y, x: [M, C]; gamma, beta, moving_mean, moving_var: [C].
-    #[allow(clippy::too_many_arguments)] // the convention's flat order: outputs, inputs, sizes
+    /// Inference forward: y = γ·(x − moving_mean)/sqrt(moving_var + ε) + β (writes y; see
+    /// [`InferenceBuffers`]).
     pub fn forward_inference(
         &self,
         ctx: &GpuContext,
-        y: &dyn Bind,
-        x: &dyn Bind,
-        gamma: &dyn Bind,
-        beta: &dyn Bind,
-        moving_mean: &dyn Bind,
-        moving_var: &dyn Bind,
+        b: &InferenceBuffers,
         shape: &BnShape,
     ) -> Dispatch {
+        let InferenceBuffers {
+            y,
+            x,
+            gamma,
+            beta,
+            moving_mean,
+            moving_var,
+        } = *b;
         let slots = [
             Some(y),
             Some(x),
@@ -250,24 +298,25 @@ impl BatchNorm {
         )
     }
 
-    /// Backward: three dispatches, to be recorded in order. Writes dx [M, C], dgamma, dbeta [C]
-    /// (never accumulates); reads dy, x [M, C] (x is the forward's input), gamma [C] and the
-    /// forward's saved mean, inv_std [C]; scratch: [`Self::scratch_len`] f32.
-    #[allow(clippy::too_many_arguments)] // the convention's flat order: outputs, inputs, saved
+    /// Backward: three dispatches, to be recorded in order; never accumulates (see
+    /// [`BackwardBuffers`] for what it reads and writes).
     pub fn backward(
         &self,
         ctx: &GpuContext,
-        dx: &dyn Bind,
-        dgamma: &dyn Bind,
-        dbeta: &dyn Bind,
-        dy: &dyn Bind,
-        x: &dyn Bind,
-        gamma: &dyn Bind,
-        mean: &dyn Bind,
-        inv_std: &dyn Bind,
-        scratch: &dyn Bind,
+        b: &BackwardBuffers,
         shape: &BnShape,
     ) -> Vec<Dispatch> {
+        let BackwardBuffers {
+            dx,
+            dgamma,
+            dbeta,
+            dy,
+            x,
+            gamma,
+            mean,
+            inv_std,
+            scratch,
+        } = *b;
         Self::check_scratch(scratch, shape);
         let p = shape.params();
         // One binding table for the three passes: each binds only the slots it uses.

@@ -61,7 +61,17 @@ fn shape_cases(ctx: &GpuContext, kernels: &[Conv2d], s: &Conv2dShape, id: &str) 
             id: format!("{id}/backward_weight/{name}"),
             work: flops,
             dispatches: k
-                .backward_weight(ctx, &dw, &db, &scratch, &dy, &x, s)
+                .backward_weight(
+                    ctx,
+                    WeightGrads {
+                        dw: &dw,
+                        db: &db,
+                        scratch: Some(&scratch),
+                    },
+                    &dy,
+                    &x,
+                    s,
+                )
                 .into(),
             buffers: vec![dw.clone(), db.clone(), scratch, dy.clone(), x.clone()],
         });

@@ -202,7 +202,12 @@ fn check_backward_weight(
     let dwb = ctx.upload("dw", &vec![f32::NAN; s.w_len()]);
     let dbb = ctx.upload("db", &vec![f32::NAN; s.cout]);
     let scratch = ctx.upload("scratch", &vec![f32::NAN; k.backward_weight_scratch_len(s)]);
-    let [d0, d1] = k.backward_weight(ctx, &dwb, &dbb, &scratch, &dyb, &xb, s);
+    let grads = WeightGrads {
+        dw: &dwb,
+        db: &dbb,
+        scratch: Some(&scratch),
+    };
+    let [d0, d1] = k.backward_weight(ctx, grads, &dyb, &xb, s);
     crate::kernels::run_all(ctx, &[&d0, &d1])?;
     let (dw, db) = r.dw_db.get_or_init(|| {
         let mut dw = vec![0.0; s.w_len()];

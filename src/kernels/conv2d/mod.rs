@@ -23,8 +23,7 @@ use crate::cpu::conv2d::{
     Conv2dShape, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
 };
 use crate::gpu::GpuContext;
-use crate::kernels::Bind;
-use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
+use crate::kernels::{Bind, Dispatch, ShaderFamily, WeightGrads, grid_1d, groups_for};
 
 pub mod bench;
 pub mod checks;
@@ -342,21 +341,20 @@ impl Conv2d {
         )
     }
 
-    /// dw = ∂(Σ y·dy)/∂w and db = Σ_{N,OH,OW} dy (writes both): a split-K pass into `scratch`
-    /// (at least [`Conv2d::backward_weight_scratch_len`] floats) and its reduction, to be
-    /// recorded in this order. dw: [k, k, Cin, Cout], db: [Cout], dy: [N, OH, OW, Cout],
-    /// x: [N, H, W, Cin] saved from the forward pass; NHWC f32.
-    #[allow(clippy::too_many_arguments)]
+    /// dw = ∂(Σ y·dy)/∂w and db = Σ_{N,OH,OW} dy (writes both): a split-K pass into
+    /// `grads.scratch` (required: at least [`Conv2d::backward_weight_scratch_len`] floats) and
+    /// its reduction, to be recorded in this order. dw: [k, k, Cin, Cout], db: [Cout],
+    /// dy: [N, OH, OW, Cout], x: [N, H, W, Cin] saved from the forward pass; NHWC f32.
     pub fn backward_weight(
         &self,
         ctx: &GpuContext,
-        dw: &dyn Bind,
-        db: &dyn Bind,
-        scratch: &dyn Bind,
+        grads: WeightGrads,
         dy: &dyn Bind,
         x: &dyn Bind,
         s: &Conv2dShape,
     ) -> [Dispatch; 2] {
+        let WeightGrads { dw, db, scratch } = grads;
+        let scratch = scratch.expect("conv2d backward_weight: needs a scratch buffer");
         let need = self.backward_weight_scratch_len(s) as u64 * 4;
         assert!(
             scratch.size() >= need,

@@ -7,6 +7,7 @@ use crate::harness::random_vec;
 /// The model's classifier head: 8 × 1024 → 1 (tiny; GFLOP/s for completeness).
 pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
     let (batch, inp, out) = (8, 1024, 1);
+    let s = DenseShape { n: batch, inp, out };
     let k = Dense::new(ctx);
     let vn = k.variant().name();
     let x = ctx.upload("x", &random_vec(1, batch * inp, -1.0, 1.0));
@@ -16,7 +17,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
     let dx = ctx.zeros("dx", batch * inp);
     let dw = ctx.zeros("dw", inp * out);
     let db = ctx.zeros("db", out);
-    let scratch = ctx.zeros("scratch", k.backward_weight_scratch_len(batch, inp, out));
+    let scratch = ctx.zeros("scratch", k.backward_weight_scratch_len(&s));
     let flops = Work::Flops(2 * (batch * inp * out) as u64);
     let id = |pass: &str| format!("8x1024to1/{pass}/{vn}");
     vec![
@@ -24,21 +25,31 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
             group: "dense",
             id: id("forward"),
             work: flops,
-            dispatches: vec![k.forward(ctx, &y, &x, &w, &b, batch, inp, out)],
+            dispatches: vec![k.forward(ctx, &y, &x, &w, &b, &s)],
             buffers: vec![],
         },
         BenchCase {
             group: "dense",
             id: id("backward_input"),
             work: flops,
-            dispatches: k.backward_input(ctx, &dx, &y, &w, batch, inp, out),
+            dispatches: k.backward_input(ctx, &dx, &y, &w, &s),
             buffers: vec![],
         },
         BenchCase {
             group: "dense",
             id: id("backward_weight"),
             work: flops,
-            dispatches: k.backward_weight(ctx, &dw, &db, Some(&scratch), &y, &x, batch, inp, out),
+            dispatches: k.backward_weight(
+                ctx,
+                WeightGrads {
+                    dw: &dw,
+                    db: &db,
+                    scratch: Some(&scratch),
+                },
+                &y,
+                &x,
+                &s,
+            ),
             buffers: vec![x, w, b, y, dx, dw, db, scratch],
         },
     ]

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::harness::{Check, ShapeClass};
+use crate::kernels::pointwise_conv2d::PointwiseShape;
 use crate::kernels::pointwise_conv2d::checks::{Reference, linear_checks};
 
 /// Parity checks of the three passes at the three shape classes (large: the model's

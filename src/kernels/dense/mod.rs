@@ -8,13 +8,25 @@
 use std::sync::Arc;
 
 use crate::gpu::GpuContext;
-use crate::kernels::Bind;
-use crate::kernels::Dispatch;
-use crate::kernels::gemm::{Gemm, Variant};
-use crate::kernels::pointwise_conv2d::PointwiseShape;
+use crate::kernels::gemm::{Gemm, LinearShape, Variant};
+use crate::kernels::{Bind, Dispatch, WeightGrads, Weights};
+
+pub use crate::shapes::DenseShape;
 
 pub mod bench;
 pub mod checks;
+
+impl DenseShape {
+    /// The GEMM core's view: the batch as rows, no pixel gather.
+    fn linear(&self) -> LinearShape {
+        LinearShape {
+            rows: self.n,
+            cin: self.inp,
+            cout: self.out,
+            map: None,
+        }
+    }
+}
 
 /// Dense passes on a (possibly shared) compiled [`Gemm`].
 pub struct Dense {
@@ -40,7 +52,6 @@ impl Dense {
     }
 
     /// y = x·W + b (writes y). y: [N, OUT], x: [N, IN], w: [IN, OUT], b: [OUT].
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         ctx: &GpuContext,
@@ -48,62 +59,43 @@ impl Dense {
         x: &dyn Bind,
         w: &dyn Bind,
         b: &dyn Bind,
-        batch: usize,
-        inp: usize,
-        out: usize,
+        s: &DenseShape,
     ) -> Dispatch {
         self.gemm
-            .linear_forward(ctx, self.variant, y, x, w, b, batch, inp, out, None)
+            .linear_forward(ctx, self.variant, y, x, Weights { w, b }, &s.linear())
     }
 
     /// dx = dy·Wᵀ (writes dx). dx: [N, IN], dy: [N, OUT], w: [IN, OUT].
-    #[allow(clippy::too_many_arguments)]
     pub fn backward_input(
         &self,
         ctx: &GpuContext,
         dx: &dyn Bind,
         dy: &dyn Bind,
         w: &dyn Bind,
-        batch: usize,
-        inp: usize,
-        out: usize,
+        s: &DenseShape,
     ) -> Vec<Dispatch> {
         self.gemm
-            .linear_backward_input(ctx, self.variant, dx, dy, w, batch, inp, out, None)
+            .linear_backward_input(ctx, self.variant, dx, dy, w, &s.linear())
     }
 
     /// f32 elements of scratch [`Self::backward_weight`] needs (0: none).
-    pub fn backward_weight_scratch_len(&self, batch: usize, inp: usize, out: usize) -> usize {
-        self.gemm.weight_scratch_len(self.variant, batch, inp, out)
+    pub fn backward_weight_scratch_len(&self, s: &DenseShape) -> usize {
+        self.gemm
+            .weight_scratch_len(self.variant, s.n, s.inp, s.out)
     }
 
     /// dW = xᵀ·dy, db = Σ_batch dy (writes both). dw: [IN, OUT], db: [OUT], dy: [N, OUT],
-    /// x: [N, IN] (the forward input); `scratch` holds [`Self::backward_weight_scratch_len`] f32 (None when 0).
-    #[allow(clippy::too_many_arguments)]
+    /// x: [N, IN] (the forward input); `grads.scratch` holds
+    /// [`Self::backward_weight_scratch_len`] f32 (None when 0).
     pub fn backward_weight(
         &self,
         ctx: &GpuContext,
-        dw: &dyn Bind,
-        db: &dyn Bind,
-        scratch: Option<&dyn Bind>,
+        grads: WeightGrads,
         dy: &dyn Bind,
         x: &dyn Bind,
-        batch: usize,
-        inp: usize,
-        out: usize,
+        s: &DenseShape,
     ) -> Vec<Dispatch> {
-        self.gemm.linear_backward_weight(
-            ctx,
-            self.variant,
-            dw,
-            db,
-            scratch,
-            x,
-            dy,
-            batch,
-            inp,
-            out,
-            None,
-        )
+        self.gemm
+            .linear_backward_weight(ctx, self.variant, grads, x, dy, &s.linear())
     }
 }

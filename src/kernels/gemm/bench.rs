@@ -22,7 +22,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
             group: "gemm",
             id: format!("{s}x{s}x{s}/forward/{}", variant.name()),
             work: Work::Flops(2 * (s * s * s) as u64),
-            dispatches: vec![g.forward(ctx, variant, &c, &a, &b, s, s, s)],
+            dispatches: vec![g.forward(ctx, variant, &c, &a, &b, &GemmDims { m: s, n: s, k: s })],
             buffers: vec![a, b, c],
         });
     }

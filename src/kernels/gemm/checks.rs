@@ -58,7 +58,7 @@ pub fn all(ctx: &GpuContext) -> Vec<Check> {
                     );
                     crate::kernels::run_all(
                         ctx,
-                        &[&g.forward(ctx, variant, &cb, &ab, &bb, m, n, k)],
+                        &[&g.forward(ctx, variant, &cb, &ab, &bb, &GemmDims { m, n, k })],
                     )?;
                     let mut want = vec![0.0; m * n];
                     cpu::gemm::gemm_forward(&mut want, &to_f64(&a), &to_f64(&b), m, n, k);

@@ -3,41 +3,39 @@
 
 use super::*;
 
-/// The three passes of a "linear" layer y = x·W + b over `rows` rows (dense: the batch;
-/// pointwise_conv2d: the output pixels, read from the input through `map` when strided),
-/// shared by `dense` and `pointwise_conv2d`. W: [CIN, COUT] row-major, b: [COUT].
+/// The three passes of a "linear" layer y = x·W + b of a [`LinearShape`], shared by `dense`
+/// and `pointwise_conv2d`. W: [CIN, COUT] row-major, b: [COUT].
 impl Gemm {
     /// y[r, :] = x[G(r), :]·W + b. y: [rows, COUT], x: [.., CIN] (pixel G(r) = map(r) or r).
-    #[allow(clippy::too_many_arguments)]
     pub fn linear_forward(
         &self,
         ctx: &GpuContext,
         variant: Variant,
         y: &dyn Bind,
         x: &dyn Bind,
-        w: &dyn Bind,
-        b: &dyn Bind,
-        rows: usize,
-        cin: usize,
-        cout: usize,
-        map: Option<PixelMap>,
+        weights: Weights,
+        s: &LinearShape,
     ) -> Dispatch {
         let spec = GemmSpec {
-            a_gather: if map.is_some() {
+            a_gather: if s.map.is_some() {
                 Gather::Rows
             } else {
                 Gather::None
             },
-            map,
+            map: s.map,
             bias_off: Some(0),
-            ..GemmSpec::row_major(rows, cout, cin)
+            ..GemmSpec::row_major(s.rows, s.cout, s.cin)
         };
-        self.gemm(ctx, variant, &spec, y, x, w, Some(b))
+        let bufs = GemmBuffers {
+            c: y,
+            a: x,
+            b: weights.w,
+            bias: Some(weights.b),
+        };
+        self.gemm(ctx, variant, &spec, bufs)
     }
-
     /// dx[G(r), :] = dy[r, :]·Wᵀ. dx: [.., CIN], dy: [rows, COUT]. Writes the whole dx: with a
     /// strided `map`, a first dispatch zeroes the pixels the stride skips.
-    #[allow(clippy::too_many_arguments)]
     pub fn linear_backward_input(
         &self,
         ctx: &GpuContext,
@@ -45,25 +43,28 @@ impl Gemm {
         dx: &dyn Bind,
         dy: &dyn Bind,
         w: &dyn Bind,
-        rows: usize,
-        cin: usize,
-        cout: usize,
-        map: Option<PixelMap>,
+        s: &LinearShape,
     ) -> Vec<Dispatch> {
         let mut v = Vec::new();
-        if let Some(m) = map.filter(|m| m.stride > 1) {
-            let images = rows / (m.oh * m.ow);
-            v.push(self.zero_skipped(ctx, dx, images, m.in_h, m.in_w, cin, m.stride));
+        if let Some(m) = s.map.filter(|m| m.stride > 1) {
+            let images = s.rows / (m.oh * m.ow);
+            v.push(self.zero_skipped(ctx, dx, images, &m, s.cin));
         }
         // B(k = co, n = ci) = W[ci, co]: W read transposed through its strides.
         let spec = GemmSpec {
             b_ks: 1,
-            b_ns: cout,
-            c_scatter: map.is_some(),
-            map,
-            ..GemmSpec::row_major(rows, cin, cout)
+            b_ns: s.cout,
+            c_scatter: s.map.is_some(),
+            map: s.map,
+            ..GemmSpec::row_major(s.rows, s.cin, s.cout)
         };
-        v.push(self.gemm(ctx, variant, &spec, dx, dy, w, None));
+        let bufs = GemmBuffers {
+            c: dx,
+            a: dy,
+            b: w,
+            bias: None,
+        };
+        v.push(self.gemm(ctx, variant, &spec, bufs));
         v
     }
 
@@ -85,42 +86,39 @@ impl Gemm {
     }
 
     /// dW = Σ_r x[G(r), :]ᵀ·dy[r, :], db = Σ_r dy[r, :] (writes both). dw: [CIN, COUT],
-    /// db: [COUT], x: [.., CIN], dy: [rows, COUT]; `scratch` holds at least
+    /// db: [COUT], x: [.., CIN], dy: [rows, COUT]; `grads.scratch` holds at least
     /// [`Gemm::weight_scratch_len`] elements (may be None when that is 0). Split-K: each split
     /// writes partials of dW and db into the scratch, then two reductions write dW and db.
-    #[allow(clippy::too_many_arguments)]
     pub fn linear_backward_weight(
         &self,
         ctx: &GpuContext,
         variant: Variant,
-        dw: &dyn Bind,
-        db: &dyn Bind,
-        scratch: Option<&dyn Bind>,
+        grads: WeightGrads,
         x: &dyn Bind,
         dy: &dyn Bind,
-        rows: usize,
-        cin: usize,
-        cout: usize,
-        map: Option<PixelMap>,
+        s: &LinearShape,
     ) -> Vec<Dispatch> {
+        let (rows, cin, cout) = (s.rows, s.cin, s.cout);
+        let WeightGrads { dw, db, scratch } = grads;
         let split = self.weight_split(variant, rows, cin, cout);
         // A(m = ci, k = r) = x[G(r), ci]: x read transposed, gathered along K.
         let spec = GemmSpec {
             a_ms: 1,
             a_ks: cin,
-            a_gather: if map.is_some() {
+            a_gather: if s.map.is_some() {
                 Gather::K
             } else {
                 Gather::None
             },
-            map,
+            map: s.map,
             split,
             ..GemmSpec::row_major(cin, cout, rows)
         };
+        let (a, b, bias) = (x, dy, None);
         if split.splits == 1 {
             return vec![
-                self.gemm(ctx, variant, &spec, dw, x, dy, None),
-                self.colsum(ctx, db, dy, rows, cout, split, 0),
+                self.gemm(ctx, variant, &spec, GemmBuffers { c: dw, a, b, bias }),
+                self.colsum(ctx, BufAt::start(db), dy, rows, cout, split),
             ];
         }
         let need = self.weight_scratch_len(variant, rows, cin, cout);
@@ -134,10 +132,20 @@ impl Gemm {
         let s = split.splits;
         let db_off = s as usize * cin * cout;
         vec![
-            self.gemm(ctx, variant, &spec, scratch, x, dy, None),
-            self.colsum(ctx, scratch, dy, rows, cout, split, db_off),
-            self.reduce(ctx, dw, scratch, cin * cout, s, 0, 0),
-            self.reduce(ctx, db, scratch, cout, s, 0, db_off),
+            self.gemm(
+                ctx,
+                variant,
+                &spec,
+                GemmBuffers {
+                    c: scratch,
+                    a,
+                    b,
+                    bias,
+                },
+            ),
+            self.colsum(ctx, BufAt::at(scratch, db_off), dy, rows, cout, split),
+            self.reduce(ctx, BufAt::start(dw), BufAt::start(scratch), cin * cout, s),
+            self.reduce(ctx, BufAt::start(db), BufAt::at(scratch, db_off), cout, s),
         ]
     }
 }

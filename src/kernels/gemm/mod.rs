@@ -27,7 +27,38 @@ mod generate;
 mod linear;
 mod spec;
 
-pub use spec::{Gather, GemmSpec, PixelMap, SplitK};
+pub use crate::kernels::{WeightGrads, Weights};
+pub use crate::shapes::GemmDims;
+pub use spec::{Gather, GemmSpec, LinearShape, PixelMap, SplitK};
+
+/// The buffers of one [`Gemm::gemm`]: C (written), A, B and the bias, addressed as its
+/// [`GemmSpec`] says; `bias` is needed when the spec's `bias_off` is set.
+#[derive(Clone, Copy)]
+pub struct GemmBuffers<'a> {
+    pub c: &'a dyn Bind,
+    pub a: &'a dyn Bind,
+    pub b: &'a dyn Bind,
+    pub bias: Option<&'a dyn Bind>,
+}
+
+/// A flat f32 buffer from element `off` on: where the split-K passes write or read their
+/// partials.
+#[derive(Clone, Copy)]
+pub struct BufAt<'a> {
+    pub buf: &'a dyn Bind,
+    pub off: usize,
+}
+
+impl<'a> BufAt<'a> {
+    /// `buf` from element `off`.
+    pub fn at(buf: &'a dyn Bind, off: usize) -> Self {
+        Self { buf, off }
+    }
+    /// `buf` from its first element.
+    pub fn start(buf: &'a dyn Bind) -> Self {
+        Self::at(buf, 0)
+    }
+}
 
 /// Mirrors `struct Params` in shaders/gemm.wgsl and shaders/gemm_subgroup.wgsl (see their
 /// headers for what each field means per entry point).
@@ -236,20 +267,17 @@ impl Gemm {
         tiles(variant, self.sg_wg, m, n)
     }
 
-    /// C = A·B (+ bias) as described by `spec`, with `variant`. c, a, b, bias: flat f32 buffers
-    /// addressed as in `spec`; `bias` is needed when `spec.bias_off` is set. Writes C (or the
-    /// `spec.split.splits` partials of M·N each from `spec.c_off`).
-    #[allow(clippy::too_many_arguments)]
+    /// C = A·B (+ bias) as described by `spec`, with `variant`. `bufs`: flat f32 buffers
+    /// addressed as in `spec`. Writes C (or the `spec.split.splits` partials of M·N each from
+    /// `spec.c_off`).
     pub fn gemm(
         &self,
         ctx: &GpuContext,
         variant: Variant,
         spec: &GemmSpec,
-        c: &dyn Bind,
-        a: &dyn Bind,
-        b: &dyn Bind,
-        bias: Option<&dyn Bind>,
+        bufs: GemmBuffers,
     ) -> Dispatch {
+        let GemmBuffers { c, a, b, bias } = bufs;
         assert!(
             spec.bias_off.is_none() || bias.is_some(),
             "gemm: bias offset without a bias buffer"
@@ -297,49 +325,44 @@ impl Gemm {
         )
     }
 
-    /// out[out_off + i] = Σ_s partials[part_off + s·len + i] for i < len, s < splits: the
+    /// out[out.off + i] = Σ_s partials[partials.off + s·len + i] for i < len, s < splits: the
     /// split-K reduction. Writes out.
-    #[allow(clippy::too_many_arguments)]
     pub fn reduce(
         &self,
         ctx: &GpuContext,
-        out: &dyn Bind,
-        partials: &dyn Bind,
+        out: BufAt,
+        partials: BufAt,
         len: usize,
         splits: u32,
-        out_off: usize,
-        part_off: usize,
     ) -> Dispatch {
         let p = Params {
             m: len as u32,
             splits,
-            a_off: part_off as u32,
+            a_off: partials.off as u32,
             c_split: len as u32,
-            c_off: out_off as u32,
+            c_off: out.off as u32,
             ..Default::default()
         };
         self.portable.dispatch(
             ctx,
             "gemm_reduce",
-            &[Some(out), Some(partials)],
+            &[Some(out.buf), Some(partials.buf)],
             Some(&p),
             grid_1d(groups_for(len, WG_1D)),
         )
     }
 
     /// Column sums of x [rows, cols] (row-major, from element 0), split over rows like `split`:
-    /// partials[out_off + s·cols + j] = Σ_{r in split s} x[r·cols + j]. Writes the partials
-    /// (with one split, the sums themselves).
-    #[allow(clippy::too_many_arguments)]
+    /// partials[partials.off + s·cols + j] = Σ_{r in split s} x[r·cols + j]. Writes the
+    /// partials (with one split, the sums themselves).
     pub fn colsum(
         &self,
         ctx: &GpuContext,
-        partials: &dyn Bind,
+        partials: BufAt,
         x: &dyn Bind,
         rows: usize,
         cols: usize,
         split: SplitK,
-        out_off: usize,
     ) -> Dispatch {
         let p = Params {
             k: rows as u32,
@@ -347,31 +370,30 @@ impl Gemm {
             a_ms: cols as u32,
             k_chunk: split.k_chunk,
             splits: split.splits,
-            c_off: out_off as u32,
+            c_off: partials.off as u32,
             ..Default::default()
         };
         self.portable.dispatch(
             ctx,
             "gemm_colsum",
-            &[Some(partials), Some(x)],
+            &[Some(partials.buf), Some(x)],
             Some(&p),
             [groups_for(cols, WG_1D), split.splits, 1],
         )
     }
 
-    /// Zeroes dx[img, h, w, :] wherever h or w is not a multiple of `stride` (the pixels a
-    /// strided 1×1 convolution skips). dx: [N, H, W, C]. Writes only those pixels.
-    #[allow(clippy::too_many_arguments)]
+    /// Zeroes dx[img, h, w, :] wherever h or w is not a multiple of `map.stride` (the pixels a
+    /// strided 1×1 convolution skips). dx: [N, H, W, C] with H, W = `map.in_h`, `map.in_w`.
+    /// Writes only those pixels.
     pub fn zero_skipped(
         &self,
         ctx: &GpuContext,
         dx: &dyn Bind,
         n: usize,
-        h: usize,
-        w: usize,
+        map: &PixelMap,
         c: usize,
-        stride: usize,
     ) -> Dispatch {
+        let (h, w, stride) = (map.in_h, map.in_w, map.stride);
         let p = Params {
             m: (n * h * w) as u32,
             n: c as u32,
@@ -390,7 +412,6 @@ impl Gemm {
     }
 
     /// The `gemm` op: C = A·B. c: [M, N], a: [M, K], b: [K, N], row-major. Writes C.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         ctx: &GpuContext,
@@ -398,11 +419,11 @@ impl Gemm {
         c: &dyn Bind,
         a: &dyn Bind,
         b: &dyn Bind,
-        m: usize,
-        n: usize,
-        k: usize,
+        d: &GemmDims,
     ) -> Dispatch {
-        self.gemm(ctx, variant, &GemmSpec::row_major(m, n, k), c, a, b, None)
+        let spec = GemmSpec::row_major(d.m, d.n, d.k);
+        let bias = None;
+        self.gemm(ctx, variant, &spec, GemmBuffers { c, a, b, bias })
     }
 }
 

@@ -16,6 +16,17 @@ pub struct PixelMap {
     pub stride: usize,
 }
 
+/// One linear layer y = x·W + b as the GEMM core runs it: `rows` rows (dense: the batch;
+/// pointwise_conv2d: the output pixels, read from the input through `map` when strided),
+/// W [CIN, COUT].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearShape {
+    pub rows: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub map: Option<PixelMap>,
+}
+
 /// Which index of A goes through the [`PixelMap`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gather {

@@ -49,7 +49,17 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
             group: "pointwise_conv2d",
             id: id("backward_weight"),
             work: flops,
-            dispatches: k.backward_weight(ctx, &dw, &db, Some(&scratch), &y, &x, &s),
+            dispatches: k.backward_weight(
+                ctx,
+                WeightGrads {
+                    dw: &dw,
+                    db: &db,
+                    scratch: Some(&scratch),
+                },
+                &y,
+                &x,
+                &s,
+            ),
             buffers: vec![x, w, b, y, dx, dw, db, scratch],
         });
     }

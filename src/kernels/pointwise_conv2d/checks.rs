@@ -65,7 +65,7 @@ fn run_linear_check(
     let (xd, wd, bd, dyd) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
     let k = PointwiseConv2d::with_gemm(g, variant);
     let run = |d: &[Dispatch]| crate::kernels::run_all(ctx, &d.iter().collect::<Vec<_>>());
-    let (n, h, wi, ci, co, st) = (s.n, s.h, s.w, s.cin, s.cout, s.stride);
+    let (n, ci, co) = (s.n, s.cin, s.cout);
     match pass {
         "forward" => {
             let (xb, wb, bb) = (
@@ -77,9 +77,9 @@ fn run_linear_check(
             run(&[k.forward(ctx, &yb, &xb, &wb, &bb, s)])?;
             let mut want = vec![0.0; yl];
             match reference {
-                Reference::Pointwise => cpu::pointwise_conv2d::pointwise_conv2d_forward(
-                    &mut want, &xd, &wd, &bd, n, h, wi, ci, co, st,
-                ),
+                Reference::Pointwise => {
+                    cpu::pointwise_conv2d::pointwise_conv2d_forward(&mut want, &xd, &wd, &bd, s)
+                }
                 Reference::Dense => cpu::dense::dense_forward(&mut want, &xd, &wd, &bd, n, ci, co),
             }
             let (atol, rtol) = tolerance(ci);
@@ -92,9 +92,9 @@ fn run_linear_check(
             run(&k.backward_input(ctx, &dxb, &dyb, &wb, s))?;
             let mut want = vec![0.0; xl];
             match reference {
-                Reference::Pointwise => cpu::pointwise_conv2d::pointwise_conv2d_backward_input(
-                    &mut want, &dyd, &wd, n, h, wi, ci, co, st,
-                ),
+                Reference::Pointwise => {
+                    cpu::pointwise_conv2d::pointwise_conv2d_backward_input(&mut want, &dyd, &wd, s)
+                }
                 Reference::Dense => {
                     cpu::dense::dense_backward_input(&mut want, &dyd, &wd, n, ci, co)
                 }
@@ -115,28 +115,25 @@ fn check_backward_weight(
     x: &[f32],
     dy: &[f32],
 ) -> Result<Vec<Compared>, crate::gpu::GpuError> {
-    let (n, h, wi, ci, co, st) = (s.n, s.h, s.w, s.cin, s.cout, s.stride);
+    let (n, ci, co) = (s.n, s.cin, s.cout);
     let (xd, dyd) = (to_f64(x), to_f64(dy));
     let (xb, dyb) = (ctx.upload("x", x), ctx.upload("dy", dy));
     let dwb = ctx.upload("dw", &vec![f32::NAN; ci * co]);
     let dbb = ctx.upload("db", &vec![f32::NAN; co]);
     let sl = k.backward_weight_scratch_len(s);
     let scratch = (sl > 0).then(|| ctx.upload("scratch", &vec![f32::NAN; sl]));
-    let d = k.backward_weight(
-        ctx,
-        &dwb,
-        &dbb,
-        scratch.as_ref().map(|b| b as &dyn Bind),
-        &dyb,
-        &xb,
-        s,
-    );
+    let grads = WeightGrads {
+        dw: &dwb,
+        db: &dbb,
+        scratch: scratch.as_ref().map(|b| b as &dyn Bind),
+    };
+    let d = k.backward_weight(ctx, grads, &dyb, &xb, s);
     crate::kernels::run_all(ctx, &d.iter().collect::<Vec<_>>())?;
     let (mut dw, mut db) = (vec![0.0; ci * co], vec![0.0; co]);
     match reference {
-        Reference::Pointwise => cpu::pointwise_conv2d::pointwise_conv2d_backward_weight(
-            &mut dw, &mut db, &dyd, &xd, n, h, wi, ci, co, st,
-        ),
+        Reference::Pointwise => {
+            cpu::pointwise_conv2d::pointwise_conv2d_backward_weight(&mut dw, &mut db, &dyd, &xd, s)
+        }
         Reference::Dense => {
             cpu::dense::dense_backward_weight(&mut dw, &mut db, &dyd, &xd, n, ci, co)
         }

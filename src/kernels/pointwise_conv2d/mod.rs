@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 use crate::cpu;
 use crate::gpu::GpuContext;
-use crate::kernels::Bind;
-use crate::kernels::Dispatch;
-use crate::kernels::gemm::{Gemm, PixelMap, Variant, selected_variant};
+use crate::kernels::gemm::{Gemm, LinearShape, PixelMap, Variant, selected_variant};
+use crate::kernels::{Bind, Dispatch, WeightGrads, Weights};
 
 pub mod bench;
 pub mod checks;
@@ -33,6 +32,16 @@ impl PointwiseShape {
             in_w: self.w,
             stride: self.stride,
         })
+    }
+
+    /// The GEMM core's view: the output pixels as rows, gathered through [`Self::map`].
+    fn linear(&self) -> LinearShape {
+        LinearShape {
+            rows: self.pixels(),
+            cin: self.cin,
+            cout: self.cout,
+            map: self.map(),
+        }
     }
 
     fn label(&self) -> String {
@@ -68,7 +77,6 @@ impl PointwiseConv2d {
 
     /// y = conv1x1(x, W) + b (writes y). y: [N, OH, OW, COUT], x: [N, H, W, CIN],
     /// w: [1, 1, CIN, COUT], b: [COUT].
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         ctx: &GpuContext,
@@ -78,18 +86,8 @@ impl PointwiseConv2d {
         b: &dyn Bind,
         s: &PointwiseShape,
     ) -> Dispatch {
-        self.gemm.linear_forward(
-            ctx,
-            self.variant,
-            y,
-            x,
-            w,
-            b,
-            s.pixels(),
-            s.cin,
-            s.cout,
-            s.map(),
-        )
+        self.gemm
+            .linear_forward(ctx, self.variant, y, x, Weights { w, b }, &s.linear())
     }
 
     /// dx = dy·Wᵀ at the strided pixels, zero elsewhere (writes all of dx).
@@ -102,17 +100,8 @@ impl PointwiseConv2d {
         w: &dyn Bind,
         s: &PointwiseShape,
     ) -> Vec<Dispatch> {
-        self.gemm.linear_backward_input(
-            ctx,
-            self.variant,
-            dx,
-            dy,
-            w,
-            s.pixels(),
-            s.cin,
-            s.cout,
-            s.map(),
-        )
+        self.gemm
+            .linear_backward_input(ctx, self.variant, dx, dy, w, &s.linear())
     }
 
     /// f32 elements of scratch [`Self::backward_weight`] needs (0: none).
@@ -122,31 +111,17 @@ impl PointwiseConv2d {
     }
 
     /// dW = Σ_pixels xᵀ·dy, db = Σ_pixels dy (writes both). dw: [1, 1, CIN, COUT], db: [COUT],
-    /// dy: [N, OH, OW, COUT], x: [N, H, W, CIN] (the forward input); `scratch` holds
+    /// dy: [N, OH, OW, COUT], x: [N, H, W, CIN] (the forward input); `grads.scratch` holds
     /// [`Self::backward_weight_scratch_len`] f32 (None when that is 0).
-    #[allow(clippy::too_many_arguments)]
     pub fn backward_weight(
         &self,
         ctx: &GpuContext,
-        dw: &dyn Bind,
-        db: &dyn Bind,
-        scratch: Option<&dyn Bind>,
+        grads: WeightGrads,
         dy: &dyn Bind,
         x: &dyn Bind,
         s: &PointwiseShape,
     ) -> Vec<Dispatch> {
-        self.gemm.linear_backward_weight(
-            ctx,
-            self.variant,
-            dw,
-            db,
-            scratch,
-            x,
-            dy,
-            s.pixels(),
-            s.cin,
-            s.cout,
-            s.map(),
-        )
+        self.gemm
+            .linear_backward_weight(ctx, self.variant, grads, x, dy, &s.linear())
     }
 }
