@@ -70,11 +70,45 @@ impl Variants {
         }
     }
 
-    /// The measured default for `ctx` (no override), with the reason for each choice.
+    /// The measured default for `ctx` (no override), with the reason for each choice. On a
+    /// software adapter (lavapipe) per-lane loads, workgroup memory and barriers are what
+    /// costs: the subgroup GEMM (A shared by subgroup shuffles, measured 10–20× faster than
+    /// workgroup-memory tiles there) where subgroups have ≥ 8 lanes, the subgroup conv2d where
+    /// the subgroup size is fixed and divides 16, and the flat batch norm (no workgroup memory,
+    /// no barriers). Real GPUs get the portable variants: workgroup-memory tiles and coalesced
+    /// loads, which is what they reward.
     pub fn default_for(ctx: &GpuContext) -> (Self, [String; 3]) {
-        let (g, why_g) = gemm::default_variant(ctx);
-        let c = conv2d::Variant::for_adapter(ctx);
-        let b = batch_norm::Variant::for_adapter(ctx);
+        let software = ctx.is_software();
+        let (g, why_g) = match gemm::subgroup_usable(ctx) {
+            Ok(()) if software => (
+                gemm::Variant::Subgroup,
+                format!(
+                    "CPU adapter with {}..{}-lane subgroups: A shared by subgroup shuffles, \
+                     register tiles",
+                    ctx.info.subgroup_min_size, ctx.info.subgroup_max_size
+                ),
+            ),
+            Ok(()) => (
+                gemm::Variant::Tiled,
+                "hardware GPU: workgroup-memory tiles (subgroup variant is tuned for CPU \
+                 adapters)"
+                    .into(),
+            ),
+            Err(why) => (
+                gemm::Variant::Tiled,
+                format!("portable tiles; subgroup off: {why}"),
+            ),
+        };
+        let c = if software && conv2d::Variant::subgroup_size(ctx).is_some() {
+            conv2d::Variant::Subgroup
+        } else {
+            conv2d::Variant::Portable
+        };
+        let b = if software {
+            batch_norm::Variant::Flat
+        } else {
+            batch_norm::Variant::Tree
+        };
         let why_c = match c {
             conv2d::Variant::Subgroup => format!(
                 "subgroup size {}; > 16 GEMM columns shuffle the im2col operand, fewer use the \

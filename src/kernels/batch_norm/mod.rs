@@ -132,16 +132,6 @@ pub enum Variant {
 }
 
 impl Variant {
-    /// The variant for this adapter: `Flat` on CPU adapters (lavapipe, where workgroup memory
-    /// and barriers are slow), `Tree` elsewhere.
-    pub fn for_adapter(ctx: &GpuContext) -> Self {
-        if ctx.is_software() {
-            Variant::Flat
-        } else {
-            Variant::Tree
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Variant::Tree => "tree",
@@ -167,7 +157,12 @@ pub struct BatchNorm {
 impl BatchNorm {
     /// The variant chosen for this adapter.
     pub fn new(ctx: &GpuContext) -> Self {
-        Self::with_variant(ctx, Variant::for_adapter(ctx))
+        Self::with_variant(
+            ctx,
+            crate::kernels::variants::Variants::default_for(ctx)
+                .0
+                .batch_norm,
+        )
     }
 
     pub fn with_variant(ctx: &GpuContext, variant: Variant) -> Self {

@@ -1,7 +1,7 @@
 //! `conv2d`: k×k convolution with stride, same/valid padding and bias, forward and both
 //! backward passes as implicit GEMMs (im2col gathered on the fly, padding as the bounds check).
 //!
-//! Two variants, chosen once per adapter ([`Variant::for_adapter`]):
+//! Two variants, chosen once per adapter ([`crate::kernels::variants`]):
 //! - **portable** (shaders/conv2d.wgsl), for real GPUs: register-blocked 16×4 per invocation,
 //!   neighbouring lanes on neighbouring channels (coalesced). Compiled in two lane layouts:
 //!   "wide" (32 lanes along the GEMM columns, so all lanes share the rows: one row value serves
@@ -56,7 +56,7 @@ const NARROW_MAX_COLS: usize = 16;
 const MIN_K_CHUNK: usize = 256;
 const TARGET_GROUPS: usize = 256;
 
-/// Kernel variant, chosen once per adapter ([`Variant::for_adapter`]).
+/// Kernel variant, chosen once per adapter ([`crate::kernels::variants`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
     /// conv2d.wgsl only: register-blocked implicit GEMM, for every adapter.
@@ -90,16 +90,6 @@ impl Variant {
             v.push(Variant::Subgroup);
         }
         v
-    }
-
-    /// Subgroup on software adapters that support it (measured faster on lavapipe), portable
-    /// elsewhere.
-    pub fn for_adapter(ctx: &GpuContext) -> Variant {
-        if ctx.is_software() && Self::subgroup_size(ctx).is_some() {
-            Variant::Subgroup
-        } else {
-            Variant::Portable
-        }
     }
 }
 
@@ -209,9 +199,14 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    /// The variant this adapter should use ([`Variant::for_adapter`]).
+    /// The variant this adapter should use ([`crate::kernels::variants`]).
     pub fn new(ctx: &GpuContext) -> Self {
-        Self::with_variant(ctx, Variant::for_adapter(ctx))
+        Self::with_variant(
+            ctx,
+            crate::kernels::variants::Variants::default_for(ctx)
+                .0
+                .conv2d,
+        )
     }
 
     /// A given variant; panics if it cannot run on `ctx` (see [`Variant::available`]).

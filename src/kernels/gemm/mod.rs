@@ -162,31 +162,6 @@ pub fn subgroup_width(ctx: &GpuContext) -> u32 {
     ctx.info.subgroup_max_size.clamp(8, 64)
 }
 
-/// The default variant for this adapter and why: `subgroup` on CPU adapters with ≥ 8-lane
-/// subgroups (measured 10–20× faster than tiles in workgroup memory on lavapipe); else the
-/// portable `tiled`. `GPUCNN_VARIANT` overrides it ([`super::variants`]).
-pub(crate) fn default_variant(ctx: &GpuContext) -> (Variant, String) {
-    match subgroup_usable(ctx) {
-        Ok(()) if ctx.is_software() => (
-            Variant::Subgroup,
-            format!(
-                "CPU adapter with {}..{}-lane subgroups: A shared by subgroup shuffles, \
-                 register tiles",
-                ctx.info.subgroup_min_size, ctx.info.subgroup_max_size
-            ),
-        ),
-        Ok(()) => (
-            Variant::Tiled,
-            "hardware GPU: workgroup-memory tiles (subgroup variant is tuned for CPU adapters)"
-                .into(),
-        ),
-        Err(why) => (
-            Variant::Tiled,
-            format!("portable tiles; subgroup off: {why}"),
-        ),
-    }
-}
-
 /// Output tiles of an M×N product under `variant` with `sg_wg`-lane subgroup workgroups.
 pub fn tiles(variant: Variant, sg_wg: u32, m: usize, n: usize) -> usize {
     let (tm, tn) = variant.tile(sg_wg);
@@ -427,7 +402,7 @@ impl Gemm {
     }
 }
 
-/// The default variant on this adapter (compiles nothing).
+/// The default variant on this adapter ([`super::variants::Variants::default_for`]).
 pub fn selected_variant(ctx: &GpuContext) -> Variant {
-    default_variant(ctx).0
+    super::variants::Variants::default_for(ctx).0.gemm
 }
