@@ -134,17 +134,8 @@ pub fn compare_step_with(
     } else {
         Targets::Binary(binary.iter().map(|&v| v as f64).collect())
     };
-    let mut adam = AdamState::new(&layout);
-    let (p0, mut x0) = (to_f64(&init), to_f64(&x));
-    if let Some(cfg) = &opts.augment {
-        let (h, w, c) = match model.layers[0].output {
-            Shape::Hwc(h, w, c) => (h, w, c),
-            Shape::Flat(f) => (1, 1, f),
-        };
-        let raw = x0.clone();
-        let s = crate::shapes::NhwcShape { n, h, w, c };
-        crate::cpu::augment::augment_forward(&mut x0, &raw, &s, cfg, dropout_seed);
-    }
+    let p0 = to_f64(&init);
+    let x0 = reference_input(model, &x, n, opts, dropout_seed);
     // One micro-batch of all n samples is exactly the plain step (weight 1).
     let batch = reference::Batch {
         x: &x0,
@@ -152,15 +143,9 @@ pub fn compare_step_with(
         targets: &targets,
         dropout_seed,
     };
-    let r = reference::train_step_micro(
-        model,
-        &layout,
-        &p0,
-        &mut adam,
-        lr,
-        &batch,
-        micro.unwrap_or(n),
-    );
+    let mut adam = AdamState::new(&layout);
+    let micro = micro.unwrap_or(n);
+    let r = reference::train_step_micro(model, &layout, &p0, &mut adam, lr, &batch, micro);
     let mut params_from_gpu_grads = r.params.clone();
     let tl = layout.trainable_len;
     params_from_gpu_grads[..tl].copy_from_slice(&p0[..tl]);
@@ -179,6 +164,22 @@ pub fn compare_step_with(
         layout,
         lr,
     })
+}
+
+/// The batch as the reference step takes it: the GPU's input in f64, augmented first with
+/// `cpu::augment` (the same seed) when the step augments.
+fn reference_input(model: &Model, x: &[f32], n: usize, opts: &StepOptions, seed: u32) -> Vec<f64> {
+    let mut x0 = to_f64(x);
+    if let Some(cfg) = &opts.augment {
+        let (h, w, c) = match model.layers[0].output {
+            Shape::Hwc(h, w, c) => (h, w, c),
+            Shape::Flat(f) => (1, 1, f),
+        };
+        let raw = x0.clone();
+        let s = crate::shapes::NhwcShape { n, h, w, c };
+        crate::cpu::augment::augment_forward(&mut x0, &raw, &s, cfg, seed);
+    }
+    x0
 }
 
 impl StepComparison {

@@ -12,6 +12,7 @@ pub mod dataset;
 pub mod decode;
 pub mod labels;
 pub mod loader;
+pub mod resize;
 pub mod scan;
 
 pub use dataset::{

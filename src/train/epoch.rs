@@ -154,21 +154,7 @@ impl Trainer<'_> {
             submitted += 1;
             bar.inc(1);
             if let Some(w) = self.warmup.take() {
-                // Once per run: wait for the first step, so that its end is known.
-                ctx.wait()?;
-                warmup_secs = w.elapsed();
-                let line = format!(
-                    "First step done in {} (includes one-time warm-up).",
-                    format_duration(warmup_secs)
-                );
-                w.finish(&line, log);
-                clock = Clock {
-                    since: Instant::now(),
-                    steps: submitted,
-                };
-                if cfg.progress {
-                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                }
+                (warmup_secs, clock) = self.end_warmup(w, submitted, &bar, log)?;
             } else if !self.advised
                 && submitted == clock.steps + ESTIMATE_STEPS
                 && epoch == self.first_epoch
@@ -207,6 +193,33 @@ impl Trainer<'_> {
             warmup_secs,
             stats,
         })
+    }
+
+    /// Once per run: waits for the first step, so that its end is known, closes the warm-up
+    /// status line and shows the bar. Returns the warm-up's seconds and the clock the later
+    /// steps are timed from.
+    fn end_warmup(
+        &self,
+        w: Status,
+        submitted: usize,
+        bar: &indicatif::ProgressBar,
+        log: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<(f64, Clock)> {
+        self.ctx.wait()?;
+        let secs = w.elapsed();
+        let line = format!(
+            "First step done in {} (includes one-time warm-up).",
+            format_duration(secs)
+        );
+        w.finish(&line, log);
+        if self.cfg.progress {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        let clock = Clock {
+            since: Instant::now(),
+            steps: submitted,
+        };
+        Ok((secs, clock))
     }
 
     /// Once per run: waits for a few steps after the first, for the first estimate, and
