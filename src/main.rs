@@ -134,6 +134,11 @@ enum Command {
     Selftest(SelftestArgs),
     /// Print the network of the Keras example as a Keras-like table: each layer's name, type,
     /// output shape and parameter count, then the totals.
+    ///
+    /// Then the training step's memory plan at --batch-size: whether the batch runs as
+    /// micro-batches, the transient tensors pooled by liveness, the fixed buffers. The plan is
+    /// arithmetic, for this GPU's limits and kernel variants; with no GPU it assumes WebGPU's
+    /// default limits and the portable kernels, and says so.
     #[command(after_help = EXIT_STATUS)]
     Summary(SummaryArgs),
     /// List every adapter wgpu finds and show the one gpucnn would use, its limits, features
