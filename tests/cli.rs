@@ -77,6 +77,20 @@ fn selftest_with_an_unknown_op_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no_such_op"), "{stderr}");
+    // The list names each op once.
+    let list = stderr
+        .split("the ops are: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let ops: Vec<&str> = list.trim().split(", ").collect();
+    let mut unique = ops.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ops.len(), "{list}");
+    assert!(
+        ops.contains(&"dropout") && ops.contains(&"train_step"),
+        "{list}"
+    );
 }
 
 #[test]

@@ -51,8 +51,13 @@ fn select(
     class: Option<ShapeClass>,
 ) -> anyhow::Result<Vec<Check>> {
     let all = all_checks(ctx);
-    let mut ops: Vec<&str> = all.iter().map(|c| c.op).collect();
-    ops.dedup();
+    // Each op once, in the order the checks run (the elementwise family interleaves its ops).
+    let mut ops: Vec<&str> = Vec::new();
+    for c in &all {
+        if !ops.contains(&c.op) {
+            ops.push(c.op);
+        }
+    }
     let ops = ops.join(", ");
     let checks: Vec<_> = all
         .into_iter()
