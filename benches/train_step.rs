@@ -3,7 +3,14 @@
 //! 64×64 at batch 16 and 128×128 at batch 8.
 //!
 //! `cargo bench --bench train_step`
+//!
+//! After criterion's report, one line per case: images/s and the GFLOP/s achieved (2 FLOPs per
+//! multiply-add of every convolution and dense pass, forward and backward:
+//! `TrainStep::flops_per_step`), over every timed iteration; with
+//! `GPUCNN_SGEMM_PEAK_GFLOPS=<the machine's sgemm GFLOP/s>` (e.g. from
+//! `../shared/peers/sgemm.py`) also the share of that peak.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
@@ -21,6 +28,7 @@ fn main() {
     let Some(ctx) = test_context() else { return };
     eprintln!("adapter: {}", ctx.summary());
     let mut group = c.benchmark_group("train_step");
+    let mut lines = Vec::new();
     for (size, batch) in [(64usize, 16usize), (128, 8)] {
         let model = xception_mini(&XceptionConfig {
             image_size: size,
@@ -41,16 +49,44 @@ fn main() {
             m.naive_bytes as f64 / 1048576.0
         );
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(format!("w1.0_{size}x{size}_b{batch}"), |b| {
+        let timed = Cell::new((0u64, Duration::ZERO));
+        let id = format!("w1.0_{size}x{size}_b{batch}");
+        group.bench_function(&id, |b| {
             b.iter_custom(|iters| {
                 let t = Instant::now();
                 for _ in 0..iters {
                     step.run(&ctx).unwrap();
                 }
-                t.elapsed()
+                let elapsed = t.elapsed();
+                let (n, total) = timed.get();
+                timed.set((n + iters, total + elapsed));
+                elapsed
             })
         });
+        let (n, total) = timed.get();
+        lines.push(rate_line(&id, batch, step.flops_per_step(), n, total));
     }
     group.finish();
     c.final_summary();
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+/// `train_step/<id>: I img/s, G GFLOP/s achieved (F GFLOP a step[, P% of the sgemm peak])`.
+fn rate_line(id: &str, batch: usize, flops: u64, steps: u64, total: Duration) -> String {
+    let secs = total.as_secs_f64() / steps.max(1) as f64;
+    let gflops = flops as f64 / secs / 1e9;
+    let peak = std::env::var("GPUCNN_SGEMM_PEAK_GFLOPS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|p| *p > 0.0)
+        .map(|p| format!(", {:.1}% of the {p} GFLOP/s sgemm peak", 100.0 * gflops / p))
+        .unwrap_or_default();
+    format!(
+        "train_step/{id}: {:.2} img/s, {gflops:.1} GFLOP/s achieved ({:.2} GFLOP a step, \
+         {steps} timed steps){peak}",
+        batch as f64 / secs,
+        flops as f64 / 1e9
+    )
 }

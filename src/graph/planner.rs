@@ -31,6 +31,9 @@ pub struct PlannedOp {
     /// Kernel family and pass, e.g. `conv2d.backward_input`.
     pub what: &'static str,
     pub uses: Vec<TensorId>,
+    /// Floating-point operations of the op's multiply-adds (2 per multiply-add; 0 for the
+    /// memory-bound ops, which are measured in bytes, not FLOPs).
+    pub flops: u64,
     pub(crate) build: Build,
 }
 
@@ -79,9 +82,20 @@ impl Planner {
             layer: self.layer,
             what,
             uses,
+            flops: 0,
             build: Box::new(build),
         });
         OpId(self.ops.len() - 1)
+    }
+
+    /// Records that op `id` does `macs` multiply-adds (2·macs FLOPs).
+    pub fn macs(&mut self, id: OpId, macs: usize) {
+        self.ops[id.0].flops = 2 * macs as u64;
+    }
+
+    /// FLOPs of every op planned (see [`PlannedOp::flops`]).
+    pub fn flops(&self) -> u64 {
+        self.ops.iter().map(|o| o.flops).sum()
     }
 
     /// Marks `op` as a dropout pass whose seed changes every step.

@@ -289,4 +289,38 @@ mod tests {
             bn
         );
     }
+
+    /// The planned ops count 2 FLOPs per multiply-add of every convolution and dense pass:
+    /// forward once, backward twice (weights and input), but no input gradient for the stem
+    /// (its input is the raw batch).
+    #[test]
+    fn the_step_counts_the_flops_of_every_convolution_and_dense_pass() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let n = 2;
+        let mut forward = 0u64;
+        let mut stem = None;
+        for l in &m.layers[1..] {
+            let (h, w, c) = crate::graph::layers::hwc(m.layers[l.inputs[0]].output);
+            let (oh, ow, f) = crate::graph::layers::hwc(l.output);
+            let macs = match &l.kind {
+                LayerKind::Conv2D(k) => n * oh * ow * f * k.kernel * k.kernel * c,
+                LayerKind::SeparableConv2D(k) => n * oh * ow * c * (k.kernel * k.kernel + f),
+                LayerKind::Dense(d) => n * h * w * c * d.units,
+                _ => 0,
+            } as u64;
+            if stem.is_none() && macs > 0 {
+                stem = Some(macs);
+            }
+            forward += 2 * macs;
+        }
+        let v = Variants::portable();
+        let eval = schedule(&m, &v, n, Mode::Eval, None).unwrap();
+        assert_eq!(eval.pl.flops(), forward);
+        let train = schedule(&m, &v, n, Mode::Train, None).unwrap();
+        assert_eq!(train.pl.flops(), 3 * forward - 2 * stem.unwrap());
+        // 2.44 G multiply-adds a 180×180 image forward (the Keras example's network, counted
+        // by hand from its layer table): 4.89 GFLOP.
+        let per_image = forward as f64 / n as f64 / 1e9;
+        assert!((4.85..4.93).contains(&per_image), "{per_image}");
+    }
 }

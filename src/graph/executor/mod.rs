@@ -161,6 +161,21 @@ impl TrainStep {
         memory::plan_memory(model, batch, &ctx.limits, &Variants::for_adapter(ctx)?)
     }
 
+    /// Floating-point operations of one training step of `batch` samples: 2 per multiply-add of
+    /// every convolution and dense pass, forward and backward, as the planned ops count them
+    /// (batch norm, pooling, activations and Adam are memory-bound and not counted).
+    pub fn flops_per_step(&self) -> u64 {
+        schedule(
+            &self.model,
+            &self.variants,
+            self.batch,
+            Mode::Train,
+            self.augment,
+        )
+        .map(|s| s.pl.flops())
+        .unwrap_or(0)
+    }
+
     /// Compiles `model` with [`StepOptions`].
     ///
     /// Semantics of micro-batches: the gradient is the batch mean, as without them; batch norm

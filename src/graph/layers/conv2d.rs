@@ -48,7 +48,7 @@ impl Conv2D {
 
     fn gpu_forward_pointwise(&self, cx: &mut GpuFwd) {
         let (s, li) = (self.pointwise(cx.n, cx.in_shape), cx.li);
-        cx.unary("pointwise_conv2d.forward", move |e, y, x| {
+        let op = cx.unary("pointwise_conv2d.forward", move |e, y, x| {
             e.kernels.pointwise.forward(
                 e.ctx,
                 y,
@@ -58,6 +58,7 @@ impl Conv2D {
                 &s,
             )
         });
+        cx.pl.macs(op, s.pixels() * s.cin * s.cout);
     }
 
     fn gpu_backward_pointwise(&self, cx: &mut GpuBwd, xt: usize) {
@@ -65,7 +66,8 @@ impl Conv2D {
         let v = cx.variants;
         let sl = gemm::weight_scratch_len(v.gemm, v.subgroup_width, s.pixels(), s.cin, s.cout);
         cx.pl.need_scratch(sl);
-        cx.pl
+        let op = cx
+            .pl
             .op("pointwise_conv2d.backward_weight", vec![dy, xt], move |e| {
                 e.kernels.pointwise.backward_weight(
                     e.ctx,
@@ -79,8 +81,9 @@ impl Conv2D {
                     &s,
                 )
             });
+        cx.pl.macs(op, s.pixels() * s.cin * s.cout);
         if cx.wants_dx(0) {
-            cx.emit_dx(
+            let op = cx.emit_dx(
                 0,
                 "pointwise_conv2d.backward_input",
                 vec![dy],
@@ -94,6 +97,7 @@ impl Conv2D {
                     )
                 },
             );
+            cx.pl.macs(op, s.pixels() * s.cin * s.cout);
         }
     }
 }
@@ -125,7 +129,7 @@ impl LayerOps for Conv2D {
             return Ok(());
         }
         let (s, li) = (self.shape(cx.n, cx.in_shape), cx.li);
-        cx.unary("conv2d.forward", move |e, y, x| {
+        let op = cx.unary("conv2d.forward", move |e, y, x| {
             e.kernels.conv.forward(
                 e.ctx,
                 y,
@@ -135,6 +139,7 @@ impl LayerOps for Conv2D {
                 &s,
             )
         });
+        cx.pl.macs(op, s.macs());
         Ok(())
     }
 
@@ -147,7 +152,7 @@ impl LayerOps for Conv2D {
         let (s, li, dy) = (self.shape(cx.n, cx.in_shape), cx.li, cx.dy);
         cx.pl
             .need_scratch(conv2d::backward_weight_scratch_len(cx.variants.conv2d, &s));
-        cx.pl.op("conv2d.backward_weight", vec![dy, xt], move |e| {
+        let op = cx.pl.op("conv2d.backward_weight", vec![dy, xt], move |e| {
             e.kernels
                 .conv
                 .backward_weight(
@@ -163,8 +168,9 @@ impl LayerOps for Conv2D {
                 )
                 .into()
         });
+        cx.pl.macs(op, s.macs());
         if cx.wants_dx(0) {
-            cx.emit_dx(0, "conv2d.backward_input", vec![dy], move |e, d| {
+            let op = cx.emit_dx(0, "conv2d.backward_input", vec![dy], move |e, d| {
                 vec![e.kernels.conv.backward_input(
                     e.ctx,
                     d,
@@ -173,6 +179,7 @@ impl LayerOps for Conv2D {
                     &s,
                 )]
             });
+            cx.pl.macs(op, s.macs());
         }
         Ok(())
     }

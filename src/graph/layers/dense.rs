@@ -54,7 +54,7 @@ impl LayerOps for Dense {
 
     fn gpu_forward(&self, cx: &mut GpuFwd) -> Result<(), ExecError> {
         let (s, li) = (self.shape(cx.n, cx.in_shape), cx.li);
-        cx.unary("dense.forward", move |e, y, x| {
+        let op = cx.unary("dense.forward", move |e, y, x| {
             e.kernels.dense.forward(
                 e.ctx,
                 y,
@@ -64,6 +64,7 @@ impl LayerOps for Dense {
                 &s,
             )
         });
+        cx.pl.macs(op, s.n * s.inp * s.out);
         Ok(())
     }
 
@@ -73,7 +74,7 @@ impl LayerOps for Dense {
         let v = cx.variants;
         let sl = gemm::weight_scratch_len(v.gemm, v.subgroup_width, s.n, s.inp, s.out);
         cx.pl.need_scratch(sl);
-        cx.pl.op("dense.backward_weight", vec![dy, xt], move |e| {
+        let op = cx.pl.op("dense.backward_weight", vec![dy, xt], move |e| {
             e.kernels.dense.backward_weight(
                 e.ctx,
                 WeightGrads {
@@ -86,8 +87,9 @@ impl LayerOps for Dense {
                 &s,
             )
         });
+        cx.pl.macs(op, s.n * s.inp * s.out);
         if cx.wants_dx(0) {
-            cx.emit_dx(0, "dense.backward_input", vec![dy], move |e, d| {
+            let op = cx.emit_dx(0, "dense.backward_input", vec![dy], move |e, d| {
                 e.kernels.dense.backward_input(
                     e.ctx,
                     d,
@@ -96,6 +98,7 @@ impl LayerOps for Dense {
                     &s,
                 )
             });
+            cx.pl.macs(op, s.n * s.inp * s.out);
         }
         Ok(())
     }

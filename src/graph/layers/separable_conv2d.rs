@@ -81,7 +81,7 @@ impl LayerOps for SeparableConv2D {
             .tensor(format!("{}:depthwise", cx.layer.name), ds.y_len());
         cx.pl.keep(li, Saved::Depthwise, m);
         let uses = [vec![m], x.into_iter().collect()].concat();
-        cx.pl.op("depthwise_conv2d.forward", uses, move |e| {
+        let op = cx.pl.op("depthwise_conv2d.forward", uses, move |e| {
             vec![e.kernels.depthwise.forward(
                 e.ctx,
                 &e.tensor(m),
@@ -90,7 +90,8 @@ impl LayerOps for SeparableConv2D {
                 &ds,
             )]
         });
-        cx.pl.op("pointwise_conv2d.forward", vec![y, m], move |e| {
+        cx.pl.macs(op, ds.macs());
+        let op = cx.pl.op("pointwise_conv2d.forward", vec![y, m], move |e| {
             vec![e.kernels.pointwise.forward(
                 e.ctx,
                 &e.tensor(y),
@@ -100,6 +101,7 @@ impl LayerOps for SeparableConv2D {
                 &ps,
             )]
         });
+        cx.pl.macs(op, ps.pixels() * ps.cin * ps.cout);
         Ok(())
     }
 
@@ -117,7 +119,8 @@ impl LayerOps for SeparableConv2D {
         cx.pl.need_scratch(sl);
         cx.pl
             .need_scratch(DepthwiseConv2d::backward_weight_scratch_len(&ds));
-        cx.pl
+        let op = cx
+            .pl
             .op("pointwise_conv2d.backward_weight", vec![dy, m], move |e| {
                 e.kernels.pointwise.backward_weight(
                     e.ctx,
@@ -131,7 +134,9 @@ impl LayerOps for SeparableConv2D {
                     &ps,
                 )
             });
-        cx.pl
+        cx.pl.macs(op, ps.pixels() * ps.cin * ps.cout);
+        let op = cx
+            .pl
             .op("pointwise_conv2d.backward_input", vec![dm, dy], move |e| {
                 e.kernels.pointwise.backward_input(
                     e.ctx,
@@ -141,7 +146,9 @@ impl LayerOps for SeparableConv2D {
                     &ps,
                 )
             });
-        cx.pl
+        cx.pl.macs(op, ps.pixels() * ps.cin * ps.cout);
+        let op = cx
+            .pl
             .op("depthwise_conv2d.backward_weight", vec![dm, xt], move |e| {
                 e.kernels
                     .depthwise
@@ -155,8 +162,9 @@ impl LayerOps for SeparableConv2D {
                     )
                     .into()
             });
+        cx.pl.macs(op, ds.macs());
         if cx.wants_dx(0) {
-            cx.emit_dx(
+            let op = cx.emit_dx(
                 0,
                 "depthwise_conv2d.backward_input",
                 vec![dm],
@@ -170,6 +178,7 @@ impl LayerOps for SeparableConv2D {
                     )]
                 },
             );
+            cx.pl.macs(op, ds.macs());
         }
         Ok(())
     }
