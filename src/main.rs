@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gpucnn::commands::{
     self, demo::DemoArgs, evaluate::EvaluateArgs, predict::PredictArgs, preview::PreviewArgs,
-    scan::ScanArgs, selftest::SelftestArgs, summary::SummaryArgs, train::TrainArgs,
+    profile::ProfileArgs, scan::ScanArgs, selftest::SelftestArgs, summary::SummaryArgs,
+    train::TrainArgs,
 };
 use gpucnn::gpu::AdapterOptions;
 
@@ -141,6 +142,14 @@ enum Command {
     /// default limits and the portable kernels, and says so.
     #[command(after_help = EXIT_STATUS)]
     Summary(SummaryArgs),
+    /// Time every op of a training step on this GPU: layer, op, kernel variant, time per step,
+    /// share of the step and GFLOP/s achieved, then the step's wall time as training runs it.
+    ///
+    /// Ops are timed with GPU timestamps around each op's compute pass where the adapter has
+    /// them, else with one waited submission per op (which adds its overhead to every op); the
+    /// first line says which. `--json` prints the same for scripts.
+    #[command(after_help = EXIT_STATUS)]
+    Profile(ProfileArgs),
     /// List every adapter wgpu finds and show the one gpucnn would use, its limits, features
     /// and the kernel variants chosen for it.
     #[command(after_help = EXIT_STATUS)]
@@ -172,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Predict(a) => commands::predict::run(a, &adapter),
         Command::Scan(a) => commands::scan::run(a),
         Command::Summary(a) => commands::summary::run(a, &adapter),
+        Command::Profile(a) => commands::profile::run(a, &adapter),
         Command::Info => commands::info::run(&adapter),
         Command::Selftest(a) => commands::selftest::run(a, &adapter),
     }

@@ -285,7 +285,7 @@ fn preview_writes_a_grid_of_the_data_and_of_gpu_augmentations() {
 #[test]
 fn every_command_help_documents_the_exit_statuses() {
     for cmd in [
-        "train", "evaluate", "predict", "preview", "scan", "selftest", "summary", "info",
+        "train", "evaluate", "predict", "preview", "scan", "selftest", "summary", "info", "profile",
     ] {
         let out = gpucnn(&[cmd, "--help"]);
         assert!(out.status.success(), "{cmd} --help");
@@ -333,4 +333,53 @@ fn scan_with_the_keras_jfif_filter_lists_files_without_jfif() {
     assert!(out.status.success(), "{s}");
     assert!(s.contains("1 good, 1 unusable"), "{s}");
     assert!(s.contains("y.png") && s.contains("no JFIF"), "{s}");
+}
+
+/// `gpucnn profile --json` times every op of a step: each layer's forward and backward ops,
+/// the loss and Adam, with FLOPs on the convolution and dense passes.
+#[test]
+fn profile_times_every_op_of_a_step() {
+    if test_context().is_none() {
+        return;
+    }
+    let out = gpucnn(&[
+        "profile",
+        "--image-size",
+        "16",
+        "--width",
+        "0.0625",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--json",
+    ]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{s}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+    assert!(
+        ["gpu timestamps", "wall time per submission"].contains(&v["timer"].as_str().unwrap()),
+        "{v}"
+    );
+    let ops = v["ops"].as_array().unwrap();
+    let names: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
+    for want in [
+        "conv2d.forward",
+        "batch_norm.backward",
+        "dense.backward_weight",
+        "loss",
+        "adam.update",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(ops.iter().all(|o| o["seconds"].as_f64().unwrap() >= 0.0));
+    let conv = ops.iter().find(|o| o["op"] == "conv2d.forward").unwrap();
+    assert!(conv["flops"].as_u64().unwrap() > 0 && conv["layer"] == "conv2d");
+    assert!(v["step_seconds"].as_f64().unwrap() > 0.0);
+    let out = gpucnn(&["profile", "--width", "-1"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -24,6 +24,7 @@ pub mod info;
 pub mod output;
 pub mod predict;
 pub mod preview;
+pub mod profile;
 pub mod scan;
 pub mod selftest;
 pub mod summary;

@@ -30,11 +30,13 @@ use crate::kernels::adam::Moments;
 use crate::kernels::variants::Variants;
 
 mod buffers;
+mod profile;
 mod run;
 
 pub use super::error::ExecError;
 pub use super::memory::MAX_ROWS_PER_DISPATCH;
 use buffers::{Sizes, StepBuffers};
+pub use profile::{OpTime, Profile};
 
 /// The targets of one batch, as the loss kernels take them.
 pub enum BatchTargets<'a> {
@@ -75,6 +77,16 @@ struct Program {
     /// Gradient/loss accumulation after this micro-batch: writing (first micro-batch) and adding.
     acc_first: Vec<Dispatch>,
     acc_rest: Vec<Dispatch>,
+    /// Each planned op's dispatches, with what it is (for the profile).
+    ops: Vec<OpSpan>,
+}
+
+/// One planned op's share of a program's dispatches.
+struct OpSpan {
+    layer: Option<usize>,
+    what: &'static str,
+    flops: u64,
+    dispatches: std::ops::Range<usize>,
 }
 
 /// A compiled model: training steps and evaluations of up to `batch` samples (see the module
@@ -299,12 +311,21 @@ impl TrainStep {
             dropout.extend((first[d.op.0]..end).map(|i| (i, d.rate, d.len)));
         }
         let (acc_first, acc_rest) = self.accumulation(ctx, mode, n, total);
+        let ops = (sched.pl.ops.iter().enumerate())
+            .map(|(i, op)| OpSpan {
+                layer: op.layer,
+                what: op.what,
+                flops: op.flops,
+                dispatches: first[i]..first.get(i + 1).copied().unwrap_or(dispatches.len()),
+            })
+            .collect();
         let p = Rc::new(Program {
             logits: (sched.logits, tensor_bytes[sched.logits]),
             dispatches,
             dropout,
             acc_first,
             acc_rest,
+            ops,
         });
         self.programs.borrow_mut().insert(key, p.clone());
         p

@@ -1,0 +1,122 @@
+//! `gpucnn profile`: where a training step's time goes, op by op
+//! ([`crate::graph::executor::TrainStep::profile`]), as a table or JSON.
+
+use std::process::ExitCode;
+
+use super::open_gpu;
+use super::output::outln;
+use crate::gpu::AdapterOptions;
+use crate::graph::executor::{BatchTargets, Profile, TrainStep};
+use crate::harness::random_vec;
+use crate::model::{XceptionConfig, xception_mini};
+
+/// The flags of `gpucnn profile`.
+#[derive(Debug, clap::Args)]
+pub struct ProfileArgs {
+    /// Input height and width in pixels.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub image_size: u32,
+    /// Channel-width multiplier (1.0 is the original network).
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f32,
+    /// Samples per step (a batch that the device splits is profiled one micro-batch at a time).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Number of classes: 2 gives one sigmoid output, K > 2 a softmax over K.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..))]
+    pub classes: u32,
+    /// Steps to average (after one warm-up step).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: u32,
+    /// Print the profile as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `gpucnn profile`.
+pub fn run(args: &ProfileArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode> {
+    if !(args.width.is_finite() && args.width > 0.0) {
+        crate::bail_input!("--width must be a positive number, got {}", args.width);
+    }
+    let model = xception_mini(&XceptionConfig {
+        image_size: args.image_size as usize,
+        width: args.width,
+        classes: args.classes as usize,
+        ..Default::default()
+    })?;
+    let ctx = open_gpu(adapter)?;
+    let batch = args.batch_size as usize;
+    let step = TrainStep::new(&ctx, &model, batch, 1e-3)?;
+    step.load_params(&ctx, &step.layout.initial_values(1));
+    let sample = model.layers[0].output.len();
+    let x = random_vec(2, batch * sample, 0.0, 255.0);
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % args.classes).collect();
+    let binary: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    let targets = if args.classes > 2 {
+        BatchTargets::Classes(&labels)
+    } else {
+        BatchTargets::Binary(&binary)
+    };
+    step.write_batch(&ctx, &x, targets);
+    // One step first: compiles every pipeline and touches every buffer.
+    step.checked(&ctx, |s| s.submit(&ctx, s.micro))?;
+    let profile = step.profile(&ctx, args.steps as usize)?;
+    if args.json {
+        let mut v = serde_json::to_value(&profile)?;
+        v["adapter"] = ctx.info.name.clone().into();
+        v["image_size"] = args.image_size.into();
+        v["width"] = args.width.into();
+        outln!("{v}");
+    } else {
+        print_table(&profile, &ctx.info.name, args)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(p: &Profile, adapter: &str, args: &ProfileArgs) -> anyhow::Result<()> {
+    let ops_total: f64 = p.ops.iter().map(|o| o.seconds).sum();
+    outln!(
+        "{adapter}: xception_mini {}×{} width {} batch {} ({}; mean of {} steps)",
+        args.image_size,
+        args.image_size,
+        args.width,
+        p.batch,
+        p.timer,
+        p.steps
+    );
+    outln!(
+        "{:<28} {:<34} {:<9} {:>10} {:>6} {:>9}",
+        "layer",
+        "op",
+        "variant",
+        "ms/step",
+        "share",
+        "GFLOP/s"
+    );
+    for o in &p.ops {
+        let rate = if o.flops > 0 && o.seconds > 0.0 {
+            format!("{:.1}", o.flops as f64 / o.seconds / 1e9)
+        } else {
+            String::new()
+        };
+        outln!(
+            "{:<28} {:<34} {:<9} {:>10.3} {:>5.1}% {:>9}",
+            o.layer,
+            o.op,
+            o.variant,
+            o.seconds * 1e3,
+            100.0 * o.seconds / ops_total.max(f64::MIN_POSITIVE),
+            rate
+        );
+    }
+    let flops: u64 = p.ops.iter().map(|o| o.flops).sum();
+    outln!(
+        "ops, each in a pass of its own: {:.1} ms ({:.1} GFLOP/s on {:.2} GFLOP); a whole step \
+         as training runs it (one pass, one submission, and the wait): {:.1} ms",
+        ops_total * 1e3,
+        flops as f64 / ops_total.max(f64::MIN_POSITIVE) / 1e9,
+        flops as f64 / 1e9,
+        p.step_seconds * 1e3
+    );
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! Where a step's time goes: every planned op of one training step timed on its own, with GPU
+//! timestamps around each op's compute pass where the adapter has them (lavapipe does), else
+//! with the wall time of one submission per op (which adds a submission's overhead to each).
+
+use std::time::Instant;
+
+use super::{Mode, Program, TrainStep};
+use crate::gpu::{GpuContext, GpuError};
+use crate::kernels::Dispatch;
+use crate::kernels::elementwise;
+
+/// One op of the step and its time.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OpTime {
+    /// The layer's name ("" for the loss and Adam).
+    pub layer: String,
+    /// Kernel family and pass, e.g. `conv2d.backward_input`.
+    pub op: &'static str,
+    /// The variant the family runs ("" for families with one).
+    pub variant: &'static str,
+    /// Seconds per step (mean over the profiled steps).
+    pub seconds: f64,
+    /// FLOPs per step (0 for memory-bound ops).
+    pub flops: u64,
+}
+
+/// The ops of one step and how they were timed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Profile {
+    /// "gpu timestamps" or "wall time per submission".
+    pub timer: &'static str,
+    /// Samples per profiled step (one micro-batch).
+    pub batch: usize,
+    /// Steps averaged.
+    pub steps: usize,
+    /// Every op in step order, Adam last.
+    pub ops: Vec<OpTime>,
+    /// Wall time of a whole step as training runs it (one submission, and the wait).
+    pub step_seconds: f64,
+}
+
+impl TrainStep {
+    /// Profiles `steps` training steps of one micro-batch of the uploaded batch (upload one with
+    /// [`Self::write_batch`] first): each op's time, and the wall time of a whole step.
+    pub fn profile(&self, ctx: &GpuContext, steps: usize) -> Result<Profile, GpuError> {
+        let steps = steps.max(1);
+        let program = self.program(ctx, Mode::Train, self.micro, self.micro);
+        let timestamps = ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY);
+        let mut total = vec![0.0f64; program.ops.len() + 1];
+        for s in 0..steps {
+            self.seed_dropout(ctx, &program, s as u32);
+            let times = if timestamps {
+                self.time_with_timestamps(ctx, &program)?
+            } else {
+                self.time_with_submissions(ctx, &program)?
+            };
+            for (t, x) in total.iter_mut().zip(times) {
+                *t += x;
+            }
+        }
+        let started = Instant::now();
+        for _ in 0..steps {
+            self.checked(ctx, |st| st.submit(ctx, st.micro))?;
+        }
+        let step_seconds = started.elapsed().as_secs_f64() / steps as f64;
+        let mut ops: Vec<OpTime> = (program.ops.iter().zip(&total))
+            .map(|(o, t)| OpTime {
+                layer: o
+                    .layer
+                    .map_or(String::new(), |l| self.model.layers[l].name.clone()),
+                op: o.what,
+                variant: self.variant_of(o.what),
+                seconds: t / steps as f64,
+                flops: o.flops,
+            })
+            .collect();
+        ops.push(OpTime {
+            layer: String::new(),
+            op: "adam.update",
+            variant: "",
+            seconds: total[program.ops.len()] / steps as f64,
+            flops: 0,
+        });
+        Ok(Profile {
+            timer: if timestamps {
+                "gpu timestamps"
+            } else {
+                "wall time per submission"
+            },
+            batch: self.micro,
+            steps,
+            ops,
+            step_seconds,
+        })
+    }
+
+    /// The variant name of the family an op label belongs to.
+    fn variant_of(&self, what: &str) -> &'static str {
+        let family = what.split('.').next().unwrap_or_default();
+        match family {
+            "conv2d" => self.variants.conv2d.name(),
+            "pointwise_conv2d" | "dense" => self.variants.gemm.name(),
+            "batch_norm" => self.variants.batch_norm.name(),
+            _ => "",
+        }
+    }
+
+    fn seed_dropout(&self, ctx: &GpuContext, program: &Program, seed: u32) {
+        for &(d, rate, len) in &program.dropout {
+            program.dispatches[d].write_params(ctx, &elementwise::Params::dropout(len, seed, rate));
+        }
+    }
+
+    /// The ops' dispatches, Adam's last, as groups to time.
+    fn groups<'p>(&'p self, program: &'p Program) -> Vec<Vec<&'p Dispatch>> {
+        let mut groups: Vec<Vec<&Dispatch>> = (program.ops.iter())
+            .map(|o| program.dispatches[o.dispatches.clone()].iter().collect())
+            .collect();
+        groups.push(self.optimizer.iter().collect());
+        groups
+    }
+
+    /// One compute pass per op, timestamps at its start and end; seconds per op.
+    fn time_with_timestamps(
+        &self,
+        ctx: &GpuContext,
+        program: &Program,
+    ) -> Result<Vec<f64>, GpuError> {
+        let groups = self.groups(program);
+        let count = 2 * groups.len() as u32;
+        let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profile timestamps"),
+            size: count as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        ctx.run(|enc| {
+            for (i, g) in groups.iter().enumerate() {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("profiled op"),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &set,
+                        beginning_of_pass_write_index: Some(2 * i as u32),
+                        end_of_pass_write_index: Some(2 * i as u32 + 1),
+                    }),
+                });
+                for d in g {
+                    d.record(&mut pass);
+                }
+            }
+            enc.resolve_query_set(&set, 0..count, &resolved, 0);
+        })?;
+        let ticks: Vec<u64> = ctx.read_range(&resolved, 0, count as u64 * 8)?;
+        let period = ctx.queue.get_timestamp_period() as f64 * 1e-9;
+        Ok(ticks
+            .chunks_exact(2)
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * period)
+            .collect())
+    }
+
+    /// One submission per op, each waited for; seconds per op.
+    fn time_with_submissions(
+        &self,
+        ctx: &GpuContext,
+        program: &Program,
+    ) -> Result<Vec<f64>, GpuError> {
+        let mut out = Vec::new();
+        for g in self.groups(program) {
+            let t = Instant::now();
+            crate::kernels::run_all(ctx, &g)?;
+            out.push(t.elapsed().as_secs_f64());
+        }
+        Ok(out)
+    }
+}
