@@ -4,7 +4,7 @@
 use crate::gpu::{GpuContext, GpuError};
 use crate::graph::executor::{BatchTargets, StepOptions, TrainStep};
 use crate::graph::reference::{self, AdamState, Targets};
-use crate::graph::{Model, ParamLayout, Shape};
+use crate::graph::{Model, ParamLayout};
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 use crate::model::{XceptionConfig, xception_mini};
 
@@ -171,10 +171,7 @@ pub fn compare_step_with(
 fn reference_input(model: &Model, x: &[f32], n: usize, opts: &StepOptions, seed: u32) -> Vec<f64> {
     let mut x0 = to_f64(x);
     if let Some(cfg) = &opts.augment {
-        let (h, w, c) = match model.layers[0].output {
-            Shape::Hwc(h, w, c) => (h, w, c),
-            Shape::Flat(f) => (1, 1, f),
-        };
+        let (h, w, c) = crate::graph::layers::hwc(model.layers[0].output);
         let raw = x0.clone();
         let s = crate::shapes::NhwcShape { n, h, w, c };
         crate::cpu::augment::augment_forward(&mut x0, &raw, &s, cfg, seed);

@@ -5,11 +5,6 @@
 
 pub use crate::shapes::PointwiseShape;
 
-/// Output spatial size of a 1×1 "same" convolution with stride `s`.
-pub fn out_hw(h: usize, w: usize, s: usize) -> (usize, usize) {
-    (h.div_ceil(s), w.div_ceil(s))
-}
-
 /// y[n, oh, ow, :] = x[n, oh·s, ow·s, :]·W + b.
 /// y: [N, OH, OW, COUT], x: [N, H, W, CIN], w: [CIN, COUT], b: [COUT].
 pub fn pointwise_conv2d_forward(
@@ -146,7 +141,7 @@ mod tests {
                 cout: co,
                 stride,
             };
-            let (oh, ow) = out_hw(h, w, stride);
+            let (oh, ow) = s.out_hw();
             let x = random_f64(1, n * h * w * ci, -1.0, 1.0);
             let wt = random_f64(2, ci * co, -1.0, 1.0);
             let b = random_f64(3, co, -1.0, 1.0);

@@ -187,17 +187,18 @@ pub fn pool_plan(pl: &Planner) -> BufferPlan {
     plan_buffers(&lifetimes)
 }
 
-/// The scratch every program of up to `micro` samples needs: a program may run any size up to
-/// `micro` (the last partial batch of an epoch, validation, predict) and split-K plans differ
-/// per size, so the maximum over all of them.
+/// The scratch every program of up to `main.n` samples needs: a program may run any size up to
+/// the micro-batch (the last partial batch of an epoch, validation, predict) and split-K plans
+/// differ per size, so the maximum over `main` (planned at the micro-batch) and every smaller
+/// size.
 pub fn scratch_len(
+    main: &Schedule,
     model: &Model,
     variants: &Variants,
-    micro: usize,
     augment: Option<AugmentConfig>,
 ) -> Result<usize, ExecError> {
-    let mut len = 0;
-    for n in 1..=micro {
+    let mut len = main.pl.scratch_len;
+    for n in 1..main.n {
         len = len.max(
             schedule(model, variants, n, Mode::Train, augment)?
                 .pl
@@ -260,7 +261,7 @@ pub fn plan_memory(
     let main = schedule(model, variants, micro, Mode::Train, None)?;
     check_tensors_fit(&main, limit)?;
     let plan = pool_plan(&main.pl);
-    let scratch = scratch_len(model, variants, micro, None)?;
+    let scratch = scratch_len(&main, model, variants, None)?;
     Ok((micro, memory_report(model, &main, &plan, batch, scratch)?))
 }
 
@@ -325,7 +326,8 @@ mod tests {
             v.apply("gemm=subgroup,conv2d=subgroup").unwrap();
             v
         }] {
-            let all = scratch_len(&m, &v, 6, None).unwrap();
+            let main = schedule(&m, &v, 6, Mode::Train, None).unwrap();
+            let all = scratch_len(&main, &m, &v, None).unwrap();
             for n in 1..=6 {
                 let s = schedule(&m, &v, n, Mode::Train, None).unwrap();
                 assert!(s.pl.scratch_len <= all);

@@ -240,7 +240,7 @@ impl TrainStep {
         // smaller program and every evaluation program fits the same buffers (same tensor ids,
         // smaller sizes, lifetimes within the training ones).
         let plan = pool_plan(&main.pl);
-        let scratch = memory::scratch_len(model, &variants, micro, opts.augment)?;
+        let scratch = memory::scratch_len(&main, model, &variants, opts.augment)?;
         let memory = memory::memory_report(model, &main, &plan, batch, scratch)?;
         let (sample_len, target_per_sample) = memory::sample_sizes(model)?;
         let layout = ParamLayout::new(model);

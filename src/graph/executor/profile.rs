@@ -7,7 +7,6 @@ use std::time::Instant;
 use super::{Mode, Program, TrainStep};
 use crate::gpu::{GpuContext, GpuError};
 use crate::kernels::Dispatch;
-use crate::kernels::elementwise;
 
 /// One op of the step and its time.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -102,12 +101,6 @@ impl TrainStep {
             "pointwise_conv2d" | "dense" => self.variants.gemm.name(),
             "batch_norm" => self.variants.batch_norm.name(),
             _ => "",
-        }
-    }
-
-    fn seed_dropout(&self, ctx: &GpuContext, program: &Program, seed: u32) {
-        for &(d, rate, len) in &program.dropout {
-            program.dispatches[d].write_params(ctx, &elementwise::Params::dropout(len, seed, rate));
         }
     }
 

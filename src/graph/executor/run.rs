@@ -1,7 +1,7 @@
 //! Running a compiled step: parameters and batches in, steps and evaluations submitted,
 //! loss, metrics, gradients and predictions read back (only when asked).
 
-use super::{BatchTargets, Mode, TrainStep};
+use super::{BatchTargets, Mode, Program, TrainStep};
 use crate::gpu::{GpuContext, GpuError};
 use crate::graph::Activation;
 use crate::graph::params::Region;
@@ -135,6 +135,13 @@ impl TrainStep {
         self.submit_mode(ctx, Mode::Eval, n);
     }
 
+    /// Writes `seed` into the program's dropout dispatches (forward and backward).
+    pub(super) fn seed_dropout(&self, ctx: &GpuContext, program: &Program, seed: u32) {
+        for &(d, rate, len) in &program.dropout {
+            program.dispatches[d].write_params(ctx, &elementwise::Params::dropout(len, seed, rate));
+        }
+    }
+
     fn submit_mode(&self, ctx: &GpuContext, mode: Mode, n: usize) {
         assert!(
             n > 0 && n <= self.batch,
@@ -150,10 +157,7 @@ impl TrainStep {
                 .get()
                 .wrapping_add((i as u32).wrapping_mul(0x9E37_79B9));
             if mode == Mode::Train {
-                for &(d, rate, len) in &program.dropout {
-                    program.dispatches[d]
-                        .write_params(ctx, &elementwise::Params::dropout(len, seed, rate));
-                }
+                self.seed_dropout(ctx, &program, seed);
                 if self.augment.is_some() {
                     Augment::write_seed(ctx, &self.b.fixed.aug_seed, seed);
                 }
