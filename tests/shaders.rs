@@ -59,6 +59,7 @@ fn every_shader_is_embedded() {
 const VARIANT_PAIRS: &[(&str, &str, &[u32])] = &[
     // a4 (slot 5) is the subgroup kernel's vec4 view of A; gemm.wgsl never reads A as vec4s.
     ("gemm.wgsl", "gemm_subgroup.wgsl", &[5]),
+    ("gemm.wgsl", "gemm_subgroup64.wgsl", &[5]),
     ("conv2d.wgsl", "conv2d_subgroup.wgsl", &[]),
 ];
 

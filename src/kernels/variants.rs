@@ -57,7 +57,7 @@ pub enum VariantError {
 impl Variants {
     /// What `GPUCNN_VARIANT` accepts, for messages and `--help`.
     pub const CHOICES: &'static str =
-        "gemm=naive|tiled|subgroup, conv2d=portable|subgroup, batch_norm=tree|flat";
+        "gemm=naive|tiled|subgroup|subgroup64, conv2d=portable|subgroup, batch_norm=tree|flat";
 
     /// The variants every adapter runs: what a real GPU gets by default, and what a plan made
     /// without a GPU assumes.
@@ -181,12 +181,12 @@ impl Variants {
 
     /// Fails when a variant cannot run on `ctx` (the subgroup kernels need subgroups).
     pub fn check_available(&self, ctx: &GpuContext) -> Result<(), VariantError> {
-        if self.gemm == gemm::Variant::Subgroup
+        if self.gemm.uses_subgroups()
             && let Err(why) = gemm::subgroup_usable(ctx)
         {
             return Err(VariantError::Unavailable {
                 family: "gemm",
-                variant: "subgroup",
+                variant: self.gemm.name(),
                 why,
             });
         }

@@ -23,7 +23,7 @@ pub(crate) fn shared_gemm(cell: &SharedGemm, ctx: &GpuContext) -> Arc<Gemm> {
 fn variants_on(ctx: &GpuContext) -> Vec<Variant> {
     Variant::ALL
         .into_iter()
-        .filter(|&v| v != Variant::Subgroup || subgroup_usable(ctx).is_ok())
+        .filter(|&v| !v.uses_subgroups() || subgroup_usable(ctx).is_ok())
         .collect()
 }
 

@@ -1,12 +1,15 @@
 //! `gemm`: the matrix-product core behind `dense` and `pointwise_conv2d` (shaders/gemm.wgsl,
-//! shaders/gemm_subgroup.wgsl), in three variants side by side:
+//! shaders/gemm_subgroup.wgsl, shaders/gemm_subgroup64.wgsl), in four variants side by side:
 //!
 //! - `naive`: one output per invocation, for comparison only;
 //! - `tiled`: the portable variant for real GPUs: 64×64 tiles staged in workgroup memory,
 //!   4×4 outputs per invocation, vec4 loads of B where aligned;
 //! - `subgroup`: for adapters with subgroups of ≥ 8 lanes, shaped for CPU adapters (lavapipe):
 //!   32 rows × 2 vec4 columns of named accumulators per invocation, A loaded once per subgroup
-//!   and handed round with `subgroupShuffle` (LAVAPIPE-NOTES.md).
+//!   and handed round with `subgroupShuffle` (LAVAPIPE-NOTES.md);
+//! - `subgroup64`: the same kernel with 64 rows per invocation: each B vec4 a lane loads feeds
+//!   twice as many rows, which halves B's loads (the per-lane loads that bound lavapipe) at the
+//!   cost of more spilled accumulators; measured ~1.1× the 32-row kernel on lavapipe.
 //!
 //! Every variant takes the same [`GemmSpec`]: offsets and strides per operand (so transposes
 //! are free), the strided-pixel row gather/scatter of a 1×1 convolution, an optional bias, and
@@ -97,17 +100,29 @@ pub enum Variant {
     Naive,
     Tiled,
     Subgroup,
+    Subgroup64,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 3] = [Variant::Naive, Variant::Tiled, Variant::Subgroup];
+    pub const ALL: [Variant; 4] = [
+        Variant::Naive,
+        Variant::Tiled,
+        Variant::Subgroup,
+        Variant::Subgroup64,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Variant::Naive => "naive",
             Variant::Tiled => "tiled",
             Variant::Subgroup => "subgroup",
+            Variant::Subgroup64 => "subgroup64",
         }
+    }
+
+    /// True for the variants built on gemm_subgroup*.wgsl (they need [`subgroup_usable`]).
+    pub fn uses_subgroups(self) -> bool {
+        matches!(self, Variant::Subgroup | Variant::Subgroup64)
     }
 
     /// Output rows and columns one workgroup computes.
@@ -116,6 +131,7 @@ impl Variant {
             Variant::Naive => (NAIVE_XY, NAIVE_XY),
             Variant::Tiled => (64, 64),
             Variant::Subgroup => (32, 8 * sg_wg),
+            Variant::Subgroup64 => (64, 8 * sg_wg),
         }
     }
 }
@@ -126,9 +142,9 @@ const WG_1D: u32 = 64;
 /// Compiled GEMM pipelines for one device, and the variant chosen for its adapter.
 pub struct Gemm {
     portable: ShaderFamily,
-    /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE, compiled on first use (each takes
-    /// seconds the first time on a CPU adapter); None where subgroups are off.
-    subgroup: Option<[OnceLock<ShaderFamily>; 6]>,
+    /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE + 6·(64 rows), compiled on first use
+    /// (each takes seconds the first time on a CPU adapter); None where subgroups are off.
+    subgroup: Option<[OnceLock<ShaderFamily>; 12]>,
     sg_wg: u32,
     dummy: wgpu::Buffer,
 }
@@ -209,16 +225,33 @@ impl Gemm {
         }
     }
 
-    fn subgroup_family(&self, ctx: &GpuContext, a_mode: u32, b_mode: u32) -> &ShaderFamily {
+    fn subgroup_family(
+        &self,
+        ctx: &GpuContext,
+        rows64: bool,
+        a_mode: u32,
+        b_mode: u32,
+    ) -> &ShaderFamily {
         let cells = self
             .subgroup
             .as_ref()
-            .expect("gemm: the subgroup variant is not available on this adapter");
-        cells[(a_mode + 3 * b_mode) as usize].get_or_init(|| {
+            .expect("gemm: the subgroup variants are not available on this adapter");
+        cells[(a_mode + 3 * b_mode + 6 * rows64 as u32) as usize].get_or_init(|| {
+            let (name, source) = if rows64 {
+                (
+                    "gemm_subgroup64",
+                    include_str!("../../../shaders/gemm_subgroup64.wgsl"),
+                )
+            } else {
+                (
+                    "gemm_subgroup",
+                    include_str!("../../../shaders/gemm_subgroup.wgsl"),
+                )
+            };
             ShaderFamily::new(
                 ctx,
-                "gemm_subgroup",
-                include_str!("../../../shaders/gemm_subgroup.wgsl"),
+                name,
+                source,
                 &["gemm_subgroup"],
                 &[
                     ("WG", self.sg_wg as f64),
@@ -233,7 +266,7 @@ impl Gemm {
     pub fn available(&self) -> Vec<Variant> {
         Variant::ALL
             .into_iter()
-            .filter(|&v| v != Variant::Subgroup || self.subgroup.is_some())
+            .filter(|&v| !v.uses_subgroups() || self.subgroup.is_some())
             .collect()
     }
 
@@ -274,8 +307,13 @@ impl Gemm {
         let (family, entry) = match variant {
             Variant::Naive => (&self.portable, "gemm_naive"),
             Variant::Tiled => (&self.portable, "gemm_tiled"),
-            Variant::Subgroup => (
-                self.subgroup_family(ctx, spec.a_mode(), spec.b_mode()),
+            Variant::Subgroup | Variant::Subgroup64 => (
+                self.subgroup_family(
+                    ctx,
+                    variant == Variant::Subgroup64,
+                    spec.a_mode(),
+                    spec.b_mode(),
+                ),
                 "gemm_subgroup",
             ),
         };

@@ -20,11 +20,15 @@ pub(crate) fn linear_checks(
     reference: Reference,
     shapes: &[(ShapeClass, PointwiseShape)],
 ) -> Vec<Check> {
+    // The adapter's own choice first, then every other variant a step may run here (naive is
+    // for comparison only: the gemm family checks it).
     let selected = selected_variant(ctx);
     let mut variants = vec![selected];
-    if selected != Variant::Tiled {
-        variants.push(Variant::Tiled);
-    }
+    variants.extend(Variant::ALL.into_iter().filter(|&v| {
+        v != selected
+            && v != Variant::Naive
+            && (!v.uses_subgroups() || crate::kernels::gemm::subgroup_usable(ctx).is_ok())
+    }));
     let cell: SharedGemm = Arc::default();
     let mut v = Vec::new();
     for &variant in &variants {
