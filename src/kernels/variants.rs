@@ -73,7 +73,8 @@ impl Variants {
     /// The measured default for `ctx` (no override), with the reason for each choice. On a
     /// software adapter (lavapipe) per-lane loads, workgroup memory and barriers are what
     /// costs: the subgroup GEMM (A shared by subgroup shuffles, measured 10–20× faster than
-    /// workgroup-memory tiles there) where subgroups have ≥ 8 lanes, the subgroup conv2d where
+    /// workgroup-memory tiles there; its 64-row tiles ~1.1–1.2× the 32-row ones) where
+    /// subgroups have ≥ 8 lanes, the subgroup conv2d where
     /// the subgroup size is fixed and divides 16, and the flat batch norm (no workgroup memory,
     /// no barriers). Real GPUs get the portable variants: workgroup-memory tiles and coalesced
     /// loads, which is what they reward.
@@ -81,10 +82,10 @@ impl Variants {
         let software = ctx.is_software();
         let (g, why_g) = match gemm::subgroup_usable(ctx) {
             Ok(()) if software => (
-                gemm::Variant::Subgroup,
+                gemm::Variant::Subgroup64,
                 format!(
                     "CPU adapter with {}..{}-lane subgroups: A shared by subgroup shuffles, \
-                     register tiles",
+                     64-row register tiles",
                     ctx.info.subgroup_min_size, ctx.info.subgroup_max_size
                 ),
             ),
