@@ -342,6 +342,25 @@ mod tests {
         }
     }
 
+    /// The dispatch grid (Rust: Variant::tile) and the shader's rows per workgroup (WGSL: ROWS)
+    /// are written in two places: a grid with more rows per group than the shader leaves rows
+    /// uncomputed, fewer runs redundant groups; both must agree.
+    #[test]
+    fn each_variant_tiles_the_rows_its_shader_computes() {
+        for (variant, file) in [
+            (super::super::Variant::Subgroup, "gemm_subgroup.wgsl"),
+            (super::super::Variant::Subgroup64, "gemm_subgroup64.wgsl"),
+        ] {
+            let rows = FILES.iter().find(|(f, _)| *f == file).unwrap().1;
+            assert_eq!(variant.tile(8).0 as usize, rows, "{file}");
+            let text = gemm_subgroup_wgsl(file, rows);
+            assert!(
+                text.contains(&format!("const ROWS: u32 = {rows}u;")),
+                "{file}"
+            );
+        }
+    }
+
     #[test]
     fn the_generated_shaders_validate() {
         for (file, rows) in FILES {
