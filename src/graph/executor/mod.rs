@@ -79,6 +79,9 @@ struct Program {
     acc_rest: Vec<Dispatch>,
     /// Each planned op's dispatches, with what it is (for the profile).
     ops: Vec<OpSpan>,
+    /// The input bytes widened into the f32 input buffer: recorded first when the batch was
+    /// uploaded as bytes ([`TrainStep::write_batch_u8`]).
+    widen: Dispatch,
 }
 
 /// One planned op's share of a program's dispatches.
@@ -113,6 +116,8 @@ pub struct TrainStep {
     outputs: usize,
     pub memory: MemoryReport,
     seed: Cell<u32>,
+    /// The last batch was uploaded as bytes: steps widen it on the GPU first.
+    bytes_uploaded: Cell<bool>,
     /// Largest binding, in bytes, of an op over a whole flat buffer (see [`binding_slices`]).
     slice_limit: u64,
 }
@@ -272,6 +277,7 @@ impl TrainStep {
             outputs,
             memory,
             seed: Cell::new(0),
+            bytes_uploaded: Cell::new(false),
             slice_limit,
         })
     }
@@ -319,8 +325,19 @@ impl TrainStep {
                 dispatches: first[i]..first.get(i + 1).copied().unwrap_or(dispatches.len()),
             })
             .collect();
+        let len = n * self.sample_len;
+        let widen = self.kernels.rescale.forward_u8(
+            ctx,
+            &range(&self.b.fixed.input, 0, len),
+            &self.b.fixed.input_u8,
+            len,
+            self.sample_len,
+            1.0,
+            0.0,
+        );
         let p = Rc::new(Program {
             logits: (sched.logits, tensor_bytes[sched.logits]),
+            widen,
             dispatches,
             dropout,
             acc_first,
