@@ -175,6 +175,7 @@ impl TrainStep {
         model: &Model,
         batch: usize,
     ) -> Result<(usize, MemoryReport), ExecError> {
+        crate::kernels::tune::prepare(ctx, model, batch);
         memory::plan_memory(model, batch, &ctx.limits, &Variants::for_adapter(ctx)?)
     }
 
@@ -230,6 +231,8 @@ impl TrainStep {
         inference: bool,
     ) -> Result<Self, ExecError> {
         assert!(batch > 0, "batch size must be at least 1");
+        // First use of this adapter in the CLI: measure the variants (cached; see kernels::tune).
+        crate::kernels::tune::prepare(ctx, model, batch);
         let variants = Variants::for_adapter(ctx)?;
         let (activation, outputs) = classifier(model)?;
         let limit = ctx.limits.max_storage_buffer_binding_size;
