@@ -53,6 +53,8 @@ const BN_ELEMENTS: usize = 1 << 22;
 const REPEATS: usize = 3;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// A corrupt cache has been warned about.
+static WARNED: AtomicBool = AtomicBool::new(false);
 
 /// What this process has loaded or measured, by adapter key.
 static MEMO: Mutex<Option<HashMap<String, (Tuning, Source)>>> = Mutex::new(None);
@@ -247,7 +249,8 @@ pub fn cached(ctx: &GpuContext) -> Option<(Tuning, Source)> {
             Some(hit)
         }
         Ok(None) => None,
-        Err(why) => {
+        // Once per process: every compile and plan asks.
+        Err(why) if !WARNED.swap(true, Ordering::Relaxed) => {
             eprintln!(
                 "warning: ignoring the kernel-variant cache {}: {why}; it will be measured \
                  again and rewritten",
@@ -255,6 +258,7 @@ pub fn cached(ctx: &GpuContext) -> Option<(Tuning, Source)> {
             );
             None
         }
+        Err(_) => None,
     }
 }
 
