@@ -29,7 +29,6 @@ use super::conv2d::{self, Conv2d};
 use super::gemm::{self, Gemm};
 use super::{Dispatch, WeightGrads, registry};
 use crate::gpu::GpuContext;
-use crate::graph::{LayerKind, Model, layers::hwc};
 use crate::harness::{ShapeClass, run_check};
 use crate::shapes::{BnShape, Conv2dShape, GemmDims};
 
@@ -263,14 +262,13 @@ pub fn cached(ctx: &GpuContext) -> Option<(Tuning, Source)> {
 }
 
 /// On first use of an adapter (tuning [`active`], nothing cached for it, or only a
-/// measurement at shapes with under a quarter of this model's work): measures the hot
-/// kernels' variants at `model`'s shapes for batches of up to `batch`, and caches the choice.
+/// measurement at shapes with under a quarter of these `shapes`' work): measures the hot
+/// kernels' variants at `shapes` (a model's, see [`ModelShapes::pick`]), and caches the choice.
 /// A failure to write the cache only costs measuring again next time (warned).
-pub fn prepare(ctx: &GpuContext, model: &Model, batch: usize) {
+pub fn prepare(ctx: &GpuContext, shapes: &ModelShapes) {
     if !active() {
         return;
     }
-    let shapes = ModelShapes::of(model, batch);
     if cached(ctx).is_some_and(|(t, _)| !needs_remeasure(t.work, shapes.work())) {
         return;
     }
@@ -282,7 +280,7 @@ pub fn prepare(ctx: &GpuContext, model: &Model, batch: usize) {
             .map(|p| format!("; cached in {}", p.display()))
             .unwrap_or_default()
     );
-    let tuning = measure(ctx, &shapes);
+    let tuning = measure(ctx, shapes);
     let key = cache_key(&ctx.info);
     if let Some(p) = &path
         && let Err(e) = store(p, &key, &tuning)
@@ -605,69 +603,69 @@ impl ModelShapes {
         g.chain(c).sum()
     }
 
-    /// The shapes of `model` for batches of up to `batch` images.
-    pub fn of(model: &Model, batch: usize) -> Self {
+    /// The representative shapes among a model's `layers` (one image each) for batches of up
+    /// to `batch` images: the 1×1 GEMMs with the most and the fewest pixels, the costliest k×k
+    /// convolution and the largest batch norm.
+    pub fn pick(layers: &[HotLayer], batch: usize) -> Self {
         // Never more images than a batch holds: a layer with few channels at thousands of
         // images is no shape training runs (and can take seconds on a CPU adapter).
         let images = |per_image: usize, cap: usize| (cap / per_image.max(1)).clamp(1, batch.max(1));
-        let mut gemms: Vec<(usize, usize, usize)> = Vec::new(); // (pixels per image, k, n)
-        let mut conv: Option<(usize, Conv2dShape)> = None;
-        let mut bn: Option<(usize, usize)> = None; // (pixels per image, channels)
-        for l in &model.layers {
-            let Some(&input) = l.inputs.first() else {
-                continue;
-            };
-            let in_shape = model.layers[input].output;
-            let pointwise = |gemms: &mut Vec<_>| {
-                let ((oh, ow, cout), (_, _, cin)) = (hwc(l.output), hwc(in_shape));
-                gemms.push((oh * ow, cin, cout));
-            };
-            match &l.kind {
-                LayerKind::SeparableConv2D(_) => pointwise(&mut gemms),
-                LayerKind::Conv2D(c) if c.kernel == 1 => pointwise(&mut gemms),
-                LayerKind::Conv2D(c) => {
-                    let s = c.shape(1, in_shape);
-                    let macs = s.macs();
-                    if conv.is_none_or(|(m, _)| macs > m) {
-                        conv = Some((macs, s));
-                    }
-                }
-                LayerKind::BatchNormalization(_) => {
-                    let (h, w, c) = hwc(l.output);
-                    if bn.is_none_or(|(px, ch)| h * w * c > px * ch) {
-                        bn = Some((h * w, c));
-                    }
-                }
-                _ => {}
-            }
-        }
+        let gemms: Vec<(usize, usize, usize)> = (layers.iter())
+            .filter_map(|l| match *l {
+                HotLayer::Gemm { pixels, k, n } => Some((pixels, k, n)),
+                _ => None,
+            })
+            .collect();
         let gemm_dims = |&(px, k, n): &(usize, usize, usize)| GemmDims {
             m: px * images(px * k * n, MACS_PER_CASE),
             n,
             k,
         };
         let mut gemm = Vec::new();
-        if let Some(most) = gemms.iter().max_by_key(|g| g.0) {
+        let most = gemms.iter().max_by_key(|g| g.0);
+        if let Some(most) = most {
             gemm.push(gemm_dims(most));
         }
         if let Some(fewest) = gemms.iter().min_by_key(|g| g.0)
-            && gemms.iter().max_by_key(|g| g.0) != Some(fewest)
+            && most != Some(fewest)
         {
             gemm.push(gemm_dims(fewest));
         }
-        let conv = conv
-            .map(|(macs, s)| Conv2dShape {
-                n: images(macs, MACS_PER_CASE),
+        let conv = (layers.iter())
+            .filter_map(|l| match l {
+                HotLayer::Conv(s) => Some(*s),
+                _ => None,
+            })
+            .max_by_key(|s| s.macs())
+            .map(|s| Conv2dShape {
+                n: images(s.macs(), MACS_PER_CASE),
                 ..s
             })
             .into_iter()
             .collect();
-        let bn = bn
+        let bn = (layers.iter())
+            .filter_map(|l| match *l {
+                HotLayer::Bn { pixels, channels } => Some((pixels, channels)),
+                _ => None,
+            })
+            .max_by_key(|&(px, c)| px * c)
             .map(|(px, c)| BnShape::keras(px * images(px * c, BN_ELEMENTS), c))
             .into_iter()
             .collect();
         Self { gemm, conv, bn }
     }
+}
+
+/// One layer's hot kernel, for one image, as [`ModelShapes::pick`] takes them (the graph
+/// lists a model's: `graph::executor` calls [`prepare`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HotLayer {
+    /// A 1×1 convolution's GEMM: output pixels, K = input channels, N = output channels.
+    Gemm { pixels: usize, k: usize, n: usize },
+    /// A k×k convolution (k > 1) of one image.
+    Conv(Conv2dShape),
+    /// A batch norm over `pixels` × `channels`.
+    Bn { pixels: usize, channels: usize },
 }
 
 /// `gpucnn info`'s account of the tuning for `ctx`: where the choice came from and each
@@ -754,9 +752,6 @@ mod tests {
         );
         // A cache without the field (0) is measured again by any model.
         assert!(needs_remeasure(0, 1));
-        // At batch 1 the same model's shapes carry less work than at 64.
-        let m = crate::step_parity::small_model(2);
-        assert!(ModelShapes::of(&m, 1).work() < ModelShapes::of(&m, 64).work());
     }
 
     #[test]
@@ -837,31 +832,60 @@ mod tests {
     }
 
     #[test]
-    fn model_shapes_pick_the_hot_layers_at_bounded_work() {
-        let m = crate::model::xception_mini(&crate::model::XceptionConfig {
-            image_size: 64,
-            width: 0.25,
-            classes: 2,
-            ..Default::default()
-        })
-        .unwrap();
-        let s = ModelShapes::of(&m, 64);
-        assert_eq!(s.gemm.len(), 2, "{s:?}");
-        assert!(s.gemm[0].m > s.gemm[1].m, "{s:?}");
-        assert_eq!(s.conv.len(), 1);
-        assert_eq!((s.conv[0].k, s.conv[0].h), (3, 64), "the stem: {s:?}");
-        assert_eq!(s.bn.len(), 1);
-        // Whole images, about MACS_PER_CASE of work each, or the whole batch where that is
-        // less (the deepest layers: 4×4 pixels).
-        let macs: Vec<usize> = s.gemm.iter().map(|d| d.m * d.n * d.k).collect();
-        assert!(macs.iter().all(|&m| m <= MACS_PER_CASE), "{s:?}");
-        assert!(2 * macs[0] > MACS_PER_CASE, "{s:?}");
-        assert_eq!(s.gemm[1].m, 64 * 4 * 4, "{s:?}");
-        let c = &s.conv[0];
-        assert!(
-            c.macs() <= MACS_PER_CASE && 2 * c.macs() > MACS_PER_CASE,
-            "{c:?}"
+    fn picked_shapes_scale_to_bounded_work_within_the_batch() {
+        let stem = Conv2dShape {
+            n: 1,
+            h: 64,
+            w: 64,
+            cin: 3,
+            cout: 128,
+            k: 3,
+            stride: 2,
+            padding: crate::shapes::Padding::Same,
+        };
+        let layers = [
+            HotLayer::Conv(stem),
+            HotLayer::Bn {
+                pixels: 32 * 32,
+                channels: 128,
+            },
+            HotLayer::Gemm {
+                pixels: 32 * 32,
+                k: 128,
+                n: 256,
+            },
+            HotLayer::Gemm {
+                pixels: 16,
+                k: 728,
+                n: 728,
+            },
+            HotLayer::Gemm {
+                pixels: 256,
+                k: 256,
+                n: 256,
+            },
+        ];
+        let s = ModelShapes::pick(&layers, 16);
+        // 32×32×128×256 = 33.5M per image: 2 images; 16×728×728 = 8.5M: 7 images.
+        assert_eq!(
+            s.gemm,
+            [
+                GemmDims {
+                    m: 2 * 1024,
+                    n: 256,
+                    k: 128
+                },
+                GemmDims {
+                    m: 7 * 16,
+                    n: 728,
+                    k: 728
+                }
+            ]
         );
-        assert!(s.bn[0].rows * s.bn[0].channels <= BN_ELEMENTS);
+        // The stem: 32×32×128×27 = 3.5M per image, 19 would fit but the batch holds 16.
+        assert_eq!((s.conv.len(), s.conv[0].n), (1, 16));
+        assert_eq!((s.bn[0].rows, s.bn[0].channels), (16 * 1024, 128));
+        assert!(ModelShapes::pick(&layers, 1).work() < s.work());
+        assert_eq!(ModelShapes::pick(&[], 8), ModelShapes::default());
     }
 }

@@ -262,7 +262,7 @@ pub fn report(ctx: &GpuContext) -> String {
             .as_ref()
             .and_then(|t| t.family(family))
             .filter(|f| f.chosen == chosen);
-        let reason = if overridden.contains(&format!("{family}=")) {
+        if overridden.contains(&format!("{family}=")) {
             format!("{OVERRIDE_VAR} (default {default}: {why})")
         } else if let Some(f) = measured {
             let times: Vec<String> = (f.timings.iter())
@@ -274,8 +274,7 @@ pub fn report(ctx: &GpuContext) -> String {
             format!("fastest measured at {}: {}", f.shapes, times.join(", "))
         } else {
             why.to_string()
-        };
-        reason
+        }
     };
     let sg = match gemm::subgroup_usable(ctx) {
         Ok(()) => "subgroup variant available".to_string(),

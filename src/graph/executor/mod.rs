@@ -32,6 +32,7 @@ use crate::kernels::variants::Variants;
 mod buffers;
 mod profile;
 mod run;
+mod tuning;
 
 pub use super::error::ExecError;
 pub use super::memory::MAX_ROWS_PER_DISPATCH;
@@ -175,7 +176,7 @@ impl TrainStep {
         model: &Model,
         batch: usize,
     ) -> Result<(usize, MemoryReport), ExecError> {
-        crate::kernels::tune::prepare(ctx, model, batch);
+        tuning::prepare_tuning(ctx, model, batch);
         memory::plan_memory(model, batch, &ctx.limits, &Variants::for_adapter(ctx)?)
     }
 
@@ -232,7 +233,7 @@ impl TrainStep {
     ) -> Result<Self, ExecError> {
         assert!(batch > 0, "batch size must be at least 1");
         // First use of this adapter in the CLI: measure the variants (cached; see kernels::tune).
-        crate::kernels::tune::prepare(ctx, model, batch);
+        tuning::prepare_tuning(ctx, model, batch);
         let variants = Variants::for_adapter(ctx)?;
         let (activation, outputs) = classifier(model)?;
         let limit = ctx.limits.max_storage_buffer_binding_size;
@@ -335,8 +336,7 @@ impl TrainStep {
             &self.b.fixed.input_u8,
             len,
             self.sample_len,
-            1.0,
-            0.0,
+            (1.0, 0.0),
         );
         let p = Rc::new(Program {
             logits: (sched.logits, tensor_bytes[sched.logits]),

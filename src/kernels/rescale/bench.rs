@@ -27,7 +27,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
             group: "rescale",
             id: "8x180x180x3/u8_forward".into(),
             work: Work::Bytes((len * 5) as u64),
-            dispatches: vec![k.forward_u8(ctx, &yb, &xb, len, sample, 1.0, 0.0)],
+            dispatches: vec![k.forward_u8(ctx, &yb, &xb, len, sample, (1.0, 0.0))],
             buffers: vec![xb, yb],
         },
     ]

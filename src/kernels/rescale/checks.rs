@@ -103,7 +103,7 @@ fn u8_checks() -> Vec<Check> {
                     let packed = pack_u8(&x, sample_len);
                     let stride = u8_stride(sample_len);
                     let (xb, yb) = (ctx.upload("xb", &packed), ctx.zeros("y", len));
-                    let d = k.forward_u8(ctx, &yb, &xb, len, sample_len, scale, offset);
+                    let d = k.forward_u8(ctx, &yb, &xb, len, sample_len, (scale, offset));
                     crate::kernels::run_all(ctx, &[&d])?;
                     let mut want = vec![0.0; len];
                     cpu::rescale::rescale_u8_forward(

@@ -147,9 +147,9 @@ pub fn pack_u8(x: &[u8], sample_len: usize) -> std::borrow::Cow<'_, [u8]> {
 }
 
 impl Rescale {
-    /// y = f32(x)·scale + offset (writes y), the input batch widened from bytes on the GPU.
-    /// y: [len] f32; xb: len / sample_len records of `sample_len` u8 as [`pack_u8`] lays them
-    /// out (each record at a multiple of 4 bytes).
+    /// y = f32(x)·scale + offset (writes y), with `(scale, offset)` = `affine`: the input batch
+    /// widened from bytes on the GPU ((1, 0): exactly). y: [len] f32; xb: len / sample_len
+    /// records of `sample_len` u8 as [`pack_u8`] lays them out (each at a multiple of 4 bytes).
     pub fn forward_u8(
         &self,
         ctx: &GpuContext,
@@ -157,11 +157,10 @@ impl Rescale {
         xb: &dyn Bind,
         len: usize,
         sample_len: usize,
-        scale: f32,
-        offset: f32,
+        (scale, offset): (f32, f32),
     ) -> Dispatch {
         assert!(
-            sample_len > 0 && len % sample_len == 0,
+            sample_len > 0 && len.is_multiple_of(sample_len),
             "whole records: {len} values of {sample_len}-byte records"
         );
         let p = Params {
