@@ -301,7 +301,7 @@ pub fn needs_remeasure(measured: u64, wanted: u64) -> bool {
     wanted > measured.saturating_mul(4)
 }
 
-/// Times every correct variant of each hot family at `model`'s shapes (see the module doc).
+/// Times every correct variant of each hot family at `shapes` (see the module doc).
 pub fn measure(ctx: &GpuContext, shapes: &ModelShapes) -> Tuning {
     let mut families = Vec::new();
     for f in FAMILIES {
