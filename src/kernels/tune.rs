@@ -102,7 +102,7 @@ pub struct Timing {
 pub struct FamilyTuning {
     /// The family as `GPUCNN_VARIANT` names it ("gemm", "conv2d", "batch_norm").
     pub family: String,
-    /// The shapes timed, e.g. "gemm 4608x256x128 + 288x728x728".
+    /// The shapes timed, e.g. "M1024 N256 K128 + M176 N728 K512".
     pub shapes: String,
     /// The fastest correct variant.
     pub chosen: String,
@@ -405,12 +405,12 @@ enum Case {
 impl Case {
     fn label(&self) -> String {
         match self {
-            Case::Gemm(d) => format!("{}x{}x{}", d.m, d.n, d.k),
+            Case::Gemm(d) => format!("M{} N{} K{}", d.m, d.n, d.k),
             Case::Conv(s) => format!(
-                "{}x{}x{}x{}->{} k{}s{}",
+                "{}x{}x{}x{}->{} k{} s{}",
                 s.n, s.h, s.w, s.cin, s.cout, s.k, s.stride
             ),
-            Case::Bn(s) => format!("{}x{}", s.rows, s.channels),
+            Case::Bn(s) => format!("{} rows x {} channels", s.rows, s.channels),
         }
     }
 }
