@@ -49,7 +49,11 @@ pub fn run(args: &ProfileArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitC
     let step = TrainStep::new(&ctx, &model, batch, 1e-3)?;
     step.load_params(&ctx, &step.layout.initial_values(1));
     let sample = model.layers[0].output.len();
-    let x = random_vec(2, batch * sample, 0.0, 255.0);
+    // Whole 0–255 values uploaded as bytes, as training uploads the loader's batches.
+    let x: Vec<u8> = random_vec(2, batch * sample, 0.0, 256.0)
+        .iter()
+        .map(|&v| v as u8)
+        .collect();
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % args.classes).collect();
     let binary: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
     let targets = if args.classes > 2 {
@@ -57,7 +61,7 @@ pub fn run(args: &ProfileArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitC
     } else {
         BatchTargets::Binary(&binary)
     };
-    step.write_batch(&ctx, &x, targets);
+    step.write_batch_u8(&ctx, &x, targets);
     // One step first: compiles every pipeline and touches every buffer.
     step.checked(&ctx, |s| s.submit(&ctx, s.micro))?;
     let profile = step.profile(&ctx, args.steps as usize)?;
