@@ -379,6 +379,10 @@ fn profile_times_every_op_of_a_step() {
     assert!(ops.iter().all(|o| o["seconds"].as_f64().unwrap() >= 0.0));
     let conv = ops.iter().find(|o| o["op"] == "conv2d.forward").unwrap();
     assert!(conv["flops"].as_u64().unwrap() > 0 && conv["layer"] == "conv2d");
+    // Every op moves bytes, and the step's bytes are their sum.
+    assert!(ops.iter().all(|o| o["bytes"].as_u64().unwrap() > 0), "{v}");
+    let bytes: u64 = ops.iter().map(|o| o["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(v["bytes_per_step"].as_u64(), Some(bytes));
     assert!(v["step_seconds"].as_f64().unwrap() > 0.0);
     let out = gpucnn(&["profile", "--width", "-1"]);
     assert_eq!(out.status.code(), Some(2));

@@ -77,7 +77,7 @@ fn augment_input(
         let aug = pl.tensor("augmented input".into(), n * h * w * c);
         if mode == Mode::Train {
             act[0] = Some(aug);
-            pl.op("augment.forward", vec![aug], move |e| {
+            let op = pl.op("augment.forward", vec![aug], move |e| {
                 vec![e.kernels.augment.forward(
                     e.ctx,
                     &e.tensor(aug),
@@ -87,6 +87,7 @@ fn augment_input(
                     &cfg,
                 )]
             });
+            pl.more_bytes(op, n * h * w * c);
         }
     }
     act
@@ -288,6 +289,33 @@ mod tests {
                 .count(),
             bn
         );
+    }
+
+    /// Every op counts the bytes of each tensor it touches once: its pooled tensors, the raw
+    /// input the rescaling layer reads, the weights of a convolution, and the gradient an
+    /// accumulate reads and writes back; the step's bytes are the ops' sum.
+    #[test]
+    fn every_op_counts_the_bytes_it_moves() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let n = 2;
+        let s = schedule(&m, &Variants::portable(), n, Mode::Train, None).unwrap();
+        let op = |what: &str| s.pl.ops.iter().find(|o| o.what == what).unwrap();
+        let len = |li: usize| 4 * (n * m.layers[li].output.len()) as u64;
+        let rescale = op("rescale.forward");
+        assert_eq!(rescale.bytes, 2 * len(1));
+        let stem = op("conv2d.forward");
+        assert_eq!(stem.layer, Some(2));
+        assert_eq!(stem.bytes, len(1) + len(2) + 4 * 3 * 3 * 3 * 128);
+        let add = op("elementwise.add");
+        assert_eq!(add.bytes, 3 * len(add.layer.unwrap()));
+        let accumulates: Vec<_> = (s.pl.ops.iter())
+            .filter(|o| o.what == "elementwise.add_accumulate")
+            .collect();
+        assert!(!accumulates.is_empty());
+        for o in accumulates {
+            assert_eq!(o.bytes, 3 * s.pl.tensors[o.uses[0]].bytes);
+        }
+        assert_eq!(s.pl.bytes(), s.pl.ops.iter().map(|o| o.bytes).sum::<u64>());
     }
 
     /// The planned ops count 2 FLOPs per multiply-add of every convolution and dense pass:

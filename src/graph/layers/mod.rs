@@ -153,9 +153,14 @@ impl GpuFwd<'_> {
     ) -> OpId {
         let (y, x) = (self.y, self.x[0]);
         let uses = self.y_and_x();
-        self.pl.op(what, uses, move |e| {
+        let id = self.pl.op(what, uses, move |e| {
             vec![build(e, &e.tensor(y), e.input(x).as_ref())]
-        })
+        });
+        if x.is_none() {
+            // The raw input buffer is not a pooled tensor.
+            self.pl.more_bytes(id, self.n * self.in_shape.len());
+        }
+        id
     }
 }
 
@@ -222,7 +227,8 @@ impl GpuBwd<'_> {
             build(e, &e.tensor(d))
         });
         if let Some(g) = acc {
-            self.pl
+            let add = self
+                .pl
                 .op("elementwise.add_accumulate", vec![g, d], move |e| {
                     vec![e.kernels.ew.add_backward_accumulate(
                         e.ctx,
@@ -231,6 +237,8 @@ impl GpuBwd<'_> {
                         floats,
                     )]
                 });
+            // g is read and written back.
+            self.pl.more_bytes(add, floats);
         }
         id
     }

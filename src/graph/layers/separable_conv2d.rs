@@ -91,6 +91,7 @@ impl LayerOps for SeparableConv2D {
             )]
         });
         cx.pl.macs(op, ds.macs());
+        cx.pl.more_bytes(op, ds.k * ds.k * ds.c);
         let op = cx.pl.op("pointwise_conv2d.forward", vec![y, m], move |e| {
             vec![e.kernels.pointwise.forward(
                 e.ctx,
@@ -102,6 +103,7 @@ impl LayerOps for SeparableConv2D {
             )]
         });
         cx.pl.macs(op, ps.pixels() * ps.cin * ps.cout);
+        cx.pl.more_bytes(op, ps.cin * ps.cout);
         Ok(())
     }
 
@@ -135,6 +137,7 @@ impl LayerOps for SeparableConv2D {
                 )
             });
         cx.pl.macs(op, ps.pixels() * ps.cin * ps.cout);
+        cx.pl.more_bytes(op, ps.cin * ps.cout);
         let op = cx
             .pl
             .op("pointwise_conv2d.backward_input", vec![dm, dy], move |e| {
@@ -147,6 +150,7 @@ impl LayerOps for SeparableConv2D {
                 )
             });
         cx.pl.macs(op, ps.pixels() * ps.cin * ps.cout);
+        cx.pl.more_bytes(op, ps.cin * ps.cout);
         let op = cx
             .pl
             .op("depthwise_conv2d.backward_weight", vec![dm, xt], move |e| {
@@ -163,6 +167,7 @@ impl LayerOps for SeparableConv2D {
                     .into()
             });
         cx.pl.macs(op, ds.macs());
+        cx.pl.more_bytes(op, ds.k * ds.k * ds.c);
         if cx.wants_dx(0) {
             let op = cx.emit_dx(
                 0,
@@ -179,6 +184,7 @@ impl LayerOps for SeparableConv2D {
                 },
             );
             cx.pl.macs(op, ds.macs());
+            cx.pl.more_bytes(op, ds.k * ds.k * ds.c);
         }
         Ok(())
     }
