@@ -31,6 +31,53 @@ pub fn classifier(model: &Model) -> Result<(Activation, usize), ExecError> {
     }
 }
 
+/// Per layer: the ReLU fused into it, where the layer is a batch norm whose only consumer is
+/// a ReLU. The pair is planned as one op per pass (forward and backward), so the batch norm's
+/// output, the ReLU's pass over it and, backward, the gradient between the two are never
+/// stored: a decision of the plan, the model (and its checkpoints) keep both layers.
+pub fn fused_relus(model: &Model) -> Vec<Option<usize>> {
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); model.layers.len()];
+    for (li, l) in model.layers.iter().enumerate() {
+        for &i in &l.inputs {
+            consumers[i].push(li);
+        }
+    }
+    (model.layers.iter().zip(&consumers))
+        .map(|(l, c)| match (&l.kind, c.as_slice()) {
+            (LayerKind::BatchNormalization(_), &[r])
+                if matches!(model.layers[r].kind, LayerKind::Relu(_)) =>
+            {
+                Some(r)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Per layer: whether it is a ReLU folded into the loads of the separable convolution that is
+/// its only consumer (the ReLU at each block's start, whose input also feeds the residual
+/// branch un-ReLU'd): the convolution reads max(x, 0) and masks its input gradient by x > 0,
+/// so the ReLU's pass and its output are never planned. A ReLU already fused into its batch
+/// norm ([`fused_relus`]) is left there.
+pub fn folded_relus(model: &Model) -> Vec<bool> {
+    let fused = fused_relus(model);
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); model.layers.len()];
+    for (li, l) in model.layers.iter().enumerate() {
+        for &i in &l.inputs {
+            consumers[i].push(li);
+        }
+    }
+    (model.layers.iter().enumerate())
+        .map(|(li, l)| {
+            matches!(l.kind, LayerKind::Relu(_))
+                && !fused.contains(&Some(li))
+                && !matches!(model.layers[l.inputs[0]].kind, LayerKind::Input)
+                && matches!(consumers[li].as_slice(),
+                    &[s] if matches!(model.layers[s].kind, LayerKind::SeparableConv2D(_)))
+        })
+        .collect()
+}
+
 /// What one micro-batch of `n` samples runs: forward, loss, backward (no optimizer).
 pub struct Schedule {
     pub n: usize,
@@ -101,9 +148,24 @@ fn forward(
     mode: Mode,
     act: &mut [Option<TensorId>],
 ) -> Result<(), ExecError> {
+    let fused = fused_relus(model);
+    let folded = folded_relus(model);
     for (li, l) in model.layers.iter().enumerate().skip(1) {
-        let y = pl.tensor(format!("{}:out", l.name), n * l.output.len());
+        if act[li].is_some() {
+            // A ReLU whose batch norm's op already wrote its output.
+            continue;
+        }
+        if folded[li] {
+            // Its consumer reads the ReLU's input and applies it while loading.
+            act[li] = act[l.inputs[0]];
+            continue;
+        }
+        // The tensor this layer's op writes: its own output, or its fused ReLU's.
+        let out = fused[li].unwrap_or(li);
+        let name = &model.layers[out].name;
+        let y = pl.tensor(format!("{name}:out"), n * l.output.len());
         act[li] = Some(y);
+        act[out] = Some(y);
         pl.layer = Some(li);
         let mut cx = GpuFwd {
             pl,
@@ -115,6 +177,8 @@ fn forward(
             x: l.inputs.iter().map(|&i| act[i]).collect(),
             in_shape: model.layers[l.inputs[0]].output,
             y,
+            relu: fused[li].is_some(),
+            relu_input: folded[l.inputs[0]],
         };
         layers::ops(&l.kind).gpu_forward(&mut cx)?;
     }
@@ -175,11 +239,18 @@ fn backward(
             consumers[i] += 1;
         }
     }
+    let fused = fused_relus(model);
+    let folded = folded_relus(model);
     let mut grad: Vec<Option<TensorId>> = vec![None; layers.len()];
     grad[layers.len() - 1] = Some(dlogits);
     for li in (1..layers.len()).rev() {
         let Some(dy) = grad[li] else { continue };
         let l = &layers[li];
+        if let Some(bn) = fused.iter().position(|&r| r == Some(li)) {
+            // A fused ReLU: its batch norm's backward takes the ReLU's gradient as it is.
+            grad[bn] = Some(dy);
+            continue;
+        }
         pl.layer = Some(li);
         let mut cx = GpuBwd {
             pl,
@@ -191,6 +262,11 @@ fn backward(
             in_shape: layers[l.inputs[0]].output,
             y: act[li].expect("every layer but the input has an output tensor"),
             dy,
+            relu: fused[li].is_some(),
+            relu_input: folded[l.inputs[0]],
+            inputs: (l.inputs.iter())
+                .map(|&i| if folded[i] { layers[i].inputs[0] } else { i })
+                .collect(),
             grad: &mut grad,
             layers,
             needs_grad: &needs_grad,
@@ -236,23 +312,27 @@ mod tests {
         let v = Variants::portable();
         let train = schedule(&m, &v, 4, Mode::Train, None).unwrap();
         let labels = train.pl.labels();
+        let (fused, folded) = (fused_relus(&m), folded_relus(&m));
         for (li, l) in m.layers.iter().enumerate().skip(1) {
+            if fused.contains(&Some(li)) || folded[li] {
+                continue; // planned with its batch norm, or folded into its convolution
+            }
             let ops: Vec<&str> = labels
                 .iter()
                 .filter(|(at, _)| *at == Some(li))
                 .map(|(_, w)| *w)
                 .collect();
             assert!(
-                ops.iter().any(|w| w.ends_with("forward")
-                    || w.ends_with("forward_train")
-                    || w.starts_with("elementwise.add")),
+                ops.iter()
+                    .any(|w| w.contains("forward") || w.starts_with("elementwise.add")),
                 "{}: {ops:?}",
                 l.name
             );
             if !l.params.is_empty() {
                 assert!(
                     ops.iter()
-                        .any(|w| w.ends_with("backward_weight") || *w == "batch_norm.backward"),
+                        .any(|w| w.ends_with("backward_weight")
+                            || w.starts_with("batch_norm.backward")),
                     "{} has no gradient op: {ops:?}",
                     l.name
                 );
@@ -288,6 +368,93 @@ mod tests {
                 .filter(|((_, w), _)| *w == crate::graph::Saved::Mean)
                 .count(),
             bn
+        );
+    }
+
+    /// Where a batch norm's only consumer is a ReLU (the stem's, the middle of each block, the
+    /// exit's), the pair is one op per pass, in training and evaluation: no ReLU op and no
+    /// tensor for the batch norm's output. A batch norm that feeds a
+    /// pooling layer, and the ReLU at each block's start (it reads an Add), are left alone.
+    #[test]
+    fn a_batch_norm_and_the_relu_after_it_are_one_op() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let fused = fused_relus(&m);
+        let pairs: Vec<(usize, usize)> = (fused.iter().enumerate())
+            .filter_map(|(bn, r)| r.map(|r| (bn, r)))
+            .collect();
+        assert_eq!(pairs.len(), 5, "{pairs:?}");
+        let v = Variants::portable();
+        let train = schedule(&m, &v, 2, Mode::Train, None).unwrap();
+        let eval = schedule(&m, &v, 2, Mode::Eval, None).unwrap();
+        for s in [&train, &eval] {
+            let labels = s.pl.labels();
+            let names: Vec<&str> = s.pl.tensors.iter().map(|t| t.name.as_str()).collect();
+            for &(bn, r) in &pairs {
+                let at = |li| -> Vec<&str> {
+                    (labels.iter().filter(|(l, _)| *l == Some(li)))
+                        .map(|(_, w)| *w)
+                        .collect()
+                };
+                assert!(at(r).is_empty(), "{}: {:?}", m.layers[r].name, at(r));
+                let want = if s.pl.labels().iter().any(|(_, w)| w.contains("backward")) {
+                    vec!["batch_norm.forward_train_relu", "batch_norm.backward_relu"]
+                } else {
+                    vec!["batch_norm.forward_inference_relu"]
+                };
+                assert_eq!(at(bn), want, "{}", m.layers[bn].name);
+                assert!(!names.contains(&format!("{}:out", m.layers[bn].name).as_str()));
+                assert!(names.contains(&format!("{}:out", m.layers[r].name).as_str()));
+            }
+        }
+    }
+
+    /// The ReLU at each block's start (its input, an Add or the stem's output, also feeds the
+    /// residual convolution) is folded into the separable convolution after it: no ReLU op and
+    /// no tensor of its output; the convolution's depthwise passes take the ReLU's input, and
+    /// its input gradient goes to that input's gradient.
+    #[test]
+    fn the_relu_before_a_separable_convolution_is_folded_into_its_loads() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let folded = folded_relus(&m);
+        let relus: Vec<usize> = (0..m.layers.len()).filter(|&li| folded[li]).collect();
+        assert_eq!(relus.len(), 3, "{relus:?}");
+        let v = Variants::portable();
+        let train = schedule(&m, &v, 2, Mode::Train, None).unwrap();
+        let labels = train.pl.labels();
+        // With the batch-norm fusions, no ReLU pass is left in the step.
+        assert!(
+            labels.iter().all(|(_, w)| !w.starts_with("relu.")),
+            "{labels:?}"
+        );
+        let names: Vec<&str> = train.pl.tensors.iter().map(|t| t.name.as_str()).collect();
+        for &r in &relus {
+            let sep = r + 1;
+            assert!(matches!(m.layers[sep].kind, LayerKind::SeparableConv2D(_)));
+            assert_eq!(m.layers[sep].inputs, [r]);
+            let at: Vec<&str> = (labels.iter().filter(|(l, _)| *l == Some(sep)))
+                .map(|(_, w)| *w)
+                .filter(|w| w.starts_with("depthwise"))
+                .collect();
+            assert_eq!(
+                at,
+                [
+                    "depthwise_conv2d.forward_relu",
+                    "depthwise_conv2d.backward_weight_relu",
+                    "depthwise_conv2d.backward_input_relu"
+                ]
+            );
+            let r_name = &m.layers[r].name;
+            assert!(!names.iter().any(|n| n.starts_with(&format!("{r_name}:"))));
+            // The gradient lands on the ReLU's input, beside the residual branch's.
+            let src = &m.layers[m.layers[r].inputs[0]].name;
+            assert!(names.contains(&format!("{src}:grad").as_str()));
+        }
+        let eval = schedule(&m, &v, 2, Mode::Eval, None).unwrap();
+        assert!(
+            eval.pl
+                .labels()
+                .iter()
+                .all(|(_, w)| !w.starts_with("relu."))
         );
     }
 

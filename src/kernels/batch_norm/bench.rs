@@ -76,6 +76,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
                     dy: &dy,
                     x: &x,
                     gamma: g,
+                    beta: b,
                     mean,
                     inv_std: istd,
                     scratch: &scratch,
