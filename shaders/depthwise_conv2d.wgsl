@@ -186,8 +186,11 @@ fn depthwise_conv2d_backward_input(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let tile = backward_input_tile(wid.x + wid.y * nwg.x, lid);
-    for (var t = 0u; t < tile.pixels; t++) {
-        out[tile.first + t * params.c] = tile.acc[t];
+    // A constant trip count keeps acc in registers (a variable one indexes it in memory).
+    for (var t = 0u; t < TW; t++) {
+        if (t < tile.pixels) {
+            out[tile.first + t * params.c] = tile.acc[t];
+        }
     }
 }
 
@@ -198,9 +201,11 @@ fn depthwise_conv2d_backward_input_relu(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let tile = backward_input_tile(wid.x + wid.y * nwg.x, lid);
-    for (var t = 0u; t < tile.pixels; t++) {
-        let i = tile.first + t * params.c;
-        out[i] = select(tile.acc[t], 0.0, grad[i] <= 0.0);
+    for (var t = 0u; t < TW; t++) {
+        if (t < tile.pixels) {
+            let i = tile.first + t * params.c;
+            out[i] = select(tile.acc[t], 0.0, grad[i] <= 0.0);
+        }
     }
 }
 

@@ -78,6 +78,34 @@ pub fn folded_relus(model: &Model) -> Vec<bool> {
         .collect()
 }
 
+/// The fusions a schedule plans: per layer, the ReLU fused into it ([`fused_relus`]) and
+/// whether it is a ReLU folded into its consumer's loads ([`folded_relus`]).
+struct Fusions {
+    fused: Vec<Option<usize>>,
+    folded: Vec<bool>,
+}
+
+impl Fusions {
+    /// The model's fusions, or none when `GPUCNN_FUSION=off` (the unfused plan, to measure
+    /// what the fusions save on this adapter; both compute the same step).
+    fn of(model: &Model) -> Result<Self, ExecError> {
+        match std::env::var("GPUCNN_FUSION").as_deref() {
+            Ok("off") => {
+                let n = model.layers.len();
+                Ok(Self {
+                    fused: vec![None; n],
+                    folded: vec![false; n],
+                })
+            }
+            Ok("on") | Err(_) => Ok(Self {
+                fused: fused_relus(model),
+                folded: folded_relus(model),
+            }),
+            Ok(other) => Err(ExecError::Fusion(other.into())),
+        }
+    }
+}
+
 /// What one micro-batch of `n` samples runs: forward, loss, backward (no optimizer).
 pub struct Schedule {
     pub n: usize,
@@ -98,11 +126,12 @@ pub fn schedule(
     let (activation, outputs) = classifier(model)?;
     let mut pl = Planner::default();
     let mut act = augment_input(&mut pl, model, n, mode, augment);
-    forward(&mut pl, model, variants, n, mode, &mut act)?;
+    let fusions = Fusions::of(model)?;
+    forward(&mut pl, model, variants, n, mode, &fusions, &mut act)?;
     let logits = act[model.layers.len() - 1].expect("the last layer has an output");
     let dlogits = loss(&mut pl, logits, n, activation, outputs, mode);
     if mode == Mode::Train {
-        backward(&mut pl, model, variants, n, &act, dlogits)?;
+        backward(&mut pl, model, variants, n, &fusions, &act, dlogits)?;
     }
     Ok(Schedule { n, logits, pl })
 }
@@ -146,10 +175,10 @@ fn forward(
     variants: &Variants,
     n: usize,
     mode: Mode,
+    fusions: &Fusions,
     act: &mut [Option<TensorId>],
 ) -> Result<(), ExecError> {
-    let fused = fused_relus(model);
-    let folded = folded_relus(model);
+    let Fusions { fused, folded } = fusions;
     for (li, l) in model.layers.iter().enumerate().skip(1) {
         if act[li].is_some() {
             // A ReLU whose batch norm's op already wrote its output.
@@ -226,6 +255,7 @@ fn backward(
     model: &Model,
     variants: &Variants,
     n: usize,
+    fusions: &Fusions,
     act: &[Option<TensorId>],
     dlogits: TensorId,
 ) -> Result<(), ExecError> {
@@ -239,8 +269,7 @@ fn backward(
             consumers[i] += 1;
         }
     }
-    let fused = fused_relus(model);
-    let folded = folded_relus(model);
+    let Fusions { fused, folded } = fusions;
     let mut grad: Vec<Option<TensorId>> = vec![None; layers.len()];
     grad[layers.len() - 1] = Some(dlogits);
     for li in (1..layers.len()).rev() {
