@@ -78,11 +78,37 @@ pub fn folded_relus(model: &Model) -> Vec<bool> {
         .collect()
 }
 
-/// The fusions a schedule plans: per layer, the ReLU fused into it ([`fused_relus`]) and
-/// whether it is a ReLU folded into its consumer's loads ([`folded_relus`]).
+/// Per layer: the Add folded into it, where the layer is a max pooling whose only consumer is
+/// an Add of it and another tensor (each block's pool and residual branch): the pool writes
+/// max + residual straight into the Add's output, so the pool's output and the Add's pass are
+/// never planned. The Add's backward is unchanged (it passes dy on to both inputs).
+pub fn pooled_adds(model: &Model) -> Vec<Option<usize>> {
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); model.layers.len()];
+    for (li, l) in model.layers.iter().enumerate() {
+        for &i in &l.inputs {
+            consumers[i].push(li);
+        }
+    }
+    (model.layers.iter().enumerate())
+        .map(|(li, l)| match (&l.kind, consumers[li].as_slice()) {
+            (LayerKind::MaxPooling2D(_), &[a])
+                if matches!(model.layers[a].kind, LayerKind::Add(_))
+                    && model.layers[a].inputs.iter().filter(|&&i| i == li).count() == 1 =>
+            {
+                Some(a)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The fusions a schedule plans: per layer, the ReLU fused into it ([`fused_relus`]), whether
+/// it is a ReLU folded into its consumer's loads ([`folded_relus`]), and the Add folded into it
+/// ([`pooled_adds`]).
 struct Fusions {
     fused: Vec<Option<usize>>,
     folded: Vec<bool>,
+    pooled: Vec<Option<usize>>,
 }
 
 impl Fusions {
@@ -95,11 +121,13 @@ impl Fusions {
                 Ok(Self {
                     fused: vec![None; n],
                     folded: vec![false; n],
+                    pooled: vec![None; n],
                 })
             }
             Ok("on") | Err(_) => Ok(Self {
                 fused: fused_relus(model),
                 folded: folded_relus(model),
+                pooled: pooled_adds(model),
             }),
             Ok(other) => Err(ExecError::Fusion(other.into())),
         }
@@ -178,7 +206,11 @@ fn forward(
     fusions: &Fusions,
     act: &mut [Option<TensorId>],
 ) -> Result<(), ExecError> {
-    let Fusions { fused, folded } = fusions;
+    let Fusions {
+        fused,
+        folded,
+        pooled,
+    } = fusions;
     for (li, l) in model.layers.iter().enumerate().skip(1) {
         if act[li].is_some() {
             // A ReLU whose batch norm's op already wrote its output.
@@ -189,27 +221,39 @@ fn forward(
             act[li] = act[l.inputs[0]];
             continue;
         }
-        // The tensor this layer's op writes: its own output, or its fused ReLU's.
-        let out = fused[li].unwrap_or(li);
+        if pooled[li].is_some() {
+            // Planned at its Add, once the residual exists.
+            continue;
+        }
+        // The layer whose op runs here (an Add folded into a pool runs the pool's, adding the
+        // other input), and the layer whose output it writes (a fused ReLU's, or this one's).
+        let (at, residual) = match l.inputs.iter().position(|&i| pooled[i] == Some(li)) {
+            Some(k) => (l.inputs[k], act[l.inputs[1 - k]]),
+            None => (li, None),
+        };
+        let out = fused[at].unwrap_or(li);
         let name = &model.layers[out].name;
         let y = pl.tensor(format!("{name}:out"), n * l.output.len());
-        act[li] = Some(y);
-        act[out] = Some(y);
-        pl.layer = Some(li);
+        for t in [li, out, at] {
+            act[t] = Some(y);
+        }
+        pl.layer = Some(at);
+        let la = &model.layers[at];
         let mut cx = GpuFwd {
             pl,
-            li,
-            layer: l,
+            li: at,
+            layer: la,
             n,
             train: mode == Mode::Train,
             variants,
-            x: l.inputs.iter().map(|&i| act[i]).collect(),
-            in_shape: model.layers[l.inputs[0]].output,
+            x: la.inputs.iter().map(|&i| act[i]).collect(),
+            in_shape: model.layers[la.inputs[0]].output,
             y,
-            relu: fused[li].is_some(),
-            relu_input: folded[l.inputs[0]],
+            relu: fused[at].is_some(),
+            relu_input: folded[la.inputs[0]],
+            residual,
         };
-        layers::ops(&l.kind).gpu_forward(&mut cx)?;
+        layers::ops(&la.kind).gpu_forward(&mut cx)?;
     }
     pl.layer = None;
     Ok(())
@@ -269,7 +313,7 @@ fn backward(
             consumers[i] += 1;
         }
     }
-    let Fusions { fused, folded } = fusions;
+    let Fusions { fused, folded, .. } = fusions;
     let mut grad: Vec<Option<TensorId>> = vec![None; layers.len()];
     grad[layers.len() - 1] = Some(dlogits);
     for li in (1..layers.len()).rev() {
@@ -341,10 +385,10 @@ mod tests {
         let v = Variants::portable();
         let train = schedule(&m, &v, 4, Mode::Train, None).unwrap();
         let labels = train.pl.labels();
-        let (fused, folded) = (fused_relus(&m), folded_relus(&m));
+        let (fused, folded, pooled) = (fused_relus(&m), folded_relus(&m), pooled_adds(&m));
         for (li, l) in m.layers.iter().enumerate().skip(1) {
-            if fused.contains(&Some(li)) || folded[li] {
-                continue; // planned with its batch norm, or folded into its convolution
+            if fused.contains(&Some(li)) || folded[li] || pooled.contains(&Some(li)) {
+                continue; // planned with the layer it is fused or folded into
             }
             let ops: Vec<&str> = labels
                 .iter()
@@ -487,6 +531,36 @@ mod tests {
         );
     }
 
+    /// Each block's residual Add is folded into the max pooling before it: one
+    /// `pool.max_pool2d_forward_add` op writes the Add's output from the pool's input and the
+    /// residual branch, so neither the Add's pass nor the pool's output is planned; the Add's
+    /// backward still passes the gradient to both branches.
+    #[test]
+    fn the_residual_add_is_folded_into_the_pool_before_it() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let pooled = pooled_adds(&m);
+        let pairs: Vec<(usize, usize)> = (pooled.iter().enumerate())
+            .filter_map(|(p, a)| a.map(|a| (p, a)))
+            .collect();
+        assert_eq!(pairs.len(), 3, "{pairs:?}");
+        let v = Variants::portable();
+        for mode in [Mode::Train, Mode::Eval] {
+            let s = schedule(&m, &v, 2, mode, None).unwrap();
+            let names: Vec<&str> = s.pl.tensors.iter().map(|t| t.name.as_str()).collect();
+            assert!(s.pl.ops.iter().all(|o| o.what != "elementwise.add"));
+            for &(p, a) in &pairs {
+                let op = (s.pl.ops.iter())
+                    .find(|o| o.layer == Some(p) && o.what == "pool.max_pool2d_forward_add")
+                    .expect("the pool's fused op");
+                let out = format!("{}:out", m.layers[a].name);
+                let residual = format!("{}:out", m.layers[m.layers[a].inputs[1]].name);
+                let used: Vec<&str> = op.uses.iter().map(|&t| names[t]).collect();
+                assert!(used.contains(&out.as_str()) && used.contains(&residual.as_str()));
+                assert!(!names.contains(&format!("{}:out", m.layers[p].name).as_str()));
+            }
+        }
+    }
+
     /// Every op counts the bytes of each tensor it touches once: its pooled tensors, the raw
     /// input the rescaling layer reads, the weights of a convolution, and the gradient an
     /// accumulate reads and writes back; the step's bytes are the ops' sum.
@@ -502,8 +576,9 @@ mod tests {
         let stem = op("conv2d.forward");
         assert_eq!(stem.layer, Some(2));
         assert_eq!(stem.bytes, len(1) + len(2) + 4 * 3 * 3 * 3 * 128);
-        let add = op("elementwise.add");
-        assert_eq!(add.bytes, 3 * len(add.layer.unwrap()));
+        let pool_add = op("pool.max_pool2d_forward_add");
+        let p = pool_add.layer.unwrap();
+        assert_eq!(pool_add.bytes, len(m.layers[p].inputs[0]) + 2 * len(p));
         let accumulates: Vec<_> = (s.pl.ops.iter())
             .filter(|o| o.what == "elementwise.add_accumulate")
             .collect();

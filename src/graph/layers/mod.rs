@@ -140,6 +140,10 @@ pub struct GpuFwd<'a> {
     /// `schedule::folded_relus`): `x[0]` is the ReLU's input, and the layer reads max(x, 0).
     /// Only the separable convolution is offered this.
     pub relu_input: bool,
+    /// The Add that is this layer's only consumer is folded into it (see
+    /// `schedule::pooled_adds`): the layer writes y = f(x) + residual into the Add's output,
+    /// `y`. Only max pooling is offered this.
+    pub residual: Option<TensorId>,
 }
 
 impl GpuFwd<'_> {
