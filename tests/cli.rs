@@ -155,6 +155,13 @@ fn summary_reports_the_step_memory_plan() {
         line.contains("pooled in") && line.contains("naive sum"),
         "{line}"
     );
+    // The pooled memory per image: the pooled MiB over the 4 images (no micro-batches here).
+    let mib = |before: &str| -> f64 {
+        let head = line.split(before).next().unwrap();
+        head.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (pooled, per_image) = (mib(" MiB pooled in"), mib(" MiB per image"));
+    assert!((per_image - pooled / 4.0).abs() < 0.06, "{line}");
 }
 
 /// The memory plan is shape arithmetic: with no adapter it is made for WebGPU's default limits
