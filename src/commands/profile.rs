@@ -85,7 +85,7 @@ fn print_table(p: &Profile, adapter: &str, args: &ProfileArgs) -> anyhow::Result
         p.steps
     );
     outln!(
-        "{:<28} {:<34} {:<9} {:>10} {:>6} {:>9} {:>9} {:>7}",
+        "{:<28} {:<38} {:<9} {:>10} {:>6} {:>9} {:>9} {:>7}",
         "layer",
         "op",
         "variant",
@@ -105,7 +105,7 @@ fn print_table(p: &Profile, adapter: &str, args: &ProfileArgs) -> anyhow::Result
     };
     for o in &p.ops {
         outln!(
-            "{:<28} {:<34} {:<9} {:>10.3} {:>5.1}% {:>9} {:>9.2} {:>7}",
+            "{:<28} {:<38} {:<9} {:>10.3} {:>5.1}% {:>9} {:>9.2} {:>7}",
             o.layer,
             o.op,
             o.variant,
