@@ -74,14 +74,14 @@ fn main() {
             })
         });
         let (n, total) = timed.get();
-        lines.push(rate_line(&id, batch, step.flops_per_step(), n, total));
-        if let Some(line) = keras_line(
-            &id,
-            size,
-            batch,
-            batch as f64 * n as f64 / total.as_secs_f64(),
-        ) {
-            lines.push(line);
+        // A case that criterion's filter skipped was never timed: no line for it.
+        if n > 0 {
+            let work = (step.flops_per_step(), step.bytes_per_step());
+            lines.push(rate_line(&id, batch, work, n, total));
+            let ours = batch as f64 * n as f64 / total.as_secs_f64();
+            if let Some(line) = keras_line(&id, size, batch, ours) {
+                lines.push(line);
+            }
         }
     }
     group.finish();
@@ -91,8 +91,15 @@ fn main() {
     }
 }
 
-/// `train_step/<id>: I img/s, G GFLOP/s achieved (F GFLOP a step[, P% of the sgemm peak])`.
-fn rate_line(id: &str, batch: usize, flops: u64, steps: u64, total: Duration) -> String {
+/// `train_step/<id>: I img/s, G GFLOP/s achieved (F GFLOP and M MB moved a step[, P% of the
+/// sgemm peak])`.
+fn rate_line(
+    id: &str,
+    batch: usize,
+    (flops, bytes): (u64, u64),
+    steps: u64,
+    total: Duration,
+) -> String {
     let secs = total.as_secs_f64() / steps.max(1) as f64;
     let gflops = flops as f64 / secs / 1e9;
     let peak = std::env::var("GPUCNN_SGEMM_PEAK_GFLOPS")
@@ -102,10 +109,11 @@ fn rate_line(id: &str, batch: usize, flops: u64, steps: u64, total: Duration) ->
         .map(|p| format!(", {:.1}% of the {p} GFLOP/s sgemm peak", 100.0 * gflops / p))
         .unwrap_or_default();
     format!(
-        "train_step/{id}: {:.2} img/s, {gflops:.1} GFLOP/s achieved ({:.2} GFLOP a step, \
-         {steps} timed steps){peak}",
+        "train_step/{id}: {:.2} img/s, {gflops:.1} GFLOP/s achieved ({:.2} GFLOP and {:.0} MB \
+         moved a step, {steps} timed steps){peak}",
         batch as f64 / secs,
-        flops as f64 / 1e9
+        flops as f64 / 1e9,
+        bytes as f64 / 1e6
     )
 }
 

@@ -155,6 +155,13 @@ fn summary_reports_the_step_memory_plan() {
         line.contains("pooled in") && line.contains("naive sum"),
         "{line}"
     );
+    // The pooled memory per image: the pooled MiB over the 4 images (no micro-batches here).
+    let mib = |before: &str| -> f64 {
+        let head = line.split(before).next().unwrap();
+        head.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (pooled, per_image) = (mib(" MiB pooled in"), mib(" MiB per image"));
+    assert!((per_image - pooled / 4.0).abs() < 0.06, "{line}");
 }
 
 /// The memory plan is shape arithmetic: with no adapter it is made for WebGPU's default limits
@@ -379,6 +386,44 @@ fn profile_times_every_op_of_a_step() {
     assert!(ops.iter().all(|o| o["seconds"].as_f64().unwrap() >= 0.0));
     let conv = ops.iter().find(|o| o["op"] == "conv2d.forward").unwrap();
     assert!(conv["flops"].as_u64().unwrap() > 0 && conv["layer"] == "conv2d");
+    // Every op moves bytes, and the step's bytes are their sum.
+    assert!(ops.iter().all(|o| o["bytes"].as_u64().unwrap() > 0), "{v}");
+    let bytes: u64 = ops.iter().map(|o| o["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(v["bytes_per_step"].as_u64(), Some(bytes));
+    // The fusions: no ReLU pass is left; GPUCNN_FUSION=off plans the unfused step, which
+    // moves more bytes.
+    assert!(!names.iter().any(|n| n.starts_with("relu.")), "{names:?}");
+    for fused in [
+        "batch_norm.forward_train_relu",
+        "batch_norm.backward_relu",
+        "depthwise_conv2d.forward_relu",
+        "depthwise_conv2d.backward_input_relu",
+    ] {
+        assert!(names.contains(&fused), "{fused} missing from {names:?}");
+    }
+    let args = [
+        "profile",
+        "--image-size",
+        "16",
+        "--width",
+        "0.0625",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--json",
+    ];
+    let out = gpucnn_env(&args, &[("GPUCNN_FUSION", "off")]);
+    assert!(out.status.success());
+    let u: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unfused: Vec<&str> = (u["ops"].as_array().unwrap().iter())
+        .map(|o| o["op"].as_str().unwrap())
+        .collect();
+    assert!(unfused.contains(&"relu.forward") && !unfused.iter().any(|n| n.ends_with("_relu")));
+    assert!(u["bytes_per_step"].as_u64().unwrap() > bytes, "{u}");
+    let out = gpucnn_env(&args, &[("GPUCNN_FUSION", "of")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GPUCNN_FUSION"));
     assert!(v["step_seconds"].as_f64().unwrap() > 0.0);
     let out = gpucnn(&["profile", "--width", "-1"]);
     assert_eq!(out.status.code(), Some(2));

@@ -309,7 +309,9 @@ mod tests {
         let limits = wgpu::Limits::default();
         let (micro, r) = plan_memory(&m, 128, &limits, &Variants::portable()).unwrap();
         assert!(micro < 128);
-        assert!(r.pooled_bytes < r.naive_bytes / 2, "{r:?}");
+        // Pooling shares buffers: well under the naive sum (under half of it before the fusions
+        // removed the short-lived tensors, which pooled cheapest).
+        assert!(r.pooled_bytes < r.naive_bytes * 3 / 5, "{r:?}");
         assert!(r.pool_buffers < r.tensors);
         // Parameters, gradients, Adam's m and v, and the whole batch's input at least.
         let layout = ParamLayout::new(&m);

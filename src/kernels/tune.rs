@@ -568,6 +568,7 @@ fn build_bn(ctx: &GpuContext, variant: &str, cases: &[Case]) -> Vec<Run> {
                     dy: &dy,
                     x: &x,
                     gamma: g,
+                    beta: b,
                     mean,
                     inv_std: istd,
                     scratch: &scratch,

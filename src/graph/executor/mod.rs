@@ -90,6 +90,7 @@ struct OpSpan {
     layer: Option<usize>,
     what: &'static str,
     flops: u64,
+    bytes: u64,
     dispatches: std::ops::Range<usize>,
 }
 
@@ -193,6 +194,27 @@ impl TrainStep {
         )
         .map(|s| s.pl.flops())
         .unwrap_or(0)
+    }
+
+    /// Bytes one training step of `batch` samples reads and writes, as the planned ops
+    /// estimate them from shapes (every activation, gradient and weight tensor an op touches,
+    /// once per op; see [`super::planner::PlannedOp::bytes`]), plus Adam's update.
+    pub fn bytes_per_step(&self) -> u64 {
+        schedule(
+            &self.model,
+            &self.variants,
+            self.batch,
+            Mode::Train,
+            self.augment,
+        )
+        .map(|s| s.pl.bytes() + self.adam_bytes())
+        .unwrap_or(0)
+    }
+
+    /// Bytes of one Adam update: each trainable parameter, its gradient, m and v read; the
+    /// parameter, m and v written.
+    pub fn adam_bytes(&self) -> u64 {
+        7 * 4 * self.layout.trainable_len as u64
     }
 
     /// Compiles `model` with [`StepOptions`].
@@ -326,6 +348,7 @@ impl TrainStep {
                 layer: op.layer,
                 what: op.what,
                 flops: op.flops,
+                bytes: op.bytes,
                 dispatches: first[i]..first.get(i + 1).copied().unwrap_or(dispatches.len()),
             })
             .collect();

@@ -21,6 +21,9 @@ pub struct OpTime {
     pub seconds: f64,
     /// FLOPs per step (0 for memory-bound ops).
     pub flops: u64,
+    /// Bytes read and written per step, estimated from shapes (see
+    /// [`crate::graph::planner::PlannedOp::bytes`]).
+    pub bytes: u64,
 }
 
 /// The ops of one step and how they were timed.
@@ -36,6 +39,8 @@ pub struct Profile {
     pub ops: Vec<OpTime>,
     /// Wall time of a whole step as training runs it (one submission, and the wait).
     pub step_seconds: f64,
+    /// Bytes the step's ops read and write (the sum of the ops' `bytes`, Adam's included).
+    pub bytes_per_step: u64,
 }
 
 impl TrainStep {
@@ -72,6 +77,8 @@ impl TrainStep {
                 variant: "",
                 seconds: total[0] / steps as f64,
                 flops: 0,
+                // Reads a byte and writes an f32 per input value.
+                bytes: 5 * (self.micro * self.sample_len) as u64,
             });
         }
         ops.extend((program.ops.iter().zip(&total[widened..])).map(|(o, t)| {
@@ -83,6 +90,7 @@ impl TrainStep {
                 variant: self.variant_of(o.what),
                 seconds: t / steps as f64,
                 flops: o.flops,
+                bytes: o.bytes,
             }
         }));
         ops.push(OpTime {
@@ -91,8 +99,11 @@ impl TrainStep {
             variant: "",
             seconds: total[widened + program.ops.len()] / steps as f64,
             flops: 0,
+            bytes: self.adam_bytes(),
         });
+        let bytes_per_step = ops.iter().map(|o| o.bytes).sum();
         Ok(Profile {
+            bytes_per_step,
             timer: if timestamps {
                 "gpu timestamps"
             } else {
