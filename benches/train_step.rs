@@ -9,6 +9,16 @@
 //! `TrainStep::flops_per_step`), over every timed iteration; with
 //! `GPUCNN_SGEMM_PEAK_GFLOPS=<the machine's sgemm GFLOP/s>` (e.g. from
 //! `../shared/peers/sgemm.py`) also the share of that peak.
+//!
+//! `GPUCNN_STEP_CASES=180x128` (SIZExBATCH, comma-separated) times other shapes instead, e.g.
+//! the Keras example's own 180×180 at batch 128 on a real GPU (scripts/gpu-report.sh).
+//!
+//! With `GPUCNN_KERAS_STEP="<python> <path>/keras_step.py"` (the peer script of
+//! `../shared/peers/`, in a venv with `tensorflow-cpu`; never a dependency of the project), each
+//! case is then also timed in Keras on the CPU, same model, size and batch, right after gpucnn's
+//! own timing, and a `keras/<case>` line gives its images/s and the ratio: both measured on the
+//! same machine in one run, which is the only comparison that means anything (machines differ
+//! from day to day).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -29,7 +39,7 @@ fn main() {
     eprintln!("adapter: {}", ctx.summary());
     let mut group = c.benchmark_group("train_step");
     let mut lines = Vec::new();
-    for (size, batch) in [(64usize, 16usize), (128, 8)] {
+    for (size, batch) in cases() {
         let model = xception_mini(&XceptionConfig {
             image_size: size,
             ..Default::default()
@@ -64,7 +74,15 @@ fn main() {
             })
         });
         let (n, total) = timed.get();
-        lines.push(rate_line(&id, batch, step.flops_per_step(), n, total));
+        // A case that criterion's filter skipped was never timed: no line for it.
+        if n > 0 {
+            let work = (step.flops_per_step(), step.bytes_per_step());
+            lines.push(rate_line(&id, batch, work, n, total));
+            let ours = batch as f64 * n as f64 / total.as_secs_f64();
+            if let Some(line) = keras_line(&id, size, batch, ours) {
+                lines.push(line);
+            }
+        }
     }
     group.finish();
     c.final_summary();
@@ -73,8 +91,15 @@ fn main() {
     }
 }
 
-/// `train_step/<id>: I img/s, G GFLOP/s achieved (F GFLOP a step[, P% of the sgemm peak])`.
-fn rate_line(id: &str, batch: usize, flops: u64, steps: u64, total: Duration) -> String {
+/// `train_step/<id>: I img/s, G GFLOP/s achieved (F GFLOP and M MB moved a step[, P% of the
+/// sgemm peak])`.
+fn rate_line(
+    id: &str,
+    batch: usize,
+    (flops, bytes): (u64, u64),
+    steps: u64,
+    total: Duration,
+) -> String {
     let secs = total.as_secs_f64() / steps.max(1) as f64;
     let gflops = flops as f64 / secs / 1e9;
     let peak = std::env::var("GPUCNN_SGEMM_PEAK_GFLOPS")
@@ -84,9 +109,67 @@ fn rate_line(id: &str, batch: usize, flops: u64, steps: u64, total: Duration) ->
         .map(|p| format!(", {:.1}% of the {p} GFLOP/s sgemm peak", 100.0 * gflops / p))
         .unwrap_or_default();
     format!(
-        "train_step/{id}: {:.2} img/s, {gflops:.1} GFLOP/s achieved ({:.2} GFLOP a step, \
-         {steps} timed steps){peak}",
+        "train_step/{id}: {:.2} img/s, {gflops:.1} GFLOP/s achieved ({:.2} GFLOP and {:.0} MB \
+         moved a step, {steps} timed steps){peak}",
         batch as f64 / secs,
-        flops as f64 / 1e9
+        flops as f64 / 1e9,
+        bytes as f64 / 1e6
     )
+}
+
+/// The cases to time: `GPUCNN_STEP_CASES` (`SIZExBATCH,...`) or the issue's two shapes.
+fn cases() -> Vec<(usize, usize)> {
+    let Ok(spec) = std::env::var("GPUCNN_STEP_CASES") else {
+        return vec![(64, 16), (128, 8)];
+    };
+    spec.split(',')
+        .map(|c| {
+            c.trim()
+                .split_once('x')
+                .and_then(|(s, b)| Some((s.parse().ok()?, b.parse().ok()?)))
+                .filter(|&(s, b): &(usize, usize)| s >= 8 && b >= 1)
+                .unwrap_or_else(|| {
+                    panic!("GPUCNN_STEP_CASES: '{c}' is not SIZExBATCH (e.g. 180x128)")
+                })
+        })
+        .collect()
+}
+
+/// The environment variable naming the Keras peer command (see the module doc).
+const KERAS_VAR: &str = "GPUCNN_KERAS_STEP";
+
+/// Runs `$GPUCNN_KERAS_STEP --size S --batch B --steps N` when set and returns
+/// `keras/<id>: K img/s; gpucnn/keras = R`, or a line saying why it could not be measured.
+fn keras_line(id: &str, size: usize, batch: usize, ours: f64) -> Option<String> {
+    let cmd = std::env::var(KERAS_VAR)
+        .ok()
+        .filter(|c| !c.trim().is_empty())?;
+    // Enough steps for ~10 s of Keras at the rates seen on 2 cores (~90 img/s at 64², b16).
+    let steps = (1500 / batch / (size * size / 4096).max(1)).clamp(5, 60);
+    eprintln!("{KERAS_VAR}: timing {steps} Keras steps at {size}x{size}, batch {batch} ...");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{cmd} --size {size} --batch {batch} --steps {steps}"
+        ))
+        .stderr(std::process::Stdio::null())
+        .output();
+    let text = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => return Some(format!("keras/{id}: `{cmd}` failed ({})", o.status)),
+        Err(e) => return Some(format!("keras/{id}: cannot run `{cmd}`: {e}")),
+    };
+    let rate = text
+        .lines()
+        .find_map(|l| l.split("keras images/s=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok());
+    Some(match rate {
+        Some(k) => format!(
+            "keras/{id}: {k:.2} img/s (Keras on the CPU, {steps} steps, same machine, same run); \
+             gpucnn/keras = {:.3}",
+            ours / k
+        ),
+        None => format!("keras/{id}: no `keras images/s=` line in the output of `{cmd}`"),
+    })
 }

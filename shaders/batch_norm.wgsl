@@ -18,14 +18,22 @@
 //                                       writes dgamma, dbeta (does not accumulate)
 //   batch_norm_backward_input           dx = γ·inv_std·(dy − dβ/M − x̂·dγ/M). writes dx
 //
+// With Params.relu = 1 a ReLU that follows the batch norm is fused in (the graph plans this
+// where the ReLU is the batch norm's only consumer): the forward passes write max(y, 0), and
+// the backward passes read dy as the ReLU's output gradient, masked where y ≤ 0. The mask is
+// recomputed from x and the saved statistics (y = (x − mean)·γ·inv_std + β, the expression the
+// forward evaluated, so the same sign), which costs no load the passes do not already make.
+//
 // Bindings (group 0)
 //   slot | name        | access     | shape             | used by
 //   0    | out         | read_write | [M, C] f32        | forward_train_normalize, forward_inference (y),
 //        |             |            |                   | backward_input (dx)
 //   1    | x           | read       | [M, C] f32        | all but the finalize passes
 //   2    | dy          | read       | [M, C] f32        | backward_partial, backward_input
-//   3    | gamma       | read       | [C] f32           | normalize, inference, backward_input
-//   4    | beta        | read       | [C] f32           | normalize, inference
+//   3    | gamma       | read       | [C] f32           | normalize, inference, backward_partial
+//        |             |            |                   | (relu mask), backward_input
+//   4    | beta        | read       | [C] f32           | normalize, inference, backward_partial
+//        |             |            |                   | and backward_input (relu mask)
 //   5    | mean        | read_write | [C] f32           | saved: written by forward_train_finalize,
 //        |             |            |                   | read by normalize and the backward passes
 //   6    | inv_std     | read_write | [C] f32           | as mean
@@ -38,7 +46,7 @@
 //   12   | params      | uniform    | Params            | all
 //
 // Params: rows (M), channels (C), rows_per_chunk, chunks (= ceil(M / rows_per_chunk)),
-//   momentum (f32, Keras 0.99), epsilon (f32, Keras 1e-3), _pad0, _pad1.
+//   momentum (f32, Keras 0.99), epsilon (f32, Keras 1e-3), relu (1: ReLU fused, see above), _pad1.
 //   Chunk k holds rows [k·rows_per_chunk, min((k+1)·rows_per_chunk, M)); its count is implied.
 // Workgroup: (CW, RL) = CW consecutive channels (consecutive addresses: coalesced) × RL row lanes
 //   (overrides; CW·RL ≤ 256, RL a power of two). RL = 1 (the software-adapter variant) needs no
@@ -61,7 +69,7 @@ struct Params {
     chunks: u32,
     momentum: f32,
     epsilon: f32,
-    _pad0: u32,
+    relu: u32,
     _pad1: u32,
 }
 
@@ -177,14 +185,24 @@ fn batch_norm_forward_train_finalize(
     moving_var[c] = keep * moving_var[c] + (1.0 - keep) * var_b;
 }
 
-// y = (x − centre)·scale + shift over this workgroup's chunk, for channel c.
+// y = (x − centre)·scale + shift (then max(y, 0) with the fused ReLU) over this workgroup's
+// chunk, for channel c.
 fn normalize_chunk(c: u32, chunk: u32, lane: u32, centre: f32, scale: f32, shift: f32) {
     let C = params.channels;
     let range = chunk_rows(chunk);
+    let relu = params.relu != 0u;
     for (var r = range.x + lane; r < range.y; r += RL) {
         let i = r * C + c;
-        out[i] = (x[i] - centre) * scale + shift;
+        let y = (x[i] - centre) * scale + shift;
+        out[i] = select(y, max(y, 0.0), relu);
     }
+}
+
+// dy[i], or 0 where the fused ReLU cut the forward's output: xc = x[i] − mean, and
+// xc·scale + shift is the forward's y (the same expression as normalize_chunk's).
+fn masked_dy(i: u32, xc: f32, scale: f32, shift: f32) -> f32 {
+    let g = dy[i];
+    return select(g, 0.0, params.relu != 0u && xc * scale + shift <= 0.0);
 }
 
 @compute @workgroup_size(CW, RL)
@@ -225,12 +243,15 @@ fn batch_norm_backward_partial(
     var sum_dyxc = 0.0;
     if (live) {
         let centre = mean[c];
+        let scale = gamma[c] * inv_std[c];
+        let shift = beta[c];
         let range = chunk_rows(chunk);
         for (var r = range.x + lid.y; r < range.y; r += RL) {
             let i = r * C + c;
-            let g = dy[i];
+            let xc = x[i] - centre;
+            let g = masked_dy(i, xc, scale, shift);
             sum_dy += g;
-            sum_dyxc += g * (x[i] - centre);
+            sum_dyxc += g * xc;
         }
     }
     if (RL > 1u) {
@@ -292,9 +313,11 @@ fn batch_norm_backward_input(
     let mean_dy = dbeta[c] * inv_m;
     // x̂·dγ/M = (x − mean)·inv_std·dγ/M: fold inv_std into the per-channel factor.
     let slope = dgamma[c] * istd * inv_m;
+    let shift = beta[c];
     let range = chunk_rows(wid.y);
     for (var r = range.x + lid.y; r < range.y; r += RL) {
         let i = r * C + c;
-        out[i] = k * (dy[i] - mean_dy - (x[i] - centre) * slope);
+        let xc = x[i] - centre;
+        out[i] = k * (masked_dy(i, xc, k, shift) - mean_dy - xc * slope);
     }
 }

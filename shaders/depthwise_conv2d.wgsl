@@ -10,6 +10,14 @@
 //                                    [s·rows_per_split, (s+1)·rows_per_split) of the N·OH rows.
 //                                    Writes scratch [splits, K·K·C].
 //   depthwise_conv2d_backward_weight_reduce  stage 2: dw = Σ over splits. Writes dw.
+//   depthwise_conv2d_backward_input_relu     backward_input of the layer's input r = max(x, 0):
+//                                    dx as above, then 0 where x ≤ 0 (the ReLU's backward).
+//                                    Writes dx.
+//
+// A ReLU before the convolution is folded in (the graph plans this where the ReLU feeds only
+// the convolution): with Params.relu = 1, forward and backward_weight read max(x, 0) where they
+// load x, and backward_input_relu masks dx by x > 0 where it writes; the ReLU's output is
+// never stored.
 //
 // Bindings (group 0)
 //   slot | name   | access     | shape, layout                               | used by
@@ -18,12 +26,14 @@
 //   1    | src    | read       | x [N,H,W,C] / dy [N,OH,OW,C] / x (saved) /   | forward / backward_input /
 //        |        |            | scratch                                      | backward_weight / reduce
 //   2    | wt     | read       | w [K,K,C,1]                                  | forward, backward_input
-//   3    | grad   | read       | dy [N,OH,OW,C]                               | backward_weight
+//   3    | grad   | read       | dy [N,OH,OW,C] / x [N,H,W,C] (the ReLU's     | backward_weight /
+//        |        |            | input, for its mask)                         | backward_input_relu
 //   4    | params | uniform    | Params                                       | all
 //
 // Params: n, h, w, c (input sizes); oh, ow (output sizes); pad_top, pad_left (padding before);
 //   c_tiles = ceil(C/WG); w_tiles = ceil(width/TW) of the written tensor; splits,
-//   rows_per_split (backward_weight); groups (workgroups in use; reduce: ceil(K·K·C/WG)).
+//   rows_per_split (backward_weight); groups (workgroups in use; reduce: ceil(K·K·C/WG));
+//   relu (1: x is read as max(x, 0) by forward and backward_weight).
 // Workgroup: WG (override, default 64) lanes along C (coalesced loads, one channel per lane);
 //   K (override, default 3) is the kernel size, so every tap loop has a constant trip count and
 //   the windows below stay in registers. forward/backward_input: an invocation writes TW = 16
@@ -57,7 +67,7 @@ struct Params {
     splits: u32,
     rows_per_split: u32,
     groups: u32,
-    _pad0: u32,
+    relu: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -70,8 +80,9 @@ struct Params {
 
 // TW outputs of one row: Σ_j Σ_kw src[img + r0 + j, c0 + t + kw, ch] · w[tap(j, kw), ch], where
 // src has src_h × src_w pixels per image, `img` is the image's first src row, and tap(j, kw) =
-// (j, kw) or, flipped, (K−1−j, K−1−kw). Source pixels outside the image read as zero.
-fn row_tile(img: u32, r0: i32, c0: i32, src_h: u32, src_w: u32, ch: u32, flip: bool) -> array<f32, TW> {
+// (j, kw) or, flipped, (K−1−j, K−1−kw). Source pixels outside the image read as zero; with
+// `relu`, src is read as max(src, 0).
+fn row_tile(img: u32, r0: i32, c0: i32, src_h: u32, src_w: u32, ch: u32, flip: bool, relu: bool) -> array<f32, TW> {
     let c = params.c;
     var acc: array<f32, TW>;
     for (var j = 0u; j < K; j++) {
@@ -84,7 +95,8 @@ fn row_tile(img: u32, r0: i32, c0: i32, src_h: u32, src_w: u32, ch: u32, flip: b
         for (var t = 0u; t < TW + K - 1u; t++) {
             let sc = c0 + i32(t);
             if (sc >= 0 && sc < i32(src_w)) {
-                xs[t] = src[(row_base + u32(sc)) * c + ch];
+                let v = src[(row_base + u32(sc)) * c + ch];
+                xs[t] = select(v, max(v, 0.0), relu);
             }
         }
         for (var kw = 0u; kw < K; kw++) {
@@ -122,6 +134,7 @@ fn depthwise_conv2d_forward(
         params.w,
         ch,
         false,
+        params.relu != 0u,
     );
     for (var t = 0u; t < TW; t++) {
         if (ow0 + t < params.ow) {
@@ -130,16 +143,20 @@ fn depthwise_conv2d_forward(
     }
 }
 
-@compute @workgroup_size(WG)
-fn depthwise_conv2d_backward_input(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let g = wid.x + wid.y * nwg.x;
+// The dx pixels one lane writes: `pixels` (0: none) consecutive pixels of one row from
+// element `first`, channel stride C.
+struct DxTile {
+    first: u32,
+    pixels: u32,
+    acc: array<f32, TW>,
+}
+
+// Group g's lane `lid`: TW pixels of one dx row (the forward with the kernel flipped).
+fn backward_input_tile(g: u32, lid: u32) -> DxTile {
+    var tile: DxTile;
     let ch = (g % params.c_tiles) * WG + lid;
     if (g >= params.groups || ch >= params.c) {
-        return;
+        return tile;
     }
     let rest = g / params.c_tiles;
     let iw0 = (rest % params.w_tiles) * TW;
@@ -147,7 +164,7 @@ fn depthwise_conv2d_backward_input(
     let ih = row % params.h;
     let img = (row / params.h) * params.oh;
     // dy row ih + pt − kh with kh = K−1−j, column iw + pl − kw with kw = K−1−t'.
-    let acc = row_tile(
+    tile.acc = row_tile(
         img,
         i32(ih) + i32(params.pad_top) - i32(K - 1u),
         i32(iw0) + i32(params.pad_left) - i32(K - 1u),
@@ -155,20 +172,51 @@ fn depthwise_conv2d_backward_input(
         params.ow,
         ch,
         true,
+        false,
     );
+    tile.first = (row * params.w + iw0) * params.c + ch;
+    tile.pixels = min(TW, params.w - min(iw0, params.w));
+    return tile;
+}
+
+@compute @workgroup_size(WG)
+fn depthwise_conv2d_backward_input(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let tile = backward_input_tile(wid.x + wid.y * nwg.x, lid);
+    // A constant trip count keeps acc in registers (a variable one indexes it in memory).
     for (var t = 0u; t < TW; t++) {
-        if (iw0 + t < params.w) {
-            out[(row * params.w + iw0 + t) * params.c + ch] = acc[t];
+        if (t < tile.pixels) {
+            out[tile.first + t * params.c] = tile.acc[t];
         }
     }
 }
 
-// x[img + ih, iw, ch], zero outside the image (ih is checked by the caller).
+@compute @workgroup_size(WG)
+fn depthwise_conv2d_backward_input_relu(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let tile = backward_input_tile(wid.x + wid.y * nwg.x, lid);
+    for (var t = 0u; t < TW; t++) {
+        if (t < tile.pixels) {
+            let i = tile.first + t * params.c;
+            out[i] = select(tile.acc[t], 0.0, grad[i] <= 0.0);
+        }
+    }
+}
+
+// x[img + ih, iw, ch] (max(x, 0) with Params.relu), zero outside the image (ih is checked by
+// the caller).
 fn load_x(row_base: u32, iw: i32, ch: u32) -> f32 {
     if (iw < 0 || iw >= i32(params.w)) {
         return 0.0;
     }
-    return src[(row_base + u32(iw)) * params.c + ch];
+    let v = src[(row_base + u32(iw)) * params.c + ch];
+    return select(v, max(v, 0.0), params.relu != 0u);
 }
 
 @compute @workgroup_size(WG)

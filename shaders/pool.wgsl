@@ -9,6 +9,9 @@
 //                               4·g + k of channel group g); 0xFF marks a window with no input
 //                               cell (y = 0 there) and channels past C. Needs KH·KW ≤ 255.
 //                               writes y and argmax
+//   max_pool2d_forward_add      the same, then y += residual (the residual Add that follows
+//                               the pool in each block, folded in: the graph plans this where
+//                               the pool's only consumer is that Add). writes y and argmax
 //   max_pool2d_backward         dx = Σ dy over the windows whose argmax is that cell, as a gather:
 //                               each dx element visits the ≤ ceil(KH/SH)·ceil(KW/SW) windows that
 //                               contain it (2×2 at k3 s2), so no two invocations write one
@@ -29,6 +32,7 @@
 //   2    | argmax_out | read_write | [N,OH,OW,ceil(C/4)] u32 | max fwd (argmax, 4 bytes packed)
 //   3    | argmax     | read       | [N,OH,OW,ceil(C/4)] u32 | max bwd (saved by max fwd)
 //   4    | params     | uniform    | Params                  | all
+//   5    | residual   | read       | [N,OH,OW,C] f32         | max fwd add (added to y)
 //
 // Params: n, h, w, c (input sizes); oh, ow (output sizes); kh, kw (window); sh, sw (stride);
 //   pad_top, pad_left (TensorFlow's pad_before; pads after are implied by oh, ow).
@@ -40,12 +44,13 @@
 //   adapter scalarises). Each gap-backward invocation owns 4 consecutive channels of a pixel.
 //   With C < 4·WG part of each workgroup idles (the model pools at C ≥ 256).
 //   gap forward: 8 × GAP_ROWS (override, default 8, at most 32) invocations.
-// Grid: max fwd (ceil(ceil(C/4) / WG), OW, min(N·OH, 65535)), rows n·OH + r from wid.z in steps
+// Grid: max fwd and fwd add (ceil(ceil(C/4) / WG), OW, min(N·OH, 65535)), rows n·OH + r from wid.z in steps
 //         of nwg.z;
 //       max bwd (ceil(ceil(C/4) / WG), W, min(N·H, 65535)), rows n·H + h likewise;
 //       gap fwd kernels::grid_1d(N·ceil(C/8)), linear group = wid.x + wid.y·nwg.x;
 //       gap bwd (ceil(ceil(C/4) / WG), 1, min(N·H·W, 65535)), pixels from wid.z in steps of nwg.z.
-// Mirrors: cpu::pool::max_pool2d_forward, cpu::pool::max_pool2d_backward,
+// Mirrors: cpu::pool::max_pool2d_forward (then cpu::elementwise::add_forward for the add),
+//   cpu::pool::max_pool2d_backward,
 //   cpu::pool::global_avg_pool2d_forward, cpu::pool::global_avg_pool2d_backward.
 
 override WG: u32 = 64u;
@@ -75,6 +80,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> argmax_out: array<u32>;
 @group(0) @binding(3) var<storage, read> argmax: array<u32>;
 @group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
 
 var<workgroup> gap_partial: array<f32, GAP_LANES * GAP_MAX_ROWS>;
 
@@ -91,6 +97,51 @@ fn load4(base: u32, ch: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(x[base + ch.x], x[base + ch.y], x[base + ch.z], x[base + ch.w]);
 }
 
+// One output pixel's max over its window for 4 channels, and each channel's argmax.
+struct WindowMax {
+    best: vec4<f32>,
+    arg: vec4<u32>,
+}
+
+// The window of output row `row` (n·OH + r), column q, channels ch.
+fn window_max(row: u32, q: u32, ch: vec4<u32>) -> WindowMax {
+    let p = params;
+    let n = row / p.oh;
+    let top = i32((row % p.oh) * p.sh) - i32(p.pad_top);
+    let left = i32(q * p.sw) - i32(p.pad_left);
+    var best = vec4<f32>(0.0);
+    var arg = vec4<u32>(NO_ARGMAX);
+    var seen = false;
+    for (var i = 0u; i < p.kh; i++) {
+        let ih = top + i32(i);
+        if (ih < 0 || ih >= i32(p.h)) {
+            continue;
+        }
+        for (var j = 0u; j < p.kw; j++) {
+            let iw = left + i32(j);
+            if (iw < 0 || iw >= i32(p.w)) {
+                continue;
+            }
+            let v = load4(((n * p.h + u32(ih)) * p.w + u32(iw)) * p.c, ch);
+            // Strict '>' keeps the first maximum; the first valid cell always takes.
+            let take = (v > best) | vec4<bool>(!seen);
+            best = select(best, v, take);
+            arg = select(arg, vec4<u32>(i * p.kw + j), take);
+            seen = true;
+        }
+    }
+    return WindowMax(best, arg);
+}
+
+// Stores output row `row`, column q's argmax bytes for channels c0..c0+3.
+fn store_argmax(row: u32, q: u32, c0: u32, arg: vec4<u32>) {
+    let p = params;
+    let groups = (p.c + 3u) / 4u;
+    // Channels past C (clamped duplicates) get the "no argmax" byte: a deterministic buffer.
+    let a = select(vec4<u32>(NO_ARGMAX), arg, vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c));
+    argmax_out[(row * p.ow + q) * groups + c0 / 4u] = a.x | (a.y << 8u) | (a.z << 16u) | (a.w << 24u);
+}
+
 @compute @workgroup_size(WG)
 fn max_pool2d_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -98,48 +149,47 @@ fn max_pool2d_forward(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let p = params;
-    let groups = (p.c + 3u) / 4u;
     let c0 = (wid.x * WG + lid) * 4u;
     let q = wid.y;
     if (c0 >= p.c || q >= p.ow) {
         return;
     }
     let ch = channels(c0);
-    let left = i32(q * p.sw) - i32(p.pad_left);
     // Output rows n·OH + r, striding by the grid's z size (capped at 65535).
     for (var row = wid.z; row < p.n * p.oh; row += nwg.z) {
-        let n = row / p.oh;
-        let top = i32((row % p.oh) * p.sh) - i32(p.pad_top);
-        var best = vec4<f32>(0.0);
-        var arg = vec4<u32>(NO_ARGMAX);
-        var seen = false;
-        for (var i = 0u; i < p.kh; i++) {
-            let ih = top + i32(i);
-            if (ih < 0 || ih >= i32(p.h)) {
-                continue;
-            }
-            for (var j = 0u; j < p.kw; j++) {
-                let iw = left + i32(j);
-                if (iw < 0 || iw >= i32(p.w)) {
-                    continue;
-                }
-                let v = load4(((n * p.h + u32(ih)) * p.w + u32(iw)) * p.c, ch);
-                // Strict '>' keeps the first maximum; the first valid cell always takes.
-                let take = (v > best) | vec4<bool>(!seen);
-                best = select(best, v, take);
-                arg = select(arg, vec4<u32>(i * p.kw + j), take);
-                seen = true;
-            }
-        }
+        let m = window_max(row, q, ch);
         let o = (row * p.ow + q) * p.c + c0;
         for (var k = 0u; k < 4u; k++) {
             if (c0 + k < p.c) {
-                out[o + k] = best[k];
+                out[o + k] = m.best[k];
             }
         }
-        // Channels past C (clamped duplicates) get the "no argmax" byte: a deterministic buffer.
-        let a = select(vec4<u32>(NO_ARGMAX), arg, vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.c));
-        argmax_out[(row * p.ow + q) * groups + c0 / 4u] = a.x | (a.y << 8u) | (a.z << 16u) | (a.w << 24u);
+        store_argmax(row, q, c0, m.arg);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn max_pool2d_forward_add(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let p = params;
+    let c0 = (wid.x * WG + lid) * 4u;
+    let q = wid.y;
+    if (c0 >= p.c || q >= p.ow) {
+        return;
+    }
+    let ch = channels(c0);
+    for (var row = wid.z; row < p.n * p.oh; row += nwg.z) {
+        let m = window_max(row, q, ch);
+        let o = (row * p.ow + q) * p.c + c0;
+        for (var k = 0u; k < 4u; k++) {
+            if (c0 + k < p.c) {
+                out[o + k] = m.best[k] + residual[o + k];
+            }
+        }
+        store_argmax(row, q, c0, m.arg);
     }
 }
 

@@ -30,8 +30,12 @@ const EXIT_STATUS: &str = "Exit status: 0 success; 1 failure at run time (GPU lo
                   WGPU_BACKEND=vulkan|metal|dx12|gl. Images over GPUCNN_MAX_IMAGE_PIXELS \
                   (default 67108864, 64 Mpixel) are refused unread; all decoding threads share \
                   GPUCNN_DECODE_MEMORY_MIB (default 1024) of memory. Kernel variants are chosen \
-                  per adapter (gpucnn info shows which and why); GPUCNN_VARIANT overrides any \
-                  subset, e.g. GPUCNN_VARIANT=gemm=tiled,conv2d=portable,batch_norm=tree.",
+                  per adapter: on first use of an adapter and driver, each correct variant of \
+                  the hot kernels is timed at the model's shapes and the fastest kept, cached \
+                  in the user's cache folder (or GPUCNN_CACHE_DIR); GPUCNN_TUNE=0 keeps the \
+                  defaults without measuring; gpucnn info shows the choice, its timings and \
+                  where it came from. GPUCNN_VARIANT overrides any subset, e.g. \
+                  GPUCNN_VARIANT=gemm=tiled,conv2d=portable,batch_norm=tree.",
     after_help = EXIT_STATUS
 )]
 struct Cli {
@@ -158,6 +162,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The binary measures kernel variants on first use of an adapter (GPUCNN_TUNE=0: never).
+    gpucnn::kernels::tune::enable();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

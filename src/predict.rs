@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::data::dataset::image_files;
-use crate::data::decode::{ResizeOptions, load_resized};
+use crate::data::decode::{ResizeOptions, load_resized, quantize_u8};
 use crate::gpu::GpuContext;
 use crate::graph::ParamLayout;
 use crate::graph::executor::TrainStep;
@@ -211,7 +211,11 @@ pub fn predict(
         for (i, path) in chunk.iter().enumerate() {
             match load_resized(path, &resize) {
                 Ok(v) => {
-                    pixels.extend(v.iter().map(|x| x.round()));
+                    // Rounded to whole values as the loader feeds training (and uploaded as
+                    // bytes, widened exactly on the GPU).
+                    let at = pixels.len();
+                    pixels.resize(at + v.len(), 0);
+                    quantize_u8(&v, &mut pixels[at..]);
                     readable.push(i);
                     results.push(Ok(Vec::new()));
                 }
@@ -219,7 +223,7 @@ pub fn predict(
             }
         }
         if !readable.is_empty() {
-            let logits = step.predict_logits(ctx, &pixels)?;
+            let logits = step.predict_logits_u8(ctx, &pixels)?;
             let k = logits.len() / readable.len();
             for (&i, z) in readable.iter().zip(logits.chunks(k)) {
                 // Finite weights can still overflow; a NaN would print as `NaN%`.

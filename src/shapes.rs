@@ -220,16 +220,21 @@ pub struct BnShape {
     pub channels: usize,
     pub momentum: f32,
     pub epsilon: f32,
+    /// The GPU kernels only: a ReLU that follows is fused in (forward writes max(y, 0),
+    /// backward takes the ReLU's output gradient). The CPU reference is the unfused spec and
+    /// refuses it: compose `cpu::relu` with it instead.
+    pub relu: bool,
 }
 
 impl BnShape {
-    /// A layer with Keras' default momentum and epsilon.
+    /// A layer with Keras' default momentum and epsilon, no ReLU fused.
     pub fn keras(rows: usize, channels: usize) -> Self {
         Self {
             rows,
             channels,
             momentum: MOMENTUM,
             epsilon: EPSILON,
+            relu: false,
         }
     }
 }

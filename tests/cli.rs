@@ -4,15 +4,15 @@ use std::process::Command;
 
 use gpucnn::gpu::test_context;
 
+/// Kernel-variant tuning is off unless a test turns it on (deterministic runs; the user's
+/// cache left alone).
 fn gpucnn(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gpucnn"))
-        .args(args)
-        .output()
-        .expect("run gpucnn")
+    gpucnn_env(args, &[])
 }
 
 fn gpucnn_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_gpucnn"))
+        .env("GPUCNN_TUNE", "0")
         .args(args)
         .envs(env.iter().copied())
         .output()
@@ -155,6 +155,13 @@ fn summary_reports_the_step_memory_plan() {
         line.contains("pooled in") && line.contains("naive sum"),
         "{line}"
     );
+    // The pooled memory per image: the pooled MiB over the 4 images (no micro-batches here).
+    let mib = |before: &str| -> f64 {
+        let head = line.split(before).next().unwrap();
+        head.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (pooled, per_image) = (mib(" MiB pooled in"), mib(" MiB per image"));
+    assert!((per_image - pooled / 4.0).abs() < 0.06, "{line}");
 }
 
 /// The memory plan is shape arithmetic: with no adapter it is made for WebGPU's default limits
@@ -379,7 +386,155 @@ fn profile_times_every_op_of_a_step() {
     assert!(ops.iter().all(|o| o["seconds"].as_f64().unwrap() >= 0.0));
     let conv = ops.iter().find(|o| o["op"] == "conv2d.forward").unwrap();
     assert!(conv["flops"].as_u64().unwrap() > 0 && conv["layer"] == "conv2d");
+    // Every op moves bytes, and the step's bytes are their sum.
+    assert!(ops.iter().all(|o| o["bytes"].as_u64().unwrap() > 0), "{v}");
+    let bytes: u64 = ops.iter().map(|o| o["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(v["bytes_per_step"].as_u64(), Some(bytes));
+    // The fusions: no ReLU pass is left; GPUCNN_FUSION=off plans the unfused step, which
+    // moves more bytes.
+    assert!(!names.iter().any(|n| n.starts_with("relu.")), "{names:?}");
+    for fused in [
+        "batch_norm.forward_train_relu",
+        "batch_norm.backward_relu",
+        "depthwise_conv2d.forward_relu",
+        "depthwise_conv2d.backward_input_relu",
+    ] {
+        assert!(names.contains(&fused), "{fused} missing from {names:?}");
+    }
+    let args = [
+        "profile",
+        "--image-size",
+        "16",
+        "--width",
+        "0.0625",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--json",
+    ];
+    let out = gpucnn_env(&args, &[("GPUCNN_FUSION", "off")]);
+    assert!(out.status.success());
+    let u: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unfused: Vec<&str> = (u["ops"].as_array().unwrap().iter())
+        .map(|o| o["op"].as_str().unwrap())
+        .collect();
+    assert!(unfused.contains(&"relu.forward") && !unfused.iter().any(|n| n.ends_with("_relu")));
+    assert!(u["bytes_per_step"].as_u64().unwrap() > bytes, "{u}");
+    let out = gpucnn_env(&args, &[("GPUCNN_FUSION", "of")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GPUCNN_FUSION"));
     assert!(v["step_seconds"].as_f64().unwrap() > 0.0);
     let out = gpucnn(&["profile", "--width", "-1"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Kernel variants chosen by measurement: the first profile on an adapter measures and caches
+/// (in GPUCNN_CACHE_DIR), `info` then reports the cache and its timings; a cached choice is
+/// what the step runs, GPUCNN_VARIANT beats it, a corrupt cache is warned about and rewritten,
+/// and GPUCNN_TUNE=0 neither measures nor reads the cache.
+#[test]
+fn variants_are_measured_once_cached_and_overridable() {
+    use gpucnn::kernels::tune::{self, FamilyTuning, Timing, Tuning};
+    let Some(ctx) = test_context() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let path = tmp.path().join(tune::CACHE_FILE);
+    let on = |extra: &[(&'static str, &'static str)]| {
+        let mut env = vec![("GPUCNN_TUNE", "1"), ("GPUCNN_CACHE_DIR", dir)];
+        env.extend_from_slice(extra);
+        env
+    };
+    let profile = ["profile", "--image-size", "16", "--width", "0.0625"];
+    let profile = [&profile[..], &["--batch-size", "2", "--steps", "1"]].concat();
+    let info = gpucnn_env(&["info"], &on(&[]));
+    let s = String::from_utf8_lossy(&info.stdout);
+    assert!(s.contains("kernel tuning: not measured yet"), "{s}");
+
+    // First use: measured, cached, then reported from the cache.
+    let out = gpucnn_env(&profile, &on(&[]));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && e.contains("Measuring kernel variants"),
+        "{e}"
+    );
+    let key = tune::cache_key(&ctx.info);
+    let measured = tune::load(&path, &key)
+        .unwrap()
+        .expect("an entry for this adapter");
+    let families: Vec<&str> = measured
+        .families
+        .iter()
+        .map(|f| f.family.as_str())
+        .collect();
+    assert_eq!(families, ["gemm", "conv2d", "batch_norm"]);
+    let info = gpucnn_env(&["info"], &on(&[]));
+    let s = String::from_utf8_lossy(&info.stdout);
+    assert!(s.contains("kernel tuning: from the cache"), "{s}");
+    assert!(s.contains("fastest measured at"), "{s}");
+
+    // A cached choice is what the step runs (no second measurement); the override beats it.
+    let entry = |family: &str, chosen: &str| FamilyTuning {
+        family: family.into(),
+        shapes: "test".into(),
+        chosen: chosen.into(),
+        timings: vec![Timing {
+            variant: chosen.into(),
+            seconds: Some(0.001),
+            note: String::new(),
+        }],
+    };
+    let cached = Tuning {
+        families: vec![entry("gemm", "tiled"), entry("batch_norm", "tree")],
+        work: measured.work,
+    };
+    tune::store(&path, &key, &cached).unwrap();
+    let gemm_variant = |out: &std::process::Output| {
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        let row = s.lines().find(|l| l.contains("pointwise_conv2d.forward"));
+        let v = row
+            .and_then(|l| l.split_whitespace().nth(2))
+            .map(str::to_string);
+        (v, s)
+    };
+    let out = gpucnn_env(&profile, &on(&[]));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !e.contains("Measuring"),
+        "a cached adapter is not measured again: {e}"
+    );
+    let (v, s) = gemm_variant(&out);
+    assert_eq!(v.as_deref(), Some("tiled"), "{s}");
+    let out = gpucnn_env(&profile, &on(&[("GPUCNN_VARIANT", "gemm=naive")]));
+    let (v, s) = gemm_variant(&out);
+    assert_eq!(v.as_deref(), Some("naive"), "{s}");
+
+    // GPUCNN_TUNE=0: neither measured nor read (the defaults run; the file is untouched).
+    std::fs::write(&path, b"{ not json").unwrap();
+    let off = [("GPUCNN_TUNE", "0"), ("GPUCNN_CACHE_DIR", dir)];
+    let out = gpucnn_env(&["info"], &off);
+    let (e, s) = (
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout),
+    );
+    assert!(
+        out.status.success() && !e.contains("Measuring") && !e.contains("warning"),
+        "{e}"
+    );
+    assert!(
+        s.contains("kernel tuning: tuning off (GPUCNN_TUNE=0): defaults"),
+        "{s}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"{ not json");
+
+    // A corrupt cache is ignored with a warning, measured again and rewritten.
+    let out = gpucnn_env(&profile, &on(&[]));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    assert!(
+        e.contains("warning: ignoring the kernel-variant cache"),
+        "{e}"
+    );
+    assert!(e.contains("Measuring kernel variants"), "{e}");
+    assert!(tune::load(&path, &key).unwrap().is_some());
 }

@@ -180,3 +180,68 @@ fn dropout_after_a_fan_out_matches_cpu_reference() {
         assert!(s.ok, "{}", s.report);
     }
 }
+
+/// A batch uploaded as bytes (widened to f32 on the GPU) trains, evaluates and predicts bit for
+/// bit as the same batch uploaded as f32: micro-batches of 2, 2 and 1 of 17×17×3 images (867-byte
+/// records, padded to 868 and copied out of the whole batch's buffer), with the GPU
+/// augmentation reading the widened input.
+#[test]
+fn bytes_upload_trains_exactly_as_f32() {
+    use gpucnn::cpu::augment::AugmentConfig;
+    use gpucnn::graph::executor::StepOptions;
+    use gpucnn::model::{XceptionConfig, xception_mini};
+    let Some(ctx) = test_context() else { return };
+    let model = xception_mini(&XceptionConfig {
+        image_size: 17,
+        width: 1.0 / 16.0,
+        classes: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let sample = 17 * 17 * 3;
+    let x8: Vec<u8> = (0..5 * sample).map(|i| (i * 131 % 256) as u8).collect();
+    let x32: Vec<f32> = x8.iter().map(|&v| v as f32).collect();
+    let t = [0.0, 1.0, 1.0, 0.0, 1.0];
+    let opts = StepOptions {
+        lr: 1e-3,
+        micro: Some(2),
+        augment: Some(AugmentConfig::KERAS),
+    };
+    let run = |bytes: bool| {
+        let step = TrainStep::with_options(&ctx, &model, 5, &opts).unwrap();
+        assert_eq!(step.upload_bytes(5), (5 * 867 * 4, 5 * 868));
+        step.load_params(&ctx, &step.layout.initial_values(3));
+        let upload = || {
+            let targets = BatchTargets::Binary(&t);
+            if bytes {
+                step.write_batch_u8(&ctx, &x8, targets)
+            } else {
+                step.write_batch(&ctx, &x32, targets)
+            }
+        };
+        for s in 0..2 {
+            upload();
+            step.set_dropout_seed(&ctx, 11 + s);
+            step.run(&ctx).unwrap();
+        }
+        step.reset_metrics(&ctx);
+        upload();
+        step.run_eval(&ctx, 5).unwrap();
+        let metrics = step.read_metrics(&ctx).unwrap();
+        let logits = if bytes {
+            step.predict_logits_u8(&ctx, &x8[..3 * sample]).unwrap()
+        } else {
+            step.predict_logits(&ctx, &x32[..3 * sample]).unwrap()
+        };
+        (step.read_params(&ctx).unwrap(), metrics, logits)
+    };
+    let (p32, m32, l32) = run(false);
+    let (p8, m8, l8) = run(true);
+    assert!(
+        p32.iter().all(|v| v.is_finite()) && m32[2] == 5.0,
+        "{m32:?}"
+    );
+    assert_eq!(m8, m32, "evaluation metrics");
+    assert_eq!(l8, l32, "predicted logits");
+    assert!(p8 == p32, "parameters after two steps differ");
+}

@@ -16,5 +16,6 @@ pub fn run(adapter: &AdapterOptions) -> anyhow::Result<ExitCode> {
     let ctx = open_gpu(adapter)?;
     outln!("using: {}", ctx.summary());
     outln!("kernel variants: {}", crate::kernels::variant_report(&ctx));
+    outln!("kernel tuning: {}", crate::kernels::tune::describe(&ctx));
     Ok(ExitCode::SUCCESS)
 }

@@ -49,7 +49,11 @@ pub fn run(args: &ProfileArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitC
     let step = TrainStep::new(&ctx, &model, batch, 1e-3)?;
     step.load_params(&ctx, &step.layout.initial_values(1));
     let sample = model.layers[0].output.len();
-    let x = random_vec(2, batch * sample, 0.0, 255.0);
+    // Whole 0–255 values uploaded as bytes, as training uploads the loader's batches.
+    let x: Vec<u8> = random_vec(2, batch * sample, 0.0, 256.0)
+        .iter()
+        .map(|&v| v as u8)
+        .collect();
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % args.classes).collect();
     let binary: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
     let targets = if args.classes > 2 {
@@ -57,7 +61,7 @@ pub fn run(args: &ProfileArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitC
     } else {
         BatchTargets::Binary(&binary)
     };
-    step.write_batch(&ctx, &x, targets);
+    step.write_batch_u8(&ctx, &x, targets);
     // One step first: compiles every pipeline and touches every buffer.
     step.checked(&ctx, |s| s.submit(&ctx, s.micro))?;
     let profile = step.profile(&ctx, args.steps as usize)?;
@@ -85,37 +89,48 @@ fn print_table(p: &Profile, adapter: &str, args: &ProfileArgs) -> anyhow::Result
         p.steps
     );
     outln!(
-        "{:<28} {:<34} {:<9} {:>10} {:>6} {:>9}",
+        "{:<28} {:<38} {:<9} {:>10} {:>6} {:>9} {:>9} {:>7}",
         "layer",
         "op",
         "variant",
         "ms/step",
         "share",
-        "GFLOP/s"
+        "GFLOP/s",
+        "MB",
+        "GB/s"
     );
-    for o in &p.ops {
-        let rate = if o.flops > 0 && o.seconds > 0.0 {
-            format!("{:.1}", o.flops as f64 / o.seconds / 1e9)
+    // Every op gets both rates: a convolution's GB/s says how far it is from memory-bound too.
+    let rate = |work: u64, s: f64| {
+        if work > 0 && s > 0.0 {
+            format!("{:.1}", work as f64 / s / 1e9)
         } else {
             String::new()
-        };
+        }
+    };
+    for o in &p.ops {
         outln!(
-            "{:<28} {:<34} {:<9} {:>10.3} {:>5.1}% {:>9}",
+            "{:<28} {:<38} {:<9} {:>10.3} {:>5.1}% {:>9} {:>9.2} {:>7}",
             o.layer,
             o.op,
             o.variant,
             o.seconds * 1e3,
             100.0 * o.seconds / ops_total.max(f64::MIN_POSITIVE),
-            rate
+            rate(o.flops, o.seconds),
+            o.bytes as f64 / 1e6,
+            rate(o.bytes, o.seconds)
         );
     }
     let flops: u64 = p.ops.iter().map(|o| o.flops).sum();
+    let total = ops_total.max(f64::MIN_POSITIVE);
     outln!(
-        "ops, each in a pass of its own: {:.1} ms ({:.1} GFLOP/s on {:.2} GFLOP); a whole step \
-         as training runs it (one pass, one submission, and the wait): {:.1} ms",
+        "ops, each in a pass of its own: {:.1} ms ({:.1} GFLOP/s on {:.2} GFLOP; {:.1} GB/s on \
+         {:.1} MB moved); a whole step as training runs it (one pass, one submission, and the \
+         wait): {:.1} ms",
         ops_total * 1e3,
-        flops as f64 / ops_total.max(f64::MIN_POSITIVE) / 1e9,
+        flops as f64 / total / 1e9,
         flops as f64 / 1e9,
+        p.bytes_per_step as f64 / total / 1e9,
+        p.bytes_per_step as f64 / 1e6,
         p.step_seconds * 1e3
     );
     Ok(())

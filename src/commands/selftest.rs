@@ -87,7 +87,7 @@ pub fn run(a: &SelftestArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCod
         outln!("adapter: {}", ctx.summary());
         outln!("kernel variants: {}", crate::kernels::variant_report(&ctx));
         outln!(
-            "{:<18} {:<16} {:<10} {:<40} {:>11} {:>11} {:>7}  ok",
+            "{:<18} {:<22} {:<10} {:<40} {:>11} {:>11} {:>7}  ok",
             "op",
             "pass",
             "variant",
@@ -102,7 +102,7 @@ pub fn run(a: &SelftestArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCod
         let r = run_check(&ctx, c);
         if !a.json {
             outln!(
-                "{:<18} {:<16} {:<10} {:<40} {:>11.3e} {:>11.3e} {:>7.2}  {}",
+                "{:<18} {:<22} {:<10} {:<40} {:>11.3e} {:>11.3e} {:>7.2}  {}",
                 r.op,
                 r.pass,
                 r.variant,

@@ -107,11 +107,12 @@ fn memory_plan(model: &Model, batch_size: usize, opts: &AdapterOptions) -> anyho
                 );
             }
             outln!(
-                "Training step at batch {batch_size}: transient tensors {:.1} MiB pooled in {} buffers \
-                 (naive sum {:.1} MiB, {} tensors); parameters, gradients, Adam state, saved \
-                 tensors and batch buffers {:.1} MiB",
+                "Training step at batch {batch_size}: transient tensors {:.1} MiB pooled in {} buffers, \
+                 {:.1} MiB per image of a micro-batch (naive sum {:.1} MiB, {} tensors); \
+                 parameters, gradients, Adam state, saved tensors and batch buffers {:.1} MiB",
                 mib(m.pooled_bytes),
                 m.pool_buffers,
+                mib(m.pooled_bytes) / micro as f64,
                 mib(m.naive_bytes),
                 m.tensors,
                 mib(m.fixed_bytes),

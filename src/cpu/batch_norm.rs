@@ -33,6 +33,10 @@ pub fn batch_norm_forward_train(
     beta: &[f64],
     shape: &BnShape,
 ) {
+    assert!(
+        !shape.relu,
+        "the CPU reference is unfused: compose cpu::relu"
+    );
     let TrainOut {
         y,
         mean,
@@ -77,6 +81,10 @@ pub fn batch_norm_forward_inference(
     moving_var: &[f64],
     shape: &BnShape,
 ) {
+    assert!(
+        !shape.relu,
+        "the CPU reference is unfused: compose cpu::relu"
+    );
     let (rows, channels) = (shape.rows, shape.channels);
     let epsilon = shape.epsilon as f64;
     for r in 0..rows {
@@ -100,6 +108,10 @@ pub fn batch_norm_backward(
     inv_std: &[f64],
     shape: &BnShape,
 ) {
+    assert!(
+        !shape.relu,
+        "the CPU reference is unfused: compose cpu::relu"
+    );
     let Grads { dx, dgamma, dbeta } = grads;
     let (rows, channels) = (shape.rows, shape.channels);
     let m = rows as f64;

@@ -21,6 +21,23 @@ pub fn rescale_accumulate(out: &mut [f64], x: &[f64], scale: f64) {
     }
 }
 
+/// y = x·scale + offset with x as bytes. y: [n, sample_len]; x: n records of `sample_len` bytes,
+/// each starting at a multiple of `stride` bytes (the GPU's packed layout; `stride` ≥
+/// `sample_len`, the padding ignored).
+pub fn rescale_u8_forward(
+    y: &mut [f64],
+    x: &[u8],
+    sample_len: usize,
+    stride: usize,
+    scale: f64,
+    offset: f64,
+) {
+    for (i, yi) in y.iter_mut().enumerate() {
+        let (s, k) = (i / sample_len, i % sample_len);
+        *yi = x[s * stride + k] as f64 * scale + offset;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +58,14 @@ mod tests {
             dot(&y, &r)
         };
         assert!(grad_check(&x, &dx, loss, 1e-4) < 1e-8);
+    }
+
+    #[test]
+    fn u8_records_skip_their_padding() {
+        // Two records of 3 bytes at stride 4: the 4th byte of each (99) is padding.
+        let x = [0u8, 51, 255, 99, 102, 153, 204, 99];
+        let mut y = [0.0; 6];
+        rescale_u8_forward(&mut y, &x, 3, 4, 2.0, 1.0);
+        assert_eq!(y, [1.0, 103.0, 511.0, 205.0, 307.0, 409.0]);
     }
 }

@@ -10,9 +10,10 @@
 //!   of them fit `CacheOptions::memory_budget`, else in one file of fixed-size records under
 //!   `CacheOptions::disk_dir` (deleted when the loader is dropped), else not at all. Later epochs
 //!   read the cache instead of decoding again.
-//! - Pixel values: the resize's output rounded to the nearest integer, given as f32 0–255. Keras
+//! - Pixel values: the resize's output rounded to the nearest integer, given as u8 0–255. Keras
 //!   feeds the unrounded floats; rounding (≤ 0.5/255 after Rescaling) is what lets the first epoch
-//!   and the cached ones give identical data, and a u8 cache a quarter of the size.
+//!   and the cached ones give identical data, a u8 cache a quarter of the size, and the upload
+//!   to the GPU a quarter of f32's (the trainer widens the bytes on the GPU, exactly).
 //! - A file that fails to decode (despite a scan) is skipped and reported in
 //!   [`LoaderStats::skipped`], every epoch; its batch is one image shorter. Nothing panics.
 
@@ -98,11 +99,11 @@ pub enum LoaderError {
     },
 }
 
-/// One batch: `images` [len, H, W, 3] f32 0–255 (NHWC), `labels` [len].
+/// One batch: `images` [len, H, W, 3] u8 0–255 (NHWC), `labels` [len].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
-    /// Pixels, NHWC, values 0–255.
-    pub images: Vec<f32>,
+    /// Pixels, NHWC, values 0–255 (the resize rounded to whole values).
+    pub images: Vec<u8>,
     /// Class index of each image.
     pub labels: Vec<u32>,
     /// Index (into the loader's samples) of each image.
@@ -476,7 +477,7 @@ fn build_batch(shared: &EpochShared, k: usize) -> Batch {
                 }
             }
         }
-        batch.images.extend(pixels.iter().map(|&v| v as f32));
+        batch.images.extend_from_slice(&pixels);
         batch.labels.push(sample.label as u32);
         batch.indices.push(i);
     }

@@ -66,6 +66,9 @@ impl Kernels {
 /// Buffers that are not pooled.
 pub(crate) struct Fixed {
     pub input: wgpu::Buffer,
+    /// The micro-batch's input as bytes ([`crate::kernels::rescale::pack_u8`]'s layout), widened
+    /// into `input` on the GPU when a batch was uploaded as bytes.
+    pub input_u8: wgpu::Buffer,
     pub targets: wgpu::Buffer,
     pub loss: wgpu::Buffer,
     pub metrics: wgpu::Buffer,

@@ -61,6 +61,8 @@ pub enum ExecError {
     NoClassifier,
     #[error("layer '{0}' cannot be compiled: {1}")]
     Unsupported(String, String),
+    #[error("GPUCNN_FUSION={0:?} is not understood: set it to off (plan the unfused step) or on")]
+    Fusion(String),
     #[error(transparent)]
     Variant(#[from] VariantError),
     #[error(transparent)]

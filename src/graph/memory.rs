@@ -220,8 +220,9 @@ pub fn sample_sizes(model: &Model) -> Result<(usize, usize), ExecError> {
 }
 
 /// The step's memory: pooled transient tensors against their naive sum, and the fixed buffers
-/// (parameters, gradients, Adam's m and v, saved tensors, scratch, input and targets; with
-/// micro-batches also the whole batch's input and targets and the summed gradients).
+/// (parameters, gradients, Adam's m and v, saved tensors, scratch, input (f32 and bytes) and
+/// targets; with micro-batches also the whole batch's input and targets and the summed
+/// gradients).
 pub fn memory_report(
     model: &Model,
     main: &Schedule,
@@ -232,10 +233,12 @@ pub fn memory_report(
     let layout = ParamLayout::new(model);
     let (sample, target) = sample_sizes(model)?;
     let t = layout.trainable_len;
-    let mut floats = layout.total_len + 3 * t + main.n * (sample + target) + scratch;
+    // The input as bytes (see `kernels::rescale::u8_stride`) beside the f32 input.
+    let words = crate::kernels::rescale::u8_stride(sample) / 4;
+    let mut floats = layout.total_len + 3 * t + main.n * (sample + words + target) + scratch;
     floats += main.pl.saved.iter().map(|(_, len)| len).sum::<usize>();
     if batch > main.n {
-        floats += t + batch * (sample + target);
+        floats += t + batch * (sample + words + target);
     }
     Ok(MemoryReport {
         pooled_bytes: plan.pooled_bytes(),
@@ -306,7 +309,9 @@ mod tests {
         let limits = wgpu::Limits::default();
         let (micro, r) = plan_memory(&m, 128, &limits, &Variants::portable()).unwrap();
         assert!(micro < 128);
-        assert!(r.pooled_bytes < r.naive_bytes / 2, "{r:?}");
+        // Pooling shares buffers: well under the naive sum (under half of it before the fusions
+        // removed the short-lived tensors, which pooled cheapest).
+        assert!(r.pooled_bytes < r.naive_bytes * 3 / 5, "{r:?}");
         assert!(r.pool_buffers < r.tensors);
         // Parameters, gradients, Adam's m and v, and the whole batch's input at least.
         let layout = ParamLayout::new(&m);

@@ -34,6 +34,11 @@ pub struct PlannedOp {
     /// Floating-point operations of the op's multiply-adds (2 per multiply-add; 0 for the
     /// memory-bound ops, which are measured in bytes, not FLOPs).
     pub flops: u64,
+    /// Bytes the op reads and writes, estimated from shapes: every pooled tensor it uses once,
+    /// plus what [`Planner::more_bytes`] adds (weights, the raw input, a read-modify-write).
+    /// Per-channel vectors (bias, batch-norm statistics) and the scratch partials are left out:
+    /// they are smaller than one row of an activation.
+    pub bytes: u64,
     pub(crate) build: Build,
 }
 
@@ -78,11 +83,13 @@ impl Planner {
         uses: Vec<TensorId>,
         build: impl Fn(&Env) -> Vec<Dispatch> + 'static,
     ) -> OpId {
+        let bytes = uses.iter().map(|&t| self.tensors[t].bytes).sum();
         self.ops.push(PlannedOp {
             layer: self.layer,
             what,
             uses,
             flops: 0,
+            bytes,
             build: Box::new(build),
         });
         OpId(self.ops.len() - 1)
@@ -96,6 +103,17 @@ impl Planner {
     /// FLOPs of every op planned (see [`PlannedOp::flops`]).
     pub fn flops(&self) -> u64 {
         self.ops.iter().map(|o| o.flops).sum()
+    }
+
+    /// Adds `floats` f32 that op `id` moves besides its pooled tensors: a weight read or its
+    /// gradient written, the raw input buffer, a tensor read and written back.
+    pub fn more_bytes(&mut self, id: OpId, floats: usize) {
+        self.ops[id.0].bytes += 4 * floats as u64;
+    }
+
+    /// Bytes every op planned reads and writes (see [`PlannedOp::bytes`]).
+    pub fn bytes(&self) -> u64 {
+        self.ops.iter().map(|o| o.bytes).sum()
     }
 
     /// Marks `op` as a dropout pass whose seed changes every step.

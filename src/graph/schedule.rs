@@ -31,6 +31,109 @@ pub fn classifier(model: &Model) -> Result<(Activation, usize), ExecError> {
     }
 }
 
+/// Per layer: the ReLU fused into it, where the layer is a batch norm whose only consumer is
+/// a ReLU. The pair is planned as one op per pass (forward and backward), so the batch norm's
+/// output, the ReLU's pass over it and, backward, the gradient between the two are never
+/// stored: a decision of the plan, the model (and its checkpoints) keep both layers.
+pub fn fused_relus(model: &Model) -> Vec<Option<usize>> {
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); model.layers.len()];
+    for (li, l) in model.layers.iter().enumerate() {
+        for &i in &l.inputs {
+            consumers[i].push(li);
+        }
+    }
+    (model.layers.iter().zip(&consumers))
+        .map(|(l, c)| match (&l.kind, c.as_slice()) {
+            (LayerKind::BatchNormalization(_), &[r])
+                if matches!(model.layers[r].kind, LayerKind::Relu(_)) =>
+            {
+                Some(r)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Per layer: whether it is a ReLU folded into the loads of the separable convolution that is
+/// its only consumer (the ReLU at each block's start, whose input also feeds the residual
+/// branch un-ReLU'd): the convolution reads max(x, 0) and masks its input gradient by x > 0,
+/// so the ReLU's pass and its output are never planned. A ReLU already fused into its batch
+/// norm ([`fused_relus`]) is left there.
+pub fn folded_relus(model: &Model) -> Vec<bool> {
+    let fused = fused_relus(model);
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); model.layers.len()];
+    for (li, l) in model.layers.iter().enumerate() {
+        for &i in &l.inputs {
+            consumers[i].push(li);
+        }
+    }
+    (model.layers.iter().enumerate())
+        .map(|(li, l)| {
+            matches!(l.kind, LayerKind::Relu(_))
+                && !fused.contains(&Some(li))
+                && !matches!(model.layers[l.inputs[0]].kind, LayerKind::Input)
+                && matches!(consumers[li].as_slice(),
+                    &[s] if matches!(model.layers[s].kind, LayerKind::SeparableConv2D(_)))
+        })
+        .collect()
+}
+
+/// Per layer: the Add folded into it, where the layer is a max pooling whose only consumer is
+/// an Add of it and another tensor (each block's pool and residual branch): the pool writes
+/// max + residual straight into the Add's output, so the pool's output and the Add's pass are
+/// never planned. The Add's backward is unchanged (it passes dy on to both inputs).
+pub fn pooled_adds(model: &Model) -> Vec<Option<usize>> {
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); model.layers.len()];
+    for (li, l) in model.layers.iter().enumerate() {
+        for &i in &l.inputs {
+            consumers[i].push(li);
+        }
+    }
+    (model.layers.iter().enumerate())
+        .map(|(li, l)| match (&l.kind, consumers[li].as_slice()) {
+            (LayerKind::MaxPooling2D(_), &[a])
+                if matches!(model.layers[a].kind, LayerKind::Add(_))
+                    && model.layers[a].inputs.iter().filter(|&&i| i == li).count() == 1 =>
+            {
+                Some(a)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The fusions a schedule plans: per layer, the ReLU fused into it ([`fused_relus`]), whether
+/// it is a ReLU folded into its consumer's loads ([`folded_relus`]), and the Add folded into it
+/// ([`pooled_adds`]).
+struct Fusions {
+    fused: Vec<Option<usize>>,
+    folded: Vec<bool>,
+    pooled: Vec<Option<usize>>,
+}
+
+impl Fusions {
+    /// The model's fusions, or none when `GPUCNN_FUSION=off` (the unfused plan, to measure
+    /// what the fusions save on this adapter; both compute the same step).
+    fn of(model: &Model) -> Result<Self, ExecError> {
+        match std::env::var("GPUCNN_FUSION").as_deref() {
+            Ok("off") => {
+                let n = model.layers.len();
+                Ok(Self {
+                    fused: vec![None; n],
+                    folded: vec![false; n],
+                    pooled: vec![None; n],
+                })
+            }
+            Ok("on") | Err(_) => Ok(Self {
+                fused: fused_relus(model),
+                folded: folded_relus(model),
+                pooled: pooled_adds(model),
+            }),
+            Ok(other) => Err(ExecError::Fusion(other.into())),
+        }
+    }
+}
+
 /// What one micro-batch of `n` samples runs: forward, loss, backward (no optimizer).
 pub struct Schedule {
     pub n: usize,
@@ -51,11 +154,12 @@ pub fn schedule(
     let (activation, outputs) = classifier(model)?;
     let mut pl = Planner::default();
     let mut act = augment_input(&mut pl, model, n, mode, augment);
-    forward(&mut pl, model, variants, n, mode, &mut act)?;
+    let fusions = Fusions::of(model)?;
+    forward(&mut pl, model, variants, n, mode, &fusions, &mut act)?;
     let logits = act[model.layers.len() - 1].expect("the last layer has an output");
     let dlogits = loss(&mut pl, logits, n, activation, outputs, mode);
     if mode == Mode::Train {
-        backward(&mut pl, model, variants, n, &act, dlogits)?;
+        backward(&mut pl, model, variants, n, &fusions, &act, dlogits)?;
     }
     Ok(Schedule { n, logits, pl })
 }
@@ -77,7 +181,7 @@ fn augment_input(
         let aug = pl.tensor("augmented input".into(), n * h * w * c);
         if mode == Mode::Train {
             act[0] = Some(aug);
-            pl.op("augment.forward", vec![aug], move |e| {
+            let op = pl.op("augment.forward", vec![aug], move |e| {
                 vec![e.kernels.augment.forward(
                     e.ctx,
                     &e.tensor(aug),
@@ -87,6 +191,7 @@ fn augment_input(
                     &cfg,
                 )]
             });
+            pl.more_bytes(op, n * h * w * c);
         }
     }
     act
@@ -98,24 +203,57 @@ fn forward(
     variants: &Variants,
     n: usize,
     mode: Mode,
+    fusions: &Fusions,
     act: &mut [Option<TensorId>],
 ) -> Result<(), ExecError> {
+    let Fusions {
+        fused,
+        folded,
+        pooled,
+    } = fusions;
     for (li, l) in model.layers.iter().enumerate().skip(1) {
-        let y = pl.tensor(format!("{}:out", l.name), n * l.output.len());
-        act[li] = Some(y);
-        pl.layer = Some(li);
+        if act[li].is_some() {
+            // A ReLU whose batch norm's op already wrote its output.
+            continue;
+        }
+        if folded[li] {
+            // Its consumer reads the ReLU's input and applies it while loading.
+            act[li] = act[l.inputs[0]];
+            continue;
+        }
+        if pooled[li].is_some() {
+            // Planned at its Add, once the residual exists.
+            continue;
+        }
+        // The layer whose op runs here (an Add folded into a pool runs the pool's, adding the
+        // other input), and the layer whose output it writes (a fused ReLU's, or this one's).
+        let (at, residual) = match l.inputs.iter().position(|&i| pooled[i] == Some(li)) {
+            Some(k) => (l.inputs[k], act[l.inputs[1 - k]]),
+            None => (li, None),
+        };
+        let out = fused[at].unwrap_or(li);
+        let name = &model.layers[out].name;
+        let y = pl.tensor(format!("{name}:out"), n * l.output.len());
+        for t in [li, out, at] {
+            act[t] = Some(y);
+        }
+        pl.layer = Some(at);
+        let la = &model.layers[at];
         let mut cx = GpuFwd {
             pl,
-            li,
-            layer: l,
+            li: at,
+            layer: la,
             n,
             train: mode == Mode::Train,
             variants,
-            x: l.inputs.iter().map(|&i| act[i]).collect(),
-            in_shape: model.layers[l.inputs[0]].output,
+            x: la.inputs.iter().map(|&i| act[i]).collect(),
+            in_shape: model.layers[la.inputs[0]].output,
             y,
+            relu: fused[at].is_some(),
+            relu_input: folded[la.inputs[0]],
+            residual,
         };
-        layers::ops(&l.kind).gpu_forward(&mut cx)?;
+        layers::ops(&la.kind).gpu_forward(&mut cx)?;
     }
     pl.layer = None;
     Ok(())
@@ -161,6 +299,7 @@ fn backward(
     model: &Model,
     variants: &Variants,
     n: usize,
+    fusions: &Fusions,
     act: &[Option<TensorId>],
     dlogits: TensorId,
 ) -> Result<(), ExecError> {
@@ -174,11 +313,17 @@ fn backward(
             consumers[i] += 1;
         }
     }
+    let Fusions { fused, folded, .. } = fusions;
     let mut grad: Vec<Option<TensorId>> = vec![None; layers.len()];
     grad[layers.len() - 1] = Some(dlogits);
     for li in (1..layers.len()).rev() {
         let Some(dy) = grad[li] else { continue };
         let l = &layers[li];
+        if let Some(bn) = fused.iter().position(|&r| r == Some(li)) {
+            // A fused ReLU: its batch norm's backward takes the ReLU's gradient as it is.
+            grad[bn] = Some(dy);
+            continue;
+        }
         pl.layer = Some(li);
         let mut cx = GpuBwd {
             pl,
@@ -190,6 +335,11 @@ fn backward(
             in_shape: layers[l.inputs[0]].output,
             y: act[li].expect("every layer but the input has an output tensor"),
             dy,
+            relu: fused[li].is_some(),
+            relu_input: folded[l.inputs[0]],
+            inputs: (l.inputs.iter())
+                .map(|&i| if folded[i] { layers[i].inputs[0] } else { i })
+                .collect(),
             grad: &mut grad,
             layers,
             needs_grad: &needs_grad,
@@ -235,23 +385,27 @@ mod tests {
         let v = Variants::portable();
         let train = schedule(&m, &v, 4, Mode::Train, None).unwrap();
         let labels = train.pl.labels();
+        let (fused, folded, pooled) = (fused_relus(&m), folded_relus(&m), pooled_adds(&m));
         for (li, l) in m.layers.iter().enumerate().skip(1) {
+            if fused.contains(&Some(li)) || folded[li] || pooled.contains(&Some(li)) {
+                continue; // planned with the layer it is fused or folded into
+            }
             let ops: Vec<&str> = labels
                 .iter()
                 .filter(|(at, _)| *at == Some(li))
                 .map(|(_, w)| *w)
                 .collect();
             assert!(
-                ops.iter().any(|w| w.ends_with("forward")
-                    || w.ends_with("forward_train")
-                    || w.starts_with("elementwise.add")),
+                ops.iter()
+                    .any(|w| w.contains("forward") || w.starts_with("elementwise.add")),
                 "{}: {ops:?}",
                 l.name
             );
             if !l.params.is_empty() {
                 assert!(
                     ops.iter()
-                        .any(|w| w.ends_with("backward_weight") || *w == "batch_norm.backward"),
+                        .any(|w| w.ends_with("backward_weight")
+                            || w.starts_with("batch_norm.backward")),
                     "{} has no gradient op: {ops:?}",
                     l.name
                 );
@@ -288,6 +442,151 @@ mod tests {
                 .count(),
             bn
         );
+    }
+
+    /// Where a batch norm's only consumer is a ReLU (the stem's, the middle of each block, the
+    /// exit's), the pair is one op per pass, in training and evaluation: no ReLU op and no
+    /// tensor for the batch norm's output. A batch norm that feeds a
+    /// pooling layer, and the ReLU at each block's start (it reads an Add), are left alone.
+    #[test]
+    fn a_batch_norm_and_the_relu_after_it_are_one_op() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let fused = fused_relus(&m);
+        let pairs: Vec<(usize, usize)> = (fused.iter().enumerate())
+            .filter_map(|(bn, r)| r.map(|r| (bn, r)))
+            .collect();
+        assert_eq!(pairs.len(), 5, "{pairs:?}");
+        let v = Variants::portable();
+        let train = schedule(&m, &v, 2, Mode::Train, None).unwrap();
+        let eval = schedule(&m, &v, 2, Mode::Eval, None).unwrap();
+        for s in [&train, &eval] {
+            let labels = s.pl.labels();
+            let names: Vec<&str> = s.pl.tensors.iter().map(|t| t.name.as_str()).collect();
+            for &(bn, r) in &pairs {
+                let at = |li| -> Vec<&str> {
+                    (labels.iter().filter(|(l, _)| *l == Some(li)))
+                        .map(|(_, w)| *w)
+                        .collect()
+                };
+                assert!(at(r).is_empty(), "{}: {:?}", m.layers[r].name, at(r));
+                let want = if s.pl.labels().iter().any(|(_, w)| w.contains("backward")) {
+                    vec!["batch_norm.forward_train_relu", "batch_norm.backward_relu"]
+                } else {
+                    vec!["batch_norm.forward_inference_relu"]
+                };
+                assert_eq!(at(bn), want, "{}", m.layers[bn].name);
+                assert!(!names.contains(&format!("{}:out", m.layers[bn].name).as_str()));
+                assert!(names.contains(&format!("{}:out", m.layers[r].name).as_str()));
+            }
+        }
+    }
+
+    /// The ReLU at each block's start (its input, an Add or the stem's output, also feeds the
+    /// residual convolution) is folded into the separable convolution after it: no ReLU op and
+    /// no tensor of its output; the convolution's depthwise passes take the ReLU's input, and
+    /// its input gradient goes to that input's gradient.
+    #[test]
+    fn the_relu_before_a_separable_convolution_is_folded_into_its_loads() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let folded = folded_relus(&m);
+        let relus: Vec<usize> = (0..m.layers.len()).filter(|&li| folded[li]).collect();
+        assert_eq!(relus.len(), 3, "{relus:?}");
+        let v = Variants::portable();
+        let train = schedule(&m, &v, 2, Mode::Train, None).unwrap();
+        let labels = train.pl.labels();
+        // With the batch-norm fusions, no ReLU pass is left in the step.
+        assert!(
+            labels.iter().all(|(_, w)| !w.starts_with("relu.")),
+            "{labels:?}"
+        );
+        let names: Vec<&str> = train.pl.tensors.iter().map(|t| t.name.as_str()).collect();
+        for &r in &relus {
+            let sep = r + 1;
+            assert!(matches!(m.layers[sep].kind, LayerKind::SeparableConv2D(_)));
+            assert_eq!(m.layers[sep].inputs, [r]);
+            let at: Vec<&str> = (labels.iter().filter(|(l, _)| *l == Some(sep)))
+                .map(|(_, w)| *w)
+                .filter(|w| w.starts_with("depthwise"))
+                .collect();
+            assert_eq!(
+                at,
+                [
+                    "depthwise_conv2d.forward_relu",
+                    "depthwise_conv2d.backward_weight_relu",
+                    "depthwise_conv2d.backward_input_relu"
+                ]
+            );
+            let r_name = &m.layers[r].name;
+            assert!(!names.iter().any(|n| n.starts_with(&format!("{r_name}:"))));
+            // The gradient lands on the ReLU's input, beside the residual branch's.
+            let src = &m.layers[m.layers[r].inputs[0]].name;
+            assert!(names.contains(&format!("{src}:grad").as_str()));
+        }
+        let eval = schedule(&m, &v, 2, Mode::Eval, None).unwrap();
+        assert!(
+            eval.pl
+                .labels()
+                .iter()
+                .all(|(_, w)| !w.starts_with("relu."))
+        );
+    }
+
+    /// Each block's residual Add is folded into the max pooling before it: one
+    /// `pool.max_pool2d_forward_add` op writes the Add's output from the pool's input and the
+    /// residual branch, so neither the Add's pass nor the pool's output is planned; the Add's
+    /// backward still passes the gradient to both branches.
+    #[test]
+    fn the_residual_add_is_folded_into_the_pool_before_it() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let pooled = pooled_adds(&m);
+        let pairs: Vec<(usize, usize)> = (pooled.iter().enumerate())
+            .filter_map(|(p, a)| a.map(|a| (p, a)))
+            .collect();
+        assert_eq!(pairs.len(), 3, "{pairs:?}");
+        let v = Variants::portable();
+        for mode in [Mode::Train, Mode::Eval] {
+            let s = schedule(&m, &v, 2, mode, None).unwrap();
+            let names: Vec<&str> = s.pl.tensors.iter().map(|t| t.name.as_str()).collect();
+            assert!(s.pl.ops.iter().all(|o| o.what != "elementwise.add"));
+            for &(p, a) in &pairs {
+                let op = (s.pl.ops.iter())
+                    .find(|o| o.layer == Some(p) && o.what == "pool.max_pool2d_forward_add")
+                    .expect("the pool's fused op");
+                let out = format!("{}:out", m.layers[a].name);
+                let residual = format!("{}:out", m.layers[m.layers[a].inputs[1]].name);
+                let used: Vec<&str> = op.uses.iter().map(|&t| names[t]).collect();
+                assert!(used.contains(&out.as_str()) && used.contains(&residual.as_str()));
+                assert!(!names.contains(&format!("{}:out", m.layers[p].name).as_str()));
+            }
+        }
+    }
+
+    /// Every op counts the bytes of each tensor it touches once: its pooled tensors, the raw
+    /// input the rescaling layer reads, the weights of a convolution, and the gradient an
+    /// accumulate reads and writes back; the step's bytes are the ops' sum.
+    #[test]
+    fn every_op_counts_the_bytes_it_moves() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let n = 2;
+        let s = schedule(&m, &Variants::portable(), n, Mode::Train, None).unwrap();
+        let op = |what: &str| s.pl.ops.iter().find(|o| o.what == what).unwrap();
+        let len = |li: usize| 4 * (n * m.layers[li].output.len()) as u64;
+        let rescale = op("rescale.forward");
+        assert_eq!(rescale.bytes, 2 * len(1));
+        let stem = op("conv2d.forward");
+        assert_eq!(stem.layer, Some(2));
+        assert_eq!(stem.bytes, len(1) + len(2) + 4 * 3 * 3 * 3 * 128);
+        let pool_add = op("pool.max_pool2d_forward_add");
+        let p = pool_add.layer.unwrap();
+        assert_eq!(pool_add.bytes, len(m.layers[p].inputs[0]) + 2 * len(p));
+        let accumulates: Vec<_> = (s.pl.ops.iter())
+            .filter(|o| o.what == "elementwise.add_accumulate")
+            .collect();
+        assert!(!accumulates.is_empty());
+        for o in accumulates {
+            assert_eq!(o.bytes, 3 * s.pl.tensors[o.uses[0]].bytes);
+        }
+        assert_eq!(s.pl.bytes(), s.pl.ops.iter().map(|o| o.bytes).sum::<u64>());
     }
 
     /// The planned ops count 2 FLOPs per multiply-add of every convolution and dense pass:

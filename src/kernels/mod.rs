@@ -41,6 +41,7 @@ pub mod pool;
 pub mod registry;
 pub mod relu;
 pub mod rescale;
+pub mod tune;
 pub mod variants;
 
 /// A layer's kernel W and bias b, as a linear forward pass reads them (the counterpart of

@@ -132,15 +132,32 @@ impl Variants {
         (v, [why_g, why_c, why_b])
     }
 
-    /// The variants a training step on `ctx` uses: [`Self::default_for`], then the
+    /// The variants a training step on `ctx` uses: [`Self::default_for`], then the measured
+    /// choice where tuning is on and has one for this adapter ([`super::tune`]), then the
     /// `GPUCNN_VARIANT` override where set.
     pub fn for_adapter(ctx: &GpuContext) -> Result<Self, VariantError> {
         let (mut v, _) = Self::default_for(ctx);
+        if let Some((t, _)) = super::tune::cached(ctx) {
+            v = v.with_tuning(ctx, &t.spec());
+        }
         if let Ok(spec) = std::env::var(OVERRIDE_VAR) {
             v.apply(&spec)?;
             v.check_available(ctx)?;
         }
         Ok(v)
+    }
+
+    /// `self` with a measured `spec` applied, or unchanged when the spec no longer fits (a
+    /// cache written by another gpucnn naming a variant this one lacks, say).
+    fn with_tuning(self, ctx: &GpuContext, spec: &str) -> Self {
+        let mut tuned = self;
+        match tuned.apply(spec).and_then(|()| tuned.check_available(ctx)) {
+            Ok(()) => tuned,
+            Err(e) => {
+                eprintln!("warning: ignoring the measured kernel variants ({e}); using defaults");
+                self
+            }
+        }
     }
 
     /// Applies an override such as `gemm=tiled,conv2d=portable` (names only; see
@@ -214,17 +231,48 @@ impl fmt::Display for Variants {
     }
 }
 
-/// Which variant of each hot kernel a training step on `ctx` uses, and why, as printed with
-/// the adapter.
+/// Which variant of each hot kernel a training step on `ctx` uses, and why (the default's
+/// reason, the measurement with each variant's time, or `GPUCNN_VARIANT`), as printed with the
+/// adapter.
 pub fn report(ctx: &GpuContext) -> String {
     let (default, why) = Variants::default_for(ctx);
     let chosen = match Variants::for_adapter(ctx) {
         Ok(v) => v,
         Err(e) => return format!("{e}"),
     };
-    let reason = |family: &str, changed: bool, why: &str| {
-        if changed {
-            format!("{OVERRIDE_VAR} (default {family}: {why})")
+    let tuning = super::tune::cached(ctx).map(|(t, _)| t);
+    let overridden = std::env::var(OVERRIDE_VAR).unwrap_or_default();
+    // (family, chosen, default, the default's reason)
+    let rows = [
+        ("gemm", chosen.gemm.name(), default.gemm.name(), &why[0]),
+        (
+            "conv2d",
+            chosen.conv2d.name(),
+            default.conv2d.name(),
+            &why[1],
+        ),
+        (
+            "batch_norm",
+            chosen.batch_norm.name(),
+            default.batch_norm.name(),
+            &why[2],
+        ),
+    ];
+    let reason_of = |(family, chosen, default, why): (&str, &str, &str, &String)| -> String {
+        let measured = tuning
+            .as_ref()
+            .and_then(|t| t.family(family))
+            .filter(|f| f.chosen == chosen);
+        if overridden.contains(&format!("{family}=")) {
+            format!("{OVERRIDE_VAR} (default {default}: {why})")
+        } else if let Some(f) = measured {
+            let times: Vec<String> = (f.timings.iter())
+                .map(|t| match t.seconds {
+                    Some(s) => format!("{} {:.3} ms", t.variant, s * 1e3),
+                    None => format!("{} untimed: {}", t.variant, t.note),
+                })
+                .collect();
+            format!("fastest measured at {}: {}", f.shapes, times.join(", "))
         } else {
             why.to_string()
         }
@@ -233,31 +281,12 @@ pub fn report(ctx: &GpuContext) -> String {
         Ok(()) => "subgroup variant available".to_string(),
         Err(e) => format!("subgroup variant unavailable: {e}"),
     };
+    let [g, c, b] = rows.map(|r| (r.0, r.1, reason_of(r)));
     [
-        format!(
-            "gemm: {} ({}; {sg})",
-            chosen.gemm.name(),
-            reason(default.gemm.name(), chosen.gemm != default.gemm, &why[0])
-        ),
-        format!(
-            "conv2d: {} ({})",
-            chosen.conv2d.name(),
-            reason(
-                default.conv2d.name(),
-                chosen.conv2d != default.conv2d,
-                &why[1]
-            )
-        ),
+        format!("{}: {} ({}; {sg})", g.0, g.1, g.2),
+        format!("{}: {} ({})", c.0, c.1, c.2),
         super::depthwise_conv2d::variant_report(ctx),
-        format!(
-            "batch_norm: {} ({})",
-            chosen.batch_norm.name(),
-            reason(
-                default.batch_norm.name(),
-                chosen.batch_norm != default.batch_norm,
-                &why[2]
-            )
-        ),
+        format!("{}: {} ({})", b.0, b.1, b.2),
     ]
     .join("; ")
 }

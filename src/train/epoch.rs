@@ -60,20 +60,21 @@ struct Clock {
 }
 
 impl Trainer<'_> {
-    /// Uploads a batch with the targets the model's loss takes; returns its size.
+    /// Uploads a batch (its pixels as bytes, a quarter of f32's upload) with the targets the
+    /// model's loss takes; returns its size.
     fn upload(&self, b: &Batch) -> usize {
         let (ctx, step) = (self.ctx, self.step);
         if let Some(t) = self.table {
-            step.write_batch(
+            step.write_batch_u8(
                 ctx,
                 &b.images,
                 BatchTargets::Binary(&t.batch_targets(&b.labels)),
             )
         } else if self.classes == 2 {
             let t: Vec<f32> = b.labels.iter().map(|&l| l as f32).collect();
-            step.write_batch(ctx, &b.images, BatchTargets::Binary(&t))
+            step.write_batch_u8(ctx, &b.images, BatchTargets::Binary(&t))
         } else {
-            step.write_batch(ctx, &b.images, BatchTargets::Classes(&b.labels))
+            step.write_batch_u8(ctx, &b.images, BatchTargets::Classes(&b.labels))
         }
     }
 

@@ -11,9 +11,12 @@ use std::process::{Command, Output};
 
 use rand::{Rng, SeedableRng};
 
-/// The `gpucnn` binary under test, without arguments.
+/// The `gpucnn` binary under test, without arguments, with kernel-variant tuning off (so runs
+/// are deterministic and the user's cache is left alone; tests/cli.rs tests the tuning).
 pub fn gpucnn_cmd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gpucnn"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gpucnn"));
+    c.env("GPUCNN_TUNE", "0");
+    c
 }
 
 /// Runs the `gpucnn` binary with `args` and waits for its output.

@@ -14,10 +14,18 @@ use crate::graph::schedule::Schedule;
 use crate::kernels::adam::Adam;
 use crate::kernels::augment::Augment;
 use crate::kernels::loss::METRICS_LEN;
+use crate::kernels::rescale::u8_stride;
+
+/// 4-byte words one sample takes as packed bytes.
+pub(super) fn u8_words(sample_len: usize) -> usize {
+    u8_stride(sample_len) / 4
+}
 
 /// Buffers of the whole batch when it runs as micro-batches.
 pub(super) struct Accumulated {
     pub input: wgpu::Buffer,
+    /// The whole batch as bytes, when uploaded so.
+    pub input_u8: wgpu::Buffer,
     pub targets: wgpu::Buffer,
     /// Gradients summed over the micro-batches (what Adam reads).
     pub grads: [wgpu::Buffer; 2],
@@ -84,6 +92,7 @@ impl StepBuffers {
         ];
         let fixed = Fixed {
             input: ctx.zeros("input micro-batch", s.micro * s.sample_len),
+            input_u8: ctx.zeros("input micro-batch (u8)", s.micro * u8_words(s.sample_len)),
             targets: ctx.zeros("targets micro-batch", s.micro * s.target_per_sample),
             loss: ctx.zeros("loss", 1),
             metrics: ctx.zeros("metrics", METRICS_LEN),
@@ -95,6 +104,7 @@ impl StepBuffers {
         };
         let full = (s.batch > s.micro).then(|| Accumulated {
             input: ctx.zeros("input batch", s.batch * s.sample_len),
+            input_u8: ctx.zeros("input batch (u8)", s.batch * u8_words(s.sample_len)),
             targets: ctx.zeros("targets batch", s.batch * s.target_per_sample),
             grads: [
                 ctx.zeros("summed grads: weights", region(Region::Weights)),

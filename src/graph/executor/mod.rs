@@ -32,6 +32,7 @@ use crate::kernels::variants::Variants;
 mod buffers;
 mod profile;
 mod run;
+mod tuning;
 
 pub use super::error::ExecError;
 pub use super::memory::MAX_ROWS_PER_DISPATCH;
@@ -79,6 +80,9 @@ struct Program {
     acc_rest: Vec<Dispatch>,
     /// Each planned op's dispatches, with what it is (for the profile).
     ops: Vec<OpSpan>,
+    /// The input bytes widened into the f32 input buffer: recorded first when the batch was
+    /// uploaded as bytes ([`TrainStep::write_batch_u8`]).
+    widen: Dispatch,
 }
 
 /// One planned op's share of a program's dispatches.
@@ -86,6 +90,7 @@ struct OpSpan {
     layer: Option<usize>,
     what: &'static str,
     flops: u64,
+    bytes: u64,
     dispatches: std::ops::Range<usize>,
 }
 
@@ -113,6 +118,8 @@ pub struct TrainStep {
     outputs: usize,
     pub memory: MemoryReport,
     seed: Cell<u32>,
+    /// The last batch was uploaded as bytes: steps widen it on the GPU first.
+    bytes_uploaded: Cell<bool>,
     /// Largest binding, in bytes, of an op over a whole flat buffer (see [`binding_slices`]).
     slice_limit: u64,
 }
@@ -170,6 +177,7 @@ impl TrainStep {
         model: &Model,
         batch: usize,
     ) -> Result<(usize, MemoryReport), ExecError> {
+        tuning::prepare_tuning(ctx, model, batch);
         memory::plan_memory(model, batch, &ctx.limits, &Variants::for_adapter(ctx)?)
     }
 
@@ -186,6 +194,27 @@ impl TrainStep {
         )
         .map(|s| s.pl.flops())
         .unwrap_or(0)
+    }
+
+    /// Bytes one training step of `batch` samples reads and writes, as the planned ops
+    /// estimate them from shapes (every activation, gradient and weight tensor an op touches,
+    /// once per op; see [`super::planner::PlannedOp::bytes`]), plus Adam's update.
+    pub fn bytes_per_step(&self) -> u64 {
+        schedule(
+            &self.model,
+            &self.variants,
+            self.batch,
+            Mode::Train,
+            self.augment,
+        )
+        .map(|s| s.pl.bytes() + self.adam_bytes())
+        .unwrap_or(0)
+    }
+
+    /// Bytes of one Adam update: each trainable parameter, its gradient, m and v read; the
+    /// parameter, m and v written.
+    pub fn adam_bytes(&self) -> u64 {
+        7 * 4 * self.layout.trainable_len as u64
     }
 
     /// Compiles `model` with [`StepOptions`].
@@ -225,6 +254,8 @@ impl TrainStep {
         inference: bool,
     ) -> Result<Self, ExecError> {
         assert!(batch > 0, "batch size must be at least 1");
+        // First use of this adapter in the CLI: measure the variants (cached; see kernels::tune).
+        tuning::prepare_tuning(ctx, model, batch);
         let variants = Variants::for_adapter(ctx)?;
         let (activation, outputs) = classifier(model)?;
         let limit = ctx.limits.max_storage_buffer_binding_size;
@@ -272,6 +303,7 @@ impl TrainStep {
             outputs,
             memory,
             seed: Cell::new(0),
+            bytes_uploaded: Cell::new(false),
             slice_limit,
         })
     }
@@ -316,11 +348,22 @@ impl TrainStep {
                 layer: op.layer,
                 what: op.what,
                 flops: op.flops,
+                bytes: op.bytes,
                 dispatches: first[i]..first.get(i + 1).copied().unwrap_or(dispatches.len()),
             })
             .collect();
+        let len = n * self.sample_len;
+        let widen = self.kernels.rescale.forward_u8(
+            ctx,
+            &range(&self.b.fixed.input, 0, len),
+            &self.b.fixed.input_u8,
+            len,
+            self.sample_len,
+            (1.0, 0.0),
+        );
         let p = Rc::new(Program {
             logits: (sched.logits, tensor_bytes[sched.logits]),
+            widen,
             dispatches,
             dropout,
             acc_first,

@@ -21,6 +21,9 @@ pub struct OpTime {
     pub seconds: f64,
     /// FLOPs per step (0 for memory-bound ops).
     pub flops: u64,
+    /// Bytes read and written per step, estimated from shapes (see
+    /// [`crate::graph::planner::PlannedOp::bytes`]).
+    pub bytes: u64,
 }
 
 /// The ops of one step and how they were timed.
@@ -36,6 +39,8 @@ pub struct Profile {
     pub ops: Vec<OpTime>,
     /// Wall time of a whole step as training runs it (one submission, and the wait).
     pub step_seconds: f64,
+    /// Bytes the step's ops read and write (the sum of the ops' `bytes`, Adam's included).
+    pub bytes_per_step: u64,
 }
 
 impl TrainStep {
@@ -45,7 +50,7 @@ impl TrainStep {
         let steps = steps.max(1);
         let program = self.program(ctx, Mode::Train, self.micro, self.micro);
         let timestamps = ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY);
-        let mut total = vec![0.0f64; program.ops.len() + 1];
+        let mut total = vec![0.0f64; self.groups(&program).len()];
         for s in 0..steps {
             self.seed_dropout(ctx, &program, s as u32);
             let times = if timestamps {
@@ -62,8 +67,22 @@ impl TrainStep {
             self.checked(ctx, |st| st.submit(ctx, st.micro))?;
         }
         let step_seconds = started.elapsed().as_secs_f64() / steps as f64;
-        let mut ops: Vec<OpTime> = (program.ops.iter().zip(&total))
-            .map(|(o, t)| OpTime {
+        // A batch uploaded as bytes is widened first: its own row, before the planned ops.
+        let widened = self.bytes_uploaded.get() as usize;
+        let mut ops: Vec<OpTime> = Vec::new();
+        if widened == 1 {
+            ops.push(OpTime {
+                layer: "input".into(),
+                op: "rescale.u8_forward",
+                variant: "",
+                seconds: total[0] / steps as f64,
+                flops: 0,
+                // Reads a byte and writes an f32 per input value.
+                bytes: 5 * (self.micro * self.sample_len) as u64,
+            });
+        }
+        ops.extend((program.ops.iter().zip(&total[widened..])).map(|(o, t)| {
+            OpTime {
                 layer: o
                     .layer
                     .map_or(String::new(), |l| self.model.layers[l].name.clone()),
@@ -71,16 +90,20 @@ impl TrainStep {
                 variant: self.variant_of(o.what),
                 seconds: t / steps as f64,
                 flops: o.flops,
-            })
-            .collect();
+                bytes: o.bytes,
+            }
+        }));
         ops.push(OpTime {
             layer: String::new(),
             op: "adam.update",
             variant: "",
-            seconds: total[program.ops.len()] / steps as f64,
+            seconds: total[widened + program.ops.len()] / steps as f64,
             flops: 0,
+            bytes: self.adam_bytes(),
         });
+        let bytes_per_step = ops.iter().map(|o| o.bytes).sum();
         Ok(Profile {
+            bytes_per_step,
             timer: if timestamps {
                 "gpu timestamps"
             } else {
@@ -104,11 +127,16 @@ impl TrainStep {
         }
     }
 
-    /// The ops' dispatches, Adam's last, as groups to time.
+    /// The ops' dispatches, Adam's last, as groups to time (the widening of a batch uploaded
+    /// as bytes first).
     fn groups<'p>(&'p self, program: &'p Program) -> Vec<Vec<&'p Dispatch>> {
-        let mut groups: Vec<Vec<&Dispatch>> = (program.ops.iter())
-            .map(|o| program.dispatches[o.dispatches.clone()].iter().collect())
-            .collect();
+        let mut groups: Vec<Vec<&Dispatch>> = Vec::new();
+        if self.bytes_uploaded.get() {
+            groups.push(vec![&program.widen]);
+        }
+        groups.extend(
+            (program.ops.iter()).map(|o| program.dispatches[o.dispatches.clone()].iter().collect()),
+        );
         groups.push(self.optimizer.iter().collect());
         groups
     }

@@ -10,6 +10,24 @@ use crate::kernels::adam::Adam;
 use crate::kernels::augment::Augment;
 use crate::kernels::elementwise;
 use crate::kernels::loss::METRICS_LEN;
+use crate::kernels::rescale::{pack_u8, u8_stride};
+
+/// A batch's pixels as the caller has them.
+#[derive(Clone, Copy)]
+enum Pixels<'a> {
+    F32(&'a [f32]),
+    /// Whole values 0–255, uploaded as bytes and widened on the GPU.
+    U8(&'a [u8]),
+}
+
+impl Pixels<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Pixels::F32(x) => x.len(),
+            Pixels::U8(x) => x.len(),
+        }
+    }
+}
 
 impl TrainStep {
     /// Writes all parameters (flat, in [`ParamLayout`] order, `layout.total_len` values).
@@ -91,16 +109,48 @@ impl TrainStep {
     /// Uploads a batch of up to `batch` samples: `x` [n, H, W, C] as the input layer takes it
     /// (or as the augmentation takes it), and its targets. Returns n.
     pub fn write_batch(&self, ctx: &GpuContext, x: &[f32], targets: BatchTargets) -> usize {
+        self.upload(ctx, Pixels::F32(x), targets)
+    }
+
+    /// As [`Self::write_batch`] with the pixels as bytes (`x` [n, H, W, C] u8, values 0–255),
+    /// a quarter of the upload: each step widens them to f32 on the GPU first
+    /// (`rescale_u8_forward`), which gives exactly the f32 batch `write_batch` would have
+    /// uploaded, so training and evaluation see identical values.
+    pub fn write_batch_u8(&self, ctx: &GpuContext, x: &[u8], targets: BatchTargets) -> usize {
+        self.upload(ctx, Pixels::U8(x), targets)
+    }
+
+    /// Bytes a batch of `n` samples takes to upload as f32 and as u8 pixels (targets not
+    /// counted; u8 records are padded to 4 bytes, see [`pack_u8`]).
+    pub fn upload_bytes(&self, n: usize) -> (u64, u64) {
+        let n = n as u64;
+        (
+            n * self.sample_len as u64 * 4,
+            n * u8_stride(self.sample_len) as u64,
+        )
+    }
+
+    fn upload(&self, ctx: &GpuContext, x: Pixels, targets: BatchTargets) -> usize {
         let n = x.len() / self.sample_len;
         assert!(
             n > 0 && n <= self.batch && n * self.sample_len == x.len(),
             "input batch length"
         );
-        let (input, target_buf) = match &self.b.full {
-            Some(a) => (&a.input, &a.targets),
-            None => (&self.b.fixed.input, &self.b.fixed.targets),
+        let (input, input_u8, target_buf) = match &self.b.full {
+            Some(a) => (&a.input, &a.input_u8, &a.targets),
+            None => (
+                &self.b.fixed.input,
+                &self.b.fixed.input_u8,
+                &self.b.fixed.targets,
+            ),
         };
-        ctx.queue.write_buffer(input, 0, bytemuck::cast_slice(x));
+        match x {
+            Pixels::F32(x) => ctx.queue.write_buffer(input, 0, bytemuck::cast_slice(x)),
+            Pixels::U8(x) => ctx
+                .queue
+                .write_buffer(input_u8, 0, &pack_u8(x, self.sample_len)),
+        }
+        self.bytes_uploaded.set(matches!(x, Pixels::U8(_)));
         let bytes: &[u8] = match (targets, self.activation) {
             (BatchTargets::Binary(t), Activation::Sigmoid) => {
                 assert_eq!(t.len(), n * self.target_per_sample, "targets length");
@@ -167,17 +217,18 @@ impl TrainStep {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("step"),
                 });
+            let bytes = self.bytes_uploaded.get();
             if let Some(a) = &self.b.full {
                 let at = (i * self.micro) as u64;
-                let x_bytes = (self.sample_len * 4) as u64;
                 let t_bytes = (self.target_per_sample * 4) as u64;
-                enc.copy_buffer_to_buffer(
-                    &a.input,
-                    at * x_bytes,
-                    &self.b.fixed.input,
-                    0,
-                    size as u64 * x_bytes,
-                );
+                let (src, dst, x_bytes) = if bytes {
+                    let stride = u8_stride(self.sample_len) as u64;
+                    (&a.input_u8, &self.b.fixed.input_u8, stride)
+                } else {
+                    let x_bytes = (self.sample_len * 4) as u64;
+                    (&a.input, &self.b.fixed.input, x_bytes)
+                };
+                enc.copy_buffer_to_buffer(src, at * x_bytes, dst, 0, size as u64 * x_bytes);
                 enc.copy_buffer_to_buffer(
                     &a.targets,
                     at * t_bytes,
@@ -191,7 +242,12 @@ impl TrainStep {
             } else {
                 &program.acc_rest
             };
-            let mut refs: Vec<&Dispatch> = program.dispatches.iter().chain(acc).collect();
+            let widen = bytes.then_some(&program.widen);
+            let mut refs: Vec<&Dispatch> = widen
+                .into_iter()
+                .chain(&program.dispatches)
+                .chain(acc)
+                .collect();
             if mode == Mode::Train && i + 1 == count {
                 refs.extend(&self.optimizer);
             }
@@ -247,18 +303,39 @@ impl TrainStep {
     /// input layer takes them), in evaluation mode, any n: it runs micro-batch by micro-batch
     /// and reads each one's logits back. The uploaded batch is overwritten.
     pub fn predict_logits(&self, ctx: &GpuContext, x: &[f32]) -> Result<Vec<f32>, GpuError> {
+        self.predict(ctx, Pixels::F32(x))
+    }
+
+    /// As [`Self::predict_logits`] with the pixels as bytes (0–255), widened on the GPU.
+    pub fn predict_logits_u8(&self, ctx: &GpuContext, x: &[u8]) -> Result<Vec<f32>, GpuError> {
+        self.predict(ctx, Pixels::U8(x))
+    }
+
+    fn predict(&self, ctx: &GpuContext, x: Pixels) -> Result<Vec<f32>, GpuError> {
         assert_eq!(x.len() % self.sample_len, 0, "input length");
         let mut out = Vec::with_capacity(x.len() / self.sample_len * self.outputs);
-        for chunk in x.chunks(self.micro * self.sample_len) {
-            let n = chunk.len() / self.sample_len;
-            ctx.queue
-                .write_buffer(&self.b.fixed.input, 0, bytemuck::cast_slice(chunk));
+        let per_chunk = self.micro * self.sample_len;
+        for at in (0..x.len()).step_by(per_chunk) {
+            let end = (at + per_chunk).min(x.len());
+            let n = (end - at) / self.sample_len;
+            let fixed = &self.b.fixed;
+            match x {
+                Pixels::F32(x) => {
+                    let chunk = bytemuck::cast_slice(&x[at..end]);
+                    ctx.queue.write_buffer(&fixed.input, 0, chunk)
+                }
+                Pixels::U8(x) => {
+                    let chunk = pack_u8(&x[at..end], self.sample_len);
+                    ctx.queue.write_buffer(&fixed.input_u8, 0, &chunk)
+                }
+            }
             // The loss needs targets; class 0 / label 0 are valid for every model.
             let zeros = vec![0u32; n * self.target_per_sample];
             ctx.queue
-                .write_buffer(&self.b.fixed.targets, 0, bytemuck::cast_slice(&zeros));
+                .write_buffer(&fixed.targets, 0, bytemuck::cast_slice(&zeros));
             let program = self.program(ctx, Mode::Eval, n, 0);
-            let refs: Vec<&Dispatch> = program.dispatches.iter().collect();
+            let widen = matches!(x, Pixels::U8(_)).then_some(&program.widen);
+            let refs: Vec<&Dispatch> = widen.into_iter().chain(&program.dispatches).collect();
             crate::kernels::run_all(ctx, &refs)?;
             let (t, bytes) = program.logits;
             out.extend(ctx.read_range::<f32>(&self.b.buffers[self.b.buffer_of[t]], 0, bytes)?);

@@ -46,7 +46,7 @@ impl LayerOps for Add {
         // Both inputs get dy itself: shared where nothing else flows in, else copied in.
         let (len, dy) = (cx.out_len(), cx.dy);
         for i in 0..2 {
-            let src = cx.layer.inputs[i];
+            let src = cx.inputs[i];
             if !cx.needs_grad[src] || cx.share_dy(i) {
                 continue;
             }

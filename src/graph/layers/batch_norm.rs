@@ -53,13 +53,21 @@ impl LayerOps for BatchNormalization {
 
     fn gpu_forward(&self, cx: &mut GpuFwd) -> Result<(), ExecError> {
         let li = cx.li;
-        let shape = self.shape(cx.out_len(), cx.layer.output);
+        let shape = BnShape {
+            relu: cx.relu,
+            ..self.shape(cx.out_len(), cx.layer.output)
+        };
         let c = shape.channels;
         cx.pl.need_scratch(BatchNorm::scratch_len(&shape));
         cx.pl.save(li, Saved::Mean, c);
         cx.pl.save(li, Saved::InvStd, c);
         if !cx.train {
-            cx.unary("batch_norm.forward_inference", move |e, y, x| {
+            let what = if cx.relu {
+                "batch_norm.forward_inference_relu"
+            } else {
+                "batch_norm.forward_inference"
+            };
+            cx.unary(what, move |e, y, x| {
                 let bufs = InferenceBuffers {
                     y,
                     x,
@@ -74,7 +82,12 @@ impl LayerOps for BatchNormalization {
         }
         let (y, x) = (cx.y, cx.x[0]);
         let uses = cx.y_and_x();
-        cx.pl.op("batch_norm.forward_train", uses, move |e| {
+        let what = if cx.relu {
+            "batch_norm.forward_train_relu"
+        } else {
+            "batch_norm.forward_train"
+        };
+        cx.pl.op(what, uses, move |e| {
             let x = e.input(x);
             let bufs = TrainBuffers {
                 y: &e.tensor(y),
@@ -95,7 +108,16 @@ impl LayerOps for BatchNormalization {
     fn gpu_backward(&self, cx: &mut GpuBwd) -> Result<(), ExecError> {
         let xt = cx.x_tensor("batch norm of the raw input layer")?;
         let (li, dy) = (cx.li, cx.dy);
-        let shape = self.shape(cx.out_len(), cx.layer.output);
+        let shape = BnShape {
+            relu: cx.relu,
+            ..self.shape(cx.out_len(), cx.layer.output)
+        };
+        // With the fused ReLU, dy is the ReLU's output gradient, masked inside the kernel.
+        let what = if cx.relu {
+            "batch_norm.backward_relu"
+        } else {
+            "batch_norm.backward"
+        };
         let build = move |e: &crate::graph::bind::Env, d: &dyn Bind| {
             let bufs = BackwardBuffers {
                 dx: d,
@@ -104,6 +126,7 @@ impl LayerOps for BatchNormalization {
                 dy: &e.tensor(dy),
                 x: &e.tensor(xt),
                 gamma: &e.param(li, Param::Gamma),
+                beta: &e.param(li, Param::Beta),
                 mean: e.saved(li, Saved::Mean),
                 inv_std: e.saved(li, Saved::InvStd),
                 scratch: &e.fixed.scratch,
@@ -111,14 +134,13 @@ impl LayerOps for BatchNormalization {
             e.kernels.bn.backward(e.ctx, &bufs, &shape)
         };
         if cx.wants_dx(0) {
-            cx.emit_dx(0, "batch_norm.backward", vec![dy, xt], build);
+            cx.emit_dx(0, what, vec![dy, xt], build);
         } else {
             // The backward always computes dx: give it a throwaway tensor.
             let in_len = cx.n * cx.in_shape.len();
             let d = cx.pl.tensor(format!("{}:dx-unused", cx.layer.name), in_len);
-            cx.pl.op("batch_norm.backward", vec![d, dy, xt], move |e| {
-                build(e, &e.tensor(d))
-            });
+            cx.pl
+                .op(what, vec![d, dy, xt], move |e| build(e, &e.tensor(d)));
         }
         Ok(())
     }

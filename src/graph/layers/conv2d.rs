@@ -59,6 +59,7 @@ impl Conv2D {
             )
         });
         cx.pl.macs(op, s.pixels() * s.cin * s.cout);
+        cx.pl.more_bytes(op, s.cin * s.cout);
     }
 
     fn gpu_backward_pointwise(&self, cx: &mut GpuBwd, xt: usize) {
@@ -82,6 +83,7 @@ impl Conv2D {
                 )
             });
         cx.pl.macs(op, s.pixels() * s.cin * s.cout);
+        cx.pl.more_bytes(op, s.cin * s.cout);
         if cx.wants_dx(0) {
             let op = cx.emit_dx(
                 0,
@@ -98,6 +100,7 @@ impl Conv2D {
                 },
             );
             cx.pl.macs(op, s.pixels() * s.cin * s.cout);
+            cx.pl.more_bytes(op, s.cin * s.cout);
         }
     }
 }
@@ -140,6 +143,7 @@ impl LayerOps for Conv2D {
             )
         });
         cx.pl.macs(op, s.macs());
+        cx.pl.more_bytes(op, s.k * s.k * s.cin * s.cout);
         Ok(())
     }
 
@@ -169,6 +173,7 @@ impl LayerOps for Conv2D {
                 .into()
         });
         cx.pl.macs(op, s.macs());
+        cx.pl.more_bytes(op, s.k * s.k * s.cin * s.cout);
         if cx.wants_dx(0) {
             let op = cx.emit_dx(0, "conv2d.backward_input", vec![dy], move |e, d| {
                 vec![e.kernels.conv.backward_input(
@@ -180,6 +185,7 @@ impl LayerOps for Conv2D {
                 )]
             });
             cx.pl.macs(op, s.macs());
+            cx.pl.more_bytes(op, s.k * s.k * s.cin * s.cout);
         }
         Ok(())
     }

@@ -65,6 +65,7 @@ impl LayerOps for Dense {
             )
         });
         cx.pl.macs(op, s.n * s.inp * s.out);
+        cx.pl.more_bytes(op, s.inp * s.out);
         Ok(())
     }
 
@@ -88,6 +89,7 @@ impl LayerOps for Dense {
             )
         });
         cx.pl.macs(op, s.n * s.inp * s.out);
+        cx.pl.more_bytes(op, s.inp * s.out);
         if cx.wants_dx(0) {
             let op = cx.emit_dx(0, "dense.backward_input", vec![dy], move |e, d| {
                 e.kernels.dense.backward_input(
@@ -99,6 +101,7 @@ impl LayerOps for Dense {
                 )
             });
             cx.pl.macs(op, s.n * s.inp * s.out);
+            cx.pl.more_bytes(op, s.inp * s.out);
         }
         Ok(())
     }

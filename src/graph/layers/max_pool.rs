@@ -40,6 +40,17 @@ impl LayerOps for MaxPooling2D {
     fn gpu_forward(&self, cx: &mut GpuFwd) -> Result<(), ExecError> {
         let (g, li) = (self.shape(cx.n, cx.in_shape), cx.li);
         cx.pl.save(li, Saved::Argmax, max_pool2d_argmax_len(&g));
+        if let Some(r) = cx.residual {
+            let (y, x) = (cx.y, cx.x[0]);
+            let uses = [cx.y_and_x(), vec![r]].concat();
+            cx.pl.op("pool.max_pool2d_forward_add", uses, move |e| {
+                let argmax = e.saved(li, Saved::Argmax);
+                let (y, x, r) = (e.tensor(y), e.input(x), e.tensor(r));
+                let k = &e.kernels.pooling;
+                vec![k.max_pool2d_forward_add(e.ctx, &y, argmax, x.as_ref(), &r, &g)]
+            });
+            return Ok(());
+        }
         cx.unary("pool.max_pool2d_forward", move |e, y, x| {
             e.kernels
                 .pooling

@@ -132,6 +132,18 @@ pub struct GpuFwd<'a> {
     pub in_shape: Shape,
     /// The output tensor.
     pub y: TensorId,
+    /// The ReLU that is this layer's only consumer is fused into it (see
+    /// `schedule::fused_relus`): `y` is the ReLU's output, and the layer's own output is never
+    /// stored. Only batch norm is offered this.
+    pub relu: bool,
+    /// The first input comes through a ReLU folded into this layer's loads (see
+    /// `schedule::folded_relus`): `x[0]` is the ReLU's input, and the layer reads max(x, 0).
+    /// Only the separable convolution is offered this.
+    pub relu_input: bool,
+    /// The Add that is this layer's only consumer is folded into it (see
+    /// `schedule::pooled_adds`): the layer writes y = f(x) + residual into the Add's output,
+    /// `y`. Only max pooling is offered this.
+    pub residual: Option<TensorId>,
 }
 
 impl GpuFwd<'_> {
@@ -153,9 +165,14 @@ impl GpuFwd<'_> {
     ) -> OpId {
         let (y, x) = (self.y, self.x[0]);
         let uses = self.y_and_x();
-        self.pl.op(what, uses, move |e| {
+        let id = self.pl.op(what, uses, move |e| {
             vec![build(e, &e.tensor(y), e.input(x).as_ref())]
-        })
+        });
+        if x.is_none() {
+            // The raw input buffer is not a pooled tensor.
+            self.pl.more_bytes(id, self.n * self.in_shape.len());
+        }
+        id
     }
 }
 
@@ -171,6 +188,16 @@ pub struct GpuBwd<'a> {
     /// This layer's output, and the gradient flowing into it.
     pub y: TensorId,
     pub dy: TensorId,
+    /// A ReLU is fused into this layer (see [`GpuFwd::relu`]): `y` and `dy` are the ReLU's
+    /// output and its gradient.
+    pub relu: bool,
+    /// A ReLU is folded into this layer's loads (see [`GpuFwd::relu_input`]): `x[0]` is the
+    /// ReLU's input, and the gradient of input 0 is the gradient of that input (masked by
+    /// x > 0), not of the ReLU's output.
+    pub relu_input: bool,
+    /// The layers whose gradients the inputs' gradients are: the layer's inputs, with a
+    /// folded ReLU replaced by its own input.
+    pub(crate) inputs: Vec<usize>,
     /// Every layer's output gradient so far (None: none yet).
     pub(crate) grad: &'a mut [Option<TensorId>],
     pub(crate) layers: &'a [Layer],
@@ -187,7 +214,7 @@ impl GpuBwd<'_> {
 
     /// Whether input `i` needs its gradient (something trainable upstream, not the raw input).
     pub fn wants_dx(&self, i: usize) -> bool {
-        let src = self.layer.inputs[i];
+        let src = self.inputs[i];
         self.needs_grad[src] && !matches!(self.layers[src].kind, LayerKind::Input)
     }
 
@@ -207,7 +234,7 @@ impl GpuBwd<'_> {
         uses: Vec<TensorId>,
         build: impl Fn(&Env, &dyn Bind) -> Vec<Dispatch> + 'static,
     ) -> OpId {
-        let t = self.layer.inputs[i];
+        let t = self.inputs[i];
         let floats = self.n * self.layers[t].output.len();
         let name = &self.layers[t].name;
         let (d, acc) = match self.grad[t] {
@@ -222,7 +249,8 @@ impl GpuBwd<'_> {
             build(e, &e.tensor(d))
         });
         if let Some(g) = acc {
-            self.pl
+            let add = self
+                .pl
                 .op("elementwise.add_accumulate", vec![g, d], move |e| {
                     vec![e.kernels.ew.add_backward_accumulate(
                         e.ctx,
@@ -231,6 +259,8 @@ impl GpuBwd<'_> {
                         floats,
                     )]
                 });
+            // g is read and written back.
+            self.pl.more_bytes(add, floats);
         }
         id
     }
@@ -238,7 +268,7 @@ impl GpuBwd<'_> {
     /// Passes dy on to input `i` unchanged by sharing the tensor, when `i` has no other
     /// consumer and no gradient yet; false when an op must write it.
     pub fn share_dy(&mut self, i: usize) -> bool {
-        let t = self.layer.inputs[i];
+        let t = self.inputs[i];
         if self.consumers[t] == 1 && self.grad[t].is_none() {
             self.grad[t] = Some(self.dy);
             true

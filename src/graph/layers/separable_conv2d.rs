@@ -81,16 +81,25 @@ impl LayerOps for SeparableConv2D {
             .tensor(format!("{}:depthwise", cx.layer.name), ds.y_len());
         cx.pl.keep(li, Saved::Depthwise, m);
         let uses = [vec![m], x.into_iter().collect()].concat();
-        let op = cx.pl.op("depthwise_conv2d.forward", uses, move |e| {
-            vec![e.kernels.depthwise.forward(
-                e.ctx,
-                &e.tensor(m),
-                e.input(x).as_ref(),
-                &e.param(li, Param::DepthwiseKernel),
-                &ds,
-            )]
+        // With a folded ReLU, x is the ReLU's input and the kernel reads max(x, 0).
+        let relu = cx.relu_input;
+        let what = if relu {
+            "depthwise_conv2d.forward_relu"
+        } else {
+            "depthwise_conv2d.forward"
+        };
+        let op = cx.pl.op(what, uses, move |e| {
+            let k = &e.kernels.depthwise;
+            let (x, w) = (e.input(x), e.param(li, Param::DepthwiseKernel));
+            let y = e.tensor(m);
+            vec![if relu {
+                k.forward_relu(e.ctx, &y, x.as_ref(), &w, &ds)
+            } else {
+                k.forward(e.ctx, &y, x.as_ref(), &w, &ds)
+            }]
         });
         cx.pl.macs(op, ds.macs());
+        cx.pl.more_bytes(op, ds.k * ds.k * ds.c);
         let op = cx.pl.op("pointwise_conv2d.forward", vec![y, m], move |e| {
             vec![e.kernels.pointwise.forward(
                 e.ctx,
@@ -102,6 +111,7 @@ impl LayerOps for SeparableConv2D {
             )]
         });
         cx.pl.macs(op, ps.pixels() * ps.cin * ps.cout);
+        cx.pl.more_bytes(op, ps.cin * ps.cout);
         Ok(())
     }
 
@@ -135,6 +145,7 @@ impl LayerOps for SeparableConv2D {
                 )
             });
         cx.pl.macs(op, ps.pixels() * ps.cin * ps.cout);
+        cx.pl.more_bytes(op, ps.cin * ps.cout);
         let op = cx
             .pl
             .op("pointwise_conv2d.backward_input", vec![dm, dy], move |e| {
@@ -147,38 +158,43 @@ impl LayerOps for SeparableConv2D {
                 )
             });
         cx.pl.macs(op, ps.pixels() * ps.cin * ps.cout);
-        let op = cx
-            .pl
-            .op("depthwise_conv2d.backward_weight", vec![dm, xt], move |e| {
-                e.kernels
-                    .depthwise
-                    .backward_weight(
-                        e.ctx,
-                        &e.grad(li, Param::DepthwiseKernel),
-                        &e.fixed.scratch,
-                        &e.tensor(dm),
-                        &e.tensor(xt),
-                        &ds,
-                    )
-                    .into()
-            });
+        cx.pl.more_bytes(op, ps.cin * ps.cout);
+        let relu = cx.relu_input;
+        let what = if relu {
+            "depthwise_conv2d.backward_weight_relu"
+        } else {
+            "depthwise_conv2d.backward_weight"
+        };
+        let op = cx.pl.op(what, vec![dm, xt], move |e| {
+            let k = &e.kernels.depthwise;
+            let (dw, s) = (e.grad(li, Param::DepthwiseKernel), &e.fixed.scratch);
+            let (dm, x) = (e.tensor(dm), e.tensor(xt));
+            if relu {
+                k.backward_weight_relu(e.ctx, &dw, s, &dm, &x, &ds).into()
+            } else {
+                k.backward_weight(e.ctx, &dw, s, &dm, &x, &ds).into()
+            }
+        });
         cx.pl.macs(op, ds.macs());
+        cx.pl.more_bytes(op, ds.k * ds.k * ds.c);
         if cx.wants_dx(0) {
-            let op = cx.emit_dx(
-                0,
-                "depthwise_conv2d.backward_input",
-                vec![dm],
-                move |e, d| {
-                    vec![e.kernels.depthwise.backward_input(
-                        e.ctx,
-                        d,
-                        &e.tensor(dm),
-                        &e.param(li, Param::DepthwiseKernel),
-                        &ds,
-                    )]
-                },
-            );
+            // With a folded ReLU this is the gradient of the ReLU's input, masked by x > 0.
+            let (what, uses) = if relu {
+                ("depthwise_conv2d.backward_input_relu", vec![dm, xt])
+            } else {
+                ("depthwise_conv2d.backward_input", vec![dm])
+            };
+            let op = cx.emit_dx(0, what, uses, move |e, d| {
+                let k = &e.kernels.depthwise;
+                let (dm, w) = (e.tensor(dm), e.param(li, Param::DepthwiseKernel));
+                vec![if relu {
+                    k.backward_input_relu(e.ctx, d, &dm, &w, &e.tensor(xt), &ds)
+                } else {
+                    k.backward_input(e.ctx, d, &dm, &w, &ds)
+                }]
+            });
             cx.pl.macs(op, ds.macs());
+            cx.pl.more_bytes(op, ds.k * ds.k * ds.c);
         }
         Ok(())
     }

@@ -18,13 +18,19 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
         .collect();
     let scratch = ctx.zeros("scratch", BatchNorm::scratch_len(&s));
     let mut cases = Vec::new();
-    for variant in [Variant::Flat, Variant::Tree] {
+    // Each pass plain and with the ReLU fused ("_relu"): the same bytes, fewer passes overall.
+    let plain = s;
+    let fused = BnShape { relu: true, ..s };
+    for (variant, (s, tag)) in [Variant::Flat, Variant::Tree]
+        .into_iter()
+        .flat_map(|v| [(v, (plain, "")), (v, (fused, "_relu"))])
+    {
         let k = BatchNorm::with_variant(ctx, variant);
         let [g, b, mean, istd, mm, mv, dg, db] = [0, 1, 2, 3, 4, 5, 6, 7].map(|i| &vecs[i]);
         let v = variant.name();
         cases.push(BenchCase {
             group: "batch_norm",
-            id: format!("8x90x90x256/forward_train/{v}"),
+            id: format!("8x90x90x256/forward_train{tag}/{v}"),
             // partial reads x; normalize reads x and writes y.
             work: Work::Bytes(3 * tensor),
             dispatches: k.forward_train(
@@ -46,7 +52,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
         });
         cases.push(BenchCase {
             group: "batch_norm",
-            id: format!("8x90x90x256/forward_inference/{v}"),
+            id: format!("8x90x90x256/forward_inference{tag}/{v}"),
             work: Work::Bytes(2 * tensor),
             dispatches: vec![k.forward_inference(
                 ctx,
@@ -64,7 +70,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
         });
         cases.push(BenchCase {
             group: "batch_norm",
-            id: format!("8x90x90x256/backward/{v}"),
+            id: format!("8x90x90x256/backward{tag}/{v}"),
             // partial reads dy and x; input reads dy and x and writes dx.
             work: Work::Bytes(5 * tensor),
             dispatches: k.backward(
@@ -76,6 +82,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
                     dy: &dy,
                     x: &x,
                     gamma: g,
+                    beta: b,
                     mean,
                     inv_std: istd,
                     scratch: &scratch,

@@ -32,6 +32,24 @@ struct Case {
 }
 
 impl Case {
+    /// The shape without the fused ReLU, for the CPU reference (the unfused spec).
+    fn unfused(&self) -> BnShape {
+        BnShape {
+            relu: false,
+            ..self.shape
+        }
+    }
+
+    /// The reference's y with the fused ReLU applied where the case has one.
+    fn relu(&self, y: Vec<f64>) -> Vec<f64> {
+        if !self.shape.relu {
+            return y;
+        }
+        let mut r = vec![0.0; y.len()];
+        cpu::relu::relu_forward(&mut r, &y);
+        r
+    }
+
     /// Absolute error of f32 values of magnitude ~offset: a few units in the last place.
     fn offset_atol(&self) -> f64 {
         4.0 * self.offset.abs().max(1.0) as f64 * f32::EPSILON as f64
@@ -105,7 +123,8 @@ fn check_forward_train(ctx: &GpuContext, k: &BatchNorm, case: Case) -> CheckOut 
         moving_var: &mut mv,
     };
     let (x, gamma, beta) = (to_f64(&inp.x), to_f64(&inp.gamma), to_f64(&inp.beta));
-    cpu::batch_norm::batch_norm_forward_train(out, &x, &gamma, &beta, &s);
+    cpu::batch_norm::batch_norm_forward_train(out, &x, &gamma, &beta, &case.unfused());
+    let y = case.relu(y);
     // Tolerances: the f32 Welford/Chan mean is within a few ulps of the offset (offset_atol:
     // 2e-6 at offset 4); the variance (~0.75, M2 built from x − mean, never from x²) within
     // 1e-5 relative even at offset 1000; y = γ·(x − mean)·inv_std + β inherits the mean's
@@ -150,8 +169,9 @@ fn check_forward_inference(ctx: &GpuContext, k: &BatchNorm, case: Case) -> Check
         &to_f64(&inp.beta),
         &to_f64(&inp.moving_mean),
         &to_f64(&inp.moving_var),
-        &s,
+        &case.unfused(),
     );
+    let y = case.relu(y);
     // Elementwise, a handful of f32 roundings; x − moving_mean carries x's own ulp·γ·scale.
     let atol = 2e-6 + 2.0 * case.offset_atol();
     Ok(vec![Compared::new("y", ctx.read(&yb)?, y, atol, 2e-6)])
@@ -174,13 +194,31 @@ fn check_backward(ctx: &GpuContext, k: &BatchNorm, case: Case) -> CheckOut {
         moving_var: &mut mv,
     };
     let (x, gamma, beta) = (to_f64(&inp.x), to_f64(&inp.gamma), to_f64(&inp.beta));
-    cpu::batch_norm::batch_norm_forward_train(out, &x, &gamma, &beta, &s);
+    cpu::batch_norm::batch_norm_forward_train(out, &x, &gamma, &beta, &case.unfused());
     let (mean, istd) = (to_f32(&mean), to_f32(&istd));
+    // With the fused ReLU, dy is the ReLU's output gradient: the reference passes it through
+    // cpu::relu_backward first, with the forward's y as the GPU computes it in f32 from the
+    // same f32 statistics (so both sides take the same side of the kink at y = 0).
+    let dy = if s.relu {
+        let y32: Vec<f64> = (0..m * c)
+            .map(|i| {
+                let ch = i % c;
+                let scale = inp.gamma[ch] * istd[ch];
+                ((inp.x[i] - mean[ch]) * scale + inp.beta[ch]) as f64
+            })
+            .collect();
+        let mut masked = vec![0.0; m * c];
+        cpu::relu::relu_backward(&mut masked, &to_f64(&inp.dy), &y32);
+        masked
+    } else {
+        to_f64(&inp.dy)
+    };
 
-    let (dyb, xb, gb) = (
+    let (dyb, xb, gb, bb) = (
         ctx.upload("dy", &inp.dy),
         ctx.upload("x", &inp.x),
         ctx.upload("gamma", &inp.gamma),
+        ctx.upload("beta", &inp.beta),
     );
     let (meanb, isb) = (ctx.upload("mean", &mean), ctx.upload("inv_std", &istd));
     let (dxb, dgb, dbb) = (
@@ -196,6 +234,7 @@ fn check_backward(ctx: &GpuContext, k: &BatchNorm, case: Case) -> CheckOut {
         dy: &dyb,
         x: &xb,
         gamma: &gb,
+        beta: &bb,
         mean: &meanb,
         inv_std: &isb,
         scratch: &scratch,
@@ -211,12 +250,12 @@ fn check_backward(ctx: &GpuContext, k: &BatchNorm, case: Case) -> CheckOut {
     };
     cpu::batch_norm::batch_norm_backward(
         grads,
-        &to_f64(&inp.dy),
+        &dy,
         &to_f64(&inp.x),
         &to_f64(&inp.gamma),
         &to_f64(&mean),
         &to_f64(&istd),
-        &s,
+        &case.unfused(),
     );
     // dγ, dβ are f32 sums of M terms of size ~1 (chunked, so the error grows like the chunk
     // length plus the chunk count, not M): atol 1e-6·sqrt(M)·4, rtol 1e-5. dx subtracts the
@@ -254,20 +293,37 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             1000.0,
         )))
         .collect::<Vec<_>>();
+    // The ReLU-fused passes at the first three shapes (tiny, odd, large): about half of y is
+    // negative there (β ∈ ±0.5 on a unit-variance x̂), so the mask is exercised.
+    let cases = (cases.iter().cloned().map(|c| (c, false)))
+        .chain(cases.iter().take(3).cloned().map(|c| (c, true)))
+        .collect::<Vec<_>>();
     let shared: Shared = Arc::default();
     let mut v = Vec::new();
     for variant in [Variant::Tree, Variant::Flat] {
-        for (i, (class, rows, channels, label, offset)) in cases.iter().cloned().enumerate() {
+        for (i, ((class, rows, channels, label, offset), relu)) in cases.iter().cloned().enumerate()
+        {
             let case = Case {
-                shape: BnShape::keras(rows, channels),
+                shape: BnShape {
+                    relu,
+                    ..BnShape::keras(rows, channels)
+                },
                 seed: 100 + 10 * i as u64,
                 offset,
             };
-            let passes: [(&'static str, CheckFn); 3] = [
-                ("forward_train", check_forward_train),
-                ("forward_inference", check_forward_inference),
-                ("backward", check_backward),
-            ];
+            let passes: [(&'static str, CheckFn); 3] = if relu {
+                [
+                    ("forward_train_relu", check_forward_train),
+                    ("forward_inference_relu", check_forward_inference),
+                    ("backward_relu", check_backward),
+                ]
+            } else {
+                [
+                    ("forward_train", check_forward_train),
+                    ("forward_inference", check_forward_inference),
+                    ("backward", check_backward),
+                ]
+            };
             for (pass, f) in passes {
                 let sh = shared.clone();
                 v.push(Check::new(

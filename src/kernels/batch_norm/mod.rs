@@ -13,6 +13,10 @@
 //! - `backward`: partial → finalize (writes dγ, dβ) → input (writes dx). Saved tensors: the
 //!   forward's input x (not x̂) and its `mean` and `inv_std`. Every output is written, never
 //!   accumulated.
+//! - With [`BnShape::relu`], a following ReLU is fused into all three: the forwards write
+//!   max(y, 0) and the backward takes the ReLU's output gradient, masked where the forward's y
+//!   was ≤ 0 (recomputed from x and the saved statistics, which the passes load anyway); it then
+//!   also reads beta ([`BackwardBuffers::beta`]).
 //!
 //! Variants (same WGSL, different workgroup shape): `tree` is CW = 64 channels × RL = 4 row lanes
 //! merged by a workgroup-memory tree (the portable variant for real GPUs: coalesced along C and
@@ -50,7 +54,9 @@ pub struct Params {
     pub chunks: u32,
     pub momentum: f32,
     pub epsilon: f32,
-    pub _pad: [u32; 2],
+    /// 1: a ReLU is fused after the normalisation (see [`BnShape::relu`]).
+    pub relu: u32,
+    pub _pad: u32,
 }
 
 pub use crate::shapes::BnShape;
@@ -95,6 +101,8 @@ pub struct BackwardBuffers<'a> {
     pub dy: &'a dyn Bind,
     pub x: &'a dyn Bind,
     pub gamma: &'a dyn Bind,
+    /// Read only with the fused ReLU (its mask needs the forward's y).
+    pub beta: &'a dyn Bind,
     pub mean: &'a dyn Bind,
     pub inv_std: &'a dyn Bind,
     pub scratch: &'a dyn Bind,
@@ -117,7 +125,8 @@ impl BnShape {
             chunks: chunks as u32,
             momentum: self.momentum,
             epsilon: self.epsilon,
-            _pad: [0; 2],
+            relu: self.relu as u32,
+            _pad: 0,
         }
     }
 }
@@ -308,6 +317,7 @@ impl BatchNorm {
             dy,
             x,
             gamma,
+            beta,
             mean,
             inv_std,
             scratch,
@@ -320,7 +330,7 @@ impl BatchNorm {
             Some(x),
             Some(dy),
             Some(gamma),
-            None,
+            Some(beta),
             Some(mean),
             Some(inv_std),
             None,

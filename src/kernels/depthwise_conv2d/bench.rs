@@ -45,6 +45,30 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
             id: format!("{id}/backward_weight"),
             work: Work::Flops(flops),
             dispatches: k.backward_weight(ctx, &dw, &scratch, &dy, &x, &s).into(),
+            buffers: vec![],
+        },
+        // The ReLU before the convolution folded into its loads (x is the ReLU's input).
+        BenchCase {
+            group: "depthwise_conv2d",
+            id: format!("{id}/forward_relu"),
+            work: Work::Flops(flops),
+            dispatches: vec![k.forward_relu(ctx, &y, &x, &w, &s)],
+            buffers: vec![],
+        },
+        BenchCase {
+            group: "depthwise_conv2d",
+            id: format!("{id}/backward_input_relu"),
+            work: Work::Flops(flops),
+            dispatches: vec![k.backward_input_relu(ctx, &dx, &dy, &w, &x, &s)],
+            buffers: vec![],
+        },
+        BenchCase {
+            group: "depthwise_conv2d",
+            id: format!("{id}/backward_weight_relu"),
+            work: Work::Flops(flops),
+            dispatches: k
+                .backward_weight_relu(ctx, &dw, &scratch, &dy, &x, &s)
+                .into(),
             buffers: vec![x, w, dy, y, dx, dw, scratch],
         },
     ]

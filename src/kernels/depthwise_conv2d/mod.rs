@@ -7,6 +7,10 @@
 //! memory is slow). backward_weight is a two-stage reduction over N·OH·OW: splits of output rows
 //! into a caller-provided scratch buffer ([`DepthwiseConv2d::backward_weight_scratch_len`]), then
 //! a reduction pass into dw.
+//!
+//! A ReLU in front of the convolution can be folded in (the `_relu` methods): the passes take
+//! the ReLU's input x, forward and backward_weight read max(x, 0), and backward_input masks dx
+//! by x > 0 as it writes, so the ReLU's output and its backward pass never exist.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -39,7 +43,9 @@ pub struct Params {
     pub splits: u32,
     pub rows_per_split: u32,
     pub groups: u32,
-    pub _pad: [u32; 3],
+    /// 1: x is read as max(x, 0) (a ReLU folded into the loads).
+    pub relu: u32,
+    pub _pad: [u32; 2],
 }
 
 const WG: u32 = 64;
@@ -90,7 +96,8 @@ fn params(s: &DepthwiseShape) -> Params {
         splits: 1,
         rows_per_split: 1,
         groups: 1,
-        _pad: [0; 3],
+        relu: 0,
+        _pad: [0; 2],
     }
 }
 
@@ -114,6 +121,7 @@ impl DepthwiseConv2d {
                 &[
                     "depthwise_conv2d_forward",
                     "depthwise_conv2d_backward_input",
+                    "depthwise_conv2d_backward_input_relu",
                     "depthwise_conv2d_backward_weight",
                     "depthwise_conv2d_backward_weight_reduce",
                 ],
@@ -144,6 +152,7 @@ impl DepthwiseConv2d {
         slots: &[Option<&dyn Bind>],
         s: &DepthwiseShape,
         (rows, cols): (usize, usize),
+        relu: bool,
     ) -> Dispatch {
         self.check_shape(s);
         let p = params(s);
@@ -152,6 +161,7 @@ impl DepthwiseConv2d {
         let p = Params {
             w_tiles: w_tiles as u32,
             groups: groups as u32,
+            relu: relu as u32,
             ..p
         };
         self.family
@@ -174,6 +184,26 @@ impl DepthwiseConv2d {
             &[Some(y), Some(x), Some(w)],
             s,
             (s.oh(), s.ow()),
+            false,
+        )
+    }
+
+    /// y = depthwise(max(x, 0), w): [`Self::forward`] of the ReLU of x (writes y).
+    pub fn forward_relu(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        w: &dyn Bind,
+        s: &DepthwiseShape,
+    ) -> Dispatch {
+        self.row_pass(
+            ctx,
+            "depthwise_conv2d_forward",
+            &[Some(y), Some(x), Some(w)],
+            s,
+            (s.oh(), s.ow()),
+            true,
         )
     }
 
@@ -192,6 +222,28 @@ impl DepthwiseConv2d {
             &[Some(dx), Some(dy), Some(w)],
             s,
             (s.h, s.w),
+            false,
+        )
+    }
+
+    /// The gradient of x through r = max(x, 0) and the convolution of r: [`Self::backward_input`],
+    /// then 0 where x ≤ 0 (writes dx). x: [N, H, W, C], the ReLU's input.
+    pub fn backward_input_relu(
+        &self,
+        ctx: &GpuContext,
+        dx: &dyn Bind,
+        dy: &dyn Bind,
+        w: &dyn Bind,
+        x: &dyn Bind,
+        s: &DepthwiseShape,
+    ) -> Dispatch {
+        self.row_pass(
+            ctx,
+            "depthwise_conv2d_backward_input_relu",
+            &[Some(dx), Some(dy), Some(w), Some(x)],
+            s,
+            (s.h, s.w),
+            false,
         )
     }
 
@@ -208,6 +260,30 @@ impl DepthwiseConv2d {
         x: &dyn Bind,
         s: &DepthwiseShape,
     ) -> [Dispatch; 2] {
+        self.weight_passes(ctx, [dw, scratch, dy, x], s, false)
+    }
+
+    /// [`Self::backward_weight`] of the convolution of max(x, 0): x is the ReLU's input.
+    pub fn backward_weight_relu(
+        &self,
+        ctx: &GpuContext,
+        dw: &dyn Bind,
+        scratch: &dyn Bind,
+        dy: &dyn Bind,
+        x: &dyn Bind,
+        s: &DepthwiseShape,
+    ) -> [Dispatch; 2] {
+        self.weight_passes(ctx, [dw, scratch, dy, x], s, true)
+    }
+
+    /// backward_weight's two passes; `relu`: x is read as max(x, 0).
+    fn weight_passes(
+        &self,
+        ctx: &GpuContext,
+        [dw, scratch, dy, x]: [&dyn Bind; 4],
+        s: &DepthwiseShape,
+        relu: bool,
+    ) -> [Dispatch; 2] {
         self.check_shape(s);
         let need = Self::backward_weight_scratch_len(s) as u64 * 4;
         assert!(
@@ -222,6 +298,7 @@ impl DepthwiseConv2d {
             splits: splits as u32,
             rows_per_split: per as u32,
             groups: groups as u32,
+            relu: relu as u32,
             ..p
         };
         let partial = self.family.dispatch(

@@ -71,6 +71,18 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
             shape.clone(),
             move |ctx| check_max_pool_forward(ctx, pool(&s, ctx), &g, seed, ties),
         ));
+        // The residual add folded in, at the tiny, the first odd and the model's shape.
+        if [0, 1, 4].contains(&i) {
+            let s = shared.clone();
+            v.push(Check::new(
+                "max_pool2d",
+                "forward_add",
+                "",
+                class,
+                shape.clone(),
+                move |ctx| check_max_pool_forward_add(ctx, pool(&s, ctx), &g, seed, ties),
+            ));
+        }
         let s = shared.clone();
         v.push(Check::new(
             "max_pool2d",
@@ -121,6 +133,39 @@ fn check_max_pool_forward(
     let gpu_a = unpack_argmax(&ctx.read::<u32>(&ab)?, g.c);
     Ok(vec![
         Compared::new("y", ctx.read(&yb)?, y, 0.0, 0.0),
+        Compared::new(
+            "argmax",
+            gpu_a.iter().map(|&v| v as f32).collect(),
+            a.iter().map(|&v| v as f64).collect(),
+            0.0,
+            0.0,
+        ),
+    ])
+}
+
+/// Forward with the residual add: the pool's selection plus one f32 addition, within half an
+/// ulp of the f64 sum (rtol 6e-8; atol for sums near 0); the argmax exactly the pool's.
+fn check_max_pool_forward_add(
+    ctx: &GpuContext,
+    k: &Pool,
+    g: &Pool2d,
+    seed: u64,
+    ties: bool,
+) -> Result<Vec<Compared>, GpuError> {
+    let x = pool_input(seed, g.in_len(), ties);
+    let r = random_vec(seed + 1, g.out_len(), -1.0, 1.0);
+    let (xb, rb) = (ctx.upload("x", &x), ctx.upload("residual", &r));
+    let yb = ctx.upload("y", &vec![f32::NAN; g.out_len()]);
+    let ab = ctx.upload("argmax", &vec![0x1234_5678u32; max_pool2d_argmax_len(g)]);
+    let d = k.max_pool2d_forward_add(ctx, &yb, &ab, &xb, &rb, g);
+    crate::kernels::run_all(ctx, &[&d])?;
+    let (mut pooled, mut a) = (vec![0.0; g.out_len()], vec![0u32; g.out_len()]);
+    cpu::pool::max_pool2d_forward(&mut pooled, &mut a, &to_f64(&x), g);
+    let mut y = vec![0.0; g.out_len()];
+    cpu::elementwise::add_forward(&mut y, &pooled, &to_f64(&r));
+    let gpu_a = unpack_argmax(&ctx.read::<u32>(&ab)?, g.c);
+    Ok(vec![
+        Compared::new("y", ctx.read(&yb)?, y, 1e-7, 6e-8),
         Compared::new(
             "argmax",
             gpu_a.iter().map(|&v| v as f32).collect(),

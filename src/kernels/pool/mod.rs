@@ -141,6 +141,7 @@ impl Pool {
                 include_str!("../../../shaders/pool.wgsl"),
                 &[
                     "max_pool2d_forward",
+                    "max_pool2d_forward_add",
                     "max_pool2d_backward",
                     "global_avg_pool2d_forward",
                     "global_avg_pool2d_backward",
@@ -179,6 +180,29 @@ impl Pool {
             ctx,
             "max_pool2d_forward",
             &[Some(y), Some(x), Some(argmax)],
+            Some(&p),
+            grid,
+        )
+    }
+
+    /// Max pool forward with the following residual Add folded in: y = maxpool(x) + residual
+    /// (writes y and argmax as [`Pool::max_pool2d_forward`]; the argmax is the pool's, so its
+    /// backward is unchanged). residual: [N, OH, OW, C] f32.
+    pub fn max_pool2d_forward_add(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        argmax: &dyn Bind,
+        x: &dyn Bind,
+        residual: &dyn Bind,
+        g: &Pool2d,
+    ) -> Dispatch {
+        let p = Params::max_pool(g);
+        let grid = Self::channel_grid(g.c, p.ow, g.n * p.oh as usize);
+        self.family.dispatch(
+            ctx,
+            "max_pool2d_forward_add",
+            &[Some(y), Some(x), Some(argmax), None, None, Some(residual)],
             Some(&p),
             grid,
         )

@@ -15,7 +15,8 @@ pub struct Params {
     pub len: u32,
     pub scale: f32,
     pub offset: f32,
-    pub _pad: u32,
+    /// Bytes per record of `rescale_u8_forward`'s input (0 for the other entry points).
+    pub sample_len: u32,
 }
 
 const WG: u32 = 64;
@@ -33,7 +34,12 @@ impl Rescale {
                 ctx,
                 "rescale",
                 include_str!("../../../shaders/rescale.wgsl"),
-                &["rescale_forward", "rescale_backward", "rescale_accumulate"],
+                &[
+                    "rescale_forward",
+                    "rescale_backward",
+                    "rescale_accumulate",
+                    "rescale_u8_forward",
+                ],
                 &[("WG", WG as f64)],
             ),
         }
@@ -57,7 +63,7 @@ impl Rescale {
             len: len as u32,
             scale,
             offset,
-            _pad: 0,
+            sample_len: 0,
         };
         self.family.dispatch(
             ctx,
@@ -81,7 +87,7 @@ impl Rescale {
             len: len as u32,
             scale,
             offset: 0.0,
-            _pad: 0,
+            sample_len: 0,
         };
         self.family.dispatch(
             ctx,
@@ -107,12 +113,66 @@ impl Rescale {
             len: len as u32,
             scale,
             offset: 0.0,
-            _pad: 0,
+            sample_len: 0,
         };
         self.family.dispatch(
             ctx,
             "rescale_accumulate",
             &[Some(out), Some(x)],
+            Some(&p),
+            Self::grid(len),
+        )
+    }
+}
+
+/// Bytes one record of `sample_len` u8 values takes in a packed byte batch: rounded up to 4, so
+/// that every record starts on a 4-byte boundary (buffer copies and writes must be 4-aligned,
+/// which lets a micro-batch's records be copied out of the whole batch's).
+pub fn u8_stride(sample_len: usize) -> usize {
+    sample_len.div_ceil(4) * 4
+}
+
+/// Packs `n` records of `sample_len` bytes each (`x`: [n, sample_len]) at [`u8_stride`], the
+/// layout `rescale_u8_forward` reads. Borrows `x` when no padding is needed.
+pub fn pack_u8(x: &[u8], sample_len: usize) -> std::borrow::Cow<'_, [u8]> {
+    let stride = u8_stride(sample_len);
+    if stride == sample_len {
+        return x.into();
+    }
+    let mut out = vec![0u8; x.len() / sample_len * stride];
+    for (o, r) in out.chunks_mut(stride).zip(x.chunks(sample_len)) {
+        o[..sample_len].copy_from_slice(r);
+    }
+    out.into()
+}
+
+impl Rescale {
+    /// y = f32(x)·scale + offset (writes y), with `(scale, offset)` = `affine`: the input batch
+    /// widened from bytes on the GPU ((1, 0): exactly). y: [len] f32; xb: len / sample_len
+    /// records of `sample_len` u8 as [`pack_u8`] lays them out (each at a multiple of 4 bytes).
+    pub fn forward_u8(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        xb: &dyn Bind,
+        len: usize,
+        sample_len: usize,
+        (scale, offset): (f32, f32),
+    ) -> Dispatch {
+        assert!(
+            sample_len > 0 && len.is_multiple_of(sample_len),
+            "whole records: {len} values of {sample_len}-byte records"
+        );
+        let p = Params {
+            len: len as u32,
+            scale,
+            offset,
+            sample_len: sample_len as u32,
+        };
+        self.family.dispatch(
+            ctx,
+            "rescale_u8_forward",
+            &[Some(y), None, None, Some(xb)],
             Some(&p),
             Self::grid(len),
         )
