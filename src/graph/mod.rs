@@ -12,6 +12,7 @@ use thiserror::Error;
 pub mod bind;
 pub mod error;
 pub mod executor;
+pub mod fusion;
 pub mod layers;
 pub mod liveness;
 pub mod memory;

@@ -133,15 +133,15 @@ pub struct GpuFwd<'a> {
     /// The output tensor.
     pub y: TensorId,
     /// The ReLU that is this layer's only consumer is fused into it (see
-    /// `schedule::fused_relus`): `y` is the ReLU's output, and the layer's own output is never
+    /// `fusion::fused_relus`): `y` is the ReLU's output, and the layer's own output is never
     /// stored. Only batch norm is offered this.
     pub relu: bool,
     /// The first input comes through a ReLU folded into this layer's loads (see
-    /// `schedule::folded_relus`): `x[0]` is the ReLU's input, and the layer reads max(x, 0).
+    /// `fusion::folded_relus`): `x[0]` is the ReLU's input, and the layer reads max(x, 0).
     /// Only the separable convolution is offered this.
     pub relu_input: bool,
     /// The Add that is this layer's only consumer is folded into it (see
-    /// `schedule::pooled_adds`): the layer writes y = f(x) + residual into the Add's output,
+    /// `fusion::pooled_adds`): the layer writes y = f(x) + residual into the Add's output,
     /// `y`. Only max pooling is offered this.
     pub residual: Option<TensorId>,
 }

@@ -1,0 +1,115 @@
+//! The on-disk cache of measured variant choices: one JSON file, an entry per adapter key, written atomically; and the per-process memo in front of it.
+
+use super::*;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct CacheFile {
+    format: u32,
+    /// By [`cache_key`].
+    adapters: BTreeMap<String, Tuning>,
+}
+
+/// The cache key of an adapter: what a driver update or a new gpucnn must re-measure.
+pub fn cache_key(info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} | {:?} | {} | {} | gpucnn {}",
+        info.name,
+        info.backend,
+        info.driver,
+        info.driver_info,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The cache file: `$GPUCNN_CACHE_DIR/variants.json`, else the user's cache directory's
+/// `gpucnn/variants.json` (`$XDG_CACHE_HOME`, else `~/.cache` on Unix, `~/Library/Caches` on
+/// macOS, `%LOCALAPPDATA%` on Windows). `None` when no folder is known.
+pub fn cache_path() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = var(CACHE_DIR_VAR) {
+        return Some(d.join(CACHE_FILE));
+    }
+    let base = if cfg!(windows) {
+        var("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        var("HOME").map(|h| h.join("Library/Caches"))
+    } else {
+        var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))
+    };
+    base.map(|b| b.join("gpucnn").join(CACHE_FILE))
+}
+
+/// Reads the file's entries; `Err` says why a file that exists cannot be used.
+pub(super) fn read_cache(path: &std::path::Path) -> Result<CacheFile, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CacheFile::default()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let file: CacheFile = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    if file.format != FORMAT {
+        return Err(format!(
+            "format {} (this gpucnn writes {FORMAT})",
+            file.format
+        ));
+    }
+    Ok(file)
+}
+
+/// The tuning stored for `key` in the file at `path`. A file that cannot be read or parsed is
+/// reported (`Err`, the caller warns) and treated as empty, so the next store rewrites it.
+pub fn load(path: &std::path::Path, key: &str) -> Result<Option<Tuning>, String> {
+    Ok(read_cache(path)?.adapters.get(key).cloned())
+}
+
+/// Stores `tuning` for `key` in the file at `path` (other adapters' entries kept, a corrupt
+/// file replaced), atomically.
+pub fn store(path: &std::path::Path, key: &str, tuning: &Tuning) -> anyhow::Result<()> {
+    let mut file = read_cache(path).unwrap_or_default();
+    file.format = FORMAT;
+    file.adapters.insert(key.to_string(), tuning.clone());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::atomic::write_atomic(path, &serde_json::to_vec_pretty(&file)?)?;
+    Ok(())
+}
+
+pub(super) fn memo() -> std::sync::MutexGuard<'static, Option<HashMap<String, (Tuning, Source)>>> {
+    MEMO.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The tuning that applies to `ctx`, when tuning is [`active`]: measured by this process, or
+/// read from the cache (once per process). A corrupt cache file is warned about and ignored.
+pub fn cached(ctx: &GpuContext) -> Option<(Tuning, Source)> {
+    if !active() {
+        return None;
+    }
+    let key = cache_key(&ctx.info);
+    if let Some(hit) = memo().as_ref().and_then(|m| m.get(&key)) {
+        return Some(hit.clone());
+    }
+    let path = cache_path()?;
+    match load(&path, &key) {
+        Ok(Some(t)) => {
+            let hit = (t, Source::Cache);
+            memo().get_or_insert_default().insert(key, hit.clone());
+            Some(hit)
+        }
+        Ok(None) => None,
+        // Once per process: every compile and plan asks.
+        Err(why) if !WARNED.swap(true, Ordering::Relaxed) => {
+            eprintln!(
+                "warning: ignoring the kernel-variant cache {}: {why}; it will be measured \
+                 again and rewritten",
+                path.display()
+            );
+            None
+        }
+        Err(_) => None,
+    }
+}
