@@ -53,7 +53,10 @@ pub fn plan_buffers(tensors: &[Lifetime]) -> BufferPlan {
 /// its own (see the module doc).
 pub fn by_size(tensors: &[Lifetime]) -> BufferPlan {
     for (t, lt) in tensors.iter().enumerate() {
-        assert!(lt.last >= lt.first, "tensor {t}: last use before first write");
+        assert!(
+            lt.last >= lt.first,
+            "tensor {t}: last use before first write"
+        );
     }
     let mut order: Vec<usize> = (0..tensors.len()).collect();
     order.sort_by_key(|&t| (std::cmp::Reverse(tensors[t].bytes), tensors[t].first, t));
