@@ -147,7 +147,8 @@ enum Command {
     #[command(after_help = EXIT_STATUS)]
     Summary(SummaryArgs),
     /// Time every op of a training step on this GPU: layer, op, kernel variant, time per step,
-    /// share of the step and GFLOP/s achieved, then the step's wall time as training runs it.
+    /// share of the step, GFLOP/s and GB/s achieved, then the step's wall time as training runs
+    /// it and the time to upload a batch (pixels as bytes) and wait for it.
     ///
     /// Ops are timed with GPU timestamps around each op's compute pass where the adapter has
     /// them, else with one waited submission per op (which adds its overhead to every op); the

@@ -390,6 +390,13 @@ fn profile_times_every_op_of_a_step() {
     assert!(ops.iter().all(|o| o["bytes"].as_u64().unwrap() > 0), "{v}");
     let bytes: u64 = ops.iter().map(|o| o["bytes"].as_u64().unwrap()).sum();
     assert_eq!(v["bytes_per_step"].as_u64(), Some(bytes));
+    // The upload as training does it: 2 samples of 16×16×3 bytes and a 4-byte target each.
+    assert_eq!(
+        v["upload_bytes"].as_u64(),
+        Some(2 * 16 * 16 * 3 + 2 * 4),
+        "{v}"
+    );
+    assert!(v["upload_seconds"].as_f64().unwrap() > 0.0, "{v}");
     // The fusions: no ReLU pass is left; GPUCNN_FUSION=off plans the unfused step, which
     // moves more bytes.
     assert!(!names.iter().any(|n| n.starts_with("relu.")), "{names:?}");

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::open_gpu;
 use super::output::outln;
-use crate::gpu::AdapterOptions;
+use crate::gpu::{AdapterOptions, GpuContext};
 use crate::graph::executor::{BatchTargets, Profile, TrainStep};
 use crate::harness::random_vec;
 use crate::model::{XceptionConfig, xception_mini};
@@ -56,25 +56,70 @@ pub fn run(args: &ProfileArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitC
         .collect();
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % args.classes).collect();
     let binary: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
-    let targets = if args.classes > 2 {
-        BatchTargets::Classes(&labels)
-    } else {
-        BatchTargets::Binary(&binary)
+    let targets = || {
+        if args.classes > 2 {
+            BatchTargets::Classes(&labels)
+        } else {
+            BatchTargets::Binary(&binary)
+        }
     };
-    step.write_batch_u8(&ctx, &x, targets);
+    step.write_batch_u8(&ctx, &x, targets());
     // One step first: compiles every pipeline and touches every buffer.
     step.checked(&ctx, |s| s.submit(&ctx, s.micro))?;
     let profile = step.profile(&ctx, args.steps as usize)?;
+    let upload = time_upload(&ctx, &step, args.steps, || {
+        step.write_batch_u8(&ctx, &x, targets())
+    })?;
     if args.json {
         let mut v = serde_json::to_value(&profile)?;
         v["adapter"] = ctx.info.name.clone().into();
         v["image_size"] = args.image_size.into();
         v["width"] = args.width.into();
+        v["upload_bytes"] = upload.bytes.into();
+        v["upload_seconds"] = upload.seconds.into();
         outln!("{v}");
     } else {
         print_table(&profile, &ctx.info.name, args)?;
+        outln!(
+            "uploading a batch as training does ({:.2} MB: pixels as bytes and targets) and \
+             waiting for it: {:.2} ms",
+            upload.bytes as f64 / 1e6,
+            upload.seconds * 1e3
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A batch's upload: bytes written and seconds per upload, the wait for the GPU included.
+struct Upload {
+    bytes: u64,
+    seconds: f64,
+}
+
+/// Times `times` runs of `upload` (which writes a batch and returns its samples), each followed
+/// by a wait for the queue, as a training step waits for its batch before it runs. Bytes: the
+/// pixels as bytes and one 4-byte target (a 0/1 or a class index) per sample.
+fn time_upload(
+    ctx: &GpuContext,
+    step: &TrainStep,
+    times: u32,
+    upload: impl Fn() -> usize,
+) -> anyhow::Result<Upload> {
+    let times = times.max(1);
+    let mut bytes = 0;
+    let started = std::time::Instant::now();
+    for _ in 0..times {
+        // `checked` waits for the queue (and reports a validation error, if any).
+        step.checked(ctx, |_| {
+            let n = upload();
+            bytes = step.upload_bytes(n).1 + 4 * n as u64;
+            ctx.queue.submit([]);
+        })?;
+    }
+    Ok(Upload {
+        bytes,
+        seconds: started.elapsed().as_secs_f64() / times as f64,
+    })
 }
 
 fn print_table(p: &Profile, adapter: &str, args: &ProfileArgs) -> anyhow::Result<()> {
