@@ -173,23 +173,12 @@ impl Variants {
                 variant: variant.into(),
             };
             match family {
-                "gemm" => {
-                    self.gemm = *gemm::Variant::ALL
-                        .iter()
-                        .find(|v| v.name() == variant)
-                        .ok_or_else(unknown)?
-                }
+                "gemm" => self.gemm = gemm::Variant::from_name(variant).ok_or_else(unknown)?,
                 "conv2d" => {
-                    self.conv2d = *[conv2d::Variant::Portable, conv2d::Variant::Subgroup]
-                        .iter()
-                        .find(|v| v.name() == variant)
-                        .ok_or_else(unknown)?
+                    self.conv2d = conv2d::Variant::from_name(variant).ok_or_else(unknown)?
                 }
                 "batch_norm" => {
-                    self.batch_norm = *[batch_norm::Variant::Tree, batch_norm::Variant::Flat]
-                        .iter()
-                        .find(|v| v.name() == variant)
-                        .ok_or_else(unknown)?
+                    self.batch_norm = batch_norm::Variant::from_name(variant).ok_or_else(unknown)?
                 }
                 _ => return Err(unknown()),
             }

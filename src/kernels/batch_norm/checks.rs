@@ -300,7 +300,7 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
         .collect::<Vec<_>>();
     let shared: Shared = Arc::default();
     let mut v = Vec::new();
-    for variant in [Variant::Tree, Variant::Flat] {
+    for variant in Variant::ALL {
         for (i, ((class, rows, channels, label, offset), relu)) in cases.iter().cloned().enumerate()
         {
             let case = Case {

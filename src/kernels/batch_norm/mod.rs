@@ -141,11 +141,18 @@ pub enum Variant {
 }
 
 impl Variant {
+    pub const ALL: [Variant; 2] = [Variant::Tree, Variant::Flat];
+
     pub fn name(self) -> &'static str {
         match self {
             Variant::Tree => "tree",
             Variant::Flat => "flat",
         }
+    }
+
+    /// The variant [`Self::name`] calls `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
     }
 
     pub(crate) fn row_lanes(self) -> u32 {

@@ -69,12 +69,19 @@ pub enum Variant {
 }
 
 impl Variant {
+    pub const ALL: [Variant; 2] = [Variant::Portable, Variant::Subgroup];
+
     /// The variant string used in checks and bench ids.
     pub fn name(self) -> &'static str {
         match self {
             Variant::Portable => "portable",
             Variant::Subgroup => "subgroup",
         }
+    }
+
+    /// The variant [`Self::name`] calls `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
     }
 
     /// The subgroup size the subgroup variant would use on `ctx`, if it can run there.

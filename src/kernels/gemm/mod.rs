@@ -120,6 +120,11 @@ impl Variant {
         }
     }
 
+    /// The variant [`Self::name`] calls `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+
     /// True for the variants built on gemm_subgroup*.wgsl (they need [`subgroup_usable`]).
     pub fn uses_subgroups(self) -> bool {
         matches!(self, Variant::Subgroup | Variant::Subgroup64)

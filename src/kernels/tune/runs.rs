@@ -104,12 +104,7 @@ pub(super) const FAMILIES: &[FamilyTuner] = &[
     },
     FamilyTuner {
         name: "batch_norm",
-        candidates: |_| {
-            vec![
-                batch_norm::Variant::Tree.name(),
-                batch_norm::Variant::Flat.name(),
-            ]
-        },
+        candidates: |_| batch_norm::Variant::ALL.map(|v| v.name()).to_vec(),
         cases: |s| s.bn.iter().map(|&b| Case::Bn(b)).collect(),
         build: build_bn,
     },
@@ -121,7 +116,7 @@ pub(super) fn zeros(ctx: &GpuContext, len: usize) -> wgpu::Buffer {
 
 pub(super) fn build_gemm(ctx: &GpuContext, variant: &str, cases: &[Case]) -> Vec<Run> {
     let g = Gemm::new(ctx);
-    let Some(&v) = gemm::Variant::ALL.iter().find(|v| v.name() == variant) else {
+    let Some(v) = gemm::Variant::from_name(variant) else {
         return Vec::new();
     };
     let mut runs = Vec::new();
@@ -142,7 +137,9 @@ pub(super) fn build_gemm(ctx: &GpuContext, variant: &str, cases: &[Case]) -> Vec
 }
 
 pub(super) fn build_conv(ctx: &GpuContext, variant: &str, cases: &[Case]) -> Vec<Run> {
-    let Some(&v) = (conv2d::Variant::available(ctx).iter()).find(|v| v.name() == variant) else {
+    let Some(v) =
+        conv2d::Variant::from_name(variant).filter(|v| conv2d::Variant::available(ctx).contains(v))
+    else {
         return Vec::new();
     };
     let k = Conv2d::with_variant(ctx, v);
@@ -178,10 +175,7 @@ pub(super) fn build_conv(ctx: &GpuContext, variant: &str, cases: &[Case]) -> Vec
 }
 
 pub(super) fn build_bn(ctx: &GpuContext, variant: &str, cases: &[Case]) -> Vec<Run> {
-    let Some(v) = [batch_norm::Variant::Tree, batch_norm::Variant::Flat]
-        .into_iter()
-        .find(|v| v.name() == variant)
-    else {
+    let Some(v) = batch_norm::Variant::from_name(variant) else {
         return Vec::new();
     };
     let k = BatchNorm::with_variant(ctx, v);
