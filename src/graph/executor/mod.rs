@@ -185,21 +185,20 @@ impl TrainStep {
     /// every convolution and dense pass, forward and backward, as the planned ops count them
     /// (batch norm, pooling, activations and Adam are memory-bound and not counted).
     pub fn flops_per_step(&self) -> u64 {
-        schedule(
-            &self.model,
-            &self.variants,
-            self.batch,
-            Mode::Train,
-            self.augment,
-        )
-        .map(|s| s.pl.flops())
-        .unwrap_or(0)
+        self.whole_batch_plan().map_or(0, |s| s.pl.flops())
     }
 
     /// Bytes one training step of `batch` samples reads and writes, as the planned ops
     /// estimate them from shapes (every activation, gradient and weight tensor an op touches,
     /// once per op; see [`super::planner::PlannedOp::bytes`]), plus Adam's update.
     pub fn bytes_per_step(&self) -> u64 {
+        self.whole_batch_plan()
+            .map_or(0, |s| s.pl.bytes() + self.adam_bytes())
+    }
+
+    /// The training step's schedule at the whole batch, which the per-step work counts read.
+    /// Planning only, no GPU.
+    fn whole_batch_plan(&self) -> Option<super::schedule::Schedule> {
         schedule(
             &self.model,
             &self.variants,
@@ -207,8 +206,7 @@ impl TrainStep {
             Mode::Train,
             self.augment,
         )
-        .map(|s| s.pl.bytes() + self.adam_bytes())
-        .unwrap_or(0)
+        .ok()
     }
 
     /// Bytes of one Adam update: each trainable parameter, its gradient, m and v read; the
