@@ -63,6 +63,13 @@ case "$size$batch" in
     *[!0-9]*) echo "gpu-report.sh: --size and --batch take whole numbers" >&2; exit 2 ;;
 esac
 mkdir -p "$out" || exit 1
+# A folder reused from an earlier run: drop that run's parts first, so that nothing of it (a
+# PyTorch result from a run given --torch, say) is reported as this run's.
+for f in info.txt selftest.json kernels.txt profile.json step.txt torch_fp32.txt torch_tf32.txt \
+    report.txt report.json info.err selftest.err kernels.err profile.err step.err \
+    torch_fp32.err torch_tf32.err; do
+    rm -f "$out/$f"
+done
 bin=$(cd "$bin" && pwd)
 
 kcrit=()
