@@ -15,8 +15,11 @@
 //   batch_norm_forward_inference        y = γ·(x − moving_mean)/sqrt(moving_var + ε) + β. writes y
 //   batch_norm_backward_partial         per (chunk, channel): Σdy and Σdy·(x − mean). writes scratch
 //   batch_norm_backward_finalize        dβ = Σdy, dγ = Σdy·x̂ with x̂ = (x − mean)·inv_std.
-//                                       writes dgamma, dbeta (does not accumulate)
-//   batch_norm_backward_input           dx = γ·inv_std·(dy − dβ/M − x̂·dγ/M). writes dx
+//                                       writes dgamma, dbeta (does not accumulate), and
+//                                       backward_input's per-channel factors into scratch
+//                                       [5, C]: mean, γ·inv_std, dβ/M, dγ·inv_std/M, β
+//   batch_norm_backward_input           dx = γ·inv_std·(dy − dβ/M − x̂·dγ/M), from x, dy and
+//                                       the factors in scratch (4 storage buffers). writes dx
 //
 // With Params.relu = 1 a ReLU that follows the batch norm is fused in (the graph plans this
 // where the ReLU is the batch norm's only consumer): the forward passes write max(y, 0), and
@@ -31,18 +34,19 @@
 //   1    | x           | read       | [M, C] f32        | all but the finalize passes
 //   2    | dy          | read       | [M, C] f32        | backward_partial, backward_input
 //   3    | gamma       | read       | [C] f32           | normalize, inference, backward_partial
-//        |             |            |                   | (relu mask), backward_input
+//        |             |            |                   | (relu mask), backward_finalize
 //   4    | beta        | read       | [C] f32           | normalize, inference, backward_partial
-//        |             |            |                   | and backward_input (relu mask)
+//        |             |            |                   | (relu mask), backward_finalize
 //   5    | mean        | read_write | [C] f32           | saved: written by forward_train_finalize,
 //        |             |            |                   | read by normalize and the backward passes
 //   6    | inv_std     | read_write | [C] f32           | as mean
 //   7    | moving_mean | read_write | [C] f32           | forward_train_finalize (updated), inference
 //   8    | moving_var  | read_write | [C] f32           | as moving_mean
-//   9    | dgamma      | read_write | [C] f32           | backward_finalize (writes), backward_input
+//   9    | dgamma      | read_write | [C] f32           | backward_finalize (writes)
 //   10   | dbeta       | read_write | [C] f32           | as dgamma
-//   11   | scratch     | read_write | [2, chunks, C] f32| partials: forward (chunk mean; chunk M2),
-//        |             |            |                   | backward (Σdy; Σdy·(x − mean))
+//   11   | scratch     | read_write | [max(2·chunks, 5), C] f32 | partials: forward (chunk mean;
+//        |             |            |                   | chunk M2), backward (Σdy; Σdy·(x − mean));
+//        |             |            |                   | then backward_input's factors [5, C]
 //   12   | params      | uniform    | Params            | all
 //
 // Params: rows (M), channels (C), rows_per_chunk, chunks (= ceil(M / rows_per_chunk)),
@@ -293,7 +297,18 @@ fn batch_norm_backward_finalize(
         sum_dyxc += scratch[(params.chunks + k) * C + c];
     }
     dbeta[c] = sum_dy;
-    dgamma[c] = sum_dyxc * inv_std[c];
+    let dg = sum_dyxc * inv_std[c];
+    dgamma[c] = dg;
+    // backward_input's per-channel factors, over this channel's own (already read) partials,
+    // so that pass binds 4 storage buffers instead of 9 (WebGPU's default limit is 8).
+    let inv_m = 1.0 / f32(params.rows);
+    let istd = inv_std[c];
+    scratch[c] = mean[c];
+    scratch[C + c] = gamma[c] * istd;
+    scratch[2u * C + c] = sum_dy * inv_m;
+    // x̂·dγ/M = (x − mean)·inv_std·dγ/M: fold inv_std into the per-channel factor.
+    scratch[3u * C + c] = dg * istd * inv_m;
+    scratch[4u * C + c] = beta[c];
 }
 
 @compute @workgroup_size(CW, RL)
@@ -306,14 +321,12 @@ fn batch_norm_backward_input(
     if (c >= C || wid.y >= params.chunks) {
         return;
     }
-    let inv_m = 1.0 / f32(params.rows);
-    let centre = mean[c];
-    let istd = inv_std[c];
-    let k = gamma[c] * istd;
-    let mean_dy = dbeta[c] * inv_m;
-    // x̂·dγ/M = (x − mean)·inv_std·dγ/M: fold inv_std into the per-channel factor.
-    let slope = dgamma[c] * istd * inv_m;
-    let shift = beta[c];
+    // The factors backward_finalize left in scratch: mean, γ·inv_std, dβ/M, dγ·inv_std/M, β.
+    let centre = scratch[c];
+    let k = scratch[C + c];
+    let mean_dy = scratch[2u * C + c];
+    let slope = scratch[3u * C + c];
+    let shift = scratch[4u * C + c];
     let range = chunk_rows(wid.y);
     for (var r = range.x + lid.y; r < range.y; r += RL) {
         let i = r * C + c;

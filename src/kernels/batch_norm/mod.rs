@@ -201,10 +201,11 @@ impl BatchNorm {
     }
 
     /// f32 elements of the scratch buffer `forward_train` and `backward` need for a layer of
-    /// this shape ([2, chunks, C]); one buffer of the largest `scratch_len` over the layers
-    /// serves them all (their dispatches run one after another).
+    /// this shape ([max(2·chunks, 5), C]: the chunk partials, then backward_input's five
+    /// per-channel factors); one buffer of the largest `scratch_len` over the layers serves
+    /// them all (their dispatches run one after another).
     pub fn scratch_len(shape: &BnShape) -> usize {
-        2 * shape.chunking().1 * shape.channels
+        (2 * shape.chunking().1).max(5) * shape.channels
     }
 
     fn row_grid(shape: &BnShape) -> [u32; 3] {
