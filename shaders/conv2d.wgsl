@@ -40,9 +40,14 @@
 //   load of the row operand, is uniform across the workgroup: on a GPU one cached load serves
 //   all lanes (lavapipe 22.3 still loads per lane: conv2d_subgroup.wgsl is its variant). With
 //   LC = 1 ("narrow", for few columns) the column operand (weights) is uniform instead.
-// Grid: kernels::grid_1d(groups); linear group g = wid.x + wid.y·nwg.x, g ≥ groups returns;
-//   forward/backward_input: col tile = g % col_tiles, row tile = g / col_tiles;
-//   backward_weight: additionally split = (g / col_tiles) / row_tiles.
+//   LC must divide WG. A tile covers (WG/LC)·TM GEMM rows × LC·TN columns: wide (WG 32, LC 32)
+//   16 × 128, narrow (WG 64, LC 1) 1024 × 4; col_tiles = ceil(cols / (LC·TN)), row_tiles =
+//   ceil(rows / ((WG/LC)·TM)), with (rows, cols) = (N·OH·OW, Cout) forward, (N·H·W, Cin)
+//   backward_input, (k·k·Cin, Cout) backward_weight. backward_weight splits K = N·OH·OW: any
+//   k_chunk ≥ 1 with splits = ceil(K / k_chunk); scratch holds splits·(k·k·Cin·Cout + Cout).
+// Grid: kernels::grid_1d(groups) (shaders/README.md); linear group g = wid.x + wid.y·nwg.x,
+//   g ≥ groups returns; forward/backward_input: col tile = g % col_tiles, row tile =
+//   g / col_tiles; backward_weight: additionally split = (g / col_tiles) / row_tiles.
 // Mirrors: cpu::conv2d::conv2d_forward, conv2d_backward_input, conv2d_backward_weight (the last
 //   two entry points together).
 

@@ -27,10 +27,14 @@
 //   0    | c      | read_write | C / partials / out, f32      | all
 //   1    | a      | read       | A operand / partials, f32    | naive, tiled, reduce, colsum
 //   2    | b      | read       | B operand, f32               | naive, tiled
-//   3    | bias   | read       | [n] f32 (at bias_off)        | naive, tiled (when has_bias)
+//   3    | bias   | read       | [n] f32 (at bias_off)        | naive, tiled: always bound (read
+//        |        |            |                              | only when has_bias = 1; any
+//        |        |            |                              | 4-byte buffer serves otherwise)
 //   4    | params | uniform    | Params                       | all
 //   5    | (a4)   | read       | A as vec4<f32>               | gemm_subgroup.wgsl only
-//   6    | b4     | read       | B operand viewed as vec4<f32>| tiled (the same buffer as slot 2)
+//   6    | b4     | read       | B operand viewed as vec4<f32>| tiled: the same buffer range as
+//        |        |            |                              | slot 2, so B's range must hold
+//        |        |            |                              | ≥ 16 bytes (pad a smaller B)
 //
 // Params: m, n, k, splits, k_chunk; a_off, a_ms, a_ks, a_gather (0 none, 1 rows, 2 k);
 //   b_off, b_ks, b_ns; c_off, c_ms, c_split, c_gather (0 none, 1 rows scattered);
