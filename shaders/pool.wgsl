@@ -12,6 +12,9 @@
 //   max_pool2d_forward_add      the same, then y += residual (the residual Add that follows
 //                               the pool in each block, folded in: the graph plans this where
 //                               the pool's only consumer is that Add). writes y and argmax
+//   max_pool2d_forward_inference      y only: no argmax (inference has no backward pass).
+//                               writes y
+//   max_pool2d_forward_add_inference  y = max + residual only. writes y
 //   max_pool2d_backward         dx = Σ dy over the windows whose argmax is that cell, as a gather:
 //                               each dx element visits the ≤ ceil(KH/SH)·ceil(KW/SW) windows that
 //                               contain it (2×2 at k3 s2), so no two invocations write one
@@ -23,16 +26,17 @@
 //
 // Bindings (group 0)
 //   slot | name       | access     | shape                   | used by
-//   0    | out        | read_write | [N,OH,OW,C] f32         | max fwd (y)
+//   0    | out        | read_write | [N,OH,OW,C] f32         | max fwd, fwd add, fwd inference (y)
 //        |            |            | [N,H,W,C] f32           | max bwd (dx), gap bwd (dx)
 //        |            |            | [N,C] f32               | gap fwd (y)
-//   1    | x          | read       | [N,H,W,C] f32           | max fwd (x), gap fwd (x)
+//   1    | x          | read       | [N,H,W,C] f32           | max fwd (all four; x), gap fwd (x)
 //        |            |            | [N,OH,OW,C] f32         | max bwd (dy)
 //        |            |            | [N,C] f32               | gap bwd (dy)
-//   2    | argmax_out | read_write | [N,OH,OW,ceil(C/4)] u32 | max fwd (argmax, 4 bytes packed)
+//   2    | argmax_out | read_write | [N,OH,OW,ceil(C/4)] u32 | max fwd, fwd add (argmax, 4 bytes
+//        |            |            |                         | packed; not the inference ones)
 //   3    | argmax     | read       | [N,OH,OW,ceil(C/4)] u32 | max bwd (saved by max fwd)
 //   4    | params     | uniform    | Params                  | all
-//   5    | residual   | read       | [N,OH,OW,C] f32         | max fwd add (added to y)
+//   5    | residual   | read       | [N,OH,OW,C] f32         | max fwd add (+ inference; added to y)
 //
 // Params: n, h, w, c (input sizes); oh, ow (output sizes); kh, kw (window); sh, sw (stride);
 //   pad_top, pad_left (TensorFlow's pad_before; pads after are implied by oh, ow).
@@ -44,7 +48,7 @@
 //   adapter scalarises). Each gap-backward invocation owns 4 consecutive channels of a pixel.
 //   With C < 4·WG part of each workgroup idles (the model pools at C ≥ 256).
 //   gap forward: 8 × GAP_ROWS (override, default 8, at most 32) invocations.
-// Grid: max fwd and fwd add (ceil(ceil(C/4) / WG), OW, min(N·OH, 65535)), rows n·OH + r from wid.z in steps
+// Grid: max fwd (all four) (ceil(ceil(C/4) / WG), OW, min(N·OH, 65535)), rows n·OH + r from wid.z in steps
 //         of nwg.z;
 //       max bwd (ceil(ceil(C/4) / WG), W, min(N·H, 65535)), rows n·H + h likewise;
 //       gap fwd kernels::grid_1d(N·ceil(C/8)), linear group = wid.x + wid.y·nwg.x;
@@ -142,29 +146,44 @@ fn store_argmax(row: u32, q: u32, c0: u32, arg: vec4<u32>) {
     argmax_out[(row * p.ow + q) * groups + c0 / 4u] = a.x | (a.y << 8u) | (a.z << 16u) | (a.w << 24u);
 }
 
+// Writes output row `row`, column q's channels c0..c0+3 (those below C) from v.
+fn store_y(row: u32, q: u32, c0: u32, v: vec4<f32>) {
+    let o = (row * params.ow + q) * params.c + c0;
+    for (var k = 0u; k < 4u; k++) {
+        if (c0 + k < params.c) {
+            out[o + k] = v[k];
+        }
+    }
+}
+
+// The residual at output row `row`, column q, channels ch (clamped to C − 1, as x's loads).
+fn residual4(row: u32, q: u32, ch: vec4<u32>) -> vec4<f32> {
+    let o = (row * params.ow + q) * params.c;
+    return vec4<f32>(residual[o + ch.x], residual[o + ch.y], residual[o + ch.z], residual[o + ch.w]);
+}
+
+// The max-pool forward entry points share this layout: lane → 4 channels from c0, wid.y → the
+// output column q, output rows n·OH + r from wid.z striding by the grid's z size (capped at
+// 65535). c0 ≥ C or q ≥ OW: nothing to do.
+fn live(c0: u32, q: u32) -> bool {
+    return c0 < params.c && q < params.ow;
+}
+
 @compute @workgroup_size(WG)
 fn max_pool2d_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let p = params;
     let c0 = (wid.x * WG + lid) * 4u;
-    let q = wid.y;
-    if (c0 >= p.c || q >= p.ow) {
+    if (!live(c0, wid.y)) {
         return;
     }
     let ch = channels(c0);
-    // Output rows n·OH + r, striding by the grid's z size (capped at 65535).
-    for (var row = wid.z; row < p.n * p.oh; row += nwg.z) {
-        let m = window_max(row, q, ch);
-        let o = (row * p.ow + q) * p.c + c0;
-        for (var k = 0u; k < 4u; k++) {
-            if (c0 + k < p.c) {
-                out[o + k] = m.best[k];
-            }
-        }
-        store_argmax(row, q, c0, m.arg);
+    for (var row = wid.z; row < params.n * params.oh; row += nwg.z) {
+        let m = window_max(row, wid.y, ch);
+        store_y(row, wid.y, c0, m.best);
+        store_argmax(row, wid.y, c0, m.arg);
     }
 }
 
@@ -174,22 +193,48 @@ fn max_pool2d_forward_add(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let p = params;
     let c0 = (wid.x * WG + lid) * 4u;
-    let q = wid.y;
-    if (c0 >= p.c || q >= p.ow) {
+    if (!live(c0, wid.y)) {
         return;
     }
     let ch = channels(c0);
-    for (var row = wid.z; row < p.n * p.oh; row += nwg.z) {
-        let m = window_max(row, q, ch);
-        let o = (row * p.ow + q) * p.c + c0;
-        for (var k = 0u; k < 4u; k++) {
-            if (c0 + k < p.c) {
-                out[o + k] = m.best[k] + residual[o + k];
-            }
-        }
-        store_argmax(row, q, c0, m.arg);
+    for (var row = wid.z; row < params.n * params.oh; row += nwg.z) {
+        let m = window_max(row, wid.y, ch);
+        store_y(row, wid.y, c0, m.best + residual4(row, wid.y, ch));
+        store_argmax(row, wid.y, c0, m.arg);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn max_pool2d_forward_inference(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c0 = (wid.x * WG + lid) * 4u;
+    if (!live(c0, wid.y)) {
+        return;
+    }
+    let ch = channels(c0);
+    for (var row = wid.z; row < params.n * params.oh; row += nwg.z) {
+        store_y(row, wid.y, c0, window_max(row, wid.y, ch).best);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn max_pool2d_forward_add_inference(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let c0 = (wid.x * WG + lid) * 4u;
+    if (!live(c0, wid.y)) {
+        return;
+    }
+    let ch = channels(c0);
+    for (var row = wid.z; row < params.n * params.oh; row += nwg.z) {
+        let m = window_max(row, wid.y, ch);
+        store_y(row, wid.y, c0, m.best + residual4(row, wid.y, ch));
     }
 }
 

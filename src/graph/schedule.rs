@@ -443,13 +443,16 @@ mod tests {
             .collect();
         assert_eq!(pairs.len(), 3, "{pairs:?}");
         let v = Variants::portable();
-        for mode in [Mode::Train, Mode::Eval] {
+        for (mode, what) in [
+            (Mode::Train, "pool.max_pool2d_forward_add"),
+            (Mode::Eval, "pool.max_pool2d_forward_add_inference"),
+        ] {
             let s = schedule(&m, &v, 2, mode, None).unwrap();
             let names: Vec<&str> = s.pl.tensors.iter().map(|t| t.name.as_str()).collect();
             assert!(s.pl.ops.iter().all(|o| o.what != "elementwise.add"));
             for &(p, a) in &pairs {
                 let op = (s.pl.ops.iter())
-                    .find(|o| o.layer == Some(p) && o.what == "pool.max_pool2d_forward_add")
+                    .find(|o| o.layer == Some(p) && o.what == what)
                     .expect("the pool's fused op");
                 let out = format!("{}:out", m.layers[a].name);
                 let residual = format!("{}:out", m.layers[m.layers[a].inputs[1]].name);
@@ -458,6 +461,31 @@ mod tests {
                 assert!(!names.contains(&format!("{}:out", m.layers[p].name).as_str()));
             }
         }
+    }
+
+    /// Inference saves no argmax (no backward pass reads one) and runs the argmax-free pool;
+    /// training saves one per pool.
+    #[test]
+    fn only_training_saves_the_pools_argmax() {
+        let m = xception_mini(&XceptionConfig::default()).unwrap();
+        let pools = (m.layers.iter())
+            .filter(|l| matches!(l.kind, LayerKind::MaxPooling2D(_)))
+            .count();
+        let v = Variants::portable();
+        let argmaxes = |mode| {
+            let s = schedule(&m, &v, 2, mode, None).unwrap();
+            let saved = (s.pl.saved.iter())
+                .filter(|((_, w), _)| *w == crate::graph::Saved::Argmax)
+                .count();
+            let argmax_free = (s.pl.ops.iter())
+                .filter(|o| {
+                    o.what.starts_with("pool.max_pool2d_forward") && o.what.ends_with("_inference")
+                })
+                .count();
+            (saved, argmax_free)
+        };
+        assert_eq!(argmaxes(Mode::Train), (pools, 0));
+        assert_eq!(argmaxes(Mode::Eval), (0, pools));
     }
 
     /// Every op counts the bytes of each tensor it touches once: its pooled tensors, the raw

@@ -1,4 +1,5 @@
-//! MaxPooling2D: the forward saves each output's argmax; the backward scatters through it.
+//! MaxPooling2D: the training forward saves each output's argmax, the backward scatters
+//! through it; inference saves none.
 
 use super::{CpuBwd, CpuFwd, GpuBwd, GpuFwd, LayerOps, hwc, image, spatial};
 use crate::cpu::{self, Padding, pool::Pool2d};
@@ -39,6 +40,24 @@ impl LayerOps for MaxPooling2D {
 
     fn gpu_forward(&self, cx: &mut GpuFwd) -> Result<(), ExecError> {
         let (g, li) = (self.shape(cx.n, cx.in_shape), cx.li);
+        if !cx.train {
+            // Inference: no backward pass, so no argmax to save.
+            if let Some(r) = cx.residual {
+                let (y, x) = (cx.y, cx.x[0]);
+                let uses = [cx.y_and_x(), vec![r]].concat();
+                cx.pl
+                    .op("pool.max_pool2d_forward_add_inference", uses, move |e| {
+                        let (y, x, r) = (e.tensor(y), e.input(x), e.tensor(r));
+                        let k = &e.kernels.pooling;
+                        vec![k.max_pool2d_forward_add_inference(e.ctx, &y, x.as_ref(), &r, &g)]
+                    });
+                return Ok(());
+            }
+            cx.unary("pool.max_pool2d_forward_inference", move |e, y, x| {
+                (e.kernels.pooling).max_pool2d_forward_inference(e.ctx, y, x, &g)
+            });
+            return Ok(());
+        }
         cx.pl.save(li, Saved::Argmax, max_pool2d_argmax_len(&g));
         if let Some(r) = cx.residual {
             let (y, x) = (cx.y, cx.x[0]);

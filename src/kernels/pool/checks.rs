@@ -83,6 +83,23 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
                 move |ctx| check_max_pool_forward_add(ctx, pool(&s, ctx), &g, seed, ties),
             ));
         }
+        // The inference forms (no argmax) at the tiny, the first odd and the model's shape.
+        if [0, 1, 4].contains(&i) {
+            for (pass, add) in [
+                ("forward_inference", false),
+                ("forward_add_inference", true),
+            ] {
+                let s = shared.clone();
+                v.push(Check::new(
+                    "max_pool2d",
+                    pass,
+                    "",
+                    class,
+                    shape.clone(),
+                    move |ctx| check_max_pool_inference(ctx, pool(&s, ctx), &g, seed, ties, add),
+                ));
+            }
+        }
         let s = shared.clone();
         v.push(Check::new(
             "max_pool2d",
@@ -174,6 +191,36 @@ fn check_max_pool_forward_add(
             0.0,
         ),
     ])
+}
+
+/// The inference forward, y only: exactly the pool's selection, plus (with `add`) one f32
+/// addition of the residual as [`check_max_pool_forward_add`].
+fn check_max_pool_inference(
+    ctx: &GpuContext,
+    k: &Pool,
+    g: &Pool2d,
+    seed: u64,
+    ties: bool,
+    add: bool,
+) -> Result<Vec<Compared>, GpuError> {
+    let x = pool_input(seed, g.in_len(), ties);
+    let r = random_vec(seed + 1, g.out_len(), -1.0, 1.0);
+    let (xb, rb) = (ctx.upload("x", &x), ctx.upload("residual", &r));
+    let yb = ctx.upload("y", &vec![f32::NAN; g.out_len()]);
+    let d = if add {
+        k.max_pool2d_forward_add_inference(ctx, &yb, &xb, &rb, g)
+    } else {
+        k.max_pool2d_forward_inference(ctx, &yb, &xb, g)
+    };
+    crate::kernels::run_all(ctx, &[&d])?;
+    let (mut y, mut a) = (vec![0.0; g.out_len()], vec![0u32; g.out_len()]);
+    cpu::pool::max_pool2d_forward(&mut y, &mut a, &to_f64(&x), g);
+    if !add {
+        return Ok(vec![Compared::new("y", ctx.read(&yb)?, y, 0.0, 0.0)]);
+    }
+    let mut sum = vec![0.0; g.out_len()];
+    cpu::elementwise::add_forward(&mut sum, &y, &to_f64(&r));
+    Ok(vec![Compared::new("y", ctx.read(&yb)?, sum, 1e-7, 6e-8)])
 }
 
 /// Backward: each dx is an f32 sum of at most T = ceil(kh/sh)·ceil(kw/sw) dy values in

@@ -142,6 +142,8 @@ impl Pool {
                 &[
                     "max_pool2d_forward",
                     "max_pool2d_forward_add",
+                    "max_pool2d_forward_inference",
+                    "max_pool2d_forward_add_inference",
                     "max_pool2d_backward",
                     "global_avg_pool2d_forward",
                     "global_avg_pool2d_backward",
@@ -203,6 +205,46 @@ impl Pool {
             ctx,
             "max_pool2d_forward_add",
             &[Some(y), Some(x), Some(argmax), None, None, Some(residual)],
+            Some(&p),
+            grid,
+        )
+    }
+
+    /// Max pool forward for inference (writes y only: no argmax, since no backward pass
+    /// follows). y: [N, OH, OW, C] f32; x: [N, H, W, C] f32.
+    pub fn max_pool2d_forward_inference(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        g: &Pool2d,
+    ) -> Dispatch {
+        let p = Params::max_pool(g);
+        let grid = Self::channel_grid(g.c, p.ow, g.n * p.oh as usize);
+        self.family.dispatch(
+            ctx,
+            "max_pool2d_forward_inference",
+            &[Some(y), Some(x)],
+            Some(&p),
+            grid,
+        )
+    }
+
+    /// [`Pool::max_pool2d_forward_add`] for inference: y = maxpool(x) + residual, no argmax.
+    pub fn max_pool2d_forward_add_inference(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        residual: &dyn Bind,
+        g: &Pool2d,
+    ) -> Dispatch {
+        let p = Params::max_pool(g);
+        let grid = Self::channel_grid(g.c, p.ow, g.n * p.oh as usize);
+        self.family.dispatch(
+            ctx,
+            "max_pool2d_forward_add_inference",
+            &[Some(y), Some(x), None, None, None, Some(residual)],
             Some(&p),
             grid,
         )
