@@ -12,7 +12,8 @@
 //                                       moving_mean/var ← momentum·moving + (1 − momentum)·batch
 //                                       (read-modify-write)
 //   batch_norm_forward_train_normalize  y = γ·(x − mean)·inv_std + β. writes y
-//   batch_norm_forward_inference        y = γ·(x − moving_mean)/sqrt(moving_var + ε) + β. writes y
+//   batch_norm_forward_inference        y = γ·(x − moving_mean)/sqrt(moving_var + ε) + β, the
+//                                       moving statistics read-only (slots 13, 14). writes y
 //   batch_norm_backward_partial         per (chunk, channel): Σdy and Σdy·(x − mean). writes scratch
 //   batch_norm_backward_finalize        dβ = Σdy, dγ = Σdy·x̂ with x̂ = (x − mean)·inv_std.
 //                                       writes dgamma, dbeta (does not accumulate), and
@@ -40,7 +41,7 @@
 //   5    | mean        | read_write | [C] f32           | saved: written by forward_train_finalize,
 //        |             |            |                   | read by normalize and the backward passes
 //   6    | inv_std     | read_write | [C] f32           | as mean
-//   7    | moving_mean | read_write | [C] f32           | forward_train_finalize (updated), inference
+//   7    | moving_mean | read_write | [C] f32           | forward_train_finalize (updated)
 //   8    | moving_var  | read_write | [C] f32           | as moving_mean
 //   9    | dgamma      | read_write | [C] f32           | backward_finalize (writes)
 //   10   | dbeta       | read_write | [C] f32           | as dgamma
@@ -48,6 +49,8 @@
 //        |             |            |                   | chunk M2), backward (Σdy; Σdy·(x − mean));
 //        |             |            |                   | then backward_input's factors [5, C]
 //   12   | params      | uniform    | Params            | all
+//   13   | stat_mean   | read       | [C] f32           | forward_inference (the moving mean)
+//   14   | stat_var    | read       | [C] f32           | forward_inference (the moving variance)
 //
 // Params: rows (M), channels (C), rows_per_chunk, chunks (= ceil(M / rows_per_chunk)),
 //   momentum (f32, Keras 0.99), epsilon (f32, Keras 1e-3), relu (1: ReLU fused, see above), _pad1.
@@ -93,6 +96,10 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> dbeta: array<f32>;
 @group(0) @binding(11) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(12) var<uniform> params: Params;
+// The moving statistics again, read-only, for inference: an inference program can keep every
+// weight in read-only buffers (slots 7 and 8 are read_write because training updates them).
+@group(0) @binding(13) var<storage, read> stat_mean: array<f32>;
+@group(0) @binding(14) var<storage, read> stat_var: array<f32>;
 
 // Row-lane partials, merged by a tree when RL > 1: (count, mean, M2) or (Σa, Σb, unused).
 var<workgroup> wg_a: array<f32, MAX_WG>;
@@ -233,8 +240,8 @@ fn batch_norm_forward_inference(
     if (c >= params.channels || wid.y >= params.chunks) {
         return;
     }
-    let scale = gamma[c] / sqrt(moving_var[c] + params.epsilon);
-    normalize_chunk(c, wid.y, lid.y, moving_mean[c], scale, beta[c]);
+    let scale = gamma[c] / sqrt(stat_var[c] + params.epsilon);
+    normalize_chunk(c, wid.y, lid.y, stat_mean[c], scale, beta[c]);
 }
 
 @compute @workgroup_size(CW, RL)

@@ -73,3 +73,64 @@ fn kernels_bind_ranges_of_a_buffer() {
         "reading and writing one buffer in a dispatch must be rejected"
     );
 }
+
+/// Batch-norm inference binds its moving statistics read-only, so an inference program can
+/// keep γ, β and the statistics in one read-only weights buffer (with the statistics bound
+/// read_write, as training's slots are, wgpu refuses the bind group: conflicting usages).
+#[test]
+fn batch_norm_inference_reads_its_weights_from_one_read_only_buffer() {
+    use gpucnn::kernels::BufferRange;
+    use gpucnn::kernels::batch_norm::{BatchNorm, BnShape, InferenceBuffers};
+    let Some(ctx) = test_context() else { return };
+    let align = ctx.limits.min_storage_buffer_offset_alignment as usize / 4;
+    let (rows, c) = (37usize, 70usize);
+    let stride = c.div_ceil(align) * align;
+    let x = random_vec(11, rows * c, -2.0, 2.0);
+    let parts = [
+        random_vec(12, c, 0.5, 1.5),  // γ
+        random_vec(13, c, -0.5, 0.5), // β
+        random_vec(14, c, -0.3, 0.3), // moving mean
+        random_vec(15, c, 0.2, 2.0),  // moving variance
+    ];
+    let mut packed = vec![0.0f32; 4 * stride];
+    for (i, p) in parts.iter().enumerate() {
+        packed[i * stride..i * stride + c].copy_from_slice(p);
+    }
+    let weights = ctx.upload("weights", &packed);
+    let part = |i: usize| BufferRange {
+        buffer: &weights,
+        offset: (i * stride * 4) as u64,
+        size: (c * 4) as u64,
+    };
+    let (xb, yb) = (ctx.upload("x", &x), ctx.zeros("y", rows * c));
+    let shape = BnShape::keras(rows, c);
+    let (g, b, m, v) = (part(0), part(1), part(2), part(3));
+    let bufs = InferenceBuffers {
+        y: &yb,
+        x: &xb,
+        gamma: &g,
+        beta: &b,
+        moving_mean: &m,
+        moving_var: &v,
+    };
+    run_all(
+        &ctx,
+        &[&BatchNorm::new(&ctx).forward_inference(&ctx, &bufs, &shape)],
+    )
+    .unwrap();
+    let mut want = vec![0.0; rows * c];
+    let p: Vec<Vec<f64>> = parts.iter().map(|p| to_f64(p)).collect();
+    gpucnn::cpu::batch_norm::batch_norm_forward_inference(
+        &mut want,
+        &to_f64(&x),
+        &p[0],
+        &p[1],
+        &p[2],
+        &p[3],
+        &shape,
+    );
+    let got: Vec<f32> = ctx.read(&yb).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        approx::assert_abs_diff_eq!(*g as f64, *w, epsilon = 1e-5);
+    }
+}

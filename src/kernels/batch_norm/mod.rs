@@ -290,17 +290,11 @@ impl BatchNorm {
             moving_mean,
             moving_var,
         } = *b;
-        let slots = [
-            Some(y),
-            Some(x),
-            None,
-            Some(gamma),
-            Some(beta),
-            None,
-            None,
-            Some(moving_mean),
-            Some(moving_var),
-        ];
+        // The moving statistics go to the read-only slots 13 and 14.
+        let mut slots: [Option<&dyn Bind>; 15] = [None; 15];
+        slots[..5].copy_from_slice(&[Some(y), Some(x), None, Some(gamma), Some(beta)]);
+        slots[13] = Some(moving_mean);
+        slots[14] = Some(moving_var);
         self.family.dispatch(
             ctx,
             "batch_norm_forward_inference",
