@@ -44,7 +44,8 @@ pub struct AdapterOptions {
 }
 
 /// What the user is told about the adapter in use (and what `selftest --json` prints).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct AdapterSummary {
     pub name: String,
     pub backend: String,
