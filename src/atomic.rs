@@ -79,7 +79,8 @@ fn kill_hook() {
     if let Some(k) = *at
         && RENAMES.fetch_add(1, Ordering::SeqCst) + 1 == k
     {
-        #[cfg(unix)]
+        // The crash tests drive the CLI, so the hook (and libc) comes with the `cli` feature.
+        #[cfg(all(unix, feature = "cli"))]
         // SAFETY: kill(2) on our own pid; SIGKILL ends the process here.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);

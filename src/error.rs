@@ -24,11 +24,13 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 pub struct BadInput(pub String);
 
 /// `BadInput` as an `anyhow::Error`.
+#[cfg(feature = "cli")]
 pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
     BadInput(message.into()).into()
 }
 
 /// `return Err(bad_input(format!(...)))`, as `anyhow::bail!` for bad input.
+#[cfg(feature = "cli")]
 #[macro_export]
 macro_rules! bail_input {
     ($($arg:tt)*) => {
@@ -37,6 +39,7 @@ macro_rules! bail_input {
 }
 
 /// `if !cond { bail_input!(...) }`, as `anyhow::ensure!` for bad input.
+#[cfg(feature = "cli")]
 #[macro_export]
 macro_rules! ensure_input {
     ($cond:expr, $($arg:tt)*) => {

@@ -6,18 +6,20 @@
 //! `cpu::` reference (f64) on the same data and returns the outputs side by side as
 //! [`Compared`] values; [`run_check`] turns them into a [`CheckResult`] row.
 //!
-//! A leaf: it imports only std, serde, rand and [`crate::gpu`], never a kernel, so every kernel
+//! A leaf: it imports only std, serde (with the `serde` feature), rand and [`crate::gpu`], never a kernel, so every kernel
 //! family (and the graph's whole-step checks) can use it without an import cycle.
 
 use std::time::Instant;
 
-use serde::Serialize;
-
 use crate::gpu::{GpuContext, GpuError};
 
 /// Shape classes every op is checked at (DESIGN.md convention 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum ShapeClass {
     /// A few elements: easy to debug.
     Tiny,
@@ -83,7 +85,8 @@ impl Check {
 }
 
 /// One row of `gpucnn selftest`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CheckResult {
     pub op: String,
     pub pass: String,
@@ -95,7 +98,7 @@ pub struct CheckResult {
     pub ok: bool,
     pub seconds: f64,
     /// Empty when ok; otherwise the worst elements or the error.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "String::is_empty"))]
     pub detail: String,
 }
 

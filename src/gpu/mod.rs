@@ -3,7 +3,8 @@
 //! One [`GpuContext`] per process: it picks the adapter (discrete > integrated > virtual >
 //! software, or the one the user names), requests the adapter's own limits rather than wgpu's
 //! conservative defaults, and enables the optional features the kernels can use (subgroups,
-//! timestamp queries).
+//! timestamp queries). A program that already owns a device wraps it with
+//! [`GpuContext::from_device`]: the features and limits are then the device's own.
 
 use std::fmt;
 
@@ -45,7 +46,8 @@ pub struct AdapterOptions {
 }
 
 /// What the user is told about the adapter in use (and what `selftest --json` prints).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct AdapterSummary {
     pub name: String,
     pub backend: String,
@@ -80,13 +82,19 @@ impl fmt::Display for AdapterSummary {
     }
 }
 
-/// The device, its queue and what we know of the adapter.
+/// The device, its queue and what we know of the adapter they come from.
+///
+/// Every kernel variant is chosen from `features`, `limits` and `info`, which are the device's
+/// own (`wgpu::Device::features`, `limits`, `adapter_info`): what the adapter could offer does
+/// not count, only what the device was created with.
 pub struct GpuContext {
-    pub adapter: wgpu::Adapter,
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
+    /// The adapter the device was created from (name, backend, driver, subgroup sizes).
     pub info: wgpu::AdapterInfo,
+    /// The device's limits.
     pub limits: wgpu::Limits,
+    /// The device's features (e.g. `SUBGROUP`, which the subgroup variants need).
     pub features: wgpu::Features,
 }
 
@@ -177,14 +185,53 @@ impl GpuContext {
             adapter: info.name.clone(),
             source,
         })?;
-        Ok(Self {
-            adapter,
+        Ok(Self::from_device(device, queue))
+    }
+
+    /// Wraps a device (and its queue) that the calling program created and keeps using, so
+    /// gpucnn's kernels run on the program's own buffers and inside its own command encoders.
+    /// The features, limits and adapter info are read from the device itself, so every kernel
+    /// variant chosen follows what the device really has: without `wgpu::Features::SUBGROUP`
+    /// the portable variants are chosen, and asking for a subgroup one (`GPUCNN_VARIANT`, or a
+    /// family built with it) is an error that names the missing feature.
+    ///
+    /// `wgpu::Device` and `wgpu::Queue` are handles: pass clones and keep using the originals.
+    ///
+    /// ```no_run
+    /// use gpucnn::gpu::GpuContext;
+    /// use gpucnn::kernels::relu::Relu;
+    ///
+    /// # fn app() -> Option<()> {
+    /// // The program's own device, with wgpu's default (WebGPU) limits and no extra features.
+    /// let instance = wgpu::Instance::default();
+    /// let adapter =
+    ///     pollster::block_on(instance.request_adapter(&Default::default())).ok()?;
+    /// let (device, queue) =
+    ///     pollster::block_on(adapter.request_device(&Default::default())).ok()?;
+    ///
+    /// let ctx = GpuContext::from_device(device.clone(), queue.clone());
+    /// let relu = Relu::new(&ctx); // pipelines compiled once, on the program's device
+    /// let x = ctx.upload("x", &[-1.0f32, 2.0, -3.0, 4.0]);
+    /// let y = ctx.zeros("y", 4);
+    /// let forward = relu.forward(&ctx, &y, &x, 4); // bind group made once, recorded many times
+    /// let mut encoder = device.create_command_encoder(&Default::default());
+    /// {
+    ///     let mut pass = encoder.begin_compute_pass(&Default::default());
+    ///     forward.record(&mut pass); // among the program's own dispatches
+    /// }
+    /// queue.submit([encoder.finish()]);
+    /// assert_eq!(ctx.read::<f32>(&y).ok()?, [0.0, 2.0, 0.0, 4.0]);
+    /// # Some(())
+    /// # }
+    /// ```
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self {
+            info: device.adapter_info(),
+            limits: device.limits(),
+            features: device.features(),
             device,
             queue,
-            info,
-            limits,
-            features,
-        })
+        }
     }
 
     /// True when the device has `wgpu::Features::SUBGROUP` (subgroup kernel variants may run).

@@ -20,7 +20,7 @@ use crate::kernels::pointwise_conv2d::PointwiseConv2d;
 use crate::kernels::pool::Pool;
 use crate::kernels::relu::Relu;
 use crate::kernels::rescale::Rescale;
-use crate::kernels::variants::Variants;
+use crate::kernels::variants::{VariantError, Variants};
 use crate::kernels::{Bind, BufferRange};
 
 /// Index of a planned (pooled) tensor of one program.
@@ -43,14 +43,15 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles every family with the variants `v`.
-    pub fn new(ctx: &GpuContext, v: &Variants) -> Self {
+    /// Compiles every family with the variants `v`; an error names what the device lacks
+    /// for a variant it cannot run.
+    pub fn new(ctx: &GpuContext, v: &Variants) -> Result<Self, VariantError> {
         let gemm = Arc::new(Gemm::new(ctx));
-        Self {
-            conv: Conv2d::with_variant(ctx, v.conv2d),
+        Ok(Self {
+            conv: Conv2d::with_variant(ctx, v.conv2d)?,
             depthwise: DepthwiseConv2d::new(ctx),
-            pointwise: PointwiseConv2d::with_gemm(gemm.clone(), v.gemm),
-            dense: Dense::with_gemm(gemm, v.gemm),
+            pointwise: PointwiseConv2d::with_gemm(gemm.clone(), v.gemm)?,
+            dense: Dense::with_gemm(gemm, v.gemm)?,
             bn: BatchNorm::with_variant(ctx, v.batch_norm),
             relu: Relu::new(ctx),
             pooling: Pool::new(ctx),
@@ -59,7 +60,7 @@ impl Kernels {
             adam: Adam::new(ctx),
             rescale: Rescale::new(ctx),
             augment: Augment::new(ctx),
-        }
+        })
     }
 }
 

@@ -16,13 +16,11 @@
 //! A family's variants are named by the strings `GPUCNN_VARIANT` takes, so a new variant of a
 //! family (say a fourth GEMM) is measured as soon as the family lists it as available.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-use serde::{Deserialize, Serialize};
 
 use super::batch_norm::{self, BackwardBuffers, BatchNorm, TrainBuffers};
 use super::conv2d::{self, Conv2d};
@@ -37,7 +35,9 @@ mod runs;
 mod shapes;
 
 use cache::*;
-pub use cache::{cache_key, cache_path, cached, load, store};
+#[cfg(feature = "serde")]
+pub use cache::{CacheWriteError, load, store};
+pub use cache::{cache_key, cache_path, cached};
 use runs::*;
 pub use shapes::{HotLayer, ModelShapes};
 
@@ -49,6 +49,7 @@ pub const CACHE_DIR_VAR: &str = "GPUCNN_CACHE_DIR";
 /// The cache file's name in its folder.
 pub const CACHE_FILE: &str = "variants.json";
 /// Bumped when the file's meaning changes; other formats are ignored and rewritten.
+#[cfg(feature = "serde")]
 const FORMAT: u32 = 1;
 
 /// Multiply-adds of one timed GEMM or convolution: enough work that launch overhead does not
@@ -62,6 +63,7 @@ const REPEATS: usize = 3;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// A corrupt cache has been warned about.
+#[cfg(feature = "serde")]
 static WARNED: AtomicBool = AtomicBool::new(false);
 
 /// What this process has loaded or measured, by adapter key.
@@ -98,16 +100,21 @@ pub enum Source {
 
 /// One variant's time: `seconds` of its timed shapes together (the minimum of [`REPEATS`]
 /// runs), or `None` with the reason when it was not timed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Timing {
     pub variant: String,
     pub seconds: Option<f64>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "String::is_empty")
+    )]
     pub note: String,
 }
 
 /// One family's measurement and choice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FamilyTuning {
     /// The family as `GPUCNN_VARIANT` names it ("gemm", "conv2d", "batch_norm").
     pub family: String,
@@ -119,13 +126,14 @@ pub struct FamilyTuning {
 }
 
 /// The measured choice for one adapter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Tuning {
     pub families: Vec<FamilyTuning>,
     /// Multiply-adds of the GEMM and convolution shapes timed ([`ModelShapes::work`]): a
     /// model with far more work per shape measures again (a tiny first model's timings are
     /// mostly launch overhead, and must not decide for a real one).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub work: u64,
 }
 
@@ -179,6 +187,7 @@ pub fn prepare(ctx: &GpuContext, shapes: &ModelShapes) {
     );
     let tuning = measure(ctx, shapes);
     let key = cache_key(&ctx.info);
+    #[cfg(feature = "serde")]
     if let Some(p) = &path
         && let Err(e) = store(p, &key, &tuning)
     {
@@ -343,6 +352,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "serde")]
     fn sample() -> Tuning {
         Tuning {
             families: vec![FamilyTuning {
@@ -363,6 +373,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn the_cache_round_trips_and_keeps_other_adapters() {
         let dir = tempfile::tempdir().unwrap();
@@ -377,6 +388,7 @@ mod tests {
         assert_eq!(sample().spec(), "gemm=subgroup");
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn a_corrupt_cache_is_reported_then_rewritten() {
         let dir = tempfile::tempdir().unwrap();

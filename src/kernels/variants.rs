@@ -44,10 +44,20 @@ pub enum VariantError {
     )]
     Unknown { family: String, variant: String },
     #[error(
-        "{OVERRIDE_VAR}: {family}={variant} cannot run on this adapter: {why}; choose another \
+        "{OVERRIDE_VAR}: {family}={variant} cannot run on this device: {why}; choose another \
          variant or unset {OVERRIDE_VAR}"
     )]
     Unavailable {
+        family: &'static str,
+        variant: &'static str,
+        why: String,
+    },
+    /// A family built directly with a variant the device cannot run (before any pipeline).
+    #[error(
+        "kernels::{family}: the {variant} variant cannot run on this device: {why}; use a \
+         variant the family lists as available"
+    )]
+    Unsupported {
         family: &'static str,
         variant: &'static str,
         why: String,
@@ -197,11 +207,13 @@ impl Variants {
                 why,
             });
         }
-        if !conv2d::Variant::available(ctx).contains(&self.conv2d) {
+        if self.conv2d == conv2d::Variant::Subgroup
+            && let Err(why) = conv2d::Variant::subgroup_usable(ctx)
+        {
             return Err(VariantError::Unavailable {
                 family: "conv2d",
                 variant: self.conv2d.name(),
-                why: "it needs a fixed subgroup size that divides 16".into(),
+                why,
             });
         }
         Ok(())

@@ -273,7 +273,7 @@ impl TrainStep {
         let memory = memory::memory_report(model, &main, &plan, batch, scratch)?;
         let (sample_len, target_per_sample) = memory::sample_sizes(model)?;
         let layout = ParamLayout::new(model);
-        let kernels = Kernels::new(ctx, &variants);
+        let kernels = Kernels::new(ctx, &variants)?;
         let sizes = Sizes {
             batch,
             micro,

@@ -9,7 +9,8 @@ use crate::gpu::{GpuContext, GpuError};
 use crate::kernels::Dispatch;
 
 /// One op of the step and its time.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct OpTime {
     /// The layer's name ("" for the loss and Adam).
     pub layer: String,
@@ -27,7 +28,8 @@ pub struct OpTime {
 }
 
 /// The ops of one step and how they were timed.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Profile {
     /// "gpu timestamps" or "wall time per submission".
     pub timer: &'static str,

@@ -11,7 +11,7 @@ use crate::harness::random_vec;
 pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
     let kernels: Vec<Conv2d> = Variant::available(ctx)
         .into_iter()
-        .map(|v| Conv2d::with_variant(ctx, v))
+        .map(|v| Conv2d::with_variant(ctx, v).expect("an available variant"))
         .collect();
     let mut v = shape_cases(
         ctx,

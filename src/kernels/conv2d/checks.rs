@@ -112,7 +112,9 @@ pub fn all(ctx: &GpuContext) -> Vec<Check> {
                     class,
                     describe(&s),
                     move |ctx| {
-                        let k = k.get_or_init(|| Conv2d::with_variant(ctx, variant));
+                        let k = k.get_or_init(|| {
+                            Conv2d::with_variant(ctx, variant).expect("an available variant")
+                        });
                         run(ctx, k, &s, seed, &r)
                     },
                 ));

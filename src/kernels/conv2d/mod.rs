@@ -23,6 +23,7 @@ use crate::cpu::conv2d::{
     Conv2dShape, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
 };
 use crate::gpu::GpuContext;
+use crate::kernels::variants::VariantError;
 use crate::kernels::{Bind, Dispatch, ShaderFamily, WeightGrads, grid_1d, groups_for};
 
 pub mod bench;
@@ -86,17 +87,47 @@ impl Variant {
 
     /// The subgroup size the subgroup variant would use on `ctx`, if it can run there.
     pub(crate) fn subgroup_size(ctx: &GpuContext) -> Option<u32> {
+        Self::subgroup_usable(ctx).ok()
+    }
+
+    /// The subgroup size the subgroup variant would use on `ctx`, or why it cannot run there
+    /// (naming the missing wgpu feature or the subgroup sizes it needs).
+    pub(crate) fn subgroup_usable(ctx: &GpuContext) -> Result<u32, String> {
+        if !ctx.has_subgroups() {
+            return Err(crate::kernels::gemm::NO_SUBGROUP.into());
+        }
         let (lo, hi) = (ctx.info.subgroup_min_size, ctx.info.subgroup_max_size);
-        (ctx.has_subgroups() && lo == hi && (1..=16).contains(&lo) && 16 % lo == 0).then_some(lo)
+        if lo == hi && (1..=16).contains(&lo) && 16 % lo == 0 {
+            Ok(lo)
+        } else {
+            Err(format!(
+                "it needs a fixed subgroup size that divides 16; this device's subgroups have \
+                 {lo}..{hi} lanes"
+            ))
+        }
+    }
+
+    /// `Ok` when this variant can run on `ctx`; else why not.
+    pub fn supported(self, ctx: &GpuContext) -> Result<(), VariantError> {
+        match self {
+            Variant::Portable => Ok(()),
+            Variant::Subgroup => {
+                Self::subgroup_usable(ctx)
+                    .map(|_| ())
+                    .map_err(|why| VariantError::Unsupported {
+                        family: "conv2d",
+                        variant: self.name(),
+                        why,
+                    })
+            }
+        }
     }
 
     /// Every variant that runs on `ctx` (what the checks and benches cover).
     pub fn available(ctx: &GpuContext) -> Vec<Variant> {
-        let mut v = vec![Variant::Portable];
-        if Self::subgroup_size(ctx).is_some() {
-            v.push(Variant::Subgroup);
-        }
-        v
+        (Self::ALL.into_iter())
+            .filter(|v| v.supported(ctx).is_ok())
+            .collect()
     }
 }
 
@@ -214,10 +245,13 @@ impl Conv2d {
                 .0
                 .conv2d,
         )
+        .expect("the default variant runs on the device it was chosen for")
     }
 
-    /// A given variant; panics if it cannot run on `ctx` (see [`Variant::available`]).
-    pub fn with_variant(ctx: &GpuContext, variant: Variant) -> Self {
+    /// A given variant; an error names what the device lacks when it cannot run `variant`
+    /// ([`Variant::supported`]), before any pipeline is made.
+    pub fn with_variant(ctx: &GpuContext, variant: Variant) -> Result<Self, VariantError> {
+        variant.supported(ctx)?;
         const ALL: &[&str] = &[
             "conv2d_forward",
             "conv2d_backward_input",
@@ -235,8 +269,7 @@ impl Conv2d {
             )
         };
         let subgroup = (variant == Variant::Subgroup).then(|| {
-            let sg = Variant::subgroup_size(ctx)
-                .expect("conv2d: the subgroup variant needs a fixed subgroup size dividing 16");
+            let sg = Variant::subgroup_size(ctx).expect("checked by supported()");
             ShaderFamily::new(
                 ctx,
                 "conv2d_subgroup",
@@ -254,12 +287,12 @@ impl Conv2d {
             Variant::Portable => ALL,
             Variant::Subgroup => &["conv2d_backward_weight_reduce"],
         };
-        Self {
+        Ok(Self {
             wide: family(Layout::Wide, wide_entries),
             narrow: family(Layout::Narrow, ALL),
             subgroup,
             variant,
-        }
+        })
     }
 
     /// The variant in use.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::gpu::GpuContext;
 use crate::kernels::gemm::{Gemm, LinearShape, Variant};
+use crate::kernels::variants::VariantError;
 use crate::kernels::{Bind, Dispatch, WeightGrads, Weights};
 
 pub use crate::shapes::DenseShape;
@@ -42,9 +43,11 @@ impl Dense {
         Self { gemm, variant }
     }
 
-    /// Shares an already compiled core, with an explicit variant.
-    pub fn with_gemm(gemm: Arc<Gemm>, variant: Variant) -> Self {
-        Self { gemm, variant }
+    /// Shares an already compiled core, with an explicit variant; an error names what the
+    /// device lacks when it cannot run `variant` ([`Gemm::supports`]).
+    pub fn with_gemm(gemm: Arc<Gemm>, variant: Variant) -> Result<Self, VariantError> {
+        gemm.supports(variant)?;
+        Ok(Self { gemm, variant })
     }
 
     pub fn variant(&self) -> Variant {

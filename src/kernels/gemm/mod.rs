@@ -21,6 +21,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::GpuContext;
 use crate::kernels::Bind;
+use crate::kernels::variants::VariantError;
 use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
 
 pub mod bench;
@@ -141,6 +142,10 @@ impl Variant {
     }
 }
 
+/// Why a subgroup variant cannot run on a device without subgroups.
+pub(crate) const NO_SUBGROUP: &str = "the device lacks wgpu::Features::SUBGROUP (the adapter \
+     does not offer it, or the device was requested without it)";
+
 const NAIVE_XY: u32 = 16;
 const WG_1D: u32 = 64;
 
@@ -148,8 +153,9 @@ const WG_1D: u32 = 64;
 pub struct Gemm {
     portable: ShaderFamily,
     /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE + 6·(64 rows), compiled on first use
-    /// (each takes seconds the first time on a CPU adapter); None where subgroups are off.
-    subgroup: Option<[OnceLock<ShaderFamily>; 12]>,
+    /// (each takes seconds the first time on a CPU adapter); where the device cannot run them,
+    /// why not.
+    subgroup: Result<[OnceLock<ShaderFamily>; 12], String>,
     sg_wg: u32,
     dummy: wgpu::Buffer,
 }
@@ -163,10 +169,10 @@ const PORTABLE_ENTRIES: [&str; 5] = [
     "gemm_zero_skipped",
 ];
 
-/// Why the subgroup variant can or cannot run on this adapter (`Ok` when it can).
+/// Why the subgroup variants can or cannot run on this device (`Ok` when they can).
 pub(crate) fn subgroup_usable(ctx: &GpuContext) -> Result<(), String> {
     if !ctx.has_subgroups() {
-        return Err("the adapter has no subgroups".into());
+        return Err(NO_SUBGROUP.into());
     }
     let min = ctx.info.subgroup_min_size;
     if min < 8 {
@@ -221,7 +227,7 @@ impl Gemm {
                 ("NY", NAIVE_XY as f64),
             ],
         );
-        let subgroup = subgroup_usable(ctx).is_ok().then(Default::default);
+        let subgroup = subgroup_usable(ctx).map(|()| Default::default());
         Self {
             portable,
             subgroup,
@@ -237,10 +243,10 @@ impl Gemm {
         a_mode: u32,
         b_mode: u32,
     ) -> &ShaderFamily {
-        let cells = self
-            .subgroup
-            .as_ref()
-            .expect("gemm: the subgroup variants are not available on this adapter");
+        let cells = match &self.subgroup {
+            Ok(cells) => cells,
+            Err(why) => panic!("gemm: the subgroup variants cannot run on this device: {why}"),
+        };
         cells[(a_mode + 3 * b_mode + 6 * rows64 as u32) as usize].get_or_init(|| {
             let (name, source) = if rows64 {
                 (
@@ -267,12 +273,25 @@ impl Gemm {
         })
     }
 
-    /// Variants that can run on this adapter.
+    /// Variants that can run on this device.
     pub fn available(&self) -> Vec<Variant> {
         Variant::ALL
             .into_iter()
-            .filter(|&v| !v.uses_subgroups() || self.subgroup.is_some())
+            .filter(|&v| self.supports(v).is_ok())
             .collect()
+    }
+
+    /// `Ok` when `variant` can run on this device; else why not, naming the missing wgpu
+    /// feature or property.
+    pub fn supports(&self, variant: Variant) -> Result<(), VariantError> {
+        match &self.subgroup {
+            Err(why) if variant.uses_subgroups() => Err(VariantError::Unsupported {
+                family: "gemm",
+                variant: variant.name(),
+                why: why.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Output tiles of an M×N product under `variant` (for split-K plans).
@@ -282,7 +301,9 @@ impl Gemm {
 
     /// C = A·B (+ bias) as described by `spec`, with `variant`. `bufs`: flat f32 buffers
     /// addressed as in `spec`. Writes C (or the `spec.split.splits` partials of M·N each from
-    /// `spec.c_off`).
+    /// `spec.c_off`). Panics, naming the missing feature, when `variant` cannot run on this
+    /// device: ask [`Self::supports`] first (or build [`crate::kernels::dense::Dense`] and
+    /// friends, which do) where the variant is not from [`Self::available`].
     pub fn gemm(
         &self,
         ctx: &GpuContext,

@@ -67,7 +67,7 @@ fn run_linear_check(
     let b = random_vec(33, s.cout, -1.0, 1.0);
     let dy = random_vec(34, yl, -1.0, 1.0);
     let (xd, wd, bd, dyd) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&dy));
-    let k = PointwiseConv2d::with_gemm(g, variant);
+    let k = PointwiseConv2d::with_gemm(g, variant).expect("checks list available variants only");
     let run = |d: &[Dispatch]| crate::kernels::run_all(ctx, &d.iter().collect::<Vec<_>>());
     let (n, ci, co) = (s.n, s.cin, s.cout);
     match pass {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::cpu;
 use crate::gpu::GpuContext;
 use crate::kernels::gemm::{Gemm, LinearShape, PixelMap, Variant, selected_variant};
+use crate::kernels::variants::VariantError;
 use crate::kernels::{Bind, Dispatch, WeightGrads, Weights};
 
 pub mod bench;
@@ -66,9 +67,11 @@ impl PointwiseConv2d {
         Self { gemm, variant }
     }
 
-    /// Shares an already compiled core, with an explicit variant.
-    pub fn with_gemm(gemm: Arc<Gemm>, variant: Variant) -> Self {
-        Self { gemm, variant }
+    /// Shares an already compiled core, with an explicit variant; an error names what the
+    /// device lacks when it cannot run `variant` ([`Gemm::supports`]).
+    pub fn with_gemm(gemm: Arc<Gemm>, variant: Variant) -> Result<Self, VariantError> {
+        gemm.supports(variant)?;
+        Ok(Self { gemm, variant })
     }
 
     pub fn variant(&self) -> Variant {

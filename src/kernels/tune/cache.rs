@@ -1,8 +1,12 @@
 //! The on-disk cache of measured variant choices: one JSON file, an entry per adapter key, written atomically; and the per-process memo in front of it.
+//! The file needs the `serde` feature; without it a process keeps its measurement in the memo.
 
 use super::*;
+#[cfg(feature = "serde")]
+use std::collections::BTreeMap;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg(feature = "serde")]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct CacheFile {
     format: u32,
     /// By [`cache_key`].
@@ -23,8 +27,12 @@ pub fn cache_key(info: &wgpu::AdapterInfo) -> String {
 
 /// The cache file: `$GPUCNN_CACHE_DIR/variants.json`, else the user's cache directory's
 /// `gpucnn/variants.json` (`$XDG_CACHE_HOME`, else `~/.cache` on Unix, `~/Library/Caches` on
-/// macOS, `%LOCALAPPDATA%` on Windows). `None` when no folder is known.
+/// macOS, `%LOCALAPPDATA%` on Windows). `None` when no folder is known, and always without the
+/// `serde` feature (no file is read or written).
 pub fn cache_path() -> Option<PathBuf> {
+    if !cfg!(feature = "serde") {
+        return None;
+    }
     let var = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
@@ -44,6 +52,7 @@ pub fn cache_path() -> Option<PathBuf> {
 }
 
 /// Reads the file's entries; `Err` says why a file that exists cannot be used.
+#[cfg(feature = "serde")]
 pub(super) fn read_cache(path: &std::path::Path) -> Result<CacheFile, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -62,21 +71,42 @@ pub(super) fn read_cache(path: &std::path::Path) -> Result<CacheFile, String> {
 
 /// The tuning stored for `key` in the file at `path`. A file that cannot be read or parsed is
 /// reported (`Err`, the caller warns) and treated as empty, so the next store rewrites it.
+#[cfg(feature = "serde")]
 pub fn load(path: &std::path::Path, key: &str) -> Result<Option<Tuning>, String> {
     Ok(read_cache(path)?.adapters.get(key).cloned())
 }
 
 /// Stores `tuning` for `key` in the file at `path` (other adapters' entries kept, a corrupt
 /// file replaced), atomically.
-pub fn store(path: &std::path::Path, key: &str, tuning: &Tuning) -> anyhow::Result<()> {
+#[cfg(feature = "serde")]
+pub fn store(path: &std::path::Path, key: &str, tuning: &Tuning) -> Result<(), CacheWriteError> {
     let mut file = read_cache(path).unwrap_or_default();
     file.format = FORMAT;
     file.adapters.insert(key.to_string(), tuning.clone());
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|source| CacheWriteError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     }
     crate::atomic::write_atomic(path, &serde_json::to_vec_pretty(&file)?)?;
     Ok(())
+}
+
+/// Why [`store`] could not write the cache file.
+#[cfg(feature = "serde")]
+#[derive(Debug, thiserror::Error)]
+pub enum CacheWriteError {
+    #[error("creating the folder {}: {source}", dir.display())]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding the cache as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Write(#[from] crate::atomic::AtomicWriteError),
 }
 
 pub(super) fn memo() -> std::sync::MutexGuard<'static, Option<HashMap<String, (Tuning, Source)>>> {
@@ -94,7 +124,13 @@ pub fn cached(ctx: &GpuContext) -> Option<(Tuning, Source)> {
         return Some(hit.clone());
     }
     let path = cache_path()?;
-    match load(&path, &key) {
+    file_entry(&path, key)
+}
+
+/// The cache file's entry for `key`, remembered in the memo; a corrupt file is warned about.
+#[cfg(feature = "serde")]
+fn file_entry(path: &std::path::Path, key: String) -> Option<(Tuning, Source)> {
+    match load(path, &key) {
         Ok(Some(t)) => {
             let hit = (t, Source::Cache);
             memo().get_or_insert_default().insert(key, hit.clone());
@@ -112,4 +148,10 @@ pub fn cached(ctx: &GpuContext) -> Option<(Tuning, Source)> {
         }
         Err(_) => None,
     }
+}
+
+/// Without the `serde` feature there is no file ([`cache_path`] is `None`).
+#[cfg(not(feature = "serde"))]
+fn file_entry(_path: &std::path::Path, _key: String) -> Option<(Tuning, Source)> {
+    None
 }

@@ -142,7 +142,7 @@ pub(super) fn build_conv(ctx: &GpuContext, variant: &str, cases: &[Case]) -> Vec
     else {
         return Vec::new();
     };
-    let k = Conv2d::with_variant(ctx, v);
+    let k = Conv2d::with_variant(ctx, v).expect("an available variant");
     let mut runs = Vec::new();
     for c in cases {
         if let Case::Conv(s) = c {
