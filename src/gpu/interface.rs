@@ -10,14 +10,13 @@
 //! by [`ShaderInterface::of`] (`tests/shader_interface.rs` fails when a committed file is stale,
 //! and checks each shader's handwritten binding table against it). What naga cannot know (what a
 //! binding holds, the dispatch grid, tiles and divisibility rules, limits) is in each file's
-//! header.
-
-use serde::Serialize;
+//! header. The JSON form needs the `serde` feature (on by default).
 
 use naga::common::wgsl::TypeContext;
 
 /// One WGSL file's interface.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ShaderInterface {
     /// The file's name without `.wgsl`.
     pub shader: String,
@@ -30,7 +29,8 @@ pub struct ShaderInterface {
 }
 
 /// One binding of group 0.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Binding {
     pub slot: u32,
     pub name: String,
@@ -50,7 +50,8 @@ pub struct Binding {
 }
 
 /// A uniform struct and its layout.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct UniformStruct {
     /// The struct's WGSL name (`Params`).
     pub name: String,
@@ -62,7 +63,8 @@ pub struct UniformStruct {
 }
 
 /// One field of a uniform struct.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Field {
     pub name: String,
     pub offset: u32,
@@ -70,7 +72,8 @@ pub struct Field {
 }
 
 /// A pipeline-overridable constant.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct OverrideConst {
     pub name: String,
     pub ty: String,
@@ -79,7 +82,8 @@ pub struct OverrideConst {
 }
 
 /// One compute entry point.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct EntryPoint {
     pub name: String,
     /// Per dimension: a number, or the name of the override that sets it (its default is in
@@ -261,6 +265,7 @@ impl ShaderInterface {
     }
 
     /// Pretty-printed JSON, as `shaders/interface/<file>.json` holds it (newline-terminated).
+    #[cfg(feature = "serde")]
     pub fn to_json(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).expect("serialisable");
         s.push('\n');
