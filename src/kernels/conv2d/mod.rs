@@ -48,6 +48,9 @@ pub struct Params {
     pub splits: u32,
     pub k_chunk: u32,
     pub groups: u32,
+    /// forward: 1 writes max(y, 0) (the ReLU epilogue of a folded batch norm and ReLU).
+    pub relu: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Passes with at most this many GEMM columns use the narrow layout.
@@ -193,6 +196,8 @@ fn params(s: &Conv2dShape) -> Params {
         splits: 1,
         k_chunk: 1,
         groups: 1,
+        relu: 0,
+        _pad: [0; 3],
     }
 }
 
@@ -299,12 +304,37 @@ impl Conv2d {
         b: &dyn Bind,
         s: &Conv2dShape,
     ) -> Dispatch {
+        self.forward_epilogue(ctx, [y, x, w, b], s, false)
+    }
+
+    /// y = max(conv(x, w) + b, 0) (writes y): [`Self::forward`] with a ReLU epilogue, for a
+    /// convolution whose batch norm and ReLU are folded into it. Shapes as [`Self::forward`].
+    pub fn forward_relu(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        w: &dyn Bind,
+        b: &dyn Bind,
+        s: &Conv2dShape,
+    ) -> Dispatch {
+        self.forward_epilogue(ctx, [y, x, w, b], s, true)
+    }
+
+    fn forward_epilogue(
+        &self,
+        ctx: &GpuContext,
+        [y, x, w, b]: [&dyn Bind; 4],
+        s: &Conv2dShape,
+        relu: bool,
+    ) -> Dispatch {
         let t = tiling(s.n * s.oh() * s.ow(), s.cout, self.subgroup());
         let groups = t.row_tiles * t.col_tiles;
         let p = Params {
             row_tiles: t.row_tiles as u32,
             col_tiles: t.col_tiles as u32,
             groups: groups as u32,
+            relu: relu as u32,
             ..params(s)
         };
         self.family(t.layout).dispatch(

@@ -90,6 +90,21 @@ impl PointwiseConv2d {
             .linear_forward(ctx, self.variant, y, x, Weights { w, b }, &s.linear())
     }
 
+    /// y = max(conv1x1(x, W) + b, 0) (writes y): [`Self::forward`] with a ReLU epilogue, for a
+    /// convolution whose batch norm and ReLU are folded into it. Shapes as [`Self::forward`].
+    pub fn forward_relu(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        w: &dyn Bind,
+        b: &dyn Bind,
+        s: &PointwiseShape,
+    ) -> Dispatch {
+        self.gemm
+            .linear_forward_relu(ctx, self.variant, y, x, Weights { w, b }, &s.linear())
+    }
+
     /// dx = dy·Wᵀ at the strided pixels, zero elsewhere (writes all of dx).
     /// dx: [N, H, W, CIN], dy: [N, OH, OW, COUT], w: [1, 1, CIN, COUT].
     pub fn backward_input(
