@@ -75,7 +75,7 @@ pub fn pooled_adds(model: &Model) -> Vec<Option<usize>> {
 
 /// Per layer: the batch norm folded into it in inference programs, where the layer is a
 /// convolution (Conv2D, or the pointwise half of a SeparableConv2D) whose only consumer is a
-/// batch norm (the stem's, and both of each block's separable convolutions). With the moving
+/// batch norm (the stem's, and every separable convolution of the Keras example). With the moving
 /// statistics the batch norm is an affine map per output channel, so the convolution computes
 /// it with a folded kernel and bias (`cpu::batch_norm::batch_norm_fold`, recomputed at the
 /// start of every folded convolution since training changes them) and, where the batch norm's

@@ -13,6 +13,9 @@
 //!   forward ~7× and backward_weight ~10× faster than portable. Passes with ≤ 16 columns use
 //!   the narrow portable layout in both variants.
 //!
+//! `forward_relu` is the forward with max(y, 0) in its epilogue (`Params.relu`), for a
+//! convolution whose inference batch norm and ReLU are folded into it.
+//!
 //! backward_weight is split-K: partial sums go into a caller-provided scratch buffer
 //! ([`Conv2d::backward_weight_scratch_len`]) and a second dispatch reduces them into dw and db.
 

@@ -2,6 +2,8 @@
 //! the shared core of [`crate::kernels::gemm`] (shaders/gemm*.wgsl):
 //!
 //! - forward: y[N·OH·OW, COUT] = x rows gathered at (oh·s, ow·s) [.., CIN] × W[CIN, COUT] + b;
+//!   forward_relu: the same, then max(·, 0) (the GEMM's ReLU epilogue, for a convolution whose
+//!   inference batch norm and ReLU are folded into it);
 //! - backward_input: dx rows at the strided pixels = dy × Wᵀ, zeros elsewhere (writes all dx);
 //! - backward_weight: dW = xᵀ·dy reduced over N·OH·OW with split-K (partials in a caller's
 //!   scratch buffer, then a reduction pass), db = column sums of dy, split the same way.
