@@ -3,7 +3,7 @@
 // caller-provided scratch buffer, then a final pass over the chunks.
 //
 // Entry points (pass `forward_train` = partial, finalize, normalize; pass `backward` = partial,
-// finalize, input; pass `forward_inference` = one dispatch)
+// finalize, input; passes `forward_inference` and `fold` = one dispatch each)
 //   batch_norm_forward_train_partial    per (chunk, channel): Welford count/mean/M2 of the chunk's
 //                                       rows, merged across the workgroup's row lanes with Chan's
 //                                       formula. writes scratch
@@ -13,7 +13,7 @@
 //                                       (read-modify-write)
 //   batch_norm_forward_train_normalize  y = γ·(x − mean)·inv_std + β. writes y
 //   batch_norm_forward_inference        y = γ·(x − moving_mean)/sqrt(moving_var + ε) + β, the
-//                                       moving statistics read-only (slots 13, 14). writes y
+//                                       moving statistics read-only (slots 15, 16). writes y
 //   batch_norm_backward_partial         per (chunk, channel): Σdy and Σdy·(x − mean). writes scratch
 //   batch_norm_backward_finalize        dβ = Σdy, dγ = Σdy·x̂ with x̂ = (x − mean)·inv_std.
 //                                       writes dgamma, dbeta (does not accumulate), and
@@ -21,6 +21,12 @@
 //                                       [5, C]: mean, γ·inv_std, dβ/M, dγ·inv_std/M, β
 //   batch_norm_backward_input           dx = γ·inv_std·(dy − dβ/M − x̂·dγ/M), from x, dy and
 //                                       the factors in scratch (4 storage buffers). writes dx
+//   batch_norm_fold                     the inference batch norm folded into the convolution
+//                                       before it: x is the kernel W viewed as [M = k·k·Cin, C],
+//                                       out = W'[r, c] = W[r, c]·s[c], folded_bias = b'[c] =
+//                                       (conv_bias[c] − moving_mean[c])·s[c] + β[c], with
+//                                       s = γ/sqrt(moving_var + ε), the moving statistics
+//                                       read-only (slots 15, 16). writes out, folded_bias
 //
 // With Params.relu = 1 a ReLU that follows the batch norm is fused in (the graph plans this
 // where the ReLU is the batch norm's only consumer): the forward passes write max(y, 0), and
@@ -31,8 +37,8 @@
 // Bindings (group 0)
 //   slot | name        | access     | shape             | used by
 //   0    | out         | read_write | [M, C] f32        | forward_train_normalize, forward_inference (y),
-//        |             |            |                   | backward_input (dx)
-//   1    | x           | read       | [M, C] f32        | all but the finalize passes
+//        |             |            |                   | backward_input (dx), fold (W')
+//   1    | x           | read       | [M, C] f32        | all but the finalize passes (fold: W)
 //   2    | dy          | read       | [M, C] f32        | backward_partial, backward_input
 //   3    | gamma       | read       | [C] f32           | normalize, inference, backward_partial
 //        |             |            |                   | (relu mask), backward_finalize
@@ -49,8 +55,10 @@
 //        |             |            |                   | chunk M2), backward (Σdy; Σdy·(x − mean));
 //        |             |            |                   | then backward_input's factors [5, C]
 //   12   | params      | uniform    | Params            | all
-//   13   | stat_mean   | read       | [C] f32           | forward_inference (the moving mean)
-//   14   | stat_var    | read       | [C] f32           | forward_inference (the moving variance)
+//   13   | folded_bias | read_write | [C] f32           | fold (b')
+//   14   | conv_bias   | read       | [C] f32           | fold (the convolution's bias b)
+//   15   | stat_mean   | read       | [C] f32           | forward_inference, fold (the moving mean)
+//   16   | stat_var    | read       | [C] f32           | forward_inference, fold (the moving variance)
 //
 // Params: rows (M), channels (C), rows_per_chunk, chunks (= ceil(M / rows_per_chunk)),
 //   momentum (f32, Keras 0.99), epsilon (f32, Keras 1e-3), relu (1: ReLU fused, see above), _pad1.
@@ -62,9 +70,10 @@
 //   (overrides; CW·RL ≤ 256, RL a power of two). RL = 1 (the software-adapter variant) needs no
 //   workgroup memory and no barrier; RL > 1 merges the lanes with a workgroup-memory tree.
 //   The finalize passes use FW (override, default 64) invocations, one per channel.
-// Grid: (ceil(C / CW), chunks, 1) for the row passes; (ceil(C / FW), 1, 1) for the finalize passes.
+// Grid: (ceil(C / CW), chunks, 1) for the row passes and fold; (ceil(C / FW), 1, 1) for the
+//   finalize passes.
 // Mirrors: cpu::batch_norm::batch_norm_forward_train, cpu::batch_norm::batch_norm_forward_inference,
-//   cpu::batch_norm::batch_norm_backward.
+//   cpu::batch_norm::batch_norm_backward, cpu::batch_norm::batch_norm_fold.
 
 override CW: u32 = 64u;
 override RL: u32 = 4u;
@@ -96,10 +105,12 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> dbeta: array<f32>;
 @group(0) @binding(11) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(12) var<uniform> params: Params;
+@group(0) @binding(13) var<storage, read_write> folded_bias: array<f32>;
+@group(0) @binding(14) var<storage, read> conv_bias: array<f32>;
 // The moving statistics again, read-only, for inference: an inference program can keep every
 // weight in read-only buffers (slots 7 and 8 are read_write because training updates them).
-@group(0) @binding(13) var<storage, read> stat_mean: array<f32>;
-@group(0) @binding(14) var<storage, read> stat_var: array<f32>;
+@group(0) @binding(15) var<storage, read> stat_mean: array<f32>;
+@group(0) @binding(16) var<storage, read> stat_var: array<f32>;
 
 // Row-lane partials, merged by a tree when RL > 1: (count, mean, M2) or (Σa, Σb, unused).
 var<workgroup> wg_a: array<f32, MAX_WG>;
@@ -242,6 +253,29 @@ fn batch_norm_forward_inference(
     }
     let scale = gamma[c] / sqrt(stat_var[c] + params.epsilon);
     normalize_chunk(c, wid.y, lid.y, stat_mean[c], scale, beta[c]);
+}
+
+// The batch norm's scale folded into each kernel row (a chunk of rows per workgroup, as the
+// other row passes), and b' written once per channel by chunk 0's first row lane.
+@compute @workgroup_size(CW, RL)
+fn batch_norm_fold(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let c = wid.x * CW + lid.x;
+    let C = params.channels;
+    if (c >= C || wid.y >= params.chunks) {
+        return;
+    }
+    let scale = gamma[c] / sqrt(stat_var[c] + params.epsilon);
+    let range = chunk_rows(wid.y);
+    for (var r = range.x + lid.y; r < range.y; r += RL) {
+        let i = r * C + c;
+        out[i] = x[i] * scale;
+    }
+    if (wid.y == 0u && lid.y == 0u) {
+        folded_bias[c] = (conv_bias[c] - stat_mean[c]) * scale + beta[c];
+    }
 }
 
 @compute @workgroup_size(CW, RL)

@@ -3,8 +3,8 @@
 // never built; each invocation gathers its rows on the fly and padding is the bounds check.
 //
 // Entry points
-//   conv2d_forward                 y = im2col(x)·W + b.  GEMM M = N·OH·OW, cols = Cout,
-//                                  K = k·k·Cin. Writes y.
+//   conv2d_forward                 y = im2col(x)·W + b (then max(y, 0) with Params.relu).
+//                                  GEMM M = N·OH·OW, cols = Cout, K = k·k·Cin. Writes y.
 //   conv2d_backward_input          dx = dy ⋆ W. GEMM M = N·H·W (dx pixels), cols = Cin,
 //                                  K = k·k·Cout: dx pixel (ih, iw) gathers the taps (kh, kw) with
 //                                  th = ih + pad_top − kh ≥ 0, th % s = 0, oh = th / s < OH (same
@@ -31,7 +31,8 @@
 // Params: n, h, w, cin (input sizes); oh, ow, cout, k; stride, pad_top, pad_left (TensorFlow's
 //   padding before; the padding after is implied); col_tiles, row_tiles (GEMM tiles of the pass);
 //   splits, k_chunk (backward_weight split-K); groups (workgroups in use = col_tiles·row_tiles
-//   [·splits]; reduce: ceil(len/WG)).
+//   [·splits]; reduce: ceil(len/WG)); relu (forward: 1 writes max(y, 0), the ReLU epilogue of
+//   a convolution whose batch norm and ReLU are folded into it); _pad0.._pad2.
 // Workgroup: WG (override, default 32) invocations = (WG/LC) lanes along GEMM rows × LC lanes along
 //   GEMM columns (LC override, default 32). Each invocation owns TM = 16 rows × TN = 4 columns
 //   of accumulators (register blocking); its rows are tile_row0 + i·(WG/LC) + lane_row and its
@@ -73,6 +74,10 @@ struct Params {
     splits: u32,
     k_chunk: u32,
     groups: u32,
+    relu: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -184,7 +189,8 @@ fn conv2d_forward(
             for (var j = 0u; j < TN; j++) {
                 if (col_ok[j]) {
                     let c = tile_col(tc, j, lc);
-                    out[r * cout + c] = acc[i][j] + bias[c];
+                    let y = acc[i][j] + bias[c];
+                    out[r * cout + c] = select(y, max(y, 0.0), params.relu != 0u);
                 }
             }
         }

@@ -62,6 +62,10 @@ struct Params {
     splits: u32,
     k_chunk: u32,
     groups: u32,
+    relu: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -97,7 +101,8 @@ fn rank1(acc: ptr<function, array<vec4<f32>, 32>>, i: u32, x: f32, w0: vec4<f32>
     (*acc)[2u * i + 1u] = fma(vec4(x), w1, (*acc)[2u * i + 1u]);
 }
 
-// y[r, tile columns] = (lo, hi) + bias, for r < m and columns < Cout.
+// y[r, tile columns] = (lo, hi) + bias (then max(·, 0) with Params.relu), for r < m and
+// columns < Cout.
 fn store_y(r: u32, m: u32, tc: u32, lane: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (r >= m) {
         return;
@@ -106,7 +111,8 @@ fn store_y(r: u32, m: u32, tc: u32, lane: u32, lo: vec4<f32>, hi: vec4<f32>) {
         let c = tile_col(tc, j, lane);
         if (c < params.cout) {
             let half = select(hi, lo, j < 4u);
-            out[r * params.cout + c] = half[j % 4u] + bias[c];
+            let y = half[j % 4u] + bias[c];
+            out[r * params.cout + c] = select(y, max(y, 0.0), params.relu != 0u);
         }
     }
 }

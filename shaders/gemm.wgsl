@@ -2,8 +2,9 @@
 // split-K reduction and helper passes those ops need.
 //
 // Entry points
-//   gemm_naive   C = A·B (+ bias), one output per invocation (the reference point for benches)
-//   gemm_tiled   C = A·B (+ bias): 64×64 output tile per workgroup staged through workgroup
+//   gemm_naive   C = A·B (+ bias) (then ReLU when asked), one output per invocation (the
+//                reference point for benches)
+//   gemm_tiled   C = A·B (+ bias) (then ReLU when asked): 64×64 output tile per workgroup staged through workgroup
 //                memory in K steps of 16, 4×4 outputs per invocation (register blocking); B tile
 //                loads are vec4 loads where B is row-contiguous and 16-byte aligned
 //   gemm_reduce  out[i] = Σ_s part[s·c_split + i], s < splits (the split-K reduction)
@@ -38,7 +39,8 @@
 //
 // Params: m, n, k, splits, k_chunk; a_off, a_ms, a_ks, a_gather (0 none, 1 rows, 2 k);
 //   b_off, b_ks, b_ns; c_off, c_ms, c_split, c_gather (0 none, 1 rows scattered);
-//   bias_off, has_bias (0/1, only with splits = 1); g_ohw, g_ow, g_in_w, g_in_hw, g_stride; _pad.
+//   bias_off, has_bias (0/1, only with splits = 1); g_ohw, g_ow, g_in_w, g_in_hw, g_stride;
+//   relu (0/1, only with splits = 1: C = max(A·B + bias, 0), the ReLU epilogue).
 //   gemm_reduce: m = element count, splits, a_off (partials), c_split (split stride), c_off.
 //   gemm_colsum: k = rows, n = columns, a_ms = row stride, a_off, k_chunk, splits, c_off
 //   (partials of split s at c_off + s·n).
@@ -84,7 +86,7 @@ struct Params {
     g_in_w: u32,
     g_in_hw: u32,
     g_stride: u32,
-    _pad: u32,
+    relu: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> c: array<f32>;
@@ -119,12 +121,14 @@ fn b_at(k: u32, n: u32) -> f32 {
     return b[params.b_off + k * params.b_ks + n * params.b_ns];
 }
 
-// Stores C(m, n) of split s (plus bias when asked); the caller bounds-checks m and n.
+// Stores C(m, n) of split s (plus bias, then max(·, 0), when asked); the caller bounds-checks
+// m and n.
 fn store(s: u32, m: u32, n: u32, v: f32) {
     var r = v;
     if (params.has_bias != 0u) {
         r += bias[params.bias_off + n];
     }
+    r = select(r, max(r, 0.0), params.relu != 0u);
     c[params.c_off + s * params.c_split + gather(m, params.c_gather == 1u) * params.c_ms + n] = r;
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::{
-    Shape, assert_success, gpucnn, run, s, shapes_dataset, stderr, stdout, tiny_train,
+    Shape, assert_success, gpucnn, gpucnn_cmd, run, s, shapes_dataset, stderr, stdout, tiny_train,
     write_blank_image,
 };
 use gpucnn::gpu::test_context;
@@ -174,6 +174,31 @@ fn train_learns_discs_from_squares_writes_everything_and_resumes_exactly() {
     let table = std::fs::read_to_string(&csv).unwrap();
     assert!(table.starts_with("path,discs,squares\n"), "{table}");
     assert_eq!(table.lines().count(), 121);
+    // Inference folds each batch norm into the convolution before it; unfolded
+    // (GPUCNN_FUSION=off: a convolution, then the batch norm's pass) the trained model
+    // predicts the same probabilities, to the CSV's six decimals give or take the last one
+    // (the logits agree to ~1e-7 relative: tests/train_step.rs).
+    let unfolded_csv = tmp.path().join("pred-unfolded.csv");
+    let r = run(gpucnn_cmd().env("GPUCNN_FUSION", "off").args([
+        "predict",
+        "--model",
+        s(&out),
+        s(&data.join("discs")),
+        "--csv",
+        s(&unfolded_csv),
+    ]));
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    let unfolded = std::fs::read_to_string(&unfolded_csv).unwrap();
+    assert_eq!(unfolded.lines().count(), 121);
+    for (a, b) in table.lines().zip(unfolded.lines()).skip(1) {
+        let (pa, va) = a.split_once(',').unwrap();
+        let (pb, vb) = b.split_once(',').unwrap();
+        assert_eq!(pa, pb);
+        for (x, y) in va.split(',').zip(vb.split(',')) {
+            let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+            assert!((x - y).abs() <= 2e-6, "{a} (folded) vs {b} (unfolded)");
+        }
+    }
 
     // Evaluate on the whole folder: the documented JSON keys, and the two plots.
     let r = gpucnn(&["evaluate", "--model", s(&out), "--data", s(&data), "--json"]);

@@ -95,6 +95,44 @@ pub fn batch_norm_forward_inference(
     }
 }
 
+/// An inference batch norm's per-channel state: gamma, beta, moving_mean, moving_var, [C] each.
+#[derive(Clone, Copy)]
+pub struct Moving<'a> {
+    pub gamma: &'a [f64],
+    pub beta: &'a [f64],
+    pub moving_mean: &'a [f64],
+    pub moving_var: &'a [f64],
+}
+
+/// What [`batch_norm_fold`] writes: the folded kernel w [K, C] and bias b [C].
+pub struct Folded<'a> {
+    pub w: &'a mut [f64],
+    pub b: &'a mut [f64],
+}
+
+/// Folds an inference batch norm into the convolution before it, so that one convolution
+/// computes both: W'[k, c] = W[k, c]·s[c], b'[c] = (b[c] − moving_mean[c])·s[c] + β[c], with
+/// s[c] = γ[c]/sqrt(moving_var[c] + ε). Then conv(x, W') + b' =
+/// [`batch_norm_forward_inference`](conv(x, W) + b) in exact arithmetic (the batch norm is
+/// affine per output channel). Writes `out`. w: [K, C], the kernel [k, k, Cin, Cout] viewed with
+/// K = k·k·Cin rows of C = Cout channels; b: [C] (zeros for a convolution without bias);
+/// `bn`: [C] each; K (`rows`), C and ε from `shape`.
+pub fn batch_norm_fold(out: Folded, w: &[f64], b: &[f64], bn: Moving, shape: &BnShape) {
+    assert!(
+        !shape.relu,
+        "the CPU reference is unfused: compose cpu::relu"
+    );
+    let (rows, channels) = (shape.rows, shape.channels);
+    let epsilon = shape.epsilon as f64;
+    for c in 0..channels {
+        let s = bn.gamma[c] / (bn.moving_var[c] + epsilon).sqrt();
+        for r in 0..rows {
+            out.w[r * channels + c] = w[r * channels + c] * s;
+        }
+        out.b[c] = (b[c] - bn.moving_mean[c]) * s + bn.beta[c];
+    }
+}
+
 /// Training backward from dy, the forward's input x and its saved mean and inv_std:
 /// dβ = Σdy, dγ = Σdy·x̂, dx = γ·inv_std/M · (M·dy − Σdy − x̂·Σdy·x̂), x̂ = (x − mean)·inv_std.
 /// Writes `grads`. dy, x: [M, C] (x the forward's input); gamma, mean, inv_std: [C] (mean and
@@ -195,6 +233,57 @@ mod tests {
         // moving_var + ε = 1: y = 3·(x − 2) + 1.
         assert!((y[0] - -2.0).abs() < 1e-14);
         assert!((y[1] - 7.0).abs() < 1e-14);
+    }
+
+    /// A 3×3 stride-2 convolution with the folded kernel and bias gives what the convolution
+    /// followed by the inference batch norm gives (f64: to rounding).
+    #[test]
+    fn a_folded_convolution_equals_the_convolution_then_the_batch_norm() {
+        use crate::cpu::conv2d::{Conv2dShape, conv2d_forward};
+        let s = Conv2dShape {
+            n: 2,
+            h: 7,
+            w: 7,
+            cin: 3,
+            cout: 5,
+            k: 3,
+            stride: 2,
+            padding: crate::cpu::Padding::Same,
+        };
+        let x = random_f64(11, s.x_len(), -1.0, 1.0);
+        let w = random_f64(12, s.w_len(), -1.0, 1.0);
+        let b = random_f64(13, s.cout, -1.0, 1.0);
+        let gamma = random_f64(14, s.cout, 0.5, 1.5);
+        let beta = random_f64(15, s.cout, -0.5, 0.5);
+        let mm = random_f64(16, s.cout, -1.0, 1.0);
+        let mv = random_f64(17, s.cout, 0.05, 2.0);
+        let bn = Moving {
+            gamma: &gamma,
+            beta: &beta,
+            moving_mean: &mm,
+            moving_var: &mv,
+        };
+        let mut conv = vec![0.0; s.y_len()];
+        conv2d_forward(&mut conv, &x, &w, &b, &s);
+        let mut want = vec![0.0; s.y_len()];
+        let rows = s.y_len() / s.cout;
+        let bn_shape = BnShape::keras(rows, s.cout);
+        batch_norm_forward_inference(&mut want, &conv, &gamma, &beta, &mm, &mv, &bn_shape);
+        let (mut wf, mut bf) = (vec![0.0; s.w_len()], vec![0.0; s.cout]);
+        let out = Folded {
+            w: &mut wf,
+            b: &mut bf,
+        };
+        batch_norm_fold(out, &w, &b, bn, &BnShape::keras(s.w_len() / s.cout, s.cout));
+        let mut got = vec![0.0; s.y_len()];
+        conv2d_forward(&mut got, &x, &wf, &bf, &s);
+        for (g, w) in got.iter().zip(&want) {
+            approx::assert_abs_diff_eq!(g, w, epsilon = 1e-12);
+        }
+        // The folded bias alone: a zero input gives b' everywhere.
+        let mut zero = vec![0.0; s.y_len()];
+        conv2d_forward(&mut zero, &vec![0.0; s.x_len()], &wf, &bf, &s);
+        assert_eq!(&zero[..s.cout], &bf[..]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `GPUCNN_FUSION=off` plans none, so what they save can be measured with one binary.
 
 use super::executor::ExecError;
+use super::schedule::Mode;
 use super::{LayerKind, Model};
 
 /// Per layer: the layers that read its output.
@@ -72,32 +73,61 @@ pub fn pooled_adds(model: &Model) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// Per layer: the batch norm folded into it in inference programs, where the layer is a
+/// convolution (Conv2D, or the pointwise half of a SeparableConv2D) whose only consumer is a
+/// batch norm (the stem's, and every separable convolution of the Keras example). With the moving
+/// statistics the batch norm is an affine map per output channel, so the convolution computes
+/// it with a folded kernel and bias (`cpu::batch_norm::batch_norm_fold`, recomputed at the
+/// start of every folded convolution since training changes them) and, where the batch norm's
+/// ReLU is fused ([`fused_relus`]), a ReLU epilogue: the batch norm's pass, its ReLU's and the
+/// convolution's own output are never planned. Training normalises with batch statistics,
+/// which only exist after the convolution, so training programs fold nothing.
+pub fn folded_batch_norms(model: &Model) -> Vec<Option<usize>> {
+    let consumers = consumers(model);
+    (model.layers.iter().zip(&consumers))
+        .map(|(l, c)| match (&l.kind, c.as_slice()) {
+            (LayerKind::Conv2D(_) | LayerKind::SeparableConv2D(_), &[b])
+                if matches!(model.layers[b].kind, LayerKind::BatchNormalization(_)) =>
+            {
+                Some(b)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The fusions a schedule plans: per layer, the ReLU fused into it ([`fused_relus`]), whether
-/// it is a ReLU folded into its consumer's loads ([`folded_relus`]), and the Add folded into it
-/// ([`pooled_adds`]).
+/// it is a ReLU folded into its consumer's loads ([`folded_relus`]), the Add folded into it
+/// ([`pooled_adds`]), and, in inference programs, the batch norm folded into it
+/// ([`folded_batch_norms`]).
 pub(super) struct Fusions {
     pub(super) fused: Vec<Option<usize>>,
     pub(super) folded: Vec<bool>,
     pub(super) pooled: Vec<Option<usize>>,
+    pub(super) folded_bns: Vec<Option<usize>>,
 }
 
 impl Fusions {
-    /// The model's fusions, or none when `GPUCNN_FUSION=off` (the unfused plan, to measure
-    /// what the fusions save on this adapter; both compute the same step).
-    pub(super) fn of(model: &Model) -> Result<Self, ExecError> {
+    /// The model's fusions for a program of `mode`, or none when `GPUCNN_FUSION=off` (the
+    /// unfused plan, to measure what the fusions save on this adapter; both compute the same
+    /// step).
+    pub(super) fn of(model: &Model, mode: Mode) -> Result<Self, ExecError> {
+        let n = model.layers.len();
         match std::env::var("GPUCNN_FUSION").as_deref() {
-            Ok("off") => {
-                let n = model.layers.len();
-                Ok(Self {
-                    fused: vec![None; n],
-                    folded: vec![false; n],
-                    pooled: vec![None; n],
-                })
-            }
+            Ok("off") => Ok(Self {
+                fused: vec![None; n],
+                folded: vec![false; n],
+                pooled: vec![None; n],
+                folded_bns: vec![None; n],
+            }),
             Ok("on") | Err(_) => Ok(Self {
                 fused: fused_relus(model),
                 folded: folded_relus(model),
                 pooled: pooled_adds(model),
+                folded_bns: match mode {
+                    Mode::Eval => folded_batch_norms(model),
+                    Mode::Train => vec![None; n],
+                },
             }),
             Ok(other) => Err(ExecError::Fusion(other.into())),
         }

@@ -165,16 +165,7 @@ pub fn binding_slices(len: usize, limit: u64) -> Vec<(usize, usize)> {
 
 /// Gives tensors whose [first op, last op] lifetimes do not overlap the same pool buffer.
 pub fn pool_plan(pl: &Planner) -> BufferPlan {
-    let mut life: Vec<Option<(usize, usize)>> = vec![None; pl.tensors.len()];
-    for (i, op) in pl.ops.iter().enumerate() {
-        for &t in &op.uses {
-            life[t] = Some(life[t].map_or((i, i), |(a, _)| (a, i)));
-        }
-    }
-    let lifetimes: Vec<Lifetime> = pl
-        .tensors
-        .iter()
-        .zip(&life)
+    let lifetimes: Vec<Lifetime> = (pl.tensors.iter().zip(uses(pl)))
         .map(|(t, l)| {
             let (first, last) = l.unwrap_or((0, 0));
             Lifetime {
@@ -187,6 +178,51 @@ pub fn pool_plan(pl: &Planner) -> BufferPlan {
     plan_buffers(&lifetimes)
 }
 
+/// Per tensor of `pl`: the first and last op that use it (None: no op does).
+fn uses(pl: &Planner) -> Vec<Option<(usize, usize)>> {
+    let mut life: Vec<Option<(usize, usize)>> = vec![None; pl.tensors.len()];
+    for (i, op) in pl.ops.iter().enumerate() {
+        for &t in &op.uses {
+            life[t] = Some(life[t].map_or((i, i), |(a, _)| (a, i)));
+        }
+    }
+    life
+}
+
+/// Whether the program `pl` can run in the pool `plan` made for another program (every
+/// program of a step runs in the buffers of its training program at the micro-batch): each
+/// tensor an op uses has a buffer at least its size, and no two tensors that share a buffer
+/// are used by overlapping ranges of ops. The schedule keeps this true by construction (an
+/// evaluation program's tensors are the training program's, smaller or empty, live within
+/// the training lifetimes); this says so before a program is built, instead of a corrupted
+/// result.
+pub fn check_fits_pool(pl: &Planner, plan: &BufferPlan) -> Result<(), String> {
+    let life = uses(pl);
+    let mut held: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); plan.buffer_bytes.len()];
+    for (t, l) in life.iter().enumerate() {
+        let Some((first, last)) = *l else { continue };
+        let name = &pl.tensors[t].name;
+        let b = *plan
+            .buffer_of
+            .get(t)
+            .ok_or_else(|| format!("tensor {t} ({name}) has no pooled buffer"))?;
+        if pl.tensors[t].bytes > plan.buffer_bytes[b] {
+            return Err(format!(
+                "tensor {t} ({name}) needs {} bytes, its buffer has {}",
+                pl.tensors[t].bytes, plan.buffer_bytes[b]
+            ));
+        }
+        if let Some(&(u, _, _)) = held[b].iter().find(|&&(_, f, l)| !(l < first || last < f)) {
+            return Err(format!(
+                "tensors {u} ({}) and {t} ({name}) share buffer {b} while both are live",
+                pl.tensors[u].name
+            ));
+        }
+        held[b].push((t, first, last));
+    }
+    Ok(())
+}
+
 /// The scratch every program of up to `main.n` samples needs: a program may run any size up to
 /// the micro-batch (the last partial batch of an epoch, validation, predict) and split-K plans
 /// differ per size, so the maximum over `main` (planned at the micro-batch) and every smaller
@@ -197,7 +233,13 @@ pub fn scratch_len(
     variants: &Variants,
     augment: Option<AugmentConfig>,
 ) -> Result<usize, ExecError> {
-    let mut len = main.pl.scratch_len;
+    // Inference programs need the scratch for their folded kernels (a size of the model's,
+    // not of the batch).
+    let mut len = (main.pl.scratch_len).max(
+        schedule(model, variants, 1, Mode::Eval, None)?
+            .pl
+            .scratch_len,
+    );
     for n in 1..main.n {
         len = len.max(
             schedule(model, variants, n, Mode::Train, augment)?

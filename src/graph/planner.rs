@@ -76,6 +76,15 @@ impl Planner {
         self.tensors.len() - 1
     }
 
+    /// A tensor id that holds nothing (0 bytes, never used by an op): where an inference
+    /// program folds away a tensor that the training program has, so that every later tensor
+    /// keeps the training program's id, and with it its pooled buffer (evaluation programs
+    /// run in the training program's pool).
+    pub fn placeholder(&mut self, name: String) -> TensorId {
+        self.tensors.push(Tensor { name, bytes: 0 });
+        self.tensors.len() - 1
+    }
+
     /// Plans an op of the current layer.
     pub(crate) fn op(
         &mut self,

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::bind::{Env, Kernels, TensorId, range};
+use super::liveness::BufferPlan;
 use super::memory::{
     self, MemoryReport, binding_slices, check_device_fit, check_tensors_fit, choose_micro_batch,
     pool_plan,
@@ -315,6 +316,13 @@ impl TrainStep {
         }
         let sched = schedule(&self.model, &self.variants, n, mode, self.augment)
             .expect("a schedule that compiled at the micro-batch size compiles at a smaller one");
+        let pool = BufferPlan {
+            buffer_of: self.b.buffer_of.clone(),
+            buffer_bytes: self.b.buffers.iter().map(|b| b.size()).collect(),
+        };
+        if let Err(e) = memory::check_fits_pool(&sched.pl, &pool) {
+            panic!("the {mode:?} program of {n} samples does not fit the step's pool: {e}");
+        }
         let tensor_bytes: Vec<u64> = sched.pl.tensors.iter().map(|t| t.bytes).collect();
         let env = Env {
             ctx,

@@ -3,13 +3,16 @@
 
 use super::{CpuBwd, CpuFwd, GpuBwd, GpuFwd, LayerOps};
 use crate::cpu;
+use crate::graph::bind::{Env, range};
 use crate::graph::executor::ExecError;
 use crate::graph::names::{Param, Saved};
+use crate::graph::params::ALIGN;
+use crate::graph::planner::Planner;
 use crate::graph::{Init, ParamSpec, Shape, vector_param};
-use crate::kernels::Bind;
 use crate::kernels::batch_norm::{
-    BackwardBuffers, BatchNorm, BnShape, InferenceBuffers, TrainBuffers,
+    BackwardBuffers, BatchNorm, BnShape, FoldBuffers, InferenceBuffers, TrainBuffers,
 };
+use crate::kernels::{Bind, BufferRange};
 
 /// Normalises each channel; γ, β trainable, moving mean and variance not.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,6 +31,74 @@ impl BatchNormalization {
             ..BnShape::keras(len / c, c)
         }
     }
+}
+
+/// Where [`plan_fold`] puts a folded kernel [K, C] and bias [C]: the shared scratch (free
+/// between ops; no forward op of a convolution uses it), W' from element 0 and b' from the
+/// next multiple of [`ALIGN`] (a binding must start 256-byte aligned).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FoldedWeights {
+    w_len: usize,
+    channels: usize,
+}
+
+impl FoldedWeights {
+    fn b_at(&self) -> usize {
+        self.w_len.next_multiple_of(ALIGN)
+    }
+
+    /// Floats of scratch the folded kernel and bias take.
+    pub fn scratch_len(&self) -> usize {
+        self.b_at() + self.channels
+    }
+
+    /// The folded kernel W' [K, C].
+    pub fn w<'e>(&self, e: &'e Env) -> BufferRange<'e> {
+        range(&e.fixed.scratch, 0, self.w_len)
+    }
+
+    /// The folded bias b' [C].
+    pub fn b<'e>(&self, e: &'e Env) -> BufferRange<'e> {
+        range(&e.fixed.scratch, self.b_at(), self.channels)
+    }
+}
+
+/// Plans the op that folds the inference batch norm `bn` (layer index and layer) into the
+/// kernel `kernel` [`rows`, `channels`] and the bias of the convolution `conv`, whose forward op
+/// must come next and read them from where the returned [`FoldedWeights`] say (see
+/// `fusion::folded_batch_norms`). It runs in every inference program: training changes the
+/// parameters and the moving statistics, which this op only reads.
+pub(crate) fn plan_fold(
+    pl: &mut Planner,
+    conv: usize,
+    (bn, layer): (usize, BatchNormalization),
+    kernel: Param,
+    rows: usize,
+    channels: usize,
+) -> FoldedWeights {
+    let f = FoldedWeights {
+        w_len: rows * channels,
+        channels,
+    };
+    let shape = layer.shape(rows * channels, Shape::Flat(channels));
+    pl.need_scratch(f.scratch_len());
+    let op = pl.op("batch_norm.fold", vec![], move |e| {
+        let (w_out, b_out) = (f.w(e), f.b(e));
+        let bufs = FoldBuffers {
+            w_out: &w_out,
+            b_out: &b_out,
+            w: &e.param(conv, kernel),
+            b: &e.param(conv, Param::Bias),
+            gamma: &e.param(bn, Param::Gamma),
+            beta: &e.param(bn, Param::Beta),
+            moving_mean: &e.param(bn, Param::MovingMean),
+            moving_var: &e.param(bn, Param::MovingVariance),
+        };
+        vec![e.kernels.bn.fold(e.ctx, &bufs, &shape)]
+    });
+    // W read, W' written (the per-channel vectors are left out, as everywhere).
+    pl.more_bytes(op, 2 * rows * channels);
+    f
 }
 
 impl LayerOps for BatchNormalization {

@@ -1,10 +1,13 @@
 //! Conv2D: k×k convolutions (conv2d kernels) and 1×1 ones (the GEMM-based pointwise kernels).
 
+use super::batch_norm::{FoldedWeights, plan_fold};
 use super::{CpuBwd, CpuFwd, GpuBwd, GpuFwd, LayerOps, hwc, image, spatial};
 use crate::cpu::{self, Padding, conv2d::Conv2dShape};
+use crate::graph::bind::Env;
 use crate::graph::executor::ExecError;
 use crate::graph::names::Param;
 use crate::graph::{ParamSpec, Shape, kernel_param, vector_param};
+use crate::kernels::BufferRange;
 use crate::kernels::pointwise_conv2d::PointwiseShape;
 use crate::kernels::{WeightGrads, conv2d, gemm};
 
@@ -48,15 +51,20 @@ impl Conv2D {
 
     fn gpu_forward_pointwise(&self, cx: &mut GpuFwd) {
         let (s, li) = (self.pointwise(cx.n, cx.in_shape), cx.li);
-        let op = cx.unary("pointwise_conv2d.forward", move |e, y, x| {
-            e.kernels.pointwise.forward(
-                e.ctx,
-                y,
-                x,
-                &e.param(li, Param::Kernel),
-                &e.param(li, Param::Bias),
-                &s,
-            )
+        let (fold, relu) = fold(cx, s.cin, s.cout);
+        let what = if relu {
+            "pointwise_conv2d.forward_relu"
+        } else {
+            "pointwise_conv2d.forward"
+        };
+        let op = cx.unary(what, move |e, y, x| {
+            let (w, b) = weights(e, li, fold);
+            let k = &e.kernels.pointwise;
+            if relu {
+                k.forward_relu(e.ctx, y, x, &w, &b, &s)
+            } else {
+                k.forward(e.ctx, y, x, &w, &b, &s)
+            }
         });
         cx.pl.macs(op, s.pixels() * s.cin * s.cout);
         cx.pl.more_bytes(op, s.cin * s.cout);
@@ -105,6 +113,30 @@ impl Conv2D {
     }
 }
 
+/// With a batch norm folded into the convolution of `cx` (kernel [`rows`, `cout`], named
+/// [`Param::Kernel`]), plans the fold op and says where the folded weights are; and whether the
+/// forward has the ReLU epilogue (the folded batch norm's fused ReLU).
+fn fold(cx: &mut GpuFwd, rows: usize, cout: usize) -> (Option<FoldedWeights>, bool) {
+    let fold = (cx.fold).map(|bn| plan_fold(cx.pl, cx.li, bn, Param::Kernel, rows, cout));
+    assert!(
+        !cx.relu || fold.is_some(),
+        "a convolution applies a ReLU only for a folded batch norm"
+    );
+    (fold, cx.relu)
+}
+
+/// The kernel and bias the forward of layer `li` reads: folded ones, or the layer's own.
+fn weights<'e>(
+    e: &'e Env,
+    li: usize,
+    fold: Option<FoldedWeights>,
+) -> (BufferRange<'e>, BufferRange<'e>) {
+    match fold {
+        Some(f) => (f.w(e), f.b(e)),
+        None => (e.param(li, Param::Kernel), e.param(li, Param::Bias)),
+    }
+}
+
 impl LayerOps for Conv2D {
     fn type_name(&self) -> &'static str {
         "Conv2D"
@@ -132,15 +164,19 @@ impl LayerOps for Conv2D {
             return Ok(());
         }
         let (s, li) = (self.shape(cx.n, cx.in_shape), cx.li);
-        let op = cx.unary("conv2d.forward", move |e, y, x| {
-            e.kernels.conv.forward(
-                e.ctx,
-                y,
-                x,
-                &e.param(li, Param::Kernel),
-                &e.param(li, Param::Bias),
-                &s,
-            )
+        let (fold, relu) = fold(cx, s.k * s.k * s.cin, s.cout);
+        let what = if relu {
+            "conv2d.forward_relu"
+        } else {
+            "conv2d.forward"
+        };
+        let op = cx.unary(what, move |e, y, x| {
+            let (w, b) = weights(e, li, fold);
+            if relu {
+                e.kernels.conv.forward_relu(e.ctx, y, x, &w, &b, &s)
+            } else {
+                e.kernels.conv.forward(e.ctx, y, x, &w, &b, &s)
+            }
         });
         cx.pl.macs(op, s.macs());
         cx.pl.more_bytes(op, s.k * s.k * s.cin * s.cout);

@@ -134,7 +134,8 @@ pub struct GpuFwd<'a> {
     pub y: TensorId,
     /// The ReLU that is this layer's only consumer is fused into it (see
     /// `fusion::fused_relus`): `y` is the ReLU's output, and the layer's own output is never
-    /// stored. Only batch norm is offered this.
+    /// stored. Only batch norm is offered this, and a convolution with a folded batch norm
+    /// (`fold`) whose ReLU is fused: the convolution applies it in its epilogue.
     pub relu: bool,
     /// The first input comes through a ReLU folded into this layer's loads (see
     /// `fusion::folded_relus`): `x[0]` is the ReLU's input, and the layer reads max(x, 0).
@@ -144,6 +145,11 @@ pub struct GpuFwd<'a> {
     /// `fusion::pooled_adds`): the layer writes y = f(x) + residual into the Add's output,
     /// `y`. Only max pooling is offered this.
     pub residual: Option<TensorId>,
+    /// An inference program: the batch norm (layer index and layer) that is this layer's
+    /// only consumer is folded into it (see `fusion::folded_batch_norms`): `y` is the batch
+    /// norm's output (with `relu`, its ReLU's), computed with the folded kernel and bias
+    /// ([`batch_norm::plan_fold`]). Only the convolutions are offered this.
+    pub fold: Option<(usize, BatchNormalization)>,
 }
 
 impl GpuFwd<'_> {

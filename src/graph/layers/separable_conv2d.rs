@@ -1,5 +1,6 @@
 //! SeparableConv2D: a depthwise k×k convolution (no bias), then a pointwise 1×1 one with bias.
 
+use super::batch_norm::plan_fold;
 use super::{CpuBwd, CpuFwd, GpuBwd, GpuFwd, LayerOps, hwc, image, spatial};
 use crate::cpu::{self, Padding, depthwise_conv2d::DepthwiseShape};
 use crate::graph::executor::ExecError;
@@ -100,15 +101,34 @@ impl LayerOps for SeparableConv2D {
         });
         cx.pl.macs(op, ds.macs());
         cx.pl.more_bytes(op, ds.k * ds.k * ds.c);
-        let op = cx.pl.op("pointwise_conv2d.forward", vec![y, m], move |e| {
-            vec![e.kernels.pointwise.forward(
-                e.ctx,
-                &e.tensor(y),
-                &e.tensor(m),
-                &e.param(li, Param::PointwiseKernel),
-                &e.param(li, Param::Bias),
-                &ps,
-            )]
+        // A folded batch norm: its fold op, then the pointwise half with the folded weights
+        // (and the batch norm's fused ReLU as its epilogue).
+        let fold =
+            (cx.fold).map(|bn| plan_fold(cx.pl, li, bn, Param::PointwiseKernel, ps.cin, ps.cout));
+        let relu = cx.relu;
+        assert!(
+            !relu || fold.is_some(),
+            "a convolution applies a ReLU only for a folded batch norm"
+        );
+        let what = if relu {
+            "pointwise_conv2d.forward_relu"
+        } else {
+            "pointwise_conv2d.forward"
+        };
+        let op = cx.pl.op(what, vec![y, m], move |e| {
+            let (w, b) = match fold {
+                Some(f) => (f.w(e), f.b(e)),
+                None => (
+                    e.param(li, Param::PointwiseKernel),
+                    e.param(li, Param::Bias),
+                ),
+            };
+            let (y, m, k) = (e.tensor(y), e.tensor(m), &e.kernels.pointwise);
+            vec![if relu {
+                k.forward_relu(e.ctx, &y, &m, &w, &b, &ps)
+            } else {
+                k.forward(e.ctx, &y, &m, &w, &b, &ps)
+            }]
         });
         cx.pl.macs(op, ps.pixels() * ps.cin * ps.cout);
         cx.pl.more_bytes(op, ps.cin * ps.cout);

@@ -177,6 +177,62 @@ fn check_forward_inference(ctx: &GpuContext, k: &BatchNorm, case: Case) -> Check
     Ok(vec![Compared::new("y", ctx.read(&yb)?, y, atol, 2e-6)])
 }
 
+/// The fold: the case's x is the kernel [K = rows, C], its dy's first C values the
+/// convolution's bias; outputs prefilled with NaN (the pass must write every element).
+fn check_fold(ctx: &GpuContext, k: &BatchNorm, case: Case) -> CheckOut {
+    let s = case.shape;
+    let (rows, c) = (s.rows, s.channels);
+    let inp = Inputs::new(&case);
+    let bias = &inp.dy[..c];
+    let (wb, biasb) = (ctx.upload("w", &inp.x), ctx.upload("b", bias));
+    let (gb, bb) = (
+        ctx.upload("gamma", &inp.gamma),
+        ctx.upload("beta", &inp.beta),
+    );
+    let mmb = ctx.upload("moving_mean", &inp.moving_mean);
+    let mvb = ctx.upload("moving_var", &inp.moving_var);
+    let w_out = ctx.upload("w'", &vec![f32::NAN; rows * c]);
+    let b_out = ctx.upload("b'", &vec![f32::NAN; c]);
+    let bufs = FoldBuffers {
+        w_out: &w_out,
+        b_out: &b_out,
+        w: &wb,
+        b: &biasb,
+        gamma: &gb,
+        beta: &bb,
+        moving_mean: &mmb,
+        moving_var: &mvb,
+    };
+    crate::kernels::run_all(ctx, &[&k.fold(ctx, &bufs, &s)])?;
+    let (mut w, mut b) = (vec![0.0; rows * c], vec![0.0; c]);
+    let (gamma, beta) = (to_f64(&inp.gamma), to_f64(&inp.beta));
+    let (mm, mv) = (to_f64(&inp.moving_mean), to_f64(&inp.moving_var));
+    let bn = cpu::batch_norm::Moving {
+        gamma: &gamma,
+        beta: &beta,
+        moving_mean: &mm,
+        moving_var: &mv,
+    };
+    let out = cpu::batch_norm::Folded {
+        w: &mut w,
+        b: &mut b,
+    };
+    cpu::batch_norm::batch_norm_fold(out, &to_f64(&inp.x), &to_f64(bias), bn, &case.unfused());
+    // W' = W·s: two f32 roundings of s (the division, the square root) and one of the
+    // product, relative; b' = (b − mm)·s + β: the same on a sum of terms ≤ 2·1.5 + 0.5, so an
+    // absolute floor of a few ulps of 4.
+    Ok(vec![
+        Compared::new("w'", ctx.read(&w_out)?, w, case.offset_atol(), 2e-6),
+        Compared::new(
+            "b'",
+            ctx.read(&b_out)?,
+            b,
+            4.0 * 4.0 * f32::EPSILON as f64,
+            2e-6,
+        ),
+    ])
+}
+
 fn check_backward(ctx: &GpuContext, k: &BatchNorm, case: Case) -> CheckOut {
     let s = case.shape;
     let (m, c) = (s.rows, s.channels);
@@ -324,7 +380,10 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
                     ("backward", check_backward),
                 ]
             };
-            for (pass, f) in passes {
+            // The fold views a kernel [k·k·Cin, Cout] as the case's [M, C] (no ReLU of its
+            // own: that goes into the convolution's epilogue).
+            let fold: Option<(&'static str, CheckFn)> = (!relu).then_some(("fold", check_fold));
+            for (pass, f) in passes.into_iter().chain(fold) {
                 let sh = shared.clone();
                 v.push(Check::new(
                     "batch_norm",

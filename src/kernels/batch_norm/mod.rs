@@ -10,6 +10,10 @@
 //! - `forward_train`: partial → finalize (writes the saved `mean` and `inv_std` = 1/sqrt(var + ε),
 //!   updates moving_mean/var in place) → normalize (writes y).
 //! - `forward_inference`: one dispatch, normalising with the moving statistics.
+//! - `fold`: one dispatch that folds the inference batch norm into the convolution before it
+//!   (W' = W·s, b' = (b − moving_mean)·s + β per output channel, s = γ/sqrt(moving_var + ε)):
+//!   the kernel [k, k, Cin, Cout] is viewed as [M = k·k·Cin, C = Cout], so it is a row pass
+//!   like the others. The graph runs it before each folded convolution of an inference program.
 //! - `backward`: partial → finalize (writes dγ, dβ) → input (writes dx). Saved tensors: the
 //!   forward's input x (not x̂) and its `mean` and `inv_std`. Every output is written, never
 //!   accumulated.
@@ -84,6 +88,21 @@ pub struct TrainBuffers<'a> {
 pub struct InferenceBuffers<'a> {
     pub y: &'a dyn Bind,
     pub x: &'a dyn Bind,
+    pub gamma: &'a dyn Bind,
+    pub beta: &'a dyn Bind,
+    pub moving_mean: &'a dyn Bind,
+    pub moving_var: &'a dyn Bind,
+}
+
+/// The buffers of [`BatchNorm::fold`]: writes w_out [K, C] (the folded kernel) and b_out [C];
+/// reads the convolution's kernel w [K, C] (Keras' [k, k, Cin, Cout] with K = k·k·Cin,
+/// C = Cout), its bias b [C], and the batch norm's gamma, beta, moving_mean, moving_var [C].
+#[derive(Clone, Copy)]
+pub struct FoldBuffers<'a> {
+    pub w_out: &'a dyn Bind,
+    pub b_out: &'a dyn Bind,
+    pub w: &'a dyn Bind,
+    pub b: &'a dyn Bind,
     pub gamma: &'a dyn Bind,
     pub beta: &'a dyn Bind,
     pub moving_mean: &'a dyn Bind,
@@ -290,17 +309,63 @@ impl BatchNorm {
             moving_mean,
             moving_var,
         } = *b;
-        // The moving statistics go to the read-only slots 13 and 14.
-        let mut slots: [Option<&dyn Bind>; 15] = [None; 15];
+        // The moving statistics go to the read-only slots 15 and 16.
+        let mut slots: [Option<&dyn Bind>; 17] = [None; 17];
         slots[..5].copy_from_slice(&[Some(y), Some(x), None, Some(gamma), Some(beta)]);
-        slots[13] = Some(moving_mean);
-        slots[14] = Some(moving_var);
+        slots[15] = Some(moving_mean);
+        slots[16] = Some(moving_var);
         self.family.dispatch(
             ctx,
             "batch_norm_forward_inference",
             &slots,
             Some(&shape.params()),
             Self::row_grid(shape),
+        )
+    }
+
+    /// The batch norm folded into the convolution before it (writes w_out and b_out; see
+    /// [`FoldBuffers`]). `shape`: rows = K (the kernel's k·k·Cin), channels = Cout, and the
+    /// batch norm's ε; `relu` is ignored (the ReLU goes into the convolution's epilogue).
+    pub fn fold(&self, ctx: &GpuContext, b: &FoldBuffers, shape: &BnShape) -> Dispatch {
+        let FoldBuffers {
+            w_out,
+            b_out,
+            w,
+            b,
+            gamma,
+            beta,
+            moving_mean,
+            moving_var,
+        } = *b;
+        let shape = BnShape {
+            relu: false,
+            ..*shape
+        };
+        let slots: [Option<&dyn Bind>; 17] = [
+            Some(w_out),
+            Some(w),
+            None,
+            Some(gamma),
+            Some(beta),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(b_out),
+            Some(b),
+            Some(moving_mean),
+            Some(moving_var),
+        ];
+        self.family.dispatch(
+            ctx,
+            "batch_norm_fold",
+            &slots,
+            Some(&shape.params()),
+            Self::row_grid(&shape),
         )
     }
 

@@ -13,6 +13,9 @@
 //!   forward ~7× and backward_weight ~10× faster than portable. Passes with ≤ 16 columns use
 //!   the narrow portable layout in both variants.
 //!
+//! `forward_relu` is the forward with max(y, 0) in its epilogue (`Params.relu`), for a
+//! convolution whose inference batch norm and ReLU are folded into it.
+//!
 //! backward_weight is split-K: partial sums go into a caller-provided scratch buffer
 //! ([`Conv2d::backward_weight_scratch_len`]) and a second dispatch reduces them into dw and db.
 
@@ -49,6 +52,9 @@ pub struct Params {
     pub splits: u32,
     pub k_chunk: u32,
     pub groups: u32,
+    /// forward: 1 writes max(y, 0) (the ReLU epilogue of a folded batch norm and ReLU).
+    pub relu: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Passes with at most this many GEMM columns use the narrow layout.
@@ -224,6 +230,8 @@ fn params(s: &Conv2dShape) -> Params {
         splits: 1,
         k_chunk: 1,
         groups: 1,
+        relu: 0,
+        _pad: [0; 3],
     }
 }
 
@@ -332,12 +340,37 @@ impl Conv2d {
         b: &dyn Bind,
         s: &Conv2dShape,
     ) -> Dispatch {
+        self.forward_epilogue(ctx, [y, x, w, b], s, false)
+    }
+
+    /// y = max(conv(x, w) + b, 0) (writes y): [`Self::forward`] with a ReLU epilogue, for a
+    /// convolution whose batch norm and ReLU are folded into it. Shapes as [`Self::forward`].
+    pub fn forward_relu(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        w: &dyn Bind,
+        b: &dyn Bind,
+        s: &Conv2dShape,
+    ) -> Dispatch {
+        self.forward_epilogue(ctx, [y, x, w, b], s, true)
+    }
+
+    fn forward_epilogue(
+        &self,
+        ctx: &GpuContext,
+        [y, x, w, b]: [&dyn Bind; 4],
+        s: &Conv2dShape,
+        relu: bool,
+    ) -> Dispatch {
         let t = tiling(s.n * s.oh() * s.ow(), s.cout, self.subgroup());
         let groups = t.row_tiles * t.col_tiles;
         let p = Params {
             row_tiles: t.row_tiles as u32,
             col_tiles: t.col_tiles as u32,
             groups: groups as u32,
+            relu: relu as u32,
             ..params(s)
         };
         self.family(t.layout).dispatch(

@@ -67,6 +67,57 @@ pub fn all(ctx: &GpuContext) -> Vec<Check> {
                 },
             ));
         }
+        for (class, (m, n, k)) in shapes {
+            let cell = cell.clone();
+            v.push(Check::new(
+                "gemm",
+                "forward_relu",
+                variant.name(),
+                class,
+                format!("M{m} N{n} K{k} + bias"),
+                move |ctx| check_forward_relu(ctx, &shared_gemm(&cell, ctx), variant, [m, n, k]),
+            ));
+        }
     }
     v
+}
+
+/// The ReLU epilogue (`GemmSpec::relu`) after the bias: C = max(A·B + bias, 0). The bias in
+/// ±1 against sums of ~sqrt(K)/3 makes about half of C negative, so the cut is exercised; C
+/// prefilled with NaN, so every element must be written.
+fn check_forward_relu(
+    ctx: &GpuContext,
+    g: &Gemm,
+    variant: Variant,
+    [m, n, k]: [usize; 3],
+) -> Result<Vec<Compared>, crate::gpu::GpuError> {
+    let a = random_vec(23, m * k, -1.0, 1.0);
+    let b = random_vec(24, k * n, -1.0, 1.0);
+    let bias = random_vec(25, n, -1.0, 1.0);
+    let (ab, bb, biasb) = (
+        ctx.upload("a", &a),
+        ctx.upload("b", &b),
+        ctx.upload("bias", &bias),
+    );
+    let cb = ctx.upload("c", &vec![f32::NAN; m * n]);
+    let spec = GemmSpec {
+        bias_off: Some(0),
+        relu: true,
+        ..GemmSpec::row_major(m, n, k)
+    };
+    let bufs = GemmBuffers {
+        c: &cb,
+        a: &ab,
+        b: &bb,
+        bias: Some(&biasb),
+    };
+    crate::kernels::run_all(ctx, &[&g.gemm(ctx, variant, &spec, bufs)])?;
+    let mut want = vec![0.0; m * n];
+    cpu::gemm::gemm_forward(&mut want, &to_f64(&a), &to_f64(&b), m, n, k);
+    for (i, c) in want.iter_mut().enumerate() {
+        *c = (*c + bias[i % n] as f64).max(0.0);
+    }
+    // max(·, 0) moves no value further from the reference than it was: the GEMM's tolerance.
+    let (atol, rtol) = tolerance(k);
+    Ok(vec![Compared::new("c", ctx.read(&cb)?, want, atol, rtol)])
 }

@@ -29,7 +29,8 @@ const PRELUDE: &str = r#"// {FILE} — C = A·B (+ bias) for adapters with subgr
 // masked for stores), so the subgroup is always full at the shuffles.
 //
 // Entry points
-//   gemm_subgroup   C = A·B (+ bias), one split-K partial per grid z; WRITES C (no accumulation)
+//   gemm_subgroup   C = A·B (+ bias) (then ReLU when asked), one split-K partial per grid z;
+//                   WRITES C (no accumulation)
 //
 // Bindings (group 0): the table of gemm.wgsl (same addressing, same Params)
 //   slot | name   | access     | shape                   | used by
@@ -41,7 +42,8 @@ const PRELUDE: &str = r#"// {FILE} — C = A·B (+ bias) for adapters with subgr
 //   5    | a4     | read       | slot 1 as vec4<f32>     | gemm_subgroup (read when A_MODE > 0)
 //   6    | b4     | read       | slot 2 as vec4<f32>     | gemm_subgroup (read when B_MODE > 0)
 //
-// Params: as in gemm.wgsl (m, n, k, splits, k_chunk, a_*, b_*, c_*, bias_off, has_bias, g_*);
+// Params: as in gemm.wgsl (m, n, k, splits, k_chunk, a_*, b_*, c_*, bias_off, has_bias, g_*,
+//   relu: the ReLU epilogue C = max(A·B + bias, 0), in store4);
 //   k_chunk must be a multiple of 32.
 //
 // Overrides: WG; A_MODE, B_MODE (u32, default 0): vec4 loads, above.
@@ -88,7 +90,7 @@ struct Params {
     g_in_w: u32,
     g_in_hw: u32,
     g_stride: u32,
-    _pad: u32,
+    relu: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> c: array<f32>;
@@ -165,10 +167,13 @@ fn bias4(co: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(bias[o.x], bias[o.y], bias[o.z], bias[o.w]);
 }
 
-fn store4(s: u32, m: u32, n: u32, v: vec4<f32>) {
+// Stores C(m, n .. n+3) of split s (max(·, 0) first with the ReLU epilogue), columns past n
+// masked.
+fn store4(s: u32, m: u32, n: u32, c4: vec4<f32>) {
     if (m >= params.m) {
         return;
     }
+    let v = select(c4, max(c4, vec4<f32>(0.0)), params.relu != 0u);
     let base = params.c_off + s * params.c_split + gather(m, params.c_gather == 1u) * params.c_ms + n;
     if (n + 3u < params.n) {
         c[base] = v.x;

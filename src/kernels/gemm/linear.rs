@@ -16,6 +16,32 @@ impl Gemm {
         weights: Weights,
         s: &LinearShape,
     ) -> Dispatch {
+        self.linear_forward_epilogue(ctx, variant, [y, x], weights, s, false)
+    }
+
+    /// y[r, :] = max(x[G(r), :]·W + b, 0): [`Self::linear_forward`] with a ReLU epilogue (a
+    /// convolution whose batch norm and ReLU are folded into it).
+    pub fn linear_forward_relu(
+        &self,
+        ctx: &GpuContext,
+        variant: Variant,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        weights: Weights,
+        s: &LinearShape,
+    ) -> Dispatch {
+        self.linear_forward_epilogue(ctx, variant, [y, x], weights, s, true)
+    }
+
+    fn linear_forward_epilogue(
+        &self,
+        ctx: &GpuContext,
+        variant: Variant,
+        [y, x]: [&dyn Bind; 2],
+        weights: Weights,
+        s: &LinearShape,
+        relu: bool,
+    ) -> Dispatch {
         let spec = GemmSpec {
             a_gather: if s.map.is_some() {
                 Gather::Rows
@@ -24,6 +50,7 @@ impl Gemm {
             },
             map: s.map,
             bias_off: Some(0),
+            relu,
             ..GemmSpec::row_major(s.rows, s.cout, s.cin)
         };
         let bufs = GemmBuffers {

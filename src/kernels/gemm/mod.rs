@@ -92,7 +92,8 @@ pub struct Params {
     pub g_in_w: u32,
     pub g_in_hw: u32,
     pub g_stride: u32,
-    pub _pad: u32,
+    /// 1: C = max(A·B + bias, 0), a ReLU in the epilogue (only with one split).
+    pub relu: u32,
 }
 
 /// A GEMM kernel variant (see the module doc).

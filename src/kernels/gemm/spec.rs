@@ -62,6 +62,9 @@ pub struct GemmSpec {
     pub bias_off: Option<usize>,
     /// Split-K plan; `splits > 1` writes `splits` partials of `m·n` each from `c_off`.
     pub split: SplitK,
+    /// C = max(A·B + bias, 0): a ReLU in the epilogue (a convolution whose batch norm and
+    /// ReLU are folded into it; only without split-K, as the bias).
+    pub relu: bool,
 }
 
 impl GemmSpec {
@@ -84,6 +87,7 @@ impl GemmSpec {
             map: None,
             bias_off: None,
             split: SplitK::one(k),
+            relu: false,
         }
     }
 
@@ -130,6 +134,10 @@ impl GemmSpec {
             "gemm: a bias can only be added without split-K"
         );
         assert!(
+            !self.relu || self.split.splits == 1,
+            "gemm: a ReLU epilogue needs the whole sum: no split-K"
+        );
+        assert!(
             self.map.is_some() || (self.a_gather == Gather::None && !self.c_scatter),
             "gemm: a gather or scatter needs a pixel map"
         );
@@ -169,7 +177,7 @@ impl GemmSpec {
             g_in_w: u(map.in_w),
             g_in_hw: u(map.in_h * map.in_w),
             g_stride: u(map.stride),
-            _pad: 0,
+            relu: self.relu as u32,
         }
     }
 }

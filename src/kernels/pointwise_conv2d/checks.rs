@@ -31,9 +31,20 @@ pub(crate) fn linear_checks(
     }));
     let cell: SharedGemm = Arc::default();
     let mut v = Vec::new();
+    // The ReLU epilogue of a convolution whose batch norm and ReLU are folded into it (the
+    // pointwise convolution only: a dense layer has no batch norm after it here).
+    let passes: &[&str] = match reference {
+        Reference::Pointwise => &[
+            "forward",
+            "forward_relu",
+            "backward_input",
+            "backward_weight",
+        ],
+        Reference::Dense => &["forward", "backward_input", "backward_weight"],
+    };
     for &variant in &variants {
         for &(class, s) in shapes {
-            for pass in ["forward", "backward_input", "backward_weight"] {
+            for &pass in passes {
                 let cell = cell.clone();
                 v.push(Check::new(
                     op,
@@ -71,20 +82,31 @@ fn run_linear_check(
     let run = |d: &[Dispatch]| crate::kernels::run_all(ctx, &d.iter().collect::<Vec<_>>());
     let (n, ci, co) = (s.n, s.cin, s.cout);
     match pass {
-        "forward" => {
+        "forward" | "forward_relu" => {
+            let relu = pass == "forward_relu";
             let (xb, wb, bb) = (
                 ctx.upload("x", &x),
                 ctx.upload("w", &w),
                 ctx.upload("b", &b),
             );
             let yb = ctx.upload("y", &vec![f32::NAN; yl]);
-            run(&[k.forward(ctx, &yb, &xb, &wb, &bb, s)])?;
+            run(&[if relu {
+                k.forward_relu(ctx, &yb, &xb, &wb, &bb, s)
+            } else {
+                k.forward(ctx, &yb, &xb, &wb, &bb, s)
+            }])?;
             let mut want = vec![0.0; yl];
             match reference {
                 Reference::Pointwise => {
                     cpu::pointwise_conv2d::pointwise_conv2d_forward(&mut want, &xd, &wd, &bd, s)
                 }
                 Reference::Dense => cpu::dense::dense_forward(&mut want, &xd, &wd, &bd, n, ci, co),
+            }
+            if relu {
+                // The reference is unfused: compose cpu::relu (max(·, 0) is 1-Lipschitz, so
+                // the forward's tolerance holds).
+                let y = want.clone();
+                cpu::relu::relu_forward(&mut want, &y);
             }
             let (atol, rtol) = tolerance(ci);
             Ok(vec![Compared::new("y", ctx.read(&yb)?, want, atol, rtol)])

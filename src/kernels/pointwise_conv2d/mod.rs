@@ -2,6 +2,8 @@
 //! the shared core of [`crate::kernels::gemm`] (shaders/gemm*.wgsl):
 //!
 //! - forward: y[N·OH·OW, COUT] = x rows gathered at (oh·s, ow·s) [.., CIN] × W[CIN, COUT] + b;
+//!   forward_relu: the same, then max(·, 0) (the GEMM's ReLU epilogue, for a convolution whose
+//!   inference batch norm and ReLU are folded into it);
 //! - backward_input: dx rows at the strided pixels = dy × Wᵀ, zeros elsewhere (writes all dx);
 //! - backward_weight: dW = xᵀ·dy reduced over N·OH·OW with split-K (partials in a caller's
 //!   scratch buffer, then a reduction pass), db = column sums of dy, split the same way.
@@ -91,6 +93,21 @@ impl PointwiseConv2d {
     ) -> Dispatch {
         self.gemm
             .linear_forward(ctx, self.variant, y, x, Weights { w, b }, &s.linear())
+    }
+
+    /// y = max(conv1x1(x, W) + b, 0) (writes y): [`Self::forward`] with a ReLU epilogue, for a
+    /// convolution whose batch norm and ReLU are folded into it. Shapes as [`Self::forward`].
+    pub fn forward_relu(
+        &self,
+        ctx: &GpuContext,
+        y: &dyn Bind,
+        x: &dyn Bind,
+        w: &dyn Bind,
+        b: &dyn Bind,
+        s: &PointwiseShape,
+    ) -> Dispatch {
+        self.gemm
+            .linear_forward_relu(ctx, self.variant, y, x, Weights { w, b }, &s.linear())
     }
 
     /// dx = dy·Wᵀ at the strided pixels, zero elsewhere (writes all of dx).
