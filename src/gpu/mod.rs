@@ -10,6 +10,7 @@ use std::fmt;
 use thiserror::Error;
 use wgpu::util::DeviceExt;
 
+pub mod record;
 pub mod shader;
 
 /// Errors raised while setting up or talking to the GPU.
