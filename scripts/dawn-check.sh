@@ -5,9 +5,11 @@
 #   - Mesa 25's lavapipe, extracted beside the stock driver into /opt/mesa25 (Dawn refuses
 #     bookworm's Mesa 22.3: it lacks shaderUniform*ArrayDynamicIndexing); nothing is upgraded.
 #   - `npm ci` in scripts/dawn (node_modules is git-ignored).
-# Usage: scripts/dawn-check.sh [--class tiny|odd|large]... [--op NAME]
-#   (default: the tiny and odd classes). GPUCNN_BIN names the gpucnn binary to export with
-#   (default: target/debug/gpucnn, built with `cargo build` when missing).
+# Usage: scripts/dawn-check.sh [--class tiny|odd|large]... [--op NAME] [--subgroups]
+#   (default: the tiny and odd classes; --subgroups also runs the subgroup shaders' browser
+#   forms, see scripts/dawn/replay.mjs). GPUCNN_BIN names the gpucnn binary to export with
+#   (default: the debug build, which `cargo build` brings up to date); DAWN_JSON=FILE also
+#   writes the rows as JSON.
 # Exit status: 0 when every exported check passes in Dawn, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,19 +49,22 @@ fi
 # The vectors: written by the Rust CPU reference and wgpu (`gpucnn selftest --export-vectors`).
 classes=()
 op=()
+replay_flags=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --class) classes+=(--class "$2"); shift 2 ;;
     --op) op=(--op "$2"); shift 2 ;;
-    *) echo "dawn-check.sh: unknown argument '$1' (use --class CLASS, --op NAME)" >&2; exit 2 ;;
+    --subgroups) replay_flags+=(--subgroups); shift ;;
+    *) echo "dawn-check.sh: unknown argument '$1' (use --class CLASS, --op NAME, --subgroups)" >&2; exit 2 ;;
     esac
 done
 # Tiny and odd by default: the large class writes 1.2 GB of vectors (a 16.8M-element add, a
 # 2.7M-parameter Adam step) and adds a minute; run it by hand with --class large.
 [ ${#classes[@]} -eq 0 ] && classes=(--class tiny --class odd)
-bin="${GPUCNN_BIN:-target/debug/gpucnn}"
-if [ -z "${GPUCNN_BIN:-}" ] && [ ! -x "$bin" ]; then
-    cargo build --locked --bin gpucnn
+bin="${GPUCNN_BIN:-}"
+if [ -z "$bin" ]; then
+    cargo build --locked --quiet --bin gpucnn # a no-op when it is up to date
+    bin="${CARGO_TARGET_DIR:-target}/debug/gpucnn"
 fi
 vectors="$(mktemp -d)"
 trap 'rm -rf "$vectors"' EXIT
@@ -71,4 +76,4 @@ if ! "$bin" selftest "${classes[@]}" "${op[@]}" --export-vectors "$vectors" >"$v
 fi
 
 # Replay in Dawn on Mesa 25's lavapipe (the stock driver stays the one gpucnn itself uses).
-VK_ICD_FILENAMES="$ICD" node scripts/dawn/replay.mjs "$vectors" ${DAWN_JSON:+--json "$DAWN_JSON"}
+VK_ICD_FILENAMES="$ICD" node scripts/dawn/replay.mjs "$vectors" "${replay_flags[@]}" ${DAWN_JSON:+--json "$DAWN_JSON"}

@@ -1,5 +1,5 @@
-//! Test vectors of the portable shaders for other WebGPU engines (`gpucnn selftest
-//! --export-vectors DIR`; `scripts/dawn-check.sh` replays them in Dawn, Chrome's engine).
+//! Test vectors of the shaders for other WebGPU engines (`gpucnn selftest --export-vectors
+//! DIR`; `scripts/dawn-check.sh` replays them in Dawn, Chrome's engine).
 //!
 //! Each parity check runs on wgpu with [`crate::gpu::record`] on, which yields every dispatch
 //! it made (WGSL file, entry point, override constants, Params bytes, grid, bound buffer
@@ -11,15 +11,18 @@
 //! [`crate::harness::compare`] does.
 //!
 //! The files, in `DIR`:
-//! - `manifest.json`: `{format, adapter, shaders: {name: {file, portable}}, checks: [...]}`;
+//! - `manifest.json`: `{format, adapter, shaders: {name: {file, portable, browser_file}},
+//!   checks: [...]}`;
 //!   each check names its `data` file, its buffers' sizes, its steps and its outputs (see
 //!   [`ExportedCheck`]); every byte array is a `[offset, length]` range of the data file.
-//! - `wgsl/NAME.wgsl`: the source each family compiled (the file of `shaders/`, unchanged).
+//! - `wgsl/NAME.wgsl`: the source each family compiled (the file of `shaders/`, unchanged);
+//!   for a subgroup shader also `wgsl/NAME.browser.wgsl`, its [`browser_form`].
 //! - `checks/NNNN.bin`: one check's bytes: buffer contents, Params, expected values (f64 LE)
 //!   and wgpu's own values (f32 LE).
 //!
-//! Only checks whose every dispatch uses a portable shader (one that validates without naga's
-//! subgroup capabilities) are exported; the others are listed with the reason.
+//! A check whose dispatches use a subgroup shader (one that does not validate without naga's
+//! subgroup capabilities) is exported with `subgroups: true`: replaying it needs the
+//! `subgroups` feature and the subgroup size its `SG` constant names.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,9 +36,6 @@ use crate::harness::{Check, CheckResult, Compared, judge};
 
 /// Version of the file layout; a replay refuses another.
 pub const FORMAT: u32 = 1;
-
-/// The end of the reason a check that uses a subgroup shader is not exported.
-pub const NOT_PORTABLE: &str = ", which needs subgroups (not WebGPU core)";
 
 /// A byte range `[offset, length]` of a check's data file.
 pub type Range = [u64; 2];
@@ -115,6 +115,8 @@ pub struct ExportedCheck {
     pub omitted: Vec<Omitted>,
     /// Whether the check passed on wgpu here.
     pub wgpu_ok: bool,
+    /// Uses a subgroup shader (needs the `subgroups` feature).
+    pub subgroups: bool,
 }
 
 /// A check that was not exported, and why.
@@ -131,6 +133,9 @@ pub struct ShaderOut {
     pub file: String,
     /// Validates without naga's subgroup capabilities (WebGPU core).
     pub portable: bool,
+    /// The [`browser_form`] of a subgroup shader, relative to the manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser_file: Option<String>,
 }
 
 /// `manifest.json`.
@@ -156,6 +161,24 @@ pub fn is_portable(source: &str) -> bool {
     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
         .is_ok()
+}
+
+/// The form of a subgroup shader a browser (WebGPU, Tint) compiles: `enable subgroups;`, then
+/// the directives its header lists on `// browser-directive: ` lines (conv2d_subgroup.wgsl's
+/// `diagnostic(off, subgroup_uniformity);`, with the reason it is sound), then the source.
+/// naga 30 rejects the `enable`, so the files of `shaders/` go without it and this is the one
+/// source for both.
+pub fn browser_form(source: &str) -> String {
+    let mut out = String::from("enable subgroups;\n");
+    for d in source
+        .lines()
+        .filter_map(|l| l.strip_prefix("// browser-directive: "))
+    {
+        out.push_str(d.trim());
+        out.push('\n');
+    }
+    out.push_str(source);
+    out
 }
 
 /// One check's data file, grown as ranges are added.
@@ -240,19 +263,16 @@ fn to_export(
     outcome: Result<Vec<Compared>, crate::gpu::GpuError>,
     trace: &Trace,
     data: &str,
+    portable: &mut BTreeMap<&'static str, bool>,
 ) -> Result<(ExportedCheck, Vec<u8>), String> {
     let outputs = outcome.map_err(|e| format!("the check failed on wgpu: {e}"))?;
     if let Some(e) = &trace.error {
         return Err(e.clone());
     }
-    if let Some(name) = trace
+    let subgroups = trace
         .shaders
         .iter()
-        .find(|(_, s)| !is_portable(s))
-        .map(|(n, _)| n)
-    {
-        return Err(format!("use {name}.wgsl{NOT_PORTABLE}"));
-    }
+        .any(|(name, src)| !*portable.entry(name).or_insert_with(|| is_portable(src)));
     let mut written = vec![false; trace.sizes.len()];
     for s in &trace.steps {
         if let Step::Dispatch(d) = s {
@@ -340,6 +360,7 @@ fn to_export(
             outputs: out,
             omitted,
             wgpu_ok: result.ok,
+            subgroups,
         },
         blob.0,
     ))
@@ -376,13 +397,14 @@ pub fn export(
     };
     let mut results = Vec::new();
     let mut sources: BTreeMap<&'static str, std::sync::Arc<str>> = BTreeMap::new();
+    let mut portable = BTreeMap::new();
     for check in checks {
         let data = format!("checks/{:04}.bin", manifest.checks.len());
         let t = Instant::now();
         let (outcome, trace) = record::record(|| (check.run)(ctx));
         let result = judge(check, &outcome, t.elapsed().as_secs_f64());
         on_result(&result);
-        match to_export(check, &result, outcome, &trace, &data) {
+        match to_export(check, &result, outcome, &trace, &data, &mut portable) {
             Ok((exported, bytes)) => {
                 for (name, src) in &trace.shaders {
                     if let Some(old) = sources.insert(name, src.clone()) {
@@ -406,15 +428,54 @@ pub fn export(
     for (name, src) in &sources {
         let file = format!("wgsl/{name}.wgsl");
         std::fs::write(dir.join(&file), src.as_bytes())?;
+        let portable = portable
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| is_portable(src));
+        let browser_file = (!portable).then(|| format!("wgsl/{name}.browser.wgsl"));
+        if let Some(b) = &browser_file {
+            std::fs::write(dir.join(b), browser_form(src))?;
+        }
         manifest.shaders.insert(
             name.to_string(),
             ShaderOut {
                 file,
-                portable: is_portable(src),
+                portable,
+                browser_file,
             },
         );
     }
     let json = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("manifest.json"), json)?;
     Ok(Export { results, manifest })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shader(name: &str) -> &'static str {
+        crate::SHADERS.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
+    #[test]
+    fn the_browser_form_enables_subgroups_and_adds_the_header_directives() {
+        let conv = browser_form(shader("conv2d_subgroup.wgsl"));
+        let mut lines = conv.lines();
+        assert_eq!(lines.next(), Some("enable subgroups;"));
+        assert_eq!(lines.next(), Some("diagnostic(off, subgroup_uniformity);"));
+        assert!(conv.ends_with(shader("conv2d_subgroup.wgsl")));
+        let gemm = browser_form(shader("gemm_subgroup.wgsl"));
+        assert_eq!(
+            gemm,
+            format!("enable subgroups;\n{}", shader("gemm_subgroup.wgsl"))
+        );
+    }
+
+    #[test]
+    fn exactly_the_subgroup_shaders_are_not_portable() {
+        for (name, src) in crate::SHADERS {
+            assert_eq!(is_portable(src), !name.contains("subgroup"), "{name}");
+        }
+    }
 }

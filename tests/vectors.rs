@@ -15,8 +15,8 @@ use serde_json::Value;
 
 /// The families replayed: relu (one dispatch), pool (several entry points, an argmax output
 /// that is derived on the host), elementwise (two outputs with bit-identical values), adam
-/// (a host write between two runs of the same dispatches) and gemm (subgroup variants, which
-/// are not exported, beside portable ones).
+/// (a host write between two runs of the same dispatches) and gemm (subgroup variants beside
+/// portable ones, where the adapter has subgroups).
 const FAMILIES: &[&str] = &["relu", "pool", "elementwise", "adam", "gemm"];
 
 fn checks(ctx: &gpucnn::gpu::GpuContext) -> Vec<Check> {
@@ -38,7 +38,8 @@ fn range<'a>(data: &'a [u8], r: &Value) -> &'a [u8] {
     &data[at..at + len]
 }
 
-/// A device at WebGPU's default limits (the browser's baseline), like the Node replay's.
+/// A device at WebGPU's default limits (the browser's baseline), like the Node replay's, with
+/// subgroups where the adapter has them (for the subgroup variants' vectors).
 fn webgpu_default_device() -> (wgpu::Device, wgpu::Queue) {
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
@@ -47,6 +48,7 @@ fn webgpu_default_device() -> (wgpu::Device, wgpu::Queue) {
             .expect("an adapter (test_context found one)");
     pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: Some("replay"),
+        required_features: adapter.features() & wgpu::Features::SUBGROUP,
         required_limits: wgpu::Limits::default(),
         ..Default::default()
     }))
@@ -220,25 +222,19 @@ fn exported_vectors_replay_from_the_files_alone_at_webgpu_default_limits() {
     let exported = m["checks"].as_array().unwrap();
     let skipped = m["skipped"].as_array().unwrap();
     assert_eq!(exported.len() + skipped.len(), checks.len());
-    // Only subgroup variants are skipped, and only where the adapter has subgroups.
-    for s in skipped {
-        assert!(
-            s["why"]
-                .as_str()
-                .unwrap()
-                .ends_with(gpucnn::vectors::NOT_PORTABLE),
-            "{s}"
+    assert!(skipped.is_empty(), "{skipped:?}");
+    // A check is marked as needing subgroups exactly when it runs a subgroup variant.
+    for c in exported {
+        assert_eq!(
+            c["subgroups"].as_bool().unwrap(),
+            c["variant"].as_str().unwrap().starts_with("subgroup"),
+            "{}",
+            c["variant"]
         );
     }
-    assert_eq!(
-        skipped.len(),
-        checks
-            .iter()
-            .filter(|c| c.variant.starts_with("subgroup"))
-            .count()
-    );
 
-    // Every shader is the file of shaders/, unchanged, and portable.
+    // Every shader is the file of shaders/, unchanged; a subgroup shader also has its browser
+    // form (replayed here in its naga form: naga 30 rejects `enable subgroups;`).
     let mut modules = BTreeMap::new();
     let (device, queue) = webgpu_default_device();
     for (name, s) in m["shaders"].as_object().unwrap() {
@@ -246,7 +242,16 @@ fn exported_vectors_replay_from_the_files_alone_at_webgpu_default_limits() {
         let file = format!("{name}.wgsl");
         let original = gpucnn::SHADERS.iter().find(|(n, _)| *n == file).unwrap().1;
         assert_eq!(src, original, "{file}");
-        assert_eq!(s["portable"], true);
+        let subgroup = name.contains("subgroup");
+        assert_eq!(s["portable"], !subgroup, "{file}");
+        if subgroup {
+            let browser = dir.path().join(s["browser_file"].as_str().unwrap());
+            let browser = std::fs::read_to_string(browser).unwrap();
+            assert_eq!(browser, gpucnn::vectors::browser_form(original));
+            assert!(browser.starts_with("enable subgroups;\n"));
+        } else {
+            assert!(s.get("browser_file").is_none());
+        }
         modules.insert(
             name.clone(),
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -255,10 +260,8 @@ fn exported_vectors_replay_from_the_files_alone_at_webgpu_default_limits() {
             }),
         );
     }
-    assert_eq!(
-        modules.keys().collect::<Vec<_>>(),
-        ["adam", "elementwise", "gemm", "pool", "relu"]
-    );
+    let portable: Vec<_> = modules.keys().filter(|k| !k.contains("subgroup")).collect();
+    assert_eq!(portable, ["adam", "elementwise", "gemm", "pool", "relu"]);
 
     let mut omitted = Vec::new();
     for check in exported {

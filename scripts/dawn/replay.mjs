@@ -3,7 +3,12 @@
 // device with WebGPU's DEFAULT limits (the browser's baseline), and compares every output with
 // the Rust CPU reference using the check's own tolerance |dawn - cpu| <= atol + rtol*|cpu|.
 //
-// Usage: node replay.mjs DIR [--json FILE]
+// Usage: node replay.mjs DIR [--json FILE] [--subgroups]
+// With --subgroups, the checks of subgroup shaders run too, in the shaders' browser form, on a
+// device with the `subgroups` feature where the adapter offers it and its subgroup sizes fit
+// (else "not run"). Without it they are "not run" (CI: gemm_subgroup64's browser form alone
+// takes minutes to compile on lavapipe, and conv2d_subgroup's is known to fail in Dawn; see
+// README, "Browser-ready shaders").
 // Prints one row per check and a summary per shader; exits 1 if any check fails (a
 // compilation, pipeline, bind-group or validation error is a failure too), 2 on bad input.
 // Everything a dispatch needs comes from the vectors and the WGSL: nothing from Rust's tables.
@@ -17,15 +22,17 @@ Object.assign(globalThis, globals);
 const FORMAT = 1;
 
 function usage(msg) {
-    console.error(`replay.mjs: ${msg}\nusage: node replay.mjs DIR [--json FILE]`);
+    console.error(`replay.mjs: ${msg}\nusage: node replay.mjs DIR [--json FILE] [--subgroups]`);
     process.exit(2);
 }
 
 const args = process.argv.slice(2);
 let dir = null;
 let jsonOut = null;
+let subgroups = false;
 for (let i = 0; i < args.length; i++) {
     if (args[i] === '--json') jsonOut = args[++i] ?? usage('--json needs a file');
+    else if (args[i] === '--subgroups') subgroups = true;
     else if (dir === null) dir = args[i];
     else usage(`unexpected argument '${args[i]}'`);
 }
@@ -63,6 +70,29 @@ async function deviceWithAdapterLimits() {
     }
     return bigDevice;
 }
+// For the checks of subgroup shaders: the `subgroups` feature, default limits otherwise.
+let subgroupDevice = null;
+async function deviceWithSubgroups() {
+    if (!subgroupDevice) {
+        subgroupDevice = await (await gpu.requestAdapter()).requestDevice({ requiredFeatures: ['subgroups'] });
+    }
+    return subgroupDevice;
+}
+// Why a subgroup check cannot run on this adapter (WebGPU cannot request a subgroup size), or
+// null. The rules are the shader headers': conv2d_subgroup needs a fixed size equal to its SG
+// constant; gemm_subgroup and gemm_subgroup64 need subgroups of at least 8 lanes.
+function subgroupBlocker(check) {
+    if (!subgroups) return 'a subgroup shader (run with --subgroups)';
+    if (!adapter.features.has('subgroups')) return 'the adapter has no subgroups';
+    const { subgroupMinSize: lo, subgroupMaxSize: hi } = adapter.info;
+    for (const s of check.steps.filter((s) => s.kind === 'dispatch' && !manifest.shaders[s.shader].portable)) {
+        if ('SG' in s.constants && !(lo === hi && hi === s.constants.SG)) {
+            return `${s.shader} was built for subgroups of ${s.constants.SG} lanes; this adapter's are ${lo}..${hi}`;
+        }
+        if (!('SG' in s.constants) && lo < 8) return `${s.shader} needs subgroups of at least 8 lanes; this adapter's may have ${lo}`;
+    }
+    return null;
+}
 const lim = device.limits;
 const adapterName = [adapter.info.vendor, adapter.info.architecture, adapter.info.device, adapter.info.description]
     .filter(Boolean).join(' ');
@@ -93,7 +123,8 @@ function shaderModule(device, name) {
     if (!modules.has(name)) {
         const info = manifest.shaders[name];
         if (!info) throw new Error(`shader '${name}' is not in the manifest`);
-        const code = readFileSync(join(dir, info.file), 'utf8');
+        // A subgroup shader runs in its browser form (`enable subgroups;` first).
+        const code = readFileSync(join(dir, info.browser_file ?? info.file), 'utf8');
         modules.set(name, { module: device.createShaderModule({ code, label: name }), pipelines: new Map() });
     }
     return modules.get(name);
@@ -256,9 +287,15 @@ for (const check of manifest.checks) {
     uncaptured = [];
     try {
         let r;
+        const blocker = check.subgroups ? subgroupBlocker(check) : null;
         try {
-            r = await runCheck(device, check);
+            if (blocker) throw new Error(`not run: ${blocker}`);
+            r = await runCheck(check.subgroups ? await deviceWithSubgroups() : device, check);
         } catch (e) {
+            if (blocker) {
+                row.notRun = blocker;
+                throw e;
+            }
             if (!(e instanceof LimitError)) throw e;
             const known = KNOWN_OVER_LIMITS[e.key];
             if (!known || !e.message.includes(known.limit)) throw e;
@@ -277,38 +314,45 @@ for (const check of manifest.checks) {
         row.detail = `error: ${e.message}`;
     }
     rows.push(row);
-    const status = !row.ok ? 'FAIL' : row.overLimits ? 'ok (over default limits)' : 'ok';
+    const status = row.notRun ? 'not run' : !row.ok ? 'FAIL' : row.overLimits ? 'ok (over default limits)' : 'ok';
     console.log(`${pad(row.op, 18)} ${pad(row.pass, 22)} ${pad(row.variant, 9)} ${pad(row.shape, 44)} ${row.maxAbs.toExponential(3).padStart(11)} ${row.maxVsWgpu.toExponential(2).padStart(9)}  ${status}`);
-    if (!row.ok) console.log(`    ${row.detail}`);
+    if (!row.ok && !row.notRun) console.log(`    ${row.detail}`);
 }
 
 // Per shader: the checks that used it, how many passed, and how many of those needed more
 // than the default limits.
 const perShader = {};
-for (const name of Object.keys(manifest.shaders)) perShader[name] = { checks: 0, passed: 0, overLimits: 0, entries: new Set() };
+for (const name of Object.keys(manifest.shaders)) perShader[name] = { checks: 0, passed: 0, overLimits: 0, notRun: 0, entries: new Set() };
 for (const [i, check] of manifest.checks.entries()) {
     for (const s of check.steps.filter((s) => s.kind === 'dispatch')) perShader[s.shader].entries.add(s.entry);
     for (const name of rows[i].shaders) {
         perShader[name].checks++;
         if (rows[i].ok) perShader[name].passed++;
         if (rows[i].ok && rows[i].overLimits) perShader[name].overLimits++;
+        if (rows[i].notRun) perShader[name].notRun++;
     }
 }
-console.log('\nshader              entry points  checks  passed  over default limits');
+console.log('\nshader                  entry points  checks  passed  over default limits  not run');
 for (const [name, s] of Object.entries(perShader)) {
-    console.log(`${pad(name + '.wgsl', 20)}${String(s.entries.size).padStart(12)}${String(s.checks).padStart(8)}${String(s.passed).padStart(8)}${String(s.overLimits).padStart(8)}`);
+    const form = manifest.shaders[name].portable ? '' : ' (browser form)';
+    console.log(`${pad(name + '.wgsl' + form, 24)}${String(s.entries.size).padStart(12)}${String(s.checks).padStart(8)}${String(s.passed).padStart(8)}${String(s.overLimits).padStart(21)}${String(s.notRun).padStart(9)}`);
 }
 for (const key of overLimitKeys) console.log(`over WebGPU's default limits: ${key}: ${KNOWN_OVER_LIMITS[key].why}`);
 // A known exception whose entry point ran in some check without needing it is stale.
 const usedEntries = new Set(manifest.checks.flatMap((c) => c.steps.filter((s) => s.kind === 'dispatch').map((s) => `${s.shader}::${s.entry}`)));
 const stale = Object.keys(KNOWN_OVER_LIMITS).filter((k) => usedEntries.has(k) && !overLimitKeys.has(k));
 for (const k of stale) console.log(`FAIL: ${k} is listed in KNOWN_OVER_LIMITS but ran within the default limits: remove it from replay.mjs`);
-const failed = rows.filter((r) => !r.ok).length + stale.length;
+const notRun = rows.filter((r) => r.notRun).length;
+const failed = rows.filter((r) => !r.ok && !r.notRun).length + stale.length;
 const secs = ((performance.now() - t0) / 1000).toFixed(1);
-console.log(`dawn: ${rows.length - failed} passed, ${failed} failed (${Object.keys(perShader).length} shaders, ${secs} s); `
-    + `${manifest.skipped.length} checks not exported (subgroup variants, or no output to compare)`);
+console.log(`dawn: ${rows.length - failed - notRun} passed, ${failed} failed, ${notRun} not run (subgroup checks this adapter `
+    + `cannot run) (${Object.keys(perShader).length} shaders, ${secs} s); ${manifest.skipped.length} checks not exported`);
+for (const s of manifest.skipped) console.log(`  not exported: ${s.title}: ${s.why}`);
+for (const why of new Set(rows.filter((r) => r.notRun).map((r) => r.notRun))) {
+    console.log(`  not run: ${rows.filter((r) => r.notRun === why).length} checks: ${why}`);
+}
 if (jsonOut) {
     const shaders = Object.fromEntries(Object.entries(perShader).map(([k, v]) => [k, { ...v, entries: [...v.entries] }]));
     writeFileSync(jsonOut, JSON.stringify({ adapter: adapterName, rows, shaders }, null, 1));
 }
-process.exit(failed === 0 && rows.length > 0 ? 0 : 1);
+process.exit(failed === 0 && rows.length > notRun ? 0 : 1);

@@ -24,9 +24,9 @@ pub struct SelftestArgs {
     /// Only this shape class (repeat the flag for several).
     #[arg(long, value_enum)]
     pub class: Vec<ClassArg>,
-    /// Also write the test vectors of the kernel checks that use only portable shaders into
-    /// this folder, for replay in another WebGPU engine (scripts/dawn-check.sh replays them in
-    /// Dawn). The whole-step checks are not run in this mode.
+    /// Also write the test vectors of the kernel checks into this folder, for replay in
+    /// another WebGPU engine (scripts/dawn-check.sh replays them in Dawn). The whole-step
+    /// checks are not run in this mode.
     #[arg(long, value_name = "DIR")]
     pub export_vectors: Option<PathBuf>,
 }
@@ -160,19 +160,8 @@ pub fn run(a: &SelftestArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCod
                 dir.join("manifest.json").display(),
                 m.skipped.len()
             );
-            // The subgroup variants are many rows with one reason: count them by shader.
-            let mut subgroup: std::collections::BTreeMap<&str, usize> = Default::default();
             for s in &m.skipped {
-                match s.why.strip_suffix(crate::vectors::NOT_PORTABLE) {
-                    Some(uses) => *subgroup.entry(uses).or_default() += 1,
-                    None => eprintln!("  not exported: {}: {}", s.title, s.why),
-                }
-            }
-            for (uses, n) in subgroup {
-                eprintln!(
-                    "  not exported: {n} checks that {uses}{}",
-                    crate::vectors::NOT_PORTABLE
-                );
+                eprintln!("  not exported: {}: {}", s.title, s.why);
             }
             export.results
         }
