@@ -407,12 +407,12 @@ pub fn export(
         match to_export(check, &result, outcome, &trace, &data, &mut portable) {
             Ok((exported, bytes)) => {
                 for (name, src) in &trace.shaders {
-                    if let Some(old) = sources.insert(name, src.clone()) {
-                        if *old != **src {
-                            return Err(std::io::Error::other(format!(
-                                "two different WGSL sources are both named '{name}'"
-                            )));
-                        }
+                    if let Some(old) = sources.insert(name, src.clone())
+                        && *old != **src
+                    {
+                        return Err(std::io::Error::other(format!(
+                            "two different WGSL sources are both named '{name}'"
+                        )));
                     }
                 }
                 std::fs::write(dir.join(&data), bytes)?;

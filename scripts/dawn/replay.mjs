@@ -67,6 +67,7 @@ async function deviceWithAdapterLimits() {
         }
         // A WebGPU adapter gives one device: ask for a second adapter.
         bigDevice = await (await gpu.requestAdapter()).requestDevice({ requiredLimits });
+        bigDevice.addEventListener('uncapturederror', (e) => uncaptured.push(e.error.message));
     }
     return bigDevice;
 }
@@ -75,6 +76,7 @@ let subgroupDevice = null;
 async function deviceWithSubgroups() {
     if (!subgroupDevice) {
         subgroupDevice = await (await gpu.requestAdapter()).requestDevice({ requiredFeatures: ['subgroups'] });
+        subgroupDevice.addEventListener('uncapturederror', (e) => uncaptured.push(e.error.message));
     }
     return subgroupDevice;
 }
