@@ -82,6 +82,14 @@ fn select(all: Vec<Check>, op: Option<&str>, classes: &[ShapeClass]) -> anyhow::
 
 /// Runs `gpucnn selftest`: exit status 0 only if every selected check passed.
 pub fn run(a: &SelftestArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &a.export_vectors
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        crate::bail_input!(
+            "--export-vectors '{}': cannot create that folder ({e}); name a folder gpucnn may write",
+            dir.display()
+        );
+    }
     let ctx = open_gpu(adapter)?;
     let classes: Vec<ShapeClass> = a.class.iter().map(|&c| c.into()).collect();
     let all = if a.export_vectors.is_some() {
