@@ -334,10 +334,10 @@ for (const [i, check] of manifest.checks.entries()) {
         if (rows[i].notRun) perShader[name].notRun++;
     }
 }
-console.log('\nshader                  entry points  checks  passed  over default limits  not run');
+console.log(`\n${pad('shader', 36)}entry points  checks  passed  over default limits  not run`);
 for (const [name, s] of Object.entries(perShader)) {
     const form = manifest.shaders[name].portable ? '' : ' (browser form)';
-    console.log(`${pad(name + '.wgsl' + form, 24)}${String(s.entries.size).padStart(12)}${String(s.checks).padStart(8)}${String(s.passed).padStart(8)}${String(s.overLimits).padStart(21)}${String(s.notRun).padStart(9)}`);
+    console.log(`${pad(name + '.wgsl' + form, 36)}${String(s.entries.size).padStart(12)}${String(s.checks).padStart(8)}${String(s.passed).padStart(8)}${String(s.overLimits).padStart(21)}${String(s.notRun).padStart(9)}`);
 }
 for (const key of overLimitKeys) console.log(`over WebGPU's default limits: ${key}: ${KNOWN_OVER_LIMITS[key].why}`);
 // A known exception whose entry point ran in some check without needing it is stale.
