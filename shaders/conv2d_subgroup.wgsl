@@ -39,6 +39,14 @@
 // Mirrors: cpu::conv2d::conv2d_forward, conv2d_backward_input, conv2d_backward_weight (with
 //   conv2d.wgsl's reduce).
 // Needs wgpu::Features::SUBGROUP (naga 30 rejects `enable subgroups;`, so there is none here).
+// Browser form (WebGPU, Tint; gpucnn::vectors::browser_form writes it): `enable subgroups;` and
+// the directive below before this source, on an adapter whose subgroupMinSize =
+// subgroupMaxSize = SG divides 16 (WebGPU cannot request a size; elsewhere conv2d.wgsl is the
+// browser's). Tint's uniformity analysis does not count subgroupAny's result as uniform, so it
+// rejects the shuffles after `if (!subgroupAny(any_hit)) { continue; }` in
+// conv2d_backward_input. Turning that check off is sound: subgroupAny returns the same value to
+// every lane, and every lane reaches it (the only early return is uniform for the workgroup).
+// browser-directive: diagnostic(off, subgroup_uniformity);
 
 override WG: u32 = 16u;
 override SG: u32 = 8u;

@@ -117,6 +117,17 @@ impl CheckResult {
 /// Runs one check and compares every output. Never panics on a mismatch: it reports it.
 pub fn run_check(ctx: &GpuContext, check: &Check) -> CheckResult {
     let t = Instant::now();
+    let outcome = (check.run)(ctx);
+    judge(check, &outcome, t.elapsed().as_secs_f64())
+}
+
+/// The row of `check` given what its closure returned and how long it took (the comparison of
+/// [`run_check`], for callers that run the closure themselves).
+pub fn judge(
+    check: &Check,
+    outcome: &Result<Vec<Compared>, GpuError>,
+    seconds: f64,
+) -> CheckResult {
     let mut res = CheckResult {
         op: check.op.to_string(),
         pass: check.pass.to_string(),
@@ -126,10 +137,10 @@ pub fn run_check(ctx: &GpuContext, check: &Check) -> CheckResult {
         max_abs_err: 0.0,
         max_rel_err: 0.0,
         ok: true,
-        seconds: 0.0,
+        seconds,
         detail: String::new(),
     };
-    match (check.run)(ctx) {
+    match outcome {
         Err(e) => {
             res.ok = false;
             res.max_abs_err = f64::INFINITY;
@@ -141,7 +152,7 @@ pub fn run_check(ctx: &GpuContext, check: &Check) -> CheckResult {
                 res.ok = false;
                 res.detail = "check produced no outputs".into();
             }
-            for c in &outputs {
+            for c in outputs {
                 let s = compare(c);
                 res.max_abs_err = res.max_abs_err.max(s.max_abs);
                 res.max_rel_err = res.max_rel_err.max(s.max_rel);
@@ -152,7 +163,6 @@ pub fn run_check(ctx: &GpuContext, check: &Check) -> CheckResult {
             }
         }
     }
-    res.seconds = t.elapsed().as_secs_f64();
     res
 }
 

@@ -69,6 +69,50 @@ fn selftest_table_prints_adapter_rows_and_totals() {
 }
 
 #[test]
+fn selftest_exports_test_vectors_for_other_webgpu_engines() {
+    if test_context().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("vectors");
+    let o = gpucnn(&[
+        "selftest",
+        "--op",
+        "relu",
+        "--class",
+        "tiny",
+        "--class",
+        "odd",
+        "--export-vectors",
+        out.to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("vectors: 4 checks of 1 shaders"), "{e}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let checks = m["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 4);
+    for c in checks {
+        assert!(out.join(c["data"].as_str().unwrap()).is_file());
+    }
+    assert!(out.join("wgsl/relu.wgsl").is_file());
+    // A folder that cannot be created is the user's to fix: exit 2, naming the flag.
+    let file = dir.path().join("a_file");
+    std::fs::write(&file, "x").unwrap();
+    let o = gpucnn(&[
+        "selftest",
+        "--op",
+        "relu",
+        "--export-vectors",
+        file.join("sub").to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("--export-vectors"), "{e}");
+}
+
+#[test]
 fn selftest_with_an_unknown_op_is_a_usage_error() {
     if test_context().is_none() {
         return;

@@ -1,6 +1,7 @@
 //! `gpucnn selftest`: every kernel against the CPU reference on this GPU
 //! ([`crate::selftest`]), one row per check, as a table or JSON.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::ValueEnum;
@@ -20,9 +21,14 @@ pub struct SelftestArgs {
     /// Only ops whose name contains this (e.g. `conv2d`, `batch_norm`).
     #[arg(long, value_name = "NAME")]
     pub op: Option<String>,
-    /// Only this shape class.
+    /// Only this shape class (repeat the flag for several).
     #[arg(long, value_enum)]
-    pub class: Option<ClassArg>,
+    pub class: Vec<ClassArg>,
+    /// Also write the test vectors of the kernel checks into this folder, for replay in
+    /// another WebGPU engine (scripts/dawn-check.sh replays them in Dawn). The whole-step
+    /// checks are not run in this mode.
+    #[arg(long, value_name = "DIR")]
+    pub export_vectors: Option<PathBuf>,
 }
 
 /// `--class`: the shape classes of [`ShapeClass`], as the command line spells them.
@@ -44,13 +50,8 @@ impl From<ClassArg> for ShapeClass {
     }
 }
 
-/// The checks that --op and --class select; none is bad input, naming every op.
-fn select(
-    ctx: &GpuContext,
-    op: Option<&str>,
-    class: Option<ShapeClass>,
-) -> anyhow::Result<Vec<Check>> {
-    let all = all_checks(ctx);
+/// The checks of `all` that --op and --class select; none is bad input, naming every op.
+fn select(all: Vec<Check>, op: Option<&str>, classes: &[ShapeClass]) -> anyhow::Result<Vec<Check>> {
     // Each op once, in the order the checks run (the elementwise family interleaves its ops).
     let mut ops: Vec<&str> = Vec::new();
     for c in &all {
@@ -62,14 +63,14 @@ fn select(
     let checks: Vec<_> = all
         .into_iter()
         .filter(|c| op.is_none_or(|o| c.op.contains(o)))
-        .filter(|c| class.is_none_or(|k| c.class == k))
+        .filter(|c| classes.is_empty() || classes.contains(&c.class))
         .collect();
     anyhow::ensure!(
         !checks.is_empty(),
         crate::error::BadInput(format!(
             "no selftest check matches --op '{}'{}; the ops are: {ops}",
             op.unwrap_or_default(),
-            if class.is_some() {
+            if !classes.is_empty() {
                 " with that --class"
             } else {
                 ""
@@ -81,8 +82,26 @@ fn select(
 
 /// Runs `gpucnn selftest`: exit status 0 only if every selected check passed.
 pub fn run(a: &SelftestArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &a.export_vectors
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        crate::bail_input!(
+            "--export-vectors '{}': cannot create that folder ({e}); name a folder gpucnn may write",
+            dir.display()
+        );
+    }
     let ctx = open_gpu(adapter)?;
-    let checks = select(&ctx, a.op.as_deref(), a.class.map(Into::into))?;
+    let classes: Vec<ShapeClass> = a.class.iter().map(|&c| c.into()).collect();
+    let all = if a.export_vectors.is_some() {
+        // The kernel checks only: the whole-step checks copy buffers outside any dispatch.
+        crate::kernels::registry::FAMILIES
+            .iter()
+            .flat_map(|f| (f.checks)(&ctx))
+            .collect()
+    } else {
+        all_checks(&ctx)
+    };
+    let checks = select(all, a.op.as_deref(), &classes)?;
     if !a.json {
         outln!("adapter: {}", ctx.summary());
         outln!("kernel variants: {}", crate::kernels::variant_report(&ctx));
@@ -97,9 +116,7 @@ pub fn run(a: &SelftestArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCod
             "secs"
         );
     }
-    let mut results: Vec<CheckResult> = Vec::with_capacity(checks.len());
-    for c in &checks {
-        let r = run_check(&ctx, c);
+    let print_row = |r: &CheckResult| -> anyhow::Result<()> {
         if !a.json {
             outln!(
                 "{:<18} {:<22} {:<10} {:<40} {:>11.3e} {:>11.3e} {:>7.2}  {}",
@@ -116,8 +133,47 @@ pub fn run(a: &SelftestArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCod
                 outln!("    {}", r.detail);
             }
         }
-        results.push(r);
-    }
+        Ok(())
+    };
+    let results: Vec<CheckResult> = match &a.export_vectors {
+        None => checks
+            .iter()
+            .map(|c| {
+                let r = run_check(&ctx, c);
+                print_row(&r)?;
+                Ok(r)
+            })
+            .collect::<anyhow::Result<_>>()?,
+        Some(dir) => {
+            let mut print_err = None;
+            let on_row = |r: &CheckResult| {
+                if print_err.is_none() {
+                    print_err = print_row(r).err();
+                }
+            };
+            let export = crate::vectors::export(&ctx, &checks, dir, on_row).map_err(|e| {
+                anyhow::anyhow!(
+                    "writing test vectors into --export-vectors '{}' failed: {e}",
+                    dir.display()
+                )
+            })?;
+            if let Some(e) = print_err {
+                return Err(e);
+            }
+            let m = &export.manifest;
+            eprintln!(
+                "vectors: {} checks of {} shaders written to {} ({} not exported)",
+                m.checks.len(),
+                m.shaders.len(),
+                dir.join("manifest.json").display(),
+                m.skipped.len()
+            );
+            for s in &m.skipped {
+                eprintln!("  not exported: {}: {}", s.title, s.why);
+            }
+            export.results
+        }
+    };
     let failed = results.iter().filter(|r| !r.ok).count();
     if a.json {
         print_json(&ctx, &results)?;

@@ -12,6 +12,7 @@ use thiserror::Error;
 use wgpu::util::DeviceExt;
 
 pub mod interface;
+pub mod record;
 pub mod shader;
 
 /// Errors raised while setting up or talking to the GPU.

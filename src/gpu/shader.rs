@@ -12,7 +12,9 @@
 //! `crate::bench`) need [`Dispatch`] and must not depend on any kernel family.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use super::record::{self, Access, DispatchTrace, TracedBinding};
 use super::{GpuContext, GpuError};
 
 /// Something a kernel binds as a storage buffer: a whole buffer, or a [`BufferRange`] of one
@@ -79,6 +81,7 @@ struct BindingInfo {
     binding: u32,
     /// Byte size of a uniform's type (None for runtime-sized storage arrays).
     uniform_size: Option<u32>,
+    access: Access,
     name: String,
 }
 
@@ -88,6 +91,10 @@ pub struct ShaderFamily {
     pipelines: HashMap<String, wgpu::ComputePipeline>,
     /// Per entry point: the bindings of group 0 it uses, sorted by slot.
     uses: HashMap<String, Vec<BindingInfo>>,
+    /// The WGSL and the override constants the pipelines were built with, for
+    /// [`crate::gpu::record`].
+    source: Arc<str>,
+    constants: Vec<(String, f64)>,
 }
 
 /// Parses and validates WGSL with naga, with every capability wgpu may grant (subgroups
@@ -124,9 +131,19 @@ fn bindings_used(
             assert_eq!(rb.group, 0, "{name}: only bind group 0 is used");
             let uniform_size =
                 matches!(g.space, naga::AddressSpace::Uniform).then(|| layouter[g.ty].size);
+            let access = match g.space {
+                naga::AddressSpace::Storage { access }
+                    if access.contains(naga::StorageAccess::STORE) =>
+                {
+                    Access::ReadWrite
+                }
+                naga::AddressSpace::Storage { .. } => Access::Read,
+                _ => Access::Uniform,
+            };
             Some(BindingInfo {
                 binding: rb.binding,
                 uniform_size,
+                access,
                 name: g.name.clone().unwrap_or_default(),
             })
         })
@@ -158,6 +175,17 @@ impl ShaderFamily {
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             });
 
+        // Only pass the constants this module declares: wgpu rejects unknown ones.
+        let consts: Vec<(&str, f64)> = constants
+            .iter()
+            .copied()
+            .filter(|(k, _)| {
+                module
+                    .overrides
+                    .iter()
+                    .any(|(_, o)| o.name.as_deref() == Some(*k))
+            })
+            .collect();
         let mut pipelines = HashMap::new();
         let mut uses = HashMap::new();
         for (i, ep) in module.entry_points.iter().enumerate() {
@@ -165,17 +193,6 @@ impl ShaderFamily {
                 continue;
             }
             let used = bindings_used(name, &module, info.get_entry_point(i), &layouter);
-            // Only pass the constants this module declares: wgpu rejects unknown ones.
-            let consts: Vec<(&str, f64)> = constants
-                .iter()
-                .copied()
-                .filter(|(k, _)| {
-                    module
-                        .overrides
-                        .iter()
-                        .any(|(_, o)| o.name.as_deref() == Some(*k))
-                })
-                .collect();
             let pipeline = ctx
                 .device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -202,6 +219,8 @@ impl ShaderFamily {
             name,
             pipelines,
             uses,
+            source: source.into(),
+            constants: consts.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
         }
     }
 
@@ -265,12 +284,42 @@ impl ShaderFamily {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
+        let trace = record::active().then(|| {
+            Box::new(DispatchTrace {
+                shader: self.name,
+                source: self.source.clone(),
+                entry: entry.to_string(),
+                constants: self.constants.clone(),
+                bindings: uses
+                    .iter()
+                    .map(|b| {
+                        let slot = slots.get(b.binding as usize).copied().flatten();
+                        let (buffer, offset, size) = match (b.access, slot) {
+                            (Access::Uniform, _) | (_, None) => (None, 0, 0),
+                            (_, Some(s)) => {
+                                let bb = s.binding();
+                                (Some(bb.buffer.clone()), bb.offset, s.size())
+                            }
+                        };
+                        TracedBinding {
+                            binding: b.binding,
+                            access: b.access,
+                            buffer,
+                            offset,
+                            size,
+                        }
+                    })
+                    .collect(),
+                params: Mutex::new(params.map(|p| bytemuck::bytes_of(p).to_vec())),
+            })
+        });
         Dispatch {
             label: format!("{}::{entry}", self.name),
             pipeline: pipeline.clone(),
             bind_group,
             workgroups,
             params: params_buf,
+            trace,
         }
     }
 
@@ -287,6 +336,8 @@ pub struct Dispatch {
     bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
     params: Option<wgpu::Buffer>,
+    /// What [`crate::gpu::record`] needs to replay it; built only while recording.
+    pub(crate) trace: Option<Box<DispatchTrace>>,
 }
 
 impl Dispatch {
@@ -304,6 +355,9 @@ impl Dispatch {
             self.label
         );
         ctx.queue.write_buffer(buf, 0, bytemuck::bytes_of(params));
+        if let Some(t) = &self.trace {
+            *t.params.lock().expect("params lock") = Some(bytemuck::bytes_of(params).to_vec());
+        }
     }
 
     /// Records the dispatch into an open compute pass.
@@ -326,7 +380,15 @@ pub fn record_all(enc: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
     }
 }
 
-/// Records and runs `dispatches` in one submission, blocking until done.
+/// Records and runs `dispatches` in one submission, blocking until done. While
+/// [`crate::gpu::record::record`] runs on this thread, it also traces them.
 pub fn run_all(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<(), GpuError> {
+    if record::active() {
+        return record::run_traced(ctx, dispatches);
+    }
+    run_all_untraced(ctx, dispatches)
+}
+
+pub(crate) fn run_all_untraced(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<(), GpuError> {
     ctx.run(|enc| record_all(enc, dispatches))
 }
