@@ -14,7 +14,7 @@ fn dir() -> PathBuf {
 
 #[test]
 fn the_committed_interfaces_are_the_generated_ones() {
-    let all = ShaderInterface::all().unwrap();
+    let all = ShaderInterface::of_files(gpucnn::SHADERS).unwrap();
     let regenerate = std::env::var_os("GPUCNN_REGENERATE").is_some_and(|v| v == "1");
     if regenerate {
         std::fs::create_dir_all(dir()).unwrap();
@@ -100,7 +100,7 @@ fn every_header_binding_table_agrees_with_naga() {
 /// browser's baseline: 8 storage buffers per stage, 16 KiB of workgroup memory.
 #[test]
 fn portable_entry_points_fit_webgpus_default_limits() {
-    for i in ShaderInterface::all().unwrap() {
+    for i in ShaderInterface::of_files(gpucnn::SHADERS).unwrap() {
         if i.shader.contains("subgroup") {
             continue;
         }
@@ -127,7 +127,7 @@ fn portable_entry_points_fit_webgpus_default_limits() {
 /// workgroup named, and which entry points write a binding.
 #[test]
 fn the_interface_reads_what_naga_sees() {
-    let all = ShaderInterface::all().unwrap();
+    let all = ShaderInterface::of_files(gpucnn::SHADERS).unwrap();
     let bn = all.iter().find(|i| i.shader == "batch_norm").unwrap();
     let p = &bn.uniforms[0];
     assert_eq!((p.name.as_str(), p.slot), ("Params", 12));

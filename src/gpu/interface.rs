@@ -257,9 +257,10 @@ impl ShaderInterface {
         })
     }
 
-    /// The interface of every file of [`crate::SHADERS`], in its order.
-    pub fn all() -> Result<Vec<Self>, String> {
-        (crate::SHADERS.iter())
+    /// The interface of every file of `shaders`, in its order: (file name, WGSL) pairs such as
+    /// `gpucnn::SHADERS`; the interface's name is the file's without `.wgsl`.
+    pub fn of_files(shaders: &[(&str, &str)]) -> Result<Vec<Self>, String> {
+        (shaders.iter())
             .map(|(file, src)| Self::of(file.trim_end_matches(".wgsl"), src))
             .collect()
     }
