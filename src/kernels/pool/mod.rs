@@ -165,6 +165,19 @@ impl Pool {
         [x, cols.max(1), z]
     }
 
+    /// One of the four max-pool forward entry points: they share Params and grid.
+    fn max_forward(
+        &self,
+        ctx: &GpuContext,
+        entry: &str,
+        slots: &[Option<&dyn Bind>],
+        g: &Pool2d,
+    ) -> Dispatch {
+        let p = Params::max_pool(g);
+        let grid = Self::channel_grid(g.c, p.ow, g.n * p.oh as usize);
+        self.family.dispatch(ctx, entry, slots, Some(&p), grid)
+    }
+
     /// Max pool forward (writes y and argmax). y: [N, OH, OW, C] f32; argmax: [N, OH, OW,
     /// ceil(C/4)] u32 (packed window-local index of each winner, saved for the backward pass,
     /// see the module doc); x: [N, H, W, C] f32.
@@ -176,14 +189,11 @@ impl Pool {
         x: &dyn Bind,
         g: &Pool2d,
     ) -> Dispatch {
-        let p = Params::max_pool(g);
-        let grid = Self::channel_grid(g.c, p.ow, g.n * p.oh as usize);
-        self.family.dispatch(
+        self.max_forward(
             ctx,
             "max_pool2d_forward",
             &[Some(y), Some(x), Some(argmax)],
-            Some(&p),
-            grid,
+            g,
         )
     }
 
@@ -199,14 +209,11 @@ impl Pool {
         residual: &dyn Bind,
         g: &Pool2d,
     ) -> Dispatch {
-        let p = Params::max_pool(g);
-        let grid = Self::channel_grid(g.c, p.ow, g.n * p.oh as usize);
-        self.family.dispatch(
+        self.max_forward(
             ctx,
             "max_pool2d_forward_add",
             &[Some(y), Some(x), Some(argmax), None, None, Some(residual)],
-            Some(&p),
-            grid,
+            g,
         )
     }
 
@@ -219,15 +226,7 @@ impl Pool {
         x: &dyn Bind,
         g: &Pool2d,
     ) -> Dispatch {
-        let p = Params::max_pool(g);
-        let grid = Self::channel_grid(g.c, p.ow, g.n * p.oh as usize);
-        self.family.dispatch(
-            ctx,
-            "max_pool2d_forward_inference",
-            &[Some(y), Some(x)],
-            Some(&p),
-            grid,
-        )
+        self.max_forward(ctx, "max_pool2d_forward_inference", &[Some(y), Some(x)], g)
     }
 
     /// [`Pool::max_pool2d_forward_add`] for inference: y = maxpool(x) + residual, no argmax.
@@ -239,14 +238,11 @@ impl Pool {
         residual: &dyn Bind,
         g: &Pool2d,
     ) -> Dispatch {
-        let p = Params::max_pool(g);
-        let grid = Self::channel_grid(g.c, p.ow, g.n * p.oh as usize);
-        self.family.dispatch(
+        self.max_forward(
             ctx,
             "max_pool2d_forward_add_inference",
             &[Some(y), Some(x), None, None, None, Some(residual)],
-            Some(&p),
-            grid,
+            g,
         )
     }
 
