@@ -242,6 +242,11 @@ fn batch_norm_forward_train_normalize(
     normalize_chunk(c, wid.y, lid.y, mean[c], gamma[c] * inv_std[c], beta[c]);
 }
 
+// γ/sqrt(moving_var + ε): the inference batch norm's per-channel scale (inference and fold).
+fn inference_scale(c: u32) -> f32 {
+    return gamma[c] / sqrt(stat_var[c] + params.epsilon);
+}
+
 @compute @workgroup_size(CW, RL)
 fn batch_norm_forward_inference(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -251,7 +256,7 @@ fn batch_norm_forward_inference(
     if (c >= params.channels || wid.y >= params.chunks) {
         return;
     }
-    let scale = gamma[c] / sqrt(stat_var[c] + params.epsilon);
+    let scale = inference_scale(c);
     normalize_chunk(c, wid.y, lid.y, stat_mean[c], scale, beta[c]);
 }
 
@@ -267,7 +272,7 @@ fn batch_norm_fold(
     if (c >= C || wid.y >= params.chunks) {
         return;
     }
-    let scale = gamma[c] / sqrt(stat_var[c] + params.epsilon);
+    let scale = inference_scale(c);
     let range = chunk_rows(wid.y);
     for (var r = range.x + lid.y; r < range.y; r += RL) {
         let i = r * C + c;
