@@ -383,11 +383,12 @@ pub fn export(
 ) -> std::io::Result<Export> {
     let checks_dir = dir.join("checks");
     let wgsl_dir = dir.join("wgsl");
-    if checks_dir.exists() {
-        std::fs::remove_dir_all(&checks_dir)?;
+    for d in [&checks_dir, &wgsl_dir] {
+        if d.exists() {
+            std::fs::remove_dir_all(d)?;
+        }
+        std::fs::create_dir_all(d)?;
     }
-    std::fs::create_dir_all(&checks_dir)?;
-    std::fs::create_dir_all(&wgsl_dir)?;
     let mut manifest = Manifest {
         format: FORMAT,
         adapter: ctx.summary().to_string(),

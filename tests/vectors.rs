@@ -208,8 +208,20 @@ fn replay(
 fn exported_vectors_replay_from_the_files_alone_at_webgpu_default_limits() {
     let Some(ctx) = test_context() else { return };
     let dir = tempfile::tempdir().unwrap();
+    // An earlier export's files into the same folder, which this one replaces.
+    for stale in ["checks/9999.bin", "wgsl/removed_shader.wgsl"] {
+        let p = dir.path().join(stale);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "stale").unwrap();
+    }
     let checks = checks(&ctx);
     let export = gpucnn::vectors::export(&ctx, &checks, dir.path(), |_| {}).unwrap();
+    for stale in ["checks/9999.bin", "wgsl/removed_shader.wgsl"] {
+        assert!(
+            !dir.path().join(stale).exists(),
+            "{stale} outlived a new export"
+        );
+    }
     assert!(
         export.results.iter().all(|r| r.ok),
         "the checks pass on wgpu"
