@@ -317,6 +317,7 @@ pub fn run(
     ));
     let run_dir = out.join("run");
     let cfg = FitConfig {
+        micro_batch: None,
         data: data_dir.clone(),
         out: run_dir.clone(),
         epochs: plan.epochs,

@@ -10,6 +10,7 @@
 //!   one training step on the GPU, with a CPU twin of the whole step.
 //! - [`data`]: datasets (class folders, multi-label CSVs), decoding, the batch loader.
 //! - [`train`]: the trainer and its run folder (checkpoints, metrics, resume).
+//! - [`dist`]: data-parallel training over several processes (MPI with the `mpi` feature).
 //! - [`predict`] and [`eval`]: a trained model on new images, and judged on labelled ones.
 //! - [`plot`]: every picture (training curves, confusion matrix, ROC, image grid, model
 //!   plot), with text in an embedded font.
@@ -23,6 +24,8 @@
 //! - `cli` (default): the trainer and the `gpucnn` binary: [`data`], [`train`], [`predict`],
 //!   [`eval`], [`plot`], [`commands`], `demo` and `preview`, with their crates (image,
 //!   plotters, clap, indicatif, safetensors, csv, ab_glyph, anyhow, libc). Implies `serde`.
+//! - `mpi`: `mpirun -np N gpucnn train ...` trains data-parallel over MPI ([`dist`]); needs an
+//!   MPI library and libclang to build. Implies `cli`.
 //! - `serde`: `serde::Serialize` on the reports ([`gpu::AdapterSummary`], the selftest rows,
 //!   step profiles), the on-disk cache of measured kernel variants ([`kernels::tune`]) and
 //!   [`atomic`], which writes it.
@@ -43,6 +46,8 @@ pub mod cpu;
 pub mod data;
 #[cfg(feature = "cli")]
 pub mod demo;
+#[cfg(feature = "cli")]
+pub mod dist;
 pub mod error;
 #[cfg(feature = "cli")]
 pub mod eval;

@@ -162,6 +162,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Started by mpirun (a build with the `mpi` feature): one rank of a job.
+    #[cfg(feature = "mpi")]
+    if let Some(world) = gpucnn::dist::mpi::Mpi::init() {
+        gpucnn::kernels::tune::enable();
+        return ranked(&world);
+    }
     let cli = Cli::parse();
     // The binary measures kernel variants on first use of an adapter (GPUCNN_TUNE=0: never).
     gpucnn::kernels::tune::enable();
@@ -191,5 +197,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Profile(a) => commands::profile::run(a, &adapter),
         Command::Info => commands::info::run(&adapter),
         Command::Selftest(a) => commands::selftest::run(a, &adapter),
+    }
+}
+
+/// One rank of an MPI job. The ranks agree on their arguments first (a rank with bad ones makes
+/// every rank exit with its status, one message printed); `train` runs data-parallel; any other
+/// command runs on rank 0 alone, the other ranks wait for it.
+#[cfg(feature = "mpi")]
+fn ranked(comm: &dyn gpucnn::dist::Collective) -> ExitCode {
+    use gpucnn::dist::ReportedElsewhere;
+    let parsed = Cli::try_parse();
+    // 0: parsed; else 1 + clap's exit status (0 for --help and --version, 2 for bad usage).
+    let mine = parsed
+        .as_ref()
+        .err()
+        .map_or(0, |e| 1 + e.exit_code() as u64);
+    let all = comm.gather_u64(mine);
+    if let Some(first) = all.iter().position(|&s| s != 0) {
+        if first == comm.rank()
+            && let Err(e) = &parsed
+        {
+            let _ = e.print();
+        }
+        return ExitCode::from((all[first] - 1) as u8);
+    }
+    let cli = parsed.expect("every rank parsed its arguments");
+    let result = match &cli.command {
+        Command::Train(a) => {
+            let adapter = AdapterOptions {
+                backends: cli.backend,
+                name_filter: cli.adapter.clone(),
+            };
+            commands::train::run_on(a, &adapter, comm)
+        }
+        _ if comm.rank() == 0 => run(cli),
+        _ => Ok(ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => match e.downcast_ref::<ReportedElsewhere>() {
+            Some(r) => ExitCode::from(r.code),
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(gpucnn::commands::exit::exit_code(&e))
+            }
+        },
     }
 }

@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use super::open_gpu;
 use crate::cpu::augment::AugmentConfig;
-use crate::gpu::AdapterOptions;
-use crate::train::fit::{FitConfig, default_out, fit, validate};
+use crate::dist::{self, Collective, Job};
+use crate::gpu::{AdapterOptions, GpuContext};
+use crate::train::fit::{FitConfig, FitSummary, default_out, fit, fit_on, validate};
 
 /// The flags of `gpucnn train`.
 #[derive(Debug, clap::Args)]
@@ -30,6 +33,11 @@ pub struct TrainArgs {
     /// Images per training step (split into micro-batches automatically if the GPU needs it).
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
+    /// Run each step as micro-batches of at most N images, their gradients summed before one
+    /// update (batch norm then uses each micro-batch's statistics). Default: the whole batch,
+    /// unless one batch would not fit the GPU's limits. Under mpirun, per rank.
+    #[arg(long, value_name = "N")]
+    pub micro_batch: Option<usize>,
     /// Images are resized (bilinear, no antialiasing) to this height and width.
     #[arg(long, default_value_t = 180)]
     pub image_size: usize,
@@ -91,6 +99,7 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
         width: a.width,
         augment: parse_augment(&a.augment, a.rotation)?,
         crop_to_aspect_ratio: a.crop_to_aspect_ratio,
+        micro_batch: a.micro_batch,
         resume: a.resume,
         overwrite: a.overwrite,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -105,11 +114,67 @@ pub fn run(a: &TrainArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode> 
     let ctx = open_gpu(adapter)?;
     eprintln!("adapter: {}", ctx.summary());
     let summary = fit(&ctx, &cfg, &mut |line| eprintln!("{line}"))?;
+    say_done(&cfg, &summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn say_done(cfg: &FitConfig, summary: &FitSummary) {
     if let Some(best) = summary.best_val_accuracy {
         eprintln!(
             "Best validation accuracy: {best:.4}. Outputs in {}",
             cfg.out.display()
         );
+    }
+}
+
+/// Runs `gpucnn train` as one rank of a data-parallel job (`mpirun -np N gpucnn train ...`):
+/// each rank opens its machine-local share of the GPUs (see
+/// [`crate::gpu::GpuContext::for_local_rank`]); rank 0 prints and writes, the others stay quiet
+/// but for their errors (see [`crate::dist`]).
+pub fn run_on(
+    a: &TrainArgs,
+    adapter: &AdapterOptions,
+    comm: &dyn Collective,
+) -> anyhow::Result<ExitCode> {
+    let job = Job {
+        comm,
+        exit_code: super::exit::exit_code,
+    };
+    let lead = job.lead();
+    let cfg = job.agree(fit_config(a).map(|cfg| FitConfig {
+        progress: cfg.progress && lead,
+        ..cfg
+    }))?;
+    job.agree(validate(&cfg))?;
+    let opened = GpuContext::for_local_rank(adapter, comm.local_rank());
+    let (ctx, index, count) = job.agree(opened.context("opening the GPU"))?;
+    let line = format!(
+        "rank {} (machine-local {} of {}): adapter {} of {count} of its kind: {}",
+        comm.rank(),
+        comm.local_rank(),
+        comm.local_size(),
+        index + 1,
+        ctx.summary()
+    );
+    let lines = dist::gather_strings(comm, &line);
+    let mut log = |line: &str| {
+        if lead {
+            eprintln!("{line}")
+        }
+    };
+    log(&format!(
+        "Data-parallel training over {} MPI ranks: each step of {} images runs as shards of up \
+         to {} per rank, gradients summed across ranks after each backward.",
+        comm.size(),
+        cfg.batch_size,
+        dist::local_batch(cfg.batch_size, comm.size())
+    ));
+    for l in &lines {
+        log(l);
+    }
+    let summary = fit_on(&ctx, &cfg, job, &mut log)?;
+    if lead {
+        say_done(&cfg, &summary);
     }
     Ok(ExitCode::SUCCESS)
 }

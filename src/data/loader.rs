@@ -318,11 +318,28 @@ impl Loader {
     /// Starts an epoch visiting the samples in `order` (indices into [`Self::samples`]); the
     /// workers start decoding at once. Iterate the result for the batches.
     pub fn epoch(&self, order: &[usize]) -> Result<Epoch, LoaderError> {
+        let b = self.options.batch_size;
+        let sizes: Vec<usize> = (0..self.batch_count(order.len()))
+            .map(|k| b.min(order.len() - k * b))
+            .collect();
+        self.epoch_in_batches(order, &sizes)
+    }
+
+    /// As [`Self::epoch`] with batches of the given sizes (summing to `order.len()`; a size
+    /// may be 0, for an empty batch): a data-parallel rank's shards of each global batch.
+    pub fn epoch_in_batches(&self, order: &[usize], sizes: &[usize]) -> Result<Epoch, LoaderError> {
         let len = self.samples.len();
         if let Some(&index) = order.iter().find(|&&i| i >= len) {
             return Err(LoaderError::IndexOutOfRange { index, len });
         }
-        let n_batches = self.batch_count(order.len());
+        assert_eq!(sizes.iter().sum::<usize>(), order.len(), "batch sizes");
+        let bounds: Vec<usize> = std::iter::once(0)
+            .chain(sizes.iter().scan(0, |at, &n| {
+                *at += n;
+                Some(*at)
+            }))
+            .collect();
+        let n_batches = sizes.len();
         let workers = thread_count(self.options.workers).min(n_batches.max(1));
         let prefetch = self.options.prefetch.max(1);
         let shared = Arc::new(EpochShared {
@@ -330,7 +347,7 @@ impl Loader {
             samples: Arc::clone(&self.samples),
             cache: Arc::clone(&self.cache),
             resize: self.options.resize,
-            batch_size: self.options.batch_size,
+            bounds,
             ahead: prefetch + workers,
             next_batch: AtomicUsize::new(0),
             consumed: Mutex::new(0),
@@ -397,7 +414,8 @@ struct EpochShared {
     samples: Arc<Vec<Sample>>,
     cache: Arc<Cache>,
     resize: ResizeOptions,
-    batch_size: usize,
+    /// Batch k is `order[bounds[k]..bounds[k + 1]]`.
+    bounds: Vec<usize>,
     /// Workers may start batch k only while k < consumed + ahead.
     ahead: usize,
     next_batch: AtomicUsize,
@@ -410,7 +428,7 @@ struct EpochShared {
 }
 
 fn worker(shared: &EpochShared, tx: &SyncSender<(usize, Batch)>) {
-    let n_batches = shared.order.len().div_ceil(shared.batch_size);
+    let n_batches = shared.bounds.len() - 1;
     loop {
         let k = shared.next_batch.fetch_add(1, Ordering::Relaxed);
         if k >= n_batches {
@@ -436,8 +454,7 @@ fn worker(shared: &EpochShared, tx: &SyncSender<(usize, Batch)>) {
 }
 
 fn build_batch(shared: &EpochShared, k: usize) -> Batch {
-    let start = k * shared.batch_size;
-    let end = (start + shared.batch_size).min(shared.order.len());
+    let (start, end) = (shared.bounds[k], shared.bounds[k + 1]);
     let record = shared.cache.record;
     let mut batch = Batch {
         images: Vec::with_capacity((end - start) * record),

@@ -165,6 +165,40 @@ impl GpuContext {
         Self::from_adapter(adapter)
     }
 
+    /// The adapter of process `local_rank` of `local_size` on this machine (data-parallel
+    /// training): with a name filter (`--adapter`, `GPUCNN_ADAPTER`) the best match, as
+    /// [`Self::new`]; otherwise the processes share the adapters of the best kind (type and
+    /// backend, e.g. every discrete Vulkan GPU) in turn, one each while there are enough and
+    /// several per adapter when there are fewer (a machine with one GPU, or lavapipe).
+    /// Returns the context and which of those adapters it is (index, count).
+    pub fn for_local_rank(
+        opts: &AdapterOptions,
+        local_rank: usize,
+    ) -> Result<(Self, usize, usize), GpuError> {
+        let (adapters, filter) = ranked_adapters(opts);
+        let first = adapters.first().ok_or_else(|| GpuError::NoAdapter {
+            filter: filter
+                .as_ref()
+                .map(|f| format!(" whose name contains '{f}'"))
+                .unwrap_or_default(),
+        })?;
+        let best = first.get_info();
+        let mut same: Vec<wgpu::Adapter> = if filter.is_some() {
+            vec![first.clone()]
+        } else {
+            adapters
+                .into_iter()
+                .filter(|a| {
+                    let i = a.get_info();
+                    i.device_type == best.device_type && i.backend == best.backend
+                })
+                .collect()
+        };
+        let count = same.len();
+        let index = local_rank % count;
+        Ok((Self::from_adapter(same.swap_remove(index))?, index, count))
+    }
+
     /// Opens a device on `adapter` with the adapter's own limits and the useful optional features.
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, GpuError> {
         let info = adapter.get_info();

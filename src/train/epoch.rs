@@ -16,6 +16,7 @@ use super::run_folder::RunFingerprint;
 use crate::data::dataset::epoch_order;
 use crate::data::labels::LabelTable;
 use crate::data::loader::{Batch, Loader, LoaderStats};
+use crate::dist::{DataParallel, Job, digest, local_batch, shard, shard_order};
 use crate::gpu::GpuContext;
 use crate::graph::executor::{BatchTargets, TrainStep};
 
@@ -23,7 +24,11 @@ use crate::graph::executor::{BatchTargets, TrainStep};
 pub struct Trainer<'a> {
     pub ctx: &'a GpuContext,
     pub cfg: &'a FitConfig,
+    /// The job's processes: one, or the ranks of a data-parallel run (see [`crate::dist`]).
+    pub job: Job<'a>,
     pub step: &'a TrainStep,
+    /// Data-parallel runs: the exchange after each step's backward.
+    pub parallel: Option<DataParallel<'a>>,
     pub train: Loader,
     pub val: Loader,
     /// Multi-label runs: the labels CSV the samples index.
@@ -95,21 +100,24 @@ impl Trainer<'_> {
         }
     }
 
-    /// Trains, validates, reports and saves epoch `epoch`; returns its metrics row.
+    /// Trains, validates, reports and saves epoch `epoch` (the files: rank 0, into `csv`'s
+    /// folder); returns its metrics row.
     pub fn epoch(
         &mut self,
         epoch: usize,
-        csv: &mut MetricsCsv,
+        csv: Option<&mut MetricsCsv>,
         best: &mut Option<f32>,
         log: &mut dyn FnMut(&str),
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<EpochMetrics> {
         let started = Instant::now();
         if epoch == self.first_epoch {
             let w = Status::begin(self.cfg.progress, "Warming up: first step…", log);
             self.warmup = Some(w);
         }
-        let t = self.train_epoch(epoch, started, log)?;
-        let [vl, vc, vs] = self.validate()?;
+        let t = self.train_epoch(epoch, started, log);
+        let t = self.job.local(t)?;
+        let v = self.validate();
+        let [vl, vc, vs] = self.job.local(v)?;
         let [loss_sum, correct, seen] = t.metrics;
         let row = EpochMetrics {
             epoch,
@@ -121,7 +129,33 @@ impl Trainer<'_> {
             images_per_sec: t.images as f64 / t.train_secs,
         };
         self.report(&row, &t, log);
-        self.save(row, csv, best)
+        let (ctx, step) = (self.ctx, self.step);
+        let state =
+            (|| Ok::<_, anyhow::Error>((step.read_params(ctx)?, step.read_optimizer(ctx)?)))();
+        let (params, optimizer) = self.job.local(state)?;
+        if self.job.parallel() {
+            let (t, m, v) = &optimizer;
+            let bytes: [&[u8]; 4] = [
+                bytemuck::cast_slice(&params),
+                &t.to_le_bytes(),
+                bytemuck::cast_slice(m),
+                bytemuck::cast_slice(v),
+            ];
+            self.job.check_replicas(digest(&bytes), epoch)?;
+        }
+        let saved = match csv {
+            Some(csv) => self.save(row, csv, best, &params, optimizer),
+            None => Ok(()),
+        };
+        self.job.agree(saved)?;
+        Ok(row)
+    }
+
+    /// This epoch's metrics summed over the ranks ([loss sum, correct, seen]).
+    fn all_ranks(&self, m: [f32; 3]) -> [f32; 3] {
+        let mut x = m.map(f64::from);
+        self.job.comm.sum_f64(&mut x);
+        x.map(|v| v as f32)
     }
 
     /// The training steps of one epoch, in the epoch's shuffled order.
@@ -133,7 +167,9 @@ impl Trainer<'_> {
     ) -> anyhow::Result<Trained> {
         let (ctx, step, cfg) = (self.ctx, self.step, self.cfg);
         let order = epoch_order(self.train.len(), epoch, cfg.seed);
-        let mut batches = self.train.epoch(&order)?;
+        let (rank, size) = (self.job.comm.rank(), self.job.comm.size());
+        let (mine, sizes) = shard_order(&order, cfg.batch_size, size, rank);
+        let mut batches = self.train.epoch_in_batches(&mine, &sizes)?;
         let steps = batches.batch_count();
         let bar = progress_bar(cfg, self.warmup.is_some(), steps as u64, epoch);
         step.reset_metrics(ctx);
@@ -145,13 +181,41 @@ impl Trainer<'_> {
         };
         let mut warmup_secs = 0.0;
         for (i, batch) in batches.by_ref().enumerate() {
-            if batch.is_empty() {
-                continue;
+            let n = if batch.is_empty() {
+                0
+            } else {
+                self.upload(&batch)
+            };
+            let seed = step_seed(cfg.seed, epoch, i);
+            match self.parallel.as_mut() {
+                None if n == 0 => continue,
+                None => {
+                    step.set_dropout_seed(ctx, seed);
+                    step.submit(ctx, n);
+                    images += n;
+                }
+                Some(parallel) => {
+                    if n > 0 {
+                        // Rank r's micro-batches continue the numbering of the ranks before
+                        // it, as one process running every shard as micro-batches would.
+                        let global = cfg.batch_size.min(order.len() - i * cfg.batch_size);
+                        let per = local_batch(cfg.batch_size, size);
+                        let before: usize = (0..rank)
+                            .map(|q| shard(global, per, q).len().div_ceil(step.micro))
+                            .sum();
+                        step.set_dropout_seed(
+                            ctx,
+                            seed.wrapping_add((before as u32).wrapping_mul(0x9E37_79B9)),
+                        );
+                        step.submit_gradients(ctx, n);
+                    }
+                    let done = parallel.step(ctx, step, n)?;
+                    if done.samples == 0 {
+                        continue;
+                    }
+                    images += done.samples;
+                }
             }
-            let n = self.upload(&batch);
-            step.set_dropout_seed(ctx, step_seed(cfg.seed, epoch, i));
-            step.submit(ctx, n);
-            images += n;
             submitted += 1;
             bar.inc(1);
             if let Some(w) = self.warmup.take() {
@@ -176,7 +240,7 @@ impl Trainer<'_> {
             }
         }
         let stats = batches.stats();
-        let metrics = step.read_metrics(ctx)?;
+        let metrics = self.all_ranks(step.read_metrics(ctx)?);
         let train_secs = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         let timed = submitted - clock.steps;
@@ -278,17 +342,20 @@ impl Trainer<'_> {
     }
 
     /// Validation: moving statistics, no dropout, in order. Returns [loss sum, correct, seen].
+    /// Each rank evaluates its shard of every batch; the sums are the job's.
     fn validate(&self) -> anyhow::Result<[f32; 3]> {
         self.step.reset_metrics(self.ctx);
         let order: Vec<usize> = (0..self.val.len()).collect();
-        for batch in self.val.epoch(&order)? {
+        let (rank, size) = (self.job.comm.rank(), self.job.comm.size());
+        let (mine, sizes) = shard_order(&order, self.cfg.batch_size, size, rank);
+        for batch in self.val.epoch_in_batches(&mine, &sizes)? {
             if batch.is_empty() {
                 continue;
             }
             let n = self.upload(&batch);
             self.step.submit_eval(self.ctx, n);
         }
-        Ok(self.step.read_metrics(self.ctx)?)
+        Ok(self.all_ranks(self.step.read_metrics(self.ctx)?))
     }
 
     /// The epoch's line, the run's ETA, the slow-run advice if not given yet, and the files the
@@ -341,11 +408,11 @@ impl Trainer<'_> {
         row: EpochMetrics,
         csv: &mut MetricsCsv,
         best: &mut Option<f32>,
+        params: &[f32],
+        (t, m, v): (u32, Vec<f32>, Vec<f32>),
     ) -> anyhow::Result<()> {
-        let (ctx, cfg, step, epoch) = (self.ctx, self.cfg, self.step, row.epoch);
-        let params = step.read_params(ctx)?;
-        check_finite(cfg, &row, &params)?;
-        let (t, m, v) = step.read_optimizer(ctx)?;
+        let (cfg, step, epoch) = (self.cfg, self.step, row.epoch);
+        check_finite(cfg, &row, params)?;
         let val_acc = row.val_accuracy.unwrap_or(f32::NAN);
         let improved = best.is_none_or(|b| val_acc > b);
         if improved {
@@ -373,11 +440,11 @@ impl Trainer<'_> {
         let layout = &step.layout;
         if improved {
             let best_path = cfg.out.join("best.safetensors");
-            save_checkpoint(best_path, layout, &params, self.model_cfg, None)
+            save_checkpoint(best_path, layout, params, self.model_cfg, None)
                 .with_context(incomplete)?;
         }
         let path = checkpoint_path(&cfg.out, epoch);
-        save_checkpoint(path, layout, &params, self.model_cfg, Some(&state))
+        save_checkpoint(path, layout, params, self.model_cfg, Some(&state))
             .with_context(incomplete)?;
         Ok(())
     }

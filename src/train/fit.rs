@@ -25,7 +25,9 @@ use super::setup;
 use crate::cpu::augment::AugmentConfig;
 use crate::data::decode::ResizeOptions;
 use crate::data::loader::{CacheOptions, Loader, LoaderOptions};
+use crate::dist::{self, DataParallel, Job, digest, same_everywhere};
 use crate::gpu::GpuContext;
+use crate::graph::params::Region;
 
 /// Everything `gpucnn train` takes.
 #[derive(Debug, Clone)]
@@ -41,6 +43,9 @@ pub struct FitConfig {
     pub width: f32,
     pub augment: Option<AugmentConfig>,
     pub crop_to_aspect_ratio: bool,
+    /// Run each step as micro-batches of at most this many images (gradients accumulated,
+    /// batch norm per micro-batch); `None`: only where the GPU's limits need it.
+    pub micro_batch: Option<usize>,
     /// Multi-label training from a CSV of `path,label1;label2` rows (paths relative to `data`).
     pub labels: Option<PathBuf>,
     pub resume: bool,
@@ -65,6 +70,9 @@ pub fn validate(cfg: &FitConfig) -> anyhow::Result<()> {
     }
     if cfg.batch_size == 0 {
         crate::bail_input!("--batch-size must be at least 1");
+    }
+    if cfg.micro_batch == Some(0) {
+        crate::bail_input!("--micro-batch must be at least 1");
     }
     if cfg.image_size == 0 {
         crate::bail_input!("--image-size must be at least 1");
@@ -104,21 +112,79 @@ pub fn fit(
     cfg: &FitConfig,
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<FitSummary> {
-    validate(cfg)?;
-    let mut data = setup::load_data(cfg, log)?;
+    fit_on(ctx, cfg, Job::solo(), log)
+}
+
+/// [`fit`] as one rank of a data-parallel job (see [`crate::dist`]); [`Job::solo`] is `fit`.
+/// Every rank loads and checks the data (and they check they share flags and files); rank 0
+/// alone uses the run folder, decides where the run starts and sends its parameters to the
+/// others; then every step exchanges gradients and every epoch end compares the replicas.
+pub fn fit_on(
+    ctx: &GpuContext,
+    cfg: &FitConfig,
+    job: Job,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<FitSummary> {
+    let lead = job.lead();
+    job.agree(validate(cfg))?;
+    same_everywhere(job.comm, "the same flags", digest(&settings_key(cfg)))?;
+    let mut data = job.agree(setup::load_data(cfg, log))?;
+    let fingerprint = job.agree(setup::fingerprint(cfg, &data))?;
+    same_everywhere(
+        job.comm,
+        "the same data files",
+        digest(&format!("{fingerprint:?}")),
+    )?;
     // The run folder: locked, and checked against this run's fingerprint, before any long work.
-    let fingerprint = setup::fingerprint(cfg, &data)?;
-    let folder = RunFolder::lock(&cfg.out)?;
-    let plan = folder.plan(&fingerprint, cfg.resume, cfg.overwrite)?;
-    let skipped_files = setup::skip_unreadable(cfg, &mut data, log)?;
-    let (model, model_cfg) = setup::build_model(cfg, &data)?;
-    let step = setup::compile_step(ctx, cfg, &model, log)?;
-    let resume = setup::resume_point(cfg, plan, &step, &model_cfg, &fingerprint)?;
-    let first_epoch = resume.as_ref().map_or(1, |r| r.epoch + 1);
-    setup::check_free_space(cfg, &step, &data, first_epoch)?;
-    folder.begin(plan, &fingerprint)?;
-    let (first_epoch, mut best, mut csv) = setup::start(ctx, cfg, &step, resume, log)?;
-    write_model_json(&cfg.out, &model_cfg)?;
+    let folder = job.agree(if lead {
+        RunFolder::lock(&cfg.out).and_then(|f| {
+            let plan = f.plan(&fingerprint, cfg.resume, cfg.overwrite)?;
+            Ok(Some((f, plan)))
+        })
+    } else {
+        Ok(None)
+    })?;
+    let skipped_files = job.agree(setup::skip_unreadable(cfg, &mut data, log, job.comm))?;
+    let (model, model_cfg) = job.agree(setup::build_model(cfg, &data))?;
+    let local_batch = dist::local_batch(cfg.batch_size, job.comm.size());
+    let step = job.agree(setup::compile_step(ctx, cfg, &model, local_batch, log))?;
+    let started = job.agree(match folder {
+        Some((folder, plan)) => (|| {
+            let resume = setup::resume_point(cfg, plan, &step, &model_cfg, &fingerprint)?;
+            let first_epoch = resume.as_ref().map_or(1, |r| r.epoch + 1);
+            setup::check_free_space(cfg, &step, &data, first_epoch)?;
+            folder.begin(plan, &fingerprint)?;
+            let started = setup::start(ctx, cfg, &step, resume, log)?;
+            write_model_json(&cfg.out, &model_cfg)?;
+            Ok(Some((folder, started)))
+        })(),
+        None => Ok(None),
+    })?;
+    let (_folder, first_epoch, mut best, mut csv) = match started {
+        Some((folder, (first, best, csv))) => (Some(folder), first, best, Some(csv)),
+        None => (None, 0, None, None),
+    };
+    // The other ranks start where rank 0 does, from its parameters and Adam state.
+    let (first_epoch, best_so_far) = job.local(setup::share_start(
+        ctx,
+        job.comm,
+        &step,
+        cfg.lr,
+        first_epoch,
+        best,
+    ))?;
+    best = best_so_far;
+    let parallel = job.parallel().then(|| {
+        let (start, len) = step.layout.regions[Region::State as usize];
+        let params = step.read_params(ctx)?;
+        Ok::<_, anyhow::Error>(DataParallel::new(
+            job.comm,
+            &model,
+            &step.layout,
+            &params[start..start + len],
+        ))
+    });
+    let parallel = job.local(parallel.transpose())?;
 
     let loader_opts = |batch| LoaderOptions {
         resize: ResizeOptions {
@@ -138,7 +204,9 @@ pub fn fit(
     let mut trainer = Trainer {
         ctx,
         cfg,
+        job,
         step: &step,
+        parallel,
         train: Loader::new(data.train, loader_opts(cfg.batch_size))?,
         val: Loader::new(data.val, loader_opts(cfg.batch_size))?,
         table: data.table.as_ref(),
@@ -150,14 +218,26 @@ pub fn fit(
         advised: false,
         epoch_secs: None,
     };
+    let mut rows = Vec::new();
     for epoch in first_epoch..=cfg.epochs {
-        trainer.epoch(epoch, &mut csv, &mut best, log)?;
+        rows.push(trainer.epoch(epoch, csv.as_mut(), &mut best, log)?);
     }
     Ok(FitSummary {
-        epochs: csv.rows().to_vec(),
+        epochs: csv.map_or(rows, |c| c.rows().to_vec()),
         best_val_accuracy: best,
         skipped_files,
     })
+}
+
+/// The settings every rank of a job must share (all of `cfg` but whether a bar is drawn).
+fn settings_key(cfg: &FitConfig) -> String {
+    format!(
+        "{:?}",
+        FitConfig {
+            progress: false,
+            ..cfg.clone()
+        }
+    )
 }
 
 /// The default output folder: `runs/<data folder name>`.

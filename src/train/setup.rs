@@ -17,7 +17,8 @@ use super::run_folder::{self, Plan, RunFingerprint};
 use crate::cpu::augment::AugmentConfig;
 use crate::data::dataset::{DatasetOptions, DirectoryDataset, Sample};
 use crate::data::labels::LabelTable;
-use crate::data::scan::{ScanOptions, scan};
+use crate::data::scan::{BadFile, ScanOptions, scan};
+use crate::dist::Collective;
 use crate::gpu::GpuContext;
 use crate::graph::Model;
 use crate::graph::executor::{StepOptions, TrainStep};
@@ -114,22 +115,27 @@ pub fn fingerprint(cfg: &FitConfig, data: &Data) -> anyhow::Result<RunFingerprin
 
 /// Decodes every file once and leaves the corrupt ones out (listed), then checks that every
 /// class and both splits still have images. Returns how many files were left out.
+///
+/// With several ranks, each decodes its share of the files and they exchange what failed.
 pub fn skip_unreadable(
     cfg: &FitConfig,
     data: &mut Data,
     log: &mut dyn FnMut(&str),
+    comm: &dyn Collective,
 ) -> anyhow::Result<usize> {
     let all: Vec<Sample> = data.train.iter().chain(&data.val).cloned().collect();
-    let report = scan(&all, &ScanOptions::default());
-    if !report.bad.is_empty() {
-        log(&format!(
-            "Skipping {} unreadable file(s):",
-            report.bad.len()
-        ));
-        for b in &report.bad {
+    let (rank, size) = (comm.rank(), comm.size());
+    let mine: Vec<Sample> = all.into_iter().skip(rank).step_by(size).collect();
+    let mut bad = scan(&mine, &ScanOptions::default()).bad;
+    if size > 1 {
+        bad = share_bad_files(comm, &bad);
+    }
+    if !bad.is_empty() {
+        log(&format!("Skipping {} unreadable file(s):", bad.len()));
+        for b in &bad {
             log(&format!("  {}: {}", b.path.display(), b.reason));
         }
-        let bad: HashSet<PathBuf> = report.bad.iter().map(|b| b.path.clone()).collect();
+        let bad: HashSet<PathBuf> = bad.iter().map(|b| b.path.clone()).collect();
         data.train.retain(|s| !bad.contains(&s.path));
         data.val.retain(|s| !bad.contains(&s.path));
     }
@@ -148,7 +154,50 @@ pub fn skip_unreadable(
             data.val.len()
         );
     }
-    Ok(report.bad.len())
+    Ok(bad.len())
+}
+
+#[cfg(unix)]
+fn path_from_bytes(b: &[u8]) -> PathBuf {
+    PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(b: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(b).into_owned())
+}
+
+/// Every rank's unreadable files, on every rank, in path order.
+fn share_bad_files(comm: &dyn Collective, mine: &[BadFile]) -> Vec<BadFile> {
+    // NUL-separated pairs: the path, the reason (neither holds a NUL).
+    let mut bytes = Vec::new();
+    for b in mine {
+        bytes.extend_from_slice(b.path.as_os_str().as_encoded_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(b.reason.as_bytes());
+        bytes.push(0);
+    }
+    let mut all = Vec::new();
+    for root in 0..comm.size() {
+        let mut buf = if root == comm.rank() {
+            bytes.clone()
+        } else {
+            Vec::new()
+        };
+        comm.broadcast(root, &mut buf);
+        let mut parts = buf.split(|&c| c == 0);
+        while let (Some(p), Some(r)) = (parts.next(), parts.next()) {
+            if p.is_empty() {
+                break;
+            }
+            all.push(BadFile {
+                path: path_from_bytes(p),
+                reason: String::from_utf8_lossy(r).into_owned(),
+            });
+        }
+    }
+    all.sort_by(|a, b| a.path.cmp(&b.path));
+    all
 }
 
 /// Per class (single-label) or label (multi-label: images carrying it), how many of `samples`.
@@ -228,26 +277,29 @@ pub fn build_model(cfg: &FitConfig, data: &Data) -> anyhow::Result<(Model, Model
 
 /// Compiles the training step, saying so first (seconds to minutes on a software adapter), and
 /// says when the batch runs as micro-batches.
+///
+/// `batch` is the batch one process steps: `--batch-size`, or a data-parallel rank's shard.
 pub fn compile_step(
     ctx: &GpuContext,
     cfg: &FitConfig,
     model: &Model,
+    batch: usize,
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<TrainStep> {
     let compiling = Status::begin(cfg.progress, "Compiling GPU pipelines…", log);
     let opts = StepOptions {
         lr: cfg.lr,
-        micro: None,
+        micro: cfg.micro_batch,
         augment: cfg.augment,
     };
-    let step = TrainStep::with_options(ctx, model, cfg.batch_size, &opts)?;
+    let step = TrainStep::with_options(ctx, model, batch, &opts)?;
     let secs = compiling.elapsed();
     compiling.finish(&format!("GPU pipelines compiled in {secs:.1}s."), log);
-    if step.micro < cfg.batch_size {
+    if step.micro < batch {
         log(&format!(
             "Batch {} runs as micro-batches of {} with gradient accumulation: one batch would need \
              more than the GPU's {} MiB per binding (batch norm uses each micro-batch's statistics).",
-            cfg.batch_size,
+            batch,
             step.micro,
             ctx.limits.max_storage_buffer_binding_size >> 20
         ));
@@ -351,6 +403,54 @@ pub fn start(
         ));
     }
     Ok((epoch + 1, r.state.best_val_accuracy, csv))
+}
+
+/// Data-parallel runs: rank 0's start (its first epoch, best validation accuracy so far,
+/// parameters and Adam state, fresh or resumed) on every rank. One process: returns its own.
+pub fn share_start(
+    ctx: &GpuContext,
+    comm: &dyn Collective,
+    step: &TrainStep,
+    lr: f32,
+    first_epoch: usize,
+    best: Option<f32>,
+) -> anyhow::Result<(usize, Option<f32>)> {
+    if comm.size() == 1 {
+        return Ok((first_epoch, best));
+    }
+    let mut bytes = Vec::new();
+    if comm.rank() == 0 {
+        let params = step.read_params(ctx)?;
+        let (t, m, v) = step.read_optimizer(ctx)?;
+        bytes.extend_from_slice(&(first_epoch as u64).to_le_bytes());
+        bytes.extend_from_slice(&best.unwrap_or(f32::NAN).to_le_bytes());
+        bytes.extend_from_slice(&t.to_le_bytes());
+        for x in [&params, &m, &v] {
+            bytes.extend_from_slice(bytemuck::cast_slice(x));
+        }
+    }
+    comm.broadcast(0, &mut bytes);
+    let (head, rest) = bytes.split_at(16);
+    let first_epoch = u64::from_le_bytes(head[..8].try_into().expect("8 bytes")) as usize;
+    let best = f32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
+    let t = u32::from_le_bytes(head[12..16].try_into().expect("4 bytes"));
+    if comm.rank() != 0 {
+        let floats: Vec<f32> = rest
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        let (total, trainable) = (step.layout.total_len, step.layout.trainable_len);
+        anyhow::ensure!(
+            floats.len() == total + 2 * trainable,
+            "rank 0 sent {} values for a model of {total} parameters",
+            floats.len()
+        );
+        let (params, mv) = floats.split_at(total);
+        let (m, v) = mv.split_at(trainable);
+        step.load_params(ctx, params);
+        step.load_optimizer(ctx, t, lr, m, v);
+    }
+    Ok((first_epoch, (!best.is_nan()).then_some(best)))
 }
 
 /// Refuses a run whose outputs cannot fit the free space of `--out`'s file system: a checkpoint

@@ -32,6 +32,7 @@ use crate::kernels::variants::Variants;
 
 mod buffers;
 mod profile;
+mod replica;
 mod run;
 mod tuning;
 
@@ -39,6 +40,7 @@ pub use super::error::ExecError;
 pub use super::memory::MAX_ROWS_PER_DISPATCH;
 use buffers::{Sizes, StepBuffers};
 pub use profile::{OpTime, Profile};
+pub use replica::Exchange;
 
 /// The targets of one batch, as the loss kernels take them.
 pub enum BatchTargets<'a> {
@@ -123,6 +125,8 @@ pub struct TrainStep {
     bytes_uploaded: Cell<bool>,
     /// Largest binding, in bytes, of an op over a whole flat buffer (see [`binding_slices`]).
     slice_limit: u64,
+    /// The staging buffer of [`Self::read_exchange`], made on first use and kept.
+    exchange_staging: RefCell<Option<wgpu::Buffer>>,
 }
 
 impl TrainStep {
@@ -304,6 +308,7 @@ impl TrainStep {
             seed: Cell::new(0),
             bytes_uploaded: Cell::new(false),
             slice_limit,
+            exchange_staging: RefCell::new(None),
         })
     }
 

@@ -176,13 +176,13 @@ impl TrainStep {
     /// Adam — without waiting: one command encoder, or one per micro-batch when the batch is
     /// split (each with its own seeds).
     pub fn submit(&self, ctx: &GpuContext, n: usize) {
-        self.submit_mode(ctx, Mode::Train, n);
+        self.submit_mode(ctx, Mode::Train, n, true);
     }
 
     /// Submits an evaluation of the first `n` uploaded samples: forward with the moving
     /// statistics and no dropout, loss, metrics accumulated. No update.
     pub fn submit_eval(&self, ctx: &GpuContext, n: usize) {
-        self.submit_mode(ctx, Mode::Eval, n);
+        self.submit_mode(ctx, Mode::Eval, n, false);
     }
 
     /// Writes `seed` into the program's dropout dispatches (forward and backward).
@@ -192,7 +192,8 @@ impl TrainStep {
         }
     }
 
-    fn submit_mode(&self, ctx: &GpuContext, mode: Mode, n: usize) {
+    /// `update`: a training step ends with Adam (else [`Self::submit_update`] does it later).
+    pub(super) fn submit_mode(&self, ctx: &GpuContext, mode: Mode, n: usize, update: bool) {
         assert!(
             n > 0 && n <= self.batch,
             "{n} samples with a step compiled for up to {}",
@@ -248,7 +249,7 @@ impl TrainStep {
                 .chain(&program.dispatches)
                 .chain(acc)
                 .collect();
-            if mode == Mode::Train && i + 1 == count {
+            if mode == Mode::Train && update && i + 1 == count {
                 refs.extend(&self.optimizer);
             }
             crate::kernels::record_all(&mut enc, &refs);
