@@ -89,6 +89,11 @@ enum Command {
     /// start afresh, or pick another --out. While a run writes --out it holds a lock on
     /// --out/.gpucnn.lock: a second run on the same --out fails at once (exit 2). Free disk space
     /// for all checkpoints is checked before the first epoch (exit 1 if short).
+    ///
+    /// Several GPUs or machines: a build with `--features mpi` started by `mpirun -np N gpucnn
+    /// train ...` trains data-parallel, --batch-size staying the global batch (each rank takes
+    /// ceil(B/N) of every batch, gradients summed after each backward), exactly as one process
+    /// with --micro-batch ceil(B/N); rank 0 prints and writes --out (README, "Several GPUs").
     #[command(after_help = EXIT_STATUS)]
     Train(TrainArgs),
     /// The main job in about a minute, with nothing to download: generates a small dataset of

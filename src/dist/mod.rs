@@ -276,7 +276,10 @@ pub struct DataParallel<'a> {
     state: Vec<f32>,
     /// The momentum of each `State` element (1 for alignment padding).
     momentum: Vec<f64>,
-    /// Time spent in the collectives and in the readback and write around them, for the bench.
+    /// Seconds spent waiting for this rank's own backward to finish, in the collectives (which
+    /// includes waiting for the slowest rank), and in the readback and write around them; for
+    /// the bench.
+    pub wait_secs: f64,
     pub comm_secs: f64,
     pub copy_secs: f64,
 }
@@ -315,6 +318,7 @@ impl<'a> DataParallel<'a> {
             comm,
             state: state.to_vec(),
             momentum,
+            wait_secs: 0.0,
             comm_secs: 0.0,
             copy_secs: 0.0,
         }
@@ -336,7 +340,10 @@ impl<'a> DataParallel<'a> {
         step: &TrainStep,
         n: usize,
     ) -> Result<Exchanged, crate::gpu::GpuError> {
+        let start = std::time::Instant::now();
+        ctx.wait()?;
         let t0 = std::time::Instant::now();
+        self.wait_secs += (t0 - start).as_secs_f64();
         let k = n.div_ceil(step.micro);
         let counts = self.comm.gather_u64(((n as u64) << 32) | k as u64);
         let (ns, ks): (Vec<usize>, Vec<usize>) = counts
