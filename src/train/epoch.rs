@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::callbacks::{CallbackState, EpochDecision, LrSchedule};
 use super::checkpoint::{ModelConfig, TrainState, checkpoint_path, save_checkpoint};
 use super::fit::{FitConfig, step_seed};
 use super::metrics::{EpochMetrics, MetricsCsv};
@@ -42,6 +43,8 @@ pub struct Trainer<'a> {
     pub advised: bool,
     /// A whole epoch as measured (less the warm-up), for the later epochs' estimate.
     pub epoch_secs: Option<f64>,
+    /// Early stopping's and the schedules' state, carried from epoch to epoch.
+    pub callbacks: CallbackState,
 }
 
 /// What the training half of an epoch measured.
@@ -101,15 +104,18 @@ impl Trainer<'_> {
     }
 
     /// Trains, validates, reports and saves epoch `epoch` (the files: rank 0, into `csv`'s
-    /// folder); returns its metrics row.
+    /// folder); returns its metrics row and whether early stopping ends the run.
     pub fn epoch(
         &mut self,
         epoch: usize,
         csv: Option<&mut MetricsCsv>,
         best: &mut Option<f32>,
         log: &mut dyn FnMut(&str),
-    ) -> anyhow::Result<EpochMetrics> {
+    ) -> anyhow::Result<(EpochMetrics, bool)> {
         let started = Instant::now();
+        let callbacks = self.cfg.callbacks;
+        let lr = callbacks.lr(self.cfg.lr, epoch, self.cfg.epochs, &self.callbacks);
+        self.step.set_lr(self.ctx, lr);
         if epoch == self.first_epoch {
             let w = Status::begin(self.cfg.progress, "Warming up: first step…", log);
             self.warmup = Some(w);
@@ -127,8 +133,10 @@ impl Trainer<'_> {
             val_accuracy: Some(vc / vs),
             seconds: started.elapsed().as_secs_f64(),
             images_per_sec: t.images as f64 / t.train_secs,
+            lr: Some(lr),
         };
         self.report(&row, &t, log);
+        let decision = callbacks.end_epoch(&row, &mut self.callbacks);
         let (ctx, step) = (self.ctx, self.step);
         let state =
             (|| Ok::<_, anyhow::Error>((step.read_params(ctx)?, step.read_optimizer(ctx)?)))();
@@ -144,11 +152,49 @@ impl Trainer<'_> {
             self.job.check_replicas(digest(&bytes), epoch)?;
         }
         let saved = match csv {
-            Some(csv) => self.save(row, csv, best, &params, optimizer),
+            Some(csv) => self.save(row, csv, best, &params, optimizer, decision.improved),
             None => Ok(()),
         };
         self.job.agree(saved)?;
-        Ok(row)
+        self.announce(&row, &decision, log);
+        Ok((row, decision.stop))
+    }
+
+    /// What the callbacks decided, in the log.
+    fn announce(&self, row: &EpochMetrics, d: &EpochDecision, log: &mut dyn FnMut(&str)) {
+        let (c, s) = (&self.cfg.callbacks, &self.callbacks);
+        if let Some(lr) = d.reduced_to {
+            log(&format!(
+                "ReduceLROnPlateau: {} has not improved for {} epoch(s); learning rate {lr:e} \
+                 from epoch {}.",
+                c.monitor.name(),
+                match c.schedule {
+                    LrSchedule::Plateau { patience, .. } => patience,
+                    _ => 0,
+                },
+                row.epoch + 1
+            ));
+        }
+        if d.stop && row.epoch < self.cfg.epochs {
+            let best = s.best.map_or("none".into(), |b| format!("{b:.4}"));
+            let which = if c.restore_best {
+                format!(
+                    "best.safetensors holds epoch {} (--restore-best)",
+                    s.best_epoch
+                )
+            } else {
+                "best.safetensors holds the epoch of the best val_accuracy".into()
+            };
+            log(&format!(
+                "Early stopping: {} has not improved for {} epoch(s) (best {best} at epoch {}); \
+                 the run ends after epoch {} of {}. {which}.",
+                c.monitor.name(),
+                s.early_wait,
+                s.best_epoch,
+                row.epoch,
+                self.cfg.epochs
+            ));
+        }
     }
 
     /// This epoch's metrics summed over the ranks ([loss sum, correct, seen]).
@@ -410,22 +456,30 @@ impl Trainer<'_> {
         best: &mut Option<f32>,
         params: &[f32],
         (t, m, v): (u32, Vec<f32>, Vec<f32>),
+        monitor_improved: bool,
     ) -> anyhow::Result<()> {
         let (cfg, step, epoch) = (self.cfg, self.step, row.epoch);
         check_finite(cfg, &row, params)?;
         let val_acc = row.val_accuracy.unwrap_or(f32::NAN);
-        let improved = best.is_none_or(|b| val_acc > b);
-        if improved {
+        let acc_improved = best.is_none_or(|b| val_acc > b);
+        if acc_improved {
             *best = Some(val_acc);
         }
+        // best.safetensors: the best --monitor epoch with --restore-best, else val_accuracy's.
+        let improved = if cfg.callbacks.restore_best {
+            monitor_improved
+        } else {
+            acc_improved
+        };
         let state = TrainState {
             epoch,
             adam_t: t,
-            lr: cfg.lr,
+            lr: row.lr.unwrap_or(cfg.lr),
             m,
             v,
             run: Some(self.fingerprint.clone()),
             best_val_accuracy: *best,
+            callbacks: Some(self.callbacks),
         };
         let incomplete = || {
             format!(
@@ -446,6 +500,21 @@ impl Trainer<'_> {
         let path = checkpoint_path(&cfg.out, epoch);
         save_checkpoint(path, layout, params, self.model_cfg, Some(&state))
             .with_context(incomplete)?;
+        if let Some(keep) = cfg.keep_checkpoints {
+            // Every older one, not just the one falling out: --keep-checkpoints may have been
+            // lowered on --resume.
+            for old in 1..=epoch.saturating_sub(keep) {
+                let p = checkpoint_path(&cfg.out, old);
+                match std::fs::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).with_context(|| {
+                            format!("deleting {} (--keep-checkpoints {keep})", p.display())
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
         Ok(())
     }
 }

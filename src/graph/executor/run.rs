@@ -106,6 +106,14 @@ impl TrainStep {
             .write_buffer(&self.b.fixed.v, 0, bytemuck::cast_slice(v));
     }
 
+    /// Sets Adam's learning rate for the following steps: 4 bytes written into the GPU-side
+    /// state (its step count t untouched), no bind group rebuilt.
+    pub fn set_lr(&self, ctx: &GpuContext, lr: f32) {
+        let at = std::mem::offset_of!(crate::kernels::adam::AdamState, lr) as u64;
+        ctx.queue
+            .write_buffer(&self.b.fixed.adam_state, at, bytemuck::bytes_of(&lr));
+    }
+
     /// Uploads a batch of up to `batch` samples: `x` [n, H, W, C] as the input layer takes it
     /// (or as the augmentation takes it), and its targets. Returns n.
     pub fn write_batch(&self, ctx: &GpuContext, x: &[f32], targets: BatchTargets) -> usize {

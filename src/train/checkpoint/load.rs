@@ -61,6 +61,7 @@ pub fn load_checkpoint(
             v,
             run: reader.json("run")?,
             best_val_accuracy: reader.parse("best_val_accuracy")?,
+            callbacks: reader.json("callbacks")?,
         }),
         None => None,
     };

@@ -17,6 +17,7 @@
 //! | `epoch`, `step`, `lr` | epochs completed, Adam's t, the learning rate |
 //! | `run` | the run's [`RunFingerprint`] as JSON: seed, split, data digest, … (`--resume` checks it) |
 //! | `best_val_accuracy` | the best validation accuracy so far (absent if none) |
+//! | `callbacks` | JSON: early stopping's and the learning-rate schedules' state (best monitored value and its epoch, patience counters, the plateau schedule's rate) |
 //!
 //! Numbers are written with Rust's shortest round-trip formatting, so a load gives back the
 //! exact values saved. Whether `best.safetensors` carries the optimizer state is the caller's
@@ -226,6 +227,8 @@ pub struct TrainState {
     pub run: Option<RunFingerprint>,
     /// The best validation accuracy reached so far, if any epoch was validated.
     pub best_val_accuracy: Option<f32>,
+    /// Early stopping's and the schedules' state (`None` in files written before them).
+    pub callbacks: Option<crate::train::callbacks::CallbackState>,
 }
 
 /// A checkpoint as read back by [`load_checkpoint`].
