@@ -15,7 +15,8 @@ use gpucnn::gpu::AdapterOptions;
 const EXIT_STATUS: &str = "Exit status: 0 success; 1 failure at run time (GPU lost, disk full, an \
      I/O error, a training that diverged; predict: some images were unreadable; selftest: a check \
      failed); 2 bad input (a flag, path or file given, or a setting that does not fit this GPU: \
-     the message says what to change).";
+     the message says what to change); 130 / 143 train stopped by Ctrl-C / SIGTERM after saving \
+     where it was (--resume continues there).";
 
 #[derive(Parser)]
 #[command(
@@ -179,6 +180,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
+            // Ctrl-C or SIGTERM during training: the run saved where it stopped.
+            if let Some(i) = e.downcast_ref::<gpucnn::train::interrupt::Interrupted>() {
+                eprintln!("{i}");
+                return ExitCode::from(i.code());
+            }
             eprintln!("error: {e:#}");
             ExitCode::from(gpucnn::commands::exit::exit_code(&e))
         }

@@ -86,6 +86,11 @@ fn random_state(l: &ParamLayout, seed: u64) -> TrainState {
             plateau_wait: 1,
             plateau_lr: 1e-4,
         }),
+        position: Some(gpucnn::train::checkpoint::Position {
+            epoch: 8,
+            step: 3,
+            metrics: [1.5, 7.0, 12.0],
+        }),
     }
 }
 

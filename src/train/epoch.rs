@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::callbacks::{CallbackState, EpochDecision, LrSchedule};
-use super::checkpoint::{ModelConfig, TrainState, checkpoint_path, save_checkpoint};
+use super::checkpoint::{
+    ModelConfig, Position, TrainState, checkpoint_path, interrupted_path, save_checkpoint,
+};
 use super::fit::{FitConfig, step_seed};
+use super::interrupt::Interrupted;
 use super::metrics::{EpochMetrics, MetricsCsv};
 use super::progress::{
     ESTIMATE_STEPS, Settings, Status, Work, estimate, format_duration, format_step, slow_run_advice,
@@ -45,6 +48,8 @@ pub struct Trainer<'a> {
     pub epoch_secs: Option<f64>,
     /// Early stopping's and the schedules' state, carried from epoch to epoch.
     pub callbacks: CallbackState,
+    /// Where an interrupted run stopped inside its epoch: the first epoch continues there.
+    pub resume_at: Option<Position>,
 }
 
 /// What the training half of an epoch measured.
@@ -58,6 +63,8 @@ struct Trained {
     per_step: f64,
     warmup_secs: f64,
     stats: LoaderStats,
+    /// A signal stopped the epoch after this many of its steps (see [`super::interrupt`]).
+    interrupted: Option<usize>,
 }
 
 /// Where the epoch's step timing starts: steps are timed between two moments the GPU had
@@ -122,6 +129,9 @@ impl Trainer<'_> {
         }
         let t = self.train_epoch(epoch, started, log);
         let t = self.job.local(t)?;
+        if let Some(done) = t.interrupted {
+            return Err(self.save_interrupted(epoch, done, t.steps, lr, *best, csv.is_some())?);
+        }
         let v = self.validate();
         let [vl, vc, vs] = self.job.local(v)?;
         let [loss_sum, correct, seen] = t.metrics;
@@ -157,7 +167,74 @@ impl Trainer<'_> {
         };
         self.job.agree(saved)?;
         self.announce(&row, &decision, log);
+        if !self.job.parallel()
+            && let Some(signal) = super::interrupt::requested()
+        {
+            return Err(Interrupted {
+                signal,
+                message: format!(
+                    "Interrupted by {} after epoch {epoch} was saved. Continue with the same \
+                     command and --resume.",
+                    super::interrupt::signal_name(signal)
+                ),
+            }
+            .into());
+        }
         Ok((row, decision.stop))
+    }
+
+    /// A signal stopped epoch `epoch` after `done` of its `steps` steps: waits for the steps
+    /// submitted, saves `interrupted.safetensors` (the state after them and the position) and
+    /// returns the error that ends the run with the signal's exit status.
+    fn save_interrupted(
+        &self,
+        epoch: usize,
+        done: usize,
+        steps: usize,
+        lr: f32,
+        best: Option<f32>,
+        lead: bool,
+    ) -> anyhow::Result<anyhow::Error> {
+        let (ctx, step, cfg) = (self.ctx, self.step, self.cfg);
+        let signal = super::interrupt::requested().unwrap_or(2);
+        let params = step.read_params(ctx)?;
+        let (t, m, v) = step.read_optimizer(ctx)?;
+        let metrics = step.read_metrics(ctx)?;
+        let path = interrupted_path(&cfg.out);
+        if lead {
+            let state = TrainState {
+                epoch: epoch - 1,
+                adam_t: t,
+                lr,
+                m,
+                v,
+                run: Some(self.fingerprint.clone()),
+                best_val_accuracy: best,
+                callbacks: Some(self.callbacks),
+                position: Some(Position {
+                    epoch,
+                    step: done,
+                    metrics,
+                }),
+            };
+            save_checkpoint(&path, &step.layout, &params, self.model_cfg, Some(&state))
+                .with_context(|| {
+                    format!(
+                        "interrupted in epoch {epoch}: saving where it stopped failed; \
+                         --resume continues from the last epoch's checkpoint instead"
+                    )
+                })?;
+        }
+        Ok(Interrupted {
+            signal,
+            message: format!(
+                "Interrupted by {} in epoch {epoch} after step {done} of {steps}: saved {}. \
+                 Continue exactly there with the same command and --resume.",
+                super::interrupt::signal_name(signal),
+                path.display()
+            ),
+        }
+        .into())
     }
 
     /// What the callbacks decided, in the log.
@@ -215,10 +292,24 @@ impl Trainer<'_> {
         let order = epoch_order(self.train.len(), epoch, cfg.seed);
         let (rank, size) = (self.job.comm.rank(), self.job.comm.size());
         let (mine, sizes) = shard_order(&order, cfg.batch_size, size, rank);
-        let mut batches = self.train.epoch_in_batches(&mine, &sizes)?;
-        let steps = batches.batch_count();
+        // An epoch an interrupted run stopped in continues after its steps done, with their
+        // metrics sums (its order and step seeds are those of the uninterrupted run).
+        let from = self.resume_at.take().filter(|p| p.epoch == epoch);
+        let skip = from.map_or(0, |p| p.step.min(sizes.len()));
+        let offset: usize = sizes[..skip].iter().sum();
+        let mut batches = self
+            .train
+            .epoch_in_batches(&mine[offset..], &sizes[skip..])?;
+        let steps = sizes.len();
         let bar = progress_bar(cfg, self.warmup.is_some(), steps as u64, epoch);
-        step.reset_metrics(ctx);
+        bar.set_position(skip as u64);
+        match from {
+            Some(p) => step.write_metrics(ctx, p.metrics),
+            None => step.reset_metrics(ctx),
+        }
+        let mut interrupted = None;
+        // Signals are caught in a single process only: under mpirun, mpirun ends the ranks.
+        let catch = !self.job.parallel();
         let (mut images, mut submitted) = (0usize, 0usize);
         let mut last_report = Instant::now();
         let mut clock = Clock {
@@ -226,7 +317,12 @@ impl Trainer<'_> {
             steps: 0,
         };
         let mut warmup_secs = 0.0;
-        for (i, batch) in batches.by_ref().enumerate() {
+        for (j, batch) in batches.by_ref().enumerate() {
+            let i = skip + j;
+            if catch && super::interrupt::requested().is_some() {
+                interrupted = Some(i);
+                break;
+            }
             let n = if batch.is_empty() {
                 0
             } else {
@@ -303,6 +399,7 @@ impl Trainer<'_> {
             per_step,
             warmup_secs,
             stats,
+            interrupted,
         })
     }
 
@@ -480,6 +577,7 @@ impl Trainer<'_> {
             run: Some(self.fingerprint.clone()),
             best_val_accuracy: *best,
             callbacks: Some(self.callbacks),
+            position: None,
         };
         let incomplete = || {
             format!(
@@ -500,6 +598,14 @@ impl Trainer<'_> {
         let path = checkpoint_path(&cfg.out, epoch);
         save_checkpoint(path, layout, params, self.model_cfg, Some(&state))
             .with_context(incomplete)?;
+        // A run interrupted inside this epoch has finished it: its mid-epoch state is stale.
+        match std::fs::remove_file(interrupted_path(&cfg.out)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e)
+                    .with_context(|| format!("deleting {}", interrupted_path(&cfg.out).display()));
+            }
+            _ => {}
+        }
         if let Some(keep) = cfg.keep_checkpoints {
             // Every older one, not just the one falling out: --keep-checkpoints may have been
             // lowered on --resume.

@@ -172,16 +172,29 @@ pub fn fit_on(
         })(),
         None => Ok(None),
     })?;
-    let (_folder, first_epoch, mut best, mut csv, mut callbacks) = match started {
+    let (_folder, first_epoch, mut best, mut csv, mut callbacks, position) = match started {
         Some((folder, s)) => (
             Some(folder),
             s.first_epoch,
             s.best,
             Some(s.csv),
             s.callbacks,
+            s.position,
         ),
-        None => (None, 0, None, None, CallbackState::new(cfg.lr)),
+        None => (None, 0, None, None, CallbackState::new(cfg.lr), None),
     };
+    // Only a single process writes interrupted.safetensors (under mpirun a signal ends the
+    // job, and --resume continues from the last epoch's checkpoint).
+    job.agree(if position.is_some() && job.parallel() {
+        Err(crate::error::bad_input(format!(
+            "{} holds a single process's interrupted epoch: finish it without mpirun (the same \
+             command and --resume), or delete that file to resume from the last epoch's \
+             checkpoint",
+            crate::train::checkpoint::interrupted_path(&cfg.out).display()
+        )))
+    } else {
+        Ok(())
+    })?;
     // The other ranks start where rank 0 does, from its parameters and Adam state.
     let (first_epoch, best_so_far) = job.local(setup::share_start(
         ctx,
@@ -237,7 +250,11 @@ pub fn fit_on(
         advised: false,
         epoch_secs: None,
         callbacks,
+        resume_at: position,
     };
+    if !job.parallel() {
+        super::interrupt::install();
+    }
     let mut rows = Vec::new();
     if !cfg.callbacks.stopped(&trainer.callbacks) {
         for epoch in first_epoch..=cfg.epochs {

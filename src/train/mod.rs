@@ -9,6 +9,7 @@ pub mod callbacks;
 pub mod checkpoint;
 pub mod epoch;
 pub mod fit;
+pub mod interrupt;
 pub mod metrics;
 pub mod progress;
 pub mod run_folder;

@@ -9,7 +9,8 @@ use anyhow::Context;
 
 use super::callbacks::CallbackState;
 use super::checkpoint::{
-    ModelConfig, TrainState, checkpoint_size_bound, latest_checkpoint, load_checkpoint,
+    ModelConfig, Position, TrainState, checkpoint_size_bound, interrupted_path, latest_checkpoint,
+    load_checkpoint,
 };
 use super::fit::FitConfig;
 use super::metrics::MetricsCsv;
@@ -325,11 +326,23 @@ pub fn resume_point(
     model_cfg: &ModelConfig,
     fingerprint: &RunFingerprint,
 ) -> anyhow::Result<Option<Resume>> {
-    let latest = if plan == Plan::Resume {
+    let mut latest = if plan == Plan::Resume {
         latest_checkpoint(&cfg.out)?
     } else {
         None
     };
+    // A run interrupted inside an epoch after its last checkpoint continues from where it
+    // stopped (`interrupted.safetensors`, which a finished epoch deletes).
+    let interrupted = interrupted_path(&cfg.out);
+    if plan == Plan::Resume && interrupted.is_file() {
+        let ck = load_checkpoint(&interrupted, &step.layout)?;
+        if let Some(s) = ck.state
+            && s.position.is_some()
+            && latest.as_ref().is_none_or(|(e, _)| s.epoch >= *e)
+        {
+            latest = Some((s.epoch, interrupted));
+        }
+    }
     let Some((epoch, path)) = latest else {
         return Ok(None);
     };
@@ -375,6 +388,8 @@ pub struct Start {
     pub best: Option<f32>,
     pub csv: MetricsCsv,
     pub callbacks: CallbackState,
+    /// An interrupted run's place inside its epoch.
+    pub position: Option<Position>,
 }
 
 /// Where the run starts: the first epoch to train, the best validation accuracy so far, the
@@ -412,6 +427,7 @@ pub fn start(
             best: None,
             csv: MetricsCsv::create(cfg.out.join("metrics.csv"))?,
             callbacks: CallbackState::new(cfg.lr),
+            position: None,
         });
     };
     let epoch = r.epoch;
@@ -422,10 +438,18 @@ pub fn start(
         .callbacks
         .unwrap_or_else(|| CallbackState::new(cfg.lr));
     let csv = MetricsCsv::resume(cfg.out.join("metrics.csv"), epoch)?;
-    log(&format!(
-        "Resuming from {} (epoch {epoch}).",
-        r.path.display()
-    ));
+    match &r.state.position {
+        Some(p) => log(&format!(
+            "Resuming from {} (inside epoch {}, after its step {}).",
+            r.path.display(),
+            p.epoch,
+            p.step
+        )),
+        None => log(&format!(
+            "Resuming from {} (epoch {epoch}).",
+            r.path.display()
+        )),
+    }
     if epoch >= cfg.epochs {
         log(&format!(
             "{} already holds {epoch} epochs, --epochs is {}: nothing to train. Raise \
@@ -448,6 +472,7 @@ pub fn start(
         best: r.state.best_val_accuracy,
         csv,
         callbacks,
+        position: r.state.position,
     })
 }
 

@@ -299,6 +299,15 @@ impl TrainStep {
         Ok([v[0], v[1], v[2]])
     }
 
+    /// Sets the accumulated metrics ([loss sum, correct, seen]): an epoch resumed in its middle
+    /// continues the sums of its first steps.
+    pub fn write_metrics(&self, ctx: &GpuContext, m: [f32; 3]) {
+        let mut v = [0.0f32; METRICS_LEN];
+        v[..3].copy_from_slice(&m);
+        ctx.queue
+            .write_buffer(&self.b.fixed.metrics, 0, bytemuck::cast_slice(&v));
+    }
+
     /// Clears the accumulated metrics.
     pub fn reset_metrics(&self, ctx: &GpuContext) {
         ctx.queue.write_buffer(

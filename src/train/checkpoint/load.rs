@@ -62,6 +62,7 @@ pub fn load_checkpoint(
             run: reader.json("run")?,
             best_val_accuracy: reader.parse("best_val_accuracy")?,
             callbacks: reader.json("callbacks")?,
+            position: reader.json("position")?,
         }),
         None => None,
     };
