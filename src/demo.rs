@@ -320,6 +320,7 @@ pub fn run(
         micro_batch: None,
         callbacks: Default::default(),
         keep_checkpoints: None,
+        tensorboard: None,
         init_from: None,
         data: data_dir.clone(),
         out: run_dir.clone(),

@@ -75,6 +75,16 @@ pub struct TrainArgs {
     /// plateau: the lowest rate [default: 0].
     #[arg(long, value_name = "LR", help_heading = "Callbacks")]
     pub min_lr: Option<f32>,
+    /// Write TensorBoard event files into --out/logs/train and --out/logs/validation (Keras'
+    /// TensorBoard callback): per epoch loss, accuracy, learning rate and images/s, the first
+    /// batch's images, and batch scalars every --tensorboard-update-freq steps. Watch them with
+    /// `tensorboard --logdir runs/`.
+    #[arg(long)]
+    pub tensorboard: bool,
+    /// With --tensorboard: write the running batch loss and accuracy every N steps (0: per
+    /// epoch only).
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "tensorboard")]
+    pub tensorboard_update_freq: usize,
     /// Keep only the last N save_at_*.safetensors (each about 33 MB at width 1.0); older ones
     /// are deleted as new ones are written. Default: keep all.
     #[arg(long, value_name = "N")]
@@ -152,6 +162,7 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
         micro_batch: a.micro_batch,
         callbacks: callback_config(a)?,
         keep_checkpoints: a.keep_checkpoints,
+        tensorboard: a.tensorboard.then_some(a.tensorboard_update_freq),
         init_from: a.init_from.clone(),
         resume: a.resume,
         overwrite: a.overwrite,

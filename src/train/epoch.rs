@@ -17,6 +17,7 @@ use super::progress::{
     ESTIMATE_STEPS, Settings, Status, Work, estimate, format_duration, format_step, slow_run_advice,
 };
 use super::run_folder::RunFingerprint;
+use super::tensorboard::TensorBoard;
 use crate::data::dataset::epoch_order;
 use crate::data::labels::LabelTable;
 use crate::data::loader::{Batch, Loader, LoaderStats};
@@ -50,6 +51,8 @@ pub struct Trainer<'a> {
     pub callbacks: CallbackState,
     /// Where an interrupted run stopped inside its epoch: the first epoch continues there.
     pub resume_at: Option<Position>,
+    /// `--tensorboard` (rank 0): the event files.
+    pub tensorboard: Option<TensorBoard>,
 }
 
 /// What the training half of an epoch measured.
@@ -146,6 +149,7 @@ impl Trainer<'_> {
             lr: Some(lr),
         };
         self.report(&row, &t, log);
+        self.log_epoch(&row)?;
         let decision = callbacks.end_epoch(&row, &mut self.callbacks);
         let (ctx, step) = (self.ctx, self.step);
         let state =
@@ -235,6 +239,67 @@ impl Trainer<'_> {
             ),
         }
         .into())
+    }
+
+    /// `--tensorboard`: the epoch's scalars, in logs/train and logs/validation (Keras' tags).
+    fn log_epoch(&mut self, row: &EpochMetrics) -> anyhow::Result<()> {
+        let Some(tb) = self.tensorboard.as_mut() else {
+            return Ok(());
+        };
+        let at = row.epoch as i64;
+        let nan = f32::NAN;
+        tb.train
+            .scalars(
+                at,
+                &[
+                    ("epoch_loss", row.loss),
+                    ("epoch_accuracy", row.accuracy),
+                    ("epoch_learning_rate", row.lr.unwrap_or(nan)),
+                    ("epoch_images_per_sec", row.images_per_sec as f32),
+                ],
+            )
+            .with_context(|| format!("writing {}", tb.train.path().display()))?;
+        tb.validation
+            .scalars(
+                at,
+                &[
+                    ("epoch_loss", row.val_loss.unwrap_or(nan)),
+                    ("epoch_accuracy", row.val_accuracy.unwrap_or(nan)),
+                ],
+            )
+            .with_context(|| format!("writing {}", tb.validation.path().display()))?;
+        Ok(())
+    }
+
+    /// `--tensorboard`: the run's first training batch as a 3×3 grid titled with the labels
+    /// (the images as the loader gives them, before the GPU's augmentation).
+    fn log_first_batch(&mut self, b: &Batch) -> anyhow::Result<()> {
+        let Some(tb) = self.tensorboard.as_mut() else {
+            return Ok(());
+        };
+        let size = self.cfg.image_size;
+        let per = size * size * 3;
+        let names = &self.model_cfg.classes;
+        let images: Vec<(Vec<f32>, String)> = (b.images.chunks(per).zip(&b.labels))
+            .take(9)
+            .map(|(px, &label)| {
+                let title = match self.table {
+                    Some(t) => (t.targets[label as usize].iter().zip(names))
+                        .filter(|(on, _)| **on > 0.5)
+                        .map(|(_, n)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    None => names.get(label as usize).cloned().unwrap_or_default(),
+                };
+                (px.iter().map(|&v| v as f32).collect(), title)
+            })
+            .collect();
+        let cell = crate::plot::grid::GRID_CELL;
+        let (rgb, w, h) = crate::plot::grid::render_grid(&images, size, size, cell);
+        let png = super::tensorboard::png_bytes(&rgb, w, h)?;
+        tb.train
+            .image(0, "first_batch", png, w, h)
+            .with_context(|| format!("writing {}", tb.train.path().display()))
     }
 
     /// What the callbacks decided, in the log.
@@ -328,6 +393,9 @@ impl Trainer<'_> {
             } else {
                 self.upload(&batch)
             };
+            if epoch == 1 && i == 0 && n > 0 {
+                self.log_first_batch(&batch)?;
+            }
             let seed = step_seed(cfg.seed, epoch, i);
             match self.parallel.as_mut() {
                 None if n == 0 => continue,
@@ -360,6 +428,17 @@ impl Trainer<'_> {
             }
             submitted += 1;
             bar.inc(1);
+            if let (Some(tb), Some(every)) = (self.tensorboard.as_mut(), cfg.tensorboard)
+                && every > 0
+                && (i + 1) % every == 0
+            {
+                // Keras' batch logs: the epoch's running means so far (a readback).
+                let [l, c, s] = step.read_metrics(ctx)?;
+                let at = ((epoch - 1) * steps + i + 1) as i64;
+                tb.train
+                    .scalars(at, &[("batch_loss", l / s), ("batch_accuracy", c / s)])
+                    .with_context(|| format!("writing {}", tb.train.path().display()))?;
+            }
             if let Some(w) = self.warmup.take() {
                 (warmup_secs, clock) = self.end_warmup(w, submitted, &bar, log)?;
             } else if !self.advised

@@ -17,12 +17,15 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 use super::callbacks::{CallbackConfig, CallbackState};
 use super::checkpoint::write_model_json;
 use super::epoch::Trainer;
 use super::metrics::EpochMetrics;
 use super::run_folder::RunFolder;
 use super::setup;
+use super::tensorboard::TensorBoard;
 use crate::cpu::augment::AugmentConfig;
 use crate::data::decode::ResizeOptions;
 use crate::data::loader::{CacheOptions, Loader, LoaderOptions};
@@ -46,6 +49,9 @@ pub struct FitConfig {
     pub crop_to_aspect_ratio: bool,
     /// Early stopping, the learning-rate schedule and what best.safetensors follows.
     pub callbacks: CallbackConfig,
+    /// Write TensorBoard event files under `out/logs`, with batch scalars every this many
+    /// steps (0: per epoch only); `None`: no TensorBoard files.
+    pub tensorboard: Option<usize>,
     /// Keep only the last this many `save_at_*` checkpoints (`None`: all).
     pub keep_checkpoints: Option<usize>,
     /// Start from these weights (another run's checkpoint) with a fresh optimizer.
@@ -251,6 +257,13 @@ pub fn fit_on(
         epoch_secs: None,
         callbacks,
         resume_at: position,
+        tensorboard: match (cfg.tensorboard, lead) {
+            (Some(_), true) => Some(
+                TensorBoard::create(&cfg.out)
+                    .with_context(|| format!("creating {}", cfg.out.join("logs").display()))?,
+            ),
+            _ => None,
+        },
     };
     if !job.parallel() {
         super::interrupt::install();

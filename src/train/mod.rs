@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod progress;
 pub mod run_folder;
 pub mod setup;
+pub mod tensorboard;

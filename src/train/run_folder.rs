@@ -438,6 +438,23 @@ impl RunFolder {
                     .iter()
                     .filter(|n| OWN_FILES.contains(&n.as_str()) && *n != RUN_JSON),
             );
+            // TensorBoard's event files (`--tensorboard`), which would mix into the new run's.
+            for sub in ["train", "validation"] {
+                let dir = self.dir.join("logs").join(sub);
+                let Ok(entries) = fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    if e.file_name()
+                        .to_string_lossy()
+                        .starts_with("events.out.tfevents.")
+                    {
+                        fs::remove_file(e.path()).with_context(|| {
+                            format!("cannot delete {} of the earlier run", e.path().display())
+                        })?;
+                    }
+                }
+            }
             doomed.extend(names.iter().filter(|n| *n == RUN_JSON));
             for name in doomed {
                 let path = self.dir.join(name);
