@@ -430,7 +430,7 @@ impl Trainer<'_> {
             bar.inc(1);
             if let (Some(tb), Some(every)) = (self.tensorboard.as_mut(), cfg.tensorboard)
                 && every > 0
-                && (i + 1) % every == 0
+                && (i + 1).is_multiple_of(every)
             {
                 // Keras' batch logs: the epoch's running means so far (a readback).
                 let [l, c, s] = step.read_metrics(ctx)?;
