@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::{assert_success, run, s, shapes_dataset, tiny_train};
