@@ -119,6 +119,14 @@ fn tensorboard_reads_the_runs_scalars_and_first_batch() {
     // 25 training images, batch 4: 7 steps an epoch; batch scalars at global steps 3, 6, 10, 13.
     let steps: Vec<i64> = series("train", "batch_loss").iter().map(|p| p.0).collect();
     assert_eq!(steps, [3, 6, 10, 13]);
+    // The validation confusion matrix, an image per epoch.
+    let cm: Vec<i64> = v["validation"]["images"]["confusion_matrix"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no confusion_matrix: {v}"))
+        .iter()
+        .map(|e| e[0].as_i64().unwrap())
+        .collect();
+    assert_eq!(cm, [1, 2]);
     // The first batch: one 3×3 grid PNG at step 0.
     let img = &v["train"]["images"]["first_batch"][0];
     assert_eq!(img[0], 0);

@@ -136,7 +136,7 @@ impl Trainer<'_> {
             return Err(self.save_interrupted(epoch, done, t.steps, lr, *best, csv.is_some())?);
         }
         let v = self.validate();
-        let [vl, vc, vs] = self.job.local(v)?;
+        let ([vl, vc, vs], confusion) = self.job.local(v)?;
         let [loss_sum, correct, seen] = t.metrics;
         let row = EpochMetrics {
             epoch,
@@ -149,7 +149,7 @@ impl Trainer<'_> {
             lr: Some(lr),
         };
         self.report(&row, &t, log);
-        self.log_epoch(&row)?;
+        self.log_epoch(&row, confusion)?;
         let decision = callbacks.end_epoch(&row, &mut self.callbacks);
         let (ctx, step) = (self.ctx, self.step);
         let state =
@@ -242,10 +242,26 @@ impl Trainer<'_> {
     }
 
     /// `--tensorboard`: the epoch's scalars, in logs/train and logs/validation (Keras' tags).
-    fn log_epoch(&mut self, row: &EpochMetrics) -> anyhow::Result<()> {
+    fn log_epoch(
+        &mut self,
+        row: &EpochMetrics,
+        confusion: Option<Vec<Vec<usize>>>,
+    ) -> anyhow::Result<()> {
         let Some(tb) = self.tensorboard.as_mut() else {
             return Ok(());
         };
+        if let Some(counts) = confusion {
+            let m = ConfusionCounts {
+                names: self.model_cfg.classes.clone(),
+                counts,
+            };
+            let rgb = crate::plot::confusion::render_confusion(&m);
+            let (w, h) = crate::plot::confusion::confusion_png_size(&m);
+            let png = super::tensorboard::png_bytes(&rgb, w, h)?;
+            tb.validation
+                .image(row.epoch as i64, "confusion_matrix", png, w, h)
+                .with_context(|| format!("writing {}", tb.validation.path().display()))?;
+        }
         let at = row.epoch as i64;
         let nan = f32::NAN;
         tb.train
@@ -564,20 +580,50 @@ impl Trainer<'_> {
     }
 
     /// Validation: moving statistics, no dropout, in order. Returns [loss sum, correct, seen].
-    /// Each rank evaluates its shard of every batch; the sums are the job's.
-    fn validate(&self) -> anyhow::Result<[f32; 3]> {
+    /// Each rank evaluates its shard of every batch; the sums are the job's. With
+    /// `--tensorboard` on a single-label model, also the confusion matrix (counts[true][pred],
+    /// summed over the ranks), from the logits read back batch by batch.
+    fn validate(&self) -> anyhow::Result<([f32; 3], Option<Vec<Vec<usize>>>)> {
         self.step.reset_metrics(self.ctx);
         let order: Vec<usize> = (0..self.val.len()).collect();
         let (rank, size) = (self.job.comm.rank(), self.job.comm.size());
         let (mine, sizes) = shard_order(&order, self.cfg.batch_size, size, rank);
+        let k = self.classes;
+        let mut confusion = (self.cfg.tensorboard.is_some() && self.table.is_none())
+            .then(|| vec![vec![0usize; k]; k]);
         for batch in self.val.epoch_in_batches(&mine, &sizes)? {
             if batch.is_empty() {
                 continue;
             }
             let n = self.upload(&batch);
-            self.step.submit_eval(self.ctx, n);
+            match confusion.as_mut() {
+                None => self.step.submit_eval(self.ctx, n),
+                Some(counts) => {
+                    let logits = self.step.submit_eval_logits(self.ctx, n)?;
+                    let per = logits.len() / n;
+                    for (row, &label) in logits.chunks(per).zip(&batch.labels) {
+                        // One sigmoid unit: class 1 above logit 0; softmax: the largest.
+                        let pred = if per == 1 {
+                            usize::from(row[0] > 0.0)
+                        } else {
+                            (0..per).fold(0, |b, c| if row[c] > row[b] { c } else { b })
+                        };
+                        counts[label as usize][pred] += 1;
+                    }
+                }
+            }
         }
-        Ok(self.all_ranks(self.step.read_metrics(self.ctx)?))
+        let metrics = self.all_ranks(self.step.read_metrics(self.ctx)?);
+        if let Some(counts) = confusion.as_mut()
+            && self.job.parallel()
+        {
+            let mut flat: Vec<f64> = counts.iter().flatten().map(|&c| c as f64).collect();
+            self.job.comm.sum_f64(&mut flat);
+            for (i, c) in counts.iter_mut().flatten().enumerate() {
+                *c = flat[i] as usize;
+            }
+        }
+        Ok((metrics, confusion))
     }
 
     /// The epoch's line, the run's ETA, the slow-run advice if not given yet, and the files the
@@ -701,6 +747,21 @@ impl Trainer<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// A validation confusion matrix, as the confusion plot draws it.
+struct ConfusionCounts {
+    names: Vec<String>,
+    counts: Vec<Vec<usize>>,
+}
+
+impl crate::plot::confusion::Confusion for ConfusionCounts {
+    fn class_names(&self) -> &[String] {
+        &self.names
+    }
+    fn counts(&self) -> &[Vec<usize>] {
+        &self.counts
     }
 }
 

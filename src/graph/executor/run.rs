@@ -202,6 +202,28 @@ impl TrainStep {
 
     /// `update`: a training step ends with Adam (else [`Self::submit_update`] does it later).
     pub(super) fn submit_mode(&self, ctx: &GpuContext, mode: Mode, n: usize, update: bool) {
+        self.submit_reading(ctx, mode, n, update, None)
+            .expect("nothing is read back without a logits buffer");
+    }
+
+    /// Submits an evaluation of the first `n` uploaded samples as [`Self::submit_eval`] does
+    /// (the metrics accumulate), and reads their logits back ([n, outputs]; a readback per
+    /// micro-batch, which waits for it).
+    pub fn submit_eval_logits(&self, ctx: &GpuContext, n: usize) -> Result<Vec<f32>, GpuError> {
+        let mut logits = Vec::with_capacity(n * self.outputs);
+        self.submit_reading(ctx, Mode::Eval, n, false, Some(&mut logits))?;
+        Ok(logits)
+    }
+
+    /// [`Self::submit_mode`], reading each micro-batch's logits into `logits` when given.
+    fn submit_reading(
+        &self,
+        ctx: &GpuContext,
+        mode: Mode,
+        n: usize,
+        update: bool,
+        mut logits: Option<&mut Vec<f32>>,
+    ) -> Result<(), GpuError> {
         assert!(
             n > 0 && n <= self.batch,
             "{n} samples with a step compiled for up to {}",
@@ -262,7 +284,13 @@ impl TrainStep {
             }
             crate::kernels::record_all(&mut enc, &refs);
             ctx.queue.submit([enc.finish()]);
+            if let Some(out) = logits.as_deref_mut() {
+                let (t, bytes) = program.logits;
+                let buf = &self.b.buffers[self.b.buffer_of[t]];
+                out.extend(ctx.read_range::<f32>(buf, 0, bytes)?);
+            }
         }
+        Ok(())
     }
 
     /// Runs one training step on a full uploaded batch and waits for it (no readback).
