@@ -242,11 +242,7 @@ impl Trainer<'_> {
     }
 
     /// `--tensorboard`: the epoch's scalars, in logs/train and logs/validation (Keras' tags).
-    fn log_epoch(
-        &mut self,
-        row: &EpochMetrics,
-        confusion: Option<Vec<Vec<usize>>>,
-    ) -> anyhow::Result<()> {
+    fn log_epoch(&mut self, row: &EpochMetrics, confusion: Option<Counts>) -> anyhow::Result<()> {
         let Some(tb) = self.tensorboard.as_mut() else {
             return Ok(());
         };
@@ -583,7 +579,7 @@ impl Trainer<'_> {
     /// Each rank evaluates its shard of every batch; the sums are the job's. With
     /// `--tensorboard` on a single-label model, also the confusion matrix (counts[true][pred],
     /// summed over the ranks), from the logits read back batch by batch.
-    fn validate(&self) -> anyhow::Result<([f32; 3], Option<Vec<Vec<usize>>>)> {
+    fn validate(&self) -> anyhow::Result<([f32; 3], Option<Counts>)> {
         self.step.reset_metrics(self.ctx);
         let order: Vec<usize> = (0..self.val.len()).collect();
         let (rank, size) = (self.job.comm.rank(), self.job.comm.size());
@@ -750,10 +746,13 @@ impl Trainer<'_> {
     }
 }
 
+/// counts[true class][predicted class].
+type Counts = Vec<Vec<usize>>;
+
 /// A validation confusion matrix, as the confusion plot draws it.
 struct ConfusionCounts {
     names: Vec<String>,
-    counts: Vec<Vec<usize>>,
+    counts: Counts,
 }
 
 impl crate::plot::confusion::Confusion for ConfusionCounts {
