@@ -338,3 +338,105 @@ fn rank_main() {
         println!("rank 0 compared step {k}: loss {} = {loss}", ex.loss);
     }
 }
+
+/// A network namespace with a veth pair to this one: a second "machine" on this one, reached
+/// over TCP. Removed on drop.
+struct SecondHost {
+    ns: String,
+    subnet: String,
+    here: String,
+    there: String,
+    agent: std::path::PathBuf,
+}
+
+impl SecondHost {
+    /// `None` when namespaces cannot be made here (not root, no `ip`).
+    fn new(dir: &Path) -> Option<Self> {
+        let id = std::process::id() % 200 + 20;
+        let ns = format!("gpucnn-{}", std::process::id());
+        let (a, b) = (format!("gpa{id}"), format!("gpb{id}"));
+        let (here, there) = (format!("10.78.{id}.1"), format!("10.78.{id}.2"));
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !ip(&["netns", "add", &ns]) {
+            return None;
+        }
+        let host = Self {
+            subnet: format!("10.78.{id}.0/24"),
+            agent: dir.join("netns-agent"),
+            ns,
+            here,
+            there,
+        };
+        let ns = host.ns.as_str();
+        let ok = ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])
+            && ip(&["link", "set", &b, "netns", ns])
+            && ip(&["addr", "add", &format!("{}/24", host.here), "dev", &a])
+            && ip(&["link", "set", &a, "up"])
+            && ip(&["netns", "exec", ns, "ip", "addr", "add", &format!("{}/24", host.there), "dev", &b])
+            && ip(&["netns", "exec", ns, "ip", "link", "set", &b, "up"])
+            && ip(&["netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
+        assert!(ok, "setting up the namespace {ns} failed");
+        // What Open MPI runs instead of ssh: the command, inside the namespace.
+        std::fs::write(
+            &host.agent,
+            format!("#!/bin/sh\nshift\nexec ip netns exec {ns} sh -c \"$*\"\n"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&host.agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Some(host)
+    }
+}
+
+impl Drop for SecondHost {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the veth pair, and with it the other.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// Two "machines" (this one and a network namespace, the second rank launched through
+/// mpirun's ssh agent and talking TCP, as `mpirun -H host1,host2` does): the same training as
+/// one process in micro-batches.
+#[test]
+fn two_hosts_over_tcp_train_as_one_process_in_micro_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(host) = SecondHost::new(dir.path()) else {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "CI: cannot create a network namespace (ip netns add) as this user");
+        eprintln!("SKIPPED: no network namespaces here (needs root and iproute2)");
+        return;
+    };
+    let data = dir.path().join("data");
+    make_data(&data);
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let single = common::run(
+        tiny_train(&one, "2", "12")
+            .args(["--data", s(&data), "--micro-batch", "6"])
+            .env("LP_NUM_THREADS", "1"),
+    );
+    assert_success(&single);
+    let tiny = tiny_train(&two, "2", "12");
+    let mut c = Command::new("mpirun");
+    c.args(["--allow-run-as-root", "--oversubscribe", "-np", "2", "-H"])
+        .arg(format!("{},{}", host.here, host.there))
+        .args(["--mca", "plm_rsh_agent"])
+        .arg(&host.agent)
+        .args(["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include"])
+        .arg(&host.subnet)
+        .args(["--mca", "oob_tcp_if_include"])
+        .arg(&host.subnet)
+        .args(["-x", "LP_NUM_THREADS=1", "-x", "GPUCNN_TUNE=0"])
+        .arg(tiny.get_program())
+        .args(tiny.get_args())
+        .args(["--data", s(&data)]);
+    let o = output(&mut c);
+    let e = assert_success(&o);
+    assert!(e.contains("rank 1 (machine-local 0 of 1)"), "{e}");
+    assert_same_metrics(&metrics(&two), &metrics(&one));
+}
