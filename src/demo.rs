@@ -318,6 +318,9 @@ pub fn run(
     let run_dir = out.join("run");
     let cfg = FitConfig {
         micro_batch: None,
+        callbacks: Default::default(),
+        keep_checkpoints: None,
+        init_from: None,
         data: data_dir.clone(),
         out: run_dir.clone(),
         epochs: plan.epochs,

@@ -15,7 +15,8 @@ use gpucnn::gpu::AdapterOptions;
 const EXIT_STATUS: &str = "Exit status: 0 success; 1 failure at run time (GPU lost, disk full, an \
      I/O error, a training that diverged; predict: some images were unreadable; selftest: a check \
      failed); 2 bad input (a flag, path or file given, or a setting that does not fit this GPU: \
-     the message says what to change).";
+     the message says what to change); 130 / 143 train stopped by Ctrl-C / SIGTERM after saving \
+     where it was (--resume continues there).";
 
 #[derive(Parser)]
 #[command(
@@ -95,7 +96,7 @@ enum Command {
     /// ceil(B/N) of every batch, gradients summed after each backward), exactly as one process
     /// with --micro-batch ceil(B/N); rank 0 prints and writes --out (README, "Several GPUs").
     #[command(after_help = EXIT_STATUS)]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// The main job in about a minute, with nothing to download: generates a small dataset of
     /// textured discs and squares (noise, random sizes, positions, colours and textures, so
     /// that only the shapes' outlines tell them apart), trains the example's network on it
@@ -179,6 +180,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
+            // Ctrl-C or SIGTERM during training: the run saved where it stopped.
+            if let Some(i) = e.downcast_ref::<gpucnn::train::interrupt::Interrupted>() {
+                eprintln!("{i}");
+                return ExitCode::from(i.code());
+            }
             eprintln!("error: {e:#}");
             ExitCode::from(gpucnn::commands::exit::exit_code(&e))
         }

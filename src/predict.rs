@@ -261,19 +261,91 @@ pub fn probabilities(z: &[f32], multi_label: bool) -> Vec<f32> {
     e.iter().map(|v| v / s).collect()
 }
 
+/// The probability at or over which a multi-label model reports a label as present, unless
+/// `--threshold` says otherwise (Keras' `binary_accuracy` threshold).
+pub const DEFAULT_THRESHOLD: f32 = 0.5;
+
+/// How each image's result is worded (`gpucnn predict --top-k` and `--threshold`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Report {
+    /// List the K most probable classes, largest first (clamped to the class count); `None`
+    /// keeps the default wording of [`describe`].
+    pub top_k: Option<usize>,
+    /// Multi-label models: a label whose probability is at or over this is present.
+    pub threshold: f32,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Self {
+            top_k: None,
+            threshold: DEFAULT_THRESHOLD,
+        }
+    }
+}
+
+/// The indices of the `k` largest of `probs`, largest first; at most `probs.len()` of them
+/// (a `k` over the class count lists every class). Equal probabilities keep class order, so
+/// the first is the argmax `evaluate` takes.
+pub fn ranked(probs: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    // A stable sort: ties stay in class order.
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    order.truncate(k);
+    order
+}
+
+/// The indices of the labels whose probability is at or over `threshold`, in class order.
+pub fn present(probs: &[f32], threshold: f32) -> Vec<usize> {
+    (0..probs.len())
+        .filter(|&i| probs[i] >= threshold)
+        .collect()
+}
+
+/// `threshold` as a percentage without trailing zeros: 0.5 → "50", 0.125 → "12.5".
+fn percent(threshold: f32) -> String {
+    let s = format!("{:.4}", 100.0 * f64::from(threshold));
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// The line `gpucnn predict` prints: the example's sentence for two classes, the top 3 for more;
-/// for a multi-label model, every label at 50% or more.
+/// for a multi-label model, every label at 50% or more. [`describe_with`] the default
+/// [`Report`].
 pub fn describe(classes: &[String], probs: &[f32], multi_label: bool) -> String {
+    describe_with(classes, probs, multi_label, &Report::default())
+}
+
+/// The line `gpucnn predict` prints for one image under `report`:
+/// - no `top_k`: [`describe`]'s wording, a multi-label model's labels at or over
+///   `report.threshold` in class order (`labels: a 50.00%, b 100.00%`);
+/// - `top_k` K: the K most probable classes, largest first (`b 65.72%, c 24.18%`); for a
+///   multi-label model each label at or over the threshold is marked `(present)`.
+pub fn describe_with(
+    classes: &[String],
+    probs: &[f32],
+    multi_label: bool,
+    report: &Report,
+) -> String {
+    let entry = |i: usize| format!("{} {:.2}%", classes[i], 100.0 * probs[i]);
+    if let Some(k) = report.top_k {
+        return ranked(probs, k)
+            .into_iter()
+            .map(|i| {
+                if multi_label && probs[i] >= report.threshold {
+                    format!("{} (present)", entry(i))
+                } else {
+                    entry(i)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
     if multi_label {
-        let on: Vec<String> = classes
-            .iter()
-            .zip(probs)
-            .filter(|(_, p)| **p >= 0.5)
-            .map(|(c, p)| format!("{c} {:.2}%", 100.0 * p))
-            .collect();
+        let on = present(probs, report.threshold);
         return if on.is_empty() {
-            "no label at 50% or more".into()
+            format!("no label at {}% or more", percent(report.threshold))
         } else {
+            let on: Vec<String> = on.into_iter().map(entry).collect();
             format!("labels: {}", on.join(", "))
         };
     }
@@ -286,12 +358,9 @@ pub fn describe(classes: &[String], probs: &[f32], multi_label: bool) -> String 
             classes[1]
         );
     }
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-    order
-        .iter()
-        .take(3)
-        .map(|&i| format!("{} {:.2}%", classes[i], 100.0 * probs[i]))
+    ranked(probs, 3)
+        .into_iter()
+        .map(entry)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -322,5 +391,54 @@ mod tests {
         let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
         // softmax([1, 3, 2, −1]) = [0.0889, 0.6572, 0.2418, 0.0120]: the top 3, largest first.
         assert_eq!(describe(&names, &p, false), "b 65.72%, c 24.18%, a 8.89%");
+    }
+
+    #[test]
+    fn top_k_and_threshold_wording() {
+        let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let p = [0.1, 0.5, 0.3, 0.1];
+        let top = |k| Report {
+            top_k: Some(k),
+            ..Report::default()
+        };
+        assert_eq!(describe_with(&names, &p, false, &top(1)), "b 50.00%");
+        // Ties keep class order; a K over the class count lists every class.
+        assert_eq!(
+            describe_with(&names, &p, false, &top(9)),
+            "b 50.00%, c 30.00%, a 10.00%, d 10.00%"
+        );
+        assert_eq!(ranked(&p, 9), vec![1, 2, 0, 3]);
+        // Two classes with --top-k: the list, not the sentence.
+        let ab: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            describe_with(&ab, &[0.25, 0.75], false, &top(2)),
+            "b 75.00%, a 25.00%"
+        );
+        // Multi-label: the threshold decides which labels are present.
+        let at = |threshold| Report {
+            top_k: None,
+            threshold,
+        };
+        assert_eq!(
+            describe_with(&names, &p, true, &at(0.3)),
+            "labels: b 50.00%, c 30.00%"
+        );
+        assert_eq!(
+            describe_with(&names, &p, true, &at(0.7)),
+            "no label at 70% or more"
+        );
+        assert_eq!(
+            describe_with(&names, &[0.1, 0.05], true, &at(0.125)),
+            "no label at 12.5% or more"
+        );
+        let both = Report {
+            top_k: Some(3),
+            threshold: 0.3,
+        };
+        assert_eq!(
+            describe_with(&names, &p, true, &both),
+            "b 50.00% (present), c 30.00% (present), a 10.00%"
+        );
+        assert_eq!(present(&p, 0.3), vec![1, 2]);
     }
 }

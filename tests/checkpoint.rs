@@ -79,6 +79,18 @@ fn random_state(l: &ParamLayout, seed: u64) -> TrainState {
         v,
         run: Some(serde_json::from_str(RUN).unwrap()),
         best_val_accuracy: Some(0.957_5),
+        callbacks: Some(gpucnn::train::callbacks::CallbackState {
+            best: Some(0.25),
+            best_epoch: 5,
+            early_wait: 2,
+            plateau_wait: 1,
+            plateau_lr: 1e-4,
+        }),
+        position: Some(gpucnn::train::checkpoint::Position {
+            epoch: 8,
+            step: 3,
+            metrics: [1.5, 7.0, 12.0],
+        }),
     }
 }
 
@@ -461,6 +473,7 @@ fn row(epoch: usize, val: bool) -> EpochMetrics {
         val_accuracy: val.then(|| 0.49 + 0.45 * (1.0 - 1.0 / e)),
         seconds: 100.0 + e as f64 * 0.123_456,
         images_per_sec: 171.789,
+        lr: Some(1e-3 / e),
     }
 }
 
@@ -475,7 +488,7 @@ fn metrics_csv_header_and_rows_are_exact() {
     );
     assert_eq!(
         HEADER,
-        "epoch,loss,accuracy,val_loss,val_accuracy,seconds,images_per_sec"
+        "epoch,loss,accuracy,val_loss,val_accuracy,seconds,images_per_sec,lr"
     );
     csv.append(EpochMetrics {
         epoch: 1,
@@ -485,6 +498,7 @@ fn metrics_csv_header_and_rows_are_exact() {
         val_accuracy: Some(0.4957),
         seconds: 109.1234,
         images_per_sec: 172.04,
+        lr: Some(0.001),
     })
     .unwrap();
     csv.append(EpochMetrics {
@@ -495,11 +509,12 @@ fn metrics_csv_header_and_rows_are_exact() {
         val_accuracy: None,
         seconds: 1.0,
         images_per_sec: 3.0,
+        lr: None,
     })
     .unwrap();
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
-        format!("{HEADER}\n1,0.6925,0.5,0.7,0.4957,109.123,172.0\n2,NaN,0.25,,,1.000,3.0\n")
+        format!("{HEADER}\n1,0.6925,0.5,0.7,0.4957,109.123,172.0,0.001\n2,NaN,0.25,,,1.000,3.0,\n")
     );
     let back = metrics::read(&path).unwrap();
     assert_eq!(back.len(), 2);
@@ -517,7 +532,21 @@ fn metrics_csv_header_and_rows_are_exact() {
         ),
         "{e}"
     );
-    assert_eq!(dir_entries(dir.path()), vec!["metrics.csv"]);
+    assert_eq!(
+        dir_entries(dir.path()),
+        vec!["metrics.csv", "metrics.jsonl"]
+    );
+    // metrics.jsonl: the same rows, one JSON object each, appended as they came.
+    let jsonl = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["val_accuracy"], serde_json::json!(0.4957));
+    assert_eq!(lines[0]["lr"], serde_json::json!(0.001));
+    assert_eq!(lines[1]["loss"], serde_json::Value::Null);
+    assert_eq!(lines[1]["val_loss"], serde_json::Value::Null);
 }
 
 trait Rounded {
@@ -560,12 +589,26 @@ fn metrics_resume_keeps_rows_up_to_the_checkpoint_and_reads_exact_floats() {
     let fresh = MetricsCsv::resume(dir.path().join("new.csv"), 3).unwrap();
     assert!(fresh.rows().is_empty());
 
+    // A file from before the lr column reads, its rows without a rate.
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n1,0.5,0.5,0.6,0.5,1.000,2.0\n",
+            metrics::HEADER_WITHOUT_LR
+        ),
+    )
+    .unwrap();
+    let old = metrics::read(&path).unwrap();
+    assert_eq!(
+        (old.len(), old[0].lr, old[0].val_loss),
+        (1, None, Some(0.6))
+    );
     std::fs::write(&path, "epoch,loss\n1,2\n").unwrap();
     let e = metrics::read(&path).unwrap_err();
     assert!(e.to_string().contains("metrics.csv:1"), "{e}");
     std::fs::write(
         &path,
-        format!("{HEADER}\n1,0.5,0.5,,,1,1\n2,abc,0.5,,,1,1\n"),
+        format!("{HEADER}\n1,0.5,0.5,,,1,1,\n2,abc,0.5,,,1,1,\n"),
     )
     .unwrap();
     let e = metrics::read(&path).unwrap_err();

@@ -611,3 +611,351 @@ fn a_labels_csv_without_any_label_is_bad_input() {
     assert!(e.contains("none of its 10 rows has a label"), "{e}");
     assert!(e.contains(&csv.display().to_string()), "{e}");
 }
+
+/// [`write_model`] with the classifier's bias set to `bias` (one per output unit): the classes'
+/// ranking is then the same for every image and far from ties, while the probabilities still
+/// differ from image to image.
+fn write_biased_model(dir: &Path, classes: &[&str], multi_label: bool, bias: &[f32]) {
+    write_model(dir, classes, multi_label, false, |layout, params| {
+        let slot = layout
+            .slots
+            .iter()
+            .filter(|s| s.trainable)
+            .rfind(|s| s.name.ends_with("bias"))
+            .unwrap();
+        assert_eq!(slot.len, bias.len(), "{}", slot.name);
+        params[slot.offset..slot.offset + slot.len].copy_from_slice(bias);
+    });
+}
+
+/// `predict --json`'s stdout parsed: one JSON object per line.
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}")))
+        .collect()
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    k.sort();
+    k
+}
+
+/// `probabilities` of a `--json` object, in `classes` order.
+fn json_probs(v: &serde_json::Value, classes: &[&str]) -> Vec<f64> {
+    let p = v["probabilities"].as_object().unwrap();
+    assert_eq!(p.len(), classes.len(), "{v}");
+    classes.iter().map(|c| p[*c].as_f64().unwrap()).collect()
+}
+
+/// A line of the text output split into its path and its `name NN.NN%` entries.
+fn entries(line: &str) -> (String, Vec<(String, f64)>) {
+    let (path, rest) = line.split_once(": ").unwrap();
+    let list = rest
+        .split(", ")
+        .map(|e| {
+            let (name, pct) = e.rsplit_once(' ').unwrap();
+            (name.to_string(), pct.trim_end_matches('%').parse().unwrap())
+        })
+        .collect();
+    (path.to_string(), list)
+}
+
+/// `predict --json`: one object per image in input order, one line each; every class's
+/// probability keyed by name in the model's class order (the CSV's values), the top class and
+/// its probability; an unreadable image is an object with an "error" (exit 1 at the end). The
+/// output survives a closed pipe.
+#[test]
+fn predict_json_writes_one_object_per_line_and_an_error_object_per_unreadable_image() {
+    if test_context().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // Not in alphabetical order: a map sorted by key would show.
+    let classes = ["dog", "cat", "bird"];
+    let model = tmp.path().join("run");
+    write_biased_model(&model, &classes, false, &[0.0, 2.0, -2.0]);
+    let imgs = tmp.path().join("imgs");
+    write_image(&imgs.join("1.png"), 1);
+    fs::write(imgs.join("2_bad.png"), b"not a picture").unwrap();
+    write_image(&imgs.join("3.png"), 3);
+    let csv = tmp.path().join("p.csv");
+
+    let r = predict(&model, &[&imgs], &["--json", "--csv", s(&csv)]);
+    let e = assert_exit(&r, 1);
+    assert!(e.contains("2_bad.png: skipped"), "{e}");
+    let lines = json_lines(&r);
+    let paths: Vec<&str> = lines.iter().map(|v| v["path"].as_str().unwrap()).collect();
+    let want: Vec<String> = ["1.png", "2_bad.png", "3.png"]
+        .iter()
+        .map(|f| imgs.join(f).display().to_string())
+        .collect();
+    assert_eq!(paths, want);
+    assert_eq!(keys(&lines[1]), ["error", "path"]);
+    assert!(!lines[1]["error"].as_str().unwrap().is_empty());
+
+    let csv_probs = read_predictions(&csv, &classes);
+    for (v, raw) in [&lines[0], &lines[2]].into_iter().zip(
+        text(&r.stdout)
+            .lines()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, l)| l.to_string()),
+    ) {
+        assert_eq!(
+            keys(v),
+            ["path", "probabilities", "top_class", "top_probability"]
+        );
+        let at: Vec<usize> = classes
+            .iter()
+            .map(|c| raw.find(&format!("\"{c}\":")).unwrap())
+            .collect();
+        assert!(at.is_sorted(), "probabilities not in class order: {raw}");
+        let p = json_probs(v, &classes);
+        let from_csv = &csv_probs[&PathBuf::from(v["path"].as_str().unwrap())];
+        for (a, b) in p.iter().zip(from_csv) {
+            assert!((a - b).abs() < 1e-6, "--json {p:?} vs --csv {from_csv:?}");
+        }
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{p:?}");
+        assert_eq!(v["top_class"], "cat", "{v}");
+        assert_eq!(v["top_probability"].as_f64().unwrap(), p[1]);
+        assert!(p[1] > p[0] && p[1] > p[2], "{p:?}");
+    }
+
+    // Without --json: today's sentences, the top 3 for three classes.
+    let r = predict(&model, &[&imgs], &[]);
+    assert_exit(&r, 1);
+    let out = text(&r.stdout);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    for line in out.lines() {
+        let (_, list) = entries(line);
+        let names: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["cat", "dog", "bird"], "{line}");
+    }
+
+    // A closed stdout: no panic, the CSV still written, the exit status as it would be.
+    fs::remove_file(&csv).unwrap();
+    let mut child = gpucnn_cmd()
+        .args(["predict", "--model", s(&model), s(&imgs), "--json"])
+        .args(["--csv", s(&csv)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let r = child.wait_with_output().unwrap();
+    let e = assert_exit(&r, 1);
+    assert!(!e.contains("panicked") && !e.contains("Broken pipe"), "{e}");
+    assert_eq!(read_predictions(&csv, &classes).len(), 2);
+}
+
+/// `predict --top-k K`: the text and the JSON list the K most probable classes, largest first;
+/// a K over the class count lists every class; with two classes the list replaces the sentence.
+#[test]
+fn predict_top_k_lists_the_k_most_probable_classes() {
+    if test_context().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let classes = ["w", "x", "y", "z"];
+    let model = tmp.path().join("run");
+    write_biased_model(&model, &classes, false, &[0.0, 3.0, 1.5, -3.0]);
+    let imgs = tmp.path().join("imgs");
+    write_image(&imgs.join("1.png"), 1);
+    write_image(&imgs.join("2.png"), 2);
+
+    let r = predict(&model, &[&imgs], &["--json", "--top-k", "2"]);
+    assert_success(&r);
+    let lines = json_lines(&r);
+    assert_eq!(lines.len(), 2);
+    for v in &lines {
+        let p = json_probs(v, &classes);
+        let top: Vec<(&str, f64)> = v["top_k"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                assert_eq!(keys(e), ["class", "probability"]);
+                (
+                    e["class"].as_str().unwrap(),
+                    e["probability"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(top, [("x", p[1]), ("y", p[2])], "{v}");
+        assert_eq!(v["top_class"], "x");
+    }
+
+    let r = predict(&model, &[&imgs], &["--top-k", "2"]);
+    assert_success(&r);
+    let r9 = predict(&model, &[&imgs], &["--top-k", "9"]);
+    assert_success(&r9);
+    for (out, names) in [(&r, &["x", "y"][..]), (&r9, &["x", "y", "w", "z"][..])] {
+        let out = text(&out.stdout);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        for (line, v) in out.lines().zip(&lines) {
+            let (path, list) = entries(line);
+            assert_eq!(path, v["path"].as_str().unwrap());
+            let got: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(got, names, "{line}");
+            let p = json_probs(v, &classes);
+            for (name, pct) in &list {
+                let i = classes.iter().position(|c| c == name).unwrap();
+                assert!((pct - 100.0 * p[i]).abs() <= 0.0051, "{line} vs {v}");
+            }
+        }
+    }
+
+    // Two classes: --top-k 1 names only the more probable one, not the sentence.
+    let ab = tmp.path().join("ab");
+    write_biased_model(&ab, &["a", "b"], false, &[2.0]);
+    let r = predict(&ab, &[&imgs.join("1.png")], &["--top-k", "1"]);
+    assert_success(&r);
+    let out = text(&r.stdout);
+    let (_, list) = entries(out.trim_end());
+    assert_eq!(list.len(), 1, "{out}");
+    assert_eq!(list[0].0, "b", "{out}");
+    assert!(list[0].1 > 50.0, "{out}");
+}
+
+/// `predict --threshold T` on a multi-label model: the labels at or over T are present, in the
+/// text and in the JSON ("threshold", "present"); the default is 0.5; with --top-k the K most
+/// probable labels are listed, those present marked.
+#[test]
+fn predict_threshold_decides_which_labels_are_present() {
+    if test_context().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let labels = ["disc", "red", "blue"];
+    let model = tmp.path().join("ml");
+    // About 0.95, 0.5 and 0.05 before each image's own contribution.
+    write_biased_model(&model, &labels, true, &[3.0, 0.0, -3.0]);
+    let imgs = tmp.path().join("imgs");
+    write_image(&imgs.join("1.png"), 1);
+    write_image(&imgs.join("2.png"), 2);
+    let present_at = |p: &[f64], t: f64| -> Vec<&str> {
+        labels
+            .iter()
+            .zip(p)
+            .filter(|(_, v)| **v >= t)
+            .map(|(l, _)| *l)
+            .collect()
+    };
+
+    let mut seen = Vec::new();
+    for (flags, t) in [
+        (&["--json"][..], 0.5),
+        (&["--json", "--threshold", "0.25"][..], 0.25),
+        (&["--json", "--threshold", "0.75"][..], 0.75),
+    ] {
+        let r = predict(&model, &[&imgs], flags);
+        assert_success(&r);
+        let lines = json_lines(&r);
+        assert_eq!(lines.len(), 2);
+        for v in &lines {
+            assert_eq!(v["threshold"].as_f64().unwrap() as f32, t as f32, "{v}");
+            let p = json_probs(v, &labels);
+            let want = present_at(&p, t);
+            let got: Vec<&str> = v["present"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap())
+                .collect();
+            assert_eq!(got, want, "{v}");
+        }
+        seen.push(lines);
+    }
+    let first = |i: usize| seen[i][0]["present"].clone();
+    assert_ne!(
+        first(1),
+        first(2),
+        "--threshold 0.25 and 0.75 should differ on red (about 0.5): {:?}",
+        seen[0][0]
+    );
+
+    // The text: the labels present at the threshold, or none at it.
+    let p0: Vec<Vec<f64>> = seen[0].iter().map(|v| json_probs(v, &labels)).collect();
+    for t in ["0.75", "0.999"] {
+        let r = predict(&model, &[&imgs], &["--threshold", t]);
+        assert_success(&r);
+        let out = text(&r.stdout);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        for (line, p) in out.lines().zip(&p0) {
+            let want = present_at(p, t.parse().unwrap());
+            if want.is_empty() {
+                let pct = if t == "0.75" { "75" } else { "99.9" };
+                assert!(
+                    line.ends_with(&format!(": no label at {pct}% or more")),
+                    "{line}"
+                );
+            } else {
+                let rest = line.split_once(": labels: ").unwrap().1;
+                let got: Vec<&str> = rest
+                    .split(", ")
+                    .map(|e| e.split(' ').next().unwrap())
+                    .collect();
+                assert_eq!(got, want, "{line}");
+            }
+        }
+    }
+    let r = predict(
+        &model,
+        &[&imgs.join("1.png")],
+        &["--threshold", "0.25", "--top-k", "2"],
+    );
+    assert_success(&r);
+    let line = text(&r.stdout).trim_end().to_string();
+    let p = &p0[0];
+    let mut order = [0usize, 1, 2];
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    let want: Vec<String> = order[..2]
+        .iter()
+        .map(|&i| {
+            let mark = if p[i] >= 0.25 { " (present)" } else { "" };
+            format!("{} {:.2}%{mark}", labels[i], 100.0 * p[i])
+        })
+        .collect();
+    assert_eq!(line.split_once(": ").unwrap().1, want.join(", "));
+}
+
+/// Bad values of --top-k and --threshold, and --threshold for a single-label model: exit 2
+/// with a message naming the flag, before any GPU work.
+#[test]
+fn predict_refuses_bad_top_k_and_threshold_values() {
+    let (tmp, model) = tmp_with_ab_model();
+    let img = tmp.path().join("1.png");
+    write_image(&img, 1);
+    for (flag, value) in [
+        ("--top-k", "0"),
+        ("--top-k", "-1"),
+        ("--top-k", "two"),
+        ("--threshold", "0"),
+        ("--threshold", "1"),
+        ("--threshold", "1.5"),
+        ("--threshold", "-0.2"),
+        ("--threshold", "NaN"),
+        ("--threshold", "half"),
+    ] {
+        // `--flag=value`: a separate `-1` would read as a flag.
+        let r = predict(&model, &[&img], &[&format!("{flag}={value}")]);
+        let e = assert_exit(&r, 2);
+        assert!(
+            e.contains(&format!("invalid value '{value}' for '{flag}")),
+            "{flag} {value}: {e}"
+        );
+        if flag == "--threshold" {
+            assert!(e.contains("between 0 and 1"), "{e}");
+        }
+        assert!(r.stdout.is_empty());
+    }
+    let r = predict(&model, &[&img], &["--threshold", "0.5"]);
+    let e = assert_exit(&r, 2);
+    for needle in ["--threshold", "single-label", &model.display().to_string()] {
+        assert!(e.contains(needle), "`{needle}` not in: {e}");
+    }
+    assert!(r.stdout.is_empty());
+}

@@ -59,7 +59,7 @@ fn csv_rows(out: &Path) -> Vec<Vec<f64>> {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("epoch,loss,accuracy,val_loss,val_accuracy,seconds,images_per_sec")
+        Some("epoch,loss,accuracy,val_loss,val_accuracy,seconds,images_per_sec,lr")
     );
     lines
         .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())

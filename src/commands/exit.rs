@@ -41,7 +41,10 @@ pub fn is_bad_input(error: &anyhow::Error) -> bool {
             return matches!(v, crate::plot::PlotError::UnsupportedExtension { .. });
         }
         if let Some(m) = e.downcast_ref::<MetricsError>() {
-            return !matches!(m, MetricsError::Write(_) | MetricsError::Read { .. });
+            return !matches!(
+                m,
+                MetricsError::Write(_) | MetricsError::Read { .. } | MetricsError::Append { .. }
+            );
         }
         false
     })

@@ -11,6 +11,7 @@ use crate::cpu::augment::AugmentConfig;
 use crate::data::dataset::ClassSelection;
 use crate::dist::{self, Collective, Job};
 use crate::gpu::{AdapterOptions, GpuContext};
+use crate::train::callbacks::{CallbackConfig, LrSchedule, Monitor};
 use crate::train::fit::{FitConfig, FitSummary, default_out, fit, fit_on, validate};
 
 /// The flags of `gpucnn train`.
@@ -34,6 +35,55 @@ pub struct TrainArgs {
     /// Images per training step (split into micro-batches automatically if the GPU needs it).
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
+    /// Early stopping (Keras' EarlyStopping): end the run after N epochs in a row without an
+    /// improvement of --monitor (any improvement counts: min_delta 0). The epoch that stops it
+    /// is saved as usual; --resume knows the count.
+    #[arg(long, value_name = "N", help_heading = "Callbacks")]
+    pub early_stopping_patience: Option<usize>,
+    /// The validation quantity that early stopping, --lr-schedule plateau and --restore-best
+    /// follow [default: val_loss, as Keras].
+    #[arg(long, value_enum, value_name = "METRIC", help_heading = "Callbacks")]
+    pub monitor: Option<Monitor>,
+    /// best.safetensors (the model predict and evaluate load from a run folder) is the epoch
+    /// with the best --monitor value, as Keras' restore_best_weights; without it, the epoch
+    /// with the best val_accuracy.
+    #[arg(long, help_heading = "Callbacks")]
+    pub restore_best: bool,
+    /// Learning rate epoch by epoch from --lr: constant; cosine (decay over the run, after
+    /// --warmup-epochs of linear warm-up); step (× --lr-factor every --lr-step-epochs);
+    /// plateau (Keras' ReduceLROnPlateau: × --lr-factor after --lr-patience epochs without
+    /// improvement of --monitor, down to --min-lr). Each epoch's rate is in metrics.csv.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "constant",
+        value_name = "SCHEDULE",
+        help_heading = "Callbacks"
+    )]
+    pub lr_schedule: ScheduleKind,
+    /// cosine: epochs of linear warm-up to --lr first [default: 0].
+    #[arg(long, value_name = "N", help_heading = "Callbacks")]
+    pub warmup_epochs: Option<usize>,
+    /// step: epochs between two reductions [default: 10].
+    #[arg(long, value_name = "K", help_heading = "Callbacks")]
+    pub lr_step_epochs: Option<usize>,
+    /// step, plateau: the factor of each reduction, between 0 and 1 [default: 0.1].
+    #[arg(long, value_name = "F", help_heading = "Callbacks")]
+    pub lr_factor: Option<f32>,
+    /// plateau: epochs without improvement before a reduction [default: 10].
+    #[arg(long, value_name = "N", help_heading = "Callbacks")]
+    pub lr_patience: Option<usize>,
+    /// plateau: the lowest rate [default: 0].
+    #[arg(long, value_name = "LR", help_heading = "Callbacks")]
+    pub min_lr: Option<f32>,
+    /// Keep only the last N save_at_*.safetensors (each about 33 MB at width 1.0); older ones
+    /// are deleted as new ones are written. Default: keep all.
+    #[arg(long, value_name = "N")]
+    pub keep_checkpoints: Option<usize>,
+    /// Start from the weights of a checkpoint (another run's best.safetensors, or any
+    /// save_at_*.safetensors of the same model) with a fresh optimizer: fine-tuning.
+    #[arg(long, value_name = "FILE")]
+    pub init_from: Option<PathBuf>,
     /// Run each step as micro-batches of at most N images, their gradients summed before one
     /// update (batch norm then uses each micro-batch's statistics). Default: the whole batch,
     /// unless one batch would not fit the GPU's limits. Under mpirun, per rank.
@@ -128,6 +178,9 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
         augment: parse_augment(&a.augment, a.rotation)?,
         crop_to_aspect_ratio: a.crop_to_aspect_ratio,
         micro_batch: a.micro_batch,
+        callbacks: callback_config(a)?,
+        keep_checkpoints: a.keep_checkpoints,
+        init_from: a.init_from.clone(),
         resume: a.resume,
         overwrite: a.overwrite,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -205,6 +258,84 @@ pub fn run_on(
         say_done(&cfg, &summary);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The schedules `--lr-schedule` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScheduleKind {
+    Constant,
+    Cosine,
+    Step,
+    Plateau,
+}
+
+/// Early stopping and the schedule from the flags; a flag that the chosen schedule does not
+/// use, or a value out of range, is refused naming it.
+pub fn callback_config(a: &TrainArgs) -> anyhow::Result<CallbackConfig> {
+    let unused = |flag: &str, used_by: &str| -> anyhow::Result<()> {
+        crate::bail_input!(
+            "{flag} applies to {used_by}; it has no effect with --lr-schedule {}",
+            format!("{:?}", a.lr_schedule).to_lowercase()
+        )
+    };
+    let schedule = match a.lr_schedule {
+        ScheduleKind::Cosine => LrSchedule::Cosine {
+            warmup: a.warmup_epochs.unwrap_or(0),
+        },
+        ScheduleKind::Step => {
+            let every = a.lr_step_epochs.unwrap_or(10);
+            crate::ensure_input!(every >= 1, "--lr-step-epochs must be at least 1");
+            LrSchedule::Step {
+                every,
+                factor: a.lr_factor.unwrap_or(0.1),
+            }
+        }
+        ScheduleKind::Plateau => LrSchedule::Plateau {
+            factor: a.lr_factor.unwrap_or(0.1),
+            patience: a.lr_patience.unwrap_or(10),
+            min_lr: a.min_lr.unwrap_or(0.0),
+        },
+        ScheduleKind::Constant => LrSchedule::Constant,
+    };
+    let kind = a.lr_schedule;
+    if a.warmup_epochs.is_some() && kind != ScheduleKind::Cosine {
+        unused("--warmup-epochs", "--lr-schedule cosine")?;
+    }
+    if a.lr_step_epochs.is_some() && kind != ScheduleKind::Step {
+        unused("--lr-step-epochs", "--lr-schedule step")?;
+    }
+    if a.lr_factor.is_some() && !matches!(kind, ScheduleKind::Step | ScheduleKind::Plateau) {
+        unused("--lr-factor", "--lr-schedule step and plateau")?;
+    }
+    if (a.lr_patience.is_some() || a.min_lr.is_some()) && kind != ScheduleKind::Plateau {
+        unused("--lr-patience and --min-lr", "--lr-schedule plateau")?;
+    }
+    if let Some(f) = a.lr_factor {
+        crate::ensure_input!(
+            f > 0.0 && f < 1.0,
+            "--lr-factor must be strictly between 0 and 1, got {f}"
+        );
+    }
+    if let Some(m) = a.min_lr {
+        crate::ensure_input!(
+            m.is_finite() && m >= 0.0,
+            "--min-lr must be 0 or more, got {m}"
+        );
+    }
+    let uses_monitor =
+        a.early_stopping_patience.is_some() || a.restore_best || kind == ScheduleKind::Plateau;
+    if a.monitor.is_some() && !uses_monitor {
+        crate::bail_input!(
+            "--monitor is followed by --early-stopping-patience, --restore-best and \
+             --lr-schedule plateau; give one of them, or leave --monitor out"
+        );
+    }
+    Ok(CallbackConfig {
+        monitor: a.monitor.unwrap_or(Monitor::ValLoss),
+        patience: a.early_stopping_patience,
+        restore_best: a.restore_best,
+        schedule,
+    })
 }
 
 /// The augmentation named by `--augment` (`flip`, `rotate`, `flip,rotate` or `none`) with

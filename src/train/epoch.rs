@@ -6,8 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::checkpoint::{ModelConfig, TrainState, checkpoint_path, save_checkpoint};
+use super::callbacks::{CallbackState, EpochDecision, LrSchedule};
+use super::checkpoint::{
+    ModelConfig, Position, TrainState, checkpoint_path, interrupted_path, save_checkpoint,
+};
 use super::fit::{FitConfig, step_seed};
+use super::interrupt::Interrupted;
 use super::metrics::{EpochMetrics, MetricsCsv};
 use super::progress::{
     ESTIMATE_STEPS, Settings, Status, Work, estimate, format_duration, format_step, slow_run_advice,
@@ -42,6 +46,10 @@ pub struct Trainer<'a> {
     pub advised: bool,
     /// A whole epoch as measured (less the warm-up), for the later epochs' estimate.
     pub epoch_secs: Option<f64>,
+    /// Early stopping's and the schedules' state, carried from epoch to epoch.
+    pub callbacks: CallbackState,
+    /// Where an interrupted run stopped inside its epoch: the first epoch continues there.
+    pub resume_at: Option<Position>,
 }
 
 /// What the training half of an epoch measured.
@@ -55,6 +63,8 @@ struct Trained {
     per_step: f64,
     warmup_secs: f64,
     stats: LoaderStats,
+    /// A signal stopped the epoch after this many of its steps (see [`super::interrupt`]).
+    interrupted: Option<usize>,
 }
 
 /// Where the epoch's step timing starts: steps are timed between two moments the GPU had
@@ -101,21 +111,27 @@ impl Trainer<'_> {
     }
 
     /// Trains, validates, reports and saves epoch `epoch` (the files: rank 0, into `csv`'s
-    /// folder); returns its metrics row.
+    /// folder); returns its metrics row and whether early stopping ends the run.
     pub fn epoch(
         &mut self,
         epoch: usize,
         csv: Option<&mut MetricsCsv>,
         best: &mut Option<f32>,
         log: &mut dyn FnMut(&str),
-    ) -> anyhow::Result<EpochMetrics> {
+    ) -> anyhow::Result<(EpochMetrics, bool)> {
         let started = Instant::now();
+        let callbacks = self.cfg.callbacks;
+        let lr = callbacks.lr(self.cfg.lr, epoch, self.cfg.epochs, &self.callbacks);
+        self.step.set_lr(self.ctx, lr);
         if epoch == self.first_epoch {
             let w = Status::begin(self.cfg.progress, "Warming up: first step…", log);
             self.warmup = Some(w);
         }
         let t = self.train_epoch(epoch, started, log);
         let t = self.job.local(t)?;
+        if let Some(done) = t.interrupted {
+            return Err(self.save_interrupted(epoch, done, t.steps, lr, *best, csv.is_some())?);
+        }
         let v = self.validate();
         let [vl, vc, vs] = self.job.local(v)?;
         let [loss_sum, correct, seen] = t.metrics;
@@ -127,8 +143,10 @@ impl Trainer<'_> {
             val_accuracy: Some(vc / vs),
             seconds: started.elapsed().as_secs_f64(),
             images_per_sec: t.images as f64 / t.train_secs,
+            lr: Some(lr),
         };
         self.report(&row, &t, log);
+        let decision = callbacks.end_epoch(&row, &mut self.callbacks);
         let (ctx, step) = (self.ctx, self.step);
         let state =
             (|| Ok::<_, anyhow::Error>((step.read_params(ctx)?, step.read_optimizer(ctx)?)))();
@@ -144,11 +162,116 @@ impl Trainer<'_> {
             self.job.check_replicas(digest(&bytes), epoch)?;
         }
         let saved = match csv {
-            Some(csv) => self.save(row, csv, best, &params, optimizer),
+            Some(csv) => self.save(row, csv, best, &params, optimizer, decision.improved),
             None => Ok(()),
         };
         self.job.agree(saved)?;
-        Ok(row)
+        self.announce(&row, &decision, log);
+        if !self.job.parallel()
+            && let Some(signal) = super::interrupt::requested()
+        {
+            return Err(Interrupted {
+                signal,
+                message: format!(
+                    "Interrupted by {} after epoch {epoch} was saved. Continue with the same \
+                     command and --resume.",
+                    super::interrupt::signal_name(signal)
+                ),
+            }
+            .into());
+        }
+        Ok((row, decision.stop))
+    }
+
+    /// A signal stopped epoch `epoch` after `done` of its `steps` steps: waits for the steps
+    /// submitted, saves `interrupted.safetensors` (the state after them and the position) and
+    /// returns the error that ends the run with the signal's exit status.
+    fn save_interrupted(
+        &self,
+        epoch: usize,
+        done: usize,
+        steps: usize,
+        lr: f32,
+        best: Option<f32>,
+        lead: bool,
+    ) -> anyhow::Result<anyhow::Error> {
+        let (ctx, step, cfg) = (self.ctx, self.step, self.cfg);
+        let signal = super::interrupt::requested().unwrap_or(2);
+        let params = step.read_params(ctx)?;
+        let (t, m, v) = step.read_optimizer(ctx)?;
+        let metrics = step.read_metrics(ctx)?;
+        let path = interrupted_path(&cfg.out);
+        if lead {
+            let state = TrainState {
+                epoch: epoch - 1,
+                adam_t: t,
+                lr,
+                m,
+                v,
+                run: Some(self.fingerprint.clone()),
+                best_val_accuracy: best,
+                callbacks: Some(self.callbacks),
+                position: Some(Position {
+                    epoch,
+                    step: done,
+                    metrics,
+                }),
+            };
+            save_checkpoint(&path, &step.layout, &params, self.model_cfg, Some(&state))
+                .with_context(|| {
+                    format!(
+                        "interrupted in epoch {epoch}: saving where it stopped failed; \
+                         --resume continues from the last epoch's checkpoint instead"
+                    )
+                })?;
+        }
+        Ok(Interrupted {
+            signal,
+            message: format!(
+                "Interrupted by {} in epoch {epoch} after step {done} of {steps}: saved {}. \
+                 Continue exactly there with the same command and --resume.",
+                super::interrupt::signal_name(signal),
+                path.display()
+            ),
+        }
+        .into())
+    }
+
+    /// What the callbacks decided, in the log.
+    fn announce(&self, row: &EpochMetrics, d: &EpochDecision, log: &mut dyn FnMut(&str)) {
+        let (c, s) = (&self.cfg.callbacks, &self.callbacks);
+        if let Some(lr) = d.reduced_to {
+            log(&format!(
+                "ReduceLROnPlateau: {} has not improved for {} epoch(s); learning rate {lr:e} \
+                 from epoch {}.",
+                c.monitor.name(),
+                match c.schedule {
+                    LrSchedule::Plateau { patience, .. } => patience,
+                    _ => 0,
+                },
+                row.epoch + 1
+            ));
+        }
+        if d.stop && row.epoch < self.cfg.epochs {
+            let best = s.best.map_or("none".into(), |b| format!("{b:.4}"));
+            let which = if c.restore_best {
+                format!(
+                    "best.safetensors holds epoch {} (--restore-best)",
+                    s.best_epoch
+                )
+            } else {
+                "best.safetensors holds the epoch of the best val_accuracy".into()
+            };
+            log(&format!(
+                "Early stopping: {} has not improved for {} epoch(s) (best {best} at epoch {}); \
+                 the run ends after epoch {} of {}. {which}.",
+                c.monitor.name(),
+                s.early_wait,
+                s.best_epoch,
+                row.epoch,
+                self.cfg.epochs
+            ));
+        }
     }
 
     /// This epoch's metrics summed over the ranks ([loss sum, correct, seen]).
@@ -169,10 +292,24 @@ impl Trainer<'_> {
         let order = epoch_order(self.train.len(), epoch, cfg.seed);
         let (rank, size) = (self.job.comm.rank(), self.job.comm.size());
         let (mine, sizes) = shard_order(&order, cfg.batch_size, size, rank);
-        let mut batches = self.train.epoch_in_batches(&mine, &sizes)?;
-        let steps = batches.batch_count();
+        // An epoch an interrupted run stopped in continues after its steps done, with their
+        // metrics sums (its order and step seeds are those of the uninterrupted run).
+        let from = self.resume_at.take().filter(|p| p.epoch == epoch);
+        let skip = from.map_or(0, |p| p.step.min(sizes.len()));
+        let offset: usize = sizes[..skip].iter().sum();
+        let mut batches = self
+            .train
+            .epoch_in_batches(&mine[offset..], &sizes[skip..])?;
+        let steps = sizes.len();
         let bar = progress_bar(cfg, self.warmup.is_some(), steps as u64, epoch);
-        step.reset_metrics(ctx);
+        bar.set_position(skip as u64);
+        match from {
+            Some(p) => step.write_metrics(ctx, p.metrics),
+            None => step.reset_metrics(ctx),
+        }
+        let mut interrupted = None;
+        // Signals are caught in a single process only: under mpirun, mpirun ends the ranks.
+        let catch = !self.job.parallel();
         let (mut images, mut submitted) = (0usize, 0usize);
         let mut last_report = Instant::now();
         let mut clock = Clock {
@@ -180,7 +317,12 @@ impl Trainer<'_> {
             steps: 0,
         };
         let mut warmup_secs = 0.0;
-        for (i, batch) in batches.by_ref().enumerate() {
+        for (j, batch) in batches.by_ref().enumerate() {
+            let i = skip + j;
+            if catch && super::interrupt::requested().is_some() {
+                interrupted = Some(i);
+                break;
+            }
             let n = if batch.is_empty() {
                 0
             } else {
@@ -257,6 +399,7 @@ impl Trainer<'_> {
             per_step,
             warmup_secs,
             stats,
+            interrupted,
         })
     }
 
@@ -410,22 +553,31 @@ impl Trainer<'_> {
         best: &mut Option<f32>,
         params: &[f32],
         (t, m, v): (u32, Vec<f32>, Vec<f32>),
+        monitor_improved: bool,
     ) -> anyhow::Result<()> {
         let (cfg, step, epoch) = (self.cfg, self.step, row.epoch);
         check_finite(cfg, &row, params)?;
         let val_acc = row.val_accuracy.unwrap_or(f32::NAN);
-        let improved = best.is_none_or(|b| val_acc > b);
-        if improved {
+        let acc_improved = best.is_none_or(|b| val_acc > b);
+        if acc_improved {
             *best = Some(val_acc);
         }
+        // best.safetensors: the best --monitor epoch with --restore-best, else val_accuracy's.
+        let improved = if cfg.callbacks.restore_best {
+            monitor_improved
+        } else {
+            acc_improved
+        };
         let state = TrainState {
             epoch,
             adam_t: t,
-            lr: cfg.lr,
+            lr: row.lr.unwrap_or(cfg.lr),
             m,
             v,
             run: Some(self.fingerprint.clone()),
             best_val_accuracy: *best,
+            callbacks: Some(self.callbacks),
+            position: None,
         };
         let incomplete = || {
             format!(
@@ -446,6 +598,29 @@ impl Trainer<'_> {
         let path = checkpoint_path(&cfg.out, epoch);
         save_checkpoint(path, layout, params, self.model_cfg, Some(&state))
             .with_context(incomplete)?;
+        // A run interrupted inside this epoch has finished it: its mid-epoch state is stale.
+        match std::fs::remove_file(interrupted_path(&cfg.out)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e)
+                    .with_context(|| format!("deleting {}", interrupted_path(&cfg.out).display()));
+            }
+            _ => {}
+        }
+        if let Some(keep) = cfg.keep_checkpoints {
+            // Every older one, not just the one falling out: --keep-checkpoints may have been
+            // lowered on --resume.
+            for old in 1..=epoch.saturating_sub(keep) {
+                let p = checkpoint_path(&cfg.out, old);
+                match std::fs::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).with_context(|| {
+                            format!("deleting {} (--keep-checkpoints {keep})", p.display())
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
         Ok(())
     }
 }

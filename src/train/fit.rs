@@ -17,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::callbacks::{CallbackConfig, CallbackState};
 use super::checkpoint::write_model_json;
 use super::epoch::Trainer;
 use super::metrics::EpochMetrics;
@@ -43,6 +44,12 @@ pub struct FitConfig {
     pub width: f32,
     pub augment: Option<AugmentConfig>,
     pub crop_to_aspect_ratio: bool,
+    /// Early stopping, the learning-rate schedule and what best.safetensors follows.
+    pub callbacks: CallbackConfig,
+    /// Keep only the last this many `save_at_*` checkpoints (`None`: all).
+    pub keep_checkpoints: Option<usize>,
+    /// Start from these weights (another run's checkpoint) with a fresh optimizer.
+    pub init_from: Option<PathBuf>,
     /// Run each step as micro-batches of at most this many images (gradients accumulated,
     /// batch norm per micro-batch); `None`: only where the GPU's limits need it.
     pub micro_batch: Option<usize>,
@@ -79,6 +86,11 @@ pub fn validate(cfg: &FitConfig) -> anyhow::Result<()> {
     }
     if cfg.micro_batch == Some(0) {
         crate::bail_input!("--micro-batch must be at least 1");
+    }
+    if cfg.keep_checkpoints == Some(0) {
+        crate::bail_input!(
+            "--keep-checkpoints must be at least 1: the last checkpoint is what --resume needs"
+        );
     }
     if cfg.image_size == 0 {
         crate::bail_input!("--image-size must be at least 1");
@@ -160,16 +172,35 @@ pub fn fit_on(
             let first_epoch = resume.as_ref().map_or(1, |r| r.epoch + 1);
             setup::check_free_space(cfg, &step, &data, first_epoch)?;
             folder.begin(plan, &fingerprint)?;
-            let started = setup::start(ctx, cfg, &step, resume, log)?;
+            let started = setup::start(ctx, cfg, &step, &model_cfg, resume, log)?;
             write_model_json(&cfg.out, &model_cfg)?;
             Ok(Some((folder, started)))
         })(),
         None => Ok(None),
     })?;
-    let (_folder, first_epoch, mut best, mut csv) = match started {
-        Some((folder, (first, best, csv))) => (Some(folder), first, best, Some(csv)),
-        None => (None, 0, None, None),
+    let (_folder, first_epoch, mut best, mut csv, mut callbacks, position) = match started {
+        Some((folder, s)) => (
+            Some(folder),
+            s.first_epoch,
+            s.best,
+            Some(s.csv),
+            s.callbacks,
+            s.position,
+        ),
+        None => (None, 0, None, None, CallbackState::new(cfg.lr), None),
     };
+    // Only a single process writes interrupted.safetensors (under mpirun a signal ends the
+    // job, and --resume continues from the last epoch's checkpoint).
+    job.agree(if position.is_some() && job.parallel() {
+        Err(crate::error::bad_input(format!(
+            "{} holds a single process's interrupted epoch: finish it without mpirun (the same \
+             command and --resume), or delete that file to resume from the last epoch's \
+             checkpoint",
+            crate::train::checkpoint::interrupted_path(&cfg.out).display()
+        )))
+    } else {
+        Ok(())
+    })?;
     // The other ranks start where rank 0 does, from its parameters and Adam state.
     let (first_epoch, best_so_far) = job.local(setup::share_start(
         ctx,
@@ -178,6 +209,7 @@ pub fn fit_on(
         cfg.lr,
         first_epoch,
         best,
+        &mut callbacks,
     ))?;
     best = best_so_far;
     let parallel = job.parallel().then(|| {
@@ -223,10 +255,21 @@ pub fn fit_on(
         warmup: None,
         advised: false,
         epoch_secs: None,
+        callbacks,
+        resume_at: position,
     };
+    if !job.parallel() {
+        super::interrupt::install();
+    }
     let mut rows = Vec::new();
-    for epoch in first_epoch..=cfg.epochs {
-        rows.push(trainer.epoch(epoch, csv.as_mut(), &mut best, log)?);
+    if !cfg.callbacks.stopped(&trainer.callbacks) {
+        for epoch in first_epoch..=cfg.epochs {
+            let (row, stop) = trainer.epoch(epoch, csv.as_mut(), &mut best, log)?;
+            rows.push(row);
+            if stop {
+                break;
+            }
+        }
     }
     Ok(FitSummary {
         epochs: csv.map_or(rows, |c| c.rows().to_vec()),

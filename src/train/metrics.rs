@@ -17,7 +17,11 @@ use thiserror::Error;
 use crate::atomic::{AtomicWriteError, write_atomic};
 
 /// The header line, exactly.
-pub const HEADER: &str = "epoch,loss,accuracy,val_loss,val_accuracy,seconds,images_per_sec";
+pub const HEADER: &str = "epoch,loss,accuracy,val_loss,val_accuracy,seconds,images_per_sec,lr";
+
+/// The header of files written before the `lr` column (read, and continued on `--resume`).
+pub const HEADER_WITHOUT_LR: &str =
+    "epoch,loss,accuracy,val_loss,val_accuracy,seconds,images_per_sec";
 
 /// One epoch's numbers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,6 +40,8 @@ pub struct EpochMetrics {
     pub seconds: f64,
     /// Training throughput in images per second.
     pub images_per_sec: f64,
+    /// The epoch's learning rate (`None` in rows of files written before the column).
+    pub lr: Option<f32>,
 }
 
 impl crate::plot::curves::EpochValues for EpochMetrics {
@@ -61,15 +67,46 @@ impl EpochMetrics {
     pub fn to_csv_row(&self) -> String {
         let opt = |v: Option<f32>| v.map(|x| x.to_string()).unwrap_or_default();
         format!(
-            "{},{},{},{},{},{:.3},{:.1}",
+            "{},{},{},{},{},{:.3},{:.1},{}",
             self.epoch,
             self.loss,
             self.accuracy,
             opt(self.val_loss),
             opt(self.val_accuracy),
             self.seconds,
-            self.images_per_sec
+            self.images_per_sec,
+            opt(self.lr)
         )
+    }
+
+    /// The row as one JSON object (one line of `metrics.jsonl`): the same fields and
+    /// roundings as the CSV row, a value that is missing or not a finite number as `null`.
+    pub fn to_json_line(&self) -> String {
+        // f32 values through their shortest text, so that 0.1 stays 0.1 rather than the f64
+        // nearest the f32.
+        let short = |v: Option<f32>| -> serde_json::Value {
+            v.filter(|x| x.is_finite())
+                .and_then(|x| x.to_string().parse::<f64>().ok())
+                .map_or(serde_json::Value::Null, serde_json::Value::from)
+        };
+        let round = |x: f64, scale: f64| -> serde_json::Value {
+            if x.is_finite() {
+                ((x * scale).round() / scale).into()
+            } else {
+                serde_json::Value::Null
+            }
+        };
+        serde_json::json!({
+            "epoch": self.epoch,
+            "loss": short(Some(self.loss)),
+            "accuracy": short(Some(self.accuracy)),
+            "val_loss": short(self.val_loss),
+            "val_accuracy": short(self.val_accuracy),
+            "seconds": round(self.seconds, 1e3),
+            "images_per_sec": round(self.images_per_sec, 10.0),
+            "lr": short(self.lr),
+        })
+        .to_string()
     }
 }
 
@@ -82,6 +119,15 @@ pub enum MetricsError {
     /// The file could not be read.
     #[error("could not read {}: {source}", path.display())]
     Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Appending to `metrics.jsonl` failed (metrics.csv holds the row).
+    #[error("could not append to {}: {source}", path.display())]
+    Append {
         /// The file.
         path: PathBuf,
         /// The OS error.
@@ -113,7 +159,9 @@ pub enum MetricsError {
     },
 }
 
-/// `metrics.csv` of one run: the rows so far, mirrored on disk after every change.
+/// `metrics.csv` of one run: the rows so far, mirrored on disk after every change; and beside
+/// it `metrics.jsonl`, the same rows as one JSON object per line, appended as each epoch ends
+/// (for `tail -f` and scripts), rewritten whole only when a log is created or resumed.
 #[derive(Debug, Clone)]
 pub struct MetricsCsv {
     path: PathBuf,
@@ -128,6 +176,7 @@ impl MetricsCsv {
             rows: Vec::new(),
         };
         csv.flush()?;
+        csv.rewrite_jsonl()?;
         Ok(csv)
     }
 
@@ -150,6 +199,7 @@ impl MetricsCsv {
             rows: rows.into_iter().filter(|r| r.epoch <= epoch).collect(),
         };
         csv.flush()?;
+        csv.rewrite_jsonl()?;
         Ok(csv)
     }
 
@@ -169,7 +219,37 @@ impl MetricsCsv {
             self.rows.pop();
             return Err(e);
         }
+        self.append_jsonl(&row)
+    }
+
+    /// `metrics.jsonl`, beside `metrics.csv`.
+    pub fn jsonl_path(&self) -> PathBuf {
+        self.path.with_file_name("metrics.jsonl")
+    }
+
+    fn rewrite_jsonl(&self) -> Result<(), MetricsError> {
+        let text: String = self.rows.iter().map(|r| r.to_json_line() + "\n").collect();
+        write_atomic(self.jsonl_path(), text.as_bytes())?;
         Ok(())
+    }
+
+    /// One line appended and synced (a crash leaves at most a torn last line, which the next
+    /// `--resume` rewrites from metrics.csv).
+    fn append_jsonl(&self, row: &EpochMetrics) -> Result<(), MetricsError> {
+        use std::io::Write;
+        let path = self.jsonl_path();
+        let err = |source| MetricsError::Append {
+            path: path.clone(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(err)?;
+        f.write_all((row.to_json_line() + "\n").as_bytes())
+            .and_then(|()| f.sync_data())
+            .map_err(err)
     }
 
     /// The rows so far, in epoch order.
@@ -213,8 +293,9 @@ pub fn read(path: impl AsRef<Path>) -> Result<Vec<EpochMetrics>, MetricsError> {
         reason,
     };
     let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, h)) if h.trim_end() == HEADER => {}
+    let fields = match lines.next() {
+        Some((_, h)) if h.trim_end() == HEADER => 8,
+        Some((_, h)) if h.trim_end() == HEADER_WITHOUT_LR => 7,
         Some((_, h)) => {
             return Err(err(
                 1,
@@ -222,7 +303,7 @@ pub fn read(path: impl AsRef<Path>) -> Result<Vec<EpochMetrics>, MetricsError> {
             ));
         }
         None => return Err(err(1, "empty file, expected the header".into())),
-    }
+    };
     let mut rows: Vec<EpochMetrics> = Vec::new();
     for (i, line) in lines {
         let n = i + 1;
@@ -231,8 +312,8 @@ pub fn read(path: impl AsRef<Path>) -> Result<Vec<EpochMetrics>, MetricsError> {
             continue;
         }
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 7 {
-            return Err(err(n, format!("{} fields, expected 7", f.len())));
+        if f.len() != fields {
+            return Err(err(n, format!("{} fields, expected {fields}", f.len())));
         }
         let bad = |k: usize| err(n, format!("{} '{}' is not a number", header_field(k), f[k]));
         // f32 fields are parsed as f32: the shortest round-trip text gives back the exact value.
@@ -267,6 +348,7 @@ pub fn read(path: impl AsRef<Path>) -> Result<Vec<EpochMetrics>, MetricsError> {
             val_accuracy: opt(4)?,
             seconds: num64(5)?,
             images_per_sec: num64(6)?,
+            lr: if fields == 8 { opt(7)? } else { None },
         });
     }
     Ok(rows)

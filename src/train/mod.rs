@@ -5,9 +5,11 @@
 //! ([`run_folder`]); what the user sees while a run works, its status lines and estimates
 //! ([`progress`]).
 
+pub mod callbacks;
 pub mod checkpoint;
 pub mod epoch;
 pub mod fit;
+pub mod interrupt;
 pub mod metrics;
 pub mod progress;
 pub mod run_folder;

@@ -36,6 +36,8 @@ pub const LOCK_FILE: &str = ".gpucnn.lock";
 const OWN_FILES: &[&str] = &[
     "best.safetensors",
     "metrics.csv",
+    "metrics.jsonl",
+    "interrupted.safetensors",
     "curves.png",
     "model.json",
     "confusion.png",
@@ -424,7 +426,10 @@ impl RunFolder {
     /// Whether the folder holds anything a run produced that would be lost: a checkpoint,
     /// best.safetensors or a metrics.csv with rows.
     fn has_results(&self) -> anyhow::Result<bool> {
-        if !self.checkpoint_epochs()?.is_empty() || self.dir.join("best.safetensors").exists() {
+        if !self.checkpoint_epochs()?.is_empty()
+            || self.dir.join("best.safetensors").exists()
+            || self.dir.join("interrupted.safetensors").exists()
+        {
             return Ok(true);
         }
         let csv = self.dir.join("metrics.csv");

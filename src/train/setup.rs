@@ -3,12 +3,14 @@
 //! starts (afresh, or from the last checkpoint of the same run).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::callbacks::CallbackState;
 use super::checkpoint::{
-    ModelConfig, TrainState, checkpoint_size_bound, latest_checkpoint, load_checkpoint,
+    ModelConfig, Position, TrainState, checkpoint_size_bound, interrupted_path, latest_checkpoint,
+    load_checkpoint,
 };
 use super::fit::FitConfig;
 use super::metrics::MetricsCsv;
@@ -374,11 +376,23 @@ pub fn resume_point(
     model_cfg: &ModelConfig,
     fingerprint: &RunFingerprint,
 ) -> anyhow::Result<Option<Resume>> {
-    let latest = if plan == Plan::Resume {
+    let mut latest = if plan == Plan::Resume {
         latest_checkpoint(&cfg.out)?
     } else {
         None
     };
+    // A run interrupted inside an epoch after its last checkpoint continues from where it
+    // stopped (`interrupted.safetensors`, which a finished epoch deletes).
+    let interrupted = interrupted_path(&cfg.out);
+    if plan == Plan::Resume && interrupted.is_file() {
+        let ck = load_checkpoint(&interrupted, &step.layout)?;
+        if let Some(s) = ck.state
+            && s.position.is_some()
+            && latest.as_ref().is_none_or(|(e, _)| s.epoch >= *e)
+        {
+            latest = Some((s.epoch, interrupted));
+        }
+    }
     let Some((epoch, path)) = latest else {
         return Ok(None);
     };
@@ -417,15 +431,28 @@ pub fn resume_point(
     }))
 }
 
-/// Where the run starts: the first epoch to train, the best validation accuracy so far and
-/// the metrics file, with the parameters (and Adam's state) loaded into `step`.
+/// Where a run starts.
+pub struct Start {
+    pub first_epoch: usize,
+    /// The best validation accuracy so far.
+    pub best: Option<f32>,
+    pub csv: MetricsCsv,
+    pub callbacks: CallbackState,
+    /// An interrupted run's place inside its epoch.
+    pub position: Option<Position>,
+}
+
+/// Where the run starts: the first epoch to train, the best validation accuracy so far, the
+/// metrics file and the callbacks' state, with the parameters (and Adam's state) loaded into
+/// `step`: resumed, from `--init-from`'s weights, or the seeded initial values.
 pub fn start(
     ctx: &GpuContext,
     cfg: &FitConfig,
     step: &TrainStep,
+    model_cfg: &ModelConfig,
     resume: Option<Resume>,
     log: &mut dyn FnMut(&str),
-) -> anyhow::Result<(usize, Option<f32>, MetricsCsv)> {
+) -> anyhow::Result<Start> {
     let Some(r) = resume else {
         if cfg.resume {
             log(&format!(
@@ -433,17 +460,46 @@ pub fn start(
                 cfg.out.display()
             ));
         }
-        step.load_params(ctx, &step.layout.initial_values(cfg.seed));
-        return Ok((1, None, MetricsCsv::create(cfg.out.join("metrics.csv"))?));
+        let params = match &cfg.init_from {
+            Some(path) => {
+                let params = init_from(path, step, model_cfg)?;
+                log(&format!(
+                    "Starting from the weights of {} (--init-from), with a fresh optimizer.",
+                    path.display()
+                ));
+                params
+            }
+            None => step.layout.initial_values(cfg.seed),
+        };
+        step.load_params(ctx, &params);
+        return Ok(Start {
+            first_epoch: 1,
+            best: None,
+            csv: MetricsCsv::create(cfg.out.join("metrics.csv"))?,
+            callbacks: CallbackState::new(cfg.lr),
+            position: None,
+        });
     };
     let epoch = r.epoch;
     step.load_params(ctx, &r.params);
     step.load_optimizer(ctx, r.state.adam_t, cfg.lr, &r.state.m, &r.state.v);
+    let callbacks = r
+        .state
+        .callbacks
+        .unwrap_or_else(|| CallbackState::new(cfg.lr));
     let csv = MetricsCsv::resume(cfg.out.join("metrics.csv"), epoch)?;
-    log(&format!(
-        "Resuming from {} (epoch {epoch}).",
-        r.path.display()
-    ));
+    match &r.state.position {
+        Some(p) => log(&format!(
+            "Resuming from {} (inside epoch {}, after its step {}).",
+            r.path.display(),
+            p.epoch,
+            p.step
+        )),
+        None => log(&format!(
+            "Resuming from {} (epoch {epoch}).",
+            r.path.display()
+        )),
+    }
     if epoch >= cfg.epochs {
         log(&format!(
             "{} already holds {epoch} epochs, --epochs is {}: nothing to train. Raise \
@@ -452,7 +508,41 @@ pub fn start(
             cfg.epochs
         ));
     }
-    Ok((epoch + 1, r.state.best_val_accuracy, csv))
+    if epoch < cfg.epochs && cfg.callbacks.stopped(&callbacks) {
+        log(&format!(
+            "Early stopping ended this run after epoch {epoch} ({} had not improved for {} \
+             epoch(s)): nothing to train. Raise --early-stopping-patience, or leave it out, to \
+             train further.",
+            cfg.callbacks.monitor.name(),
+            callbacks.early_wait
+        ));
+    }
+    Ok(Start {
+        first_epoch: epoch + 1,
+        best: r.state.best_val_accuracy,
+        csv,
+        callbacks,
+        position: r.state.position,
+    })
+}
+
+/// The parameters of `--init-from`'s checkpoint, checked against this run's model.
+fn init_from(path: &Path, step: &TrainStep, model_cfg: &ModelConfig) -> anyhow::Result<Vec<f32>> {
+    if !path.is_file() {
+        crate::bail_input!(
+            "--init-from {}: no such file; give a .safetensors checkpoint written by gpucnn \
+             (a run's best.safetensors or save_at_N.safetensors)",
+            path.display()
+        );
+    }
+    let ck = load_checkpoint(path, &step.layout)
+        .with_context(|| format!("--init-from {}", path.display()))?;
+    if let Some(saved) = &ck.model {
+        saved
+            .ensure_matches(path, model_cfg)
+            .with_context(|| format!("--init-from {}", path.display()))?;
+    }
+    Ok(ck.params)
 }
 
 /// Data-parallel runs: rank 0's start (its first epoch, best validation accuracy so far,
@@ -464,10 +554,14 @@ pub fn share_start(
     lr: f32,
     first_epoch: usize,
     best: Option<f32>,
+    callbacks: &mut CallbackState,
 ) -> anyhow::Result<(usize, Option<f32>)> {
     if comm.size() == 1 {
         return Ok((first_epoch, best));
     }
+    let mut state = serde_json::to_vec(callbacks).expect("a callback state always serializes");
+    comm.broadcast(0, &mut state);
+    *callbacks = serde_json::from_slice(&state).context("rank 0's callback state")?;
     let mut bytes = Vec::new();
     if comm.rank() == 0 {
         let params = step.read_params(ctx)?;

@@ -106,6 +106,14 @@ impl TrainStep {
             .write_buffer(&self.b.fixed.v, 0, bytemuck::cast_slice(v));
     }
 
+    /// Sets Adam's learning rate for the following steps: 4 bytes written into the GPU-side
+    /// state (its step count t untouched), no bind group rebuilt.
+    pub fn set_lr(&self, ctx: &GpuContext, lr: f32) {
+        let at = std::mem::offset_of!(crate::kernels::adam::AdamState, lr) as u64;
+        ctx.queue
+            .write_buffer(&self.b.fixed.adam_state, at, bytemuck::bytes_of(&lr));
+    }
+
     /// Uploads a batch of up to `batch` samples: `x` [n, H, W, C] as the input layer takes it
     /// (or as the augmentation takes it), and its targets. Returns n.
     pub fn write_batch(&self, ctx: &GpuContext, x: &[f32], targets: BatchTargets) -> usize {
@@ -289,6 +297,15 @@ impl TrainStep {
     pub fn read_metrics(&self, ctx: &GpuContext) -> Result<[f32; 3], GpuError> {
         let v = ctx.read::<f32>(&self.b.fixed.metrics)?;
         Ok([v[0], v[1], v[2]])
+    }
+
+    /// Sets the accumulated metrics ([loss sum, correct, seen]): an epoch resumed in its middle
+    /// continues the sums of its first steps.
+    pub fn write_metrics(&self, ctx: &GpuContext, m: [f32; 3]) {
+        let mut v = [0.0f32; METRICS_LEN];
+        v[..3].copy_from_slice(&m);
+        ctx.queue
+            .write_buffer(&self.b.fixed.metrics, 0, bytemuck::cast_slice(&v));
     }
 
     /// Clears the accumulated metrics.

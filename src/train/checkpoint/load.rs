@@ -61,6 +61,8 @@ pub fn load_checkpoint(
             v,
             run: reader.json("run")?,
             best_val_accuracy: reader.parse("best_val_accuracy")?,
+            callbacks: reader.json("callbacks")?,
+            position: reader.json("position")?,
         }),
         None => None,
     };

@@ -17,6 +17,8 @@
 //! | `epoch`, `step`, `lr` | epochs completed, Adam's t, the learning rate |
 //! | `run` | the run's [`RunFingerprint`] as JSON: seed, split, data digest, … (`--resume` checks it) |
 //! | `best_val_accuracy` | the best validation accuracy so far (absent if none) |
+//! | `position` | JSON, `interrupted.safetensors` only: the epoch in progress, its steps done and their metrics sums |
+//! | `callbacks` | JSON: early stopping's and the learning-rate schedules' state (best monitored value and its epoch, patience counters, the plateau schedule's rate) |
 //!
 //! Numbers are written with Rust's shortest round-trip formatting, so a load gives back the
 //! exact values saved. Whether `best.safetensors` carries the optimizer state is the caller's
@@ -226,6 +228,24 @@ pub struct TrainState {
     pub run: Option<RunFingerprint>,
     /// The best validation accuracy reached so far, if any epoch was validated.
     pub best_val_accuracy: Option<f32>,
+    /// Early stopping's and the schedules' state (`None` in files written before them).
+    pub callbacks: Option<crate::train::callbacks::CallbackState>,
+    /// Where in an epoch an interrupted run stopped (`interrupted.safetensors` only).
+    pub position: Option<Position>,
+}
+
+/// A place inside an epoch: epoch `epoch` (from 1) had its first `step` steps done, with the
+/// training metrics `metrics` ([loss sum, correct, seen]) accumulated by them.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    pub epoch: usize,
+    pub step: usize,
+    pub metrics: [f32; 3],
+}
+
+/// The checkpoint an interrupted run writes (see [`crate::train::interrupt`]).
+pub fn interrupted_path(dir: impl AsRef<Path>) -> PathBuf {
+    dir.as_ref().join("interrupted.safetensors")
 }
 
 /// A checkpoint as read back by [`load_checkpoint`].

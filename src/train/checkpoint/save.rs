@@ -135,6 +135,18 @@ fn metadata(model: &ModelConfig, state: Option<&TrainState>) -> HashMap<String, 
         if let Some(best) = s.best_val_accuracy {
             meta.insert("best_val_accuracy".into(), best.to_string());
         }
+        if let Some(p) = &s.position {
+            meta.insert(
+                "position".into(),
+                serde_json::to_string(p).expect("a position always serializes"),
+            );
+        }
+        if let Some(c) = &s.callbacks {
+            meta.insert(
+                "callbacks".into(),
+                serde_json::to_string(c).expect("a callback state always serializes"),
+            );
+        }
     }
     meta
 }
