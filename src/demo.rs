@@ -339,6 +339,8 @@ pub fn run(
         }),
         crop_to_aspect_ratio: false,
         labels: None,
+        val_data: None,
+        class_names: None,
         resume: false,
         // Only a folder this demo marked as its own reaches here with files in `run/`.
         overwrite: again && run_dir.exists(),

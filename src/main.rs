@@ -96,7 +96,7 @@ enum Command {
     /// ceil(B/N) of every batch, gradients summed after each backward), exactly as one process
     /// with --micro-batch ceil(B/N); rank 0 prints and writes --out (README, "Several GPUs").
     #[command(after_help = EXIT_STATUS)]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// The main job in about a minute, with nothing to download: generates a small dataset of
     /// textured discs and squares (noise, random sizes, positions, colours and textures, so
     /// that only the shapes' outlines tell them apart), trains the example's network on it

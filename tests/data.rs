@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use gpucnn::data::decode::{decode_rgb8, load_resized, quantize_u8};
 use gpucnn::data::{
-    CacheKind, CacheOptions, DatasetError, DatasetOptions, DecodeError, DirectoryDataset, Loader,
-    LoaderOptions, MAX_FILE_BYTES, ResizeOptions, Sample, ScanOptions, epoch_order, scan,
+    CacheKind, CacheOptions, ClassSelection, DatasetError, DatasetOptions, DecodeError,
+    DirectoryDataset, Loader, LoaderOptions, MAX_FILE_BYTES, ResizeOptions, Sample, ScanOptions,
+    epoch_order, scan,
 };
 use image::{ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
 
@@ -772,4 +773,173 @@ fn a_decoded_image_holds_its_share_of_the_process_budget_until_dropped() {
     assert_eq!(img.get_pixel(0, 0).0, [35, 78, 0]);
     let plain = img.into_image();
     assert_eq!(plain.dimensions(), (300, 200));
+}
+
+fn webp_bytes(img: &RgbImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    // The image crate's WebP encoder is lossless: the decode must give the pixels back exactly.
+    img.write_to(&mut out, image::ImageFormat::WebP).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn webp_files_are_listed_scanned_and_decoded_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, d) = (shape(40, 30, true), shape(33, 47, false));
+    fs::create_dir_all(dir.path().join("cat")).unwrap();
+    fs::create_dir_all(dir.path().join("dog")).unwrap();
+    let cat = dir.path().join("cat/a.webp");
+    let dog = dir.path().join("dog/b.WEBP");
+    fs::write(&cat, webp_bytes(&c)).unwrap();
+    fs::write(&dog, webp_bytes(&d)).unwrap();
+    assert_eq!(&fs::read(&cat).unwrap()[..4], b"RIFF");
+    // A cut WebP is listed (by its extension) but refused by the decoder, naming the file.
+    let cut = dir.path().join("dog/cut.webp");
+    let bytes = webp_bytes(&d);
+    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+
+    let ds = DirectoryDataset::open(dir.path(), &opts(1)).unwrap();
+    let mut found: Vec<PathBuf> = all_samples(&ds).into_iter().map(|s| s.path).collect();
+    found.sort();
+    assert_eq!(found, vec![cat.clone(), dog.clone(), cut.clone()]);
+    assert_eq!(
+        gpucnn::data::image_files(&dir.path().join("dog")).unwrap(),
+        vec![dog.clone(), cut.clone()]
+    );
+
+    assert_eq!(decode_rgb8(&cat).unwrap().as_raw(), c.as_raw());
+    assert_eq!(decode_rgb8(&dog).unwrap().as_raw(), d.as_raw());
+    let resized = load_resized(&dog, &size(16, 16)).unwrap();
+    assert_eq!(resized.len(), 16 * 16 * 3);
+    let err = decode_rgb8(&cut).unwrap_err();
+    assert!(matches!(err, DecodeError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("cut.webp"), "{err}");
+
+    let report = scan(&all_samples(&ds), &ScanOptions::default());
+    assert_eq!(report.good.len(), 2);
+    assert_eq!(report.bad.len(), 1);
+    assert_eq!(report.bad[0].path, cut);
+}
+
+/// Class folders `names` under `root`, each with `n` PNGs.
+fn class_folders_with(root: &Path, names: &[&str], n: usize) {
+    for (k, name) in names.iter().enumerate() {
+        let dir = root.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            shape(10 + i as u32, 12, k % 2 == 0)
+                .save(dir.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+}
+
+fn selection(names: &[&str]) -> ClassSelection {
+    ClassSelection::new(names.iter().map(|n| n.to_string()).collect()).unwrap()
+}
+
+#[test]
+fn class_names_choose_and_order_the_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    class_folders_with(dir.path(), &["bird", "cat", "dog"], 5);
+    let sel = selection(&["dog", "cat"]);
+    let ds = DirectoryDataset::open_selected(dir.path(), &opts(3), Some(&sel)).unwrap();
+    assert_eq!(ds.class_names, ["dog", "cat"]);
+    assert_eq!(all_samples(&ds).len(), 10, "bird is not used");
+    for s in all_samples(&ds) {
+        let class = s.path.parent().unwrap().file_name().unwrap();
+        assert_eq!(class.to_str().unwrap(), ds.class_names[s.label]);
+    }
+    // Without a selection: every folder, sorted (as before).
+    let all = DirectoryDataset::open(dir.path(), &opts(3)).unwrap();
+    assert_eq!(all.class_names, ["bird", "cat", "dog"]);
+
+    let sel = selection(&["cat", "zebra"]);
+    let err = DirectoryDataset::open_selected(dir.path(), &opts(3), Some(&sel)).unwrap_err();
+    assert!(matches!(err, DatasetError::UnknownClass { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("--class-names") && msg.contains("`zebra`") && msg.contains("bird, cat, dog"),
+        "{msg}"
+    );
+
+    for (list, why) in [
+        ("cat", "at least two"),
+        ("cat,cat", "`cat` is named twice"),
+        ("cat,,dog", "empty class name"),
+        ("", "at least two"),
+    ] {
+        let err = ClassSelection::parse(list).unwrap_err();
+        assert!(matches!(err, DatasetError::BadClassNames { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--class-names") && msg.contains(why),
+            "{list}: {msg}"
+        );
+    }
+    assert_eq!(
+        ClassSelection::parse(" dog , cat ").unwrap().names(),
+        ["dog", "cat"]
+    );
+}
+
+#[test]
+fn a_separate_validation_folder_validates_every_one_of_its_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (dir.path().join("train"), dir.path().join("val"));
+    class_folders_with(&train, &["cat", "dog"], 6);
+    class_folders_with(&val, &["cat", "dog"], 3);
+    let ds = DirectoryDataset::open_separate(&train, &val, &opts(1), None).unwrap();
+    assert_eq!(ds.class_names, ["cat", "dog"]);
+    assert_eq!(ds.val_root.as_deref(), Some(val.as_path()));
+    assert_eq!((ds.train.len(), ds.val.len()), (12, 6));
+    assert!(ds.train.iter().all(|s| s.path.starts_with(&train)));
+    assert!(ds.val.iter().all(|s| s.path.starts_with(&val)));
+    // Class and path order: deterministic, no split drawn (the seed does not change it).
+    let again = DirectoryDataset::open_separate(&train, &val, &opts(99), None).unwrap();
+    assert_eq!((again.train, again.val), (ds.train.clone(), ds.val.clone()));
+    assert_eq!(ds.val_class_counts(), [3, 3]);
+    let summary = ds.summary();
+    assert!(
+        summary.contains(&format!(
+            "Found 12 files belonging to 2 classes in {}.",
+            train.display()
+        )) && summary.contains(&format!(
+            "Found 6 files belonging to 2 classes in {} (--val-data).",
+            val.display()
+        )) && summary.contains("Using 12 files for training.\nUsing 6 files for validation.\n"),
+        "{summary}"
+    );
+
+    // Different class folders: the error says which class is only in which folder.
+    class_folders_with(&val, &["bird"], 1);
+    fs::remove_dir_all(val.join("dog")).unwrap();
+    let err = DirectoryDataset::open_separate(&train, &val, &opts(1), None).unwrap_err();
+    assert!(matches!(err, DatasetError::ClassMismatch { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("only in {}: dog", train.display()))
+            && msg.contains(&format!("only in {}: bird", val.display()))
+            && msg.contains("--val-data"),
+        "{msg}"
+    );
+    // With --class-names, the other folders of either side are ignored; a class named must be
+    // in both.
+    class_folders_with(&val, &["dog"], 2);
+    let sel = selection(&["dog", "cat"]);
+    let ds = DirectoryDataset::open_separate(&train, &val, &opts(1), Some(&sel)).unwrap();
+    assert_eq!(ds.class_names, ["dog", "cat"]);
+    assert_eq!(ds.val_class_counts(), [2, 3]);
+    fs::remove_dir_all(val.join("cat")).unwrap();
+    let err = DirectoryDataset::open_separate(&train, &val, &opts(1), Some(&sel)).unwrap_err();
+    assert!(matches!(err, DatasetError::UnknownClass { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&val.display().to_string()),
+        "{err}"
+    );
+    // A validation path that is a file is named as such.
+    let file = dir.path().join("file.png");
+    fs::write(&file, b"x").unwrap();
+    let err = DirectoryDataset::open_separate(&train, &file, &opts(1), None).unwrap_err();
+    assert!(matches!(err, DatasetError::NotADirectory { .. }), "{err}");
 }

@@ -348,3 +348,179 @@ fn multi_label_training_from_a_labels_csv() {
         "{printed}"
     );
 }
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Discs against squares in `root`, `per_class` PNGs each, drawn from `seed`.
+fn shapes_pngs(root: &Path, seed: u64, per_class: usize) {
+    use rand::Rng;
+    let draw = |rng: &mut rand::rngs::StdRng, disc| {
+        let bg = [rng.random_range(0..80u8), 20, 20];
+        Shape::random(disc, rng).draw([230, 230, 230], bg)
+    };
+    shapes_dataset(root, seed, per_class, draw, |class, i| {
+        format!("{class}_{i:03}.png")
+    });
+}
+
+/// `--val-data` with `--class-names`: every image of --data's chosen classes trains, every
+/// image of the validation folder validates (its unreadable file listed and skipped), the
+/// classes are in the order given, and the run is tied to its validation files.
+#[test]
+fn val_data_and_class_names_choose_what_trains_and_what_validates() {
+    if test_context().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (train_dir, val_dir) = (tmp.path().join("train"), tmp.path().join("val"));
+    shapes_pngs(&train_dir, 11, 12);
+    // Not named by --class-names: never read.
+    write_blank_image(&train_dir.join("others/a.png"));
+    shapes_pngs(&val_dir, 12, 6);
+    let broken = val_dir.join("discs/broken.png");
+    std::fs::write(&broken, b"not a png").unwrap();
+    let out = tmp.path().join("run");
+    let flags = |val: &Path, classes: &str| -> Vec<String> {
+        vec![
+            "--val-data".into(),
+            val.display().to_string(),
+            "--class-names".into(),
+            classes.into(),
+        ]
+    };
+    let ours = flags(&val_dir, "squares,discs");
+    let log = assert_success(&train(&train_dir, &out, "1", &args(&ours)));
+    for line in [
+        format!(
+            "Found 24 files belonging to 2 classes in {}.",
+            train_dir.display()
+        ),
+        format!(
+            "Found 13 files belonging to 2 classes in {} (--val-data).",
+            val_dir.display()
+        ),
+        "Using 24 files for training.".into(),
+        "Using 13 files for validation.".into(),
+        "class 0 = squares: 12 training, 6 validation".into(),
+        "class 1 = discs: 12 training, 7 validation".into(),
+        "Skipping 1 unreadable file(s):".into(),
+        broken.display().to_string(),
+    ] {
+        assert!(log.contains(&line), "'{line}' missing:\n{log}");
+    }
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(model["classes"], serde_json::json!(["squares", "discs"]));
+    let run_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run_json["val_data"]["files"], 13, "{run_json}");
+    assert_eq!(run_json["data"]["files"], 24, "{run_json}");
+    assert_eq!(csv_rows(&out).len(), 1);
+    // evaluate reads the model's classes, in its order, and not the folder it never saw.
+    let r = gpucnn(&[
+        "evaluate",
+        "--model",
+        s(&out),
+        "--data",
+        s(&train_dir),
+        "--json",
+    ]);
+    let printed = stdout(&r);
+    assert!(r.status.success(), "{printed}{}", stderr(&r));
+    let v: serde_json::Value = serde_json::from_str(&printed).expect("one JSON object");
+    assert_eq!(v["class_names"], serde_json::json!(["squares", "discs"]));
+    let counted: u64 = v["confusion_matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 24);
+
+    // --resume with other validation files, another class order, or no --val-data: refused,
+    // naming what differs, before anything is trained.
+    let other_val = tmp.path().join("val2");
+    shapes_pngs(&other_val, 13, 5);
+    for (extra, says) in [
+        (flags(&other_val, "squares,discs"), "--val-data"),
+        (flags(&val_dir, "discs,squares"), "classes"),
+        (
+            vec!["--class-names".into(), "squares,discs".into()],
+            "--val-data",
+        ),
+    ] {
+        let mut a = args(&extra);
+        a.push("--resume");
+        let r = train(&train_dir, &out, "2", &a);
+        let e = common::assert_exit(&r, 2);
+        assert!(e.contains(says), "{extra:?}: {e}");
+    }
+    assert_eq!(csv_rows(&out).len(), 1);
+    // The same flags resume: the validation folder's digest is stable.
+    let mut a = args(&ours);
+    a.push("--resume");
+    let log = assert_success(&train(&train_dir, &out, "2", &a));
+    assert!(log.contains("Resuming from"), "{log}");
+    assert_eq!(csv_rows(&out).len(), 2);
+}
+
+#[test]
+fn val_data_and_class_names_bad_input_names_the_flag() {
+    if test_context().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (train_dir, val_dir) = (tmp.path().join("train"), tmp.path().join("val"));
+    for class in ["cats", "dogs"] {
+        write_blank_image(&train_dir.join(class).join("a.png"));
+    }
+    for class in ["cats", "birds"] {
+        write_blank_image(&val_dir.join(class).join("a.png"));
+    }
+    let out = tmp.path().join("out");
+    let (t, v, o) = (s(&train_dir), s(&val_dir), s(&out));
+    let base = ["train", "--data", t, "--out", o];
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--val-data", v],
+            &[
+                "--val-data",
+                &format!("only in {}: dogs", train_dir.display()),
+                &format!("only in {}: birds", val_dir.display()),
+            ],
+        ),
+        (
+            &["--val-data", v, "--validation-split", "0.3"],
+            &["--validation-split 0.3", "--val-data"],
+        ),
+        (
+            &["--val-data", v, "--labels", t],
+            &["--val-data", "--labels"],
+        ),
+        (
+            &["--class-names", "cats,zebras"],
+            &["--class-names", "`zebras`", "cats, dogs"],
+        ),
+        (
+            &["--class-names", "cats"],
+            &["--class-names", "at least two"],
+        ),
+        (
+            &["--val-data", v, "--class-names", "cats,dogs"],
+            &["`dogs`", v],
+        ),
+    ];
+    for (extra, says) in cases {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        let r = gpucnn(&a);
+        let e = common::assert_exit(&r, 2);
+        for word in *says {
+            assert!(e.contains(word), "{extra:?}: '{word}' missing: {e}");
+        }
+    }
+    assert!(!out.exists(), "nothing may be written on bad input");
+}

@@ -77,7 +77,7 @@ pub fn run(a: &PredictArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode
     }
     let images = collect_images(&a.inputs)?;
     if images.is_empty() {
-        crate::bail_input!("no image files (.jpg .jpeg .png .bmp .gif) in the inputs given");
+        crate::bail_input!("no image files (.jpg .jpeg .png .bmp .gif .webp) in the inputs given");
     }
     let ctx = open_gpu(adapter)?;
     let (cfg, preds) = predict(&ctx, &a.model, &images, a.batch_size as usize)?;

@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use super::open_gpu;
 use crate::cpu::augment::AugmentConfig;
+use crate::data::dataset::ClassSelection;
 use crate::dist::{self, Collective, Job};
 use crate::gpu::{AdapterOptions, GpuContext};
 use crate::train::callbacks::{CallbackConfig, LrSchedule, Monitor};
@@ -16,7 +17,7 @@ use crate::train::fit::{FitConfig, FitSummary, default_out, fit, fit_on, validat
 /// The flags of `gpucnn train`.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// Folder with one subfolder of images per class (.jpg .jpeg .png .bmp .gif); with
+    /// Folder with one subfolder of images per class (.jpg .jpeg .png .bmp .gif .webp); with
     /// --labels, the folder the CSV's image paths are relative to (default: the CSV's folder).
     #[arg(long, value_name = "DIR", required_unless_present = "labels")]
     pub data: Option<PathBuf>,
@@ -104,9 +105,19 @@ pub struct TrainArgs {
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
-    /// Fraction of the files held out for validation.
-    #[arg(long, default_value_t = 0.2)]
-    pub validation_split: f32,
+    /// Fraction of the files of --data held out for validation [default: 0.2]. Not with
+    /// --val-data.
+    #[arg(long, value_name = "FRACTION")]
+    pub validation_split: Option<f32>,
+    /// A separate validation folder (the train/ + val/ layout), with the same class subfolders
+    /// as --data: every image of --data trains and every image of DIR validates, instead of
+    /// holding out --validation-split of --data. Not with --labels.
+    #[arg(long, value_name = "DIR", conflicts_with = "labels")]
+    pub val_data: Option<PathBuf>,
+    /// Use only these class subfolders, in this order (Keras' class_names): class i of the
+    /// model is the i-th name. Default: every subfolder, sorted by name. Not with --labels.
+    #[arg(long, value_name = "A,B,...", conflicts_with = "labels")]
+    pub class_names: Option<String>,
     /// Seed of the split, the shuffles, the initial weights, augmentation and dropout.
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
@@ -131,6 +142,9 @@ pub struct TrainArgs {
     pub overwrite: bool,
 }
 
+/// `--validation-split` when not given: the Keras example's 0.2.
+pub const DEFAULT_VALIDATION_SPLIT: f32 = 0.2;
+
 /// The training run `a` asks for: --data (or the CSV's folder), --out (or
 /// `runs/<name of --data or the CSV>`), the augmentation and progress display.
 pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
@@ -141,6 +155,15 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
             crate::bail_input!("--data is required (or --labels for multi-label training)")
         }
     };
+    // clap cannot tell a default from a value given, so the flag is an Option: both given is
+    // a contradiction worth saying, not a value to drop silently.
+    if let (Some(split), Some(val)) = (a.validation_split, &a.val_data) {
+        crate::bail_input!(
+            "--validation-split {split} and --val-data {}: with a separate validation folder \
+             nothing of --data is held out; pass one of them",
+            val.display()
+        );
+    }
     let named = a
         .labels
         .as_ref()
@@ -150,11 +173,16 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
         out: a.out.clone().unwrap_or_else(|| default_out(&named)),
         data,
         labels: a.labels.clone(),
+        val_data: a.val_data.clone(),
+        class_names: match &a.class_names {
+            Some(list) => Some(ClassSelection::parse(list)?.names().to_vec()),
+            None => None,
+        },
         epochs: a.epochs,
         batch_size: a.batch_size,
         image_size: a.image_size,
         lr: a.lr,
-        validation_split: a.validation_split,
+        validation_split: a.validation_split.unwrap_or(DEFAULT_VALIDATION_SPLIT),
         seed: a.seed,
         width: a.width,
         augment: parse_augment(&a.augment, a.rotation)?,

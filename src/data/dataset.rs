@@ -3,11 +3,19 @@
 //! - Class names are the sorted names of the sub-folders of the root (names starting with `.`
 //!   skipped); the class index is the position in that list. A folder name that is not UTF-8
 //!   is shown lossily (U+FFFD for its odd bytes) and still read by its own name.
+//! - Keras' `class_names` ([`ClassSelection`], `--class-names a,b,c`): only the sub-folders named
+//!   are used, in the order given (class index = position in the list); a name without a folder
+//!   is an error. Other sub-folders are ignored.
 //! - Files are found recursively under each class folder (symlinked folders followed, cycles
-//!   skipped) with the extensions `.bmp .gif .jpeg .jpg .png` in any case, sorted by path; only
-//!   regular files are listed ([`image_files`], the walk `predict` uses too).
+//!   skipped) with the extensions `.bmp .gif .jpeg .jpg .png .webp` in any case, sorted by path;
+//!   only regular files are listed ([`image_files`], the walk `predict` uses too).
 //! - The whole list (classes in order, each class's files in path order) is shuffled with the seed;
 //!   validation takes the last `int(split · N)` files, training the rest.
+//! - With a separate validation folder ([`DirectoryDataset::open_separate`], `--val-data`, the
+//!   common `train/` + `val/` layout, i.e. two `image_dataset_from_directory` calls), every
+//!   image of the training folder trains, in class and path order, and every image of the
+//!   validation folder validates, in the same order; no split is drawn. Both folders must have
+//!   the same class sub-folders (or, with a [`ClassSelection`], both must hold every class named).
 //! - Training is reshuffled every epoch ([`DirectoryDataset::epoch_order`]); validation is read in
 //!   order. The last partial batch is kept (the loader never drops samples).
 //!
@@ -24,7 +32,48 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// File extensions (lower case, no dot) that Keras and gpucnn accept as images.
-pub const IMAGE_EXTENSIONS: [&str; 5] = ["bmp", "gif", "jpeg", "jpg", "png"];
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["bmp", "gif", "jpeg", "jpg", "png", "webp"];
+
+/// Which class sub-folders a dataset uses, and in which order (Keras' `class_names`).
+/// `None` where a function takes an `Option<&ClassSelection>`: every sub-folder, sorted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassSelection {
+    names: Vec<String>,
+}
+
+impl ClassSelection {
+    /// The classes `names`, in this order; at least two, none empty, no name twice.
+    pub fn new(names: Vec<String>) -> Result<Self, DatasetError> {
+        let bad = |message: String| Err(DatasetError::BadClassNames { message });
+        if names.len() < 2 {
+            return bad(format!(
+                "{} class name(s) given ({}): a classifier needs at least two",
+                names.len(),
+                names.join(",")
+            ));
+        }
+        let mut seen = HashSet::new();
+        for n in &names {
+            if n.is_empty() {
+                return bad("an empty class name (two commas in a row, or one at an end)".into());
+            }
+            if !seen.insert(n.as_str()) {
+                return bad(format!("`{n}` is named twice"));
+            }
+        }
+        Ok(Self { names })
+    }
+
+    /// Parses a comma-separated list (`--class-names Dog,Cat`); spaces around names are trimmed.
+    pub fn parse(list: &str) -> Result<Self, DatasetError> {
+        Self::new(list.split(',').map(|n| n.trim().to_string()).collect())
+    }
+
+    /// The class names, in label order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
 
 /// Options of [`DirectoryDataset::open`].
 #[derive(Clone, Debug, PartialEq)]
@@ -67,7 +116,10 @@ pub enum DatasetError {
         source: io::Error,
     },
     /// The path exists but is a file.
-    #[error("{path} is not a folder: pass --data a folder with one sub-folder of images per class")]
+    #[error(
+        "{path} is not a folder: pass (to --data, or --val-data) a folder with one sub-folder of \
+         images per class"
+    )]
     NotADirectory {
         /// The path at fault.
         path: PathBuf,
@@ -94,7 +146,7 @@ pub enum DatasetError {
     },
     /// A class folder holds no image files.
     #[error(
-        "class `{class}` ({path}) has no image files (.bmp .gif .jpeg .jpg .png): \
+        "class `{class}` ({path}) has no image files (.bmp .gif .jpeg .jpg .png .webp): \
          add images or remove the folder"
     )]
     EmptyClass {
@@ -115,6 +167,38 @@ pub enum DatasetError {
         /// The class name both folders show as.
         class: String,
     },
+    /// `--class-names` is not a usable list.
+    #[error("--class-names: {message}; pass two or more distinct class folder names, e.g. Cat,Dog")]
+    BadClassNames {
+        /// What is wrong with the list.
+        message: String,
+    },
+    /// A class named by `--class-names` has no sub-folder.
+    #[error(
+        "--class-names names `{class}`, but {path} has no sub-folder `{class}`: its class \
+         sub-folders are {available}; fix the name or add the folder"
+    )]
+    UnknownClass {
+        /// The folder searched.
+        path: PathBuf,
+        /// The name without a folder.
+        class: String,
+        /// The class sub-folders that are there, comma-separated.
+        available: String,
+    },
+    /// The training and validation folders have different class sub-folders.
+    #[error(
+        "the class sub-folders of {train} (--data) and {val} (--val-data) differ: {details}; \
+         both need the same classes (or choose the classes of both with --class-names)"
+    )]
+    ClassMismatch {
+        /// The training folder.
+        train: PathBuf,
+        /// The validation folder.
+        val: PathBuf,
+        /// Which classes are in only one of them: `only in …: a, b; only in …: c`.
+        details: String,
+    },
     /// The validation split is not strictly between 0 and 1.
     #[error("--validation-split {split} is outside (0, 1): pass a fraction such as 0.2")]
     InvalidSplit {
@@ -126,62 +210,38 @@ pub enum DatasetError {
 /// The files of a class-per-folder image dataset, split into training and validation.
 #[derive(Clone, Debug)]
 pub struct DirectoryDataset {
-    /// The folder the dataset was read from.
+    /// The folder the dataset was read from (the training folder with a separate validation
+    /// folder).
     pub root: PathBuf,
+    /// The separate validation folder ([`Self::open_separate`]); `None` for a split.
+    pub val_root: Option<PathBuf>,
     /// Class names, sorted; a sample's label indexes this list.
     pub class_names: Vec<String>,
     /// Training samples, in split order (use [`Self::epoch_order`] to visit them).
     pub train: Vec<Sample>,
     /// Validation samples, in the order they are evaluated.
     pub val: Vec<Sample>,
-    /// The options the dataset was opened with.
+    /// The options the dataset was opened with (`validation_split` unused with `val_root`).
     pub options: DatasetOptions,
 }
 
 impl DirectoryDataset {
     /// Reads the class folders under `dir`, lists their images and splits them (see module docs).
     pub fn open(dir: &Path, options: &DatasetOptions) -> Result<Self, DatasetError> {
+        Self::open_selected(dir, options, None)
+    }
+
+    /// [`Self::open`] with Keras' `class_names`: only the classes of `classes`, in its order.
+    pub fn open_selected(
+        dir: &Path,
+        options: &DatasetOptions,
+        classes: Option<&ClassSelection>,
+    ) -> Result<Self, DatasetError> {
         let split = options.validation_split;
         if !(split > 0.0 && split < 1.0) {
             return Err(DatasetError::InvalidSplit { split });
         }
-        let meta = fs::metadata(dir).map_err(|source| DatasetError::Unreadable {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        if !meta.is_dir() {
-            return Err(DatasetError::NotADirectory {
-                path: dir.to_path_buf(),
-            });
-        }
-        let folders = class_folders(dir)?;
-        let class_names: Vec<String> = folders.iter().map(|(name, _)| name.clone()).collect();
-        match class_names.len() {
-            0 => {
-                return Err(DatasetError::NoClasses {
-                    path: dir.to_path_buf(),
-                });
-            }
-            1 => {
-                return Err(DatasetError::SingleClass {
-                    path: dir.to_path_buf(),
-                    class: class_names[0].clone(),
-                });
-            }
-            _ => {}
-        }
-        let mut all = Vec::new();
-        for (label, (class, folder)) in folders.iter().enumerate() {
-            let class_dir = dir.join(folder);
-            let files = image_files(&class_dir)?;
-            if files.is_empty() {
-                return Err(DatasetError::EmptyClass {
-                    path: class_dir,
-                    class: class.clone(),
-                });
-            }
-            all.extend(files.into_iter().map(|path| Sample { path, label }));
-        }
+        let (class_names, all) = labelled_files(dir, classes)?;
         let n = all.len();
         let num_val = validation_count(n, split);
         let mut order: Vec<usize> = (0..n).collect();
@@ -193,8 +253,60 @@ impl DirectoryDataset {
         let val = shuffled.split_off(n - num_val);
         Ok(Self {
             root: dir.to_path_buf(),
+            val_root: None,
             class_names,
             train: shuffled,
+            val,
+            options: options.clone(),
+        })
+    }
+
+    /// A training folder and a separate validation folder (`train/` + `val/`): every image of
+    /// `train_dir` trains and every image of `val_dir` validates, both in class and path order
+    /// (training is reshuffled each epoch by [`Self::epoch_order`]). The two folders must have
+    /// the same class sub-folders, or with `classes` both must hold each class it names.
+    /// `options.validation_split` is not used (nor checked).
+    pub fn open_separate(
+        train_dir: &Path,
+        val_dir: &Path,
+        options: &DatasetOptions,
+        classes: Option<&ClassSelection>,
+    ) -> Result<Self, DatasetError> {
+        let (class_names, train) = labelled_files(train_dir, classes)?;
+        ensure_dir(val_dir)?;
+        if classes.is_none() {
+            let val_names: Vec<String> = class_folders(val_dir)?.into_iter().map(|c| c.0).collect();
+            if val_names != class_names {
+                let only = |a: &[String], b: &[String]| -> Vec<String> {
+                    a.iter().filter(|n| !b.contains(n)).cloned().collect()
+                };
+                let mut parts = Vec::new();
+                for (dir, names) in [
+                    (train_dir, only(&class_names, &val_names)),
+                    (val_dir, only(&val_names, &class_names)),
+                ] {
+                    if !names.is_empty() {
+                        parts.push(format!("only in {}: {}", dir.display(), names.join(", ")));
+                    }
+                }
+                return Err(DatasetError::ClassMismatch {
+                    train: train_dir.to_path_buf(),
+                    val: val_dir.to_path_buf(),
+                    details: parts.join("; "),
+                });
+            }
+        }
+        // With no selection the names now match; with one, the same selection applies to both.
+        let selection = match classes {
+            Some(c) => c.clone(),
+            None => ClassSelection::new(class_names.clone())?,
+        };
+        let (_, val) = labelled_files(val_dir, Some(&selection))?;
+        Ok(Self {
+            root: train_dir.to_path_buf(),
+            val_root: Some(val_dir.to_path_buf()),
+            class_names,
+            train,
             val,
             options: options.clone(),
         })
@@ -228,11 +340,20 @@ impl DirectoryDataset {
     /// Keras-style report of what was found, plus the class ↔ index map and per-split counts.
     pub fn summary(&self) -> String {
         let (t, v) = (self.train.len(), self.val.len());
-        let mut s = format!(
-            "Found {} files belonging to {} classes.\nUsing {t} files for training.\n\
-             Using {v} files for validation.\n",
-            t + v,
-            self.class_names.len()
+        let k = self.class_names.len();
+        let mut s = match &self.val_root {
+            None => format!("Found {} files belonging to {k} classes.\n", t + v),
+            // Two folders, as Keras reports two image_dataset_from_directory calls.
+            Some(val_root) => format!(
+                "Found {t} files belonging to {k} classes in {}.\n\
+                 Found {v} files belonging to {k} classes in {} (--val-data).\n",
+                self.root.display(),
+                val_root.display()
+            ),
+        };
+        let _ = write!(
+            s,
+            "Using {t} files for training.\nUsing {v} files for validation.\n"
         );
         let (tc, vc) = (self.train_class_counts(), self.val_class_counts());
         for (i, name) in self.class_names.iter().enumerate() {
@@ -268,6 +389,75 @@ fn class_counts(samples: &[Sample], k: usize) -> Vec<usize> {
         c[s.label] += 1;
     }
     c
+}
+
+/// The classes of `dir` (all sub-folders sorted, or those of `classes` in its order) and their
+/// image files: classes in order, each class's files in path order, labelled by class index.
+fn labelled_files(
+    dir: &Path,
+    classes: Option<&ClassSelection>,
+) -> Result<(Vec<String>, Vec<Sample>), DatasetError> {
+    ensure_dir(dir)?;
+    let mut folders = class_folders(dir)?;
+    if let Some(sel) = classes {
+        let mut chosen = Vec::new();
+        for name in sel.names() {
+            match folders.iter().find(|(n, _)| n == name) {
+                Some(f) => chosen.push(f.clone()),
+                None => {
+                    let available: Vec<&str> = folders.iter().map(|f| f.0.as_str()).collect();
+                    return Err(DatasetError::UnknownClass {
+                        path: dir.to_path_buf(),
+                        class: name.clone(),
+                        available: if available.is_empty() {
+                            "none".into()
+                        } else {
+                            available.join(", ")
+                        },
+                    });
+                }
+            }
+        }
+        folders = chosen;
+    }
+    let class_names: Vec<String> = folders.iter().map(|(name, _)| name.clone()).collect();
+    match class_names.len() {
+        0 => {
+            return Err(DatasetError::NoClasses {
+                path: dir.to_path_buf(),
+            });
+        }
+        1 => {
+            return Err(DatasetError::SingleClass {
+                path: dir.to_path_buf(),
+                class: class_names[0].clone(),
+            });
+        }
+        _ => {}
+    }
+    let mut all = Vec::new();
+    for (label, (class, folder)) in folders.iter().enumerate() {
+        let class_dir = dir.join(folder);
+        let files = image_files(&class_dir)?;
+        if files.is_empty() {
+            return Err(DatasetError::EmptyClass {
+                path: class_dir,
+                class: class.clone(),
+            });
+        }
+        all.extend(files.into_iter().map(|path| Sample { path, label }));
+    }
+    Ok((class_names, all))
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), DatasetError> {
+    let meta = fs::metadata(dir).map_err(unreadable(dir))?;
+    if !meta.is_dir() {
+        return Err(DatasetError::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 fn unreadable(path: &Path) -> impl FnOnce(io::Error) -> DatasetError + '_ {

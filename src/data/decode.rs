@@ -3,7 +3,8 @@
 //! `image_dataset_from_directory` feeds the model.
 //!
 //! - Formats: JPEG (baseline and progressive), PNG (8/16 bit, gray, gray+alpha, RGB, RGBA,
-//!   palette), BMP, GIF (first frame). Always 3 channels: gray is replicated, alpha dropped
+//!   palette), BMP, GIF (first frame), WebP (lossy and lossless, with the image crate's pure-Rust
+//!   decoder; first frame of an animation). Always 3 channels: gray is replicated, alpha dropped
 //!   (as TF's `decode_image(channels=3)`), 16-bit samples rounded to 8 bits by the image crate.
 //!   EXIF orientation is ignored, as TF ignores it.
 //! - Decompression bombs: the header's dimensions are read first and an image over
@@ -236,8 +237,8 @@ pub enum DecodeError {
         /// Its size.
         bytes: u64,
     },
-    /// The content is not a JPEG, PNG, BMP or GIF, whatever the extension says.
-    #[error("{path} is not a JPEG, PNG, BMP or GIF image (unrecognised content)")]
+    /// The content is not a JPEG, PNG, BMP, GIF or WebP, whatever the extension says.
+    #[error("{path} is not a JPEG, PNG, BMP, GIF or WebP image (unrecognised content)")]
     NotAnImage {
         /// The file at fault.
         path: PathBuf,
@@ -441,7 +442,13 @@ pub fn check_header(path: &Path, bytes: &[u8]) -> Result<ImageFormat, DecodeErro
         });
     }
     let format = match image::guess_format(bytes) {
-        Ok(f @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Bmp | ImageFormat::Gif)) => f,
+        Ok(
+            f @ (ImageFormat::Jpeg
+            | ImageFormat::Png
+            | ImageFormat::Bmp
+            | ImageFormat::Gif
+            | ImageFormat::WebP),
+        ) => f,
         _ => {
             return Err(DecodeError::NotAnImage {
                 path: path.to_path_buf(),

@@ -1,9 +1,9 @@
 //! The training data pipeline, with the semantics of Keras' `image_dataset_from_directory`.
 //!
-//! - [`dataset`]: class folders → sorted file list → seeded train/validation split; per-epoch
-//!   training order.
-//! - [`decode`]: file → RGB u8 (JPEG, PNG, BMP, GIF; decompression bombs refused from the header)
-//!   → TensorFlow's bilinear resize without antialiasing → f32 HWC 0–255.
+//! - [`dataset`]: class folders (all, or those chosen) → sorted file list → seeded
+//!   train/validation split, or a separate validation folder; per-epoch training order.
+//! - [`decode`]: file → RGB u8 (JPEG, PNG, BMP, GIF, WebP; decompression bombs refused from the
+//!   header) → TensorFlow's bilinear resize without antialiasing → f32 HWC 0–255.
 //! - [`scan`]: a parallel pre-scan that finds (and optionally deletes) unusable files.
 //! - [`loader`]: worker threads that decode ahead of the consumer into a bounded queue, batch in a
 //!   given order, and cache the resized images for later epochs.
@@ -16,8 +16,8 @@ pub mod resize;
 pub mod scan;
 
 pub use dataset::{
-    DatasetError, DatasetOptions, DirectoryDataset, IMAGE_EXTENSIONS, Sample, epoch_order,
-    image_files,
+    ClassSelection, DatasetError, DatasetOptions, DirectoryDataset, IMAGE_EXTENSIONS, Sample,
+    epoch_order, image_files,
 };
 pub use decode::{DecodeError, MAX_FILE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, ResizeOptions};
 pub use loader::{

@@ -4,8 +4,8 @@
 //! What differs from the Keras example's own filter: the example deletes every file whose first
 //! 10 bytes lack `JFIF` *before* the dataset is opened (so the split is drawn from the survivors),
 //! whether or not the file decodes; gpucnn instead decodes each file and skips the undecodable
-//! ones *after* the split, keeping JPEGs without a JFIF header (EXIF, Adobe) and PNG, BMP and GIF
-//! files. [`keras_jfif_filter`] (`gpucnn scan --keras-jfif-filter --delete`) applies the example's
+//! ones *after* the split, keeping JPEGs without a JFIF header (EXIF, Adobe) and PNG, BMP, GIF
+//! and WebP files. [`keras_jfif_filter`] (`gpucnn scan --keras-jfif-filter --delete`) applies the example's
 //! test to reproduce its file set, and hence its split, exactly. A bad file never aborts the scan.
 //! To keep the split of a folder as it was, drop the bad files from their splits with
 //! [`super::DirectoryDataset::remove_paths`]; after `--delete`, open the dataset again.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::metrics::{EvalReport, evaluate, roc_curve};
-use crate::data::dataset::{DatasetOptions, DirectoryDataset};
+use crate::data::dataset::{ClassSelection, DatasetOptions, DirectoryDataset};
 use crate::data::labels::LabelTable;
 use crate::gpu::GpuContext;
 use crate::plot::confusion::write_confusion_png;
@@ -18,16 +18,21 @@ use crate::plot::roc::write_roc_png;
 use crate::predict::{Prediction, locate_model, predict};
 
 /// `gpucnn evaluate`: the model on every image of the class folders of `data` (all files, no
-/// split), with the model's class names matched to the folder's. Returns the report and, for
-/// plots, each image's true label and probabilities.
+/// split), with the model's class names matched to the folder's. A model trained with
+/// `--class-names` reads only its classes' folders, in its order (it cannot predict the
+/// others). Returns the report and, for plots, each image's true label and probabilities.
 pub fn evaluate_folder(
     ctx: &GpuContext,
     model: &Path,
     data: &Path,
     batch: usize,
 ) -> anyhow::Result<(EvalReport, Vec<usize>, Vec<Vec<f32>>)> {
-    let ds = DirectoryDataset::open(data, &DatasetOptions::default())?;
+    let mut ds = DirectoryDataset::open(data, &DatasetOptions::default())?;
     let (cfg, _) = locate_model(model)?;
+    if ds.class_names != cfg.classes && cfg.classes.iter().all(|c| ds.class_names.contains(c)) {
+        let chosen = ClassSelection::new(cfg.classes.clone())?;
+        ds = DirectoryDataset::open_selected(data, &DatasetOptions::default(), Some(&chosen))?;
+    }
     crate::ensure_input!(
         !cfg.multi_label,
         "{}: a multi-label model; evaluate takes single-label class folders",

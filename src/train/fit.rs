@@ -61,6 +61,12 @@ pub struct FitConfig {
     pub micro_batch: Option<usize>,
     /// Multi-label training from a CSV of `path,label1;label2` rows (paths relative to `data`).
     pub labels: Option<PathBuf>,
+    /// A separate validation folder (`--val-data`): every image of `data` trains, every image
+    /// of this folder validates, and `validation_split` is not used. Single-label only.
+    pub val_data: Option<PathBuf>,
+    /// Keras' `class_names` (`--class-names`): only these class sub-folders, in this order.
+    /// Single-label only.
+    pub class_names: Option<Vec<String>>,
     pub resume: bool,
     /// Delete the files of an earlier run in `out` (gpucnn's own only) and start afresh.
     pub overwrite: bool,

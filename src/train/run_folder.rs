@@ -70,8 +70,15 @@ pub struct RunFingerprint {
     pub multi_label: bool,
     /// Digest of the labels CSV's bytes (`--labels`), if any.
     pub labels_csv: Option<String>,
-    /// The data: file count, total bytes and a digest of the sorted relative paths and sizes.
+    /// The data: file count, total bytes and a digest of the sorted relative paths and sizes
+    /// (of `--data`'s training files alone with `--val-data`).
     pub data: DataDigest,
+    /// `--val-data`: the digest of the separate validation folder's files (paths relative to
+    /// it); `None` for a split of `--data`. Absent from the JSON of such runs, so a run.json
+    /// written before the flag existed reads as a split run, and a split run's run.json is as
+    /// it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_data: Option<DataDigest>,
 }
 
 /// A cheap digest of a dataset's files: their relative paths and sizes, not their contents.
@@ -217,6 +224,15 @@ impl RunFingerprint {
             "data files (--data)",
             self.data.to_string(),
             new.data.to_string(),
+        );
+        let val = |v: &Option<DataDigest>| match v {
+            Some(v) => v.to_string(),
+            None => "none (--validation-split of --data)".into(),
+        };
+        cmp(
+            "validation files (--val-data)",
+            val(&self.val_data),
+            val(&new.val_data),
         );
         d
     }
@@ -544,7 +560,34 @@ mod tests {
                 bytes: 10,
                 hash: "0".into(),
             },
+            val_data: None,
         }
+    }
+
+    #[test]
+    fn val_data_is_absent_from_a_split_runs_json_and_old_json_reads_as_a_split() {
+        let split = fingerprint();
+        let json = serde_json::to_string(&split).unwrap();
+        assert!(!json.contains("val_data"), "{json}");
+        // A run.json written before --val-data existed has no such key.
+        let old: RunFingerprint = serde_json::from_str(&json).unwrap();
+        assert_eq!(old, split);
+        let mut separate = split.clone();
+        separate.val_data = Some(DataDigest {
+            files: 3,
+            bytes: 7,
+            hash: "1".into(),
+        });
+        let back: RunFingerprint =
+            serde_json::from_str(&serde_json::to_string(&separate).unwrap()).unwrap();
+        assert_eq!(back, separate);
+        assert_eq!(
+            split.differences(&separate),
+            vec![
+                "validation files (--val-data) none (--validation-split of --data) → 3 files, \
+                 7 bytes, digest 1"
+            ]
+        );
     }
 
     #[test]

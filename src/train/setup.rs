@@ -17,7 +17,7 @@ use super::metrics::MetricsCsv;
 use super::progress::Status;
 use super::run_folder::{self, Plan, RunFingerprint};
 use crate::cpu::augment::AugmentConfig;
-use crate::data::dataset::{DatasetOptions, DirectoryDataset, Sample};
+use crate::data::dataset::{ClassSelection, DatasetOptions, DirectoryDataset, Sample};
 use crate::data::labels::LabelTable;
 use crate::data::scan::{BadFile, ScanOptions, scan};
 use crate::dist::Collective;
@@ -38,11 +38,32 @@ pub struct Data {
     pub table: Option<LabelTable>,
 }
 
-/// Single-label: class folders. Multi-label: a labels CSV whose rows index `table.targets`.
+/// Single-label: class folders (those of `--class-names`, in its order), split or with a
+/// separate validation folder (`--val-data`). Multi-label: a labels CSV whose rows index
+/// `table.targets`.
 pub fn load_data(cfg: &FitConfig, log: &mut dyn FnMut(&str)) -> anyhow::Result<Data> {
     let split = DatasetOptions {
         validation_split: cfg.validation_split,
         seed: cfg.seed,
+    };
+    if let Some(csv) = &cfg.labels {
+        // The CSV names the labels and holds the images of both splits.
+        crate::ensure_input!(
+            cfg.val_data.is_none(),
+            "--val-data cannot be used with --labels {} (multi-label training splits the CSV's \
+             rows with --validation-split); drop --val-data",
+            csv.display()
+        );
+        crate::ensure_input!(
+            cfg.class_names.is_none(),
+            "--class-names cannot be used with --labels {} (the labels are those of the CSV); \
+             drop --class-names",
+            csv.display()
+        );
+    }
+    let classes = match &cfg.class_names {
+        Some(names) => Some(ClassSelection::new(names.clone())?),
+        None => None,
     };
     Ok(match &cfg.labels {
         Some(csv) => {
@@ -63,7 +84,12 @@ pub fn load_data(cfg: &FitConfig, log: &mut dyn FnMut(&str)) -> anyhow::Result<D
             }
         }
         None => {
-            let ds = DirectoryDataset::open(&cfg.data, &split)?;
+            let ds = match &cfg.val_data {
+                Some(val) => {
+                    DirectoryDataset::open_separate(&cfg.data, val, &split, classes.as_ref())?
+                }
+                None => DirectoryDataset::open_selected(&cfg.data, &split, classes.as_ref())?,
+            };
             log(&ds.summary());
             Data {
                 class_names: ds.class_names,
@@ -93,9 +119,19 @@ fn augment_label(a: &Option<AugmentConfig>) -> String {
 }
 
 /// What makes this run this run (see [`RunFingerprint`]): the settings, the labels CSV and
-/// the data files.
+/// the data files (of `--data`, and of `--val-data` apart).
 pub fn fingerprint(cfg: &FitConfig, data: &Data) -> anyhow::Result<RunFingerprint> {
-    let all = data.train.iter().chain(&data.val);
+    let paths = |s: &[Sample]| s.iter().map(|s| s.path.clone()).collect::<Vec<_>>();
+    let (data_files, val_data) = match &cfg.val_data {
+        Some(val) => (
+            paths(&data.train),
+            Some(run_folder::data_digest(
+                val,
+                paths(&data.val).iter().map(|p| p.as_path()),
+            )?),
+        ),
+        None => ([paths(&data.train), paths(&data.val)].concat(), None),
+    };
     Ok(RunFingerprint {
         seed: cfg.seed,
         validation_split: cfg.validation_split,
@@ -111,7 +147,8 @@ pub fn fingerprint(cfg: &FitConfig, data: &Data) -> anyhow::Result<RunFingerprin
             Some(csv) => Some(run_folder::file_digest(csv)?),
             None => None,
         },
-        data: run_folder::data_digest(&cfg.data, all.map(|s| s.path.as_path()))?,
+        data: run_folder::data_digest(&cfg.data, data_files.iter().map(|p| p.as_path()))?,
+        val_data,
     })
 }
 
@@ -143,10 +180,11 @@ pub fn skip_unreadable(
     }
     check_classes(cfg, data, log)?;
     if data.train.is_empty() || data.val.is_empty() {
-        let fix = if data.train.is_empty() {
-            "add images or lower --validation-split"
-        } else {
-            "add images or raise --validation-split"
+        let fix = match (&cfg.val_data, data.train.is_empty()) {
+            (Some(_), true) => format!("add images to {} (--data)", cfg.data.display()),
+            (Some(val), false) => format!("add images to {} (--val-data)", val.display()),
+            (None, true) => "add images or lower --validation-split".into(),
+            (None, false) => "add images or raise --validation-split".into(),
         };
         crate::bail_input!(
             "{}: after skipping unreadable files, {} training and {} validation images remain; \
@@ -240,18 +278,30 @@ fn check_classes(cfg: &FitConfig, data: &Data, log: &mut dyn FnMut(&str)) -> any
                 place(name)
             );
         }
+        // With --val-data no split is drawn: the fix is images in the folder that lacks them.
+        let (after, fix_train, fix_val) = match &cfg.val_data {
+            Some(val) => (
+                "after skipping unreadable files",
+                format!("add images to {}", cfg.data.join(name).display()),
+                format!("add images to {} (--val-data)", val.join(name).display()),
+            ),
+            None => (
+                "after the split and skipping unreadable files",
+                "add images or change --validation-split".to_string(),
+                "add images or raise --validation-split".to_string(),
+            ),
+        };
         if t[i] == 0 {
             log(&format!(
-                "warning: {} has no training image after the split and skipping unreadable \
-                 files: the model cannot learn it; add images or change --validation-split",
+                "warning: {} has no training image {after}: the model cannot learn it; \
+                 {fix_train}",
                 place(name)
             ));
         }
         if v[i] == 0 {
             log(&format!(
-                "warning: {} has no validation image after the split and skipping unreadable \
-                 files: val_accuracy says nothing about it; add images or raise \
-                 --validation-split",
+                "warning: {} has no validation image {after}: val_accuracy says nothing about \
+                 it; {fix_val}",
                 place(name)
             ));
         }
