@@ -377,7 +377,17 @@ impl SecondHost {
             && ip(&["link", "set", &b, "netns", ns])
             && ip(&["addr", "add", &format!("{}/24", host.here), "dev", &a])
             && ip(&["link", "set", &a, "up"])
-            && ip(&["netns", "exec", ns, "ip", "addr", "add", &format!("{}/24", host.there), "dev", &b])
+            && ip(&[
+                "netns",
+                "exec",
+                ns,
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", host.there),
+                "dev",
+                &b,
+            ])
             && ip(&["netns", "exec", ns, "ip", "link", "set", &b, "up"])
             && ip(&["netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
         assert!(ok, "setting up the namespace {ns} failed");
@@ -408,7 +418,10 @@ fn two_hosts_over_tcp_train_as_one_process_in_micro_batches() {
     let dir = tempfile::tempdir().unwrap();
     let Some(host) = SecondHost::new(dir.path()) else {
         let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(!ci, "CI: cannot create a network namespace (ip netns add) as this user");
+        assert!(
+            !ci,
+            "CI: cannot create a network namespace (ip netns add) as this user"
+        );
         eprintln!("SKIPPED: no network namespaces here (needs root and iproute2)");
         return;
     };
