@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::api::Event;
 use super::callbacks::{CallbackState, EpochDecision, LrSchedule};
 use super::checkpoint::{
     ModelConfig, Position, TrainState, checkpoint_path, interrupted_path, save_checkpoint,
@@ -53,6 +54,8 @@ pub struct Trainer<'a> {
     pub resume_at: Option<Position>,
     /// `--tensorboard` (rank 0): the event files.
     pub tensorboard: Option<TensorBoard>,
+    /// The library's observer ([`super::api::train`]): each step and epoch.
+    pub events: Option<&'a dyn Fn(Event)>,
 }
 
 /// What the training half of an epoch measured.
@@ -171,6 +174,9 @@ impl Trainer<'_> {
         };
         self.job.agree(saved)?;
         self.announce(&row, &decision, log);
+        if let Some(emit) = self.events {
+            emit(Event::Epoch(&row));
+        }
         if !self.job.parallel()
             && let Some(signal) = super::interrupt::requested()
         {
@@ -440,6 +446,13 @@ impl Trainer<'_> {
             }
             submitted += 1;
             bar.inc(1);
+            if let Some(emit) = self.events {
+                emit(Event::Step {
+                    epoch,
+                    step: i + 1,
+                    steps,
+                });
+            }
             if let (Some(tb), Some(every)) = (self.tensorboard.as_mut(), cfg.tensorboard)
                 && every > 0
                 && (i + 1).is_multiple_of(every)

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::api::Event;
 use super::callbacks::{CallbackConfig, CallbackState};
 use super::checkpoint::write_model_json;
 use super::epoch::Trainer;
@@ -149,6 +150,17 @@ pub fn fit_on(
     job: Job,
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<FitSummary> {
+    fit_observed(ctx, cfg, job, log, None)
+}
+
+/// [`fit_on`], emitting each step and epoch to `events` ([`super::api::train`]).
+pub(crate) fn fit_observed(
+    ctx: &GpuContext,
+    cfg: &FitConfig,
+    job: Job,
+    log: &mut dyn FnMut(&str),
+    events: Option<&dyn Fn(Event)>,
+) -> anyhow::Result<FitSummary> {
     let lead = job.lead();
     job.agree(validate(cfg))?;
     same_everywhere(job.comm, "the same flags", digest(&settings_key(cfg)))?;
@@ -263,6 +275,7 @@ pub fn fit_on(
         epoch_secs: None,
         callbacks,
         resume_at: position,
+        events,
         tensorboard: match (cfg.tensorboard, lead) {
             (Some(_), true) => Some(
                 TensorBoard::create(&cfg.out)

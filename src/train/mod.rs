@@ -5,6 +5,7 @@
 //! ([`run_folder`]); what the user sees while a run works, its status lines and estimates
 //! ([`progress`]).
 
+pub mod api;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod epoch;

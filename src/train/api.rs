@@ -1,0 +1,213 @@
+//! The trainer as a library: [`train`] runs what `gpucnn train` runs, from a [`FitConfig`]
+//! (start from [`FitConfig::new`], which holds the CLI's defaults), reports what happens
+//! through a [`FitObserver`] (the messages the CLI prints, every step, every epoch's
+//! metrics) and fails with a typed [`TrainError`].
+//!
+//! ```no_run
+//! use gpucnn::train::api::{train, FitConfig, FitObserver};
+//! use gpucnn::train::metrics::EpochMetrics;
+//!
+//! struct Print;
+//! impl FitObserver for Print {
+//!     fn epoch(&mut self, row: &EpochMetrics) {
+//!         println!("epoch {}: val_accuracy {:?}", row.epoch, row.val_accuracy);
+//!     }
+//! }
+//!
+//! let ctx = gpucnn::gpu::GpuContext::new(&Default::default()).unwrap();
+//! let cfg = FitConfig { epochs: 3, image_size: 64, ..FitConfig::new("Animals") };
+//! let summary = train(&ctx, &cfg, &mut Print).unwrap();
+//! println!("best: {:?}", summary.best_val_accuracy);
+//! ```
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use super::callbacks::CallbackConfig;
+use super::interrupt::Interrupted;
+use super::metrics::EpochMetrics;
+use crate::cpu::augment::AugmentConfig;
+use crate::dist::Job;
+use crate::error::BadInput;
+use crate::gpu::GpuContext;
+
+pub use super::fit::{FitConfig, FitSummary, default_out};
+
+impl FitConfig {
+    /// The settings of `gpucnn train --data DATA` with no other flag: the Keras example's
+    /// recipe (25 epochs, batch 128, 180×180, Adam 1e-3, 80/20 split with seed 1337, width 1.0,
+    /// flip + rotation 0.1), the output in `runs/<name of DATA>`, no progress bar. Change
+    /// fields with struct update syntax: `FitConfig { epochs: 5, ..FitConfig::new(dir) }`.
+    pub fn new(data: impl Into<PathBuf>) -> Self {
+        let data = data.into();
+        Self {
+            out: default_out(&data),
+            data,
+            epochs: 25,
+            batch_size: 128,
+            image_size: 180,
+            lr: 1e-3,
+            validation_split: 0.2,
+            seed: 1337,
+            width: 1.0,
+            augment: Some(AugmentConfig::KERAS),
+            crop_to_aspect_ratio: false,
+            callbacks: CallbackConfig::default(),
+            tensorboard: None,
+            keep_checkpoints: None,
+            init_from: None,
+            micro_batch: None,
+            labels: None,
+            val_data: None,
+            class_names: None,
+            resume: false,
+            overwrite: false,
+            progress: false,
+        }
+    }
+}
+
+/// What a training reports as it goes; every method has an empty default, so implement only
+/// what you use.
+pub trait FitObserver {
+    /// A line the CLI prints: what is being done (compiling, warming up), timing and ETA, each
+    /// epoch's summary, warnings, the files skipped.
+    fn message(&mut self, _line: &str) {}
+    /// Step `step` (from 1) of the `steps` of epoch `epoch` was submitted to the GPU (not
+    /// waited for).
+    fn step(&mut self, _epoch: usize, _step: usize, _steps: usize) {}
+    /// Epoch `row.epoch` ended, and its files (metrics, checkpoint) are written.
+    fn epoch(&mut self, _row: &EpochMetrics) {}
+}
+
+/// A structured event, as the trainer emits it to a [`FitObserver`] (through [`train`]).
+pub enum Event<'a> {
+    Step {
+        epoch: usize,
+        step: usize,
+        steps: usize,
+    },
+    Epoch(&'a EpochMetrics),
+}
+
+/// What kind of failure a [`TrainError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainErrorKind {
+    /// A setting, path or file given is at fault, or does not fit this GPU (the CLI's exit 2);
+    /// the message says what to change.
+    BadInput,
+    /// Stopped by this signal (SIGINT 2, SIGTERM 15) after saving where it was; `resume`
+    /// continues there (the CLI's exit 128 + signal).
+    Interrupted { signal: i32 },
+    /// A failure at run time: GPU, disk, I/O, a training that diverged (the CLI's exit 1).
+    Failure,
+}
+
+/// A failed training: its kind, and the message with its causes (`{:#}` or `source()`).
+#[derive(Debug)]
+pub struct TrainError {
+    kind: TrainErrorKind,
+    error: anyhow::Error,
+}
+
+impl TrainError {
+    /// Classifies `error` (see [`TrainErrorKind`]).
+    pub fn new(error: anyhow::Error) -> Self {
+        let kind = if let Some(i) = error.downcast_ref::<Interrupted>() {
+            TrainErrorKind::Interrupted { signal: i.signal }
+        } else if is_bad_input(&error) {
+            TrainErrorKind::BadInput
+        } else {
+            TrainErrorKind::Failure
+        };
+        Self { kind, error }
+    }
+
+    pub fn kind(&self) -> TrainErrorKind {
+        self.kind
+    }
+
+    /// The exit status the CLI gives this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self.kind {
+            TrainErrorKind::BadInput => crate::error::EXIT_BAD_INPUT,
+            TrainErrorKind::Interrupted { signal } => (128 + signal).clamp(0, 255) as u8,
+            TrainErrorKind::Failure => crate::error::EXIT_FAILURE,
+        }
+    }
+}
+
+impl std::fmt::Display for TrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for TrainError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.chain().nth(1)
+    }
+}
+
+/// Trains as `gpucnn train` does (every file in `cfg.out`, `--resume` semantics, the
+/// callbacks), reporting to `observer`.
+pub fn train(
+    ctx: &GpuContext,
+    cfg: &FitConfig,
+    observer: &mut dyn FitObserver,
+) -> Result<FitSummary, TrainError> {
+    let observer = RefCell::new(observer);
+    let events = |e: Event| match e {
+        Event::Step { epoch, step, steps } => observer.borrow_mut().step(epoch, step, steps),
+        Event::Epoch(row) => observer.borrow_mut().epoch(row),
+    };
+    let mut log = |line: &str| observer.borrow_mut().message(line);
+    super::fit::fit_observed(ctx, cfg, Job::solo(), &mut log, Some(&events))
+        .map_err(TrainError::new)
+}
+
+/// Whether any error in the chain is bad input: [`BadInput`], or a library error that is about
+/// the user's data, flags or files rather than the machine.
+pub fn is_bad_input(error: &anyhow::Error) -> bool {
+    use crate::data::dataset::DatasetError;
+    use crate::data::labels::LabelsError;
+    use crate::graph::GraphError;
+    use crate::graph::executor::ExecError;
+    use crate::train::checkpoint::CheckpointError;
+    use crate::train::metrics::MetricsError;
+    error.chain().any(|e| {
+        if e.is::<BadInput>() || e.is::<GraphError>() || e.is::<LabelsError>() {
+            return true;
+        }
+        // GPUCNN_VARIANT names a variant that does not exist or cannot run here.
+        if e.is::<crate::kernels::variants::VariantError>() {
+            return true;
+        }
+        if let Some(d) = e.downcast_ref::<DatasetError>() {
+            return !matches!(d, DatasetError::Unreadable { source, .. }
+                if source.kind() != std::io::ErrorKind::NotFound);
+        }
+        if let Some(x) = e.downcast_ref::<ExecError>() {
+            return !matches!(x, ExecError::NoClassifier | ExecError::Gpu(_));
+        }
+        if let Some(c) = e.downcast_ref::<CheckpointError>() {
+            return match c {
+                CheckpointError::Write(_) | CheckpointError::Serialize { .. } => false,
+                CheckpointError::Read { source, .. } => {
+                    source.kind() == std::io::ErrorKind::NotFound
+                }
+                _ => true,
+            };
+        }
+        if let Some(v) = e.downcast_ref::<crate::plot::PlotError>() {
+            return matches!(v, crate::plot::PlotError::UnsupportedExtension { .. });
+        }
+        if let Some(m) = e.downcast_ref::<MetricsError>() {
+            return !matches!(
+                m,
+                MetricsError::Write(_) | MetricsError::Read { .. } | MetricsError::Append { .. }
+            );
+        }
+        false
+    })
+}
