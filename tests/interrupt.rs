@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{assert_success, run, s, shapes_dataset, tiny_train};
+use common::{assert_success, run, s, shapes_dataset, tensors, tiny_train};
 
 fn make_data(root: &Path) {
     shapes_dataset(
@@ -32,18 +32,6 @@ fn metrics(out: &Path) -> Vec<String> {
             [&f[..5], &f[7..]].concat().join(",")
         })
         .collect()
-}
-
-fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut v: Vec<(String, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, t)| (n, t.data().to_vec()))
-        .collect();
-    v.sort();
-    v
 }
 
 /// Starts a training, sends `signal` once its first step is done, and returns its exit status

@@ -9,7 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Shape, assert_exit, assert_success, run, shapes_dataset, stderr, tiny_train, write_blank_image,
+    Shape, assert_exit, assert_success, run, shapes_dataset, stderr, tensors, tiny_train,
+    write_blank_image,
 };
 use gpucnn::gpu::test_context;
 
@@ -53,19 +54,6 @@ fn metrics_without_times(out: &Path) -> Vec<String> {
         .lines()
         .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
         .collect()
-}
-
-/// Every tensor of a safetensors file, by name (the metadata may be ordered differently).
-fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut v: Vec<(String, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, t)| (n, t.data().to_vec()))
-        .collect();
-    v.sort();
-    v
 }
 
 fn leftovers(out: &Path) -> Vec<String> {

@@ -47,6 +47,19 @@ pub fn tiny_train(out: &Path, epochs: &str, batch: &str) -> Command {
     c
 }
 
+/// Every tensor of a safetensors file, by name (the metadata may be ordered differently).
+pub fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.data().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
 /// A path as a command-line argument (the tests' temporary paths are UTF-8).
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
