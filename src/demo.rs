@@ -346,7 +346,12 @@ pub fn run(
         overwrite: again && run_dir.exists(),
         progress,
     };
-    let fit = crate::train::fit::fit(ctx, &cfg, log)?;
+    let fit = crate::train::fit::fit_on(
+        ctx,
+        &cfg,
+        crate::dist::Job::solo(),
+        &mut crate::train::terminal::Terminal::new(progress, log),
+    )?;
     let paths: Vec<PathBuf> = held.iter().map(|(_, p)| p.clone()).collect();
     let (model, preds) = crate::predict::predict(ctx, &run_dir, &paths, paths.len().max(1))?;
     Ok(DemoReport {

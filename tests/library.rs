@@ -3,7 +3,7 @@
 
 mod common;
 
-use gpucnn::train::api::{FitConfig, FitObserver, TrainErrorKind, train};
+use gpucnn::train::api::{FitConfig, FitObserver, Running, TrainErrorKind, train};
 use gpucnn::train::metrics::EpochMetrics;
 
 #[derive(Default)]
@@ -11,17 +11,46 @@ struct Seen {
     steps: Vec<(usize, usize, usize)>,
     epochs: Vec<EpochMetrics>,
     messages: Vec<String>,
+    /// Whether to ask for running snapshots, and those received.
+    running: bool,
+    snapshots: Vec<Running>,
+    /// The order of the events, as "begin 1", "step 1", "trained 1", "epoch 1" (steps and
+    /// snapshots collapsed).
+    order: Vec<String>,
+}
+
+impl Seen {
+    fn push(&mut self, what: String) {
+        if self.order.last() != Some(&what) {
+            self.order.push(what);
+        }
+    }
 }
 
 impl FitObserver for Seen {
     fn message(&mut self, line: &str) {
         self.messages.push(line.into());
     }
+    fn epoch_begin(&mut self, epoch: usize, epochs: usize, steps: usize, done: usize) {
+        self.push(format!("begin {epoch}/{epochs} {steps} from {done}"));
+    }
     fn step(&mut self, epoch: usize, step: usize, steps: usize) {
         self.steps.push((epoch, step, steps));
+        self.push(format!("step {epoch}"));
+    }
+    fn wants_running(&self) -> bool {
+        self.running
+    }
+    fn running(&mut self, now: &Running) {
+        self.snapshots.push(now.clone());
+        self.push(format!("running {}", now.epoch));
+    }
+    fn epoch_trained(&mut self, epoch: usize) {
+        self.push(format!("trained {epoch}"));
     }
     fn epoch(&mut self, row: &EpochMetrics) {
         self.epochs.push(*row);
+        self.push(format!("epoch {}", row.epoch));
     }
 }
 
@@ -41,13 +70,52 @@ fn an_observer_sees_every_step_and_epoch_and_errors_are_typed() {
         width: 0.0625,
         ..FitConfig::new(&data)
     };
-    let mut seen = Seen::default();
+    let mut seen = Seen {
+        running: true,
+        ..Seen::default()
+    };
     let summary = train(&ctx, &cfg, &mut seen).unwrap();
     let expected: Vec<(usize, usize, usize)> = (1..=2)
         .flat_map(|e| (1..=4).map(move |s| (e, s, 4)))
         .collect();
     assert_eq!(seen.steps, expected);
     assert_eq!(seen.epochs, summary.epochs);
+    // Each epoch: begin, its steps (snapshots among them, at most twice a second), the exact
+    // final snapshot, then the end of training and the epoch's row.
+    let order: Vec<String> = seen
+        .order
+        .iter()
+        .filter(|e| !e.starts_with("running") && !e.starts_with("step"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "begin 1/2 4 from 0",
+            "trained 1",
+            "epoch 1",
+            "begin 2/2 4 from 0",
+            "trained 2",
+            "epoch 2"
+        ]
+    );
+    for row in &summary.epochs {
+        let last = seen
+            .snapshots
+            .iter()
+            .rfind(|r| r.epoch == row.epoch)
+            .expect("a snapshot at each epoch's end");
+        assert_eq!((last.step, last.steps), (4, 4));
+        assert_eq!((last.loss, last.accuracy), (row.loss, row.accuracy));
+        assert!(last.images_per_sec > 0.0);
+    }
+    let e2 = seen
+        .order
+        .iter()
+        .position(|e| e == "begin 2/2 4 from 0")
+        .unwrap();
+    assert_eq!(seen.order[e2 - 1], "epoch 1");
+    assert_eq!(&seen.order[e2 + 1..e2 + 2], ["step 2"]);
     assert!(seen.messages.iter().any(|m| m.starts_with("Epoch 2/2")));
     // A folder that is not there: bad input, the CLI's exit 2.
     let bad = FitConfig {
@@ -55,6 +123,7 @@ fn an_observer_sees_every_step_and_epoch_and_errors_are_typed() {
         ..FitConfig::new(dir.path().join("missing"))
     };
     let e = train(&ctx, &bad, &mut Seen::default()).unwrap_err();
+
     assert_eq!(e.kind(), TrainErrorKind::BadInput);
     assert_eq!(e.exit_code(), 2);
     assert!(e.to_string().contains("missing"), "{e}");

@@ -12,7 +12,8 @@ use crate::data::dataset::ClassSelection;
 use crate::dist::{self, Collective, Job};
 use crate::gpu::{AdapterOptions, GpuContext};
 use crate::train::callbacks::{CallbackConfig, LrSchedule, Monitor};
-use crate::train::fit::{FitConfig, FitSummary, default_out, fit, fit_on, validate};
+use crate::train::fit::{FitConfig, FitSummary, default_out, fit_on, validate};
+use crate::train::terminal::Terminal;
 
 /// The flags of `gpucnn train`.
 #[derive(Debug, clap::Args)]
@@ -205,7 +206,13 @@ pub fn run(a: &TrainArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode> 
     validate(&cfg)?;
     let ctx = open_gpu(adapter)?;
     eprintln!("adapter: {}", ctx.summary());
-    let summary = fit(&ctx, &cfg, &mut |line| eprintln!("{line}"))?;
+    let mut print = |line: &str| eprintln!("{line}");
+    let summary = fit_on(
+        &ctx,
+        &cfg,
+        Job::solo(),
+        &mut Terminal::new(cfg.progress, &mut print),
+    )?;
     say_done(&cfg, &summary);
     Ok(ExitCode::SUCCESS)
 }
@@ -264,7 +271,7 @@ pub fn run_on(
     for l in &lines {
         log(l);
     }
-    let summary = fit_on(&ctx, &cfg, job, &mut log)?;
+    let summary = fit_on(&ctx, &cfg, job, &mut Terminal::new(cfg.progress, &mut log))?;
     if lead {
         say_done(&cfg, &summary);
     }

@@ -20,7 +20,6 @@
 //! println!("best: {:?}", summary.best_val_accuracy);
 //! ```
 
-use std::cell::RefCell;
 use std::path::PathBuf;
 
 use super::callbacks::CallbackConfig;
@@ -68,26 +67,89 @@ impl FitConfig {
 }
 
 /// What a training reports as it goes; every method has an empty default, so implement only
-/// what you use.
+/// what you use. The CLI's own display is one such observer ([`super::terminal::Terminal`]:
+/// its lines and the per-epoch progress bar).
 pub trait FitObserver {
     /// A line the CLI prints: what is being done (compiling, warming up), timing and ETA, each
     /// epoch's summary, warnings, the files skipped.
     fn message(&mut self, _line: &str) {}
+    /// Epoch `epoch` of `epochs` starts its `steps` training steps; `done` of them already ran
+    /// (an interrupted epoch resumed; 0 otherwise).
+    fn epoch_begin(&mut self, _epoch: usize, _epochs: usize, _steps: usize, _done: usize) {}
     /// Step `step` (from 1) of the `steps` of epoch `epoch` was submitted to the GPU (not
-    /// waited for).
+    /// waited for). The first step of a run is reported once it has finished, after its
+    /// warm-up line.
     fn step(&mut self, _epoch: usize, _step: usize, _steps: usize) {}
+    /// Whether to send [`Self::running`] snapshots. Each costs a wait for the GPU (a readback
+    /// of the epoch's sums), so the trainer sends them at most twice a second, and only to an
+    /// observer that asks.
+    fn wants_running(&self) -> bool {
+        false
+    }
+    /// The epoch so far: running loss and accuracy, throughput and the time estimates.
+    fn running(&mut self, _now: &Running) {}
+    /// The training steps of epoch `epoch` are over; validation and the epoch's files follow.
+    fn epoch_trained(&mut self, _epoch: usize) {}
     /// Epoch `row.epoch` ended, and its files (metrics, checkpoint) are written.
     fn epoch(&mut self, _row: &EpochMetrics) {}
 }
 
-/// A structured event, as the trainer emits it to a [`FitObserver`] (through [`train`]).
+/// An epoch in progress ([`FitObserver::running`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Running {
+    pub epoch: usize,
+    /// Steps submitted so far in this epoch (counting those of a resumed epoch), of `steps`.
+    pub step: usize,
+    pub steps: usize,
+    /// The epoch's mean training loss and accuracy so far.
+    pub loss: f32,
+    pub accuracy: f32,
+    /// Training images per second since the epoch began.
+    pub images_per_sec: f64,
+    /// Once steps after the warm-up were timed: seconds per step, and the seconds left in the
+    /// epoch and in the run.
+    pub step_secs: Option<f64>,
+    pub epoch_eta_secs: Option<f64>,
+    pub run_eta_secs: Option<f64>,
+}
+
+/// A structured event, as the trainer emits it (each becomes one [`FitObserver`] call:
+/// [`Event::send`]).
 pub enum Event<'a> {
+    EpochBegin {
+        epoch: usize,
+        epochs: usize,
+        steps: usize,
+        done: usize,
+    },
     Step {
         epoch: usize,
         step: usize,
         steps: usize,
     },
+    Running(&'a Running),
+    EpochTrained {
+        epoch: usize,
+    },
     Epoch(&'a EpochMetrics),
+}
+
+impl Event<'_> {
+    /// Calls the observer's method for this event.
+    pub fn send(self, to: &mut dyn FitObserver) {
+        match self {
+            Event::EpochBegin {
+                epoch,
+                epochs,
+                steps,
+                done,
+            } => to.epoch_begin(epoch, epochs, steps, done),
+            Event::Step { epoch, step, steps } => to.step(epoch, step, steps),
+            Event::Running(r) => to.running(r),
+            Event::EpochTrained { epoch } => to.epoch_trained(epoch),
+            Event::Epoch(row) => to.epoch(row),
+        }
+    }
 }
 
 /// What kind of failure a [`TrainError`] is.
@@ -156,14 +218,7 @@ pub fn train(
     cfg: &FitConfig,
     observer: &mut dyn FitObserver,
 ) -> Result<FitSummary, TrainError> {
-    let observer = RefCell::new(observer);
-    let events = |e: Event| match e {
-        Event::Step { epoch, step, steps } => observer.borrow_mut().step(epoch, step, steps),
-        Event::Epoch(row) => observer.borrow_mut().epoch(row),
-    };
-    let mut log = |line: &str| observer.borrow_mut().message(line);
-    super::fit::fit_observed(ctx, cfg, Job::solo(), &mut log, Some(&events))
-        .map_err(TrainError::new)
+    super::fit::fit_on(ctx, cfg, Job::solo(), observer).map_err(TrainError::new)
 }
 
 /// Whether any error in the chain is bad input: [`BadInput`], or a library error that is about

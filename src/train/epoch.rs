@@ -1,12 +1,12 @@
 //! One epoch of `fit`: the training steps (with the warm-up status, the first estimate and the
-//! progress bar), the validation pass, the epoch's line, and its files written in the order
+//! events an observer's progress bar follows), the validation pass, the epoch's line, and its files written in the order
 //! that makes an interruption harmless (see [`super::fit`]).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::api::Event;
+use super::api::{Event, Running};
 use super::callbacks::{CallbackState, EpochDecision, LrSchedule};
 use super::checkpoint::{
     ModelConfig, Position, TrainState, checkpoint_path, interrupted_path, save_checkpoint,
@@ -15,7 +15,8 @@ use super::fit::{FitConfig, step_seed};
 use super::interrupt::Interrupted;
 use super::metrics::{EpochMetrics, MetricsCsv};
 use super::progress::{
-    ESTIMATE_STEPS, Settings, Status, Work, estimate, format_duration, format_step, slow_run_advice,
+    ESTIMATE_STEPS, Eta, Settings, Status, Work, estimate, format_duration, format_step,
+    slow_run_advice,
 };
 use super::run_folder::RunFingerprint;
 use super::tensorboard::TensorBoard;
@@ -54,8 +55,10 @@ pub struct Trainer<'a> {
     pub resume_at: Option<Position>,
     /// `--tensorboard` (rank 0): the event files.
     pub tensorboard: Option<TensorBoard>,
-    /// The library's observer ([`super::api::train`]): each step and epoch.
-    pub events: Option<&'a dyn Fn(Event)>,
+    /// The observer ([`super::api::FitObserver`]): each epoch, step and running snapshot.
+    pub events: &'a dyn Fn(Event),
+    /// Whether the observer wants [`super::api::Running`] snapshots (each a readback).
+    pub running: bool,
 }
 
 /// What the training half of an epoch measured.
@@ -174,9 +177,7 @@ impl Trainer<'_> {
         };
         self.job.agree(saved)?;
         self.announce(&row, &decision, log);
-        if let Some(emit) = self.events {
-            emit(Event::Epoch(&row));
-        }
+        (self.events)(Event::Epoch(&row));
         if !self.job.parallel()
             && let Some(signal) = super::interrupt::requested()
         {
@@ -384,8 +385,12 @@ impl Trainer<'_> {
             .train
             .epoch_in_batches(&mine[offset..], &sizes[skip..])?;
         let steps = sizes.len();
-        let bar = progress_bar(cfg, self.warmup.is_some(), steps as u64, epoch);
-        bar.set_position(skip as u64);
+        (self.events)(Event::EpochBegin {
+            epoch,
+            epochs: cfg.epochs,
+            steps,
+            done: skip,
+        });
         match from {
             Some(p) => step.write_metrics(ctx, p.metrics),
             None => step.reset_metrics(ctx),
@@ -445,14 +450,6 @@ impl Trainer<'_> {
                 }
             }
             submitted += 1;
-            bar.inc(1);
-            if let Some(emit) = self.events {
-                emit(Event::Step {
-                    epoch,
-                    step: i + 1,
-                    steps,
-                });
-            }
             if let (Some(tb), Some(every)) = (self.tensorboard.as_mut(), cfg.tensorboard)
                 && every > 0
                 && (i + 1).is_multiple_of(every)
@@ -465,30 +462,38 @@ impl Trainer<'_> {
                     .with_context(|| format!("writing {}", tb.train.path().display()))?;
             }
             if let Some(w) = self.warmup.take() {
-                (warmup_secs, clock) = self.end_warmup(w, submitted, &bar, log)?;
+                (warmup_secs, clock) = self.end_warmup(w, submitted, log)?;
             } else if !self.advised
                 && submitted == clock.steps + ESTIMATE_STEPS
                 && epoch == self.first_epoch
             {
-                self.first_estimate(&bar, &clock, steps, submitted, epoch, log)?;
+                self.first_estimate(&clock, steps, submitted, epoch, log)?;
             }
-            // A readback waits for the GPU: do it at most twice a second for the bar.
-            if cfg.progress && last_report.elapsed() > Duration::from_millis(500) {
-                let [l, c, s] = step.read_metrics(ctx)?;
-                let pace = self.pace(&clock, steps, submitted, epoch);
-                let rate = images as f64 / started.elapsed().as_secs_f64();
-                bar.set_message(format!(
-                    "{pace}loss {:.4} acc {:.4} {rate:.1} img/s",
-                    l / s,
-                    c / s
-                ));
+            (self.events)(Event::Step {
+                epoch,
+                step: i + 1,
+                steps,
+            });
+            // A readback waits for the GPU: do it at most twice a second, and only for an
+            // observer that shows it.
+            if self.running && last_report.elapsed() > Duration::from_millis(500) {
+                let sums = step.read_metrics(ctx)?;
+                let at = (epoch, i + 1, steps);
+                let now = self.running(&clock, sums, at, (submitted, images), started);
+                (self.events)(Event::Running(&now));
                 last_report = Instant::now();
             }
         }
         let stats = batches.stats();
         let metrics = self.all_ranks(step.read_metrics(ctx)?);
+        if self.running && interrupted.is_none() {
+            // The epoch's final sums (read anyway): an observer's last snapshot is exact.
+            let at = (epoch, steps, steps);
+            let end = self.running(&clock, metrics, at, (submitted, images), started);
+            (self.events)(Event::Running(&end));
+        }
         let train_secs = started.elapsed().as_secs_f64();
-        bar.finish_and_clear();
+        (self.events)(Event::EpochTrained { epoch });
         let timed = submitted - clock.steps;
         let per_step = if timed > 0 {
             clock.since.elapsed().as_secs_f64() / timed as f64
@@ -514,7 +519,6 @@ impl Trainer<'_> {
         &self,
         w: Status,
         submitted: usize,
-        bar: &indicatif::ProgressBar,
         log: &mut dyn FnMut(&str),
     ) -> anyhow::Result<(f64, Clock)> {
         self.ctx.wait()?;
@@ -524,9 +528,6 @@ impl Trainer<'_> {
             format_duration(secs)
         );
         w.finish(&line, log);
-        if self.cfg.progress {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        }
         let clock = Clock {
             since: Instant::now(),
             steps: submitted,
@@ -538,7 +539,6 @@ impl Trainer<'_> {
     /// advises when the run will be long.
     fn first_estimate(
         &mut self,
-        bar: &indicatif::ProgressBar,
         clock: &Clock,
         steps: usize,
         submitted: usize,
@@ -551,41 +551,60 @@ impl Trainer<'_> {
         let eta = estimate(&self.work(steps, submitted, epoch), per_step, None);
         let (ctx, cfg) = (self.ctx, self.cfg);
         let settings = self.settings();
-        bar.suspend(|| {
-            log(&format!(
-                "Timing: {} after the first step: epoch {epoch} ends in about {}, the \
-                 whole run ({} epoch(s)) in about {}.",
-                format_step(per_step),
-                format_duration(eta.epoch),
-                cfg.epochs + 1 - self.first_epoch,
-                format_duration(eta.run)
-            ));
-            let name = &ctx.info.name;
-            if let Some(a) = slow_run_advice(eta.run, ctx.is_software(), name, &settings) {
-                log(&a);
-            }
-        });
+        log(&format!(
+            "Timing: {} after the first step: epoch {epoch} ends in about {}, the whole run \
+             ({} epoch(s)) in about {}.",
+            format_step(per_step),
+            format_duration(eta.epoch),
+            cfg.epochs + 1 - self.first_epoch,
+            format_duration(eta.run)
+        ));
+        let name = &ctx.info.name;
+        if let Some(a) = slow_run_advice(eta.run, ctx.is_software(), name, &settings) {
+            log(&a);
+        }
         Ok(())
     }
 
-    /// The bar's pace and ETAs, once a step has been timed.
-    fn pace(&self, clock: &Clock, steps: usize, submitted: usize, epoch: usize) -> String {
+    /// A snapshot for the observer from the epoch's sums [loss, correct, seen] so far, at
+    /// (epoch, step, steps), after (steps submitted, images) in this process's epoch.
+    fn running(
+        &self,
+        clock: &Clock,
+        [l, c, s]: [f32; 3],
+        (epoch, step, steps): (usize, usize, usize),
+        (submitted, images): (usize, usize),
+        started: Instant,
+    ) -> Running {
+        let timed = self.timed(clock, steps, submitted, epoch);
+        Running {
+            epoch,
+            step,
+            steps,
+            loss: l / s,
+            accuracy: c / s,
+            images_per_sec: images as f64 / started.elapsed().as_secs_f64(),
+            step_secs: timed.map(|t| t.0),
+            epoch_eta_secs: timed.map(|t| t.1.epoch),
+            run_eta_secs: timed.map(|t| t.1.run),
+        }
+    }
+
+    /// Seconds per step and the time left, once a step after the warm-up has been timed.
+    fn timed(
+        &self,
+        clock: &Clock,
+        steps: usize,
+        submitted: usize,
+        epoch: usize,
+    ) -> Option<(f64, Eta)> {
         let timed = submitted - clock.steps;
         if timed == 0 {
-            return String::new();
+            return None;
         }
         let per_step = clock.since.elapsed().as_secs_f64() / timed as f64;
-        let eta = estimate(
-            &self.work(steps, submitted, epoch),
-            per_step,
-            self.epoch_secs,
-        );
-        format!(
-            "{} · epoch ETA {} · run ETA {} · ",
-            format_step(per_step),
-            format_duration(eta.epoch),
-            format_duration(eta.run)
-        )
+        let work = self.work(steps, submitted, epoch);
+        Some((per_step, estimate(&work, per_step, self.epoch_secs)))
     }
 
     /// Validation: moving statistics, no dropout, in order. Returns [loss sum, correct, seen].
@@ -801,26 +820,4 @@ fn check_finite(cfg: &FitConfig, row: &EpochMetrics, params: &[f32]) -> anyhow::
         );
     }
     Ok(())
-}
-
-/// The epoch's bar (hidden when progress is off); drawn from the start unless `later`, when it
-/// appears at `set_draw_target` (after the warm-up's status line).
-fn progress_bar(cfg: &FitConfig, later: bool, steps: u64, epoch: usize) -> indicatif::ProgressBar {
-    if !cfg.progress {
-        return indicatif::ProgressBar::hidden();
-    }
-    let target = if later {
-        indicatif::ProgressDrawTarget::hidden()
-    } else {
-        indicatif::ProgressDrawTarget::stderr()
-    };
-    let bar = indicatif::ProgressBar::with_draw_target(Some(steps), target);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "Epoch {epoch}/{} {{bar:30}} {{pos}}/{{len}} {{msg}}",
-            cfg.epochs
-        ))
-        .expect("a valid template"),
-    );
-    bar
 }

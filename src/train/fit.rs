@@ -15,11 +15,12 @@
 //! written ahead of the checkpoint are recomputed identically. A loss or weight that is not a
 //! finite number stops the run before anything of that epoch is written.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::api::Event;
+use super::api::{Event, FitObserver};
 use super::callbacks::{CallbackConfig, CallbackState};
 use super::checkpoint::write_model_json;
 use super::epoch::Trainer;
@@ -131,35 +132,52 @@ pub(crate) fn step_seed(seed: u64, epoch: usize, step: usize) -> u32 {
     (z ^ (z >> 31)) as u32
 }
 
-/// Runs a whole training (see the module doc). `log` receives the lines a user reads.
+/// Runs a whole training (see the module doc). `log` receives the lines a user reads; no
+/// progress bar is drawn (that is [`super::terminal::Terminal`]'s, through [`fit_on`]).
 pub fn fit(
     ctx: &GpuContext,
     cfg: &FitConfig,
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<FitSummary> {
-    fit_on(ctx, cfg, Job::solo(), log)
+    fit_on(ctx, cfg, Job::solo(), &mut Lines(log))
 }
 
-/// [`fit`] as one rank of a data-parallel job (see [`crate::dist`]); [`Job::solo`] is `fit`.
-/// Every rank loads and checks the data (and they check they share flags and files); rank 0
-/// alone uses the run folder, decides where the run starts and sends its parameters to the
-/// others; then every step exchanges gradients and every epoch end compares the replicas.
+/// A [`FitObserver`] that passes the lines on and ignores the rest.
+struct Lines<'a>(&'a mut dyn FnMut(&str));
+
+impl FitObserver for Lines<'_> {
+    fn message(&mut self, line: &str) {
+        (self.0)(line)
+    }
+}
+
+/// [`fit`] as one rank of a data-parallel job (see [`crate::dist`]), reporting to `observer`;
+/// with [`Job::solo`] this is [`super::api::train`]. Every rank loads and checks the data (and
+/// they check they share flags and files); rank 0 alone uses the run folder, decides where the
+/// run starts and sends its parameters to the others; then every step exchanges gradients and
+/// every epoch end compares the replicas.
 pub fn fit_on(
     ctx: &GpuContext,
     cfg: &FitConfig,
     job: Job,
-    log: &mut dyn FnMut(&str),
+    observer: &mut dyn FitObserver,
 ) -> anyhow::Result<FitSummary> {
-    fit_observed(ctx, cfg, job, log, None)
+    let running = observer.wants_running();
+    // The trainer holds a line sink and an event sink at once; both are this one observer,
+    // and neither is ever called from inside the other.
+    let observer = RefCell::new(observer);
+    let events = |e: Event| e.send(*observer.borrow_mut());
+    let mut log = |line: &str| observer.borrow_mut().message(line);
+    fit_inner(ctx, cfg, job, &mut log, &events, running)
 }
 
-/// [`fit_on`], emitting each step and epoch to `events` ([`super::api::train`]).
-pub(crate) fn fit_observed(
+fn fit_inner(
     ctx: &GpuContext,
     cfg: &FitConfig,
     job: Job,
     log: &mut dyn FnMut(&str),
-    events: Option<&dyn Fn(Event)>,
+    events: &dyn Fn(Event),
+    running: bool,
 ) -> anyhow::Result<FitSummary> {
     let lead = job.lead();
     job.agree(validate(cfg))?;
@@ -276,6 +294,7 @@ pub(crate) fn fit_observed(
         callbacks,
         resume_at: position,
         events,
+        running,
         tensorboard: match (cfg.tensorboard, lead) {
             (Some(_), true) => Some(
                 TensorBoard::create(&cfg.out)

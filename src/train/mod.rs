@@ -3,7 +3,7 @@
 //! [`crate::atomic::write_atomic`] so that a crash never leaves a half-written file behind, and
 //! the run folder itself: its lock, its fingerprint and what an interrupted run left
 //! ([`run_folder`]); what the user sees while a run works, its status lines and estimates
-//! ([`progress`]).
+//! ([`progress`]), and the CLI's display of a run as an observer of its events ([`terminal`]).
 
 pub mod api;
 pub mod callbacks;
@@ -16,3 +16,4 @@ pub mod progress;
 pub mod run_folder;
 pub mod setup;
 pub mod tensorboard;
+pub mod terminal;
