@@ -7,8 +7,11 @@
 //                    1 − β^t = −expm1(t·log1p(β − 1)) (no cancellation at small t).
 //                    Record it before adam_update in every step: the step then needs no host
 //                    write, no readback and no bind-group rebuild. writes state
-//   adam_update      per element: m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
-//                    θ −= lr_t·m/(sqrt(v) + ε), lr_t read from state. updates θ, m, v in place
+//   adam_update      per element: θ −= θ·wd·lr (AdamW's decoupled weight decay, Keras'
+//                    _apply_weight_decay, with the base learning rate lr; wd = 0 leaves θ
+//                    bit-for-bit unchanged); m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
+//                    θ −= lr_t·m/(sqrt(v) + ε), lr and lr_t read from state. updates θ, m, v
+//                    in place
 //
 // Bindings (group 0)
 //   slot | name     | access     | shape            | used by
@@ -22,7 +25,8 @@
 //
 // AdamState (storage): t (u32, steps taken; 0 before the first), lr (f32, base learning rate:
 //   the host writes it when it changes), lr_t (f32, written by adam_begin_step), _pad (u32).
-// Params: len (u32, elements), beta1, beta2, epsilon (f32).
+// Params: len (u32, elements), beta1, beta2, epsilon, weight_decay (f32; 0 for plain Adam),
+//   _pad0.._pad2.
 // Workgroup: adam_begin_step 1 invocation; adam_update WG (override, default 64) invocations,
 //   each updating 4 consecutive elements.
 // Grid: adam_begin_step (1, 1, 1); adam_update kernels::grid_1d(ceil(len / (4·WG))),
@@ -36,6 +40,10 @@ struct Params {
     beta1: f32,
     beta2: f32,
     epsilon: f32,
+    weight_decay: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 struct AdamState {
@@ -100,6 +108,7 @@ fn adam_update(
 ) {
     let p = params;
     let lr_t = state.lr_t;
+    let decay = p.weight_decay * state.lr;
     let base = ((wid.x + wid.y * nwg.x) * WG + lid) * 4u;
     for (var k = 0u; k < 4u; k++) {
         let i = base + k;
@@ -109,7 +118,8 @@ fn adam_update(
             let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
             m[i] = mi;
             v[i] = vi;
-            theta[i] -= lr_t * mi / (sqrt(vi) + p.epsilon);
+            let th = theta[i];
+            theta[i] = (th - th * decay) - lr_t * mi / (sqrt(vi) + p.epsilon);
         }
     }
 }

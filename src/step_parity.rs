@@ -85,7 +85,7 @@ pub fn compare_step(
         &StepOptions {
             lr: 1e-3,
             micro,
-            augment: None,
+            ..Default::default()
         },
         seed,
     )
@@ -143,7 +143,11 @@ pub fn compare_step_with(
         targets: &targets,
         dropout_seed,
     };
-    let mut adam = AdamState::new(&layout);
+    let new_adam = || AdamState {
+        weight_decay: opts.weight_decay as f64,
+        ..AdamState::new(&layout)
+    };
+    let mut adam = new_adam();
     let micro = micro.unwrap_or(n);
     let r = reference::train_step_micro(model, &layout, &p0, &mut adam, lr, &batch, micro);
     let mut params_from_gpu_grads = r.params.clone();
@@ -153,7 +157,7 @@ pub fn compare_step_with(
         &layout,
         &mut params_from_gpu_grads,
         &to_f64(&gpu_grads),
-        &mut AdamState::new(&layout),
+        &mut new_adam(),
         lr,
     );
     Ok(StepComparison {

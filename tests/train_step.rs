@@ -95,8 +95,28 @@ fn augmented_step_matches_cpu_reference() {
         lr: 1e-3,
         micro: None,
         augment: Some(AugmentConfig::KERAS),
+        ..Default::default()
     };
     let r = compare_step_with(&ctx, &small_model(2), 4, &opts, 42).unwrap();
+    for c in r.compared() {
+        let s = compare(&c);
+        assert!(s.ok, "{}", s.report);
+    }
+}
+
+/// AdamW: a step with weight decay equals the CPU reference's (θ −= θ·wd·lr, then Adam), at a
+/// decay large enough to show (wd·lr = 0.5%: far beyond the comparison's tolerance).
+#[test]
+fn weight_decay_step_matches_cpu_reference() {
+    use gpucnn::graph::executor::StepOptions;
+    use gpucnn::step_parity::compare_step_with;
+    let Some(ctx) = test_context() else { return };
+    let opts = StepOptions {
+        lr: 1e-2,
+        weight_decay: 0.5,
+        ..Default::default()
+    };
+    let r = compare_step_with(&ctx, &small_model(2), 4, &opts, 43).unwrap();
     for c in r.compared() {
         let s = compare(&c);
         assert!(s.ok, "{}", s.report);
@@ -206,6 +226,7 @@ fn bytes_upload_trains_exactly_as_f32() {
         lr: 1e-3,
         micro: Some(2),
         augment: Some(AugmentConfig::KERAS),
+        ..Default::default()
     };
     let run = |bytes: bool| {
         let step = TrainStep::with_options(&ctx, &model, 5, &opts).unwrap();

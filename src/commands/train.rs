@@ -13,6 +13,7 @@ use crate::dist::{self, Collective, Job};
 use crate::gpu::{AdapterOptions, GpuContext};
 use crate::train::callbacks::{CallbackConfig, LrSchedule, Monitor};
 use crate::train::fit::{FitConfig, FitSummary, default_out, fit_on, validate};
+use crate::train::regularization::Regularization;
 use crate::train::terminal::Terminal;
 
 /// The flags of `gpucnn train`.
@@ -131,6 +132,24 @@ pub struct TrainArgs {
     /// Rotation range as a fraction of a full turn (0.1 = ±36°, as RandomRotation(0.1)).
     #[arg(long, default_value_t = 0.1)]
     pub rotation: f32,
+    /// AdamW's decoupled weight decay (Keras' keras.optimizers.AdamW(weight_decay=W)): before
+    /// each update every trainable value shrinks by value·W·lr. 0 is plain Adam (the
+    /// example's); AdamW's own default is 0.004.
+    #[arg(
+        long,
+        value_name = "W",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub weight_decay: f32,
+    /// Dropout rate before the classifier (Keras' layers.Dropout(R); the example's 0.5).
+    #[arg(
+        long,
+        value_name = "R",
+        default_value_t = crate::train::regularization::DEFAULT_DROPOUT,
+        allow_negative_numbers = true
+    )]
+    pub dropout: f32,
     /// Centre-crop each image to a square before resizing, instead of stretching it.
     #[arg(long)]
     pub crop_to_aspect_ratio: bool,
@@ -196,6 +215,10 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
         resume: a.resume,
         overwrite: a.overwrite,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        regularization: Regularization {
+            weight_decay: a.weight_decay,
+            dropout: a.dropout,
+        },
     })
 }
 

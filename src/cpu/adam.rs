@@ -1,13 +1,16 @@
 //! Adam reference, in Keras' form (KERAS-SEMANTICS.md), over one flat parameter buffer:
 //! lr_t = lr·sqrt(1 − β2^t)/(1 − β1^t); m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
-//! θ −= lr_t·m/(sqrt(v) + ε), with t the 1-based step count.
+//! θ −= lr_t·m/(sqrt(v) + ε), with t the 1-based step count; and Keras' AdamW, which first
+//! decays every trainable value: θ −= θ·wd·lr ([`adam_decay`]).
 
-/// Adam's constants. `Default` gives Keras' β1 0.9, β2 0.999, ε 1e-7.
+/// Adam's constants. `Default` gives Keras' β1 0.9, β2 0.999, ε 1e-7 and no weight decay.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamHyper {
     pub beta1: f64,
     pub beta2: f64,
     pub epsilon: f64,
+    /// AdamW's decoupled weight decay (Keras' `AdamW(weight_decay=...)`; 0: plain Adam).
+    pub weight_decay: f64,
 }
 
 impl Default for AdamHyper {
@@ -16,6 +19,7 @@ impl Default for AdamHyper {
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-7,
+            weight_decay: 0.0,
         }
     }
 }
@@ -30,6 +34,14 @@ pub fn adam_lr_t(lr: f64, t: u32, h: &AdamHyper) -> f64 {
 pub fn adam_begin_step(t: &mut u32, lr: f64, h: &AdamHyper) -> f64 {
     *t += 1;
     adam_lr_t(lr, *t, h)
+}
+
+/// AdamW's decoupled weight decay, as Keras' optimizer applies it before the update:
+/// θ −= θ·wd·lr for every element, with the base learning rate `lr` (not lr_t).
+pub fn adam_decay(theta: &mut [f64], lr: f64, h: &AdamHyper) {
+    for t in theta {
+        *t -= *t * h.weight_decay * lr;
+    }
 }
 
 /// One Adam update of every element (θ, m, v in place).
@@ -53,6 +65,20 @@ pub fn adam_update(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weight_decay_shrinks_by_wd_times_lr() {
+        let h = AdamHyper {
+            weight_decay: 0.1,
+            ..AdamHyper::default()
+        };
+        let mut theta = [2.0, -1.0, 0.0];
+        adam_decay(&mut theta, 0.5, &h);
+        assert_eq!(theta, [1.9, -0.95, 0.0]);
+        let mut same = [2.0];
+        adam_decay(&mut same, 0.5, &AdamHyper::default());
+        assert_eq!(same, [2.0]);
+    }
 
     #[test]
     fn first_step_moves_each_parameter_by_about_lr() {

@@ -38,6 +38,8 @@ pub struct AdamState {
     pub t: u32,
     pub m: Vec<f64>,
     pub v: Vec<f64>,
+    /// AdamW's decoupled weight decay (0: plain Adam; see [`cpu::adam::adam_decay`]).
+    pub weight_decay: f64,
 }
 
 impl AdamState {
@@ -46,6 +48,7 @@ impl AdamState {
             t: 0,
             m: vec![0.0; layout.trainable_len],
             v: vec![0.0; layout.trainable_len],
+            weight_decay: 0.0,
         }
     }
 }
@@ -75,7 +78,7 @@ pub fn train_step(
     r
 }
 
-/// Keras' Adam over the trainable prefix of the flat parameters (`params` and `grads` are
+/// Keras' Adam (AdamW with `adam.weight_decay`) over the trainable prefix of the flat parameters (`params` and `grads` are
 /// the whole flat layout; the batch-norm state after the trainable prefix is left alone).
 pub fn adam_step(
     layout: &ParamLayout,
@@ -84,9 +87,13 @@ pub fn adam_step(
     adam: &mut AdamState,
     lr: f64,
 ) {
-    let h = AdamHyper::default();
+    let h = AdamHyper {
+        weight_decay: adam.weight_decay,
+        ..AdamHyper::default()
+    };
     let lr_t = cpu::adam::adam_begin_step(&mut adam.t, lr, &h);
     let tl = layout.trainable_len;
+    cpu::adam::adam_decay(&mut params[..tl], lr, &h);
     cpu::adam::adam_update(
         &mut params[..tl],
         &mut adam.m,

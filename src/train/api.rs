@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use super::callbacks::CallbackConfig;
 use super::interrupt::Interrupted;
 use super::metrics::EpochMetrics;
+use super::regularization::Regularization;
 use crate::cpu::augment::AugmentConfig;
 use crate::dist::Job;
 use crate::error::BadInput;
@@ -35,7 +36,8 @@ pub use super::fit::{FitConfig, FitSummary, default_out};
 impl FitConfig {
     /// The settings of `gpucnn train --data DATA` with no other flag: the Keras example's
     /// recipe (25 epochs, batch 128, 180×180, Adam 1e-3, 80/20 split with seed 1337, width 1.0,
-    /// flip + rotation 0.1), the output in `runs/<name of DATA>`, no progress bar. Change
+    /// flip + rotation 0.1, dropout 0.5, no weight decay), the output in `runs/<name of
+    /// DATA>`, no progress bar. Change
     /// fields with struct update syntax: `FitConfig { epochs: 5, ..FitConfig::new(dir) }`.
     pub fn new(data: impl Into<PathBuf>) -> Self {
         let data = data.into();
@@ -62,6 +64,7 @@ impl FitConfig {
             resume: false,
             overwrite: false,
             progress: false,
+            regularization: Regularization::default(),
         }
     }
 }

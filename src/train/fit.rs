@@ -25,6 +25,7 @@ use super::callbacks::{CallbackConfig, CallbackState};
 use super::checkpoint::write_model_json;
 use super::epoch::Trainer;
 use super::metrics::EpochMetrics;
+use super::regularization::Regularization;
 use super::run_folder::RunFolder;
 use super::setup;
 use super::tensorboard::TensorBoard;
@@ -74,6 +75,8 @@ pub struct FitConfig {
     pub overwrite: bool,
     /// Show progress bars (off in tests and when stderr is not a terminal).
     pub progress: bool,
+    /// Weight decay and dropout (`--weight-decay`, `--dropout`).
+    pub regularization: Regularization,
 }
 
 /// What a finished run reports.
@@ -115,6 +118,7 @@ pub fn validate(cfg: &FitConfig) -> anyhow::Result<()> {
     if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
         crate::bail_input!("--lr must be a positive number, got {}", cfg.lr);
     }
+    cfg.regularization.validate()?;
     if cfg.resume && cfg.overwrite {
         crate::bail_input!(
             "--resume continues the run in --out and --overwrite deletes it: pass one of them"

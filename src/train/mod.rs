@@ -13,6 +13,7 @@ pub mod fit;
 pub mod interrupt;
 pub mod metrics;
 pub mod progress;
+pub mod regularization;
 pub mod run_folder;
 pub mod setup;
 pub mod tensorboard;

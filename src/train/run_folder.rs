@@ -24,6 +24,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::metrics;
+use super::regularization::Regularization;
 use crate::atomic::write_atomic;
 
 /// File name of the fingerprint in a run folder.
@@ -79,6 +80,10 @@ pub struct RunFingerprint {
     /// it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_data: Option<DataDigest>,
+    /// `--weight-decay` and `--dropout`: absent from the JSON at the example's values, so a
+    /// run.json written before the flags existed reads as them, and such a run's is as it was.
+    #[serde(default, skip_serializing_if = "Regularization::is_default")]
+    pub regularization: Regularization,
 }
 
 /// A cheap digest of a dataset's files: their relative paths and sizes, not their contents.
@@ -233,6 +238,11 @@ impl RunFingerprint {
             "validation files (--val-data)",
             val(&self.val_data),
             val(&new.val_data),
+        );
+        cmp(
+            "--weight-decay/--dropout",
+            self.regularization.label(),
+            new.regularization.label(),
         );
         d
     }
@@ -561,7 +571,32 @@ mod tests {
                 hash: "0".into(),
             },
             val_data: None,
+            regularization: Regularization::default(),
         }
+    }
+
+    #[test]
+    fn regularization_is_absent_at_the_defaults_and_named_when_it_differs() {
+        let plain = fingerprint();
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("regularization"), "{json}");
+        let decayed = RunFingerprint {
+            regularization: Regularization {
+                weight_decay: 0.004,
+                dropout: 0.3,
+            },
+            ..fingerprint()
+        };
+        let json = serde_json::to_string(&decayed).unwrap();
+        let back: RunFingerprint = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, decayed);
+        assert_eq!(
+            plain.differences(&decayed),
+            [
+                "--weight-decay/--dropout weight decay 0, dropout 0.5 → weight decay 0.004, \
+              dropout 0.3"
+            ]
+        );
     }
 
     #[test]

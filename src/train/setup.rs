@@ -149,6 +149,7 @@ pub fn fingerprint(cfg: &FitConfig, data: &Data) -> anyhow::Result<RunFingerprin
         },
         data: run_folder::data_digest(&cfg.data, data_files.iter().map(|p| p.as_path()))?,
         val_data,
+        regularization: cfg.regularization,
     })
 }
 
@@ -316,7 +317,7 @@ pub fn build_model(cfg: &FitConfig, data: &Data) -> anyhow::Result<(Model, Model
         channels: 3,
         classes: data.class_names.len(),
         width: cfg.width,
-        dropout: 0.5,
+        dropout: cfg.regularization.dropout,
         multi_label: data.table.is_some(),
     };
     let model = xception_mini(&xcfg)?;
@@ -343,6 +344,7 @@ pub fn compile_step(
         lr: cfg.lr,
         micro: cfg.micro_batch,
         augment: cfg.augment,
+        weight_decay: cfg.regularization.weight_decay,
     };
     let step = TrainStep::with_options(ctx, model, batch, &opts)?;
     let secs = compiling.elapsed();

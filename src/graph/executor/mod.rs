@@ -59,6 +59,8 @@ pub struct StepOptions {
     pub micro: Option<usize>,
     /// Augment training batches on the GPU (flip / rotation), seeded per step.
     pub augment: Option<AugmentConfig>,
+    /// AdamW's decoupled weight decay (Keras' `AdamW(weight_decay=...)`; 0: plain Adam).
+    pub weight_decay: f32,
 }
 
 impl Default for StepOptions {
@@ -67,6 +69,7 @@ impl Default for StepOptions {
             lr: 1e-3,
             micro: None,
             augment: None,
+            weight_decay: 0.0,
         }
     }
 }
@@ -160,7 +163,7 @@ impl TrainStep {
             &StepOptions {
                 lr,
                 micro,
-                augment: None,
+                ..Default::default()
             },
         )
     }
@@ -278,7 +281,8 @@ impl TrainStep {
         let memory = memory::memory_report(model, &main, &plan, batch, scratch)?;
         let (sample_len, target_per_sample) = memory::sample_sizes(model)?;
         let layout = ParamLayout::new(model);
-        let kernels = Kernels::new(ctx, &variants)?;
+        let mut kernels = Kernels::new(ctx, &variants)?;
+        kernels.adam.hyper.weight_decay = opts.weight_decay as f64;
         let sizes = Sizes {
             batch,
             micro,

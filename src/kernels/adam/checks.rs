@@ -20,6 +20,8 @@ struct Case {
     /// 1e-6, √v is of ε's order (1e-7), so only ε in Keras' place (added to √v, outside the
     /// bias correction) passes.
     g_scale: f32,
+    /// AdamW's decay (0: plain Adam, the shared pipeline).
+    weight_decay: f32,
 }
 
 fn run_case(
@@ -28,7 +30,17 @@ fn run_case(
     c: Case,
     seed: u64,
 ) -> Result<Vec<Compared>, crate::gpu::GpuError> {
-    let k = shared.get_or_init(|| Adam::new(ctx));
+    let decaying;
+    let k = if c.weight_decay == 0.0 {
+        shared.get_or_init(|| Adam::new(ctx))
+    } else {
+        let hyper = AdamHyper {
+            weight_decay: c.weight_decay as f64,
+            ..AdamHyper::default()
+        };
+        decaying = Adam::with_hyper(ctx, hyper);
+        &decaying
+    };
     let lr = 1e-3f32;
     let theta = random_vec(seed, c.len, -1.0, 1.0);
     let (m, v) = if c.t0 == 0 {
@@ -68,12 +80,14 @@ fn run_case(
         beta1: k.hyper.beta1 as f32 as f64,
         beta2: k.hyper.beta2 as f32 as f64,
         epsilon: k.hyper.epsilon as f32 as f64,
+        weight_decay: k.hyper.weight_decay as f32 as f64,
     };
     let (mut theta, mut m, mut v) = (to_f64(&theta), to_f64(&m), to_f64(&v));
     let mut t = c.t0;
     let mut lr_t = 0.0;
     for g in &grads {
         lr_t = cpu::adam::adam_begin_step(&mut t, lr as f64, &h);
+        cpu::adam::adam_decay(&mut theta, lr as f64, &h);
         cpu::adam::adam_update(&mut theta, &mut m, &mut v, &to_f64(g), lr_t, &h);
     }
     let state: Vec<AdamState> = ctx.read(&sb)?;
@@ -93,7 +107,8 @@ fn run_case(
 }
 
 /// Parity checks at t = 1, 2, 10 and 1000, at lengths 7, 1003 (no multiple of 256) and the
-/// model's 2,731,065 parameters, and with gradients of ε's order (where ε's place shows).
+/// model's 2,731,065 parameters, with gradients of ε's order (where ε's place shows), and with
+/// AdamW's weight decay.
 pub fn all(_ctx: &GpuContext) -> Vec<Check> {
     use ShapeClass::*;
     let shared: Shared = Arc::new(OnceLock::new());
@@ -104,6 +119,7 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             t0: 0,
             steps: 1,
             g_scale: 1.0,
+            weight_decay: 0.0,
         },
         Case {
             class: Tiny,
@@ -111,6 +127,7 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             t0: 0,
             steps: 2,
             g_scale: 1.0,
+            weight_decay: 0.0,
         },
         Case {
             class: Odd,
@@ -118,6 +135,7 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             t0: 0,
             steps: 10,
             g_scale: 1.0,
+            weight_decay: 0.0,
         },
         Case {
             class: Odd,
@@ -125,6 +143,7 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             t0: 999,
             steps: 1,
             g_scale: 1.0,
+            weight_decay: 0.0,
         },
         Case {
             class: Large,
@@ -132,6 +151,7 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             t0: 999,
             steps: 1,
             g_scale: 1.0,
+            weight_decay: 0.0,
         },
         Case {
             class: Odd,
@@ -139,6 +159,16 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             t0: 0,
             steps: 3,
             g_scale: 1e-6,
+            weight_decay: 0.0,
+        },
+        // AdamW: θ shrinks by θ·wd·lr (1e-4 here) before each update, with lr, not lr_t.
+        Case {
+            class: Odd,
+            len: 1003,
+            t0: 0,
+            steps: 3,
+            g_scale: 1.0,
+            weight_decay: 0.1,
         },
     ];
     cases
@@ -151,7 +181,17 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             } else {
                 format!(" |g|≤{:e}", c.g_scale)
             };
-            let shape = format!("len {} t {}→{}{scale}", c.len, c.t0 + 1, c.t0 + c.steps);
+            let decay = if c.weight_decay == 0.0 {
+                String::new()
+            } else {
+                format!(" wd {}", c.weight_decay)
+            };
+            let shape = format!(
+                "len {} t {}→{}{scale}{decay}",
+                c.len,
+                c.t0 + 1,
+                c.t0 + c.steps
+            );
             Check::new("adam", "update", "", c.class, shape, move |ctx| {
                 run_case(&s, ctx, c, 500 + 100 * i as u64)
             })

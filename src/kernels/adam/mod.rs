@@ -24,6 +24,9 @@ pub struct Params {
     pub beta1: f32,
     pub beta2: f32,
     pub epsilon: f32,
+    /// AdamW's decoupled weight decay (0: plain Adam).
+    pub weight_decay: f32,
+    pub _pad: [u32; 3],
 }
 
 /// Mirrors `struct AdamState` in shaders/adam.wgsl: the optimizer's GPU-resident scalars.
@@ -69,7 +72,7 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// Adam with Keras' constants (β1 0.9, β2 0.999, ε 1e-7).
+    /// Adam with Keras' constants (β1 0.9, β2 0.999, ε 1e-7), no weight decay.
     pub fn new(ctx: &GpuContext) -> Self {
         Self::with_hyper(ctx, AdamHyper::default())
     }
@@ -94,6 +97,8 @@ impl Adam {
             beta1: self.hyper.beta1 as f32,
             beta2: self.hyper.beta2 as f32,
             epsilon: self.hyper.epsilon as f32,
+            weight_decay: self.hyper.weight_decay as f32,
+            _pad: [0; 3],
         }
     }
 
