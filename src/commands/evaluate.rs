@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use super::open_gpu;
 use super::output::{out, outln};
 use crate::eval::evaluate::{evaluate_folder, evaluate_labels, plots_folder, write_plots};
+use crate::eval::worst::{most_suspect, render, to_json, write_suspects_png};
 use crate::gpu::AdapterOptions;
 
 /// The flags of `gpucnn evaluate`.
@@ -28,6 +29,12 @@ pub struct EvaluateArgs {
     /// Where confusion.png and roc.png go [default: the run folder of --model].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Also list the K images with the highest loss −ln p(given label): where the model is
+    /// most confidently wrong, often a wrong label (confident learning). Printed after the
+    /// report (in the JSON as "worst") and drawn, nine at most, into worst.png beside
+    /// confusion.png, each titled "given → predicted p". Not with --labels.
+    #[arg(long, value_name = "K", conflicts_with = "labels", value_parser = clap::value_parser!(u32).range(1..))]
+    pub worst: Option<u32>,
     /// Images per GPU batch.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
@@ -73,14 +80,33 @@ fn run_folder(a: &EvaluateArgs, adapter: &AdapterOptions) -> anyhow::Result<Exit
         .as_ref()
         .expect("clap requires --data without --labels");
     let ctx = open_gpu(adapter)?;
-    let (report, labels, probs) = evaluate_folder(&ctx, &a.model, data, a.batch_size as usize)?;
+    let e = evaluate_folder(&ctx, &a.model, data, a.batch_size as usize)?;
     let folder = plots_folder(&a.model, a.out.as_deref());
-    let confusion = write_plots(&folder, &report, &labels, &probs)?;
+    let confusion = write_plots(&folder, &e.report, &e.labels, &e.probs)?;
+    let classes = &e.report.class_names;
+    let worst = a
+        .worst
+        .map(|k| most_suspect(&e.paths, &e.labels, &e.probs, k as usize));
+    let grid = folder.join("worst.png");
+    if let Some(w) = &worst {
+        write_suspects_png(&grid, w, classes)?;
+    }
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        let mut json = e.report.to_json();
+        if let (Some(w), Some(obj)) = (&worst, json.as_object_mut()) {
+            obj.insert("worst".into(), to_json(w, classes));
+        }
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        out!("{}", report.render());
+        out!("{}", e.report.render());
+        if let Some(w) = &worst {
+            outln!();
+            out!("{}", render(w, classes, data));
+        }
         eprintln!("Wrote {}", confusion.display());
+        if worst.is_some() {
+            eprintln!("Wrote {}", grid.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

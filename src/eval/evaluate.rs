@@ -20,13 +20,14 @@ use crate::predict::{Prediction, locate_model, predict};
 /// `gpucnn evaluate`: the model on every image of the class folders of `data` (all files, no
 /// split), with the model's class names matched to the folder's. A model trained with
 /// `--class-names` reads only its classes' folders, in its order (it cannot predict the
-/// others). Returns the report and, for plots, each image's true label and probabilities.
+/// others). Returns the report and, for plots and `--worst`, each readable image's path, true
+/// label and probabilities.
 pub fn evaluate_folder(
     ctx: &GpuContext,
     model: &Path,
     data: &Path,
     batch: usize,
-) -> anyhow::Result<(EvalReport, Vec<usize>, Vec<Vec<f32>>)> {
+) -> anyhow::Result<FolderEvaluation> {
     let mut ds = DirectoryDataset::open(data, &DatasetOptions::default())?;
     let (cfg, _) = locate_model(model)?;
     if ds.class_names != cfg.classes && cfg.classes.iter().all(|c| ds.class_names.contains(c)) {
@@ -51,12 +52,12 @@ pub fn evaluate_folder(
     let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
     let (_, preds) = predict(ctx, model, &paths, batch)?;
     ensure_paired(&paths, &preds)?;
-    let mut labels = Vec::new();
-    let mut probs = Vec::new();
+    let (mut labels, mut probs, mut read) = (Vec::new(), Vec::new(), Vec::new());
     for (s, p) in samples.iter().zip(&preds) {
         if let Ok(v) = &p.result {
             labels.push(s.label);
             probs.push(v.clone());
+            read.push(s.path.clone());
         }
     }
     crate::ensure_input!(
@@ -65,7 +66,21 @@ pub fn evaluate_folder(
         data.display()
     );
     let report = evaluate(&cfg.classes, &labels, &probs);
-    Ok((report, labels, probs))
+    Ok(FolderEvaluation {
+        report,
+        paths: read,
+        labels,
+        probs,
+    })
+}
+
+/// [`evaluate_folder`]'s result: the report, and per readable image (sorted by path) its
+/// path, true label and class probabilities.
+pub struct FolderEvaluation {
+    pub report: EvalReport,
+    pub paths: Vec<PathBuf>,
+    pub labels: Vec<usize>,
+    pub probs: Vec<Vec<f32>>,
 }
 
 /// `gpucnn evaluate --labels`: a multi-label model on the images of a labels CSV (paths
