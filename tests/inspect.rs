@@ -145,6 +145,8 @@ fn inspect_reports_planted_duplicates_sizes_modes_and_bad_files() {
     assert!(names.iter().all(|n| n.contains("big")), "{names:?}");
     assert!(near[0]["max_distance"].as_u64().unwrap() <= 8);
     assert_eq!(json["unreadable"].as_array().unwrap().len(), 1);
+    assert_eq!(json["readable_train"], 22);
+    assert_eq!(json["readable_validation"], 7);
     assert_eq!(json["sizes"]["width_max"], 64);
     assert_eq!(json["sizes"]["most_common"][0]["value"], "20x20");
     let modes = json["color_modes"].as_array().unwrap();
@@ -287,4 +289,44 @@ fn train_warns_about_a_leaking_split_and_only_then() {
     fs::remove_file(val.join("dogs/leaked.png")).unwrap();
     let e = start(&val);
     assert!(!e.contains("exact copies"), "{e}");
+}
+
+/// Multi-label (`--labels`): counts per label, images counted once in the totals, and a copy
+/// with another label set is a picture with two labelings.
+#[test]
+fn inspect_reads_a_multi_label_csv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for i in 0..9 {
+        write_image(&dir.join(format!("{i}.png")), 500 + i);
+    }
+    fs::copy(dir.join("0.png"), dir.join("0_copy.png")).unwrap();
+    let mut csv = String::from("path,labels\n0.png,cat\n0_copy.png,cat;indoor\n");
+    for i in 1..9 {
+        csv += &format!(
+            "{i}.png,{}\n",
+            if i % 2 == 0 { "dog" } else { "dog;indoor" }
+        );
+    }
+    fs::write(dir.join("labels.csv"), csv).unwrap();
+    let o = gpucnn(&["inspect", "--labels", s(&dir.join("labels.csv")), "--json"]);
+    assert_success(&o);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["readable"], 10);
+    let images =
+        json["readable_train"].as_u64().unwrap() + json["readable_validation"].as_u64().unwrap();
+    assert_eq!(images, 10);
+    let total = |i: usize| json["classes"][i]["total"].as_u64().unwrap();
+    // cat, dog, indoor (sorted): 2, 8, 1 + 4.
+    assert_eq!((total(0), total(1), total(2)), (2, 8, 5));
+    assert_eq!(json["exact_counts"]["across_classes"], 1);
+    let classes: Vec<&str> = json["exact_duplicates"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["class"].as_str().unwrap())
+        .collect();
+    let mut sorted = classes.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["cat", "cat;indoor"]);
 }

@@ -41,9 +41,9 @@ pub struct InspectArgs {
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
     /// Near-duplicates: two distinct files whose 64-bit perceptual (difference) hashes differ
-    /// in at most D bits. 0 finds only re-encodes of the same pixels; a resize, a re-encode at
-    /// another quality or a brightness change stays within a few bits; unrelated pictures
-    /// differ in about 32.
+    /// in at most D bits. 0 finds only pictures whose hashes agree exactly; a resize, a
+    /// re-encode at another quality or a brightness change stays within a few bits; unrelated
+    /// pictures differ in about 32.
     #[arg(long, value_name = "D", default_value_t = DEFAULT_NEAR_THRESHOLD)]
     pub near_threshold: u32,
     /// Print the report as one JSON document (for scripts) instead of the table.
@@ -166,13 +166,13 @@ const LISTED_UNREADABLE: usize = 20;
 pub fn render_text(r: &InspectReport, roots: &[PathBuf]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let train: usize = r.classes.iter().map(|c| c.train).sum();
-    let val: usize = r.classes.iter().map(|c| c.validation).sum();
     let _ = writeln!(
         s,
-        "{} files: {} readable ({train} training, {val} validation), {} unreadable",
+        "{} files: {} readable ({} training, {} validation), {} unreadable",
         r.files,
         r.readable,
+        r.readable_train,
+        r.readable_validation,
         r.unreadable.len()
     );
     let _ = writeln!(s);

@@ -471,6 +471,10 @@ pub struct InspectReport {
     pub files: usize,
     /// Files that decode.
     pub readable: usize,
+    /// Readable training images.
+    pub readable_train: usize,
+    /// Readable validation images.
+    pub readable_validation: usize,
     /// Per class (label), readable images in each split.
     pub classes: Vec<ClassCount>,
     /// Largest class total / smallest class total (`null` when a class has no readable image).
@@ -602,6 +606,11 @@ pub fn report(input: &InspectInput, records: &[FileRecord], near_threshold: u32)
     InspectReport {
         files: records.len(),
         readable: readable.len(),
+        readable_train: readable.iter().filter(|r| r.split == Split::Train).count(),
+        readable_validation: readable
+            .iter()
+            .filter(|r| r.split == Split::Validation)
+            .count(),
         classes,
         imbalance_ratio: (smallest > 0).then(|| largest as f64 / smallest as f64),
         exact_counts: DuplicateCounts::of(&exact_duplicates),
@@ -902,7 +911,10 @@ mod tests {
         // and each exact group once.
         assert_eq!(r.near_duplicates.len(), 1, "{:?}", r.near_duplicates);
         assert_eq!(r.near_duplicates[0].max_distance, Some(1));
-        assert_eq!(r.readable, 6);
+        assert_eq!(
+            (r.readable, r.readable_train, r.readable_validation),
+            (6, 5, 1)
+        );
         assert_eq!(r.unreadable.len(), 1);
         assert_eq!(r.classes[0].total, 3);
         assert_eq!(r.classes[1].train, 2);
