@@ -43,7 +43,7 @@ pub struct InspectArgs {
     /// Near-duplicates: two distinct files whose 64-bit perceptual (difference) hashes differ
     /// in at most D bits. 0 finds only pictures whose hashes agree exactly; a resize, a
     /// re-encode at another quality or a brightness change stays within a few bits; unrelated
-    /// pictures differ in about 32.
+    /// pictures differ in about 32 (less when both have large flat areas).
     #[arg(long, value_name = "D", default_value_t = DEFAULT_NEAR_THRESHOLD)]
     pub near_threshold: u32,
     /// Print the report as one JSON document (for scripts) instead of the table.

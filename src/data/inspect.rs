@@ -43,7 +43,8 @@ use super::scan::{one_line, thread_count};
 
 /// Default largest Hamming distance (in bits, of 64) between the perceptual hashes of two
 /// near-duplicates (`--near-threshold`). A re-encode, a resize or a brightness change of the
-/// same picture moves a difference hash by a few bits; unrelated pictures differ in about 32.
+/// same picture moves a difference hash by a few bits; unrelated pictures differ in about 32,
+/// less when both have large flat areas (equal neighbours give the same, unset, bits).
 pub const DEFAULT_NEAR_THRESHOLD: u32 = 8;
 
 /// Which split a file is in.
