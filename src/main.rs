@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gpucnn::commands::{
-    self, demo::DemoArgs, evaluate::EvaluateArgs, predict::PredictArgs, preview::PreviewArgs,
-    profile::ProfileArgs, scan::ScanArgs, selftest::SelftestArgs, summary::SummaryArgs,
-    train::TrainArgs,
+    self, demo::DemoArgs, evaluate::EvaluateArgs, inspect::InspectArgs, predict::PredictArgs,
+    preview::PreviewArgs, profile::ProfileArgs, scan::ScanArgs, selftest::SelftestArgs,
+    summary::SummaryArgs, train::TrainArgs,
 };
 use gpucnn::gpu::AdapterOptions;
 
@@ -137,6 +137,18 @@ enum Command {
     /// (unreadable, truncated, empty, not an image, or too large to decode safely).
     #[command(after_help = EXIT_STATUS)]
     Scan(ScanArgs),
+    /// A report on a dataset before training, on the split `train` draws from the same flags
+    /// (--validation-split, --seed, --val-data, --class-names, --labels): images per class in
+    /// each split and the imbalance ratio; exact duplicates (same file bytes) within a class,
+    /// across classes (one image, two labels) and across the train/validation split (leakage
+    /// that inflates val_accuracy); near-duplicates (perceptual hashes within
+    /// --near-threshold bits); image sizes, aspect ratios, colour modes and formats; and the
+    /// unreadable files. Each file is read and decoded once (about the time of `scan`).
+    ///
+    /// A table on stdout, or with --json one JSON document; with --out DIR also report.json,
+    /// classes.png and duplicates.png there. No GPU is needed.
+    #[command(after_help = EXIT_STATUS)]
+    Inspect(InspectArgs),
     /// Run every kernel (forward and backward, every variant) on this GPU against the CPU
     /// reference and print one row per (op, pass, shape). Exit status 0 only if all rows are ok.
     ///
@@ -204,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Evaluate(a) => commands::evaluate::run(a, &adapter),
         Command::Predict(a) => commands::predict::run(a, &adapter),
         Command::Scan(a) => commands::scan::run(a),
+        Command::Inspect(a) => commands::inspect::run(a),
         Command::Summary(a) => commands::summary::run(a, &adapter),
         Command::Profile(a) => commands::profile::run(a, &adapter),
         Command::Info => commands::info::run(&adapter),

@@ -21,6 +21,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod exit;
 pub mod info;
+pub mod inspect;
 pub mod output;
 pub mod predict;
 pub mod preview;

@@ -5,11 +5,14 @@
 //! - [`decode`]: file → RGB u8 (JPEG, PNG, BMP, GIF, WebP; decompression bombs refused from the
 //!   header) → TensorFlow's bilinear resize without antialiasing → f32 HWC 0–255.
 //! - [`scan`]: a parallel pre-scan that finds (and optionally deletes) unusable files.
+//! - [`inspect`]: `gpucnn inspect`'s dataset report (class balance, exact and near duplicates,
+//!   sizes, colour modes), and the train/validation leak check `train` runs at start.
 //! - [`loader`]: worker threads that decode ahead of the consumer into a bounded queue, batch in a
 //!   given order, and cache the resized images for later epochs.
 
 pub mod dataset;
 pub mod decode;
+pub mod inspect;
 pub mod labels;
 pub mod loader;
 pub mod resize;

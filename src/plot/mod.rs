@@ -4,7 +4,9 @@
 //!   `gpucnn train` every epoch.
 //! - [`confusion`] and [`roc`]: `confusion.png` (the confusion matrix as a heat map) and
 //!   `roc.png` (a binary model's ROC curve), written by `gpucnn evaluate`.
-//! - [`grid`]: a 3×3 grid of images titled with their labels (`gpucnn preview`).
+//! - [`grid`]: a 3×3 grid of images titled with their labels (`gpucnn preview`, and
+//!   `gpucnn inspect`'s `duplicates.png`).
+//! - [`histogram`]: `classes.png` of `gpucnn inspect`, images per class and split.
 //! - [`model`]: the network as a graph of layers with their output shapes, like
 //!   `keras.utils.plot_model` (`gpucnn summary --plot`), as Graphviz DOT, SVG or PNG.
 //!
@@ -23,6 +25,7 @@ use crate::atomic::{AtomicWriteError, write_atomic};
 pub mod confusion;
 pub mod curves;
 pub mod grid;
+pub mod histogram;
 pub mod model;
 pub mod raster;
 pub mod roc;

@@ -65,7 +65,7 @@ pub fn load_data(cfg: &FitConfig, log: &mut dyn FnMut(&str)) -> anyhow::Result<D
         Some(names) => Some(ClassSelection::new(names.clone())?),
         None => None,
     };
-    Ok(match &cfg.labels {
+    let data = match &cfg.labels {
         Some(csv) => {
             let t = LabelTable::from_csv(csv, &cfg.data, &split)?;
             log(&format!(
@@ -98,7 +98,9 @@ pub fn load_data(cfg: &FitConfig, log: &mut dyn FnMut(&str)) -> anyhow::Result<D
                 table: None,
             }
         }
-    })
+    };
+    crate::data::inspect::warn_split_leaks(&data.train, &data.val, log);
+    Ok(data)
 }
 
 /// `--augment`/`--rotation` as the fingerprint records them.
