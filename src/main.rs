@@ -118,7 +118,8 @@ enum Command {
     Demo(DemoArgs),
     /// Judge a trained model on a folder of class subfolders: accuracy, precision, recall and
     /// F1 per class and macro-averaged, ROC AUC (one-vs-rest for more than two classes) and the
-    /// confusion matrix. Writes confusion.png (and roc.png for two classes) to --out.
+    /// confusion matrix. Writes confusion.png (and roc.png for two classes) to --out. With
+    /// --worst K, also the K images most likely mislabelled (the highest loss) and worst.png.
     #[command(after_help = EXIT_STATUS)]
     Evaluate(EvaluateArgs),
     /// Save a 3×3 grid of the first nine training images of a dataset, titled with their
