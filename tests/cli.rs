@@ -345,7 +345,9 @@ fn every_command_help_documents_the_exit_statuses() {
         .filter_map(|l| l.split_whitespace().next())
         .filter(|c| *c != "help")
         .collect();
-    for expected in ["train", "evaluate", "predict", "inspect", "scan", "selftest", "profile"] {
+    for expected in [
+        "train", "evaluate", "predict", "inspect", "scan", "selftest", "profile",
+    ] {
         assert!(commands.contains(&expected), "{expected} in {commands:?}");
     }
     for cmd in commands {

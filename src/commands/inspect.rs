@@ -10,7 +10,8 @@ use anyhow::Context;
 use super::output::{out, outln};
 use crate::data::decode::{ResizeOptions, decode_rgb8, resize_rgb8};
 use crate::data::inspect::{
-    DEFAULT_NEAR_THRESHOLD, DuplicateGroup, InspectInput, InspectOptions, InspectReport, inspect,
+    DEFAULT_NEAR_THRESHOLD, DuplicateGroup, InspectInput, InspectOptions, InspectReport,
+    MIN_HASH_SIDE, inspect,
 };
 use crate::plot::grid::write_grid_png;
 use crate::plot::histogram::{ClassBar, write_histogram_png};
@@ -232,6 +233,14 @@ pub fn render_text(r: &InspectReport, roots: &[PathBuf]) -> String {
         "Near-duplicates (perceptual hashes within {} bits): {} group(s)",
         r.near_threshold, n.groups
     );
+    if r.too_small_to_hash > 0 {
+        let _ = writeln!(
+            s,
+            "  not searched: {} image(s) under {MIN_HASH_SIDE} pixels on a side (too few pixels \
+             for a perceptual hash to tell pictures apart)",
+            r.too_small_to_hash
+        );
+    }
     if n.groups > 0 {
         let _ = writeln!(
             s,
@@ -298,6 +307,9 @@ pub fn render_text(r: &InspectReport, roots: &[PathBuf]) -> String {
     s
 }
 
+/// Files listed per group in the text report (`--json` lists them all).
+const LISTED_FILES: usize = 8;
+
 fn groups_text(s: &mut String, groups: &[DuplicateGroup], roots: &[PathBuf]) {
     use std::fmt::Write as _;
     for (i, g) in groups.iter().take(LISTED_GROUPS).enumerate() {
@@ -311,13 +323,20 @@ fn groups_text(s: &mut String, groups: &[DuplicateGroup], roots: &[PathBuf]) {
             g.files.len(),
             g.kind()
         );
-        for f in &g.files {
+        for f in g.files.iter().take(LISTED_FILES) {
             let _ = writeln!(
                 s,
                 "    {:<10}  {:<16}  {}",
                 f.split.name(),
                 f.class,
                 shown(&f.path, roots)
+            );
+        }
+        if g.files.len() > LISTED_FILES {
+            let _ = writeln!(
+                s,
+                "    … and {} more file(s) in this group",
+                g.files.len() - LISTED_FILES
             );
         }
     }

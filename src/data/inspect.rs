@@ -47,6 +47,11 @@ use super::scan::{one_line, thread_count};
 /// less when both have large flat areas (equal neighbours give the same, unset, bits).
 pub const DEFAULT_NEAR_THRESHOLD: u32 = 8;
 
+/// Images whose shorter side is below this many pixels get no perceptual hash: a 9×8 grid of
+/// box means over fewer pixels repeats pixels between boxes and leaves most bits 0, so
+/// different pictures collide (on an 8×8 digits set, groups of a hundred across classes).
+pub const MIN_HASH_SIDE: u32 = 16;
+
 /// Which split a file is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -488,6 +493,9 @@ pub struct InspectReport {
     pub near_threshold: u32,
     /// Near-duplicate groups by kind.
     pub near_counts: DuplicateCounts,
+    /// Readable images left out of the near-duplicate search: shorter side under
+    /// [`MIN_HASH_SIDE`] pixels.
+    pub too_small_to_hash: usize,
     /// Near-duplicates (distinct files, close perceptual hashes), worst first.
     pub near_duplicates: Vec<DuplicateGroup>,
     /// Image sizes (readable images).
@@ -540,8 +548,13 @@ pub fn report(input: &InspectInput, records: &[FileRecord], near_threshold: u32)
 
     // One image per content: exact copies are reported above, not again as near-duplicates.
     let mut seen = std::collections::HashSet::new();
+    let hashable =
+        |i: usize| matches!(&records[i].image, Some(f) if f.width.min(f.height) >= MIN_HASH_SIDE);
+    let too_small_to_hash = (0..records.len())
+        .filter(|&i| records[i].image.is_some() && !hashable(i))
+        .count();
     let reps: Vec<usize> = (0..records.len())
-        .filter(|&i| records[i].image.is_some())
+        .filter(|&i| hashable(i))
         .filter(|&i| seen.insert(records[i].content))
         .collect();
     let hashes: Vec<u64> = reps
@@ -618,6 +631,7 @@ pub fn report(input: &InspectInput, records: &[FileRecord], near_threshold: u32)
         exact_duplicates,
         near_threshold,
         near_counts: DuplicateCounts::of(&near_duplicates),
+        too_small_to_hash,
         near_duplicates,
         sizes: size_stats(&facts),
         aspect_ratios: aspect_buckets(&facts),
@@ -640,35 +654,32 @@ pub fn exact_groups(records: &[FileRecord]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// Groups of indices of `hashes` joined by pairs within `threshold` bits (connected components:
-/// A near B and B near C puts A, B and C together), groups of two or more in index order.
+/// Groups of indices of `hashes` within `threshold` bits of their group's first member, groups
+/// of two or more, in index order. Greedy: each index not yet grouped leads a new group and
+/// takes every later ungrouped index near it. Not connected components: on a collection of
+/// similar pictures (small digits, product shots on white) "A near B near C" chains would join
+/// everything into one group; here two members of a group are at most 2·threshold apart.
 ///
-/// Every pair is compared (n²/2 XOR-popcounts of two words; see the module docs for the cost).
+/// At most n²/2 XOR-popcounts of two words (see the module docs for the cost).
 pub fn near_groups(hashes: &[u64], threshold: u32) -> Vec<Vec<usize>> {
-    let mut parent: Vec<usize> = (0..hashes.len()).collect();
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
+    let mut grouped = vec![false; hashes.len()];
+    let mut groups = Vec::new();
     for (a, &ha) in hashes.iter().enumerate() {
+        if grouped[a] {
+            continue;
+        }
+        let mut g = vec![a];
         for (b, &hb) in hashes.iter().enumerate().skip(a + 1) {
-            if (ha ^ hb).count_ones() <= threshold {
-                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
-                if ra != rb {
-                    parent[ra.max(rb)] = ra.min(rb);
-                }
+            if !grouped[b] && (ha ^ hb).count_ones() <= threshold {
+                grouped[b] = true;
+                g.push(b);
             }
         }
+        if g.len() > 1 {
+            groups.push(g);
+        }
     }
-    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for i in 0..hashes.len() {
-        let r = root(&mut parent, i);
-        groups.entry(r).or_default().push(i);
-    }
-    groups.into_values().filter(|g| g.len() > 1).collect()
+    groups
 }
 
 /// Counts of each value, most common first (ties by value).
@@ -862,13 +873,23 @@ mod tests {
     }
 
     #[test]
-    fn near_groups_join_chains_within_the_threshold_and_nothing_else() {
+    fn near_groups_gather_around_a_leader_and_never_chain() {
         // 0 and 1 differ in 2 bits, 1 and 2 in 3 (0 and 2 in 5), 3 is far from all.
         let h = [0u64, 0b11, 0b11111, u64::MAX];
-        assert_eq!(near_groups(&h, 3), vec![vec![0, 1, 2]]);
+        // 2 is within 3 bits of 1 but not of the group's first member 0: no chain.
+        assert_eq!(near_groups(&h, 3), vec![vec![0, 1]]);
+        assert_eq!(near_groups(&h, 5), vec![vec![0, 1, 2]]);
         assert_eq!(near_groups(&h, 2), vec![vec![0, 1]]);
         assert_eq!(near_groups(&h, 1), Vec::<Vec<usize>>::new());
         assert_eq!(near_groups(&h, 64), vec![vec![0, 1, 2, 3]]);
+        // 64 hashes each one bit from the next: groups of threshold + 1, not one of 64.
+        let chain: Vec<u64> = (0..64)
+            .map(|i| (1u128 << i).wrapping_sub(1) as u64)
+            .collect();
+        let g = near_groups(&chain, 4);
+        assert_eq!(g.len(), 13, "{g:?}");
+        assert_eq!(g[0], [0, 1, 2, 3, 4]);
+        assert_eq!(g[12], [60, 61, 62, 63]);
     }
 
     #[test]
