@@ -23,21 +23,21 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
         group: "sigmoid_bce",
         id: "128x1/forward".into(),
         work: Work::Bytes(io + 4),
-        dispatches: vec![k.sigmoid_bce_forward(ctx, &loss, &z, &y, n, 1)],
+        dispatches: vec![k.sigmoid_bce_forward(ctx, &loss, &z, &y, n, 1, None)],
         buffers: vec![],
     });
     v.push(BenchCase {
         group: "sigmoid_bce",
         id: "128x1/backward".into(),
         work: Work::Bytes(io + 4 * n as u64),
-        dispatches: vec![k.sigmoid_bce_backward(ctx, &dz, &z, &y, n, 1)],
+        dispatches: vec![k.sigmoid_bce_backward(ctx, &dz, &z, &y, n, 1, None)],
         buffers: vec![],
     });
     v.push(BenchCase {
         group: "sigmoid_bce",
         id: "128x1/metrics".into(),
         work: Work::Bytes(io + 12),
-        dispatches: vec![k.sigmoid_bce_metrics(ctx, &m, &z, &y, n, 1)],
+        dispatches: vec![k.sigmoid_bce_metrics(ctx, &m, &z, &y, n, 1, None)],
         buffers: vec![z, y, loss, dz, m],
     });
 
@@ -54,21 +54,21 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
         group: "softmax_ce",
         id: "128x10/forward".into(),
         work: Work::Bytes(io + 4),
-        dispatches: vec![k.softmax_ce_forward(ctx, &loss, &z, &t, n, classes)],
+        dispatches: vec![k.softmax_ce_forward(ctx, &loss, &z, &t, n, classes, None)],
         buffers: vec![],
     });
     v.push(BenchCase {
         group: "softmax_ce",
         id: "128x10/backward".into(),
         work: Work::Bytes(io + (4 * n * classes) as u64),
-        dispatches: vec![k.softmax_ce_backward(ctx, &dz, &z, &t, n, classes)],
+        dispatches: vec![k.softmax_ce_backward(ctx, &dz, &z, &t, n, classes, None)],
         buffers: vec![],
     });
     v.push(BenchCase {
         group: "softmax_ce",
         id: "128x10/metrics".into(),
         work: Work::Bytes(io + 12),
-        dispatches: vec![k.softmax_ce_metrics(ctx, &m, &z, &t, n, classes)],
+        dispatches: vec![k.softmax_ce_metrics(ctx, &m, &z, &t, n, classes, None)],
         buffers: vec![z, t, loss, dz, m],
     });
     v
