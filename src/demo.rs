@@ -345,6 +345,7 @@ pub fn run(
         // Only a folder this demo marked as its own reaches here with files in `run/`.
         overwrite: again && run_dir.exists(),
         progress,
+        class_weight: Default::default(),
     };
     let fit = crate::train::fit::fit(ctx, &cfg, log)?;
     let paths: Vec<PathBuf> = held.iter().map(|(_, p)| p.clone()).collect();

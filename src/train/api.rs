@@ -31,6 +31,7 @@ use crate::dist::Job;
 use crate::error::BadInput;
 use crate::gpu::GpuContext;
 
+pub use super::class_weight::ClassWeight;
 pub use super::fit::{FitConfig, FitSummary, default_out};
 
 impl FitConfig {
@@ -63,6 +64,7 @@ impl FitConfig {
             resume: false,
             overwrite: false,
             progress: false,
+            class_weight: ClassWeight::None,
         }
     }
 }

@@ -79,6 +79,10 @@ pub struct RunFingerprint {
     /// it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_data: Option<DataDigest>,
+    /// `--class-weight` (`auto`, or `NAME=W,...`); `None` without class weights. Absent from
+    /// the JSON of such runs, so run.json files written before the flag read as unweighted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weight: Option<String>,
 }
 
 /// A cheap digest of a dataset's files: their relative paths and sizes, not their contents.
@@ -233,6 +237,12 @@ impl RunFingerprint {
             "validation files (--val-data)",
             val(&self.val_data),
             val(&new.val_data),
+        );
+        let cw = |c: &Option<String>| c.clone().unwrap_or_else(|| "none".into());
+        cmp(
+            "--class-weight",
+            cw(&self.class_weight),
+            cw(&new.class_weight),
         );
         d
     }
@@ -561,6 +571,7 @@ mod tests {
                 hash: "0".into(),
             },
             val_data: None,
+            class_weight: None,
         }
     }
 
@@ -600,6 +611,18 @@ mod tests {
         assert_eq!(
             old.differences(&new),
             vec!["--seed 1337 → 99", "--lr 0.001 → 0.01"]
+        );
+        // --class-weight: absent from an unweighted run's JSON; a change is a difference.
+        assert!(
+            !serde_json::to_string(&old)
+                .unwrap()
+                .contains("class_weight")
+        );
+        let mut weighted = old.clone();
+        weighted.class_weight = Some("auto".into());
+        assert_eq!(
+            old.differences(&weighted),
+            vec!["--class-weight none → auto"]
         );
     }
 
