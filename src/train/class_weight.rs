@@ -201,7 +201,7 @@ mod tests {
             "", "cats", "cats=", "cats=x", "cats=0", "cats=-1", "cats=inf", "=2",
         ] {
             let e = ClassWeight::parse(bad).unwrap_err();
-            assert!(crate::error::is_bad_input(&e), "{bad}: {e}");
+            assert!(crate::train::api::is_bad_input(&e), "{bad}: {e}");
             assert!(e.to_string().contains("--class-weight"), "{bad}: {e}");
         }
         let e = ClassWeight::parse("cats=1,cats=2").unwrap_err();
@@ -210,12 +210,12 @@ mod tests {
             .unwrap()
             .weights(&names(&["cats", "dogs"]), &[3, 4])
             .unwrap_err();
-        assert!(crate::error::is_bad_input(&e));
+        assert!(crate::train::api::is_bad_input(&e));
         assert!(e.to_string().contains("'wolves' is not a class"), "{e}");
         let e = ClassWeight::Auto
             .weights(&names(&["cats", "dogs"]), &[3, 0])
             .unwrap_err();
-        assert!(crate::error::is_bad_input(&e));
+        assert!(crate::train::api::is_bad_input(&e));
         assert!(
             e.to_string().contains("'dogs' has no training image"),
             "{e}"
