@@ -96,6 +96,23 @@ impl Case {
     }
 }
 
+/// A pass's input: logits `z`, `targets`, N × `classes`, the class weights if any.
+fn input<'a>(
+    z: &'a wgpu::Buffer,
+    targets: &'a wgpu::Buffer,
+    n: usize,
+    classes: usize,
+    weights: Option<&'a wgpu::Buffer>,
+) -> LossInput<'a> {
+    LossInput {
+        z,
+        targets,
+        n,
+        classes,
+        weights: weights.map(|w| w as _),
+    }
+}
+
 /// One pass's check on the shared kernels.
 type Run = fn(&GpuContext, &Loss, Case) -> Result<Vec<Compared>, GpuError>;
 
@@ -164,7 +181,7 @@ fn bce_forward(ctx: &GpuContext, k: &Loss, c: Case) -> Result<Vec<Compared>, Gpu
         ctx.upload("y", &y),
         ctx.upload("loss", &[f32::NAN]),
     );
-    let d = k.sigmoid_bce_forward(ctx, &lb, &zb, &yb, n, l, wb.as_ref().map(|b| b as _));
+    let d = k.sigmoid_bce_forward(ctx, &lb, &input(&zb, &yb, n, l, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d])?;
     let mut want = [0.0];
     let (z, y) = (to_f64(&z), to_f64(&y));
@@ -187,7 +204,7 @@ fn bce_backward(ctx: &GpuContext, k: &Loss, c: Case) -> Result<Vec<Compared>, Gp
     let (wb, w) = c.weight_buffers(ctx, weights_len(false, l));
     let (zb, yb) = (ctx.upload("z", &z), ctx.upload("y", &y));
     let dzb = ctx.upload("dz", &vec![f32::NAN; n * l]);
-    let d = k.sigmoid_bce_backward(ctx, &dzb, &zb, &yb, n, l, wb.as_ref().map(|b| b as _));
+    let d = k.sigmoid_bce_backward(ctx, &dzb, &input(&zb, &yb, n, l, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d])?;
     let mut want = vec![0.0; n * l];
     let (z, y) = (to_f64(&z), to_f64(&y));
@@ -205,7 +222,7 @@ fn bce_metrics(ctx: &GpuContext, k: &Loss, c: Case) -> Result<Vec<Compared>, Gpu
         ctx.upload("y", &y),
         ctx.upload("metrics", &METRICS_START),
     );
-    let d = k.sigmoid_bce_metrics(ctx, &mb, &zb, &yb, n, l, wb.as_ref().map(|b| b as _));
+    let d = k.sigmoid_bce_metrics(ctx, &mb, &input(&zb, &yb, n, l, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d; METRIC_REPEATS])?;
     let mut want = to_f64(&METRICS_START);
     let (z, y) = (to_f64(&z), to_f64(&y));
@@ -266,7 +283,7 @@ fn ce_forward(ctx: &GpuContext, kern: &Loss, c: Case) -> Result<Vec<Compared>, G
         ctx.upload("labels", &t),
         ctx.upload("loss", &[f32::NAN]),
     );
-    let d = kern.softmax_ce_forward(ctx, &lb, &zb, &tb, n, k, wb.as_ref().map(|b| b as _));
+    let d = kern.softmax_ce_forward(ctx, &lb, &input(&zb, &tb, n, k, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d])?;
     let mut want = [0.0];
     cpu::loss::softmax_ce_forward_weighted(&mut want, &to_f64(&z), &t, n, k, w.as_deref());
@@ -288,7 +305,7 @@ fn ce_backward(ctx: &GpuContext, kern: &Loss, c: Case) -> Result<Vec<Compared>, 
     let (wb, w) = c.weight_buffers(ctx, weights_len(true, k));
     let (zb, tb) = (ctx.upload("z", &z), ctx.upload("labels", &t));
     let dzb = ctx.upload("dz", &vec![f32::NAN; n * k]);
-    let d = kern.softmax_ce_backward(ctx, &dzb, &zb, &tb, n, k, wb.as_ref().map(|b| b as _));
+    let d = kern.softmax_ce_backward(ctx, &dzb, &input(&zb, &tb, n, k, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d])?;
     let mut want = vec![0.0; n * k];
     cpu::loss::softmax_ce_backward_weighted(&mut want, &to_f64(&z), &t, n, k, w.as_deref());
@@ -305,7 +322,7 @@ fn ce_metrics(ctx: &GpuContext, kern: &Loss, c: Case) -> Result<Vec<Compared>, G
         ctx.upload("labels", &t),
         ctx.upload("metrics", &METRICS_START),
     );
-    let d = kern.softmax_ce_metrics(ctx, &mb, &zb, &tb, n, k, wb.as_ref().map(|b| b as _));
+    let d = kern.softmax_ce_metrics(ctx, &mb, &input(&zb, &tb, n, k, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d; METRIC_REPEATS])?;
     let mut want = to_f64(&METRICS_START);
     let z = to_f64(&z);

@@ -65,6 +65,21 @@ impl Params {
     }
 }
 
+/// What every loss pass reads: the logits, the targets, their shape and the class weights.
+#[derive(Clone, Copy)]
+pub struct LossInput<'a> {
+    /// Logits, [N, width] f32.
+    pub z: &'a dyn Bind,
+    /// sigmoid_bce: [N, L] f32 in {0, 1}; softmax_ce: [N] u32 class indices, each < K.
+    pub targets: &'a dyn Bind,
+    /// Samples N.
+    pub n: usize,
+    /// Labels L (sigmoid_bce) or classes K (softmax_ce): the logits' width.
+    pub classes: usize,
+    /// Class weights ([`weights_len`] f32), or None: unweighted.
+    pub weights: Option<&'a dyn Bind>,
+}
+
 /// Pipelines of shaders/sigmoid_bce.wgsl and shaders/softmax_ce.wgsl.
 pub struct Loss {
     bce: ShaderFamily,
@@ -113,13 +128,16 @@ impl Loss {
         &self,
         ctx: &GpuContext,
         loss: &dyn Bind,
-        z: &dyn Bind,
-        targets: &dyn Bind,
-        n: usize,
-        labels: usize,
-        weights: Option<&dyn Bind>,
+        input: &LossInput,
     ) -> Dispatch {
-        let p = Params::new(n, labels, weights);
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
+        let p = Params::new(n, classes, weights);
         let slots = [
             Some(loss),
             Some(z),
@@ -137,13 +155,16 @@ impl Loss {
         &self,
         ctx: &GpuContext,
         dz: &dyn Bind,
-        z: &dyn Bind,
-        targets: &dyn Bind,
-        n: usize,
-        labels: usize,
-        weights: Option<&dyn Bind>,
+        input: &LossInput,
     ) -> Dispatch {
-        let p = Params::new(n, labels, weights);
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
+        let p = Params::new(n, classes, weights);
         let slots = [
             Some(dz),
             Some(z),
@@ -152,7 +173,7 @@ impl Loss {
             None,
             self.weights(weights),
         ];
-        let grid = grid_1d(groups_for(n * labels, WG));
+        let grid = grid_1d(groups_for(n * classes, WG));
         self.bce
             .dispatch(ctx, "sigmoid_bce_backward", &slots, Some(&p), grid)
     }
@@ -163,13 +184,16 @@ impl Loss {
         &self,
         ctx: &GpuContext,
         metrics: &dyn Bind,
-        z: &dyn Bind,
-        targets: &dyn Bind,
-        n: usize,
-        labels: usize,
-        weights: Option<&dyn Bind>,
+        input: &LossInput,
     ) -> Dispatch {
-        let p = Params::new(n, labels, weights);
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
+        let p = Params::new(n, classes, weights);
         let slots = [
             None,
             Some(z),
@@ -188,17 +212,20 @@ impl Loss {
         &self,
         ctx: &GpuContext,
         loss: &dyn Bind,
-        z: &dyn Bind,
-        labels: &dyn Bind,
-        n: usize,
-        classes: usize,
-        weights: Option<&dyn Bind>,
+        input: &LossInput,
     ) -> Dispatch {
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
         let p = Params::new(n, classes, weights);
         let slots = [
             Some(loss),
             Some(z),
-            Some(labels),
+            Some(targets),
             None,
             None,
             self.weights(weights),
@@ -207,22 +234,26 @@ impl Loss {
             .dispatch(ctx, "softmax_ce_forward", &slots, Some(&p), [1, 1, 1])
     }
 
-    /// dz = (softmax(z) − onehot(label))·w[label]/N (writes dz). dz, z: [N, K] f32; labels: [N] u32.
+    /// dz = (softmax(z) − onehot(label))·w[label]/N (writes dz). dz, z: [N, K] f32;
+    /// labels: [N] u32.
     pub fn softmax_ce_backward(
         &self,
         ctx: &GpuContext,
         dz: &dyn Bind,
-        z: &dyn Bind,
-        labels: &dyn Bind,
-        n: usize,
-        classes: usize,
-        weights: Option<&dyn Bind>,
+        input: &LossInput,
     ) -> Dispatch {
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
         let p = Params::new(n, classes, weights);
         let slots = [
             Some(dz),
             Some(z),
-            Some(labels),
+            Some(targets),
             None,
             None,
             self.weights(weights),
@@ -238,17 +269,20 @@ impl Loss {
         &self,
         ctx: &GpuContext,
         metrics: &dyn Bind,
-        z: &dyn Bind,
-        labels: &dyn Bind,
-        n: usize,
-        classes: usize,
-        weights: Option<&dyn Bind>,
+        input: &LossInput,
     ) -> Dispatch {
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
         let p = Params::new(n, classes, weights);
         let slots = [
             None,
             Some(z),
-            Some(labels),
+            Some(targets),
             Some(metrics),
             None,
             self.weights(weights),
