@@ -302,7 +302,7 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
         (2usize, "sigmoid", 4usize, None, false),
         (10, "softmax", 4, None, false),
         (2, "sigmoid micro", 5, Some(2usize), false),
-        (10, "softmax class-weighted", 4, None, true),
+        (10, "softmax", 4, None, true),
     ] {
         let split = micro
             .map(|m| format!(" in micro-batches of {m}"))
@@ -312,7 +312,10 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
             "step",
             variant,
             ShapeClass::Large,
-            format!("xception_mini w1/16 32x32 N{n} K{classes}{split}"),
+            format!(
+                "xception_mini w1/16 32x32 N{n} K{classes}{split}{}",
+                if weighted { " class-weighted" } else { "" }
+            ),
             move |ctx| {
                 let opts = StepOptions {
                     lr: 1e-3,
