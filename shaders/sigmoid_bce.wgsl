@@ -1,31 +1,39 @@
 // sigmoid_bce.wgsl — binary (or multi-label) cross-entropy from logits, with the sigmoid fused.
 //
+// Class weights (Keras' fit(class_weight=...)): with params.weighted, element i's loss is
+// multiplied by w_i = class_weights[y_i > 0.5] (index 0: the negative class, 1: the positive),
+// and the reduction stays Keras' "sum_over_batch_size": Σ w_i·l_i / (N·L), not / Σ w_i. Without
+// it (weighted = 0) w_i = 1 and class_weights is never read; multiplying by 1.0 is exact, so
+// the results are bit-identical to the unweighted loss.
+//
 // Entry points
-//   sigmoid_bce_forward   loss[0] = mean over the N·L elements of
-//                         max(z, 0) − z·y + log1p(exp(−|z|))   (stable for any z, e.g. ±100).
+//   sigmoid_bce_forward   loss[0] = Σ over the N·L elements of w_i·(max(z, 0) − z·y +
+//                         log1p(exp(−|z|))), / (N·L)   (stable for any z, e.g. ±100).
 //                         One workgroup reduces everything (N·L is batch × labels: small).
 //                         writes loss
-//   sigmoid_bce_backward  dz = (σ(z) − y)/(N·L), σ evaluated without overflow. writes dz
-//   sigmoid_bce_metrics   metrics += [Σ BCE, #((z > 0) == (y > 0.5)), N·L] (one workgroup; the
-//                         trainer clears metrics per epoch and reads it back when it wants:
-//                         loss = metrics[0]/metrics[2], accuracy = metrics[1]/metrics[2]).
-//                         accumulates into metrics
+//   sigmoid_bce_backward  dz = (σ(z) − y)·w_i/(N·L), σ evaluated without overflow. writes dz
+//   sigmoid_bce_metrics   metrics += [Σ w_i·BCE, #((z > 0) == (y > 0.5)), N·L] (one workgroup;
+//                         the trainer clears metrics per epoch and reads it back when it wants:
+//                         loss = metrics[0]/metrics[2] (weighted), accuracy = metrics[1]/metrics[2]
+//                         (never weighted)). accumulates into metrics
 //
 // Bindings (group 0)
-//   slot | name    | access     | shape       | used by
-//   0    | out     | read_write | [1] f32     | forward (loss)
-//        |         |            | [N, L] f32  | backward (dz)
-//   1    | z       | read       | [N, L] f32  | all (logits)
-//   2    | targets | read       | [N, L] f32  | all (0 or 1)
-//   3    | metrics | read_write | [3] f32     | metrics ([loss_sum, correct, seen])
-//   4    | params  | uniform    | Params      | all
+//   slot | name          | access     | shape       | used by
+//   0    | out           | read_write | [1] f32     | forward (loss)
+//        |               |            | [N, L] f32  | backward (dz)
+//   1    | z             | read       | [N, L] f32  | all (logits)
+//   2    | targets       | read       | [N, L] f32  | all (0 or 1)
+//   3    | metrics       | read_write | [3] f32     | metrics ([loss_sum, correct, seen])
+//   4    | params        | uniform    | Params      | all
+//   5    | class_weights | read       | [2] f32     | all (read only when params.weighted;
+//        |               |            |             | else any ≥ 1-element buffer)
 //
-// Params: n (samples), labels (L, 1 for a binary classifier), _pad0, _pad1
+// Params: n (samples), labels (L, 1 for a binary classifier), weighted (0 or 1), _pad1
 // Workgroup: WG (override, default 256; a power of two ≤ 256, the reduction's tree) invocations.
 // Grid: forward and metrics (1, 1, 1); backward kernels::grid_1d(ceil(N·L / WG)),
 //   linear group = wid.x + wid.y·nwg.x.
-// Mirrors: cpu::loss::sigmoid_bce_forward, cpu::loss::sigmoid_bce_backward,
-//   cpu::loss::sigmoid_bce_metrics.
+// Mirrors: cpu::loss::sigmoid_bce_forward_weighted, cpu::loss::sigmoid_bce_backward_weighted,
+//   cpu::loss::sigmoid_bce_metrics_weighted (weights None: the unweighted forms).
 
 override WG: u32 = 256u;
 
@@ -34,7 +42,7 @@ const MAX_WG: u32 = 256u;
 struct Params {
     n: u32,
     labels: u32,
-    _pad0: u32,
+    weighted: u32,
     _pad1: u32,
 }
 
@@ -43,6 +51,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> targets: array<f32>;
 @group(0) @binding(3) var<storage, read_write> metrics: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(5) var<storage, read> class_weights: array<f32>;
 
 var<workgroup> partial: array<vec2<f32>, MAX_WG>;
 
@@ -58,6 +67,14 @@ fn log1p_exp_neg(a: f32) -> f32 {
 
 fn bce(zi: f32, yi: f32) -> f32 {
     return max(zi, 0.0) - zi * yi + log1p_exp_neg(abs(zi));
+}
+
+// The class weight of an element with target yi (1 when unweighted).
+fn weight(yi: f32) -> f32 {
+    if (params.weighted == 0u) {
+        return 1.0;
+    }
+    return class_weights[select(0u, 1u, yi > 0.5)];
 }
 
 // σ(z) from e = exp(−|z|) ∈ (0, 1]: never overflows.
@@ -81,14 +98,14 @@ fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
     return partial[0];
 }
 
-// (Σ BCE, #correct) over the elements lid, lid + WG, … of this batch.
+// (Σ w·BCE, #correct) over the elements lid, lid + WG, … of this batch.
 fn strided_sums(lid: u32) -> vec2<f32> {
     let len = params.n * params.labels;
     var acc = vec2<f32>(0.0);
     for (var i = lid; i < len; i += WG) {
         let zi = z[i];
         let yi = targets[i];
-        acc += vec2<f32>(bce(zi, yi), select(0.0, 1.0, (zi > 0.0) == (yi > 0.5)));
+        acc += vec2<f32>(weight(yi) * bce(zi, yi), select(0.0, 1.0, (zi > 0.0) == (yi > 0.5)));
     }
     return acc;
 }
@@ -120,6 +137,7 @@ fn sigmoid_bce_backward(
     let len = params.n * params.labels;
     let i = (wid.x + wid.y * nwg.x) * WG + lid;
     if (i < len) {
-        out[i] = (sigmoid(z[i]) - targets[i]) / f32(len);
+        let yi = targets[i];
+        out[i] = ((sigmoid(z[i]) - yi) * weight(yi)) / f32(len);
     }
 }

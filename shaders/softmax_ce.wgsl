@@ -1,31 +1,40 @@
 // softmax_ce.wgsl — sparse categorical cross-entropy from logits, with the softmax fused.
 //
+// Class weights (Keras' fit(class_weight=...)): with params.weighted, sample s's loss is
+// multiplied by w_s = class_weights[label_s], and the reduction stays Keras'
+// "sum_over_batch_size": Σ w_s·l_s / N, not / Σ w_s. Without it (weighted = 0) w_s = 1 and
+// class_weights is never read; multiplying by 1.0 is exact, so the results are bit-identical to
+// the unweighted loss.
+//
 // Entry points
-//   softmax_ce_forward   loss[0] = mean over the N samples of (m − z[label]) + log Σ_k exp(z_k − m),
-//                        m the row's max (stable for any logits). One workgroup reduces all
-//                        samples (N is a batch: small). writes loss
-//   softmax_ce_backward  dz = (softmax(z) − onehot(label))/N, one invocation per sample. writes dz
-//   softmax_ce_metrics   metrics += [Σ CE, #(argmax z == label), N], argmax = first maximum
-//                        (loss = metrics[0]/metrics[2], accuracy = metrics[1]/metrics[2]).
-//                        accumulates into metrics
+//   softmax_ce_forward   loss[0] = Σ over the N samples of w_s·((m − z[label]) +
+//                        log Σ_k exp(z_k − m)), / N, m the row's max (stable for any logits).
+//                        One workgroup reduces all samples (N is a batch: small). writes loss
+//   softmax_ce_backward  dz = (softmax(z) − onehot(label))·w_s/N, one invocation per sample.
+//                        writes dz
+//   softmax_ce_metrics   metrics += [Σ w_s·CE, #(argmax z == label), N], argmax = first maximum
+//                        (loss = metrics[0]/metrics[2] (weighted), accuracy =
+//                        metrics[1]/metrics[2] (never weighted)). accumulates into metrics
 //   Labels must be < K; a sample with label ≥ K reads nothing out of bounds and contributes
 //   zero loss, zero gradient and no correct count (it is still counted in N).
 //
 // Bindings (group 0)
-//   slot | name    | access     | shape       | used by
-//   0    | out     | read_write | [1] f32     | forward (loss)
-//        |         |            | [N, K] f32  | backward (dz)
-//   1    | z       | read       | [N, K] f32  | all (logits)
-//   2    | labels  | read       | [N] u32     | all (class indices)
-//   3    | metrics | read_write | [3] f32     | metrics ([loss_sum, correct, seen])
-//   4    | params  | uniform    | Params      | all
+//   slot | name          | access     | shape       | used by
+//   0    | out           | read_write | [1] f32     | forward (loss)
+//        |               |            | [N, K] f32  | backward (dz)
+//   1    | z             | read       | [N, K] f32  | all (logits)
+//   2    | labels        | read       | [N] u32     | all (class indices)
+//   3    | metrics       | read_write | [3] f32     | metrics ([loss_sum, correct, seen])
+//   4    | params        | uniform    | Params      | all
+//   5    | class_weights | read       | [K] f32     | all (read only when params.weighted;
+//        |               |            |             | else any ≥ 1-element buffer)
 //
-// Params: n (samples), classes (K), _pad0, _pad1
+// Params: n (samples), classes (K), weighted (0 or 1), _pad1
 // Workgroup: WG (override, default 256; a power of two ≤ 256, the reduction's tree) invocations.
 // Grid: forward and metrics (1, 1, 1); backward kernels::grid_1d(ceil(N / WG)),
 //   linear group = wid.x + wid.y·nwg.x.
-// Mirrors: cpu::loss::softmax_ce_forward, cpu::loss::softmax_ce_backward,
-//   cpu::loss::softmax_ce_metrics.
+// Mirrors: cpu::loss::softmax_ce_forward_weighted, cpu::loss::softmax_ce_backward_weighted,
+//   cpu::loss::softmax_ce_metrics_weighted (weights None: the unweighted forms).
 
 override WG: u32 = 256u;
 
@@ -34,7 +43,7 @@ const MAX_WG: u32 = 256u;
 struct Params {
     n: u32,
     classes: u32,
-    _pad0: u32,
+    weighted: u32,
     _pad1: u32,
 }
 
@@ -43,6 +52,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> metrics: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(5) var<storage, read> class_weights: array<f32>;
 
 var<workgroup> partial: array<vec2<f32>, MAX_WG>;
 
@@ -71,7 +81,15 @@ fn row_stats(s: u32) -> Row {
     return r;
 }
 
-// (CE, correct) of sample s; (0, 0) for an out-of-range label.
+// The class weight of a sample of class t < K (1 when unweighted).
+fn weight(t: u32) -> f32 {
+    if (params.weighted == 0u) {
+        return 1.0;
+    }
+    return class_weights[t];
+}
+
+// (w·CE, correct) of sample s; (0, 0) for an out-of-range label.
 fn sample_terms(s: u32) -> vec2<f32> {
     let t = labels[s];
     if (t >= params.classes) {
@@ -80,7 +98,7 @@ fn sample_terms(s: u32) -> vec2<f32> {
     let r = row_stats(s);
     // (max − z_t) first: exact for large logits, where max + log(sum) − z_t would round.
     let ce = (r.max - z[s * params.classes + t]) + log(r.sum);
-    return vec2<f32>(ce, select(0.0, 1.0, r.arg == t));
+    return vec2<f32>(weight(t) * ce, select(0.0, 1.0, r.arg == t));
 }
 
 // Sums v over the workgroup (WG a power of two); the result is valid in invocation 0.
@@ -144,8 +162,9 @@ fn softmax_ce_backward(
     }
     let r = row_stats(s);
     let inv_sum = 1.0 / r.sum;
+    let w = weight(t);
     for (var j = 0u; j < k; j++) {
         let p = exp(z[s * k + j] - r.max) * inv_sum;
-        out[s * k + j] = (p - select(0.0, 1.0, j == t)) * inv_n;
+        out[s * k + j] = ((p - select(0.0, 1.0, j == t)) * w) * inv_n;
     }
 }

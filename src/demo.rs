@@ -346,6 +346,7 @@ pub fn run(
         overwrite: again && run_dir.exists(),
         progress,
         regularization: Default::default(),
+        class_weight: Default::default(),
     };
     let fit = crate::train::fit::fit_on(
         ctx,

@@ -100,10 +100,27 @@ pub fn compare_step_with(
     opts: &StepOptions,
     seed: u64,
 ) -> Result<StepComparison, GpuError> {
+    compare_weighted_step(ctx, model, n, opts, seed, None)
+}
+
+/// As [`compare_step_with`], the loss class-weighted by `class_weights` when given (Keras'
+/// `class_weight`: see [`TrainStep::set_class_weights`] for their length).
+pub fn compare_weighted_step(
+    ctx: &GpuContext,
+    model: &Model,
+    n: usize,
+    opts: &StepOptions,
+    seed: u64,
+    class_weights: Option<&[f32]>,
+) -> Result<StepComparison, GpuError> {
     let lr = opts.lr as f64;
     let micro = opts.micro;
     let step = TrainStep::with_options(ctx, model, n, opts)
         .map_err(|e| GpuError::Validation(e.to_string()))?;
+    if let Some(w) = class_weights {
+        step.set_class_weights(ctx, w);
+    }
+    let w64 = class_weights.map(to_f64);
     let layout = step.layout.clone();
     let init = layout.initial_values(seed);
     let input = model.layers[0].output.len() * n;
@@ -142,6 +159,7 @@ pub fn compare_step_with(
         n,
         targets: &targets,
         dropout_seed,
+        class_weights: w64.as_deref(),
     };
     let new_adam = || AdamState {
         weight_decay: opts.weight_decay as f64,
@@ -273,13 +291,22 @@ impl StepComparison {
     }
 }
 
+/// Non-uniform class weights for a model of `classes` outputs' loss (2 for a binary sigmoid
+/// model: `[negative, positive]`): 0.5, 1.25, 2, 2.75, … cycling below 4.
+pub fn test_class_weights(classes: usize) -> Vec<f32> {
+    (0..classes.max(2))
+        .map(|c| 0.5 + 0.75 * (c % 5) as f32)
+        .collect()
+}
+
 /// The `train_step` selftest rows: binary (sigmoid) and 10-class (softmax) models.
 pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
     let mut v = Vec::new();
-    for (classes, variant, n, micro) in [
-        (2usize, "sigmoid", 4usize, None),
-        (10, "softmax", 4, None),
-        (2, "sigmoid micro", 5, Some(2usize)),
+    for (classes, variant, n, micro, weighted) in [
+        (2usize, "sigmoid", 4usize, None, false),
+        (10, "softmax", 4, None, false),
+        (2, "sigmoid micro", 5, Some(2usize), false),
+        (10, "softmax", 4, None, true),
     ] {
         let split = micro
             .map(|m| format!(" in micro-batches of {m}"))
@@ -289,8 +316,20 @@ pub fn checks(_ctx: &GpuContext) -> Vec<Check> {
             "step",
             variant,
             ShapeClass::Large,
-            format!("xception_mini w1/16 32x32 N{n} K{classes}{split}"),
-            move |ctx| Ok(compare_step(ctx, &small_model(classes), n, micro, 42)?.compared()),
+            format!(
+                "xception_mini w1/16 32x32 N{n} K{classes}{split}{}",
+                if weighted { " class-weighted" } else { "" }
+            ),
+            move |ctx| {
+                let opts = StepOptions {
+                    lr: 1e-3,
+                    micro,
+                    ..Default::default()
+                };
+                let w = weighted.then(|| test_class_weights(classes));
+                let model = small_model(classes);
+                Ok(compare_weighted_step(ctx, &model, n, &opts, 42, w.as_deref())?.compared())
+            },
         ));
     }
     v

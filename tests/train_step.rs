@@ -2,14 +2,27 @@
 //! one fixed batch driving the loss down.
 
 use gpucnn::gpu::test_context;
+use gpucnn::graph::executor::StepOptions;
 use gpucnn::graph::executor::{BatchTargets, TrainStep};
 use gpucnn::harness::{compare, random_vec};
-use gpucnn::step_parity::{compare_step, small_model};
+use gpucnn::step_parity::{compare_weighted_step, small_model, test_class_weights};
 
 fn check_step(classes: usize, n: usize, micro: Option<usize>) {
+    check_weighted_step(classes, n, micro, false);
+}
+
+/// One step against the reference; `weighted`: with non-uniform class weights (Keras'
+/// class_weight) on the loss.
+fn check_weighted_step(classes: usize, n: usize, micro: Option<usize>, weighted: bool) {
     let Some(ctx) = test_context() else { return };
     let model = small_model(classes);
-    let r = compare_step(&ctx, &model, n, micro, 42).unwrap();
+    let opts = StepOptions {
+        lr: 1e-3,
+        micro,
+        ..Default::default()
+    };
+    let w = weighted.then(|| test_class_weights(classes));
+    let r = compare_weighted_step(&ctx, &model, n, &opts, 42, w.as_deref()).unwrap();
     let mut failures = Vec::new();
     for c in r.compared() {
         let s = compare(&c);
@@ -56,6 +69,14 @@ fn train_step_matches_cpu_reference_multiclass() {
 #[test]
 fn micro_batched_step_matches_cpu_reference() {
     check_step(2, 5, Some(2));
+}
+
+/// Class weights (Keras' class_weight) on the softmax loss (whole batch) and the sigmoid loss
+/// (as micro-batches of 2, 2 and 1): the weighted loss, its gradients and the Adam update match the reference.
+#[test]
+fn class_weighted_steps_match_cpu_reference() {
+    check_weighted_step(10, 4, None, true);
+    check_weighted_step(2, 5, Some(2), true);
 }
 
 #[test]
@@ -194,7 +215,7 @@ fn ten_steps_on_one_batch_drive_the_loss_down() {
 fn dropout_after_a_fan_out_matches_cpu_reference() {
     let Some(ctx) = test_context() else { return };
     let m = gpucnn::step_parity::fan_out_before_dropout();
-    let r = compare_step(&ctx, &m, 4, None, 42).unwrap();
+    let r = gpucnn::step_parity::compare_step(&ctx, &m, 4, None, 42).unwrap();
     for c in r.compared() {
         let s = compare(&c);
         assert!(s.ok, "{}", s.report);

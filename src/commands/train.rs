@@ -12,6 +12,7 @@ use crate::data::dataset::ClassSelection;
 use crate::dist::{self, Collective, Job};
 use crate::gpu::{AdapterOptions, GpuContext};
 use crate::train::callbacks::{CallbackConfig, LrSchedule, Monitor};
+use crate::train::class_weight::ClassWeight;
 use crate::train::fit::{FitConfig, FitSummary, default_out, fit_on, validate};
 use crate::train::regularization::Regularization;
 use crate::train::terminal::Terminal;
@@ -160,6 +161,14 @@ pub struct TrainArgs {
     /// curves, model.json, run.json, evaluate's plots; nothing else) and start afresh.
     #[arg(long)]
     pub overwrite: bool,
+    /// Weigh each training image's loss by its class (Keras' fit(class_weight=...)), for
+    /// skewed data: auto (or balanced: as sklearn's compute_class_weight("balanced"):
+    /// n_images / (n_classes × n_images_of_the_class) over the training split), NAME=W,...
+    /// (by class name; classes not named weigh 1), or none. The batch loss is Σ w·loss / batch
+    /// size, as Keras; the `loss` column is then this weighted training loss, while accuracy and
+    /// val_loss are never weighted. Not with --labels.
+    #[arg(long, value_name = "auto|none|NAME=W,...", default_value = "none")]
+    pub class_weight: String,
 }
 
 /// `--validation-split` when not given: the Keras example's 0.2.
@@ -219,6 +228,7 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
             weight_decay: a.weight_decay,
             dropout: a.dropout,
         },
+        class_weight: ClassWeight::parse(&a.class_weight)?,
     })
 }
 

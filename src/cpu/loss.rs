@@ -6,6 +6,12 @@
 //! The `*_metrics` functions accumulate `[loss_sum, correct, seen]` across batches, so that
 //! `loss_sum / seen` and `correct / seen` are the epoch's loss and accuracy:
 //! sigmoid_bce counts elements (N·L per batch), softmax_ce counts samples (N per batch).
+//!
+//! The `*_weighted` forms take class weights as Keras' `fit(class_weight=...)` applies them:
+//! each term's loss times its class's weight (sigmoid_bce: `w[0]` for target 0, `w[1]` for
+//! target 1; softmax_ce: `w[label]`), the reduction still "sum_over_batch_size"
+//! (Σ w·l / count, not / Σ w); the gradient follows, the correct count is not weighted.
+//! `None` is the unweighted loss (the plain forms call them so).
 
 /// Stable `log(1 + exp(z))` for any z: max(z, 0) + log1p(exp(−|z|)).
 fn softplus(z: f64) -> f64 {
@@ -22,27 +28,73 @@ fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
+/// The weight of a sigmoid_bce element with target y: `w[y > 0.5]`, 1 unweighted.
+fn bce_weight(w: Option<&[f64]>, y: f64) -> f64 {
+    w.map_or(1.0, |w| w[usize::from(y > 0.5)])
+}
+
 /// loss[0] = mean over the N·L elements of the BCE from logits.
 /// loss: [1]; z (logits), y (targets in {0, 1}): [N, L].
 pub fn sigmoid_bce_forward(loss: &mut [f64], z: &[f64], y: &[f64], n: usize, l: usize) {
+    sigmoid_bce_forward_weighted(loss, z, y, n, l, None);
+}
+
+/// loss[0] = Σ w[y]·BCE / (N·L) over the N·L elements (see the module doc).
+/// w: [2] (target 0, target 1) or None.
+pub fn sigmoid_bce_forward_weighted(
+    loss: &mut [f64],
+    z: &[f64],
+    y: &[f64],
+    n: usize,
+    l: usize,
+    w: Option<&[f64]>,
+) {
     assert_eq!(z.len(), n * l);
     assert_eq!(y.len(), n * l);
-    let s: f64 = z.iter().zip(y).map(|(&z, &y)| bce(z, y)).sum();
+    let s: f64 = z
+        .iter()
+        .zip(y)
+        .map(|(&z, &y)| bce_weight(w, y) * bce(z, y))
+        .sum();
     loss[0] = s / (n * l) as f64;
 }
 
 /// dz = (σ(z) − y) / (N·L) (writes dz). dz, z, y: [N, L].
 pub fn sigmoid_bce_backward(dz: &mut [f64], z: &[f64], y: &[f64], n: usize, l: usize) {
+    sigmoid_bce_backward_weighted(dz, z, y, n, l, None);
+}
+
+/// dz = (σ(z) − y)·w[y] / (N·L) (writes dz): the gradient of the weighted forward.
+pub fn sigmoid_bce_backward_weighted(
+    dz: &mut [f64],
+    z: &[f64],
+    y: &[f64],
+    n: usize,
+    l: usize,
+    w: Option<&[f64]>,
+) {
     assert_eq!(dz.len(), n * l);
     for i in 0..n * l {
-        dz[i] = (sigmoid(z[i]) - y[i]) / (n * l) as f64;
+        dz[i] = (sigmoid(z[i]) - y[i]) * bce_weight(w, y[i]) / (n * l) as f64;
     }
 }
 
 /// metrics += [Σ BCE, #(z > 0 ⇔ y > 0.5), N·L]. metrics: [3]; z, y: [N, L].
 pub fn sigmoid_bce_metrics(metrics: &mut [f64], z: &[f64], y: &[f64], n: usize, l: usize) {
+    sigmoid_bce_metrics_weighted(metrics, z, y, n, l, None);
+}
+
+/// metrics += [Σ w[y]·BCE, #(z > 0 ⇔ y > 0.5), N·L] (the count unweighted).
+pub fn sigmoid_bce_metrics_weighted(
+    metrics: &mut [f64],
+    z: &[f64],
+    y: &[f64],
+    n: usize,
+    l: usize,
+    w: Option<&[f64]>,
+) {
     for i in 0..n * l {
-        metrics[0] += bce(z[i], y[i]);
+        metrics[0] += bce_weight(w, y[i]) * bce(z[i], y[i]);
         metrics[1] += f64::from(u8::from((z[i] > 0.0) == (y[i] > 0.5)));
     }
     metrics[2] += (n * l) as f64;
@@ -65,34 +117,77 @@ fn argmax(row: &[f64]) -> usize {
     best
 }
 
+/// The weight of a softmax_ce sample of class t: `w[t]`, 1 unweighted.
+fn ce_weight(w: Option<&[f64]>, t: u32) -> f64 {
+    w.map_or(1.0, |w| w[t as usize])
+}
+
 /// loss[0] = mean over samples of −log softmax(z)[label].
 /// loss: [1]; z (logits): [N, K]; labels: [N] u32, each < K.
 pub fn softmax_ce_forward(loss: &mut [f64], z: &[f64], labels: &[u32], n: usize, k: usize) {
+    softmax_ce_forward_weighted(loss, z, labels, n, k, None);
+}
+
+/// loss[0] = Σ w[label]·(−log softmax(z)[label]) / N (see the module doc). w: [K] or None.
+pub fn softmax_ce_forward_weighted(
+    loss: &mut [f64],
+    z: &[f64],
+    labels: &[u32],
+    n: usize,
+    k: usize,
+    w: Option<&[f64]>,
+) {
     assert_eq!(z.len(), n * k);
     let mut s = 0.0;
     for (row, &t) in z.chunks(k).zip(labels) {
-        s += log_sum_exp(row) - row[t as usize];
+        s += ce_weight(w, t) * (log_sum_exp(row) - row[t as usize]);
     }
     loss[0] = s / n as f64;
 }
 
 /// dz = (softmax(z) − onehot(label)) / N (writes dz). dz, z: [N, K]; labels: [N].
 pub fn softmax_ce_backward(dz: &mut [f64], z: &[f64], labels: &[u32], n: usize, k: usize) {
+    softmax_ce_backward_weighted(dz, z, labels, n, k, None);
+}
+
+/// dz = (softmax(z) − onehot(label))·w[label] / N (writes dz): the gradient of the weighted
+/// forward.
+pub fn softmax_ce_backward_weighted(
+    dz: &mut [f64],
+    z: &[f64],
+    labels: &[u32],
+    n: usize,
+    k: usize,
+    w: Option<&[f64]>,
+) {
     assert_eq!(dz.len(), n * k);
     for s in 0..n {
         let row = &z[s * k..(s + 1) * k];
         let lse = log_sum_exp(row);
+        let ws = ce_weight(w, labels[s]);
         for j in 0..k {
             let onehot = if j == labels[s] as usize { 1.0 } else { 0.0 };
-            dz[s * k + j] = ((row[j] - lse).exp() - onehot) / n as f64;
+            dz[s * k + j] = ((row[j] - lse).exp() - onehot) * ws / n as f64;
         }
     }
 }
 
 /// metrics += [Σ CE, #(argmax(z) == label), N]. metrics: [3]; z: [N, K]; labels: [N].
 pub fn softmax_ce_metrics(metrics: &mut [f64], z: &[f64], labels: &[u32], n: usize, k: usize) {
+    softmax_ce_metrics_weighted(metrics, z, labels, n, k, None);
+}
+
+/// metrics += [Σ w[label]·CE, #(argmax(z) == label), N] (the count unweighted).
+pub fn softmax_ce_metrics_weighted(
+    metrics: &mut [f64],
+    z: &[f64],
+    labels: &[u32],
+    n: usize,
+    k: usize,
+    w: Option<&[f64]>,
+) {
     for (row, &t) in z.chunks(k).zip(labels).take(n) {
-        metrics[0] += log_sum_exp(row) - row[t as usize];
+        metrics[0] += ce_weight(w, t) * (log_sum_exp(row) - row[t as usize]);
         metrics[1] += f64::from(u8::from(argmax(row) == t as usize));
     }
     metrics[2] += n as f64;
@@ -134,6 +229,56 @@ mod tests {
             s[0]
         };
         assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
+    }
+
+    #[test]
+    fn weighted_sigmoid_bce_backward_matches_central_differences() {
+        let (n, l) = (6, 1);
+        let z = random_f64(4, n * l, -6.0, 6.0);
+        let y = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0];
+        let w = [0.75, 1.5];
+        let mut dz = vec![0.0; n * l];
+        sigmoid_bce_backward_weighted(&mut dz, &z, &y, n, l, Some(&w));
+        let loss = |z: &[f64]| {
+            let mut s = [0.0];
+            sigmoid_bce_forward_weighted(&mut s, z, &y, n, l, Some(&w));
+            s[0]
+        };
+        assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
+    }
+
+    #[test]
+    fn weighted_softmax_ce_backward_matches_central_differences() {
+        let (n, k) = (4, 3);
+        let z = random_f64(5, n * k, -4.0, 4.0);
+        let labels = [0, 2, 1, 2];
+        let w = [0.5, 2.0, 3.25];
+        let mut dz = vec![0.0; n * k];
+        softmax_ce_backward_weighted(&mut dz, &z, &labels, n, k, Some(&w));
+        let loss = |z: &[f64]| {
+            let mut s = [0.0];
+            softmax_ce_forward_weighted(&mut s, z, &labels, n, k, Some(&w));
+            s[0]
+        };
+        assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
+    }
+
+    /// Keras' reduction: Σ w·l / N (not / Σ w), and the accuracy count is not weighted.
+    #[test]
+    fn weighted_losses_by_hand() {
+        let mut s = [0.0];
+        // z = 0: every BCE is log 2; weights 1 (target 0) and 3 (target 1): (1 + 3)·log 2 / 2.
+        sigmoid_bce_forward_weighted(&mut s, &[0.0, 0.0], &[0.0, 1.0], 2, 1, Some(&[1.0, 3.0]));
+        assert!((s[0] - 2.0 * 2f64.ln()).abs() < 1e-15);
+        // Equal logits over 4 classes: CE = log 4 per sample; labels 0 and 3 weigh 0.5 and 2.5.
+        let w = [0.5, 1.0, 1.0, 2.5];
+        softmax_ce_forward_weighted(&mut s, &[0.0; 8], &[0, 3], 2, 4, Some(&w));
+        assert!((s[0] - 1.5 * 4f64.ln()).abs() < 1e-12);
+        let mut m = [0.0; 3];
+        softmax_ce_metrics_weighted(&mut m, &[0.0; 8], &[0, 3], 2, 4, Some(&w));
+        assert!((m[0] - 3.0 * 4f64.ln()).abs() < 1e-12);
+        // Both samples predict class 0 (the first maximum): one correct, unweighted.
+        assert_eq!((m[1], m[2]), (1.0, 2.0));
     }
 
     #[test]

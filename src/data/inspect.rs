@@ -838,8 +838,8 @@ mod tests {
             split,
             content: Some([content; 32]),
             image: phash.map(|phash| ImageFacts {
-                width: 4,
-                height: 2,
+                width: 40,
+                height: 20,
                 color: "Rgb8".into(),
                 format: "PNG".into(),
                 phash,
@@ -870,6 +870,33 @@ mod tests {
         };
         let json = serde_json::to_string(&report(&input, &recs, 2)).unwrap();
         assert!(json.contains("a/\u{FFFD}.png"), "{json}");
+    }
+
+    #[test]
+    fn images_too_small_for_a_perceptual_hash_are_counted_not_grouped() {
+        let names = ["a".to_string(), "b".to_string()];
+        let tiny = |path: &str, label: usize, content: u8| {
+            let mut r = record(path, label, Split::Train, content, Some(0));
+            if let Some(f) = r.image.as_mut() {
+                (f.width, f.height) = (8, 8);
+            }
+            r
+        };
+        // Same (all-zero) hash, different contents: near-duplicates if they were hashed.
+        let recs = vec![
+            tiny("a/1", 0, 1),
+            tiny("b/1", 1, 2),
+            record("a/2", 0, Split::Train, 3, Some(0)),
+        ];
+        let input = InspectInput {
+            class_names: &names,
+            train: &[],
+            val: &[],
+            targets: None,
+        };
+        let r = report(&input, &recs, 8);
+        assert_eq!(r.too_small_to_hash, 2);
+        assert!(r.near_duplicates.is_empty(), "{:?}", r.near_duplicates);
     }
 
     #[test]

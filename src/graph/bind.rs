@@ -73,6 +73,9 @@ pub(crate) struct Fixed {
     pub targets: wgpu::Buffer,
     pub loss: wgpu::Buffer,
     pub metrics: wgpu::Buffer,
+    /// The training loss's class weights ([`crate::kernels::loss::weights_len`] f32, 1.0
+    /// unless set: Keras' `class_weight`).
+    pub class_weights: wgpu::Buffer,
     pub scratch: wgpu::Buffer,
     pub adam_state: wgpu::Buffer,
     pub aug_seed: wgpu::Buffer,

@@ -62,6 +62,9 @@ pub struct Batch<'a> {
     pub targets: &'a Targets,
     /// Drives every Dropout layer's mask (the same hash as the GPU kernel).
     pub dropout_seed: u32,
+    /// Keras' `class_weight` on the loss (`cpu::loss`'s `*_weighted`: `[negative, positive]`
+    /// for a sigmoid model, one per class for a softmax one); `None`: unweighted.
+    pub class_weights: Option<&'a [f64]>,
 }
 
 /// Runs one training step of `model` on `batch` through the CPU reference.
@@ -141,6 +144,7 @@ pub fn train_step_micro(
             dropout_seed: batch
                 .dropout_seed
                 .wrapping_add((i as u32).wrapping_mul(0x9E37_79B9)),
+            class_weights: batch.class_weights,
         };
         let r = forward_backward(model, layout, &cur, &part);
         let w = m as f64 / n as f64;
@@ -181,11 +185,13 @@ pub fn evaluate(
     n: usize,
     targets: &Targets,
 ) -> StepResult {
+    // Evaluation is never class-weighted (Keras weighs training only).
     let batch = Batch {
         x,
         n,
         targets,
         dropout_seed: 0,
+        class_weights: None,
     };
     run(model, layout, params, &batch, false)
 }
@@ -203,7 +209,7 @@ fn run(
     let mut saved = CpuSaved::default();
     let acts = forward(model, layout, &mut params, &mut saved, batch, train);
     let logits = acts.last().expect("a model has layers");
-    let (loss, dlogits) = loss(model, logits, batch.n, batch.targets);
+    let (loss, dlogits) = loss(model, logits, batch.n, batch.targets, batch.class_weights);
     let grads = if train {
         backward(model, layout, &params, &saved, &acts, dlogits, batch)
     } else {
@@ -260,8 +266,15 @@ fn forward(
     acts
 }
 
-/// The mean loss on the logits and its gradient (the activation is fused into the loss).
-fn loss(model: &Model, logits: &[f64], n: usize, targets: &Targets) -> (f64, Vec<f64>) {
+/// The mean loss on the logits and its gradient (the activation is fused into the loss),
+/// class-weighted when `w` is given.
+fn loss(
+    model: &Model,
+    logits: &[f64],
+    n: usize,
+    targets: &Targets,
+    w: Option<&[f64]>,
+) -> (f64, Vec<f64>) {
     let last = model.layers.last().expect("a model has layers");
     let units = last.output.len();
     let activation = match &last.kind {
@@ -272,12 +285,12 @@ fn loss(model: &Model, logits: &[f64], n: usize, targets: &Targets) -> (f64, Vec
     let mut dlogits = vec![0.0; logits.len()];
     match (activation, targets) {
         (Activation::Sigmoid, Targets::Binary(t)) => {
-            cpu::loss::sigmoid_bce_forward(&mut loss, logits, t, n, units);
-            cpu::loss::sigmoid_bce_backward(&mut dlogits, logits, t, n, units);
+            cpu::loss::sigmoid_bce_forward_weighted(&mut loss, logits, t, n, units, w);
+            cpu::loss::sigmoid_bce_backward_weighted(&mut dlogits, logits, t, n, units, w);
         }
         (Activation::Softmax, Targets::Classes(t)) => {
-            cpu::loss::softmax_ce_forward(&mut loss, logits, t, n, units);
-            cpu::loss::softmax_ce_backward(&mut dlogits, logits, t, n, units);
+            cpu::loss::softmax_ce_forward_weighted(&mut loss, logits, t, n, units, w);
+            cpu::loss::softmax_ce_backward_weighted(&mut dlogits, logits, t, n, units, w);
         }
         (a, t) => panic!("targets {t:?} do not fit a model whose output activation is {a:?}"),
     }
@@ -349,6 +362,16 @@ mod tests {
     /// sample of parameters of every kind (conv, depthwise, pointwise, BN γ/β, dense).
     #[test]
     fn whole_model_gradients_match_central_differences() {
+        whole_model_gradient_check(None);
+    }
+
+    /// The same with class weights (Keras' class_weight): the gradient of the weighted loss.
+    #[test]
+    fn class_weighted_whole_model_gradients_match_central_differences() {
+        whole_model_gradient_check(Some(&[0.4, 2.5]));
+    }
+
+    fn whole_model_gradient_check(class_weights: Option<&[f64]>) {
         let (m, layout) = tiny();
         let params: Vec<f64> = layout.initial_values(5).iter().map(|&v| v as f64).collect();
         let n = 3;
@@ -359,6 +382,7 @@ mod tests {
             n,
             targets: &t,
             dropout_seed: 7,
+            class_weights,
         };
         let step =
             |p: &[f64]| train_step(&m, &layout, p, &mut AdamState::new(&layout), 1e-3, &batch);
@@ -400,6 +424,7 @@ mod tests {
             n,
             targets: &t,
             dropout_seed: 1,
+            class_weights: None,
         };
         let first = train_step(&m, &layout, &params, &mut adam, 1e-2, &batch);
         params = first.params;

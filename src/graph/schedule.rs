@@ -8,6 +8,7 @@ use super::layers::{self, GpuBwd, GpuFwd};
 use super::planner::{Planner, TensorId};
 use super::{Activation, LayerKind, Model};
 use crate::cpu::augment::AugmentConfig;
+use crate::kernels::loss::LossInput;
 use crate::kernels::variants::Variants;
 use crate::shapes::NhwcShape;
 
@@ -182,6 +183,11 @@ fn forward(
 }
 
 /// Loss forward (mean loss), metrics, and (training) the gradient of the logits.
+///
+/// Training programs weight the loss by the class weights in `fixed.class_weights` (all 1.0
+/// unless [`super::executor::TrainStep::set_class_weights`] wrote others: ×1.0 is exact, so an
+/// unweighted run computes what it did before the weights existed); evaluation programs never
+/// weight it, as Keras applies `class_weight` to training only.
 fn loss(
     pl: &mut Planner,
     logits: TensorId,
@@ -195,20 +201,27 @@ fn loss(
     pl.op("loss", vec![logits, dlogits], move |e| {
         let (loss, metrics, t) = (&e.fixed.loss, &e.fixed.metrics, &e.fixed.targets);
         let (z, dz, k) = (e.tensor(logits), e.tensor(dlogits), &e.kernels.loss);
+        let input = LossInput {
+            z: &z,
+            targets: t,
+            n,
+            classes: outputs,
+            weights: train.then_some(&e.fixed.class_weights as &dyn crate::kernels::Bind),
+        };
         let mut v = match activation {
             Activation::Softmax => vec![
-                k.softmax_ce_forward(e.ctx, loss, &z, t, n, outputs),
-                k.softmax_ce_metrics(e.ctx, metrics, &z, t, n, outputs),
+                k.softmax_ce_forward(e.ctx, loss, &input),
+                k.softmax_ce_metrics(e.ctx, metrics, &input),
             ],
             _ => vec![
-                k.sigmoid_bce_forward(e.ctx, loss, &z, t, n, outputs),
-                k.sigmoid_bce_metrics(e.ctx, metrics, &z, t, n, outputs),
+                k.sigmoid_bce_forward(e.ctx, loss, &input),
+                k.sigmoid_bce_metrics(e.ctx, metrics, &input),
             ],
         };
         if train {
             v.push(match activation {
-                Activation::Softmax => k.softmax_ce_backward(e.ctx, &dz, &z, t, n, outputs),
-                _ => k.sigmoid_bce_backward(e.ctx, &dz, &z, t, n, outputs),
+                Activation::Softmax => k.softmax_ce_backward(e.ctx, &dz, &input),
+                _ => k.sigmoid_bce_backward(e.ctx, &dz, &input),
             });
         }
         v

@@ -31,6 +31,7 @@ use crate::dist::Job;
 use crate::error::BadInput;
 use crate::gpu::GpuContext;
 
+pub use super::class_weight::ClassWeight;
 pub use super::fit::{FitConfig, FitSummary, default_out};
 
 impl FitConfig {
@@ -65,6 +66,7 @@ impl FitConfig {
             overwrite: false,
             progress: false,
             regularization: Regularization::default(),
+            class_weight: ClassWeight::None,
         }
     }
 }

@@ -23,6 +23,7 @@ use anyhow::Context;
 use super::api::{Event, FitObserver};
 use super::callbacks::{CallbackConfig, CallbackState};
 use super::checkpoint::write_model_json;
+use super::class_weight::ClassWeight;
 use super::epoch::Trainer;
 use super::metrics::EpochMetrics;
 use super::regularization::Regularization;
@@ -77,6 +78,9 @@ pub struct FitConfig {
     pub progress: bool,
     /// Weight decay and dropout (`--weight-decay`, `--dropout`).
     pub regularization: Regularization,
+    /// `--class-weight`: Keras' `class_weight` on the training loss (see
+    /// [`super::class_weight`]); the reported `loss` is then the weighted one. Single-label only.
+    pub class_weight: ClassWeight,
 }
 
 /// What a finished run reports.
@@ -203,9 +207,13 @@ fn fit_inner(
         Ok(None)
     })?;
     let skipped_files = job.agree(setup::skip_unreadable(cfg, &mut data, log, job.comm))?;
+    let class_weights = job.agree(setup::class_weights(cfg, &data, log))?;
     let (model, model_cfg) = job.agree(setup::build_model(cfg, &data))?;
     let local_batch = dist::local_batch(cfg.batch_size, job.comm.size());
     let step = job.agree(setup::compile_step(ctx, cfg, &model, local_batch, log))?;
+    if let Some(w) = &class_weights {
+        step.set_class_weights(ctx, w);
+    }
     let started = job.agree(match folder {
         Some((folder, plan)) => (|| {
             let resume = setup::resume_point(cfg, plan, &step, &model_cfg, &fingerprint)?;

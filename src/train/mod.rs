@@ -8,6 +8,7 @@
 pub mod api;
 pub mod callbacks;
 pub mod checkpoint;
+pub mod class_weight;
 pub mod epoch;
 pub mod fit;
 pub mod interrupt;

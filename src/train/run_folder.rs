@@ -84,6 +84,10 @@ pub struct RunFingerprint {
     /// run.json written before the flags existed reads as them, and such a run's is as it was.
     #[serde(default, skip_serializing_if = "Regularization::is_default")]
     pub regularization: Regularization,
+    /// `--class-weight` (`auto`, or `NAME=W,...`); `None` without class weights. Absent from
+    /// the JSON of such runs, so run.json files written before the flag read as unweighted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weight: Option<String>,
 }
 
 /// A cheap digest of a dataset's files: their relative paths and sizes, not their contents.
@@ -243,6 +247,12 @@ impl RunFingerprint {
             "--weight-decay/--dropout",
             self.regularization.label(),
             new.regularization.label(),
+        );
+        let cw = |c: &Option<String>| c.clone().unwrap_or_else(|| "none".into());
+        cmp(
+            "--class-weight",
+            cw(&self.class_weight),
+            cw(&new.class_weight),
         );
         d
     }
@@ -572,6 +582,7 @@ mod tests {
             },
             val_data: None,
             regularization: Regularization::default(),
+            class_weight: None,
         }
     }
 
@@ -635,6 +646,18 @@ mod tests {
         assert_eq!(
             old.differences(&new),
             vec!["--seed 1337 → 99", "--lr 0.001 → 0.01"]
+        );
+        // --class-weight: absent from an unweighted run's JSON; a change is a difference.
+        assert!(
+            !serde_json::to_string(&old)
+                .unwrap()
+                .contains("class_weight")
+        );
+        let mut weighted = old.clone();
+        weighted.class_weight = Some("auto".into());
+        assert_eq!(
+            old.differences(&weighted),
+            vec!["--class-weight none → auto"]
         );
     }
 

@@ -12,6 +12,7 @@ use super::checkpoint::{
     ModelConfig, Position, TrainState, checkpoint_size_bound, interrupted_path, latest_checkpoint,
     load_checkpoint,
 };
+use super::class_weight::{self, ClassWeight};
 use super::fit::FitConfig;
 use super::metrics::MetricsCsv;
 use super::progress::Status;
@@ -58,6 +59,13 @@ pub fn load_data(cfg: &FitConfig, log: &mut dyn FnMut(&str)) -> anyhow::Result<D
             cfg.class_names.is_none(),
             "--class-names cannot be used with --labels {} (the labels are those of the CSV); \
              drop --class-names",
+            csv.display()
+        );
+        // Keras refuses class_weight for multi-column targets too.
+        crate::ensure_input!(
+            cfg.class_weight == ClassWeight::None,
+            "--class-weight cannot be used with --labels {} (multi-label training: a sample \
+             has no single class to weigh); drop --class-weight",
             csv.display()
         );
     }
@@ -152,7 +160,23 @@ pub fn fingerprint(cfg: &FitConfig, data: &Data) -> anyhow::Result<RunFingerprin
         data: run_folder::data_digest(&cfg.data, data_files.iter().map(|p| p.as_path()))?,
         val_data,
         regularization: cfg.regularization,
+        class_weight: cfg.class_weight.label(),
     })
+}
+
+/// `--class-weight`'s weight per class (label order) from the training split's class counts
+/// (after unreadable files are left out), said once; `None` without class weights.
+pub fn class_weights(
+    cfg: &FitConfig,
+    data: &Data,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<Option<Vec<f32>>> {
+    let counts = per_class(&data.train, data.class_names.len(), data.table.as_ref());
+    let w = cfg.class_weight.weights(&data.class_names, &counts)?;
+    if let Some(w) = &w {
+        log(&class_weight::describe(&data.class_names, w));
+    }
+    Ok(w)
 }
 
 /// Decodes every file once and leaves the corrupt ones out (listed), then checks that every

@@ -41,6 +41,8 @@ pub(super) struct Sizes {
     pub target_per_sample: usize,
     /// Floats of the shared scratch.
     pub scratch: usize,
+    /// Floats of the class weights ([`crate::kernels::loss::weights_len`]).
+    pub class_weights: usize,
 }
 
 /// Every GPU buffer of a step.
@@ -96,6 +98,8 @@ impl StepBuffers {
             targets: ctx.zeros("targets micro-batch", s.micro * s.target_per_sample),
             loss: ctx.zeros("loss", 1),
             metrics: ctx.zeros("metrics", METRICS_LEN),
+            // 1.0: an unweighted loss until TrainStep::set_class_weights says otherwise.
+            class_weights: ctx.upload("class weights", &vec![1.0f32; s.class_weights]),
             scratch: ctx.zeros("scratch", s.scratch),
             adam_state: Adam::new_state(ctx, lr),
             aug_seed: Augment::seed_buffer(ctx, 0),

@@ -289,6 +289,10 @@ impl TrainStep {
             sample_len,
             target_per_sample,
             scratch,
+            class_weights: crate::kernels::loss::weights_len(
+                activation == Activation::Softmax,
+                outputs,
+            ),
         };
         let b = StepBuffers::new(ctx, model, &layout, plan, &main, &sizes, opts.lr);
         let opt_grads = b.full.as_ref().map_or(&b.grads, |a| &a.grads);

@@ -114,6 +114,27 @@ impl TrainStep {
             .write_buffer(&self.b.fixed.adam_state, at, bytemuck::bytes_of(&lr));
     }
 
+    /// Sets the training loss's class weights (Keras' `fit(class_weight=...)`) for the following
+    /// steps: `weights` holds one per class for a softmax model, `[negative, positive]` for a
+    /// sigmoid one ([`crate::kernels::loss::weights_len`]); all 1.0 is the unweighted loss (the
+    /// default, bit for bit). Evaluations are never weighted. A buffer write: no bind group is
+    /// rebuilt.
+    pub fn set_class_weights(&self, ctx: &GpuContext, weights: &[f32]) {
+        let want =
+            crate::kernels::loss::weights_len(self.activation == Activation::Softmax, self.outputs);
+        assert_eq!(
+            weights.len(),
+            want,
+            "class weights: {} given, the loss takes {want}",
+            weights.len()
+        );
+        ctx.queue.write_buffer(
+            &self.b.fixed.class_weights,
+            0,
+            bytemuck::cast_slice(weights),
+        );
+    }
+
     /// Uploads a batch of up to `batch` samples: `x` [n, H, W, C] as the input layer takes it
     /// (or as the augmentation takes it), and its targets. Returns n.
     pub fn write_batch(&self, ctx: &GpuContext, x: &[f32], targets: BatchTargets) -> usize {

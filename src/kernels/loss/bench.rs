@@ -4,6 +4,17 @@ use super::checks::logits;
 use super::*;
 use crate::bench::{BenchCase, Work};
 
+/// An unweighted pass's input (the benches time the model's default loss).
+fn input<'a>(z: &'a wgpu::Buffer, t: &'a wgpu::Buffer, n: usize, classes: usize) -> LossInput<'a> {
+    LossInput {
+        z,
+        targets: t,
+        n,
+        classes,
+        weights: None,
+    }
+}
+
 /// The model's loss at batch 128: binary (128×1) and 10-class (128×10), each pass. Tiny and
 /// latency-bound; GB/s over the logits, targets and outputs.
 pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
@@ -23,21 +34,21 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
         group: "sigmoid_bce",
         id: "128x1/forward".into(),
         work: Work::Bytes(io + 4),
-        dispatches: vec![k.sigmoid_bce_forward(ctx, &loss, &z, &y, n, 1)],
+        dispatches: vec![k.sigmoid_bce_forward(ctx, &loss, &input(&z, &y, n, 1))],
         buffers: vec![],
     });
     v.push(BenchCase {
         group: "sigmoid_bce",
         id: "128x1/backward".into(),
         work: Work::Bytes(io + 4 * n as u64),
-        dispatches: vec![k.sigmoid_bce_backward(ctx, &dz, &z, &y, n, 1)],
+        dispatches: vec![k.sigmoid_bce_backward(ctx, &dz, &input(&z, &y, n, 1))],
         buffers: vec![],
     });
     v.push(BenchCase {
         group: "sigmoid_bce",
         id: "128x1/metrics".into(),
         work: Work::Bytes(io + 12),
-        dispatches: vec![k.sigmoid_bce_metrics(ctx, &m, &z, &y, n, 1)],
+        dispatches: vec![k.sigmoid_bce_metrics(ctx, &m, &input(&z, &y, n, 1))],
         buffers: vec![z, y, loss, dz, m],
     });
 
@@ -54,21 +65,21 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
         group: "softmax_ce",
         id: "128x10/forward".into(),
         work: Work::Bytes(io + 4),
-        dispatches: vec![k.softmax_ce_forward(ctx, &loss, &z, &t, n, classes)],
+        dispatches: vec![k.softmax_ce_forward(ctx, &loss, &input(&z, &t, n, classes))],
         buffers: vec![],
     });
     v.push(BenchCase {
         group: "softmax_ce",
         id: "128x10/backward".into(),
         work: Work::Bytes(io + (4 * n * classes) as u64),
-        dispatches: vec![k.softmax_ce_backward(ctx, &dz, &z, &t, n, classes)],
+        dispatches: vec![k.softmax_ce_backward(ctx, &dz, &input(&z, &t, n, classes))],
         buffers: vec![],
     });
     v.push(BenchCase {
         group: "softmax_ce",
         id: "128x10/metrics".into(),
         work: Work::Bytes(io + 12),
-        dispatches: vec![k.softmax_ce_metrics(ctx, &m, &z, &t, n, classes)],
+        dispatches: vec![k.softmax_ce_metrics(ctx, &m, &input(&z, &t, n, classes))],
         buffers: vec![z, t, loss, dz, m],
     });
     v

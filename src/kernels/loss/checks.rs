@@ -37,10 +37,42 @@ struct Case {
     n: usize,
     width: usize,
     extremes: bool,
+    /// Non-uniform class weights (Keras' class_weight), seeded in [0.25, 4).
+    weighted: bool,
     seed: u64,
 }
 
+/// Largest class weight a weighted case draws (scales the absolute tolerances).
+const MAX_WEIGHT: f32 = 4.0;
+
 impl Case {
+    /// The case's class weights (`len` of them, [`weights_len`]) when weighted.
+    fn weights(self, len: usize) -> Option<Vec<f32>> {
+        self.weighted
+            .then(|| random_vec(self.seed + 2, len, 0.25, MAX_WEIGHT))
+    }
+
+    /// The weights uploaded (or None), and as the CPU reference takes them.
+    fn weight_buffers(
+        self,
+        ctx: &GpuContext,
+        len: usize,
+    ) -> (Option<wgpu::Buffer>, Option<Vec<f64>>) {
+        match self.weights(len) {
+            Some(w) => (Some(ctx.upload("class weights", &w)), Some(to_f64(&w))),
+            None => (None, None),
+        }
+    }
+
+    /// What absolute tolerances scale by: the largest weight a term can carry.
+    fn weight_scale(self) -> f64 {
+        if self.weighted {
+            MAX_WEIGHT as f64
+        } else {
+            1.0
+        }
+    }
+
     /// Logits and 0/1 labels for sigmoid_bce.
     fn bce_data(self) -> (Vec<f32>, Vec<f32>) {
         let len = self.n * self.width;
@@ -64,6 +96,23 @@ impl Case {
     }
 }
 
+/// A pass's input: logits `z`, `targets`, N × `classes`, the class weights if any.
+fn input<'a>(
+    z: &'a wgpu::Buffer,
+    targets: &'a wgpu::Buffer,
+    n: usize,
+    classes: usize,
+    weights: Option<&'a wgpu::Buffer>,
+) -> LossInput<'a> {
+    LossInput {
+        z,
+        targets,
+        n,
+        classes,
+        weights: weights.map(|w| w as _),
+    }
+}
+
 /// One pass's check on the shared kernels.
 type Run = fn(&GpuContext, &Loss, Case) -> Result<Vec<Compared>, GpuError>;
 
@@ -74,16 +123,21 @@ fn loss_checks(
     op: &'static str,
     width: &str,
     passes: [(&'static str, Run); 3],
-    cases: [(ShapeClass, usize, usize, bool); 4],
+    cases: [(ShapeClass, usize, usize, bool, bool); 6],
     seed0: u64,
 ) -> Vec<Check> {
     let mut v = Vec::new();
-    for (i, (class, n, w, extremes)) in cases.into_iter().enumerate() {
-        let shape = format!("N{n} {width}{w}{}", if extremes { " ±100" } else { "" });
+    for (i, (class, n, w, extremes, weighted)) in cases.into_iter().enumerate() {
+        let shape = format!(
+            "N{n} {width}{w}{}{}",
+            if extremes { " ±100" } else { "" },
+            if weighted { " class-weighted" } else { "" }
+        );
         let case = Case {
             n,
             width: w,
             extremes,
+            weighted,
             seed: seed0 + 10 * i as u64,
         };
         for (pass, run) in passes {
@@ -99,11 +153,14 @@ fn loss_checks(
 fn sigmoid_bce_checks(shared: &Shared) -> Vec<Check> {
     use ShapeClass::*;
     let cases = [
-        (Tiny, 2, 1, false),
-        (Odd, 13, 3, true),
-        (Large, 128, 1, true),
+        (Tiny, 2, 1, false, false),
+        (Odd, 13, 3, true, false),
+        (Large, 128, 1, true, false),
         // Many elements per invocation in the one-workgroup reduction.
-        (Large, 1000, 3, true),
+        (Large, 1000, 3, true, false),
+        // Class weights: [negative, positive] (the binary classifier's L = 1, and L > 1).
+        (Odd, 13, 1, true, true),
+        (Large, 1000, 3, true, true),
     ];
     let passes: [(&'static str, Run); 3] = [
         ("forward", bce_forward),
@@ -118,19 +175,22 @@ fn sigmoid_bce_checks(shared: &Shared) -> Vec<Check> {
 fn bce_forward(ctx: &GpuContext, k: &Loss, c: Case) -> Result<Vec<Compared>, GpuError> {
     let (n, l) = (c.n, c.width);
     let (z, y) = c.bce_data();
+    let (wb, w) = c.weight_buffers(ctx, weights_len(false, l));
     let (zb, yb, lb) = (
         ctx.upload("z", &z),
         ctx.upload("y", &y),
         ctx.upload("loss", &[f32::NAN]),
     );
-    crate::kernels::run_all(ctx, &[&k.sigmoid_bce_forward(ctx, &lb, &zb, &yb, n, l)])?;
+    let d = k.sigmoid_bce_forward(ctx, &lb, &input(&zb, &yb, n, l, wb.as_ref()));
+    crate::kernels::run_all(ctx, &[&d])?;
     let mut want = [0.0];
-    cpu::loss::sigmoid_bce_forward(&mut want, &to_f64(&z), &to_f64(&y), n, l);
+    let (z, y) = (to_f64(&z), to_f64(&y));
+    cpu::loss::sigmoid_bce_forward_weighted(&mut want, &z, &y, n, l, w.as_deref());
     Ok(vec![Compared::new(
         "loss",
         ctx.read(&lb)?,
         want.to_vec(),
-        1e-6,
+        1e-6 * c.weight_scale(),
         1e-5,
     )])
 }
@@ -139,13 +199,16 @@ fn bce_forward(ctx: &GpuContext, k: &Loss, c: Case) -> Result<Vec<Compared>, Gpu
 /// atol 1e-7/(N·L) absorbs σ(−100) ≈ 4e-44 flushed to 0.
 fn bce_backward(ctx: &GpuContext, k: &Loss, c: Case) -> Result<Vec<Compared>, GpuError> {
     let (n, l) = (c.n, c.width);
-    let atol = 1e-7 / (n * l) as f64;
+    let atol = 1e-7 * c.weight_scale() / (n * l) as f64;
     let (z, y) = c.bce_data();
+    let (wb, w) = c.weight_buffers(ctx, weights_len(false, l));
     let (zb, yb) = (ctx.upload("z", &z), ctx.upload("y", &y));
     let dzb = ctx.upload("dz", &vec![f32::NAN; n * l]);
-    crate::kernels::run_all(ctx, &[&k.sigmoid_bce_backward(ctx, &dzb, &zb, &yb, n, l)])?;
+    let d = k.sigmoid_bce_backward(ctx, &dzb, &input(&zb, &yb, n, l, wb.as_ref()));
+    crate::kernels::run_all(ctx, &[&d])?;
     let mut want = vec![0.0; n * l];
-    cpu::loss::sigmoid_bce_backward(&mut want, &to_f64(&z), &to_f64(&y), n, l);
+    let (z, y) = (to_f64(&z), to_f64(&y));
+    cpu::loss::sigmoid_bce_backward_weighted(&mut want, &z, &y, n, l, w.as_deref());
     Ok(vec![Compared::new("dz", ctx.read(&dzb)?, want, atol, 1e-5)])
 }
 
@@ -153,24 +216,33 @@ fn bce_backward(ctx: &GpuContext, k: &Loss, c: Case) -> Result<Vec<Compared>, Gp
 fn bce_metrics(ctx: &GpuContext, k: &Loss, c: Case) -> Result<Vec<Compared>, GpuError> {
     let (n, l) = (c.n, c.width);
     let (z, y) = c.bce_data();
+    let (wb, w) = c.weight_buffers(ctx, weights_len(false, l));
     let (zb, yb, mb) = (
         ctx.upload("z", &z),
         ctx.upload("y", &y),
         ctx.upload("metrics", &METRICS_START),
     );
-    let d = k.sigmoid_bce_metrics(ctx, &mb, &zb, &yb, n, l);
+    let d = k.sigmoid_bce_metrics(ctx, &mb, &input(&zb, &yb, n, l, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d; METRIC_REPEATS])?;
     let mut want = to_f64(&METRICS_START);
+    let (z, y) = (to_f64(&z), to_f64(&y));
     for _ in 0..METRIC_REPEATS {
-        cpu::loss::sigmoid_bce_metrics(&mut want, &to_f64(&z), &to_f64(&y), n, l);
+        cpu::loss::sigmoid_bce_metrics_weighted(&mut want, &z, &y, n, l, w.as_deref());
     }
-    metrics_compared(ctx.read(&mb)?, want)
+    metrics_compared(ctx.read(&mb)?, want, c.weight_scale())
 }
 
-/// Compares the loss sum (atol 1e-5, rtol 1e-5) and the counts (exactly).
-fn metrics_compared(gpu: Vec<f32>, cpu: Vec<f64>) -> Result<Vec<Compared>, GpuError> {
+/// Compares the loss sum (atol 1e-5 × the largest weight, rtol 1e-5) and the counts (exactly:
+/// never weighted).
+fn metrics_compared(gpu: Vec<f32>, cpu: Vec<f64>, scale: f64) -> Result<Vec<Compared>, GpuError> {
     Ok(vec![
-        Compared::new("loss_sum", gpu[..1].to_vec(), cpu[..1].to_vec(), 1e-5, 1e-5),
+        Compared::new(
+            "loss_sum",
+            gpu[..1].to_vec(),
+            cpu[..1].to_vec(),
+            1e-5 * scale,
+            1e-5,
+        ),
         Compared::new(
             "correct, seen",
             gpu[1..].to_vec(),
@@ -184,10 +256,13 @@ fn metrics_compared(gpu: Vec<f32>, cpu: Vec<f64>) -> Result<Vec<Compared>, GpuEr
 fn softmax_ce_checks(shared: &Shared) -> Vec<Check> {
     use ShapeClass::*;
     let cases = [
-        (Tiny, 2, 3, false),
-        (Odd, 13, 5, true),
-        (Large, 128, 10, true),
-        (Large, 700, 10, true),
+        (Tiny, 2, 3, false, false),
+        (Odd, 13, 5, true, false),
+        (Large, 128, 10, true, false),
+        (Large, 700, 10, true, false),
+        // Class weights: one per class.
+        (Odd, 13, 5, true, true),
+        (Large, 700, 10, true, true),
     ];
     let passes: [(&'static str, Run); 3] = [
         ("forward", ce_forward),
@@ -202,19 +277,21 @@ fn softmax_ce_checks(shared: &Shared) -> Vec<Check> {
 fn ce_forward(ctx: &GpuContext, kern: &Loss, c: Case) -> Result<Vec<Compared>, GpuError> {
     let (n, k) = (c.n, c.width);
     let (z, t) = c.ce_data();
+    let (wb, w) = c.weight_buffers(ctx, weights_len(true, k));
     let (zb, tb, lb) = (
         ctx.upload("z", &z),
         ctx.upload("labels", &t),
         ctx.upload("loss", &[f32::NAN]),
     );
-    crate::kernels::run_all(ctx, &[&kern.softmax_ce_forward(ctx, &lb, &zb, &tb, n, k)])?;
+    let d = kern.softmax_ce_forward(ctx, &lb, &input(&zb, &tb, n, k, wb.as_ref()));
+    crate::kernels::run_all(ctx, &[&d])?;
     let mut want = [0.0];
-    cpu::loss::softmax_ce_forward(&mut want, &to_f64(&z), &t, n, k);
+    cpu::loss::softmax_ce_forward_weighted(&mut want, &to_f64(&z), &t, n, k, w.as_deref());
     Ok(vec![Compared::new(
         "loss",
         ctx.read(&lb)?,
         want.to_vec(),
-        1e-5,
+        1e-5 * c.weight_scale(),
         1e-5,
     )])
 }
@@ -223,13 +300,15 @@ fn ce_forward(ctx: &GpuContext, kern: &Loss, c: Case) -> Result<Vec<Compared>, G
 /// rtol 1e-5.
 fn ce_backward(ctx: &GpuContext, kern: &Loss, c: Case) -> Result<Vec<Compared>, GpuError> {
     let (n, k) = (c.n, c.width);
-    let atol = 1e-7 / n as f64;
+    let atol = 1e-7 * c.weight_scale() / n as f64;
     let (z, t) = c.ce_data();
+    let (wb, w) = c.weight_buffers(ctx, weights_len(true, k));
     let (zb, tb) = (ctx.upload("z", &z), ctx.upload("labels", &t));
     let dzb = ctx.upload("dz", &vec![f32::NAN; n * k]);
-    crate::kernels::run_all(ctx, &[&kern.softmax_ce_backward(ctx, &dzb, &zb, &tb, n, k)])?;
+    let d = kern.softmax_ce_backward(ctx, &dzb, &input(&zb, &tb, n, k, wb.as_ref()));
+    crate::kernels::run_all(ctx, &[&d])?;
     let mut want = vec![0.0; n * k];
-    cpu::loss::softmax_ce_backward(&mut want, &to_f64(&z), &t, n, k);
+    cpu::loss::softmax_ce_backward_weighted(&mut want, &to_f64(&z), &t, n, k, w.as_deref());
     Ok(vec![Compared::new("dz", ctx.read(&dzb)?, want, atol, 1e-5)])
 }
 
@@ -237,18 +316,20 @@ fn ce_backward(ctx: &GpuContext, kern: &Loss, c: Case) -> Result<Vec<Compared>, 
 fn ce_metrics(ctx: &GpuContext, kern: &Loss, c: Case) -> Result<Vec<Compared>, GpuError> {
     let (n, k) = (c.n, c.width);
     let (z, t) = c.ce_data();
+    let (wb, w) = c.weight_buffers(ctx, weights_len(true, k));
     let (zb, tb, mb) = (
         ctx.upload("z", &z),
         ctx.upload("labels", &t),
         ctx.upload("metrics", &METRICS_START),
     );
-    let d = kern.softmax_ce_metrics(ctx, &mb, &zb, &tb, n, k);
+    let d = kern.softmax_ce_metrics(ctx, &mb, &input(&zb, &tb, n, k, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d; METRIC_REPEATS])?;
     let mut want = to_f64(&METRICS_START);
+    let z = to_f64(&z);
     for _ in 0..METRIC_REPEATS {
-        cpu::loss::softmax_ce_metrics(&mut want, &to_f64(&z), &t, n, k);
+        cpu::loss::softmax_ce_metrics_weighted(&mut want, &z, &t, n, k, w.as_deref());
     }
-    metrics_compared(ctx.read(&mb)?, want)
+    metrics_compared(ctx.read(&mb)?, want, c.weight_scale())
 }
 
 /// Parity checks of both losses, every pass, at the three shape classes.

@@ -8,6 +8,12 @@
 //! loss is `loss_sum / seen` and its accuracy `correct / seen`. sigmoid_bce counts elements
 //! (N·L per batch: per sample when L = 1), softmax_ce counts samples. f32 counts are exact up
 //! to 2^24 (16.7M samples). `*_forward` writes the batch's mean loss into a 1-element buffer.
+//!
+//! Every pass takes optional class weights (Keras' `fit(class_weight=...)`): a buffer of
+//! [`weights_len`] f32, sigmoid_bce's `[negative, positive]`, softmax_ce's one per class. Each
+//! term's loss and gradient is multiplied by its class's weight and the mean stays over the
+//! count (Σ w·l / N, Keras' "sum_over_batch_size"); accuracy counts are never weighted. `None`
+//! binds a 1-element placeholder the shader does not read (`Params::weighted` 0).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -26,7 +32,9 @@ pub struct Params {
     pub n: u32,
     /// Labels L (sigmoid_bce) or classes K (softmax_ce).
     pub classes: u32,
-    pub _pad: [u32; 2],
+    /// 1: multiply each term by its class weight (binding 5); 0: unweighted.
+    pub weighted: u32,
+    pub _pad: u32,
 }
 
 /// Elements of a metrics buffer: `[loss_sum, correct, seen]`.
@@ -35,8 +43,14 @@ pub const METRICS_LEN: usize = 3;
 /// Invocations per workgroup; a power of two ≤ 256 (the reduction tree's array).
 const WG: u32 = 256;
 
+/// f32 a class-weight buffer holds: 2 for sigmoid_bce (`[negative, positive]`, whatever L),
+/// K for softmax_ce.
+pub fn weights_len(softmax: bool, classes: usize) -> usize {
+    if softmax { classes } else { 2 }
+}
+
 impl Params {
-    fn new(n: usize, classes: usize) -> Self {
+    fn new(n: usize, classes: usize, weights: Option<&dyn Bind>) -> Self {
         assert!(
             n > 0 && classes > 0,
             "empty loss input: N {n}, classes {classes}"
@@ -45,15 +59,33 @@ impl Params {
         Self {
             n: n as u32,
             classes: classes as u32,
-            _pad: [0; 2],
+            weighted: u32::from(weights.is_some()),
+            _pad: 0,
         }
     }
+}
+
+/// What every loss pass reads: the logits, the targets, their shape and the class weights.
+#[derive(Clone, Copy)]
+pub struct LossInput<'a> {
+    /// Logits, [N, width] f32.
+    pub z: &'a dyn Bind,
+    /// sigmoid_bce: [N, L] f32 in {0, 1}; softmax_ce: [N] u32 class indices, each < K.
+    pub targets: &'a dyn Bind,
+    /// Samples N.
+    pub n: usize,
+    /// Labels L (sigmoid_bce) or classes K (softmax_ce): the logits' width.
+    pub classes: usize,
+    /// Class weights ([`weights_len`] f32), or None: unweighted.
+    pub weights: Option<&'a dyn Bind>,
 }
 
 /// Pipelines of shaders/sigmoid_bce.wgsl and shaders/softmax_ce.wgsl.
 pub struct Loss {
     bce: ShaderFamily,
     ce: ShaderFamily,
+    /// Bound as class_weights by the unweighted passes (never read: `weighted` is 0).
+    unweighted: wgpu::Buffer,
 }
 
 impl Loss {
@@ -81,107 +113,180 @@ impl Loss {
                 ],
                 &[("WG", WG as f64)],
             ),
+            unweighted: ctx.upload("loss: no class weights", &[1.0f32]),
         }
     }
 
+    /// The class_weights binding of a pass: the given buffer, or the placeholder.
+    fn weights<'a>(&'a self, weights: Option<&'a dyn Bind>) -> Option<&'a dyn Bind> {
+        Some(weights.unwrap_or(&self.unweighted))
+    }
+
     /// Mean binary cross-entropy from logits (writes loss). loss: [1] f32; z (logits),
-    /// targets (0 or 1): [N, L] f32.
+    /// targets (0 or 1): [N, L] f32; weights: [2] f32 (target 0, target 1) or None.
     pub fn sigmoid_bce_forward(
         &self,
         ctx: &GpuContext,
         loss: &dyn Bind,
-        z: &dyn Bind,
-        targets: &dyn Bind,
-        n: usize,
-        labels: usize,
+        input: &LossInput,
     ) -> Dispatch {
-        let p = Params::new(n, labels);
-        let slots = [Some(loss), Some(z), Some(targets)];
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
+        let p = Params::new(n, classes, weights);
+        let slots = [
+            Some(loss),
+            Some(z),
+            Some(targets),
+            None,
+            None,
+            self.weights(weights),
+        ];
         self.bce
             .dispatch(ctx, "sigmoid_bce_forward", &slots, Some(&p), [1, 1, 1])
     }
 
-    /// dz = (σ(z) − y)/(N·L) (writes dz). dz, z, targets: [N, L] f32.
+    /// dz = (σ(z) − y)·w[y]/(N·L) (writes dz). dz, z, targets: [N, L] f32.
     pub fn sigmoid_bce_backward(
         &self,
         ctx: &GpuContext,
         dz: &dyn Bind,
-        z: &dyn Bind,
-        targets: &dyn Bind,
-        n: usize,
-        labels: usize,
+        input: &LossInput,
     ) -> Dispatch {
-        let p = Params::new(n, labels);
-        let slots = [Some(dz), Some(z), Some(targets)];
-        let grid = grid_1d(groups_for(n * labels, WG));
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
+        let p = Params::new(n, classes, weights);
+        let slots = [
+            Some(dz),
+            Some(z),
+            Some(targets),
+            None,
+            None,
+            self.weights(weights),
+        ];
+        let grid = grid_1d(groups_for(n * classes, WG));
         self.bce
             .dispatch(ctx, "sigmoid_bce_backward", &slots, Some(&p), grid)
     }
 
-    /// metrics += [Σ BCE, #((z > 0) == (y > 0.5)), N·L] (accumulates). metrics: [3] f32;
+    /// metrics += [Σ w[y]·BCE, #((z > 0) == (y > 0.5)), N·L] (accumulates). metrics: [3] f32;
     /// z, targets: [N, L] f32.
     pub fn sigmoid_bce_metrics(
         &self,
         ctx: &GpuContext,
         metrics: &dyn Bind,
-        z: &dyn Bind,
-        targets: &dyn Bind,
-        n: usize,
-        labels: usize,
+        input: &LossInput,
     ) -> Dispatch {
-        let p = Params::new(n, labels);
-        let slots = [None, Some(z), Some(targets), Some(metrics)];
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
+        let p = Params::new(n, classes, weights);
+        let slots = [
+            None,
+            Some(z),
+            Some(targets),
+            Some(metrics),
+            None,
+            self.weights(weights),
+        ];
         self.bce
             .dispatch(ctx, "sigmoid_bce_metrics", &slots, Some(&p), [1, 1, 1])
     }
 
     /// Mean sparse categorical cross-entropy from logits (writes loss). loss: [1] f32;
-    /// z (logits): [N, K] f32; labels: [N] u32, each < K.
+    /// z (logits): [N, K] f32; labels: [N] u32, each < K; weights: [K] f32 or None.
     pub fn softmax_ce_forward(
         &self,
         ctx: &GpuContext,
         loss: &dyn Bind,
-        z: &dyn Bind,
-        labels: &dyn Bind,
-        n: usize,
-        classes: usize,
+        input: &LossInput,
     ) -> Dispatch {
-        let p = Params::new(n, classes);
-        let slots = [Some(loss), Some(z), Some(labels)];
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
+        let p = Params::new(n, classes, weights);
+        let slots = [
+            Some(loss),
+            Some(z),
+            Some(targets),
+            None,
+            None,
+            self.weights(weights),
+        ];
         self.ce
             .dispatch(ctx, "softmax_ce_forward", &slots, Some(&p), [1, 1, 1])
     }
 
-    /// dz = (softmax(z) − onehot(label))/N (writes dz). dz, z: [N, K] f32; labels: [N] u32.
+    /// dz = (softmax(z) − onehot(label))·w[label]/N (writes dz). dz, z: [N, K] f32;
+    /// labels: [N] u32.
     pub fn softmax_ce_backward(
         &self,
         ctx: &GpuContext,
         dz: &dyn Bind,
-        z: &dyn Bind,
-        labels: &dyn Bind,
-        n: usize,
-        classes: usize,
+        input: &LossInput,
     ) -> Dispatch {
-        let p = Params::new(n, classes);
-        let slots = [Some(dz), Some(z), Some(labels)];
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
+        let p = Params::new(n, classes, weights);
+        let slots = [
+            Some(dz),
+            Some(z),
+            Some(targets),
+            None,
+            None,
+            self.weights(weights),
+        ];
         let grid = grid_1d(groups_for(n, WG));
         self.ce
             .dispatch(ctx, "softmax_ce_backward", &slots, Some(&p), grid)
     }
 
-    /// metrics += [Σ CE, #(argmax z == label), N] (accumulates). metrics: [3] f32;
+    /// metrics += [Σ w[label]·CE, #(argmax z == label), N] (accumulates). metrics: [3] f32;
     /// z: [N, K] f32; labels: [N] u32.
     pub fn softmax_ce_metrics(
         &self,
         ctx: &GpuContext,
         metrics: &dyn Bind,
-        z: &dyn Bind,
-        labels: &dyn Bind,
-        n: usize,
-        classes: usize,
+        input: &LossInput,
     ) -> Dispatch {
-        let p = Params::new(n, classes);
-        let slots = [None, Some(z), Some(labels), Some(metrics)];
+        let LossInput {
+            z,
+            targets,
+            n,
+            classes,
+            weights,
+        } = *input;
+        let p = Params::new(n, classes, weights);
+        let slots = [
+            None,
+            Some(z),
+            Some(targets),
+            Some(metrics),
+            None,
+            self.weights(weights),
+        ];
         self.ce
             .dispatch(ctx, "softmax_ce_metrics", &slots, Some(&p), [1, 1, 1])
     }
