@@ -326,7 +326,7 @@ pub fn run(
         out: run_dir.clone(),
         epochs: plan.epochs,
         batch_size: plan.batch_size,
-        image_size: plan.image_size,
+        image_size: crate::data::ImageSize::square(plan.image_size),
         lr: plan.lr,
         validation_split: 0.2,
         seed,
@@ -345,6 +345,7 @@ pub fn run(
         // Only a folder this demo marked as its own reaches here with files in `run/`.
         overwrite: again && run_dir.exists(),
         progress,
+        color_mode: crate::data::ColorMode::Rgb,
     };
     let fit = crate::train::fit::fit(ctx, &cfg, log)?;
     let paths: Vec<PathBuf> = held.iter().map(|(_, p)| p.clone()).collect();

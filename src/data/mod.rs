@@ -2,14 +2,17 @@
 //!
 //! - [`dataset`]: class folders (all, or those chosen) → sorted file list → seeded
 //!   train/validation split, or a separate validation folder; per-epoch training order.
+//! - [`geometry`]: the input's size and colour mode ([`ImageSize`], [`ColorMode`]).
 //! - [`decode`]: file → RGB u8 (JPEG, PNG, BMP, GIF, WebP; decompression bombs refused from the
-//!   header) → TensorFlow's bilinear resize without antialiasing → f32 HWC 0–255.
+//!   header) → (grayscale: one luma channel) → TensorFlow's bilinear resize
+//!   without antialiasing → f32 HWC 0–255.
 //! - [`scan`]: a parallel pre-scan that finds (and optionally deletes) unusable files.
 //! - [`loader`]: worker threads that decode ahead of the consumer into a bounded queue, batch in a
 //!   given order, and cache the resized images for later epochs.
 
 pub mod dataset;
 pub mod decode;
+pub mod geometry;
 pub mod labels;
 pub mod loader;
 pub mod resize;
@@ -20,6 +23,7 @@ pub use dataset::{
     epoch_order, image_files,
 };
 pub use decode::{DecodeError, MAX_FILE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, ResizeOptions};
+pub use geometry::{ColorMode, ImageSize};
 pub use loader::{
     Batch, CacheKind, CacheOptions, Epoch, Loader, LoaderError, LoaderOptions, LoaderStats,
 };
