@@ -83,8 +83,10 @@ fn grayscale_non_square_training_predicts_evaluates_and_guards_resume() {
     write_ab_images(&data, 8);
     let out = tmp.path().join("run");
     let geometry = ["--color-mode", "grayscale", "--image-size", "12,20"];
-    let log = assert_success(&run(&mut train(&data, &out, "1", &geometry)));
+    // --tensorboard draws the first batch: one gray channel, 12×20, drawn as RGB.
+    let log = assert_success(&run(train(&data, &out, "1", &geometry).arg("--tensorboard")));
     assert!(log.contains("Epoch 1/1"), "{log}");
+    assert!(out.join("logs/train").read_dir().unwrap().next().is_some());
 
     let cfg = read_model_json(out.join("model.json")).unwrap();
     assert_eq!(
@@ -223,4 +225,36 @@ fn summary_shows_a_non_square_gray_input() {
     let out = stdout(&r);
     assert!(out.contains("(None, 12, 20, 1)"), "{out}");
     assert!(out.contains("(None, 6, 10, 8)"), "{out}");
+}
+
+/// `preview` at a non-square gray size: the nine images and nine GPU augmentations of the
+/// first are drawn (gray as RGB) into a grid; `profile` steps the gray 12×20 model.
+#[test]
+fn preview_and_profile_take_the_geometry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_ab_images(&data, 5);
+    let grid = tmp.path().join("grid.png");
+    let geometry = ["--image-size", "12,20", "--color-mode", "grayscale"];
+    let mut args = vec!["preview", "--data", s(&data), "--out", s(&grid)];
+    args.extend(geometry);
+    assert_success(&gpucnn(&args));
+    let img = image::open(&grid).unwrap().to_rgb8();
+    // Gray images drawn as RGB: every pixel of the grid has R = G = B.
+    assert!(img.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
+    if test_context().is_none() {
+        return;
+    }
+    args.push("--augment");
+    assert_success(&gpucnn(&args));
+    let img = image::open(&grid).unwrap().to_rgb8();
+    assert!(img.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
+    let mut args = vec!["profile", "--width", "0.0625", "--batch-size", "2"];
+    args.extend(["--steps", "1", "--json"]);
+    args.extend(geometry);
+    let r = gpucnn(&args);
+    assert_success(&r);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&r)).unwrap();
+    assert_eq!(v["image_size"], serde_json::json!([12, 20]), "{v}");
+    assert_eq!(v["color_mode"], "grayscale", "{v}");
 }
