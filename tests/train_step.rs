@@ -64,7 +64,7 @@ fn micro_batches_are_chosen_when_the_batch_does_not_fit_a_binding() {
     let limit = ctx.limits.max_storage_buffer_binding_size as usize;
     // Width 0.5 at 180×180: the stem's output is 90·90·64 floats = 2 MiB per sample.
     let model = gpucnn::model::xception_mini(&gpucnn::model::XceptionConfig {
-        image_size: gpucnn::data::ImageSize::square(180),
+        image_size: gpucnn::model::ImageSize::square(180),
         width: 0.5,
         ..Default::default()
     })
@@ -109,8 +109,8 @@ fn augmented_step_matches_cpu_reference() {
 #[test]
 fn grayscale_non_square_step_matches_cpu_reference() {
     use gpucnn::cpu::augment::AugmentConfig;
-    use gpucnn::data::ImageSize;
     use gpucnn::graph::executor::StepOptions;
+    use gpucnn::model::ImageSize;
     use gpucnn::model::{XceptionConfig, xception_mini};
     use gpucnn::step_parity::compare_step_with;
     let Some(ctx) = test_context() else { return };
@@ -226,7 +226,7 @@ fn bytes_upload_trains_exactly_as_f32() {
     use gpucnn::model::{XceptionConfig, xception_mini};
     let Some(ctx) = test_context() else { return };
     let model = xception_mini(&XceptionConfig {
-        image_size: gpucnn::data::ImageSize::square(17),
+        image_size: gpucnn::model::ImageSize::square(17),
         width: 1.0 / 16.0,
         classes: 2,
         ..Default::default()

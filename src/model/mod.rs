@@ -1,8 +1,10 @@
 //! The network of the Keras "image classification from scratch" example (a small Xception).
 
+pub mod geometry;
+
 use crate::cpu::Padding;
-pub use crate::data::geometry::ImageSize;
 use crate::graph::{Activation, GraphError, LayerKind, Model, layers};
+pub use geometry::{ColorMode, ImageSize};
 
 /// Configuration of [`xception_mini`].
 #[derive(Debug, Clone, Copy)]
