@@ -90,7 +90,7 @@ fn rank_main() {
     let (rank, size) = (world.rank(), world.size());
     let ctx = gpucnn::gpu::test_context().expect("an adapter");
     let model = xception_mini(&XceptionConfig {
-        image_size: c.image,
+        image_size: gpucnn::model::ImageSize::square(c.image),
         width: c.width,
         ..Default::default()
     })

@@ -41,7 +41,7 @@ fn main() {
     let mut lines = Vec::new();
     for (size, batch) in cases() {
         let model = xception_mini(&XceptionConfig {
-            image_size: size,
+            image_size: gpucnn::model::ImageSize::square(size),
             ..Default::default()
         })
         .unwrap();

@@ -79,7 +79,7 @@ fn main() {
         // need several hundred steps to follow the training: 50 steps an epoch.
         epochs: 16,
         batch_size: 8,
-        image_size: 24,
+        image_size: gpucnn::model::ImageSize::square(24),
         width: 0.0625,
         augment: None,
         ..FitConfig::new(&data)

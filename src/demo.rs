@@ -326,7 +326,7 @@ pub fn run(
         out: run_dir.clone(),
         epochs: plan.epochs,
         batch_size: plan.batch_size,
-        image_size: plan.image_size,
+        image_size: crate::data::ImageSize::square(plan.image_size),
         lr: plan.lr,
         validation_split: 0.2,
         seed,
@@ -347,6 +347,7 @@ pub fn run(
         progress,
         regularization: Default::default(),
         class_weight: Default::default(),
+        color_mode: crate::data::ColorMode::Rgb,
     };
     let fit = crate::train::fit::fit_on(
         ctx,

@@ -1,7 +1,7 @@
 //! `gpucnn predict`: run a trained model on new images, with the training pipeline's
 //! preprocessing (same decoder, same resize, the centre crop when the model was trained with
-//! `--crop-to-aspect-ratio`, values rounded to whole 0–255 as the loader feeds them; no
-//! augmentation) and inference semantics (batch-norm moving statistics, no dropout).
+//! `--crop-to-aspect-ratio`, the colour mode of model.json, values rounded to whole 0–255 as
+//! the loader feeds them; no augmentation) and inference semantics (batch-norm moving statistics, no dropout).
 //!
 //! Before running, the weights are checked against `model.json`: the description stored in the
 //! checkpoint must be the same model (an edited `image_size` would silently feed the network
@@ -199,9 +199,12 @@ pub fn predict(
     ensure_finite_weights(&weights, &step.layout, &ck.params)?;
     step.load_params(ctx, &ck.params);
     let resize = ResizeOptions {
-        height: cfg.image_size,
-        width: cfg.image_size,
+        height: cfg.image_size.height,
+        width: cfg.image_size.width,
         crop_to_aspect_ratio: cfg.crop_to_aspect_ratio,
+        // Whatever a file holds, the model gets the colour mode it was trained on: a gray
+        // file is replicated for an RGB model, a colour file converted for a grayscale one.
+        color_mode: cfg.color_mode,
     };
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(batch.max(1)) {

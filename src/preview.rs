@@ -6,16 +6,19 @@ use std::path::Path;
 use crate::cpu::augment::AugmentConfig;
 use crate::data::dataset::{DatasetOptions, DirectoryDataset};
 use crate::data::decode::{ResizeOptions, load_resized};
+use crate::data::geometry::{ColorMode, ImageSize};
 use crate::gpu::GpuContext;
 use crate::kernels::augment::{Augment, NhwcShape};
 
-/// The first nine training images of `data` (split with `seed`, resized to `size` as the
-/// loader does), titled with their class; or, with `augment`, nine augmentations of the first
-/// one through the trainer's GPU kernel (titled "augmented 1" … "augmented 9").
+/// The first nine training images of `data` (split with `seed`, resized to `size` in colour
+/// mode `mode` as the loader does), titled with their class; or, with `augment`, nine
+/// augmentations of the first one through the trainer's GPU kernel (titled "augmented 1" …
+/// "augmented 9"). The images come back as RGB, ready to draw (gray ones replicated).
 pub fn preview_images(
     ctx: Option<&GpuContext>,
     data: &Path,
-    size: usize,
+    size: ImageSize,
+    mode: ColorMode,
     seed: u64,
     augment: Option<AugmentConfig>,
 ) -> anyhow::Result<Vec<(Vec<f32>, String)>> {
@@ -27,9 +30,10 @@ pub fn preview_images(
         },
     )?;
     let resize = ResizeOptions {
-        height: size,
-        width: size,
+        height: size.height,
+        width: size.width,
         crop_to_aspect_ratio: false,
+        color_mode: mode,
     };
     let mut images = Vec::new();
     for s in &ds.train {
@@ -48,7 +52,10 @@ pub fn preview_images(
         crate::bail_input!("no readable training image in {}", data.display());
     }
     let Some(cfg) = augment else {
-        return Ok(images);
+        return Ok(images
+            .into_iter()
+            .map(|(px, title)| (mode.to_rgb(&px), title))
+            .collect());
     };
     let ctx = ctx.expect("augmented previews need the GPU");
     let (first, _) = &images[0];
@@ -59,18 +66,18 @@ pub fn preview_images(
     let seed_buf = Augment::seed_buffer(ctx, seed as u32);
     let shape = NhwcShape {
         n: 9,
-        h: size,
-        w: size,
-        c: 3,
+        h: size.height,
+        w: size.width,
+        c: mode.channels(),
     };
     let d = k.forward(ctx, &y, &x, &seed_buf, &shape, &cfg);
     crate::kernels::run_all(ctx, &[&d])?;
     let out: Vec<f32> = ctx.read(&y)?;
-    let len = size * size * 3;
+    let len = size.pixels() * mode.channels();
     Ok((0..9)
         .map(|i| {
             (
-                out[i * len..(i + 1) * len].to_vec(),
+                mode.to_rgb(&out[i * len..(i + 1) * len]),
                 format!("augmented {}", i + 1),
             )
         })

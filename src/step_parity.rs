@@ -11,7 +11,7 @@ use crate::model::{XceptionConfig, xception_mini};
 /// The model the parity check uses: xception_mini at width 1/16 on 32×32 inputs.
 pub fn small_model(classes: usize) -> Model {
     xception_mini(&XceptionConfig {
-        image_size: 32,
+        image_size: crate::model::ImageSize::square(32),
         width: 1.0 / 16.0,
         classes,
         ..Default::default()

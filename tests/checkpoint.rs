@@ -18,7 +18,7 @@ use safetensors::tensor::{Dtype, TensorView};
 fn xcfg(width: f32, classes: usize) -> XceptionConfig {
     XceptionConfig {
         width,
-        image_size: 32,
+        image_size: gpucnn::model::ImageSize::square(32),
         classes,
         ..Default::default()
     }
@@ -437,7 +437,7 @@ fn model_json_round_trips_and_mismatches_are_named() {
 
     let mut requested = model.clone();
     requested.width = 0.5;
-    requested.image_size = 128;
+    requested.image_size = gpucnn::model::ImageSize::square(128);
     requested.gpucnn_version = "9.9.9".into(); // not a model difference
     let e = model.ensure_matches(&path, &requested).unwrap_err();
     let msg = e.to_string();

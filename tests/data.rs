@@ -194,6 +194,7 @@ fn size(h: usize, w: usize) -> ResizeOptions {
         height: h,
         width: w,
         crop_to_aspect_ratio: false,
+        color_mode: gpucnn::data::ColorMode::Rgb,
     }
 }
 

@@ -66,7 +66,7 @@ fn an_observer_sees_every_step_and_epoch_and_errors_are_typed() {
         out: dir.path().join("run"),
         epochs: 2,
         batch_size: 4,
-        image_size: 16,
+        image_size: gpucnn::model::ImageSize::square(16),
         width: 0.0625,
         ..FitConfig::new(&data)
     };

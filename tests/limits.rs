@@ -19,7 +19,7 @@ use gpucnn::train::checkpoint::{ModelConfig, save_checkpoint, write_model_json};
 
 fn model(image_size: usize, width: f32) -> gpucnn::graph::Model {
     xception_mini(&XceptionConfig {
-        image_size,
+        image_size: gpucnn::model::ImageSize::square(image_size),
         width,
         // No dropout: every classifier weight gets a gradient (see the width-4 step).
         dropout: 0.0,
@@ -160,7 +160,7 @@ fn predict_with_a_batch_larger_than_the_largest_buffer_runs_in_gpu_batches_that_
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let cfg = XceptionConfig {
-        image_size: 16,
+        image_size: gpucnn::model::ImageSize::square(16),
         width: 0.0625,
         ..Default::default()
     };
@@ -229,7 +229,7 @@ fn a_model_json_with_an_unbuildable_width_is_refused_with_the_range() {
     write_run(
         &run,
         &XceptionConfig {
-            image_size: 16,
+            image_size: gpucnn::model::ImageSize::square(16),
             width: 0.0625,
             ..Default::default()
         },

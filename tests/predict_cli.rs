@@ -63,7 +63,7 @@ fn write_model(
     edit: impl FnOnce(&ParamLayout, &mut [f32]),
 ) {
     let xcfg = XceptionConfig {
-        image_size: IMAGE_SIZE,
+        image_size: gpucnn::model::ImageSize::square(IMAGE_SIZE),
         width: 0.0625,
         classes: classes.len(),
         multi_label,

@@ -85,7 +85,7 @@ fn micro_batches_are_chosen_when_the_batch_does_not_fit_a_binding() {
     let limit = ctx.limits.max_storage_buffer_binding_size as usize;
     // Width 0.5 at 180×180: the stem's output is 90·90·64 floats = 2 MiB per sample.
     let model = gpucnn::model::xception_mini(&gpucnn::model::XceptionConfig {
-        image_size: 180,
+        image_size: gpucnn::model::ImageSize::square(180),
         width: 0.5,
         ..Default::default()
     })
@@ -138,6 +138,40 @@ fn weight_decay_step_matches_cpu_reference() {
         ..Default::default()
     };
     let r = compare_step_with(&ctx, &small_model(2), 4, &opts, 43).unwrap();
+    for c in r.compared() {
+        let s = compare(&c);
+        assert!(s.ok, "{}", s.report);
+    }
+}
+
+/// `--color-mode grayscale --image-size 12,20`: one input channel and a non-square input (the
+/// stem's 3×3×1 kernel, stride-2 "same" padding on unequal sides, the rotation about a
+/// non-square centre) train exactly as the CPU reference does, augmentation included.
+#[test]
+fn grayscale_non_square_step_matches_cpu_reference() {
+    use gpucnn::cpu::augment::AugmentConfig;
+    use gpucnn::graph::executor::StepOptions;
+    use gpucnn::model::ImageSize;
+    use gpucnn::model::{XceptionConfig, xception_mini};
+    use gpucnn::step_parity::compare_step_with;
+    let Some(ctx) = test_context() else { return };
+    let model = xception_mini(&XceptionConfig {
+        image_size: ImageSize {
+            height: 12,
+            width: 20,
+        },
+        channels: 1,
+        width: 1.0 / 16.0,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(model.layers[0].output.len(), 12 * 20);
+    let opts = StepOptions {
+        lr: 1e-3,
+        augment: Some(AugmentConfig::KERAS),
+        ..Default::default()
+    };
+    let r = compare_step_with(&ctx, &model, 4, &opts, 42).unwrap();
     for c in r.compared() {
         let s = compare(&c);
         assert!(s.ok, "{}", s.report);
@@ -233,7 +267,7 @@ fn bytes_upload_trains_exactly_as_f32() {
     use gpucnn::model::{XceptionConfig, xception_mini};
     let Some(ctx) = test_context() else { return };
     let model = xception_mini(&XceptionConfig {
-        image_size: 17,
+        image_size: gpucnn::model::ImageSize::square(17),
         width: 1.0 / 16.0,
         classes: 2,
         ..Default::default()

@@ -409,6 +409,7 @@ fn worst_tiles(report: &InspectReport) -> Vec<(Vec<f32>, String)> {
         height: TILE,
         width: TILE,
         crop_to_aspect_ratio: true,
+        color_mode: crate::data::ColorMode::Rgb,
     };
     let mut tiles = Vec::new();
     for (i, (kind, g)) in groups.enumerate() {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use super::open_gpu;
 use super::train::parse_augment;
+use crate::data::{ColorMode, ImageSize};
 use crate::gpu::AdapterOptions;
 use crate::plot::grid::write_grid_png;
 use crate::preview::preview_images;
@@ -22,9 +23,12 @@ pub struct PreviewArgs {
     /// Show augmentations (random flip + rotation) of the first image instead.
     #[arg(long)]
     pub augment: bool,
-    /// Images are resized to this size, as in training.
-    #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u32).range(1..))]
-    pub image_size: u32,
+    /// Images are resized to this size, as in training: N (N×N pixels) or H,W (height,width), as `train --image-size`.
+    #[arg(long, default_value = "180", value_name = "N|H,W")]
+    pub image_size: ImageSize,
+    /// Input colours: rgb (3 channels) or grayscale (1), as `train --color-mode`.
+    #[arg(long, default_value = "rgb", value_name = "MODE")]
+    pub color_mode: ColorMode,
     /// Seed of the split (which images come first) and of the augmentations.
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
@@ -45,9 +49,9 @@ pub fn run(a: &PreviewArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode
     } else {
         None
     };
-    let size = a.image_size as usize;
-    let images = preview_images(ctx.as_ref(), &a.data, size, a.seed, cfg)?;
-    let (w, h) = write_grid_png(&a.out, &images, size, size)?;
+    let size = a.image_size;
+    let images = preview_images(ctx.as_ref(), &a.data, size, a.color_mode, a.seed, cfg)?;
+    let (w, h) = write_grid_png(&a.out, &images, size.height, size.width)?;
     eprintln!("Wrote {} ({w}×{h})", a.out.display());
     Ok(ExitCode::SUCCESS)
 }

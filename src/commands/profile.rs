@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use super::open_gpu;
 use super::output::outln;
+use crate::data::{ColorMode, ImageSize};
 use crate::gpu::{AdapterOptions, GpuContext};
 use crate::graph::executor::{BatchTargets, Profile, TrainStep};
 use crate::harness::random_vec;
@@ -13,9 +14,12 @@ use crate::model::{XceptionConfig, xception_mini};
 /// The flags of `gpucnn profile`.
 #[derive(Debug, clap::Args)]
 pub struct ProfileArgs {
-    /// Input height and width in pixels.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
-    pub image_size: u32,
+    /// Input size: N (N×N pixels) or H,W (height,width), as `train --image-size`.
+    #[arg(long, default_value = "64", value_name = "N|H,W")]
+    pub image_size: ImageSize,
+    /// Input colours: rgb (3 channels) or grayscale (1), as `train --color-mode`.
+    #[arg(long, default_value = "rgb", value_name = "MODE")]
+    pub color_mode: ColorMode,
     /// Channel-width multiplier (1.0 is the original network).
     #[arg(long, default_value_t = 1.0)]
     pub width: f32,
@@ -39,7 +43,8 @@ pub fn run(args: &ProfileArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitC
         crate::bail_input!("--width must be a positive number, got {}", args.width);
     }
     let model = xception_mini(&XceptionConfig {
-        image_size: args.image_size as usize,
+        image_size: args.image_size,
+        channels: args.color_mode.channels(),
         width: args.width,
         classes: args.classes as usize,
         ..Default::default()
@@ -73,7 +78,8 @@ pub fn run(args: &ProfileArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitC
     if args.json {
         let mut v = serde_json::to_value(&profile)?;
         v["adapter"] = ctx.info.name.clone().into();
-        v["image_size"] = args.image_size.into();
+        v["image_size"] = serde_json::to_value(args.image_size)?;
+        v["color_mode"] = args.color_mode.name().into();
         v["width"] = args.width.into();
         v["upload_bytes"] = upload.bytes.into();
         v["upload_seconds"] = upload.seconds.into();
@@ -125,9 +131,10 @@ fn time_upload(
 fn print_table(p: &Profile, adapter: &str, args: &ProfileArgs) -> anyhow::Result<()> {
     let ops_total: f64 = p.ops.iter().map(|o| o.seconds).sum();
     outln!(
-        "{adapter}: xception_mini {}×{} width {} batch {} ({}; mean of {} steps)",
-        args.image_size,
-        args.image_size,
+        "{adapter}: xception_mini {}×{}×{} width {} batch {} ({}; mean of {} steps)",
+        args.image_size.height,
+        args.image_size.width,
+        args.color_mode.channels(),
         args.width,
         p.batch,
         p.timer,

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use super::open_gpu;
 use super::output::{out, outln};
+use crate::data::{ColorMode, ImageSize};
 use crate::gpu::AdapterOptions;
 use crate::graph::Model;
 use crate::graph::memory::plan_memory;
@@ -18,9 +19,12 @@ use crate::kernels::variants::Variants;
 /// The flags of `gpucnn summary`.
 #[derive(Debug, clap::Args)]
 pub struct SummaryArgs {
-    /// Input height and width in pixels.
-    #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u32).range(1..))]
-    pub image_size: u32,
+    /// Input size: N (N×N pixels) or H,W (height,width), as `train --image-size`.
+    #[arg(long, default_value = "180", value_name = "N|H,W")]
+    pub image_size: ImageSize,
+    /// Input colours: rgb (3 channels) or grayscale (1), as `train --color-mode`.
+    #[arg(long, default_value = "rgb", value_name = "MODE")]
+    pub color_mode: ColorMode,
     /// Channel-width multiplier (1.0 is the original network; 0.25 is 16× cheaper).
     #[arg(long, default_value_t = 1.0)]
     pub width: f32,
@@ -40,6 +44,7 @@ pub struct SummaryArgs {
 pub fn run(args: &SummaryArgs, opts: &AdapterOptions) -> anyhow::Result<ExitCode> {
     let SummaryArgs {
         image_size,
+        color_mode,
         width,
         classes,
         ref plot,
@@ -49,7 +54,8 @@ pub fn run(args: &SummaryArgs, opts: &AdapterOptions) -> anyhow::Result<ExitCode
         crate::bail_input!("--width must be a positive number, got {width}");
     }
     let cfg = crate::model::XceptionConfig {
-        image_size: image_size as usize,
+        image_size,
+        channels: color_mode.channels(),
         classes: classes as usize,
         width,
         ..Default::default()

@@ -9,6 +9,7 @@ use anyhow::Context;
 use super::open_gpu;
 use crate::cpu::augment::AugmentConfig;
 use crate::data::dataset::ClassSelection;
+use crate::data::{ColorMode, ImageSize};
 use crate::dist::{self, Collective, Job};
 use crate::gpu::{AdapterOptions, GpuContext};
 use crate::train::callbacks::{CallbackConfig, LrSchedule, Monitor};
@@ -102,9 +103,10 @@ pub struct TrainArgs {
     /// unless one batch would not fit the GPU's limits. Under mpirun, per rank.
     #[arg(long, value_name = "N")]
     pub micro_batch: Option<usize>,
-    /// Images are resized (bilinear, no antialiasing) to this height and width.
-    #[arg(long, default_value_t = 180)]
-    pub image_size: usize,
+    /// Images are resized (bilinear, no antialiasing) to this size, the model's input: N for
+    /// N×N pixels, or H,W for H high and W wide (Keras' image_size=(height, width)).
+    #[arg(long, default_value = "180", value_name = "N|H,W")]
+    pub image_size: ImageSize,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
@@ -152,6 +154,8 @@ pub struct TrainArgs {
     )]
     pub dropout: f32,
     /// Centre-crop each image to a square before resizing, instead of stretching it.
+    /// Centre-crop each image to the aspect ratio of --image-size before resizing, instead of
+    /// stretching it.
     #[arg(long)]
     pub crop_to_aspect_ratio: bool,
     /// Continue the run in --out from its last checkpoint (same settings and data required).
@@ -169,6 +173,11 @@ pub struct TrainArgs {
     /// val_loss are never weighted. Not with --labels.
     #[arg(long, value_name = "auto|none|NAME=W,...", default_value = "none")]
     pub class_weight: String,
+    /// Decode images to rgb (3 channels; gray files replicated, alpha dropped) or grayscale
+    /// (1 channel, TensorFlow's rgb_to_grayscale weights), as Keras' color_mode; the model's
+    /// input has that many channels, and predict and evaluate convert every image the same way.
+    #[arg(long, default_value = "rgb", value_name = "rgb|grayscale")]
+    pub color_mode: ColorMode,
 }
 
 /// `--validation-split` when not given: the Keras example's 0.2.
@@ -229,6 +238,7 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
             dropout: a.dropout,
         },
         class_weight: ClassWeight::parse(&a.class_weight)?,
+        color_mode: a.color_mode,
     })
 }
 

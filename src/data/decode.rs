@@ -4,8 +4,10 @@
 //!
 //! - Formats: JPEG (baseline and progressive), PNG (8/16 bit, gray, gray+alpha, RGB, RGBA,
 //!   palette), BMP, GIF (first frame), WebP (lossy and lossless, with the image crate's pure-Rust
-//!   decoder; first frame of an animation). Always 3 channels: gray is replicated, alpha dropped
-//!   (as TF's `decode_image(channels=3)`), 16-bit samples rounded to 8 bits by the image crate.
+//!   decoder; first frame of an animation). Decoded to 3 channels: gray is replicated, alpha
+//!   dropped (as TF's `decode_image(channels=3)`), 16-bit samples rounded to 8 bits by the image
+//!   crate; `--color-mode grayscale` then converts to one channel before the resize
+//!   ([`super::geometry::rgb_to_gray`]).
 //!   EXIF orientation is ignored, as TF ignores it.
 //! - Decompression bombs: the header's dimensions are read first and an image over
 //!   [`MAX_IMAGE_SIDE`] per side or over the pixel limit ([`MAX_IMAGE_PIXELS`] unless the
@@ -566,8 +568,8 @@ fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
     }
 }
 
-/// Decodes `path` and resizes it: f32 [H, W, 3], values 0–255, as Keras feeds the model (the
-/// decoded image's budget is held until the resize is done).
+/// Decodes `path` and resizes it: f32 [H, W, C] (C from `opts.color_mode`), values 0–255, as
+/// Keras feeds the model (the decoded image's budget is held until the resize is done).
 pub fn load_resized(path: &Path, opts: &ResizeOptions) -> Result<Vec<f32>, DecodeError> {
     Ok(resize_rgb8(&*decode_rgb8(path)?, opts))
 }

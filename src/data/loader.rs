@@ -262,7 +262,7 @@ impl Loader {
                 options.batch_size, r.height, r.width
             )));
         }
-        let record = r.height * r.width * 3;
+        let record = r.record_len();
         let n = samples.len();
         let total = record as u64 * n as u64;
         let store = if total <= options.cache.memory_budget {

@@ -2,8 +2,10 @@
 //!
 //! - [`dataset`]: class folders (all, or those chosen) → sorted file list → seeded
 //!   train/validation split, or a separate validation folder; per-epoch training order.
+//! - [`geometry`]: the input's size and colour mode ([`ImageSize`], [`ColorMode`]).
 //! - [`decode`]: file → RGB u8 (JPEG, PNG, BMP, GIF, WebP; decompression bombs refused from the
-//!   header) → TensorFlow's bilinear resize without antialiasing → f32 HWC 0–255.
+//!   header) → (grayscale: one luma channel) → TensorFlow's bilinear resize
+//!   without antialiasing → f32 HWC 0–255.
 //! - [`scan`]: a parallel pre-scan that finds (and optionally deletes) unusable files.
 //! - [`inspect`]: `gpucnn inspect`'s dataset report (class balance, exact and near duplicates,
 //!   sizes, colour modes), and the train/validation leak check `train` runs at start.
@@ -12,6 +14,7 @@
 
 pub mod dataset;
 pub mod decode;
+pub mod geometry;
 pub mod inspect;
 pub mod labels;
 pub mod loader;
@@ -23,6 +26,7 @@ pub use dataset::{
     epoch_order, image_files,
 };
 pub use decode::{DecodeError, MAX_FILE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, ResizeOptions};
+pub use geometry::{ColorMode, ImageSize};
 pub use loader::{
     Batch, CacheKind, CacheOptions, Epoch, Loader, LoaderError, LoaderOptions, LoaderStats,
 };

@@ -4,7 +4,9 @@
 
 use image::RgbImage;
 
-/// Target size of [`super::decode::load_resized`].
+use super::geometry::{ColorMode, rgb_to_gray};
+
+/// Target size and channels of [`super::decode::load_resized`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResizeOptions {
     /// Output height in pixels.
@@ -14,6 +16,16 @@ pub struct ResizeOptions {
     /// Centre-crop to the target aspect ratio before resizing (Keras' `crop_to_aspect_ratio`);
     /// otherwise the image is stretched.
     pub crop_to_aspect_ratio: bool,
+    /// The channels of the output: RGB, or one gray channel converted from RGB before the
+    /// resize (as Keras decodes with `channels=1` and then resizes).
+    pub color_mode: ColorMode,
+}
+
+impl ResizeOptions {
+    /// Values of one resized image: height × width × channels.
+    pub fn record_len(&self) -> usize {
+        self.height * self.width * self.color_mode.channels()
+    }
 }
 
 /// Keras' centre crop for `crop_to_aspect_ratio`: the window `(top, left, height, width)` of an
@@ -77,7 +89,8 @@ pub fn resize_bilinear(
     }
 }
 
-/// Resizes a decoded RGB image to `opts` (cropping first when asked): f32 [H, W, 3], 0–255.
+/// Resizes a decoded RGB image to `opts` (cropping first when asked, converting to gray first
+/// for [`ColorMode::Grayscale`]): f32 [H, W, C], 0–255, C = `opts.color_mode.channels()`.
 pub fn resize_rgb8(image: &RgbImage, opts: &ResizeOptions) -> Vec<f32> {
     let (in_w, in_h) = (image.width() as usize, image.height() as usize);
     let window = if opts.crop_to_aspect_ratio {
@@ -85,16 +98,16 @@ pub fn resize_rgb8(image: &RgbImage, opts: &ResizeOptions) -> Vec<f32> {
     } else {
         [0, 0, in_h, in_w]
     };
-    let mut out = vec![0.0; opts.height * opts.width * 3];
-    resize_bilinear(
-        &mut out,
-        opts.height,
-        opts.width,
-        image.as_raw(),
-        in_w,
-        3,
-        window,
-    );
+    let gray;
+    let (src, c) = match opts.color_mode {
+        ColorMode::Rgb => (image.as_raw().as_slice(), 3),
+        ColorMode::Grayscale => {
+            gray = rgb_to_gray(image.as_raw());
+            (gray.as_slice(), 1)
+        }
+    };
+    let mut out = vec![0.0; opts.record_len()];
+    resize_bilinear(&mut out, opts.height, opts.width, src, in_w, c, window);
     out
 }
 
@@ -194,9 +207,35 @@ mod tests {
                 height: 1,
                 width: 2,
                 crop_to_aspect_ratio: true,
+                color_mode: ColorMode::Rgb,
             },
         );
         close(&out, &[10.0, 10.0, 10.0, 20.0, 20.0, 20.0]);
+    }
+
+    #[test]
+    fn grayscale_converts_each_pixel_then_resizes_one_channel() {
+        // 2×4 colour image to 1×2 gray: each output averages a 2×2 block of luma values.
+        let px = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [90, 90, 90]];
+        let img = RgbImage::from_fn(4, 2, |x, _| image::Rgb(px[x as usize]));
+        let opts = ResizeOptions {
+            height: 1,
+            width: 2,
+            crop_to_aspect_ratio: false,
+            color_mode: ColorMode::Grayscale,
+        };
+        assert_eq!(opts.record_len(), 2);
+        let out = resize_rgb8(&img, &opts);
+        // Luma 76, 150, 29, 90 (TF's weights): left pair (76 + 150) / 2, right (29 + 90) / 2.
+        close(&out, &[113.0, 59.5]);
+        let rgb = resize_rgb8(
+            &img,
+            &ResizeOptions {
+                color_mode: ColorMode::Rgb,
+                ..opts
+            },
+        );
+        assert_eq!(rgb.len(), 6);
     }
 
     #[test]

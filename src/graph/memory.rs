@@ -386,7 +386,7 @@ mod tests {
     fn a_parameter_larger_than_a_binding_names_the_width_that_fits() {
         let m = xception_mini(&XceptionConfig {
             width: 8.0,
-            image_size: 32,
+            image_size: crate::model::ImageSize::square(32),
             ..Default::default()
         })
         .unwrap();

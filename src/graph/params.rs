@@ -198,7 +198,7 @@ mod tests {
     fn initial_values_follow_keras_initialisers() {
         let m = xception_mini(&XceptionConfig {
             width: 0.125,
-            image_size: 32,
+            image_size: crate::model::ImageSize::square(32),
             ..Default::default()
         })
         .unwrap();

@@ -348,7 +348,7 @@ mod tests {
 
     fn tiny() -> (Model, ParamLayout) {
         let m = xception_mini(&XceptionConfig {
-            image_size: 12,
+            image_size: crate::model::ImageSize::square(12),
             width: 1.0 / 32.0,
             dropout: 0.0,
             ..Default::default()

@@ -1,14 +1,17 @@
 //! The network of the Keras "image classification from scratch" example (a small Xception).
 
+pub mod geometry;
+
 use crate::cpu::Padding;
 use crate::graph::{Activation, GraphError, LayerKind, Model, layers};
+pub use geometry::{ColorMode, ImageSize};
 
 /// Configuration of [`xception_mini`].
 #[derive(Debug, Clone, Copy)]
 pub struct XceptionConfig {
-    /// Input height and width (the example uses 180).
-    pub image_size: usize,
-    /// Input channels (3 for RGB).
+    /// Input height and width (the example uses 180×180).
+    pub image_size: ImageSize,
+    /// Input channels (3 for RGB, 1 for grayscale).
     pub channels: usize,
     /// Number of classes; 2 gives one sigmoid output, more give a softmax over K.
     pub classes: usize,
@@ -24,7 +27,7 @@ pub struct XceptionConfig {
 impl Default for XceptionConfig {
     fn default() -> Self {
         Self {
-            image_size: 180,
+            image_size: ImageSize::square(180),
             channels: 3,
             classes: 2,
             width: 1.0,
@@ -70,7 +73,8 @@ pub fn xception_mini(cfg: &XceptionConfig) -> Result<Model, GraphError> {
     })?;
     let w = |c| scaled(c, cfg.width);
     let mut m = Model::new();
-    let x = m.input(cfg.image_size, cfg.image_size, cfg.channels);
+    let ImageSize { height, width } = cfg.image_size;
+    let x = m.input(height, width, cfg.channels);
     let scale = layers::Rescaling {
         scale: 1.0 / 255.0,
         offset: 0.0,
@@ -200,12 +204,39 @@ mod tests {
         let m = xception_mini(&XceptionConfig {
             classes: 10,
             width: 1.0 / 16.0,
-            image_size: 32,
+            image_size: ImageSize::square(32),
             ..Default::default()
         })
         .unwrap();
         assert_eq!(m.output_shape().unwrap(), Shape::Flat(10));
         assert_eq!(m.layers[2].output, Shape::Hwc(16, 16, 8));
         assert!(m.layers.iter().any(|l| l.output == Shape::Hwc(2, 2, 46)));
+    }
+
+    #[test]
+    fn non_square_grayscale_input_keeps_height_and_width_apart() {
+        let m = xception_mini(&XceptionConfig {
+            image_size: ImageSize {
+                height: 12,
+                width: 20,
+            },
+            channels: 1,
+            width: 1.0 / 16.0,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(m.layers[0].output, Shape::Hwc(12, 20, 1));
+        // Stride 2, "same": ceil(12/2) × ceil(20/2); the pools go on to 3×5, 2×3, 1×2.
+        assert_eq!(m.layers[2].output, Shape::Hwc(6, 10, 8));
+        assert!(m.layers.iter().any(|l| l.output == Shape::Hwc(1, 2, 46)));
+        // One input channel: the stem's kernel is 3×3×1×8 (+ bias) instead of 3×3×3×8.
+        let rgb = xception_mini(&XceptionConfig {
+            channels: 3,
+            image_size: ImageSize::square(12),
+            width: 1.0 / 16.0,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(rgb.param_counts().0 - m.param_counts().0, 2 * 9 * 8);
     }
 }

@@ -15,7 +15,11 @@
 //! }
 //!
 //! let ctx = gpucnn::gpu::GpuContext::new(&Default::default()).unwrap();
-//! let cfg = FitConfig { epochs: 3, image_size: 64, ..FitConfig::new("Animals") };
+//! let cfg = FitConfig {
+//!     epochs: 3,
+//!     image_size: gpucnn::data::ImageSize::square(64),
+//!     ..FitConfig::new("Animals")
+//! };
 //! let summary = train(&ctx, &cfg, &mut Print).unwrap();
 //! println!("best: {:?}", summary.best_val_accuracy);
 //! ```
@@ -27,6 +31,7 @@ use super::interrupt::Interrupted;
 use super::metrics::EpochMetrics;
 use super::regularization::Regularization;
 use crate::cpu::augment::AugmentConfig;
+use crate::data::geometry::{ColorMode, ImageSize};
 use crate::dist::Job;
 use crate::error::BadInput;
 use crate::gpu::GpuContext;
@@ -47,7 +52,7 @@ impl FitConfig {
             data,
             epochs: 25,
             batch_size: 128,
-            image_size: 180,
+            image_size: ImageSize::square(180),
             lr: 1e-3,
             validation_split: 0.2,
             seed: 1337,
@@ -67,6 +72,7 @@ impl FitConfig {
             progress: false,
             regularization: Regularization::default(),
             class_weight: ClassWeight::None,
+            color_mode: ColorMode::Rgb,
         }
     }
 }

@@ -296,8 +296,8 @@ impl Trainer<'_> {
         let Some(tb) = self.tensorboard.as_mut() else {
             return Ok(());
         };
-        let size = self.cfg.image_size;
-        let per = size * size * 3;
+        let (size, mode) = (self.cfg.image_size, self.cfg.color_mode);
+        let per = size.pixels() * mode.channels();
         let names = &self.model_cfg.classes;
         let images: Vec<(Vec<f32>, String)> = (b.images.chunks(per).zip(&b.labels))
             .take(9)
@@ -310,11 +310,13 @@ impl Trainer<'_> {
                         .join(", "),
                     None => names.get(label as usize).cloned().unwrap_or_default(),
                 };
-                (px.iter().map(|&v| v as f32).collect(), title)
+                let px: Vec<f32> = px.iter().map(|&v| v as f32).collect();
+                // The grid draws RGB: a gray image is drawn gray.
+                (mode.to_rgb(&px), title)
             })
             .collect();
         let cell = crate::plot::grid::GRID_CELL;
-        let (rgb, w, h) = crate::plot::grid::render_grid(&images, size, size, cell);
+        let (rgb, w, h) = crate::plot::grid::render_grid(&images, size.height, size.width, cell);
         let png = super::tensorboard::png_bytes(&rgb, w, h)?;
         tb.train
             .image(0, "first_batch", png, w, h)

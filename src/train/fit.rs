@@ -32,6 +32,7 @@ use super::setup;
 use super::tensorboard::TensorBoard;
 use crate::cpu::augment::AugmentConfig;
 use crate::data::decode::ResizeOptions;
+use crate::data::geometry::{ColorMode, ImageSize};
 use crate::data::loader::{CacheOptions, Loader, LoaderOptions};
 use crate::dist::{self, DataParallel, Job, digest, same_everywhere};
 use crate::gpu::GpuContext;
@@ -44,7 +45,8 @@ pub struct FitConfig {
     pub out: PathBuf,
     pub epochs: usize,
     pub batch_size: usize,
-    pub image_size: usize,
+    /// `--image-size`: what every image is resized to, and the model's input height and width.
+    pub image_size: ImageSize,
     pub lr: f32,
     pub validation_split: f32,
     pub seed: u64,
@@ -81,6 +83,9 @@ pub struct FitConfig {
     /// `--class-weight`: Keras' `class_weight` on the training loss (see
     /// [`super::class_weight`]); the reported `loss` is then the weighted one. Single-label only.
     pub class_weight: ClassWeight,
+    /// `--color-mode` (Keras' `color_mode`): images decoded to RGB or to one gray channel; the
+    /// model's input has that many channels.
+    pub color_mode: ColorMode,
 }
 
 /// What a finished run reports.
@@ -107,8 +112,11 @@ pub fn validate(cfg: &FitConfig) -> anyhow::Result<()> {
             "--keep-checkpoints must be at least 1: the last checkpoint is what --resume needs"
         );
     }
-    if cfg.image_size == 0 {
-        crate::bail_input!("--image-size must be at least 1");
+    if cfg.image_size.is_empty() {
+        crate::bail_input!(
+            "--image-size must be at least 1 on each side, got {}",
+            cfg.image_size
+        );
     }
     if !(cfg.validation_split > 0.0 && cfg.validation_split < 1.0) {
         crate::bail_input!(
@@ -274,9 +282,10 @@ fn fit_inner(
 
     let loader_opts = |batch| LoaderOptions {
         resize: ResizeOptions {
-            height: cfg.image_size,
-            width: cfg.image_size,
+            height: cfg.image_size.height,
+            width: cfg.image_size.width,
             crop_to_aspect_ratio: cfg.crop_to_aspect_ratio,
+            color_mode: cfg.color_mode,
         },
         batch_size: batch,
         workers: 0,

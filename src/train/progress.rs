@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::data::geometry::ImageSize;
+
 /// A validation step (forward only) costs roughly a third of a training step (forward, backward
 /// and the optimizer), which is how validation enters an estimate before an epoch was measured.
 pub const VAL_STEP_COST: f64 = 1.0 / 3.0;
@@ -26,7 +28,7 @@ pub const ESTIMATE_STEPS: usize = 1;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
     /// `--image-size`.
-    pub image_size: usize,
+    pub image_size: ImageSize,
     /// `--width`.
     pub width: f32,
     /// `--epochs`.
@@ -37,7 +39,7 @@ pub struct Settings {
 /// example's 180, a quarter of the width cuts the pointwise convolutions' work up to 16 times, and
 /// a few epochs already show whether the network learns the data.
 pub const QUICK: Settings = Settings {
-    image_size: 64,
+    image_size: ImageSize::square(64),
     width: 0.25,
     epochs: 5,
 };
@@ -77,6 +79,21 @@ pub fn estimate(work: &Work, secs_per_step: f64, epoch_secs: Option<f64>) -> Eta
     }
 }
 
+/// The quick-run size for `size`: [`QUICK`]'s longest side, the aspect ratio kept (a
+/// 120×160 run is told 48,64, not a square that would distort its images).
+pub fn quick_size(size: ImageSize) -> ImageSize {
+    let side = QUICK.image_size.max_side();
+    let scale = |n: usize| {
+        ((n * side) as f64 / size.max_side() as f64)
+            .round()
+            .max(1.0) as usize
+    };
+    ImageSize {
+        height: scale(size.height),
+        width: scale(size.width),
+    }
+}
+
 /// The one line that says a run will be long, when it is estimated at over [`SLOW_RUN_SECS`]
 /// seconds on a software adapter (`software`, named `adapter`); `None` otherwise. It names the
 /// flags of a quicker run with values (those of [`QUICK`] that lower `current`); the run itself
@@ -91,8 +108,8 @@ pub fn slow_run_advice(
         return None;
     }
     let mut flags = Vec::new();
-    if current.image_size > QUICK.image_size {
-        flags.push(format!("--image-size {}", QUICK.image_size));
+    if current.image_size.max_side() > QUICK.image_size.max_side() {
+        flags.push(format!("--image-size {}", quick_size(current.image_size)));
     }
     if current.width > QUICK.width {
         flags.push(format!("--width {}", QUICK.width));
@@ -192,7 +209,7 @@ mod tests {
     use super::*;
 
     const EXAMPLE: Settings = Settings {
-        image_size: 180,
+        image_size: ImageSize::square(180),
         width: 1.0,
         epochs: 25,
     };
@@ -261,7 +278,7 @@ mod tests {
     #[test]
     fn advice_names_only_the_flags_that_lower_the_cost() {
         let small = Settings {
-            image_size: 32,
+            image_size: ImageSize::square(32),
             width: 0.25,
             epochs: 50,
         };
@@ -270,12 +287,41 @@ mod tests {
         assert!(!advice.contains("--image-size 64"), "{advice}");
         assert!(!advice.contains("--width 0.25"), "{advice}");
         let tiny = Settings {
-            image_size: 16,
+            image_size: ImageSize::square(16),
             width: 0.0625,
             epochs: 2,
         };
         let advice = slow_run_advice(2.0 * 3600.0, true, "x", &tiny).unwrap();
         assert!(advice.contains("smaller folder"), "{advice}");
+    }
+
+    #[test]
+    fn a_non_square_size_is_scaled_down_keeping_its_aspect_ratio() {
+        let wide = Settings {
+            image_size: ImageSize {
+                height: 120,
+                width: 160,
+            },
+            ..EXAMPLE
+        };
+        let advice = slow_run_advice(2.0 * 3600.0, true, "x", &wide).unwrap();
+        assert!(advice.contains("--image-size 48,64 "), "{advice}");
+        let thin = ImageSize {
+            height: 3,
+            width: 400,
+        };
+        assert_eq!(quick_size(thin).to_string(), "1,64");
+        assert_eq!(quick_size(ImageSize::square(180)).to_string(), "64");
+        // Under 64 on both sides: nothing to suggest.
+        let small = Settings {
+            image_size: ImageSize {
+                height: 12,
+                width: 20,
+            },
+            ..EXAMPLE
+        };
+        let advice = slow_run_advice(2.0 * 3600.0, true, "x", &small).unwrap();
+        assert!(!advice.contains("--image-size"), "{advice}");
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! interrupted run left behind.
 //!
 //! - **Fingerprint.** `run.json` records a [`RunFingerprint`]: every setting that changes what
-//!   an epoch computes (seed, split, learning rate, batch and image size, width, augmentation,
-//!   crop, classes, the labels CSV) and a digest of the data (the sorted relative paths and sizes
-//!   of the files). `--epochs` is not part of it: a resume may raise it. Every resumable
-//!   checkpoint carries the same fingerprint, so a `save_at_N` is tied to the run that wrote it.
+//!   an epoch computes (seed, split, learning rate, batch and image size, colour mode, width,
+//!   augmentation, crop, classes, the labels CSV) and a digest of the data (the sorted relative
+//!   paths and sizes of the files). `--epochs` is not part of it: a resume may raise it. Every
+//!   resumable checkpoint carries the same fingerprint, so a `save_at_N` is tied to the run
+//!   that wrote it.
 //! - **Who may start what** ([`RunFolder::plan`]): `--resume` continues only a run with the same
 //!   fingerprint; a new run starts only in a folder that holds no run's results, or with
 //!   `--overwrite`, which first deletes the old run's files (gpucnn's own, nothing else). So a
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::metrics;
 use super::regularization::Regularization;
 use crate::atomic::write_atomic;
+use crate::data::geometry::{ColorMode, ImageSize};
 
 /// File name of the fingerprint in a run folder.
 pub const RUN_JSON: &str = "run.json";
@@ -57,8 +59,9 @@ pub struct RunFingerprint {
     pub lr: f32,
     /// `--batch-size`.
     pub batch_size: usize,
-    /// `--image-size`.
-    pub image_size: usize,
+    /// `--image-size`: a number when square (as every run.json before non-square sizes),
+    /// else `[height, width]`.
+    pub image_size: ImageSize,
     /// `--width`.
     pub width: f32,
     /// `--augment` and `--rotation`: `none`, `flip`, `rotate 0.1` or `flip,rotate 0.1`.
@@ -88,6 +91,14 @@ pub struct RunFingerprint {
     /// the JSON of such runs, so run.json files written before the flag read as unweighted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_weight: Option<String>,
+    /// `--color-mode`. Absent from the JSON of an RGB run, so a run.json written before the
+    /// flag existed reads as RGB, and an RGB run's run.json is as it was.
+    #[serde(default, skip_serializing_if = "is_rgb")]
+    pub color_mode: ColorMode,
+}
+
+fn is_rgb(mode: &ColorMode) -> bool {
+    *mode == ColorMode::Rgb
 }
 
 /// A cheap digest of a dataset's files: their relative paths and sizes, not their contents.
@@ -201,6 +212,11 @@ impl RunFingerprint {
             "--image-size",
             self.image_size.to_string(),
             new.image_size.to_string(),
+        );
+        cmp(
+            "--color-mode",
+            self.color_mode.to_string(),
+            new.color_mode.to_string(),
         );
         cmp("--width", self.width.to_string(), new.width.to_string());
         cmp(
@@ -568,7 +584,7 @@ mod tests {
             validation_split: 0.2,
             lr: 1e-3,
             batch_size: 8,
-            image_size: 16,
+            image_size: ImageSize::square(16),
             width: 0.0625,
             augment: "flip".into(),
             crop_to_aspect_ratio: false,
@@ -583,6 +599,7 @@ mod tests {
             val_data: None,
             regularization: Regularization::default(),
             class_weight: None,
+            color_mode: ColorMode::Rgb,
         }
     }
 
@@ -607,6 +624,32 @@ mod tests {
                 "--weight-decay/--dropout weight decay 0, dropout 0.5 → weight decay 0.004, \
               dropout 0.3"
             ]
+        );
+    }
+
+    #[test]
+    fn geometry_reads_from_old_json_and_differences_name_the_flags() {
+        let old = fingerprint();
+        let json = serde_json::to_string(&old).unwrap();
+        // An RGB square run's JSON is as before either flag existed.
+        assert!(
+            json.contains("\"image_size\":16,") && !json.contains("color_mode"),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<RunFingerprint>(&json).unwrap(), old);
+        let mut new = old.clone();
+        new.image_size = ImageSize {
+            height: 12,
+            width: 20,
+        };
+        new.color_mode = ColorMode::Grayscale;
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(json.contains("\"image_size\":[12,20]"), "{json}");
+        assert!(json.contains("\"color_mode\":\"grayscale\""), "{json}");
+        assert_eq!(serde_json::from_str::<RunFingerprint>(&json).unwrap(), new);
+        assert_eq!(
+            old.differences(&new),
+            vec!["--image-size 16 → 12,20", "--color-mode rgb → grayscale"]
         );
     }
 

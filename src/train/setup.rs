@@ -161,6 +161,7 @@ pub fn fingerprint(cfg: &FitConfig, data: &Data) -> anyhow::Result<RunFingerprin
         val_data,
         regularization: cfg.regularization,
         class_weight: cfg.class_weight.label(),
+        color_mode: cfg.color_mode,
     })
 }
 
@@ -340,7 +341,7 @@ fn check_classes(cfg: &FitConfig, data: &Data, log: &mut dyn FnMut(&str)) -> any
 pub fn build_model(cfg: &FitConfig, data: &Data) -> anyhow::Result<(Model, ModelConfig)> {
     let xcfg = XceptionConfig {
         image_size: cfg.image_size,
-        channels: 3,
+        channels: cfg.color_mode.channels(),
         classes: data.class_names.len(),
         width: cfg.width,
         dropout: cfg.regularization.dropout,
@@ -349,6 +350,7 @@ pub fn build_model(cfg: &FitConfig, data: &Data) -> anyhow::Result<(Model, Model
     let model = xception_mini(&xcfg)?;
     let model_cfg = ModelConfig {
         crop_to_aspect_ratio: cfg.crop_to_aspect_ratio,
+        color_mode: cfg.color_mode,
         ..ModelConfig::xception_mini(&xcfg, data.class_names.clone())
     };
     Ok((model, model_cfg))
@@ -639,7 +641,7 @@ pub fn check_free_space(
         return Ok(());
     }
     let checkpoint = checkpoint_size_bound(&step.layout, true);
-    let record = (cfg.image_size * cfg.image_size * 3) as u64;
+    let record = (cfg.image_size.pixels() * cfg.color_mode.channels()) as u64;
     let cache: u64 = [data.train.len(), data.val.len()]
         .iter()
         .map(|&n| record * n as u64)

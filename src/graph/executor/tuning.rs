@@ -57,7 +57,7 @@ mod tests {
     #[test]
     fn the_example_network_lists_its_stem_pointwise_gemms_and_batch_norms() {
         let m = xception_mini(&XceptionConfig {
-            image_size: 64,
+            image_size: crate::model::ImageSize::square(64),
             width: 0.25,
             classes: 2,
             ..Default::default()

@@ -32,6 +32,9 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
         (ShapeClass::Odd, [3, 7, 9, 3], "N3 H7 W9 C3"),
         // Thin images turned by up to 180° send coordinates several reflect periods out.
         (ShapeClass::Odd, [4, 3, 17, 2], "N4 H3 W17 C2"),
+        // A non-square gray batch (`--color-mode grayscale --image-size 12,20`): the rotation is
+        // about ((W−1)/2, (H−1)/2), not a square's centre, and one channel strides by 1.
+        (ShapeClass::Odd, [2, 12, 20, 1], "N2 H12 W20 C1"),
         (ShapeClass::Large, [8, 64, 64, 3], "N8 H64 W64 C3"),
     ];
     let modes: [(&'static str, AugmentConfig); 5] = [

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CheckpointError, GPUCNN_VERSION, MODEL_JSON, XCEPTION_MINI};
 use crate::atomic::write_atomic;
+use crate::data::geometry::{ColorMode, ImageSize};
 use crate::model::XceptionConfig;
 
 /// What `model.json` records: enough to rebuild the network a checkpoint belongs to and to
@@ -17,9 +18,10 @@ pub struct ModelConfig {
     pub architecture: String,
     /// Channel width multiplier (1.0 is the Keras example's network).
     pub width: f32,
-    /// Input height and width in pixels.
-    pub image_size: usize,
-    /// Input channels (3 for RGB).
+    /// Input height and width in pixels: `N` for N×N (every file written before non-square
+    /// inputs existed reads so), `[height, width]` otherwise.
+    pub image_size: ImageSize,
+    /// Input channels: 3 for RGB, 1 for grayscale (always `color_mode`'s).
     pub channels: usize,
     /// Class names in label order (label i is `classes[i]`).
     pub classes: Vec<String>,
@@ -35,14 +37,19 @@ pub struct ModelConfig {
     /// same. Files written before gpucnn recorded it read as false.
     #[serde(default)]
     pub crop_to_aspect_ratio: bool,
+    /// `"rgb"` or `"grayscale"` (`--color-mode`): what `predict` and `evaluate` convert every
+    /// image to, whatever its file holds. Files written before gpucnn recorded it read as rgb.
+    #[serde(default)]
+    pub color_mode: ColorMode,
     /// The gpucnn version that wrote the description.
     pub gpucnn_version: String,
 }
 
 impl ModelConfig {
     /// The description of `xception_mini(cfg)` trained on `classes` (whose count overrides
-    /// `cfg.classes`); the output activation follows from the class count. Images are
-    /// stretched (`crop_to_aspect_ratio` false): set the field when training crops.
+    /// `cfg.classes`); the output activation follows from the class count, the colour mode
+    /// from the channels (1: grayscale, else rgb). Images are stretched (`crop_to_aspect_ratio`
+    /// false): set the field when training crops.
     pub fn xception_mini(cfg: &XceptionConfig, classes: Vec<String>) -> Self {
         let output_activation = if cfg.multi_label || classes.len() == 2 {
             "sigmoid"
@@ -59,6 +66,11 @@ impl ModelConfig {
             output_activation: output_activation.into(),
             multi_label: cfg.multi_label,
             crop_to_aspect_ratio: false,
+            color_mode: if cfg.channels == 1 {
+                ColorMode::Grayscale
+            } else {
+                ColorMode::Rgb
+            },
             gpucnn_version: GPUCNN_VERSION.into(),
         }
     }
@@ -84,8 +96,19 @@ impl ModelConfig {
             ));
         }
         crate::model::check_width(self.width)?;
-        if self.image_size == 0 || self.channels == 0 {
-            return Err("image_size and channels must be at least 1".into());
+        if self.image_size.is_empty() {
+            return Err(format!(
+                "image_size {} has a side of 0; it must be at least 1×1",
+                self.image_size
+            ));
+        }
+        if self.channels != self.color_mode.channels() {
+            return Err(format!(
+                "channels {} does not fit color_mode \"{}\" ({} channel(s))",
+                self.channels,
+                self.color_mode,
+                self.color_mode.channels()
+            ));
         }
         if self.classes.len() < 2 && !self.multi_label {
             return Err(format!(
@@ -152,10 +175,16 @@ impl ModelConfig {
             "--image-size",
         );
         cmp(
+            "color_mode",
+            self.color_mode.to_string(),
+            other.color_mode.to_string(),
+            "--color-mode",
+        );
+        cmp(
             "channels",
             self.channels.to_string(),
             other.channels.to_string(),
-            "the input channels",
+            "--color-mode",
         );
         cmp(
             "classes",
@@ -211,14 +240,15 @@ impl ModelConfig {
         }
     }
 
-    /// One line for messages: `xception_mini width 0.5, 128×128×3 input, 2 classes (cat, dog)`.
+    /// One line for messages: `xception_mini width 0.5, 128×128×3 input, 2 classes (cat, dog)`
+    /// (height × width × channels).
     pub fn summary(&self) -> String {
         format!(
             "{} width {}, {}×{}×{} input, {} classes ({}), dropout {}",
             self.architecture,
             self.width,
-            self.image_size,
-            self.image_size,
+            self.image_size.height,
+            self.image_size.width,
             self.channels,
             self.classes.len(),
             self.classes.join(", "),
