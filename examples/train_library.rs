@@ -100,7 +100,7 @@ fn main() {
         held_out.join("discs/000.png"),
         held_out.join("squares/000.png"),
     ];
-    let (model, preds) = gpucnn::predict::predict(&ctx, &cfg.out, &images, 2).unwrap();
+    let (model, preds) = gpucnn::predict::classify(&ctx, &cfg.out, &images, 2).unwrap();
     for p in &preds {
         let probs = p.result.as_ref().unwrap();
         println!("{}: {:?} {:?}", p.path.display(), model.classes, probs);

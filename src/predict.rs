@@ -248,6 +248,22 @@ pub fn predict(
     Ok((cfg, out))
 }
 
+/// [`predict`] for a library user, with a typed error: runs a trained model on `images` as
+/// `gpucnn predict` does, `batch` at a time (at least 1). `model` is a run folder (its
+/// best.safetensors) or a .safetensors file beside its model.json. Returns the model's
+/// description and one [`Prediction`] per image, in order; an unreadable image is an `Err` in
+/// its own result, not a failure of the call. Fails with
+/// [`crate::train::api::ErrorKind::BadInput`] when the model is missing or does not match its
+/// model.json.
+pub fn classify(
+    ctx: &GpuContext,
+    model: &Path,
+    images: &[PathBuf],
+    batch: usize,
+) -> Result<(ModelConfig, Vec<Prediction>), crate::train::api::Error> {
+    predict(ctx, model, images, batch.max(1)).map_err(crate::train::api::Error::new)
+}
+
 /// Class probabilities from logits: multi-label → one sigmoid per label; one sigmoid output →
 /// [1 − p, p]; K outputs → softmax.
 pub fn probabilities(z: &[f32], multi_label: bool) -> Vec<f32> {

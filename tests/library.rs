@@ -3,7 +3,8 @@
 
 mod common;
 
-use gpucnn::train::api::{FitConfig, FitObserver, Running, TrainErrorKind, train};
+use gpucnn::predict::classify;
+use gpucnn::train::api::{ErrorKind, FitConfig, FitObserver, Running, train};
 use gpucnn::train::metrics::EpochMetrics;
 
 #[derive(Default)]
@@ -123,8 +124,19 @@ fn an_observer_sees_every_step_and_epoch_and_errors_are_typed() {
         ..FitConfig::new(dir.path().join("missing"))
     };
     let e = train(&ctx, &bad, &mut Seen::default()).unwrap_err();
-
-    assert_eq!(e.kind(), TrainErrorKind::BadInput);
+    assert_eq!(e.kind(), ErrorKind::BadInput);
     assert_eq!(e.exit_code(), 2);
     assert!(e.to_string().contains("missing"), "{e}");
+    // classify: the trained run's model on two of its images; an unreadable image is its own
+    // Err, a model folder that is not there a typed bad input.
+    let images = vec![data.join("a/0.png"), dir.path().join("gone.png")];
+    let (model, preds) = classify(&ctx, &cfg.out, &images, 2).unwrap();
+    assert_eq!(model.classes, ["a", "b"]);
+    assert_eq!(preds.len(), 2);
+    let p = preds[0].result.as_ref().unwrap();
+    assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{p:?}");
+    assert!(preds[1].result.is_err());
+    let e = classify(&ctx, &dir.path().join("no-run"), &images, 2).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadInput);
+    assert!(e.to_string().contains("no-run"), "{e}");
 }

@@ -236,8 +236,8 @@ pub fn render_text(r: &InspectReport, roots: &[PathBuf]) -> String {
     if r.too_small_to_hash > 0 {
         let _ = writeln!(
             s,
-            "  not searched: {} image(s) under {MIN_HASH_SIDE} pixels on a side (too few pixels \
-             for a perceptual hash to tell pictures apart)",
+            "  not searched: {} image(s) under {MIN_HASH_SIDE} px a side (too small for a \
+             perceptual hash)",
             r.too_small_to_hash
         );
     }

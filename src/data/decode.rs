@@ -337,6 +337,13 @@ impl DecodeError {
 /// thread: a thread that holds budget while it waits for more could wait forever once images
 /// are large enough to fill the budget.
 pub fn decode_rgb8(path: &Path) -> Result<Decoded, DecodeError> {
+    decode_bytes_rgb8(path, &read_image_file(path)?)
+}
+
+/// The bytes of the file at `path`, refused (unread) over [`MAX_FILE_BYTES`]; the errors name
+/// the file. What [`decode_rgb8`] decodes, for a caller that also wants the bytes themselves
+/// (a content hash).
+pub fn read_image_file(path: &Path) -> Result<Vec<u8>, DecodeError> {
     let io_error = |source| DecodeError::Io {
         path: path.to_path_buf(),
         source,
@@ -359,7 +366,7 @@ pub fn decode_rgb8(path: &Path) -> Result<Decoded, DecodeError> {
             bytes: data.len() as u64,
         });
     }
-    decode_bytes_rgb8(path, &data)
+    Ok(data)
 }
 
 /// Decodes an in-memory file (`path` only names it in errors) to 8-bit RGB, within the

@@ -38,7 +38,7 @@ use image::{ImageDecoder, ImageReader};
 use serde::Serialize;
 
 use super::dataset::Sample;
-use super::decode::{DecodeError, MAX_FILE_BYTES, decode_bytes_rgb8};
+use super::decode::{decode_bytes_rgb8, read_image_file};
 use super::scan::{one_line, thread_count};
 
 /// Default largest Hamming distance (in bits, of 64) between the perceptual hashes of two
@@ -166,7 +166,7 @@ pub fn read_file(sample: &Sample, split: Split) -> FileRecord {
         image: None,
         error: None,
     };
-    let bytes = match read_bytes(&sample.path) {
+    let bytes = match read_image_file(&sample.path) {
         Ok(b) => b,
         Err(e) => {
             record.error = Some(one_line(&e.to_string()));
@@ -240,32 +240,6 @@ pub fn difference_hash(img: &image::RgbImage) -> u64 {
         }
     }
     hash
-}
-
-/// The file's bytes, with the decoder's size limit and its errors.
-fn read_bytes(path: &Path) -> Result<Vec<u8>, DecodeError> {
-    let io_error = |source| DecodeError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = fs::File::open(path).map_err(io_error)?;
-    let len = file.metadata().map_err(io_error)?.len();
-    if len > MAX_FILE_BYTES {
-        return Err(DecodeError::FileTooLarge {
-            path: path.to_path_buf(),
-            bytes: len,
-        });
-    }
-    let mut data = Vec::with_capacity(len as usize);
-    io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_BYTES + 1), &mut data)
-        .map_err(io_error)?;
-    if data.len() as u64 > MAX_FILE_BYTES {
-        return Err(DecodeError::FileTooLarge {
-            path: path.to_path_buf(),
-            bytes: data.len() as u64,
-        });
-    }
-    Ok(data)
 }
 
 /// The stored colour mode and the format of a file that decoded (read from its header again:

@@ -1,7 +1,9 @@
 //! The trainer as a library: [`train`] runs what `gpucnn train` runs, from a [`FitConfig`]
 //! (start from [`FitConfig::new`], which holds the CLI's defaults), reports what happens
 //! through a [`FitObserver`] (the messages the CLI prints, every step, every epoch's
-//! metrics) and fails with a typed [`TrainError`].
+//! metrics) and fails with a typed [`Error`] (kind [`ErrorKind`]: bad input, interrupted,
+//! failure); [`crate::predict::classify`] runs a trained model on images with the same typed
+//! errors.
 //!
 //! ```no_run
 //! use gpucnn::train::api::{train, FitConfig, FitObserver};
@@ -163,9 +165,9 @@ impl Event<'_> {
     }
 }
 
-/// What kind of failure a [`TrainError`] is.
+/// What kind of failure an [`Error`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrainErrorKind {
+pub enum ErrorKind {
     /// A setting, path or file given is at fault, or does not fit this GPU (the CLI's exit 2);
     /// the message says what to change.
     BadInput,
@@ -176,47 +178,53 @@ pub enum TrainErrorKind {
     Failure,
 }
 
-/// A failed training: its kind, and the message with its causes (`{:#}` or `source()`).
+/// The failure of a [`train`] or of [`crate::predict::classify`]: its kind, and the message with its causes (`{:#}`
+/// or `source()`).
 #[derive(Debug)]
-pub struct TrainError {
-    kind: TrainErrorKind,
+pub struct Error {
+    kind: ErrorKind,
     error: anyhow::Error,
 }
 
-impl TrainError {
-    /// Classifies `error` (see [`TrainErrorKind`]).
+/// A failed training ([`train`]).
+pub type TrainError = Error;
+/// What kind of failure a [`TrainError`] is.
+pub type TrainErrorKind = ErrorKind;
+
+impl Error {
+    /// Classifies `error` (see [`ErrorKind`]).
     pub fn new(error: anyhow::Error) -> Self {
         let kind = if let Some(i) = error.downcast_ref::<Interrupted>() {
-            TrainErrorKind::Interrupted { signal: i.signal }
+            ErrorKind::Interrupted { signal: i.signal }
         } else if is_bad_input(&error) {
-            TrainErrorKind::BadInput
+            ErrorKind::BadInput
         } else {
-            TrainErrorKind::Failure
+            ErrorKind::Failure
         };
         Self { kind, error }
     }
 
-    pub fn kind(&self) -> TrainErrorKind {
+    pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
     /// The exit status the CLI gives this failure.
     pub fn exit_code(&self) -> u8 {
         match self.kind {
-            TrainErrorKind::BadInput => crate::error::EXIT_BAD_INPUT,
-            TrainErrorKind::Interrupted { signal } => (128 + signal).clamp(0, 255) as u8,
-            TrainErrorKind::Failure => crate::error::EXIT_FAILURE,
+            ErrorKind::BadInput => crate::error::EXIT_BAD_INPUT,
+            ErrorKind::Interrupted { signal } => (128 + signal).clamp(0, 255) as u8,
+            ErrorKind::Failure => crate::error::EXIT_FAILURE,
         }
     }
 }
 
-impl std::fmt::Display for TrainError {
+impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:#}", self.error)
     }
 }
 
-impl std::error::Error for TrainError {
+impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.error.chain().nth(1)
     }
@@ -229,7 +237,7 @@ pub fn train(
     cfg: &FitConfig,
     observer: &mut dyn FitObserver,
 ) -> Result<FitSummary, TrainError> {
-    super::fit::fit_on(ctx, cfg, Job::solo(), observer).map_err(TrainError::new)
+    super::fit::fit_on(ctx, cfg, Job::solo(), observer).map_err(Error::new)
 }
 
 /// Whether any error in the chain is bad input: [`BadInput`], or a library error that is about

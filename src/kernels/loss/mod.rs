@@ -122,13 +122,15 @@ impl Loss {
         Some(weights.unwrap_or(&self.unweighted))
     }
 
-    /// Mean binary cross-entropy from logits (writes loss). loss: [1] f32; z (logits),
-    /// targets (0 or 1): [N, L] f32; weights: [2] f32 (target 0, target 1) or None.
-    pub fn sigmoid_bce_forward(
+    /// One pass of `family`'s `entry` over `input`, its output `out` bound at binding `slot`
+    /// (0: the loss or dz; 3: the metrics), the class weights (or the placeholder) at 5.
+    fn pass(
         &self,
         ctx: &GpuContext,
-        loss: &dyn Bind,
+        (family, entry): (&ShaderFamily, &str),
+        (slot, out): (usize, &dyn Bind),
         input: &LossInput,
+        grid: [u32; 3],
     ) -> Dispatch {
         let LossInput {
             z,
@@ -138,16 +140,28 @@ impl Loss {
             weights,
         } = *input;
         let p = Params::new(n, classes, weights);
-        let slots = [
-            Some(loss),
+        let mut slots = [
+            None,
             Some(z),
             Some(targets),
             None,
             None,
             self.weights(weights),
         ];
-        self.bce
-            .dispatch(ctx, "sigmoid_bce_forward", &slots, Some(&p), [1, 1, 1])
+        slots[slot] = Some(out);
+        family.dispatch(ctx, entry, &slots, Some(&p), grid)
+    }
+
+    /// Mean binary cross-entropy from logits (writes loss). loss: [1] f32; z (logits),
+    /// targets (0 or 1): [N, L] f32; weights: [2] f32 (target 0, target 1) or None.
+    pub fn sigmoid_bce_forward(
+        &self,
+        ctx: &GpuContext,
+        loss: &dyn Bind,
+        input: &LossInput,
+    ) -> Dispatch {
+        let entry = (&self.bce, "sigmoid_bce_forward");
+        self.pass(ctx, entry, (0, loss), input, [1, 1, 1])
     }
 
     /// dz = (σ(z) − y)·w[y]/(N·L) (writes dz). dz, z, targets: [N, L] f32.
@@ -157,25 +171,14 @@ impl Loss {
         dz: &dyn Bind,
         input: &LossInput,
     ) -> Dispatch {
-        let LossInput {
-            z,
-            targets,
-            n,
-            classes,
-            weights,
-        } = *input;
-        let p = Params::new(n, classes, weights);
-        let slots = [
-            Some(dz),
-            Some(z),
-            Some(targets),
-            None,
-            None,
-            self.weights(weights),
-        ];
-        let grid = grid_1d(groups_for(n * classes, WG));
-        self.bce
-            .dispatch(ctx, "sigmoid_bce_backward", &slots, Some(&p), grid)
+        let grid = grid_1d(groups_for(input.n * input.classes, WG));
+        self.pass(
+            ctx,
+            (&self.bce, "sigmoid_bce_backward"),
+            (0, dz),
+            input,
+            grid,
+        )
     }
 
     /// metrics += [Σ w[y]·BCE, #((z > 0) == (y > 0.5)), N·L] (accumulates). metrics: [3] f32;
@@ -186,24 +189,8 @@ impl Loss {
         metrics: &dyn Bind,
         input: &LossInput,
     ) -> Dispatch {
-        let LossInput {
-            z,
-            targets,
-            n,
-            classes,
-            weights,
-        } = *input;
-        let p = Params::new(n, classes, weights);
-        let slots = [
-            None,
-            Some(z),
-            Some(targets),
-            Some(metrics),
-            None,
-            self.weights(weights),
-        ];
-        self.bce
-            .dispatch(ctx, "sigmoid_bce_metrics", &slots, Some(&p), [1, 1, 1])
+        let entry = (&self.bce, "sigmoid_bce_metrics");
+        self.pass(ctx, entry, (3, metrics), input, [1, 1, 1])
     }
 
     /// Mean sparse categorical cross-entropy from logits (writes loss). loss: [1] f32;
@@ -214,24 +201,8 @@ impl Loss {
         loss: &dyn Bind,
         input: &LossInput,
     ) -> Dispatch {
-        let LossInput {
-            z,
-            targets,
-            n,
-            classes,
-            weights,
-        } = *input;
-        let p = Params::new(n, classes, weights);
-        let slots = [
-            Some(loss),
-            Some(z),
-            Some(targets),
-            None,
-            None,
-            self.weights(weights),
-        ];
-        self.ce
-            .dispatch(ctx, "softmax_ce_forward", &slots, Some(&p), [1, 1, 1])
+        let entry = (&self.ce, "softmax_ce_forward");
+        self.pass(ctx, entry, (0, loss), input, [1, 1, 1])
     }
 
     /// dz = (softmax(z) − onehot(label))·w[label]/N (writes dz). dz, z: [N, K] f32;
@@ -242,25 +213,8 @@ impl Loss {
         dz: &dyn Bind,
         input: &LossInput,
     ) -> Dispatch {
-        let LossInput {
-            z,
-            targets,
-            n,
-            classes,
-            weights,
-        } = *input;
-        let p = Params::new(n, classes, weights);
-        let slots = [
-            Some(dz),
-            Some(z),
-            Some(targets),
-            None,
-            None,
-            self.weights(weights),
-        ];
-        let grid = grid_1d(groups_for(n, WG));
-        self.ce
-            .dispatch(ctx, "softmax_ce_backward", &slots, Some(&p), grid)
+        let grid = grid_1d(groups_for(input.n, WG));
+        self.pass(ctx, (&self.ce, "softmax_ce_backward"), (0, dz), input, grid)
     }
 
     /// metrics += [Σ w[label]·CE, #(argmax z == label), N] (accumulates). metrics: [3] f32;
@@ -271,23 +225,7 @@ impl Loss {
         metrics: &dyn Bind,
         input: &LossInput,
     ) -> Dispatch {
-        let LossInput {
-            z,
-            targets,
-            n,
-            classes,
-            weights,
-        } = *input;
-        let p = Params::new(n, classes, weights);
-        let slots = [
-            None,
-            Some(z),
-            Some(targets),
-            Some(metrics),
-            None,
-            self.weights(weights),
-        ];
-        self.ce
-            .dispatch(ctx, "softmax_ce_metrics", &slots, Some(&p), [1, 1, 1])
+        let entry = (&self.ce, "softmax_ce_metrics");
+        self.pass(ctx, entry, (3, metrics), input, [1, 1, 1])
     }
 }
