@@ -153,7 +153,6 @@ pub struct TrainArgs {
         allow_negative_numbers = true
     )]
     pub dropout: f32,
-    /// Centre-crop each image to a square before resizing, instead of stretching it.
     /// Centre-crop each image to the aspect ratio of --image-size before resizing, instead of
     /// stretching it.
     #[arg(long)]
