@@ -253,6 +253,12 @@ fn a_closed_stdout_and_bad_flags() {
         2,
     );
     assert!(e.contains("--near-threshold"), "{e}");
+    // An --out that is a file: refused before any work, naming the flag.
+    let e = assert_exit(
+        &gpucnn(&["inspect", "--data", s(&train), "--out", s(&file)]),
+        2,
+    );
+    assert!(e.contains("--out") && e.contains("c0.png"), "{e}");
 }
 
 /// `train` says once, at start, when validation images are copies of training images. The

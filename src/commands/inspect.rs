@@ -65,6 +65,12 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<ExitCode> {
          {DEFAULT_NEAR_THRESHOLD})",
         a.near_threshold
     );
+    if let Some(out) = a.out.as_ref().filter(|o| o.exists() && !o.is_dir()) {
+        crate::bail_input!(
+            "--out {} is a file; give a folder for report.json and the pictures",
+            out.display()
+        );
+    }
     let data = load_data(&cfg, &mut |line| eprint!("{}", with_newline(line)))?;
     let input = InspectInput {
         class_names: &data.class_names,
