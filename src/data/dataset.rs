@@ -103,6 +103,29 @@ pub struct Sample {
     pub label: usize,
 }
 
+/// Images per class among `samples`: each sample counts once for its class, or, multi-label
+/// (`targets`: the multi-hot row of each [`Sample::label`]), once for every label it has.
+pub fn class_counts<'a>(
+    samples: impl IntoIterator<Item = &'a Sample>,
+    classes: usize,
+    targets: Option<&[Vec<f32>]>,
+) -> Vec<usize> {
+    let mut counts = vec![0; classes];
+    for s in samples {
+        match targets {
+            Some(t) => {
+                for (c, &on) in counts.iter_mut().zip(&t[s.label]) {
+                    if on > 0.5 {
+                        *c += 1;
+                    }
+                }
+            }
+            None => counts[s.label] += 1,
+        }
+    }
+    counts
+}
+
 /// Why a dataset folder cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
@@ -314,12 +337,12 @@ impl DirectoryDataset {
 
     /// Number of training samples of each class, indexed by label.
     pub fn train_class_counts(&self) -> Vec<usize> {
-        class_counts(&self.train, self.class_names.len())
+        class_counts(&self.train, self.class_names.len(), None)
     }
 
     /// Number of validation samples of each class, indexed by label.
     pub fn val_class_counts(&self) -> Vec<usize> {
-        class_counts(&self.val, self.class_names.len())
+        class_counts(&self.val, self.class_names.len(), None)
     }
 
     /// Training order of `epoch` (0-based): a permutation of `0..train.len()`, different for each
@@ -381,14 +404,6 @@ pub fn epoch_order(n: usize, epoch: usize, seed: u64) -> Vec<usize> {
 fn validation_count(n: usize, split: f32) -> usize {
     let split64: f64 = split.to_string().parse().unwrap_or(split as f64);
     ((split64 * n as f64).floor() as usize).min(n)
-}
-
-fn class_counts(samples: &[Sample], k: usize) -> Vec<usize> {
-    let mut c = vec![0; k];
-    for s in samples {
-        c[s.label] += 1;
-    }
-    c
 }
 
 /// The classes of `dir` (all sub-folders sorted, or those of `classes` in its order) and their

@@ -37,7 +37,7 @@ use std::thread;
 use image::{ImageDecoder, ImageReader};
 use serde::Serialize;
 
-use super::dataset::Sample;
+use super::dataset::{Sample, class_counts};
 use super::decode::{decode_bytes_rgb8, read_image_file};
 use super::scan::{one_line, thread_count};
 
@@ -552,31 +552,26 @@ pub fn report(input: &InspectInput, records: &[FileRecord], near_threshold: u32)
     near_duplicates.sort_by(|a, b| a.badness().cmp(&b.badness()));
 
     let readable: Vec<&FileRecord> = records.iter().filter(|r| r.image.is_some()).collect();
-    let mut classes: Vec<ClassCount> = input
+    let readable_in = |split: Split| {
+        let samples = readable.iter().filter(move |r| r.split == split);
+        class_counts(
+            samples.map(|r| &r.sample),
+            input.class_names.len(),
+            input.targets,
+        )
+    };
+    let (train, validation) = (readable_in(Split::Train), readable_in(Split::Validation));
+    let classes: Vec<ClassCount> = input
         .class_names
         .iter()
-        .map(|n| ClassCount {
-            name: n.clone(),
-            train: 0,
-            validation: 0,
-            total: 0,
+        .zip(train.iter().zip(&validation))
+        .map(|(name, (&train, &validation))| ClassCount {
+            name: name.clone(),
+            train,
+            validation,
+            total: train + validation,
         })
         .collect();
-    for r in &readable {
-        let labels: Vec<usize> = match input.targets {
-            None => vec![r.sample.label],
-            Some(t) => (0..classes.len())
-                .filter(|&c| t[r.sample.label][c] > 0.5)
-                .collect(),
-        };
-        for c in labels {
-            match r.split {
-                Split::Train => classes[c].train += 1,
-                Split::Validation => classes[c].validation += 1,
-            }
-            classes[c].total += 1;
-        }
-    }
     let largest = classes.iter().map(|c| c.total).max().unwrap_or(0);
     let smallest = classes.iter().map(|c| c.total).min().unwrap_or(0);
     let facts: Vec<&ImageFacts> = readable.iter().filter_map(|r| r.image.as_ref()).collect();

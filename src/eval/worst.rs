@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::metrics::argmax;
 use crate::plot::grid::write_grid_png;
 
 /// Keras clips probabilities to [ε, 1 − ε] before the log (backend epsilon 1e-7): a
@@ -29,7 +30,8 @@ pub struct Suspect {
     pub loss: f64,
 }
 
-/// The `k` images with the highest loss, highest first (ties by path). `probs[i]` are image
+/// The `k` images with the highest loss, highest first (ties by path); the predicted class is
+/// the report's ([`argmax`]), so it agrees with the confusion matrix. `probs[i]` are image
 /// `i`'s class probabilities (one per class, as evaluate pairs them).
 pub fn most_suspect(
     paths: &[PathBuf],
@@ -57,17 +59,6 @@ pub fn most_suspect(
     all.sort_by(|a, b| b.loss.total_cmp(&a.loss).then_with(|| a.path.cmp(&b.path)));
     all.truncate(k);
     all
-}
-
-/// The first index of the largest value (NaN never wins).
-fn argmax(p: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in p.iter().enumerate() {
-        if v > p[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// The table evaluate prints: one row per suspect, highest loss first; paths relative to

@@ -18,7 +18,9 @@ use super::metrics::MetricsCsv;
 use super::progress::Status;
 use super::run_folder::{self, Plan, RunFingerprint};
 use crate::cpu::augment::AugmentConfig;
-use crate::data::dataset::{ClassSelection, DatasetOptions, DirectoryDataset, Sample};
+use crate::data::dataset::{
+    ClassSelection, DatasetOptions, DirectoryDataset, Sample, class_counts,
+};
 use crate::data::labels::LabelTable;
 use crate::data::scan::{BadFile, ScanOptions, scan};
 use crate::dist::Collective;
@@ -172,7 +174,7 @@ pub fn class_weights(
     data: &Data,
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Option<Vec<f32>>> {
-    let counts = per_class(&data.train, data.class_names.len(), data.table.as_ref());
+    let counts = class_counts(&data.train, data.class_names.len(), targets(data));
     let w = cfg.class_weight.weights(&data.class_names, &counts)?;
     if let Some(w) = &w {
         log(&class_weight::describe(&data.class_names, w));
@@ -268,22 +270,9 @@ fn share_bad_files(comm: &dyn Collective, mine: &[BadFile]) -> Vec<BadFile> {
     all
 }
 
-/// Per class (single-label) or label (multi-label: images carrying it), how many of `samples`.
-fn per_class(samples: &[Sample], classes: usize, table: Option<&LabelTable>) -> Vec<usize> {
-    let mut counts = vec![0; classes];
-    for s in samples {
-        match table {
-            Some(t) => {
-                for (c, &on) in counts.iter_mut().zip(&t.targets[s.label]) {
-                    if on > 0.5 {
-                        *c += 1;
-                    }
-                }
-            }
-            None => counts[s.label] += 1,
-        }
-    }
-    counts
+/// Multi-label runs: the multi-hot target row of each sample's label.
+fn targets(data: &Data) -> Option<&[Vec<f32>]> {
+    data.table.as_ref().map(|t| t.targets.as_slice())
 }
 
 /// Refuses a class without a single readable image (it would train "perfectly" on the others)
@@ -291,8 +280,8 @@ fn per_class(samples: &[Sample], classes: usize, table: Option<&LabelTable>) -> 
 fn check_classes(cfg: &FitConfig, data: &Data, log: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
     let (names, table) = (&data.class_names, data.table.as_ref());
     let (t, v) = (
-        per_class(&data.train, names.len(), table),
-        per_class(&data.val, names.len(), table),
+        class_counts(&data.train, names.len(), targets(data)),
+        class_counts(&data.val, names.len(), targets(data)),
     );
     let place = |name: &str| match (&cfg.labels, table) {
         (Some(csv), Some(_)) => format!("label '{name}' of {} (--labels)", csv.display()),
