@@ -10,8 +10,8 @@ use anyhow::Context;
 use super::output::{out, outln};
 use crate::data::decode::{ResizeOptions, decode_rgb8, resize_rgb8};
 use crate::data::inspect::{
-    DEFAULT_NEAR_THRESHOLD, DuplicateGroup, InspectInput, InspectOptions, InspectReport,
-    MIN_HASH_SIDE, inspect,
+    DEFAULT_NEAR_THRESHOLD, DuplicateCounts, DuplicateGroup, InspectInput, InspectOptions,
+    InspectReport, MIN_HASH_SIDE, inspect,
 };
 use crate::plot::grid::write_grid_png;
 use crate::plot::histogram::{ClassBar, write_histogram_png};
@@ -219,11 +219,7 @@ pub fn render_text(r: &InspectReport, roots: &[PathBuf]) -> String {
         e.groups, e.extra_copies
     );
     if e.groups > 0 {
-        let _ = writeln!(
-            s,
-            "  within a class: {}, across classes: {}, across train/validation: {}",
-            e.within_class, e.across_classes, e.across_split
-        );
+        kinds_text(&mut s, e);
         if e.across_split > 0 {
             let _ = writeln!(
                 s,
@@ -248,11 +244,7 @@ pub fn render_text(r: &InspectReport, roots: &[PathBuf]) -> String {
         );
     }
     if n.groups > 0 {
-        let _ = writeln!(
-            s,
-            "  within a class: {}, across classes: {}, across train/validation: {}",
-            n.within_class, n.across_classes, n.across_split
-        );
+        kinds_text(&mut s, n);
         groups_text(&mut s, &r.near_duplicates, roots);
     }
     let _ = writeln!(s);
@@ -315,6 +307,16 @@ pub fn render_text(r: &InspectReport, roots: &[PathBuf]) -> String {
 
 /// Files listed per group in the text report (`--json` lists them all).
 const LISTED_FILES: usize = 8;
+
+/// The line counting duplicate groups by kind.
+fn kinds_text(s: &mut String, c: &DuplicateCounts) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "  within a class: {}, across classes: {}, across train/validation: {}",
+        c.within_class, c.across_classes, c.across_split
+    );
+}
 
 fn groups_text(s: &mut String, groups: &[DuplicateGroup], roots: &[PathBuf]) {
     use std::fmt::Write as _;
