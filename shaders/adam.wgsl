@@ -7,9 +7,12 @@
 //                    1 − β^t = −expm1(t·log1p(β − 1)) (no cancellation at small t).
 //                    Record it before adam_update in every step: the step then needs no host
 //                    write, no readback and no bind-group rebuild. writes state
-//   adam_update      per element: θ −= θ·wd·lr (AdamW's decoupled weight decay, Keras'
-//                    _apply_weight_decay, with the base learning rate lr; wd = 0 leaves θ
-//                    bit-for-bit unchanged); m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
+//   adam_update      per element: g += 2·l2·mask·θ (Keras' kernel_regularizer=l2(l2): the
+//                    penalty's gradient, coupled, added to the loss's; only when l2 ≠ 0, so
+//                    l2 = 0 reads no mask and leaves g bit-for-bit unchanged); θ −= θ·wd·lr
+//                    (AdamW's decoupled weight decay, Keras' _apply_weight_decay, with the base
+//                    learning rate lr; wd = 0 leaves θ bit-for-bit unchanged);
+//                    m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
 //                    θ −= lr_t·m/(sqrt(v) + ε), lr and lr_t read from state. updates θ, m, v
 //                    in place
 //
@@ -22,16 +25,19 @@
 //   4    | state_rw | read_write | AdamState (16 B) | begin_step
 //   5    | state    | read       | AdamState (16 B) | update
 //   6    | params   | uniform    | Params           | both
+//   7    | l2_mask  | read       | [len] f32        | update (1: an L2-regularized kernel, 0:
+//        |          |            |                  | not; read only when params.l2 ≠ 0)
 //
 // AdamState (storage): t (u32, steps taken; 0 before the first), lr (f32, base learning rate:
 //   the host writes it when it changes), lr_t (f32, written by adam_begin_step), _pad (u32).
 // Params: len (u32, elements), beta1, beta2, epsilon, weight_decay (f32; 0 for plain Adam),
-//   _pad0.._pad2.
+//   l2 (f32; 0: no L2 penalty), _pad1, _pad2.
 // Workgroup: adam_begin_step 1 invocation; adam_update WG (override, default 64) invocations,
 //   each updating 4 consecutive elements.
 // Grid: adam_begin_step (1, 1, 1); adam_update kernels::grid_1d(ceil(len / (4·WG))),
 //   linear group = wid.x + wid.y·nwg.x.
-// Mirrors: cpu::adam::adam_begin_step, cpu::adam::adam_update.
+// Mirrors: cpu::adam::adam_begin_step, cpu::adam::adam_l2_grad, cpu::adam::adam_decay,
+//   cpu::adam::adam_update.
 
 override WG: u32 = 64u;
 
@@ -41,7 +47,7 @@ struct Params {
     beta2: f32,
     epsilon: f32,
     weight_decay: f32,
-    _pad0: u32,
+    l2: f32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -60,6 +66,7 @@ struct AdamState {
 @group(0) @binding(4) var<storage, read_write> state_rw: AdamState;
 @group(0) @binding(5) var<storage, read> state: AdamState;
 @group(0) @binding(6) var<uniform> params: Params;
+@group(0) @binding(7) var<storage, read> l2_mask: array<f32>;
 
 // log(1 + x) for x in (−1, ∞). For |x| ≤ 0.5 the series 2·atanh(s), s = x/(2 + x), |s| ≤ 1/3,
 // to s^15 (relative error < 2e-8): full relative precision near 0, where log(1 + x) keeps only
@@ -113,12 +120,15 @@ fn adam_update(
     for (var k = 0u; k < 4u; k++) {
         let i = base + k;
         if (i < p.len) {
-            let g = grad[i];
+            let th = theta[i];
+            var g = grad[i];
+            if (p.l2 != 0.0) {
+                g += 2.0 * p.l2 * l2_mask[i] * th;
+            }
             let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
             let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
             m[i] = mi;
             v[i] = vi;
-            let th = theta[i];
             theta[i] = (th - th * decay) - lr_t * mi / (sqrt(vi) + p.epsilon);
         }
     }

@@ -6,12 +6,16 @@
 // it (weighted = 0) w_i = 1 and class_weights is never read; multiplying by 1.0 is exact, so
 // the results are bit-identical to the unweighted loss.
 //
+// Label smoothing (Keras' BinaryCrossentropy(label_smoothing=S)): the loss and its gradient use
+// y' = y·(1 − S) + S/2 in place of y; the class weight and the accuracy still use y. S = 0 gives
+// y' = y·1 + 0 = y exactly, so the results are bit-identical to the unsmoothed loss.
+//
 // Entry points
-//   sigmoid_bce_forward   loss[0] = Σ over the N·L elements of w_i·(max(z, 0) − z·y +
+//   sigmoid_bce_forward   loss[0] = Σ over the N·L elements of w_i·(max(z, 0) − z·y' +
 //                         log1p(exp(−|z|))), / (N·L)   (stable for any z, e.g. ±100).
 //                         One workgroup reduces everything (N·L is batch × labels: small).
 //                         writes loss
-//   sigmoid_bce_backward  dz = (σ(z) − y)·w_i/(N·L), σ evaluated without overflow. writes dz
+//   sigmoid_bce_backward  dz = (σ(z) − y')·w_i/(N·L), σ evaluated without overflow. writes dz
 //   sigmoid_bce_metrics   metrics += [Σ w_i·BCE, #((z > 0) == (y > 0.5)), N·L] (one workgroup;
 //                         the trainer clears metrics per epoch and reads it back when it wants:
 //                         loss = metrics[0]/metrics[2] (weighted), accuracy = metrics[1]/metrics[2]
@@ -28,12 +32,13 @@
 //   5    | class_weights | read       | [2] f32     | all (read only when params.weighted;
 //        |               |            |             | else any ≥ 1-element buffer)
 //
-// Params: n (samples), labels (L, 1 for a binary classifier), weighted (0 or 1), _pad1
+// Params: n (samples), labels (L, 1 for a binary classifier), weighted (0 or 1), smoothing (S,
+//   f32 in [0, 1])
 // Workgroup: WG (override, default 256; a power of two ≤ 256, the reduction's tree) invocations.
 // Grid: forward and metrics (1, 1, 1); backward kernels::grid_1d(ceil(N·L / WG)),
 //   linear group = wid.x + wid.y·nwg.x.
-// Mirrors: cpu::loss::sigmoid_bce_forward_weighted, cpu::loss::sigmoid_bce_backward_weighted,
-//   cpu::loss::sigmoid_bce_metrics_weighted (weights None: the unweighted forms).
+// Mirrors: cpu::loss::sigmoid_bce_forward_smoothed, cpu::loss::sigmoid_bce_backward_smoothed,
+//   cpu::loss::sigmoid_bce_metrics_smoothed (weights None, S = 0: the plain forms).
 
 override WG: u32 = 256u;
 
@@ -43,7 +48,7 @@ struct Params {
     n: u32,
     labels: u32,
     weighted: u32,
-    _pad1: u32,
+    smoothing: f32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -63,6 +68,11 @@ fn log1p_exp_neg(a: f32) -> f32 {
         return u * (1.0 - u * (0.5 - u / 3.0));
     }
     return log(1.0 + u);
+}
+
+// The smoothed target y' = y·(1 − S) + S/2.
+fn smoothed(yi: f32) -> f32 {
+    return yi * (1.0 - params.smoothing) + 0.5 * params.smoothing;
 }
 
 fn bce(zi: f32, yi: f32) -> f32 {
@@ -105,7 +115,7 @@ fn strided_sums(lid: u32) -> vec2<f32> {
     for (var i = lid; i < len; i += WG) {
         let zi = z[i];
         let yi = targets[i];
-        acc += vec2<f32>(weight(yi) * bce(zi, yi), select(0.0, 1.0, (zi > 0.0) == (yi > 0.5)));
+        acc += vec2<f32>(weight(yi) * bce(zi, smoothed(yi)), select(0.0, 1.0, (zi > 0.0) == (yi > 0.5)));
     }
     return acc;
 }
@@ -138,6 +148,6 @@ fn sigmoid_bce_backward(
     let i = (wid.x + wid.y * nwg.x) * WG + lid;
     if (i < len) {
         let yi = targets[i];
-        out[i] = ((sigmoid(z[i]) - yi) * weight(yi)) / f32(len);
+        out[i] = ((sigmoid(z[i]) - smoothed(yi)) * weight(yi)) / f32(len);
     }
 }

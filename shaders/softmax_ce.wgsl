@@ -6,11 +6,18 @@
 // class_weights is never read; multiplying by 1.0 is exact, so the results are bit-identical to
 // the unweighted loss.
 //
+// Label smoothing (Keras' CategoricalCrossentropy(label_smoothing=S) on one-hot labels; Keras'
+// SparseCategoricalCrossentropy has no such argument): the target row is
+// y' = (1 − S)·onehot(label) + S/K, so CE = (1 − S)·CE_label + (S/K)·Σ_k CE_k with
+// CE_k = (m − z_k) + log Σ exp(z − m), and the gradient is softmax(z) − y'. The class weight is
+// the label's, the accuracy unchanged. S = 0 takes the unsmoothed path (forward) or subtracts
+// onehot·1 + 0 (backward): bit-identical to the unsmoothed loss.
+//
 // Entry points
 //   softmax_ce_forward   loss[0] = Σ over the N samples of w_s·((m − z[label]) +
 //                        log Σ_k exp(z_k − m)), / N, m the row's max (stable for any logits).
 //                        One workgroup reduces all samples (N is a batch: small). writes loss
-//   softmax_ce_backward  dz = (softmax(z) − onehot(label))·w_s/N, one invocation per sample.
+//   softmax_ce_backward  dz = (softmax(z) − y')·w_s/N, one invocation per sample.
 //                        writes dz
 //   softmax_ce_metrics   metrics += [Σ w_s·CE, #(argmax z == label), N], argmax = first maximum
 //                        (loss = metrics[0]/metrics[2] (weighted), accuracy =
@@ -29,12 +36,12 @@
 //   5    | class_weights | read       | [K] f32     | all (read only when params.weighted;
 //        |               |            |             | else any ≥ 1-element buffer)
 //
-// Params: n (samples), classes (K), weighted (0 or 1), _pad1
+// Params: n (samples), classes (K), weighted (0 or 1), smoothing (S, f32 in [0, 1])
 // Workgroup: WG (override, default 256; a power of two ≤ 256, the reduction's tree) invocations.
 // Grid: forward and metrics (1, 1, 1); backward kernels::grid_1d(ceil(N / WG)),
 //   linear group = wid.x + wid.y·nwg.x.
-// Mirrors: cpu::loss::softmax_ce_forward_weighted, cpu::loss::softmax_ce_backward_weighted,
-//   cpu::loss::softmax_ce_metrics_weighted (weights None: the unweighted forms).
+// Mirrors: cpu::loss::softmax_ce_forward_smoothed, cpu::loss::softmax_ce_backward_smoothed,
+//   cpu::loss::softmax_ce_metrics_smoothed (weights None, S = 0: the plain forms).
 
 override WG: u32 = 256u;
 
@@ -44,7 +51,7 @@ struct Params {
     n: u32,
     classes: u32,
     weighted: u32,
-    _pad1: u32,
+    smoothing: f32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -97,7 +104,16 @@ fn sample_terms(s: u32) -> vec2<f32> {
     }
     let r = row_stats(s);
     // (max − z_t) first: exact for large logits, where max + log(sum) − z_t would round.
-    let ce = (r.max - z[s * params.classes + t]) + log(r.sum);
+    let lse = log(r.sum);
+    var ce = (r.max - z[s * params.classes + t]) + lse;
+    let sm = params.smoothing;
+    if (sm > 0.0) {
+        var every = 0.0;
+        for (var j = 0u; j < params.classes; j++) {
+            every += (r.max - z[s * params.classes + j]) + lse;
+        }
+        ce = (1.0 - sm) * ce + (sm / f32(params.classes)) * every;
+    }
     return vec2<f32>(weight(t) * ce, select(0.0, 1.0, r.arg == t));
 }
 
@@ -163,8 +179,11 @@ fn softmax_ce_backward(
     let r = row_stats(s);
     let inv_sum = 1.0 / r.sum;
     let w = weight(t);
+    let sm = params.smoothing;
+    let uniform_part = sm / f32(k);
     for (var j = 0u; j < k; j++) {
         let p = exp(z[s * k + j] - r.max) * inv_sum;
-        out[s * k + j] = ((p - select(0.0, 1.0, j == t)) * w) * inv_n;
+        let y = select(0.0, 1.0, j == t) * (1.0 - sm) + uniform_part;
+        out[s * k + j] = ((p - y) * w) * inv_n;
     }
 }

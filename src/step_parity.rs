@@ -160,9 +160,11 @@ pub fn compare_weighted_step(
         targets: &targets,
         dropout_seed,
         class_weights: w64.as_deref(),
+        label_smoothing: opts.label_smoothing as f64,
     };
     let new_adam = || AdamState {
         weight_decay: opts.weight_decay as f64,
+        l2: opts.l2 as f64,
         ..AdamState::new(&layout)
     };
     let mut adam = new_adam();

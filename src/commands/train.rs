@@ -177,6 +177,29 @@ pub struct TrainArgs {
     /// input has that many channels, and predict and evaluate convert every image the same way.
     #[arg(long, default_value = "rgb", value_name = "rgb|grayscale")]
     pub color_mode: ColorMode,
+    /// L2 regularization of every kernel (Keras' kernel_regularizer=regularizers.l2(L) on each
+    /// Conv2D and Dense, depthwise_regularizer and pointwise_regularizer on each
+    /// SeparableConv2D; not on biases nor batch-norm γ/β): L·Σw² joins the loss (the `loss`
+    /// and `val_loss` columns, as Keras reports them) and 2·L·w the kernels' gradients before
+    /// Adam. 0 (the example's) is none.
+    #[arg(
+        long,
+        value_name = "L",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub l2: f32,
+    /// Label smoothing of the cross-entropy, in [0, 1] (Keras' label_smoothing=S of
+    /// BinaryCrossentropy: targets y·(1 − S) + S/2; of CategoricalCrossentropy on one-hot labels:
+    /// (1 − S)·onehot + S/K). The training and validation losses use the smoothed targets,
+    /// accuracy the given labels. 0 (the example's) is none.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub label_smoothing: f32,
 }
 
 /// `--validation-split` when not given: the Keras example's 0.2.
@@ -235,6 +258,8 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
         regularization: Regularization {
             weight_decay: a.weight_decay,
             dropout: a.dropout,
+            l2: a.l2,
+            label_smoothing: a.label_smoothing,
         },
         class_weight: ClassWeight::parse(&a.class_weight)?,
         color_mode: a.color_mode,

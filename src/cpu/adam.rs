@@ -1,7 +1,9 @@
 //! Adam reference, in Keras' form (KERAS-SEMANTICS.md), over one flat parameter buffer:
 //! lr_t = lr·sqrt(1 − β2^t)/(1 − β1^t); m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
 //! θ −= lr_t·m/(sqrt(v) + ε), with t the 1-based step count; and Keras' AdamW, which first
-//! decays every trainable value: θ −= θ·wd·lr ([`adam_decay`]).
+//! decays every trainable value: θ −= θ·wd·lr ([`adam_decay`]). Keras' L2 kernel regularizer
+//! (`kernel_regularizer=regularizers.l2(l2)`) adds l2·Σθ² over the regularized kernels to the
+//! loss ([`l2_penalty`]) and so 2·l2·θ to their gradients ([`adam_l2_grad`]), before Adam.
 
 /// Adam's constants. `Default` gives Keras' β1 0.9, β2 0.999, ε 1e-7 and no weight decay.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -11,6 +13,8 @@ pub struct AdamHyper {
     pub epsilon: f64,
     /// AdamW's decoupled weight decay (Keras' `AdamW(weight_decay=...)`; 0: plain Adam).
     pub weight_decay: f64,
+    /// Keras' `regularizers.l2(l2)` on the masked elements (0: none).
+    pub l2: f64,
 }
 
 impl Default for AdamHyper {
@@ -20,8 +24,24 @@ impl Default for AdamHyper {
             beta2: 0.999,
             epsilon: 1e-7,
             weight_decay: 0.0,
+            l2: 0.0,
         }
     }
+}
+
+/// The L2 penalty l2·Σ mask·θ² (mask 1 for a regularized kernel's elements, 0 elsewhere).
+pub fn l2_penalty(theta: &[f64], mask: &[f64], l2: f64) -> f64 {
+    l2 * theta.iter().zip(mask).map(|(t, m)| m * t * t).sum::<f64>()
+}
+
+/// The gradient with the L2 penalty's: g + 2·l2·mask·θ per element (g unchanged where the
+/// mask is 0, and everywhere when l2 is 0). theta, mask: at least g's length.
+pub fn adam_l2_grad(g: &[f64], theta: &[f64], mask: &[f64], h: &AdamHyper) -> Vec<f64> {
+    g.iter()
+        .zip(theta)
+        .zip(mask)
+        .map(|((&g, &t), &m)| g + 2.0 * h.l2 * m * t)
+        .collect()
 }
 
 /// The bias-corrected step size of step `t` (1-based): lr·sqrt(1 − β2^t)/(1 − β1^t).
@@ -78,6 +98,31 @@ mod tests {
         let mut same = [2.0];
         adam_decay(&mut same, 0.5, &AdamHyper::default());
         assert_eq!(same, [2.0]);
+    }
+
+    /// The penalty's gradient is what adam_l2_grad adds: central differences of l2·Σ mask·θ².
+    #[test]
+    fn l2_gradient_is_the_penalty_derivative() {
+        let h = AdamHyper {
+            l2: 0.03,
+            ..AdamHyper::default()
+        };
+        let theta = [0.5, -2.0, 1.5, 0.25];
+        let mask = [1.0, 0.0, 1.0, 1.0];
+        let g = adam_l2_grad(&[0.0; 4], &theta, &mask, &h);
+        for i in 0..4 {
+            let eps = 1e-6;
+            let (mut p, mut m) = (theta, theta);
+            p[i] += eps;
+            m[i] -= eps;
+            let num = (l2_penalty(&p, &mask, h.l2) - l2_penalty(&m, &mask, h.l2)) / (2.0 * eps);
+            assert!((num - g[i]).abs() < 1e-9, "{i}: {num} vs {}", g[i]);
+        }
+        assert_eq!(g[1], 0.0);
+        assert!((l2_penalty(&theta, &mask, 0.03) - 0.03 * (0.25 + 2.25 + 0.0625)).abs() < 1e-15);
+        // l2 = 0 leaves the gradient as it is.
+        let g0 = [0.1, -0.2, 0.3, 0.0];
+        assert_eq!(adam_l2_grad(&g0, &theta, &mask, &AdamHyper::default()), g0);
     }
 
     #[test]

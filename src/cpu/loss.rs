@@ -12,6 +12,13 @@
 //! target 1; softmax_ce: `w[label]`), the reduction still "sum_over_batch_size"
 //! (Σ w·l / count, not / Σ w); the gradient follows, the correct count is not weighted.
 //! `None` is the unweighted loss (the plain forms call them so).
+//!
+//! The `*_smoothed` forms add Keras' `label_smoothing` S in [0, 1]: sigmoid_bce's target becomes
+//! y' = y·(1 − S) + S/2 (`BinaryCrossentropy`), softmax_ce's one-hot row
+//! y' = (1 − S)·onehot + S/K (`CategoricalCrossentropy`; Keras' sparse form has no smoothing,
+//! so this is the one-hot loss on the same labels). The loss and its gradient use y'; the class
+//! weight (chosen by the given label) and the correct count do not change. The `*_weighted`
+//! forms are S = 0.
 
 /// Stable `log(1 + exp(z))` for any z: max(z, 0) + log1p(exp(−|z|)).
 fn softplus(z: f64) -> f64 {
@@ -49,12 +56,30 @@ pub fn sigmoid_bce_forward_weighted(
     l: usize,
     w: Option<&[f64]>,
 ) {
+    sigmoid_bce_forward_smoothed(loss, z, y, n, l, w, 0.0);
+}
+
+/// The smoothed target y·(1 − S) + S/2 (Keras' BinaryCrossentropy).
+fn bce_smoothed(y: f64, s: f64) -> f64 {
+    y * (1.0 - s) + 0.5 * s
+}
+
+/// loss[0] = Σ w[y]·BCE(z, y') / (N·L), y' = y·(1 − S) + S/2 (see the module doc).
+pub fn sigmoid_bce_forward_smoothed(
+    loss: &mut [f64],
+    z: &[f64],
+    y: &[f64],
+    n: usize,
+    l: usize,
+    w: Option<&[f64]>,
+    smoothing: f64,
+) {
     assert_eq!(z.len(), n * l);
     assert_eq!(y.len(), n * l);
     let s: f64 = z
         .iter()
         .zip(y)
-        .map(|(&z, &y)| bce_weight(w, y) * bce(z, y))
+        .map(|(&z, &y)| bce_weight(w, y) * bce(z, bce_smoothed(y, smoothing)))
         .sum();
     loss[0] = s / (n * l) as f64;
 }
@@ -73,9 +98,23 @@ pub fn sigmoid_bce_backward_weighted(
     l: usize,
     w: Option<&[f64]>,
 ) {
+    sigmoid_bce_backward_smoothed(dz, z, y, n, l, w, 0.0);
+}
+
+/// dz = (σ(z) − y')·w[y] / (N·L) (writes dz): the gradient of the smoothed forward.
+pub fn sigmoid_bce_backward_smoothed(
+    dz: &mut [f64],
+    z: &[f64],
+    y: &[f64],
+    n: usize,
+    l: usize,
+    w: Option<&[f64]>,
+    smoothing: f64,
+) {
     assert_eq!(dz.len(), n * l);
     for i in 0..n * l {
-        dz[i] = (sigmoid(z[i]) - y[i]) * bce_weight(w, y[i]) / (n * l) as f64;
+        let ys = bce_smoothed(y[i], smoothing);
+        dz[i] = (sigmoid(z[i]) - ys) * bce_weight(w, y[i]) / (n * l) as f64;
     }
 }
 
@@ -93,8 +132,21 @@ pub fn sigmoid_bce_metrics_weighted(
     l: usize,
     w: Option<&[f64]>,
 ) {
+    sigmoid_bce_metrics_smoothed(metrics, z, y, n, l, w, 0.0);
+}
+
+/// metrics += [Σ w[y]·BCE(z, y'), #(z > 0 ⇔ y > 0.5), N·L] (the count of the given labels).
+pub fn sigmoid_bce_metrics_smoothed(
+    metrics: &mut [f64],
+    z: &[f64],
+    y: &[f64],
+    n: usize,
+    l: usize,
+    w: Option<&[f64]>,
+    smoothing: f64,
+) {
     for i in 0..n * l {
-        metrics[0] += bce_weight(w, y[i]) * bce(z[i], y[i]);
+        metrics[0] += bce_weight(w, y[i]) * bce(z[i], bce_smoothed(y[i], smoothing));
         metrics[1] += f64::from(u8::from((z[i] > 0.0) == (y[i] > 0.5)));
     }
     metrics[2] += (n * l) as f64;
@@ -137,10 +189,36 @@ pub fn softmax_ce_forward_weighted(
     k: usize,
     w: Option<&[f64]>,
 ) {
+    softmax_ce_forward_smoothed(loss, z, labels, n, k, w, 0.0);
+}
+
+/// −Σ_j y'_j·log softmax(row)_j with y' = (1 − S)·onehot(t) + S/K.
+fn ce_smoothed(row: &[f64], t: u32, smoothing: f64) -> f64 {
+    let lse = log_sum_exp(row);
+    let k = row.len() as f64;
+    row.iter()
+        .enumerate()
+        .map(|(j, &v)| {
+            let onehot = if j == t as usize { 1.0 } else { 0.0 };
+            (onehot * (1.0 - smoothing) + smoothing / k) * (lse - v)
+        })
+        .sum()
+}
+
+/// loss[0] = Σ w[label]·CE(y', softmax(z)) / N, y' = (1 − S)·onehot + S/K (see the module doc).
+pub fn softmax_ce_forward_smoothed(
+    loss: &mut [f64],
+    z: &[f64],
+    labels: &[u32],
+    n: usize,
+    k: usize,
+    w: Option<&[f64]>,
+    smoothing: f64,
+) {
     assert_eq!(z.len(), n * k);
     let mut s = 0.0;
     for (row, &t) in z.chunks(k).zip(labels) {
-        s += ce_weight(w, t) * (log_sum_exp(row) - row[t as usize]);
+        s += ce_weight(w, t) * ce_smoothed(row, t, smoothing);
     }
     loss[0] = s / n as f64;
 }
@@ -160,6 +238,19 @@ pub fn softmax_ce_backward_weighted(
     k: usize,
     w: Option<&[f64]>,
 ) {
+    softmax_ce_backward_smoothed(dz, z, labels, n, k, w, 0.0);
+}
+
+/// dz = (softmax(z) − y')·w[label] / N (writes dz): the gradient of the smoothed forward.
+pub fn softmax_ce_backward_smoothed(
+    dz: &mut [f64],
+    z: &[f64],
+    labels: &[u32],
+    n: usize,
+    k: usize,
+    w: Option<&[f64]>,
+    smoothing: f64,
+) {
     assert_eq!(dz.len(), n * k);
     for s in 0..n {
         let row = &z[s * k..(s + 1) * k];
@@ -167,7 +258,8 @@ pub fn softmax_ce_backward_weighted(
         let ws = ce_weight(w, labels[s]);
         for j in 0..k {
             let onehot = if j == labels[s] as usize { 1.0 } else { 0.0 };
-            dz[s * k + j] = ((row[j] - lse).exp() - onehot) * ws / n as f64;
+            let y = onehot * (1.0 - smoothing) + smoothing / k as f64;
+            dz[s * k + j] = ((row[j] - lse).exp() - y) * ws / n as f64;
         }
     }
 }
@@ -186,8 +278,21 @@ pub fn softmax_ce_metrics_weighted(
     k: usize,
     w: Option<&[f64]>,
 ) {
+    softmax_ce_metrics_smoothed(metrics, z, labels, n, k, w, 0.0);
+}
+
+/// metrics += [Σ w[label]·CE(y', softmax(z)), #(argmax(z) == label), N].
+pub fn softmax_ce_metrics_smoothed(
+    metrics: &mut [f64],
+    z: &[f64],
+    labels: &[u32],
+    n: usize,
+    k: usize,
+    w: Option<&[f64]>,
+    smoothing: f64,
+) {
     for (row, &t) in z.chunks(k).zip(labels).take(n) {
-        metrics[0] += ce_weight(w, t) * (log_sum_exp(row) - row[t as usize]);
+        metrics[0] += ce_weight(w, t) * ce_smoothed(row, t, smoothing);
         metrics[1] += f64::from(u8::from(argmax(row) == t as usize));
     }
     metrics[2] += n as f64;
@@ -261,6 +366,75 @@ mod tests {
             s[0]
         };
         assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
+    }
+
+    #[test]
+    fn smoothed_sigmoid_bce_backward_matches_central_differences() {
+        let (n, l) = (5, 3);
+        let z = random_f64(6, n * l, -6.0, 6.0);
+        let y: Vec<f64> = random_f64(7, n * l, 0.0, 1.0)
+            .iter()
+            .map(|v| v.round())
+            .collect();
+        let w = [0.75, 1.5];
+        let mut dz = vec![0.0; n * l];
+        sigmoid_bce_backward_smoothed(&mut dz, &z, &y, n, l, Some(&w), 0.2);
+        let loss = |z: &[f64]| {
+            let mut s = [0.0];
+            sigmoid_bce_forward_smoothed(&mut s, z, &y, n, l, Some(&w), 0.2);
+            s[0]
+        };
+        assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
+    }
+
+    #[test]
+    fn smoothed_softmax_ce_backward_matches_central_differences() {
+        let (n, k) = (4, 5);
+        let z = random_f64(8, n * k, -4.0, 4.0);
+        let labels = [0, 4, 2, 2];
+        let w = [0.5, 2.0, 3.25, 1.0, 0.8];
+        let mut dz = vec![0.0; n * k];
+        softmax_ce_backward_smoothed(&mut dz, &z, &labels, n, k, Some(&w), 0.15);
+        let loss = |z: &[f64]| {
+            let mut s = [0.0];
+            softmax_ce_forward_smoothed(&mut s, z, &labels, n, k, Some(&w), 0.15);
+            s[0]
+        };
+        assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
+    }
+
+    /// Keras' numbers: BinaryCrossentropy(label_smoothing=0.2) trains towards 0.1 / 0.9, and
+    /// CategoricalCrossentropy(label_smoothing=S) towards 1 − S + S/K and S/K: the gradient
+    /// vanishes exactly where the prediction equals the smoothed target. S = 1 is the uniform
+    /// target, S = 0 the plain loss.
+    #[test]
+    fn smoothing_by_hand() {
+        // σ(z) = 0.9 and target 1 with S = 0.2: y' = 0.9, so dz = 0.
+        let z = (0.9f64 / 0.1).ln();
+        let mut dz = [0.0];
+        sigmoid_bce_backward_smoothed(&mut dz, &[z], &[1.0], 1, 1, None, 0.2);
+        assert!(dz[0].abs() < 1e-15, "{}", dz[0]);
+        sigmoid_bce_backward_smoothed(&mut dz, &[-z], &[0.0], 1, 1, None, 0.2);
+        assert!(dz[0].abs() < 1e-15, "{}", dz[0]);
+        // K = 4, S = 0.4: y' = [0.7, 0.1, 0.1, 0.1] for label 0; logits log y' give p = y'.
+        let row: Vec<f64> = [0.7f64, 0.1, 0.1, 0.1].iter().map(|p| p.ln()).collect();
+        let mut dz = [0.0; 4];
+        softmax_ce_backward_smoothed(&mut dz, &row, &[0], 1, 4, None, 0.4);
+        assert!(dz.iter().all(|d| d.abs() < 1e-15), "{dz:?}");
+        // S = 1 on equal logits: every target is 1/K, the loss log K, the gradient 0.
+        let mut s = [0.0];
+        softmax_ce_forward_smoothed(&mut s, &[0.0; 4], &[2], 1, 4, None, 1.0);
+        assert!((s[0] - 4f64.ln()).abs() < 1e-15);
+        // S = 0 is the plain loss, bit for bit.
+        let z = random_f64(9, 12, -5.0, 5.0);
+        let (mut a, mut b) = ([0.0], [0.0]);
+        softmax_ce_forward(&mut a, &z, &[1, 0, 2], 3, 4);
+        softmax_ce_forward_smoothed(&mut b, &z, &[1, 0, 2], 3, 4, None, 0.0);
+        assert!((a[0] - b[0]).abs() < 1e-15);
+        // Accuracy counts the given labels, whatever S.
+        let mut m = [0.0; 3];
+        softmax_ce_metrics_smoothed(&mut m, &[0.0, 1.0, 0.0], &[1], 1, 3, None, 0.5);
+        assert_eq!((m[1], m[2]), (1.0, 1.0));
     }
 
     /// Keras' reduction: Σ w·l / N (not / Σ w), and the accuracy count is not weighted.

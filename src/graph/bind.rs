@@ -40,6 +40,8 @@ pub(crate) struct Kernels {
     pub adam: Adam,
     pub rescale: Rescale,
     pub augment: Augment,
+    /// Keras' `label_smoothing` of the loss passes (0: none; see [`crate::kernels::loss`]).
+    pub label_smoothing: f32,
 }
 
 impl Kernels {
@@ -60,6 +62,7 @@ impl Kernels {
             adam: Adam::new(ctx),
             rescale: Rescale::new(ctx),
             augment: Augment::new(ctx),
+            label_smoothing: 0.0,
         })
     }
 }
@@ -81,6 +84,10 @@ pub(crate) struct Fixed {
     pub aug_seed: wgpu::Buffer,
     pub m: wgpu::Buffer,
     pub v: wgpu::Buffer,
+    /// With an L2 regularizer: 1.0 over each kernel's elements of the weights region, 0.0
+    /// elsewhere (batch-norm γ, padding), as Adam and the penalty read it
+    /// ([`crate::graph::ParamLayout::l2_mask`]); None without one.
+    pub l2_mask: Option<wgpu::Buffer>,
 }
 
 /// Everything a planned op's builder can bind.

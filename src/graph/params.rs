@@ -111,6 +111,25 @@ impl ParamLayout {
         }
     }
 
+    /// The L2 regularizer's mask over the weights region (`regions[Weights].1` values, the
+    /// region starting at 0): 1.0 over every kernel's elements (Conv2D and Dense `kernel`,
+    /// SeparableConv2D's `depthwise_kernel` and `pointwise_kernel`, what Keras'
+    /// `kernel_regularizer`, `depthwise_regularizer` and `pointwise_regularizer` reach), 0.0
+    /// over batch-norm γ and the alignment padding.
+    pub fn l2_mask(&self) -> Vec<f32> {
+        let (start, len) = self.regions[Region::Weights as usize];
+        let mut mask = vec![0.0; len];
+        for s in self.slots.iter().filter(|s| s.region == Region::Weights) {
+            if matches!(
+                s.param,
+                Param::Kernel | Param::DepthwiseKernel | Param::PointwiseKernel
+            ) {
+                mask[s.offset - start..s.offset - start + s.len].fill(1.0);
+            }
+        }
+        mask
+    }
+
     /// Parameters that exist (padding excluded): (total, trainable).
     pub fn counts(&self) -> (usize, usize) {
         let total = self.slots.iter().map(|s| s.len).sum();

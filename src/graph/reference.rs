@@ -40,6 +40,10 @@ pub struct AdamState {
     pub v: Vec<f64>,
     /// AdamW's decoupled weight decay (0: plain Adam; see [`cpu::adam::adam_decay`]).
     pub weight_decay: f64,
+    /// Keras' L2 kernel regularizer (0: none): [`adam_step`] adds its gradient 2·l2·w to the
+    /// kernels' ([`cpu::adam::adam_l2_grad`], as the GPU's Adam does) and the steps add its
+    /// penalty ([`l2_penalty`]) to the loss they report.
+    pub l2: f64,
 }
 
 impl AdamState {
@@ -49,8 +53,19 @@ impl AdamState {
             m: vec![0.0; layout.trainable_len],
             v: vec![0.0; layout.trainable_len],
             weight_decay: 0.0,
+            l2: 0.0,
         }
     }
+}
+
+/// Keras' L2 penalty l2·Σw² over every kernel of the flat parameters (the
+/// [`ParamLayout::l2_mask`] elements): what the loss gains with `kernel_regularizer=l2(l2)`.
+pub fn l2_penalty(layout: &ParamLayout, params: &[f64], l2: f64) -> f64 {
+    if l2 == 0.0 {
+        return 0.0;
+    }
+    let mask = crate::harness::to_f64(&layout.l2_mask());
+    cpu::adam::l2_penalty(&params[..mask.len()], &mask, l2)
 }
 
 /// One batch as the reference takes it.
@@ -65,6 +80,8 @@ pub struct Batch<'a> {
     /// Keras' `class_weight` on the loss (`cpu::loss`'s `*_weighted`: `[negative, positive]`
     /// for a sigmoid model, one per class for a softmax one); `None`: unweighted.
     pub class_weights: Option<&'a [f64]>,
+    /// Keras' `label_smoothing` of the loss (`cpu::loss`'s `*_smoothed`; 0: none).
+    pub label_smoothing: f64,
 }
 
 /// Runs one training step of `model` on `batch` through the CPU reference.
@@ -77,6 +94,7 @@ pub fn train_step(
     batch: &Batch,
 ) -> StepResult {
     let mut r = forward_backward(model, layout, params, batch);
+    r.loss += l2_penalty(layout, params, adam.l2);
     adam_step(layout, &mut r.params, &r.grads, adam, lr);
     r
 }
@@ -92,19 +110,17 @@ pub fn adam_step(
 ) {
     let h = AdamHyper {
         weight_decay: adam.weight_decay,
+        l2: adam.l2,
         ..AdamHyper::default()
     };
     let lr_t = cpu::adam::adam_begin_step(&mut adam.t, lr, &h);
     let tl = layout.trainable_len;
+    // The L2 penalty's gradient joins the loss's, from the parameters before the step.
+    let mut mask = crate::harness::to_f64(&layout.l2_mask());
+    mask.resize(tl, 0.0);
+    let g = cpu::adam::adam_l2_grad(&grads[..tl], &params[..tl], &mask, &h);
     cpu::adam::adam_decay(&mut params[..tl], lr, &h);
-    cpu::adam::adam_update(
-        &mut params[..tl],
-        &mut adam.m,
-        &mut adam.v,
-        &grads[..tl],
-        lr_t,
-        &h,
-    );
+    cpu::adam::adam_update(&mut params[..tl], &mut adam.m, &mut adam.v, &g, lr_t, &h);
 }
 
 /// A step over a batch split into micro-batches of `micro` samples (the last may be smaller),
@@ -145,6 +161,7 @@ pub fn train_step_micro(
                 .dropout_seed
                 .wrapping_add((i as u32).wrapping_mul(0x9E37_79B9)),
             class_weights: batch.class_weights,
+            label_smoothing: batch.label_smoothing,
         };
         let r = forward_backward(model, layout, &cur, &part);
         let w = m as f64 / n as f64;
@@ -155,6 +172,8 @@ pub fn train_step_micro(
         cur = r.params; // carries the moving statistics forward
         acts = r.activations;
     }
+    // The penalty of the parameters the step started from (the micro-batches do not move them).
+    loss += l2_penalty(layout, params, adam.l2);
     adam_step(layout, &mut cur, &grads, adam, lr);
     StepResult {
         loss,
@@ -192,6 +211,7 @@ pub fn evaluate(
         targets,
         dropout_seed: 0,
         class_weights: None,
+        label_smoothing: 0.0,
     };
     run(model, layout, params, &batch, false)
 }
@@ -209,7 +229,7 @@ fn run(
     let mut saved = CpuSaved::default();
     let acts = forward(model, layout, &mut params, &mut saved, batch, train);
     let logits = acts.last().expect("a model has layers");
-    let (loss, dlogits) = loss(model, logits, batch.n, batch.targets, batch.class_weights);
+    let (loss, dlogits) = loss(model, logits, batch);
     let grads = if train {
         backward(model, layout, &params, &saved, &acts, dlogits, batch)
     } else {
@@ -268,13 +288,13 @@ fn forward(
 
 /// The mean loss on the logits and its gradient (the activation is fused into the loss),
 /// class-weighted when `w` is given.
-fn loss(
-    model: &Model,
-    logits: &[f64],
-    n: usize,
-    targets: &Targets,
-    w: Option<&[f64]>,
-) -> (f64, Vec<f64>) {
+fn loss(model: &Model, logits: &[f64], batch: &Batch) -> (f64, Vec<f64>) {
+    let (n, targets, w, s) = (
+        batch.n,
+        batch.targets,
+        batch.class_weights,
+        batch.label_smoothing,
+    );
     let last = model.layers.last().expect("a model has layers");
     let units = last.output.len();
     let activation = match &last.kind {
@@ -285,12 +305,12 @@ fn loss(
     let mut dlogits = vec![0.0; logits.len()];
     match (activation, targets) {
         (Activation::Sigmoid, Targets::Binary(t)) => {
-            cpu::loss::sigmoid_bce_forward_weighted(&mut loss, logits, t, n, units, w);
-            cpu::loss::sigmoid_bce_backward_weighted(&mut dlogits, logits, t, n, units, w);
+            cpu::loss::sigmoid_bce_forward_smoothed(&mut loss, logits, t, n, units, w, s);
+            cpu::loss::sigmoid_bce_backward_smoothed(&mut dlogits, logits, t, n, units, w, s);
         }
         (Activation::Softmax, Targets::Classes(t)) => {
-            cpu::loss::softmax_ce_forward_weighted(&mut loss, logits, t, n, units, w);
-            cpu::loss::softmax_ce_backward_weighted(&mut dlogits, logits, t, n, units, w);
+            cpu::loss::softmax_ce_forward_smoothed(&mut loss, logits, t, n, units, w, s);
+            cpu::loss::softmax_ce_backward_smoothed(&mut dlogits, logits, t, n, units, w, s);
         }
         (a, t) => panic!("targets {t:?} do not fit a model whose output activation is {a:?}"),
     }
@@ -371,7 +391,51 @@ mod tests {
         whole_model_gradient_check(Some(&[0.4, 2.5]));
     }
 
+    /// Keras' label_smoothing and L2 kernel regularizer: the gradient of the smoothed loss plus
+    /// l2·Σw² over the kernels is the step's data gradient plus 2·l2·w on the kernels (what
+    /// the step's Adam adds), and nothing on biases, γ and β.
+    #[test]
+    fn smoothed_l2_regularized_whole_model_gradients_match_central_differences() {
+        whole_model_gradient_check_with(Some(&[0.7, 1.6]), 0.2, 0.05);
+    }
+
+    /// The L2 mask covers exactly the kernels (conv, depthwise, pointwise, dense) of the
+    /// weights region: not batch-norm γ (also there), nor the alignment padding.
+    #[test]
+    fn l2_mask_covers_the_kernels_only() {
+        let (_, layout) = tiny();
+        let mask = layout.l2_mask();
+        let mut kernels = 0;
+        for s in layout
+            .slots
+            .iter()
+            .filter(|s| s.region == crate::graph::params::Region::Weights)
+        {
+            let want = match s.param {
+                crate::graph::Param::Gamma => 0.0,
+                _ => 1.0,
+            };
+            assert!(
+                mask[s.offset..s.offset + s.len].iter().all(|&m| m == want),
+                "{}",
+                s.name
+            );
+            kernels += usize::from(want == 1.0) * s.len;
+        }
+        assert_eq!(mask.iter().sum::<f32>() as usize, kernels);
+        assert!(
+            layout
+                .slots
+                .iter()
+                .any(|s| s.param == crate::graph::Param::Gamma)
+        );
+    }
+
     fn whole_model_gradient_check(class_weights: Option<&[f64]>) {
+        whole_model_gradient_check_with(class_weights, 0.0, 0.0);
+    }
+
+    fn whole_model_gradient_check_with(class_weights: Option<&[f64]>, smoothing: f64, l2: f64) {
         let (m, layout) = tiny();
         let params: Vec<f64> = layout.initial_values(5).iter().map(|&v| v as f64).collect();
         let n = 3;
@@ -383,10 +447,15 @@ mod tests {
             targets: &t,
             dropout_seed: 7,
             class_weights,
+            label_smoothing: smoothing,
         };
-        let step =
-            |p: &[f64]| train_step(&m, &layout, p, &mut AdamState::new(&layout), 1e-3, &batch);
+        let adam = || AdamState {
+            l2,
+            ..AdamState::new(&layout)
+        };
+        let step = |p: &[f64]| train_step(&m, &layout, p, &mut adam(), 1e-3, &batch);
         let base = step(&params);
+        let mask = layout.l2_mask();
         let mut checked = 0;
         for s in layout.slots.iter().filter(|s| s.trainable) {
             for &i in &[0, s.len / 2, s.len - 1] {
@@ -398,7 +467,8 @@ mod tests {
                 pp[idx] -= 2.0 * eps;
                 let lm = step(&pp).loss;
                 let num = (lp - lm) / (2.0 * eps);
-                let ana = base.grads[idx];
+                let kernel = mask.get(idx).copied().unwrap_or(0.0) as f64;
+                let ana = base.grads[idx] + 2.0 * l2 * kernel * params[idx];
                 let err = (num - ana).abs() / 1e-6f64.max(num.abs()).max(ana.abs());
                 assert!(
                     err < 1e-4 || (num - ana).abs() < 1e-9,
@@ -425,6 +495,7 @@ mod tests {
             targets: &t,
             dropout_seed: 1,
             class_weights: None,
+            label_smoothing: 0.0,
         };
         let first = train_step(&m, &layout, &params, &mut adam, 1e-2, &batch);
         params = first.params;

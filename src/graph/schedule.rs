@@ -2,9 +2,12 @@
 //! forward, loss, backward in reverse order (gradients add up where a tensor fans out). It
 //! needs the kernel variants (for scratch sizes) but no GPU.
 
+use super::bind::range;
 use super::executor::ExecError;
 use super::fusion::Fusions;
 use super::layers::{self, GpuBwd, GpuFwd};
+use super::memory::binding_slices;
+use super::params::Region;
 use super::planner::{Planner, TensorId};
 use super::{Activation, LayerKind, Model};
 use crate::cpu::augment::AugmentConfig;
@@ -207,6 +210,7 @@ fn loss(
             n,
             classes: outputs,
             weights: train.then_some(&e.fixed.class_weights as &dyn crate::kernels::Bind),
+            smoothing: e.kernels.label_smoothing,
         };
         let mut v = match activation {
             Activation::Softmax => vec![
@@ -218,6 +222,27 @@ fn loss(
                 k.sigmoid_bce_metrics(e.ctx, metrics, &input),
             ],
         };
+        // Keras' L2 kernel regularizer: its penalty joins the loss and the metrics, in
+        // training and in evaluation (Keras' compute_loss adds the model's losses to both).
+        if let Some(mask) = &e.fixed.l2_mask {
+            let count = if activation == Activation::Softmax {
+                n
+            } else {
+                n * outputs
+            };
+            let (start, len) = e.layout.regions[Region::Weights as usize];
+            debug_assert_eq!(start, 0, "the weights region comes first");
+            let limit = e.ctx.limits.max_storage_buffer_binding_size;
+            for (at, len) in binding_slices(len, limit) {
+                v.push(e.kernels.adam.l2_penalty(
+                    e.ctx,
+                    (&range(&e.params[0], at, len), &range(mask, at, len)),
+                    (metrics, loss),
+                    len,
+                    count,
+                ));
+            }
+        }
         if train {
             v.push(match activation {
                 Activation::Softmax => k.softmax_ce_backward(e.ctx, &dz, &input),

@@ -259,11 +259,10 @@ impl RunFingerprint {
             val(&self.val_data),
             val(&new.val_data),
         );
-        cmp(
-            "--weight-decay/--dropout",
-            self.regularization.label(),
-            new.regularization.label(),
-        );
+        let (mine, theirs) = (self.regularization.by_flag(), new.regularization.by_flag());
+        for ((flag, a), (_, b)) in mine.into_iter().zip(theirs) {
+            cmp(flag, a.to_string(), b.to_string());
+        }
         let cw = |c: &Option<String>| c.clone().unwrap_or_else(|| "none".into());
         cmp(
             "--class-weight",
@@ -612,6 +611,8 @@ mod tests {
             regularization: Regularization {
                 weight_decay: 0.004,
                 dropout: 0.3,
+                l2: 1e-4,
+                ..Regularization::default()
             },
             ..fingerprint()
         };
@@ -621,8 +622,9 @@ mod tests {
         assert_eq!(
             plain.differences(&decayed),
             [
-                "--weight-decay/--dropout weight decay 0, dropout 0.5 → weight decay 0.004, \
-              dropout 0.3"
+                "--weight-decay 0 → 0.004",
+                "--dropout 0.5 → 0.3",
+                "--l2 0 → 0.0001"
             ]
         );
     }

@@ -340,6 +340,9 @@ pub fn build_model(cfg: &FitConfig, data: &Data) -> anyhow::Result<(Model, Model
     let model_cfg = ModelConfig {
         crop_to_aspect_ratio: cfg.crop_to_aspect_ratio,
         color_mode: cfg.color_mode,
+        weight_decay: cfg.regularization.weight_decay,
+        l2: cfg.regularization.l2,
+        label_smoothing: cfg.regularization.label_smoothing,
         ..ModelConfig::xception_mini(&xcfg, data.class_names.clone())
     };
     Ok((model, model_cfg))
@@ -362,6 +365,8 @@ pub fn compile_step(
         micro: cfg.micro_batch,
         augment: cfg.augment,
         weight_decay: cfg.regularization.weight_decay,
+        l2: cfg.regularization.l2,
+        label_smoothing: cfg.regularization.label_smoothing,
     };
     let step = TrainStep::with_options(ctx, model, batch, &opts)?;
     let secs = compiling.elapsed();

@@ -43,6 +43,8 @@ pub(super) struct Sizes {
     pub scratch: usize,
     /// Floats of the class weights ([`crate::kernels::loss::weights_len`]).
     pub class_weights: usize,
+    /// Whether an L2 regularizer needs the kernel mask.
+    pub l2: bool,
 }
 
 /// Every GPU buffer of a step.
@@ -105,6 +107,7 @@ impl StepBuffers {
             aug_seed: Augment::seed_buffer(ctx, 0),
             m: ctx.zeros("adam m", layout.trainable_len),
             v: ctx.zeros("adam v", layout.trainable_len),
+            l2_mask: s.l2.then(|| ctx.upload("l2 mask", &layout.l2_mask())),
         };
         let full = (s.batch > s.micro).then(|| Accumulated {
             input: ctx.zeros("input batch", s.batch * s.sample_len),

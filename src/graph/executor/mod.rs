@@ -61,6 +61,12 @@ pub struct StepOptions {
     pub augment: Option<AugmentConfig>,
     /// AdamW's decoupled weight decay (Keras' `AdamW(weight_decay=...)`; 0: plain Adam).
     pub weight_decay: f32,
+    /// Keras' `kernel_regularizer=regularizers.l2(l2)` on every kernel (conv, dense,
+    /// depthwise, pointwise; not biases nor batch-norm γ/β): the penalty l2·Σw² joins the loss
+    /// (training and evaluation), its gradient 2·l2·w the kernels' before Adam. 0: none.
+    pub l2: f32,
+    /// Keras' `label_smoothing` of the cross-entropy (training and evaluation loss; 0: none).
+    pub label_smoothing: f32,
 }
 
 impl Default for StepOptions {
@@ -70,6 +76,8 @@ impl Default for StepOptions {
             micro: None,
             augment: None,
             weight_decay: 0.0,
+            l2: 0.0,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -283,6 +291,8 @@ impl TrainStep {
         let layout = ParamLayout::new(model);
         let mut kernels = Kernels::new(ctx, &variants)?;
         kernels.adam.hyper.weight_decay = opts.weight_decay as f64;
+        kernels.adam.hyper.l2 = opts.l2 as f64;
+        kernels.label_smoothing = opts.label_smoothing;
         let sizes = Sizes {
             batch,
             micro,
@@ -293,6 +303,7 @@ impl TrainStep {
                 activation == Activation::Softmax,
                 outputs,
             ),
+            l2: opts.l2 != 0.0,
         };
         let b = StepBuffers::new(ctx, model, &layout, plan, &main, &sizes, opts.lr);
         let opt_grads = b.full.as_ref().map_or(&b.grads, |a| &a.grads);
@@ -438,6 +449,9 @@ fn optimizer(
     let mut ops = vec![kernels.adam.begin_step(ctx, &fixed.adam_state)];
     for (r, (start, len)) in [(0usize, layout.regions[0]), (1, layout.regions[1])] {
         for (at, n) in binding_slices(len, slice_limit) {
+            // Kernels live in the weights region only: the biases' update binds no mask.
+            let mask = fixed.l2_mask.as_ref().filter(|_| r == 0);
+            let mask = mask.map(|b| range(b, at, n));
             ops.push(kernels.adam.update(
                 ctx,
                 &range(&params[r], at, n),
@@ -447,6 +461,7 @@ fn optimizer(
                 },
                 &range(&grads[r], at, n),
                 &fixed.adam_state,
+                mask.as_ref().map(|m| m as &dyn crate::kernels::Bind),
                 n,
             ));
         }

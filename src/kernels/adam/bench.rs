@@ -19,7 +19,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
         work: Work::Bytes(28 * len as u64),
         dispatches: vec![
             k.begin_step(ctx, &state),
-            k.update(ctx, &theta, Moments { m: &m, v: &v }, &g, &state, len),
+            k.update(ctx, &theta, Moments { m: &m, v: &v }, &g, &state, None, len),
         ],
         buffers: vec![theta, g, m, v, state],
     }]

@@ -6,6 +6,13 @@
 //! readback and no bind-group rebuild. The host writes the state only to set the learning rate
 //! (a schedule may do so before any submit) or to restore t from a checkpoint
 //! ([`Adam::write_state`]); it reads it back with the checkpoint.
+//!
+//! Keras' L2 kernel regularizer (`kernel_regularizer=regularizers.l2(l2)`, `AdamHyper::l2`) is
+//! applied here too, with a mask of the regularized elements (1 for a Conv2D, Dense, depthwise
+//! or pointwise kernel, 0 for biases and batch-norm γ/β): [`Adam::update`] adds its gradient
+//! 2·l2·θ to the loss's (coupled: Adam's moments see it, unlike AdamW's decay), and
+//! [`Adam::l2_penalty`] (shaders/l2_penalty.wgsl) adds the penalty l2·Σθ² to the step's loss and
+//! metrics. Both are built once; l2 = 0 reads no mask and changes nothing, bit for bit.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -26,7 +33,20 @@ pub struct Params {
     pub epsilon: f32,
     /// AdamW's decoupled weight decay (0: plain Adam).
     pub weight_decay: f32,
-    pub _pad: [u32; 3],
+    /// L2 regularization factor of the masked elements (0: none; the mask is not read).
+    pub l2: f32,
+    pub _pad: [u32; 2],
+}
+
+/// Mirrors `struct Params` in shaders/l2_penalty.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug)]
+pub struct PenaltyParams {
+    pub len: u32,
+    pub l2: f32,
+    /// Loss terms the metrics count per batch (the penalty is added `count` times to the sum).
+    pub count: f32,
+    pub _pad: u32,
 }
 
 /// Mirrors `struct AdamState` in shaders/adam.wgsl: the optimizer's GPU-resident scalars.
@@ -65,9 +85,15 @@ pub struct Moments<'a> {
     pub v: &'a dyn Bind,
 }
 
-/// Pipelines of shaders/adam.wgsl, with the optimizer's constants.
+/// Invocations of the penalty's one workgroup (a power of two ≤ 256).
+const PENALTY_WG: u32 = 256;
+
+/// Pipelines of shaders/adam.wgsl and shaders/l2_penalty.wgsl, with the optimizer's constants.
 pub struct Adam {
     family: ShaderFamily,
+    penalty: ShaderFamily,
+    /// Bound as l2_mask where no element is regularized (never read: `Params::l2` is 0).
+    no_mask: wgpu::Buffer,
     pub hyper: AdamHyper,
 }
 
@@ -87,6 +113,14 @@ impl Adam {
                 &["adam_begin_step", "adam_update"],
                 &[("WG", WG as f64)],
             ),
+            penalty: ShaderFamily::new(
+                ctx,
+                "l2_penalty",
+                include_str!("../../../shaders/l2_penalty.wgsl"),
+                &["l2_penalty"],
+                &[("WG", PENALTY_WG as f64)],
+            ),
+            no_mask: ctx.upload("adam: no l2 mask", &[0.0f32]),
             hyper,
         }
     }
@@ -98,7 +132,8 @@ impl Adam {
             beta2: self.hyper.beta2 as f32,
             epsilon: self.hyper.epsilon as f32,
             weight_decay: self.hyper.weight_decay as f32,
-            _pad: [0; 3],
+            l2: 0.0,
+            _pad: [0; 2],
         }
     }
 
@@ -122,8 +157,11 @@ impl Adam {
     }
 
     /// One Adam update with the state's lr_t (θ, m, v in place). theta, moments, grads: [len]
-    /// f32 (flat parameter, moment and gradient buffers, same offsets); state: [`AdamState`].
-    /// Record [`Adam::begin_step`] before it in every step.
+    /// f32 (flat parameter, moment and gradient buffers, same offsets); state: [`AdamState`];
+    /// l2_mask: [len] f32 (1 where `hyper.l2` regularizes the element, 0 elsewhere), or None:
+    /// no element is (no L2 term, whatever `hyper.l2`). Record [`Adam::begin_step`] before it
+    /// in every step.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &self,
         ctx: &GpuContext,
@@ -131,6 +169,7 @@ impl Adam {
         moments: Moments,
         grads: &dyn Bind,
         state: &dyn Bind,
+        l2_mask: Option<&dyn Bind>,
         len: usize,
     ) -> Dispatch {
         let Moments { m, v } = moments;
@@ -149,10 +188,44 @@ impl Adam {
             Some(grads),
             None,
             Some(state),
+            None,
+            Some(l2_mask.unwrap_or(&self.no_mask)),
         ];
-        let p = self.params(len);
+        let p = Params {
+            l2: if l2_mask.is_some() {
+                self.hyper.l2 as f32
+            } else {
+                0.0
+            },
+            ..self.params(len)
+        };
         let grid = grid_1d(groups_for(len, WG * PER_INVOCATION));
         self.family
             .dispatch(ctx, "adam_update", &slots, Some(&p), grid)
+    }
+}
+
+impl Adam {
+    /// loss[0] += l2·Σ mask·θ² and metrics[0] += count·(the same) (accumulates; one
+    /// workgroup), with l2 = `hyper.l2`. theta, l2_mask: [len] f32 (the weights region or a
+    /// slice of it); metrics: [3] f32 ([`crate::kernels::loss::METRICS_LEN`]); loss: [1] f32;
+    /// `count`: the loss terms the metrics count for this batch.
+    pub fn l2_penalty(
+        &self,
+        ctx: &GpuContext,
+        (theta, l2_mask): (&dyn Bind, &dyn Bind),
+        (metrics, loss): (&dyn Bind, &dyn Bind),
+        len: usize,
+        count: usize,
+    ) -> Dispatch {
+        let p = PenaltyParams {
+            len: u32::try_from(len).expect("l2_penalty: more than u32::MAX parameters"),
+            l2: self.hyper.l2 as f32,
+            count: count as f32,
+            _pad: 0,
+        };
+        let slots = [Some(theta), Some(l2_mask), Some(metrics), Some(loss)];
+        self.penalty
+            .dispatch(ctx, "l2_penalty", &slots, Some(&p), [1, 1, 1])
     }
 }

@@ -12,6 +12,7 @@ fn input<'a>(z: &'a wgpu::Buffer, t: &'a wgpu::Buffer, n: usize, classes: usize)
         n,
         classes,
         weights: None,
+        smoothing: 0.0,
     }
 }
 

@@ -39,7 +39,14 @@ struct Case {
     extremes: bool,
     /// Non-uniform class weights (Keras' class_weight), seeded in [0.25, 4).
     weighted: bool,
+    /// Label smoothing S (0: none).
+    smoothing: f32,
     seed: u64,
+}
+
+/// The case's label smoothing as the CPU reference takes it (the f32 the GPU reads, widened).
+fn sm(c: Case) -> f64 {
+    c.smoothing as f64
 }
 
 /// Largest class weight a weighted case draws (scales the absolute tolerances).
@@ -96,20 +103,21 @@ impl Case {
     }
 }
 
-/// A pass's input: logits `z`, `targets`, N × `classes`, the class weights if any.
+/// A pass's input: logits `z`, `targets`, N × `classes`, the class weights if any, the
+/// case's label smoothing.
 fn input<'a>(
     z: &'a wgpu::Buffer,
     targets: &'a wgpu::Buffer,
-    n: usize,
-    classes: usize,
+    c: Case,
     weights: Option<&'a wgpu::Buffer>,
 ) -> LossInput<'a> {
     LossInput {
         z,
         targets,
-        n,
-        classes,
+        n: c.n,
+        classes: c.width,
         weights: weights.map(|w| w as _),
+        smoothing: c.smoothing,
     }
 }
 
@@ -123,21 +131,27 @@ fn loss_checks(
     op: &'static str,
     width: &str,
     passes: [(&'static str, Run); 3],
-    cases: [(ShapeClass, usize, usize, bool, bool); 6],
+    cases: &[(ShapeClass, usize, usize, bool, bool, f32)],
     seed0: u64,
 ) -> Vec<Check> {
     let mut v = Vec::new();
-    for (i, (class, n, w, extremes, weighted)) in cases.into_iter().enumerate() {
+    for (i, &(class, n, w, extremes, weighted, smoothing)) in cases.iter().enumerate() {
         let shape = format!(
-            "N{n} {width}{w}{}{}",
+            "N{n} {width}{w}{}{}{}",
             if extremes { " ±100" } else { "" },
-            if weighted { " class-weighted" } else { "" }
+            if weighted { " class-weighted" } else { "" },
+            if smoothing > 0.0 {
+                format!(" smoothing {smoothing}")
+            } else {
+                String::new()
+            }
         );
         let case = Case {
             n,
             width: w,
             extremes,
             weighted,
+            smoothing,
             seed: seed0 + 10 * i as u64,
         };
         for (pass, run) in passes {
@@ -153,21 +167,25 @@ fn loss_checks(
 fn sigmoid_bce_checks(shared: &Shared) -> Vec<Check> {
     use ShapeClass::*;
     let cases = [
-        (Tiny, 2, 1, false, false),
-        (Odd, 13, 3, true, false),
-        (Large, 128, 1, true, false),
+        (Tiny, 2, 1, false, false, 0.0),
+        (Odd, 13, 3, true, false, 0.0),
+        (Large, 128, 1, true, false, 0.0),
         // Many elements per invocation in the one-workgroup reduction.
-        (Large, 1000, 3, true, false),
+        (Large, 1000, 3, true, false, 0.0),
         // Class weights: [negative, positive] (the binary classifier's L = 1, and L > 1).
-        (Odd, 13, 1, true, true),
-        (Large, 1000, 3, true, true),
+        (Odd, 13, 1, true, true, 0.0),
+        (Large, 1000, 3, true, true, 0.0),
+        // Label smoothing (Keras' label_smoothing): y' = y·(1 − S) + S/2, with and without
+        // class weights (which follow the given label).
+        (Odd, 13, 1, true, false, 0.1),
+        (Large, 1000, 3, true, true, 0.3),
     ];
     let passes: [(&'static str, Run); 3] = [
         ("forward", bce_forward),
         ("backward", bce_backward),
         ("metrics", bce_metrics),
     ];
-    loss_checks(shared, "sigmoid_bce", "L", passes, cases, 300)
+    loss_checks(shared, "sigmoid_bce", "L", passes, &cases, 300)
 }
 
 /// Forward: a mean of N·L f32 terms up to ~100 (extremes), each within a few ulp, and
@@ -181,11 +199,11 @@ fn bce_forward(ctx: &GpuContext, k: &Loss, c: Case) -> Result<Vec<Compared>, Gpu
         ctx.upload("y", &y),
         ctx.upload("loss", &[f32::NAN]),
     );
-    let d = k.sigmoid_bce_forward(ctx, &lb, &input(&zb, &yb, n, l, wb.as_ref()));
+    let d = k.sigmoid_bce_forward(ctx, &lb, &input(&zb, &yb, c, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d])?;
     let mut want = [0.0];
     let (z, y) = (to_f64(&z), to_f64(&y));
-    cpu::loss::sigmoid_bce_forward_weighted(&mut want, &z, &y, n, l, w.as_deref());
+    cpu::loss::sigmoid_bce_forward_smoothed(&mut want, &z, &y, n, l, w.as_deref(), sm(c));
     Ok(vec![Compared::new(
         "loss",
         ctx.read(&lb)?,
@@ -204,11 +222,11 @@ fn bce_backward(ctx: &GpuContext, k: &Loss, c: Case) -> Result<Vec<Compared>, Gp
     let (wb, w) = c.weight_buffers(ctx, weights_len(false, l));
     let (zb, yb) = (ctx.upload("z", &z), ctx.upload("y", &y));
     let dzb = ctx.upload("dz", &vec![f32::NAN; n * l]);
-    let d = k.sigmoid_bce_backward(ctx, &dzb, &input(&zb, &yb, n, l, wb.as_ref()));
+    let d = k.sigmoid_bce_backward(ctx, &dzb, &input(&zb, &yb, c, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d])?;
     let mut want = vec![0.0; n * l];
     let (z, y) = (to_f64(&z), to_f64(&y));
-    cpu::loss::sigmoid_bce_backward_weighted(&mut want, &z, &y, n, l, w.as_deref());
+    cpu::loss::sigmoid_bce_backward_smoothed(&mut want, &z, &y, n, l, w.as_deref(), sm(c));
     Ok(vec![Compared::new("dz", ctx.read(&dzb)?, want, atol, 1e-5)])
 }
 
@@ -222,12 +240,12 @@ fn bce_metrics(ctx: &GpuContext, k: &Loss, c: Case) -> Result<Vec<Compared>, Gpu
         ctx.upload("y", &y),
         ctx.upload("metrics", &METRICS_START),
     );
-    let d = k.sigmoid_bce_metrics(ctx, &mb, &input(&zb, &yb, n, l, wb.as_ref()));
+    let d = k.sigmoid_bce_metrics(ctx, &mb, &input(&zb, &yb, c, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d; METRIC_REPEATS])?;
     let mut want = to_f64(&METRICS_START);
     let (z, y) = (to_f64(&z), to_f64(&y));
     for _ in 0..METRIC_REPEATS {
-        cpu::loss::sigmoid_bce_metrics_weighted(&mut want, &z, &y, n, l, w.as_deref());
+        cpu::loss::sigmoid_bce_metrics_smoothed(&mut want, &z, &y, n, l, w.as_deref(), sm(c));
     }
     metrics_compared(ctx.read(&mb)?, want, c.weight_scale())
 }
@@ -256,20 +274,23 @@ fn metrics_compared(gpu: Vec<f32>, cpu: Vec<f64>, scale: f64) -> Result<Vec<Comp
 fn softmax_ce_checks(shared: &Shared) -> Vec<Check> {
     use ShapeClass::*;
     let cases = [
-        (Tiny, 2, 3, false, false),
-        (Odd, 13, 5, true, false),
-        (Large, 128, 10, true, false),
-        (Large, 700, 10, true, false),
+        (Tiny, 2, 3, false, false, 0.0),
+        (Odd, 13, 5, true, false, 0.0),
+        (Large, 128, 10, true, false, 0.0),
+        (Large, 700, 10, true, false, 0.0),
         // Class weights: one per class.
-        (Odd, 13, 5, true, true),
-        (Large, 700, 10, true, true),
+        (Odd, 13, 5, true, true, 0.0),
+        (Large, 700, 10, true, true, 0.0),
+        // Label smoothing: y' = (1 − S)·onehot + S/K, with and without class weights.
+        (Odd, 13, 5, true, false, 0.1),
+        (Large, 700, 10, true, true, 0.3),
     ];
     let passes: [(&'static str, Run); 3] = [
         ("forward", ce_forward),
         ("backward", ce_backward),
         ("metrics", ce_metrics),
     ];
-    loss_checks(shared, "softmax_ce", "K", passes, cases, 400)
+    loss_checks(shared, "softmax_ce", "K", passes, &cases, 400)
 }
 
 /// Forward: per sample (max − z_t) + log Σ exp: a few ulp of values up to ~200 (extremes),
@@ -283,10 +304,11 @@ fn ce_forward(ctx: &GpuContext, kern: &Loss, c: Case) -> Result<Vec<Compared>, G
         ctx.upload("labels", &t),
         ctx.upload("loss", &[f32::NAN]),
     );
-    let d = kern.softmax_ce_forward(ctx, &lb, &input(&zb, &tb, n, k, wb.as_ref()));
+    let d = kern.softmax_ce_forward(ctx, &lb, &input(&zb, &tb, c, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d])?;
     let mut want = [0.0];
-    cpu::loss::softmax_ce_forward_weighted(&mut want, &to_f64(&z), &t, n, k, w.as_deref());
+    let z = to_f64(&z);
+    cpu::loss::softmax_ce_forward_smoothed(&mut want, &z, &t, n, k, w.as_deref(), sm(c));
     Ok(vec![Compared::new(
         "loss",
         ctx.read(&lb)?,
@@ -305,10 +327,11 @@ fn ce_backward(ctx: &GpuContext, kern: &Loss, c: Case) -> Result<Vec<Compared>, 
     let (wb, w) = c.weight_buffers(ctx, weights_len(true, k));
     let (zb, tb) = (ctx.upload("z", &z), ctx.upload("labels", &t));
     let dzb = ctx.upload("dz", &vec![f32::NAN; n * k]);
-    let d = kern.softmax_ce_backward(ctx, &dzb, &input(&zb, &tb, n, k, wb.as_ref()));
+    let d = kern.softmax_ce_backward(ctx, &dzb, &input(&zb, &tb, c, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d])?;
     let mut want = vec![0.0; n * k];
-    cpu::loss::softmax_ce_backward_weighted(&mut want, &to_f64(&z), &t, n, k, w.as_deref());
+    let z = to_f64(&z);
+    cpu::loss::softmax_ce_backward_smoothed(&mut want, &z, &t, n, k, w.as_deref(), sm(c));
     Ok(vec![Compared::new("dz", ctx.read(&dzb)?, want, atol, 1e-5)])
 }
 
@@ -322,12 +345,12 @@ fn ce_metrics(ctx: &GpuContext, kern: &Loss, c: Case) -> Result<Vec<Compared>, G
         ctx.upload("labels", &t),
         ctx.upload("metrics", &METRICS_START),
     );
-    let d = kern.softmax_ce_metrics(ctx, &mb, &input(&zb, &tb, n, k, wb.as_ref()));
+    let d = kern.softmax_ce_metrics(ctx, &mb, &input(&zb, &tb, c, wb.as_ref()));
     crate::kernels::run_all(ctx, &[&d; METRIC_REPEATS])?;
     let mut want = to_f64(&METRICS_START);
     let z = to_f64(&z);
     for _ in 0..METRIC_REPEATS {
-        cpu::loss::softmax_ce_metrics_weighted(&mut want, &z, &t, n, k, w.as_deref());
+        cpu::loss::softmax_ce_metrics_smoothed(&mut want, &z, &t, n, k, w.as_deref(), sm(c));
     }
     metrics_compared(ctx.read(&mb)?, want, c.weight_scale())
 }

@@ -14,6 +14,11 @@
 //! term's loss and gradient is multiplied by its class's weight and the mean stays over the
 //! count (Σ w·l / N, Keras' "sum_over_batch_size"); accuracy counts are never weighted. `None`
 //! binds a 1-element placeholder the shader does not read (`Params::weighted` 0).
+//!
+//! Every pass takes a label smoothing S in [0, 1] ([`LossInput::smoothing`], Keras'
+//! `label_smoothing`): the loss and its gradient use sigmoid_bce's y' = y·(1 − S) + S/2 and
+//! softmax_ce's y' = (1 − S)·onehot + S/K; class weights and accuracy follow the given labels.
+//! S = 0 is bit-identical to the unsmoothed loss.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -34,7 +39,8 @@ pub struct Params {
     pub classes: u32,
     /// 1: multiply each term by its class weight (binding 5); 0: unweighted.
     pub weighted: u32,
-    pub _pad: u32,
+    /// Label smoothing S in [0, 1] (0: none).
+    pub smoothing: f32,
 }
 
 /// Elements of a metrics buffer: `[loss_sum, correct, seen]`.
@@ -50,7 +56,7 @@ pub fn weights_len(softmax: bool, classes: usize) -> usize {
 }
 
 impl Params {
-    fn new(n: usize, classes: usize, weights: Option<&dyn Bind>) -> Self {
+    fn new(n: usize, classes: usize, weights: Option<&dyn Bind>, smoothing: f32) -> Self {
         assert!(
             n > 0 && classes > 0,
             "empty loss input: N {n}, classes {classes}"
@@ -60,7 +66,7 @@ impl Params {
             n: n as u32,
             classes: classes as u32,
             weighted: u32::from(weights.is_some()),
-            _pad: 0,
+            smoothing,
         }
     }
 }
@@ -78,6 +84,8 @@ pub struct LossInput<'a> {
     pub classes: usize,
     /// Class weights ([`weights_len`] f32), or None: unweighted.
     pub weights: Option<&'a dyn Bind>,
+    /// Label smoothing S in [0, 1] (Keras' `label_smoothing`; 0: none).
+    pub smoothing: f32,
 }
 
 /// Pipelines of shaders/sigmoid_bce.wgsl and shaders/softmax_ce.wgsl.
@@ -138,8 +146,9 @@ impl Loss {
             n,
             classes,
             weights,
+            smoothing,
         } = *input;
-        let p = Params::new(n, classes, weights);
+        let p = Params::new(n, classes, weights, smoothing);
         let mut slots = [
             None,
             Some(z),
@@ -164,7 +173,7 @@ impl Loss {
         self.pass(ctx, entry, (0, loss), input, [1, 1, 1])
     }
 
-    /// dz = (σ(z) − y)·w[y]/(N·L) (writes dz). dz, z, targets: [N, L] f32.
+    /// dz = (σ(z) − y')·w[y]/(N·L) (writes dz; y' the smoothed target). dz, z, targets: [N, L] f32.
     pub fn sigmoid_bce_backward(
         &self,
         ctx: &GpuContext,
@@ -205,7 +214,7 @@ impl Loss {
         self.pass(ctx, entry, (0, loss), input, [1, 1, 1])
     }
 
-    /// dz = (softmax(z) − onehot(label))·w[label]/N (writes dz). dz, z: [N, K] f32;
+    /// dz = (softmax(z) − y')·w[label]/N (writes dz; y' the smoothed one-hot row). dz, z: [N, K] f32;
     /// labels: [N] u32.
     pub fn softmax_ce_backward(
         &self,

@@ -41,6 +41,19 @@ pub struct ModelConfig {
     /// image to, whatever its file holds. Files written before gpucnn recorded it read as rgb.
     #[serde(default)]
     pub color_mode: ColorMode,
+    /// How the model was regularized in training (`--weight-decay`, `--l2`,
+    /// `--label-smoothing`): a record for whoever reads the file. They change neither the
+    /// network nor what its weights mean, so [`Self::differences`] does not compare them
+    /// (`--init-from` may fine-tune with other values; `--resume` is guarded by the run
+    /// fingerprint, which records them). Files written before gpucnn recorded them read as 0.
+    #[serde(default)]
+    pub weight_decay: f32,
+    /// Keras' `kernel_regularizer=l2(l2)` factor of every kernel (0: none).
+    #[serde(default)]
+    pub l2: f32,
+    /// Keras' `label_smoothing` of the cross-entropy (0: none).
+    #[serde(default)]
+    pub label_smoothing: f32,
     /// The gpucnn version that wrote the description.
     pub gpucnn_version: String,
 }
@@ -71,6 +84,9 @@ impl ModelConfig {
             } else {
                 ColorMode::Rgb
             },
+            weight_decay: 0.0,
+            l2: 0.0,
+            label_smoothing: 0.0,
             gpucnn_version: GPUCNN_VERSION.into(),
         }
     }
@@ -288,4 +304,39 @@ pub fn read_model_json(path: impl AsRef<Path>) -> Result<ModelConfig, Checkpoint
             reason,
         })?;
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ab() -> ModelConfig {
+        ModelConfig::xception_mini(&XceptionConfig::default(), vec!["a".into(), "b".into()])
+    }
+
+    /// A model.json written before the regularization was recorded still loads (as 0), and
+    /// the recorded values are never a difference: predict/evaluate's check of model.json
+    /// against its checkpoint and --init-from accept a model regularized otherwise.
+    #[test]
+    fn regularization_is_recorded_read_from_old_files_and_not_compared() {
+        let mut json = serde_json::to_value(ab()).unwrap();
+        let obj = json.as_object_mut().unwrap();
+        for field in ["weight_decay", "l2", "label_smoothing"] {
+            assert_eq!(obj.remove(field), Some(serde_json::json!(0.0)), "{field}");
+        }
+        let old: ModelConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old, ab());
+        assert!(old.validate().is_ok());
+        let regularized = ModelConfig {
+            weight_decay: 0.004,
+            l2: 1e-4,
+            label_smoothing: 0.1,
+            ..ab()
+        };
+        let back: ModelConfig =
+            serde_json::from_str(&serde_json::to_string(&regularized).unwrap()).unwrap();
+        assert_eq!(back, regularized);
+        assert!(old.differences(&regularized).is_empty());
+        assert!(regularized.differences(&old).is_empty());
+    }
 }
