@@ -59,7 +59,14 @@ pub fn fan_out_before_dropout() -> Model {
 /// GPU and CPU results of one step from the same parameters and batch.
 pub struct StepComparison {
     pub loss: (f32, f64),
+    /// The epoch loss the GPU's metrics accumulator gives after the step (loss sum / count):
+    /// what metrics.csv reports, L2 penalty and label smoothing included.
+    pub metrics_loss: f32,
     pub grads: (Vec<f32>, Vec<f64>),
+    /// The reference's gradient as Adam takes it: `grads.1` plus the L2 penalty's 2·l2·w on
+    /// the kernels (equal to `grads.1` without L2). Where it is near zero, the step's sign may
+    /// legitimately differ.
+    pub update_grads: Vec<f64>,
     pub params: (Vec<f32>, Vec<f64>),
     /// The CPU reference's Adam applied to the starting parameters with the GPU's own
     /// gradients (batch-norm state from the reference step): what the GPU's parameters must be
@@ -143,6 +150,8 @@ pub fn compare_weighted_step(
     step.set_dropout_seed(ctx, dropout_seed);
     step.run(ctx)?;
     let gpu_loss = step.read_loss(ctx)?;
+    let m = step.read_metrics(ctx)?;
+    let metrics_loss = m[0] / m[2];
     let gpu_grads = step.read_grads(ctx)?;
     let gpu_params = step.read_params(ctx)?;
 
@@ -170,6 +179,11 @@ pub fn compare_weighted_step(
     let mut adam = new_adam();
     let micro = micro.unwrap_or(n);
     let r = reference::train_step_micro(model, &layout, &p0, &mut adam, lr, &batch, micro);
+    let mut mask = to_f64(&layout.l2_mask());
+    mask.resize(layout.total_len, 0.0);
+    let update_grads = (r.grads.iter().zip(&p0).zip(&mask))
+        .map(|((g, t), m)| g + 2.0 * opts.l2 as f64 * m * t)
+        .collect();
     let mut params_from_gpu_grads = r.params.clone();
     let tl = layout.trainable_len;
     params_from_gpu_grads[..tl].copy_from_slice(&p0[..tl]);
@@ -182,7 +196,9 @@ pub fn compare_weighted_step(
     );
     Ok(StepComparison {
         loss: (gpu_loss, r.loss),
+        metrics_loss,
         grads: (gpu_grads, r.grads),
+        update_grads,
         params: (gpu_params, r.params),
         params_from_gpu_grads,
         layout,
@@ -248,7 +264,7 @@ impl StepComparison {
         // Against the reference step: exact where the gradient is clearly away from zero (the
         // first step moves a weight by ≈ lr·sign(g)); elsewhere the sign may legitimately flip.
         let lr = self.lr;
-        let grads = &self.grads.1;
+        let grads = &self.update_grads;
         let (pg, pc) = norm(
             &self.params.0,
             &self.params.1,
@@ -274,6 +290,13 @@ impl StepComparison {
         );
         vec![
             Compared::new("loss", vec![self.loss.0], vec![self.loss.1], 1e-5, 1e-4),
+            Compared::new(
+                "epoch loss of the metrics",
+                vec![self.metrics_loss],
+                vec![self.loss.1],
+                1e-5,
+                1e-4,
+            ),
             Compared::new("gradients (error / tolerance)", gg, gc, 1.0, 0.0),
             Compared::new(
                 "parameters after Adam (error / tolerance)",

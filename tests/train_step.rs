@@ -144,6 +144,72 @@ fn weight_decay_step_matches_cpu_reference() {
     }
 }
 
+/// Keras' kernel_regularizer=l2: a step with L2 equals the CPU reference's (the penalty
+/// l2·Σw² over the kernels in the loss and in the metrics' epoch loss, 2·l2·w in the kernels'
+/// gradients before Adam), at a factor whose gradient outweighs the loss's, with AdamW's decay
+/// too, and split into micro-batches (the penalty is counted once per batch, not per
+/// micro-batch).
+#[test]
+fn l2_step_matches_cpu_reference() {
+    use gpucnn::step_parity::compare_step_with;
+    let Some(ctx) = test_context() else { return };
+    for (classes, micro, weight_decay) in [(2, None, 0.0), (10, Some(3), 0.1)] {
+        // lr 1e-3: where the L2 term nearly cancels the loss's gradient, Adam's first step
+        // (≈ lr·g/(|g| + 3e-6)) amplifies the f32 rounding of g + 2·l2·w by lr/3e-6; at 1e-2
+        // that alone reaches the comparison's tolerance. The sign of each step still shows a
+        // missing or misplaced L2 term (an error of 2·lr against a tolerance of 1e-6).
+        let opts = StepOptions {
+            lr: 1e-3,
+            micro,
+            weight_decay,
+            l2: 0.05,
+            ..Default::default()
+        };
+        let r = compare_step_with(&ctx, &small_model(classes), 5, &opts, 44).unwrap();
+        // The penalty is a visible share of the loss (else the comparison proves little).
+        let plain = compare_step_with(
+            &ctx,
+            &small_model(classes),
+            5,
+            &StepOptions { l2: 0.0, ..opts },
+            44,
+        )
+        .unwrap();
+        assert!(
+            r.loss.1 > plain.loss.1 + 0.01,
+            "{} vs {}",
+            r.loss.1,
+            plain.loss.1
+        );
+        for c in r.compared() {
+            let s = compare(&c);
+            assert!(s.ok, "classes {classes}: {}", s.report);
+        }
+    }
+}
+
+/// Keras' label_smoothing: a step with smoothed targets equals the CPU reference's, for the
+/// sigmoid (y·(1 − S) + S/2) and the softmax (one-hot·(1 − S) + S/K) loss, class-weighted too.
+#[test]
+fn label_smoothing_step_matches_cpu_reference() {
+    use gpucnn::step_parity::compare_weighted_step;
+    let Some(ctx) = test_context() else { return };
+    for (classes, weighted) in [(2, false), (10, true)] {
+        let opts = StepOptions {
+            lr: 1e-3,
+            label_smoothing: 0.2,
+            ..Default::default()
+        };
+        let w = weighted.then(|| test_class_weights(classes));
+        let model = small_model(classes);
+        let r = compare_weighted_step(&ctx, &model, 4, &opts, 45, w.as_deref()).unwrap();
+        for c in r.compared() {
+            let s = compare(&c);
+            assert!(s.ok, "classes {classes}: {}", s.report);
+        }
+    }
+}
+
 /// `--color-mode grayscale --image-size 12,20`: one input channel and a non-square input (the
 /// stem's 3×3×1 kernel, stride-2 "same" padding on unequal sides, the rotation about a
 /// non-square centre) train exactly as the CPU reference does, augmentation included.
