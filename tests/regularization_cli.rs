@@ -1,7 +1,8 @@
 //! `gpucnn train`'s regularization flags end to end on a small generated folder:
 //! `--weight-decay` (AdamW) reaches the GPU's update, `--dropout` the model and model.json,
-//! both the run's fingerprint; bad values exit 2 naming the flag. (The update's arithmetic is
-//! proven against the CPU reference in the Adam parity checks and tests/train_step.rs.)
+//! `--l2` and `--label-smoothing` the loss; all of them model.json and the run's fingerprint;
+//! bad values exit 2 naming the flag. (The arithmetic is proven against the CPU reference in
+//! the Adam and loss parity checks and tests/train_step.rs.)
 
 mod common;
 
@@ -64,6 +65,11 @@ fn weight_decay_and_dropout_reach_the_step_model_json_and_fingerprint() {
         serde_json::from_str(&std::fs::read_to_string(decayed.join("model.json")).unwrap())
             .unwrap();
     assert_eq!(model["dropout"], 0.25);
+    assert_eq!(model["weight_decay"], 50.0);
+    assert_eq!(
+        (model["l2"].as_f64(), model["label_smoothing"].as_f64()),
+        (Some(0.0), Some(0.0))
+    );
     let run_json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(decayed.join("run.json")).unwrap()).unwrap();
     assert_eq!(run_json["regularization"]["weight_decay"], 50.0);
@@ -73,6 +79,53 @@ fn weight_decay_and_dropout_reach_the_step_model_json_and_fingerprint() {
         .args(["--weight-decay", "0.5"]));
     let e = assert_exit(&o, 2);
     assert!(e.contains("--weight-decay"), "{e}");
+
+    // --l2 and --label-smoothing: recorded, and they change the loss the run reports (the
+    // same seed, data and steps otherwise).
+    let reg = dir.path().join("regularized");
+    let flags = ["--l2", "1e-4", "--label-smoothing", "0.1"];
+    assert_success(&train(&data, &reg, &flags));
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reg.join("model.json")).unwrap()).unwrap();
+    let close = |v: &serde_json::Value, want: f64| (v.as_f64().unwrap() - want).abs() < 1e-9;
+    assert!(close(&model["l2"], 1e-4), "{model}");
+    assert!(close(&model["label_smoothing"], 0.1), "{model}");
+    let run_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reg.join("run.json")).unwrap()).unwrap();
+    let r = &run_json["regularization"];
+    assert!(
+        close(&r["l2"], 1e-4) && close(&r["label_smoothing"], 0.1),
+        "{run_json}"
+    );
+    let losses = |run: &Path| -> Vec<String> {
+        let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+        // epoch,loss,accuracy,val_loss,…: the loss and val_loss columns.
+        (csv.lines().skip(1))
+            .flat_map(|l| {
+                let c: Vec<&str> = l.split(',').collect();
+                [c[1].to_string(), c[3].to_string()]
+            })
+            .collect()
+    };
+    let (l_plain, l_reg) = (losses(&plain), losses(&reg));
+    assert!(
+        l_plain[0] != l_reg[0] && l_plain[1] != l_reg[1],
+        "{l_plain:?} {l_reg:?}"
+    );
+    // Resuming with another value of either is refused, naming the flag.
+    for (flags, named) in [
+        (
+            ["--l2", "1e-4", "--label-smoothing", "0.2"],
+            "--label-smoothing",
+        ),
+        (["--l2", "0.001", "--label-smoothing", "0.1"], "--l2"),
+    ] {
+        let o = run(tiny_train(&reg, "2", "8")
+            .args(["--data", s(&data), "--resume"])
+            .args(flags));
+        let e = assert_exit(&o, 2);
+        assert!(e.contains(named), "{flags:?}: {e}");
+    }
 }
 
 #[test]
@@ -85,6 +138,10 @@ fn bad_regularization_values_exit_2_naming_the_flag() {
         (["--weight-decay", "nan"], "--weight-decay"),
         (["--dropout", "1"], "--dropout"),
         (["--dropout", "-0.5"], "--dropout"),
+        (["--l2", "-0.0001"], "--l2"),
+        (["--l2", "inf"], "--l2"),
+        (["--label-smoothing", "1.5"], "--label-smoothing"),
+        (["--label-smoothing", "-0.1"], "--label-smoothing"),
     ] {
         let e = assert_exit(&train(&data, &out, &flags), 2);
         assert!(e.contains(named), "{flags:?}: {e}");

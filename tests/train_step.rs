@@ -285,6 +285,84 @@ fn evaluation_matches_cpu_reference() {
     assert_eq!(to_f64(&step.read_params(&ctx).unwrap()), params);
 }
 
+/// Evaluation with --l2 and --label-smoothing (the val_loss column): the metrics' loss is the
+/// smoothed cross-entropy of the reference's inference plus l2·Σw² over the kernels, as
+/// Keras' test_step computes val_loss with compute_loss (the compiled loss object, smoothing
+/// included, plus the model's regularization losses). Sigmoid and softmax models, in
+/// micro-batches for the softmax one (the penalty counted once per sample, not per micro-batch).
+#[test]
+fn regularized_evaluation_matches_cpu_reference() {
+    use gpucnn::cpu::loss;
+    use gpucnn::graph::reference::{Targets, evaluate, l2_penalty};
+    use gpucnn::harness::to_f64;
+    let Some(ctx) = test_context() else { return };
+    let (l2, smoothing) = (0.01, 0.2);
+    for (classes, micro) in [(2, None), (10, Some(4))] {
+        let model = small_model(classes);
+        let opts = StepOptions {
+            micro,
+            l2,
+            label_smoothing: smoothing,
+            ..Default::default()
+        };
+        let step = TrainStep::with_options(&ctx, &model, 6, &opts).unwrap();
+        // The classifier's bias set far from 0 (logits 2, or 0, 0.6, 1.2, …): smoothing changes
+        // the loss a lot there (at z ≈ 0 every target costs about log 2).
+        let mut params = step.layout.initial_values(5);
+        let bias = (step.layout.slots.iter())
+            .rfind(|s| s.name.ends_with("/bias"))
+            .unwrap();
+        for (j, v) in params[bias.offset..bias.offset + bias.len]
+            .iter_mut()
+            .enumerate()
+        {
+            *v = if classes == 2 { 2.0 } else { 0.6 * j as f32 };
+        }
+        step.load_params(&ctx, &params);
+        let x = random_vec(8, 6 * 32 * 32 * 3, 0.0, 255.0);
+        // Mostly positives: smoothing's effect on the loss does not cancel between classes.
+        let labels: Vec<u32> = match classes {
+            2 => vec![1, 1, 0, 1, 1, 1],
+            _ => (0..6).map(|i| (i * 7 % classes) as u32).collect(),
+        };
+        let binary: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+        let targets = if classes == 2 {
+            step.write_batch(&ctx, &x, BatchTargets::Binary(&binary));
+            Targets::Binary(to_f64(&binary))
+        } else {
+            step.write_batch(&ctx, &x, BatchTargets::Classes(&labels));
+            Targets::Classes(labels.clone())
+        };
+        step.reset_metrics(&ctx);
+        step.run_eval(&ctx, 6).unwrap();
+        let [loss_sum, _correct, seen] = step.read_metrics(&ctx).unwrap();
+        assert_eq!(seen, 6.0);
+        let p64 = to_f64(&params);
+        let r = evaluate(&model, &step.layout, &p64, &to_f64(&x), 6, &targets);
+        let logits = r.activations.last().unwrap();
+        let mut ce = [0.0];
+        let s = smoothing as f64;
+        match &targets {
+            Targets::Binary(y) => {
+                loss::sigmoid_bce_forward_smoothed(&mut ce, logits, y, 6, 1, None, s)
+            }
+            Targets::Classes(t) => {
+                loss::softmax_ce_forward_smoothed(&mut ce, logits, t, 6, classes, None, s)
+            }
+        }
+        let penalty = l2_penalty(&step.layout, &p64, l2 as f64);
+        // Both parts are far from what the comparison tolerates (1e-5 + 1e-4 relative).
+        let unsmoothed = r.loss;
+        assert!(
+            penalty > 0.01 && (ce[0] - unsmoothed).abs() > 1e-2,
+            "penalty {penalty}, smoothed {} vs unsmoothed {unsmoothed}",
+            ce[0]
+        );
+        let got = loss_sum as f64 / 6.0;
+        approx::assert_relative_eq!(got, ce[0] + penalty, epsilon = 1e-5, max_relative = 1e-4);
+    }
+}
+
 #[test]
 fn ten_steps_on_one_batch_drive_the_loss_down() {
     let Some(ctx) = test_context() else { return };
