@@ -135,6 +135,26 @@ pub struct TrainArgs {
     /// Rotation range as a fraction of a full turn (0.1 = ±36°, as RandomRotation(0.1)).
     #[arg(long, default_value_t = 0.1)]
     pub rotation: f32,
+    /// With `contrast` in --augment: Keras' RandomContrast(F): per image, each channel's values
+    /// move away from (or towards) its mean by a factor uniform in [1 − F, 1 + F], clipped to
+    /// 0..255. F in [0, 1].
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 0.2,
+        allow_negative_numbers = true
+    )]
+    pub contrast: f32,
+    /// With `brightness` in --augment: Keras' RandomBrightness(F, value_range=(0, 255)): per
+    /// image, F·255·(a uniform in [−1, 1]) added to every value, clipped to 0..255. F in
+    /// [−1, 1] (only |F| matters, as in Keras).
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 0.2,
+        allow_negative_numbers = true
+    )]
+    pub brightness: f32,
     /// AdamW's decoupled weight decay (Keras' keras.optimizers.AdamW(weight_decay=W)): before
     /// each update every trainable value shrinks by value·W·lr. 0 is plain Adam (the
     /// example's); AdamW's own default is 0.004.
@@ -222,7 +242,7 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
         validation_split: a.validation_split.unwrap_or(DEFAULT_VALIDATION_SPLIT),
         seed: a.seed,
         width: a.width,
-        augment: parse_augment(&a.augment, a.rotation)?,
+        augment: parse_augment(&a.augment, a.rotation, a.contrast, a.brightness)?,
         crop_to_aspect_ratio: a.crop_to_aspect_ratio,
         micro_batch: a.micro_batch,
         callbacks: callback_config(a)?,
@@ -398,17 +418,27 @@ pub fn callback_config(a: &TrainArgs) -> anyhow::Result<CallbackConfig> {
     })
 }
 
-/// The augmentation named by `--augment` (`flip`, `rotate`, `flip,rotate` or `none`) with
-/// `--rotation`'s range; `None` when nothing is augmented. Bad input names the flag at fault.
-pub fn parse_augment(list: &str, rotation: f32) -> anyhow::Result<Option<AugmentConfig>> {
+/// The augmentation named by `--augment` (`flip`, `rotate`, `contrast`, `brightness`, any
+/// comma-separated mix, or `none`) with `--rotation`'s range and `--contrast`/`--brightness`'s
+/// factors; `None` when nothing is augmented. Bad input names the flag at fault.
+pub fn parse_augment(
+    list: &str,
+    rotation: f32,
+    contrast: f32,
+    brightness: f32,
+) -> anyhow::Result<Option<AugmentConfig>> {
     let (mut flip, mut rotate) = (false, false);
+    let (mut use_contrast, mut use_brightness) = (false, false);
     for part in list.split(',').map(str::trim) {
         match part {
             "flip" => flip = true,
             "rotate" => rotate = true,
+            "contrast" => use_contrast = true,
+            "brightness" => use_brightness = true,
             "none" => {}
             other => crate::bail_input!(
-                "--augment: unknown augmentation '{other}'; use flip, rotate, flip,rotate or none"
+                "--augment: unknown augmentation '{other}'; use a comma-separated list of flip, \
+                 rotate, contrast, brightness, or none"
             ),
         }
     }
@@ -417,9 +447,41 @@ pub fn parse_augment(list: &str, rotation: f32) -> anyhow::Result<Option<Augment
             "--rotation must be between 0 and 0.5 (a fraction of a full turn), got {rotation}"
         );
     }
-    Ok((flip || rotate).then_some(AugmentConfig {
-        flip,
-        rotate,
-        factor: rotation,
-    }))
+    let (contrast, brightness) = color_factors(use_contrast, contrast, use_brightness, brightness)?;
+    Ok(
+        (flip || rotate || contrast > 0.0 || brightness > 0.0).then_some(AugmentConfig {
+            flip,
+            rotate,
+            factor: rotation,
+            contrast,
+            brightness,
+        }),
+    )
+}
+
+/// `--contrast` and `--brightness` checked against the ranges Keras' RandomContrast ([0, 1]) and
+/// RandomBrightness ([−1, 1]) accept, as the factors the config records: 0 for an augmentation
+/// not named in --augment, and |F| for the brightness (Keras uses only its magnitude).
+fn color_factors(
+    use_contrast: bool,
+    contrast: f32,
+    use_brightness: bool,
+    brightness: f32,
+) -> anyhow::Result<(f32, f32)> {
+    crate::ensure_input!(
+        contrast.is_finite() && (0.0..=1.0).contains(&contrast),
+        "--contrast must be between 0 and 1 (Keras' RandomContrast factor), got {contrast}"
+    );
+    crate::ensure_input!(
+        brightness.is_finite() && (-1.0..=1.0).contains(&brightness),
+        "--brightness must be between -1 and 1 (Keras' RandomBrightness factor), got {brightness}"
+    );
+    Ok((
+        if use_contrast { contrast } else { 0.0 },
+        if use_brightness {
+            brightness.abs()
+        } else {
+            0.0
+        },
+    ))
 }

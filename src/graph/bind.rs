@@ -9,6 +9,7 @@ use super::params::{ParamLayout, Region};
 use crate::gpu::GpuContext;
 use crate::kernels::adam::Adam;
 use crate::kernels::augment::Augment;
+use crate::kernels::augment_color::AugmentColor;
 use crate::kernels::batch_norm::BatchNorm;
 use crate::kernels::conv2d::Conv2d;
 use crate::kernels::dense::Dense;
@@ -40,6 +41,7 @@ pub(crate) struct Kernels {
     pub adam: Adam,
     pub rescale: Rescale,
     pub augment: Augment,
+    pub augment_color: AugmentColor,
 }
 
 impl Kernels {
@@ -60,6 +62,7 @@ impl Kernels {
             adam: Adam::new(ctx),
             rescale: Rescale::new(ctx),
             augment: Augment::new(ctx),
+            augment_color: AugmentColor::new(ctx),
         })
     }
 }
