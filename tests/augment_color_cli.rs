@@ -85,3 +85,40 @@ fn bad_colour_factors_exit_2_naming_the_flag() {
     let e = assert_exit(&train(&data, &out, &["--augment", "flip,hue"]), 2);
     assert!(e.contains("--augment") && e.contains("brightness"), "{e}");
 }
+
+/// `preview`'s augmentations run the colour op after the geometric one: with flip and rotation
+/// off the geometric op is a copy, so the nine images differ from the original (and from each
+/// other) only through contrast and brightness, and stay within 0..255.
+#[test]
+fn preview_shows_contrast_and_brightness() {
+    use gpucnn::cpu::augment::AugmentConfig;
+    use gpucnn::data::geometry::{ColorMode, ImageSize};
+    let Some(ctx) = gpucnn::gpu::test_context() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    make_data(&data);
+    let size = ImageSize::square(16);
+    let plain = gpucnn::preview::preview_images(None, &data, size, ColorMode::Rgb, 3, None)
+        .unwrap()
+        .remove(0)
+        .0;
+    let cfg = AugmentConfig {
+        flip: false,
+        rotate: false,
+        contrast: 0.5,
+        brightness: 0.5,
+        ..AugmentConfig::NONE
+    };
+    let shown =
+        gpucnn::preview::preview_images(Some(&ctx), &data, size, ColorMode::Rgb, 3, Some(cfg))
+            .unwrap();
+    assert_eq!(shown.len(), 9);
+    for (px, title) in &shown {
+        assert_eq!(px.len(), plain.len());
+        assert_ne!(px, &plain, "{title} is the original");
+        assert!(px.iter().all(|v| (0.0..=255.0).contains(v)), "{title}");
+    }
+    assert_ne!(shown[0].0, shown[1].0);
+}
