@@ -485,3 +485,35 @@ fn color_factors(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The colour factors count only when named in --augment (so the defaults, 0.2, never turn
+    /// them on), a brightness is recorded by its magnitude (Keras uses only |F|), and contrast
+    /// or brightness alone is an augmentation.
+    #[test]
+    fn colour_factors_count_only_when_named() {
+        let keras = parse_augment("flip,rotate", 0.1, 0.2, 0.2).unwrap();
+        assert_eq!(keras, Some(AugmentConfig::KERAS));
+        let c = parse_augment("flip,rotate,brightness", 0.1, 0.3, -0.4).unwrap();
+        assert_eq!(
+            c,
+            Some(AugmentConfig {
+                brightness: 0.4,
+                ..AugmentConfig::KERAS
+            })
+        );
+        let c = parse_augment("contrast", 0.1, 0.3, 0.2).unwrap().unwrap();
+        assert!(!c.flip && !c.rotate && c.contrast == 0.3 && c.brightness == 0.0);
+        assert_eq!(parse_augment("none", 0.1, 0.3, 0.2).unwrap(), None);
+        // Factor 0 is off: nothing to augment.
+        assert_eq!(parse_augment("contrast", 0.1, 0.0, 0.2).unwrap(), None);
+        for (contrast, brightness, flag) in [(1.5, 0.2, "--contrast"), (0.2, 1.5, "--brightness")] {
+            let e = parse_augment("flip", 0.1, contrast, brightness).unwrap_err();
+            assert!(crate::train::api::is_bad_input(&e), "{e}");
+            assert!(e.to_string().contains(flag), "{e}");
+        }
+    }
+}
