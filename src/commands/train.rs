@@ -129,7 +129,8 @@ pub struct TrainArgs {
     /// Channel-width multiplier of the network (1.0 is the Keras example's).
     #[arg(long, default_value_t = 1.0)]
     pub width: f32,
-    /// GPU augmentation of training batches: flip,rotate (the default), flip, rotate or none.
+    /// GPU augmentation of training batches: a comma-separated list of flip, rotate, contrast
+    /// and brightness (default flip,rotate, the Keras example's), or none.
     #[arg(long, default_value = "flip,rotate", value_name = "LIST")]
     pub augment: String,
     /// Rotation range as a fraction of a full turn (0.1 = ±36°, as RandomRotation(0.1)).
