@@ -336,6 +336,8 @@ pub fn run(
             flip: true,
             rotate: false,
             factor: 0.0,
+            contrast: 0.0,
+            brightness: 0.0,
         }),
         crop_to_aspect_ratio: false,
         labels: None,

@@ -9,6 +9,7 @@ use crate::data::decode::{ResizeOptions, load_resized};
 use crate::data::geometry::{ColorMode, ImageSize};
 use crate::gpu::GpuContext;
 use crate::kernels::augment::{Augment, NhwcShape};
+use crate::kernels::augment_color::AugmentColor;
 
 /// The first nine training images of `data` (split with `seed`, resized to `size` in colour
 /// mode `mode` as the loader does), titled with their class; or, with `augment`, nine
@@ -71,7 +72,14 @@ pub fn preview_images(
         c: mode.channels(),
     };
     let d = k.forward(ctx, &y, &x, &seed_buf, &shape, &cfg);
-    crate::kernels::run_all(ctx, &[&d])?;
+    let mut dispatches = vec![d];
+    // Contrast and brightness after the geometry, in place, as the trainer runs them.
+    let means = ctx.zeros("preview means", AugmentColor::means_len(&shape));
+    if crate::cpu::augment_color::color_on(&cfg) {
+        let colour = AugmentColor::new(ctx);
+        dispatches.extend(colour.forward(ctx, &y, &means, &seed_buf, &shape, &cfg));
+    }
+    crate::kernels::run_all(ctx, &dispatches.iter().collect::<Vec<_>>())?;
     let out: Vec<f32> = ctx.read(&y)?;
     let len = size.pixels() * mode.channels();
     Ok((0..9)

@@ -207,7 +207,7 @@ pub fn compare_weighted_step(
 }
 
 /// The batch as the reference step takes it: the GPU's input in f64, augmented first with
-/// `cpu::augment` (the same seed) when the step augments.
+/// `cpu::augment` then `cpu::augment_color` (the same seed) when the step augments.
 fn reference_input(model: &Model, x: &[f32], n: usize, opts: &StepOptions, seed: u32) -> Vec<f64> {
     let mut x0 = to_f64(x);
     if let Some(cfg) = &opts.augment {
@@ -215,6 +215,9 @@ fn reference_input(model: &Model, x: &[f32], n: usize, opts: &StepOptions, seed:
         let raw = x0.clone();
         let s = crate::shapes::NhwcShape { n, h, w, c };
         crate::cpu::augment::augment_forward(&mut x0, &raw, &s, cfg, seed);
+        if crate::cpu::augment_color::color_on(cfg) {
+            crate::cpu::augment_color::augment_color_forward(&mut x0, &s, cfg, seed);
+        }
     }
     x0
 }

@@ -63,6 +63,7 @@ family_tests!(
     loss,
     adam,
     augment,
+    augment_color,
 );
 
 #[test]

@@ -125,6 +125,32 @@ fn augmented_step_matches_cpu_reference() {
     }
 }
 
+/// Training with contrast and brightness on top of flip + rotation equals the CPU reference run
+/// on the batch augmented by `cpu::augment` then `cpu::augment_color` with the same seed: the
+/// colour op runs in the step, after the geometric one, on the same per-step seed.
+#[test]
+fn colour_augmented_step_matches_cpu_reference() {
+    use gpucnn::cpu::augment::AugmentConfig;
+    use gpucnn::graph::executor::StepOptions;
+    use gpucnn::step_parity::compare_step_with;
+    let Some(ctx) = test_context() else { return };
+    let opts = StepOptions {
+        lr: 1e-3,
+        micro: None,
+        augment: Some(AugmentConfig {
+            contrast: 0.5,
+            brightness: 0.3,
+            ..AugmentConfig::KERAS
+        }),
+        ..Default::default()
+    };
+    let r = compare_step_with(&ctx, &small_model(2), 4, &opts, 44).unwrap();
+    for c in r.compared() {
+        let s = compare(&c);
+        assert!(s.ok, "{}", s.report);
+    }
+}
+
 /// AdamW: a step with weight decay equals the CPU reference's (θ −= θ·wd·lr, then Adam), at a
 /// decay large enough to show (wd·lr = 0.5%: far beyond the comparison's tolerance).
 #[test]

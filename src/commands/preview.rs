@@ -40,7 +40,7 @@ pub struct PreviewArgs {
 /// Runs `gpucnn preview`; only --augment opens the GPU (its kernel makes the augmentations).
 pub fn run(a: &PreviewArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode> {
     let cfg = if a.augment {
-        parse_augment("flip,rotate", a.rotation)?
+        parse_augment("flip,rotate", a.rotation, 0.0, 0.0)?
     } else {
         None
     };

@@ -129,12 +129,33 @@ pub struct TrainArgs {
     /// Channel-width multiplier of the network (1.0 is the Keras example's).
     #[arg(long, default_value_t = 1.0)]
     pub width: f32,
-    /// GPU augmentation of training batches: flip,rotate (the default), flip, rotate or none.
+    /// GPU augmentation of training batches: a comma-separated list of flip, rotate, contrast
+    /// and brightness (default flip,rotate, the Keras example's), or none.
     #[arg(long, default_value = "flip,rotate", value_name = "LIST")]
     pub augment: String,
     /// Rotation range as a fraction of a full turn (0.1 = ±36°, as RandomRotation(0.1)).
     #[arg(long, default_value_t = 0.1)]
     pub rotation: f32,
+    /// With `contrast` in --augment: Keras' RandomContrast(F): per image, each channel's values
+    /// move away from (or towards) its mean by a factor uniform in [1 − F, 1 + F], clipped to
+    /// 0..255. F in [0, 1].
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 0.2,
+        allow_negative_numbers = true
+    )]
+    pub contrast: f32,
+    /// With `brightness` in --augment: Keras' RandomBrightness(F, value_range=(0, 255)): per
+    /// image, F·255·(a uniform in [−1, 1]) added to every value, clipped to 0..255. F in
+    /// [−1, 1] (only |F| matters, as in Keras).
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 0.2,
+        allow_negative_numbers = true
+    )]
+    pub brightness: f32,
     /// AdamW's decoupled weight decay (Keras' keras.optimizers.AdamW(weight_decay=W)): before
     /// each update every trainable value shrinks by value·W·lr. 0 is plain Adam (the
     /// example's); AdamW's own default is 0.004.
@@ -245,7 +266,7 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
         validation_split: a.validation_split.unwrap_or(DEFAULT_VALIDATION_SPLIT),
         seed: a.seed,
         width: a.width,
-        augment: parse_augment(&a.augment, a.rotation)?,
+        augment: parse_augment(&a.augment, a.rotation, a.contrast, a.brightness)?,
         crop_to_aspect_ratio: a.crop_to_aspect_ratio,
         micro_batch: a.micro_batch,
         callbacks: callback_config(a)?,
@@ -423,17 +444,27 @@ pub fn callback_config(a: &TrainArgs) -> anyhow::Result<CallbackConfig> {
     })
 }
 
-/// The augmentation named by `--augment` (`flip`, `rotate`, `flip,rotate` or `none`) with
-/// `--rotation`'s range; `None` when nothing is augmented. Bad input names the flag at fault.
-pub fn parse_augment(list: &str, rotation: f32) -> anyhow::Result<Option<AugmentConfig>> {
+/// The augmentation named by `--augment` (`flip`, `rotate`, `contrast`, `brightness`, any
+/// comma-separated mix, or `none`) with `--rotation`'s range and `--contrast`/`--brightness`'s
+/// factors; `None` when nothing is augmented. Bad input names the flag at fault.
+pub fn parse_augment(
+    list: &str,
+    rotation: f32,
+    contrast: f32,
+    brightness: f32,
+) -> anyhow::Result<Option<AugmentConfig>> {
     let (mut flip, mut rotate) = (false, false);
+    let (mut use_contrast, mut use_brightness) = (false, false);
     for part in list.split(',').map(str::trim) {
         match part {
             "flip" => flip = true,
             "rotate" => rotate = true,
+            "contrast" => use_contrast = true,
+            "brightness" => use_brightness = true,
             "none" => {}
             other => crate::bail_input!(
-                "--augment: unknown augmentation '{other}'; use flip, rotate, flip,rotate or none"
+                "--augment: unknown augmentation '{other}'; use a comma-separated list of flip, \
+                 rotate, contrast, brightness, or none"
             ),
         }
     }
@@ -442,9 +473,73 @@ pub fn parse_augment(list: &str, rotation: f32) -> anyhow::Result<Option<Augment
             "--rotation must be between 0 and 0.5 (a fraction of a full turn), got {rotation}"
         );
     }
-    Ok((flip || rotate).then_some(AugmentConfig {
-        flip,
-        rotate,
-        factor: rotation,
-    }))
+    let (contrast, brightness) = color_factors(use_contrast, contrast, use_brightness, brightness)?;
+    Ok(
+        (flip || rotate || contrast > 0.0 || brightness > 0.0).then_some(AugmentConfig {
+            flip,
+            rotate,
+            factor: rotation,
+            contrast,
+            brightness,
+        }),
+    )
+}
+
+/// `--contrast` and `--brightness` checked against the ranges Keras' RandomContrast ([0, 1]) and
+/// RandomBrightness ([−1, 1]) accept, as the factors the config records: 0 for an augmentation
+/// not named in --augment, and |F| for the brightness (Keras uses only its magnitude).
+fn color_factors(
+    use_contrast: bool,
+    contrast: f32,
+    use_brightness: bool,
+    brightness: f32,
+) -> anyhow::Result<(f32, f32)> {
+    crate::ensure_input!(
+        contrast.is_finite() && (0.0..=1.0).contains(&contrast),
+        "--contrast must be between 0 and 1 (Keras' RandomContrast factor), got {contrast}"
+    );
+    crate::ensure_input!(
+        brightness.is_finite() && (-1.0..=1.0).contains(&brightness),
+        "--brightness must be between -1 and 1 (Keras' RandomBrightness factor), got {brightness}"
+    );
+    Ok((
+        if use_contrast { contrast } else { 0.0 },
+        if use_brightness {
+            brightness.abs()
+        } else {
+            0.0
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The colour factors count only when named in --augment (so the defaults, 0.2, never turn
+    /// them on), a brightness is recorded by its magnitude (Keras uses only |F|), and contrast
+    /// or brightness alone is an augmentation.
+    #[test]
+    fn colour_factors_count_only_when_named() {
+        let keras = parse_augment("flip,rotate", 0.1, 0.2, 0.2).unwrap();
+        assert_eq!(keras, Some(AugmentConfig::KERAS));
+        let c = parse_augment("flip,rotate,brightness", 0.1, 0.3, -0.4).unwrap();
+        assert_eq!(
+            c,
+            Some(AugmentConfig {
+                brightness: 0.4,
+                ..AugmentConfig::KERAS
+            })
+        );
+        let c = parse_augment("contrast", 0.1, 0.3, 0.2).unwrap().unwrap();
+        assert!(!c.flip && !c.rotate && c.contrast == 0.3 && c.brightness == 0.0);
+        assert_eq!(parse_augment("none", 0.1, 0.3, 0.2).unwrap(), None);
+        // Factor 0 is off: nothing to augment.
+        assert_eq!(parse_augment("contrast", 0.1, 0.0, 0.2).unwrap(), None);
+        for (contrast, brightness, flag) in [(1.5, 0.2, "--contrast"), (0.2, 1.5, "--brightness")] {
+            let e = parse_augment("flip", 0.1, contrast, brightness).unwrap_err();
+            assert!(crate::train::api::is_bad_input(&e), "{e}");
+            assert!(e.to_string().contains(flag), "{e}");
+        }
+    }
 }

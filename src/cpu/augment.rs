@@ -33,6 +33,13 @@ pub struct AugmentConfig {
     /// The rotation range as a fraction of a full turn (0.1 → ±36°). An f32 because the kernel
     /// uses exactly this value.
     pub factor: f32,
+    /// Keras `RandomContrast(contrast)`: per image, a factor uniform in
+    /// `[1 − contrast, 1 + contrast]` about each channel's mean, clipped to 0..255; 0 is off.
+    /// Applied after the geometric op by `kernels::augment_color` (see `cpu::augment_color`).
+    pub contrast: f32,
+    /// Keras `RandomBrightness(brightness, value_range=(0, 255))`: per image, a delta uniform
+    /// in `[−brightness, brightness]·255` added, clipped to 0..255; 0 is off.
+    pub brightness: f32,
 }
 
 impl AugmentConfig {
@@ -41,12 +48,16 @@ impl AugmentConfig {
         flip: true,
         rotate: true,
         factor: 0.1,
+        contrast: 0.0,
+        brightness: 0.0,
     };
     /// No augmentation: the output is a copy of the input.
     pub const NONE: Self = Self {
         flip: false,
         rotate: false,
         factor: 0.1,
+        contrast: 0.0,
+        brightness: 0.0,
     };
 }
 
@@ -287,7 +298,7 @@ mod tests {
         let cfg = AugmentConfig {
             flip: true,
             rotate: false,
-            factor: 0.1,
+            ..AugmentConfig::NONE
         };
         augment_forward(&mut y, &x, &NhwcShape { n, h, w, c }, &cfg, 7);
         let len = h * w * c;

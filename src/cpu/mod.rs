@@ -7,6 +7,7 @@
 
 pub mod adam;
 pub mod augment;
+pub mod augment_color;
 pub mod batch_norm;
 pub mod conv2d;
 pub mod dense;

@@ -9,6 +9,7 @@ use super::params::{ParamLayout, Region};
 use crate::gpu::GpuContext;
 use crate::kernels::adam::Adam;
 use crate::kernels::augment::Augment;
+use crate::kernels::augment_color::AugmentColor;
 use crate::kernels::batch_norm::BatchNorm;
 use crate::kernels::conv2d::Conv2d;
 use crate::kernels::dense::Dense;
@@ -42,6 +43,7 @@ pub(crate) struct Kernels {
     pub augment: Augment,
     /// Keras' `label_smoothing` of the loss passes (0: none; see [`crate::kernels::loss`]).
     pub label_smoothing: f32,
+    pub augment_color: AugmentColor,
 }
 
 impl Kernels {
@@ -63,6 +65,7 @@ impl Kernels {
             rescale: Rescale::new(ctx),
             augment: Augment::new(ctx),
             label_smoothing: 0.0,
+            augment_color: AugmentColor::new(ctx),
         })
     }
 }

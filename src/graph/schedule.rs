@@ -94,9 +94,35 @@ fn augment_input(
                 )]
             });
             pl.more_bytes(op, n * h * w * c);
+            if crate::cpu::augment_color::color_on(&cfg) {
+                augment_color(pl, aug, &NhwcShape { n, h, w, c }, cfg);
+            }
         }
     }
     act
+}
+
+/// Contrast and brightness, in place on the geometric op's output `aug`; the per-channel means
+/// go to the shared scratch (free here: no other op runs between this one's two passes).
+fn augment_color(pl: &mut Planner, aug: TensorId, s: &NhwcShape, cfg: AugmentConfig) {
+    use crate::kernels::augment_color::AugmentColor;
+    let s = *s;
+    let means = AugmentColor::means_len(&s);
+    pl.need_scratch(means);
+    let op = pl.op("augment_color.forward", vec![aug], move |e| {
+        e.kernels.augment_color.forward(
+            e.ctx,
+            &e.tensor(aug),
+            &super::bind::range(&e.fixed.scratch, 0, means),
+            &e.fixed.aug_seed,
+            &s,
+            &cfg,
+        )
+    });
+    // The means pass reads the batch once more (the op's one use counts the apply pass's read
+    // and write as one tensor): with contrast, two more reads in all; without, one more.
+    let passes = if cfg.contrast > 0.0 { 2 } else { 1 };
+    pl.more_bytes(op, passes * s.n * s.h * s.w * s.c);
 }
 
 fn forward(
@@ -530,6 +556,41 @@ mod tests {
         assert!(folds * 5 < unfolded, "{folds} vs {unfolded}");
     }
 
+    /// The colour op is planned only when contrast or brightness is on: right after the
+    /// geometric op, on its tensor, in training only, its means in the scratch. With neither on
+    /// the plan is op for op the one without the colour fields.
+    #[test]
+    fn the_colour_op_is_planned_only_when_contrast_or_brightness_is_on() {
+        let m = crate::step_parity::small_model(3);
+        let v = Variants::portable();
+        let labels = |augment, mode| {
+            let s = schedule(&m, &v, 4, mode, augment).unwrap();
+            let l: Vec<&'static str> = s.pl.labels().into_iter().map(|(_, w)| w).collect();
+            (l, s.pl.scratch_len, s.pl.tensors.len())
+        };
+        let (keras, keras_scratch, keras_tensors) = labels(Some(AugmentConfig::KERAS), Mode::Train);
+        assert!(!keras.contains(&"augment_color.forward"), "{keras:?}");
+        for (contrast, brightness) in [(0.2, 0.0), (0.0, 0.2), (0.5, 1.0)] {
+            let cfg = AugmentConfig {
+                contrast,
+                brightness,
+                ..AugmentConfig::KERAS
+            };
+            let (l, scratch, tensors) = labels(Some(cfg), Mode::Train);
+            assert_eq!(l[0], "augment.forward");
+            assert_eq!(l[1], "augment_color.forward");
+            // In place: one op more, no tensor more.
+            assert_eq!(&l[2..], &keras[1..]);
+            assert_eq!(tensors, keras_tensors);
+            assert!(scratch >= keras_scratch.max(4 * 3), "{scratch}");
+            let s = schedule(&m, &v, 4, Mode::Train, Some(cfg)).unwrap();
+            assert_eq!(s.pl.ops[1].uses, s.pl.ops[0].uses);
+            // Evaluation augments nothing.
+            let (eval, _, _) = labels(Some(cfg), Mode::Eval);
+            assert!(!eval.iter().any(|w| w.starts_with("augment")), "{eval:?}");
+        }
+    }
+
     /// Every program a step runs fits the pool planned for its training program: evaluation
     /// programs (folded) and smaller batches alike, at the Keras example's network and the
     /// tests' small one, with and without augmentation.
@@ -541,7 +602,12 @@ mod tests {
             crate::step_parity::small_model(10),
         ] {
             let v = Variants::portable();
-            for augment in [None, Some(AugmentConfig::KERAS)] {
+            let colour = AugmentConfig {
+                contrast: 0.2,
+                brightness: 0.2,
+                ..AugmentConfig::KERAS
+            };
+            for augment in [None, Some(AugmentConfig::KERAS), Some(colour)] {
                 let main = schedule(&m, &v, 4, Mode::Train, augment).unwrap();
                 let plan = pool_plan(&main.pl);
                 for n in 1..=4 {

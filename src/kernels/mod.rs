@@ -29,6 +29,7 @@ pub use crate::gpu::shader::{
 
 pub mod adam;
 pub mod augment;
+pub mod augment_color;
 pub mod batch_norm;
 pub mod conv2d;
 pub mod dense;

@@ -7,8 +7,8 @@ use crate::gpu::GpuContext;
 use crate::harness::Check;
 
 use super::{
-    adam, augment, batch_norm, conv2d, dense, depthwise_conv2d, elementwise, gemm, loss,
-    pointwise_conv2d, pool, relu, rescale,
+    adam, augment, augment_color, batch_norm, conv2d, dense, depthwise_conv2d, elementwise, gemm,
+    loss, pointwise_conv2d, pool, relu, rescale,
 };
 
 /// One kernel family (one `kernels/<name>/` directory).
@@ -104,6 +104,12 @@ pub const FAMILIES: &[Family] = &[
         name: "augment",
         checks: augment::checks::all,
         bench_cases: augment::bench::cases,
+        variants: &[],
+    },
+    Family {
+        name: "augment_color",
+        checks: augment_color::checks::all,
+        bench_cases: augment_color::bench::cases,
         variants: &[],
     },
 ];

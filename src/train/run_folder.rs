@@ -64,7 +64,8 @@ pub struct RunFingerprint {
     pub image_size: ImageSize,
     /// `--width`.
     pub width: f32,
-    /// `--augment` and `--rotation`: `none`, `flip`, `rotate 0.1` or `flip,rotate 0.1`.
+    /// `--augment`, `--rotation`, `--contrast` and `--brightness`: `none`, `flip`, `rotate 0.1`,
+    /// `flip,rotate 0.1`, with `contrast F` and `brightness F` appended only when on.
     pub augment: String,
     /// `--crop-to-aspect-ratio`.
     pub crop_to_aspect_ratio: bool,
@@ -220,7 +221,7 @@ impl RunFingerprint {
         );
         cmp("--width", self.width.to_string(), new.width.to_string());
         cmp(
-            "--augment/--rotation",
+            "--augment/--rotation/--contrast/--brightness",
             self.augment.clone(),
             new.augment.clone(),
         );

@@ -113,7 +113,7 @@ pub fn load_data(cfg: &FitConfig, log: &mut dyn FnMut(&str)) -> anyhow::Result<D
     Ok(data)
 }
 
-/// `--augment`/`--rotation` as the fingerprint records them.
+/// `--augment`/`--rotation`/`--contrast`/`--brightness` as the fingerprint records them.
 fn augment_label(a: &Option<AugmentConfig>) -> String {
     match a {
         None => "none".into(),
@@ -124,6 +124,13 @@ fn augment_label(a: &Option<AugmentConfig>) -> String {
             }
             if a.rotate {
                 parts.push(format!("rotate {}", a.factor));
+            }
+            // Only when on, so the fingerprint of every run without them is unchanged.
+            if a.contrast > 0.0 {
+                parts.push(format!("contrast {}", a.contrast));
+            }
+            if a.brightness != 0.0 {
+                parts.push(format!("brightness {}", a.brightness));
             }
             parts.join(",")
         }
