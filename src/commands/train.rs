@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::open_gpu;
-use crate::cpu::augment::AugmentConfig;
+use crate::cpu::augment::{AugmentConfig, FillMode};
 use crate::data::dataset::ClassSelection;
 use crate::data::{ColorMode, ImageSize};
 use crate::dist::{self, Collective, Job};
@@ -129,7 +129,11 @@ pub struct TrainArgs {
     /// Channel-width multiplier of the network (1.0 is the Keras example's).
     #[arg(long, default_value_t = 1.0)]
     pub width: f32,
-    /// GPU augmentation of training batches: flip,rotate (the default), flip, rotate or none.
+    /// GPU augmentation of training batches: a comma list of flip (RandomFlip("horizontal")),
+    /// rotate (RandomRotation(--rotation)), zoom (RandomZoom(--zoom)) and translate
+    /// (RandomTranslation(--translate, --translate)), or none. Whatever the list's order they
+    /// run as crop (--random-crop), flip, rotate, zoom, translate, composed into one bilinear
+    /// resampling with one --fill-mode.
     #[arg(long, default_value = "flip,rotate", value_name = "LIST")]
     pub augment: String,
     /// Rotation range as a fraction of a full turn (0.1 = ±36°, as RandomRotation(0.1)).
@@ -177,6 +181,40 @@ pub struct TrainArgs {
     /// input has that many channels, and predict and evaluate convert every image the same way.
     #[arg(long, default_value = "rgb", value_name = "rgb|grayscale")]
     pub color_mode: ColorMode,
+    /// Zoom, translation, fill mode and random crop (the geometric augmentations beyond flip
+    /// and rotation).
+    #[command(flatten)]
+    pub geometry: GeometryArgs,
+}
+
+/// The geometric augmentation flags beyond `--augment`/`--rotation`, shared by `train` and
+/// `preview` so that a preview shows exactly what training would do.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GeometryArgs {
+    /// For `zoom` in --augment: Keras' RandomZoom(F), the height and width zoomed alike by a
+    /// factor uniform in [1 − F, 1 + F] (above 1 zooms out, below 1 in), about the centre; F
+    /// between 0 and 1 [default: 0.1].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub zoom: Option<f32>,
+    /// For `translate` in --augment: Keras' RandomTranslation(F, F), a shift uniform in
+    /// [−F, F] of the height down and of the width right; F between 0 and 1 [default: 0.1].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub translate: Option<f32>,
+    /// How rotate, zoom and translate fill points outside the image (Keras' fill_mode):
+    /// reflect (d c b a | a b c d | d c b a), wrap (a b c d | a b c d), nearest
+    /// (a a | a b c d | d d) or constant (--fill-value).
+    #[arg(long, value_name = "MODE", default_value = "reflect")]
+    pub fill_mode: String,
+    /// With --fill-mode constant: the value of the filled points, in pixel units 0-255 (Keras'
+    /// fill_value) [default: 0].
+    #[arg(long, value_name = "V", allow_negative_numbers = true)]
+    pub fill_value: Option<f32>,
+    /// Keras' RandomCrop(H, W): images load at --image-size and training cuts a random H×W
+    /// window of each (before the other augmentations); the model's input is H×W. Validation,
+    /// evaluate and predict load images at H×W directly (Keras resizes to the crop size at
+    /// inference). N for N×N, or H,W.
+    #[arg(long, value_name = "N|H,W")]
+    pub random_crop: Option<ImageSize>,
 }
 
 /// `--validation-split` when not given: the Keras example's 0.2.
@@ -222,7 +260,7 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
         validation_split: a.validation_split.unwrap_or(DEFAULT_VALIDATION_SPLIT),
         seed: a.seed,
         width: a.width,
-        augment: parse_augment(&a.augment, a.rotation)?,
+        augment: parse_augment(&a.augment, a.rotation, &a.geometry, a.image_size)?,
         crop_to_aspect_ratio: a.crop_to_aspect_ratio,
         micro_batch: a.micro_batch,
         callbacks: callback_config(a)?,
@@ -398,17 +436,33 @@ pub fn callback_config(a: &TrainArgs) -> anyhow::Result<CallbackConfig> {
     })
 }
 
-/// The augmentation named by `--augment` (`flip`, `rotate`, `flip,rotate` or `none`) with
-/// `--rotation`'s range; `None` when nothing is augmented. Bad input names the flag at fault.
-pub fn parse_augment(list: &str, rotation: f32) -> anyhow::Result<Option<AugmentConfig>> {
-    let (mut flip, mut rotate) = (false, false);
+/// The augmentation named by `--augment` (a comma list of `flip`, `rotate`, `zoom`,
+/// `translate`, or `none`) with `--rotation`'s range and `g`'s zoom, translation, fill and crop;
+/// `None` when nothing is augmented. `image_size` is the size images load at (`--image-size`),
+/// which a crop must fit. Bad input names the flag at fault.
+pub fn parse_augment(
+    list: &str,
+    rotation: f32,
+    g: &GeometryArgs,
+    image_size: ImageSize,
+) -> anyhow::Result<Option<AugmentConfig>> {
+    let mut cfg = AugmentConfig {
+        flip: false,
+        rotate: false,
+        factor: rotation,
+        ..AugmentConfig::NONE
+    };
+    let (mut zoom, mut translate) = (false, false);
     for part in list.split(',').map(str::trim) {
         match part {
-            "flip" => flip = true,
-            "rotate" => rotate = true,
+            "flip" => cfg.flip = true,
+            "rotate" => cfg.rotate = true,
+            "zoom" => zoom = true,
+            "translate" => translate = true,
             "none" => {}
             other => crate::bail_input!(
-                "--augment: unknown augmentation '{other}'; use flip, rotate, flip,rotate or none"
+                "--augment: unknown augmentation '{other}'; use a comma list of flip, rotate, \
+                 zoom and translate, or none"
             ),
         }
     }
@@ -417,9 +471,56 @@ pub fn parse_augment(list: &str, rotation: f32) -> anyhow::Result<Option<Augment
             "--rotation must be between 0 and 0.5 (a fraction of a full turn), got {rotation}"
         );
     }
-    Ok((flip || rotate).then_some(AugmentConfig {
-        flip,
-        rotate,
-        factor: rotation,
-    }))
+    // A factor between 0 and 1, only with its augmentation listed (else it would be ignored).
+    let factor = |flag: &str, name: &str, on: bool, v: Option<f32>| -> anyhow::Result<_> {
+        if let Some(f) = v {
+            crate::ensure_input!(
+                on,
+                "{flag} {f} applies to `{name}`, which --augment ({list}) does not list; add \
+                 {name} to --augment or leave {flag} out"
+            );
+            crate::ensure_input!(
+                f.is_finite() && (0.0..=1.0).contains(&f),
+                "{flag} must be between 0 and 1 (Keras' single factor F means the range [-F, F], \
+                 and its factors lie in [-1, 1]), got {f}"
+            );
+        }
+        Ok(on.then(|| v.unwrap_or(DEFAULT_GEOMETRY_FACTOR)))
+    };
+    cfg.zoom = factor("--zoom", "zoom", zoom, g.zoom)?;
+    cfg.translate = factor("--translate", "translate", translate, g.translate)?;
+    cfg.fill_mode = FillMode::parse(&g.fill_mode).ok_or_else(|| {
+        crate::error::bad_input(format!(
+            "--fill-mode: unknown mode '{}'; use reflect, wrap, nearest or constant",
+            g.fill_mode
+        ))
+    })?;
+    if let Some(v) = g.fill_value {
+        crate::ensure_input!(
+            cfg.fill_mode == FillMode::Constant,
+            "--fill-value applies to --fill-mode constant (the mode is {}); add --fill-mode \
+             constant or leave --fill-value out",
+            g.fill_mode
+        );
+        crate::ensure_input!(v.is_finite(), "--fill-value must be a number, got {v}");
+        cfg.fill_value = v;
+    }
+    if let Some(crop) = g.random_crop {
+        crate::ensure_input!(
+            crop.height <= image_size.height && crop.width <= image_size.width,
+            "--random-crop {}x{} is larger than --image-size {}x{}: images load at --image-size \
+             and training cuts the crop out of them; give a larger --image-size or a smaller \
+             --random-crop",
+            crop.height,
+            crop.width,
+            image_size.height,
+            image_size.width
+        );
+        cfg.crop = Some((crop.height, crop.width));
+    }
+    let on = cfg.flip || cfg.resamples() || cfg.crop.is_some();
+    Ok(on.then_some(cfg))
 }
+
+/// `--zoom` and `--translate` when their augmentation is listed without a factor.
+pub const DEFAULT_GEOMETRY_FACTOR: f32 = 0.1;
