@@ -64,7 +64,9 @@ pub struct RunFingerprint {
     pub image_size: ImageSize,
     /// `--width`.
     pub width: f32,
-    /// `--augment` and `--rotation`: `none`, `flip`, `rotate 0.1` or `flip,rotate 0.1`.
+    /// `--augment` and `--rotation`: `none`, `flip`, `rotate 0.1` or `flip,rotate 0.1`; then,
+    /// only when given, `crop HxW` first and `zoom F`, `translate F`, `fill MODE` after (e.g.
+    /// `crop 160x160,flip,rotate 0.1,zoom 0.2,fill constant 0`).
     pub augment: String,
     /// `--crop-to-aspect-ratio`.
     pub crop_to_aspect_ratio: bool,
@@ -220,7 +222,7 @@ impl RunFingerprint {
         );
         cmp("--width", self.width.to_string(), new.width.to_string());
         cmp(
-            "--augment/--rotation",
+            "--augment/--rotation/--zoom/--translate/--fill-mode/--random-crop",
             self.augment.clone(),
             new.augment.clone(),
         );
