@@ -54,6 +54,54 @@ fn train_runs_with_zoom_translate_and_a_fill_mode() {
     );
 }
 
+/// `--random-crop 12,10` of 16×16 images: the model's input (model.json) is the crop's size,
+/// training steps on random windows and validates, and predict and evaluate load images at the
+/// crop's size directly; the micro-batched path (--micro-batch) copies training samples of the
+/// larger size.
+#[test]
+fn random_crop_trains_at_the_crop_size_and_predicts_at_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    make_dataset(&data, 12);
+    if test_context().is_none() {
+        return;
+    }
+    let out = tmp.path().join("run");
+    let r = run(tiny_train(&out, "1", "8").arg("--data").arg(&data).args([
+        "--augment",
+        "flip,rotate",
+        "--random-crop",
+        "12,10",
+        "--micro-batch",
+        "3",
+    ]));
+    let log = assert_success(&r);
+    assert!(log.contains("Epoch 1/1"), "{log}");
+    let model = std::fs::read_to_string(out.join("model.json")).unwrap();
+    assert!(
+        model.contains("\"image_size\": [\n    12,\n    10\n  ]"),
+        "{model}"
+    );
+    let fp = run_json(&out).to_string();
+    assert!(fp.contains("crop 12x10,flip,rotate 0.1"), "{fp}");
+    assert!(fp.contains("\"image_size\":16"), "{fp}");
+    let rows = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 2, "{rows}");
+    assert!(!rows.contains("NaN"), "{rows}");
+    let image = data.join("discs/discs_000.png");
+    let r = gpucnn(&["predict", "--model", s(&out), s(&image)]);
+    let said = common::stdout(&r);
+    assert_success(&r);
+    assert!(said.contains("discs_000.png"), "{said}");
+    assert_success(&gpucnn(&[
+        "evaluate",
+        "--model",
+        s(&out),
+        "--data",
+        s(&data),
+    ]));
+}
+
 #[test]
 fn bad_augmentation_values_exit_2_naming_the_flag() {
     let tmp = tempfile::tempdir().unwrap();

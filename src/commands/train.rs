@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::open_gpu;
-use crate::cpu::augment::{AugmentConfig, FillMode};
+use crate::cpu::augment::{AugmentConfig, Crop, FillMode};
 use crate::data::dataset::ClassSelection;
 use crate::data::{ColorMode, ImageSize};
 use crate::dist::{self, Collective, Job};
@@ -516,7 +516,11 @@ pub fn parse_augment(
             image_size.height,
             image_size.width
         );
-        cfg.crop = Some((crop.height, crop.width));
+        cfg.crop = Some(Crop {
+            height: crop.height,
+            width: crop.width,
+            from: (image_size.height, image_size.width),
+        });
     }
     let on = cfg.flip || cfg.resamples() || cfg.crop.is_some();
     Ok(on.then_some(cfg))

@@ -127,7 +127,20 @@ pub struct AugmentConfig {
     pub fill_value: f32,
     /// Keras `RandomCrop(height, width)`: the output is a random `(height, width)` window of the
     /// input, cut before the other transforms. None: the output has the input's size.
-    pub crop: Option<(usize, usize)>,
+    pub crop: Option<Crop>,
+}
+
+/// Keras `RandomCrop(height, width)` in training, of images of `from` = (height, width): the
+/// sizes the op goes between, so that a plan (the trainer's schedule) can size its input from
+/// the configuration alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    /// The window's (and the output's) height.
+    pub height: usize,
+    /// The window's width.
+    pub width: usize,
+    /// The input images' (height, width); at least the window's.
+    pub from: (usize, usize),
 }
 
 impl AugmentConfig {
@@ -157,7 +170,17 @@ impl AugmentConfig {
 
     /// The output's (height, width) for an input of `(h, w)`: the crop's size, or the input's.
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
-        self.crop.unwrap_or((h, w))
+        match self.crop {
+            Some(c) => {
+                assert_eq!(
+                    c.from,
+                    (h, w),
+                    "augment: crop configured for another input size"
+                );
+                (c.height, c.width)
+            }
+            None => (h, w),
+        }
     }
 }
 
@@ -895,7 +918,11 @@ mod tests {
         let x = random_f64(6, src_h * src_w * c, 0.0, 255.0);
         let cfg = AugmentConfig {
             flip: true,
-            crop: Some((3, 4)),
+            crop: Some(Crop {
+                height: 3,
+                width: 4,
+                from: (src_h, src_w),
+            }),
             ..AugmentConfig::NONE
         };
         let mut seen = [[0u32; 3]; 3];
@@ -930,7 +957,11 @@ mod tests {
         let all = AugmentConfig {
             zoom: Some(0.2),
             translate: Some(0.1),
-            crop: Some((6, 6)),
+            crop: Some(Crop {
+                height: 6,
+                width: 6,
+                from: (9, 8),
+            }),
             ..AugmentConfig::KERAS
         };
         for image in 0..50 {

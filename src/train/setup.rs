@@ -122,8 +122,8 @@ pub(crate) fn augment_label(a: &Option<AugmentConfig>) -> String {
         None => "none".into(),
         Some(a) => {
             let mut parts = Vec::new();
-            if let Some((h, w)) = a.crop {
-                parts.push(format!("crop {h}x{w}"));
+            if let Some(c) = a.crop {
+                parts.push(format!("crop {}x{}", c.height, c.width));
             }
             if a.flip {
                 parts.push("flip".to_string());
@@ -347,7 +347,7 @@ fn check_classes(cfg: &FitConfig, data: &Data, log: &mut dyn FnMut(&str)) -> any
 /// The Keras example's network for this data, and its description for model.json.
 pub fn build_model(cfg: &FitConfig, data: &Data) -> anyhow::Result<(Model, ModelConfig)> {
     let xcfg = XceptionConfig {
-        image_size: cfg.image_size,
+        image_size: cfg.model_size(),
         channels: cfg.color_mode.channels(),
         classes: data.class_names.len(),
         width: cfg.width,
@@ -718,7 +718,11 @@ mod tests {
             translate: Some(0.1),
             fill_mode: FillMode::Constant,
             fill_value: 12.5,
-            crop: Some((12, 10)),
+            crop: Some(crate::cpu::augment::Crop {
+                height: 12,
+                width: 10,
+                from: (16, 16),
+            }),
             ..AugmentConfig::KERAS
         };
         assert_eq!(

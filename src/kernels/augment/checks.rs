@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::*;
 use crate::cpu;
-use crate::cpu::augment::FillMode;
+use crate::cpu::augment::{Crop, FillMode};
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 
 /// GPU-vs-CPU tolerance of a rotated batch, from an error bound rather than from a measurement.
@@ -186,8 +186,12 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
     }
     // Crops: alone (an exact window copy), with the flip, and under everything else; the
     // other transforms and their fill see only the window.
-    let crop = |h, w, cfg| AugmentConfig {
-        crop: Some((h, w)),
+    let crop = |h, w, from, cfg| AugmentConfig {
+        crop: Some(Crop {
+            height: h,
+            width: w,
+            from,
+        }),
         ..cfg
     };
     let all = AugmentConfig {
@@ -212,7 +216,7 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             dims,
             shape,
             "crop",
-            crop(ch, cw, AugmentConfig::NONE),
+            crop(ch, cw, (dims[1], dims[2]), AugmentConfig::NONE),
         );
         add(
             class,
@@ -222,6 +226,7 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             crop(
                 ch,
                 cw,
+                (dims[1], dims[2]),
                 AugmentConfig {
                     rotate: false,
                     ..AugmentConfig::KERAS
@@ -233,7 +238,7 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
             dims,
             shape,
             "crop+all constant(200)",
-            crop(ch, cw, all),
+            crop(ch, cw, (dims[1], dims[2]), all),
         );
     }
     for (class, [n, h, w, c], shape) in [
