@@ -902,12 +902,12 @@ mod tests {
         // ±25% of 40 columns and of 12 rows.
         let (lo, hi) = range(&xs);
         assert!(
-            lo >= -10.0 && lo < -9.9 && hi < 10.0 && hi > 9.9,
+            (-10.0..-9.9).contains(&lo) && hi < 10.0 && hi > 9.9,
             "x [{lo}, {hi}]"
         );
         let (lo, hi) = range(&ys);
         assert!(
-            lo >= -3.0 && lo < -2.99 && hi < 3.0 && hi > 2.99,
+            (-3.0..-2.99).contains(&lo) && hi < 3.0 && hi > 2.99,
             "y [{lo}, {hi}]"
         );
     }
