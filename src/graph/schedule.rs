@@ -534,7 +534,19 @@ mod tests {
             crate::step_parity::small_model(10),
         ] {
             let v = Variants::portable();
-            for augment in [None, Some(AugmentConfig::KERAS)] {
+            let (h, w, _) = layers::hwc(m.layers[0].output);
+            // A crop (the input larger than the model's), with every other transform.
+            let crop = AugmentConfig {
+                zoom: Some(0.2),
+                translate: Some(0.1),
+                crop: Some(crate::cpu::augment::Crop {
+                    height: h,
+                    width: w,
+                    from: (h + 5, w + 3),
+                }),
+                ..AugmentConfig::KERAS
+            };
+            for augment in [None, Some(AugmentConfig::KERAS), Some(crop)] {
                 let main = schedule(&m, &v, 4, Mode::Train, augment).unwrap();
                 let plan = pool_plan(&main.pl);
                 for n in 1..=4 {
