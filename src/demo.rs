@@ -336,8 +336,7 @@ pub fn run(
             flip: true,
             rotate: false,
             factor: 0.0,
-            contrast: 0.0,
-            brightness: 0.0,
+            ..crate::cpu::augment::AugmentConfig::NONE
         }),
         crop_to_aspect_ratio: false,
         labels: None,

@@ -14,7 +14,8 @@ use crate::kernels::augment_color::AugmentColor;
 /// The first nine training images of `data` (split with `seed`, resized to `size` in colour
 /// mode `mode` as the loader does), titled with their class; or, with `augment`, nine
 /// augmentations of the first one through the trainer's GPU kernel (titled "augmented 1" …
-/// "augmented 9"). The images come back as RGB, ready to draw (gray ones replicated).
+/// "augmented 9"; with a crop each is the crop's size). The images come back as RGB, ready to
+/// draw (gray ones replicated).
 pub fn preview_images(
     ctx: Option<&GpuContext>,
     data: &Path,
@@ -63,7 +64,8 @@ pub fn preview_images(
     let batch: Vec<f32> = (0..9).flat_map(|_| first.iter().copied()).collect();
     let k = Augment::new(ctx);
     let x = ctx.upload("preview input", &batch);
-    let y = ctx.zeros("preview output", batch.len());
+    let (oh, ow) = cfg.output_size(size.height, size.width);
+    let y = ctx.zeros("preview output", 9 * oh * ow * mode.channels());
     let seed_buf = Augment::seed_buffer(ctx, seed as u32);
     let shape = NhwcShape {
         n: 9,
@@ -81,7 +83,7 @@ pub fn preview_images(
     }
     crate::kernels::run_all(ctx, &dispatches.iter().collect::<Vec<_>>())?;
     let out: Vec<f32> = ctx.read(&y)?;
-    let len = size.pixels() * mode.channels();
+    let len = oh * ow * mode.channels();
     Ok((0..9)
         .map(|i| {
             (

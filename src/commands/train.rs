@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::open_gpu;
-use crate::cpu::augment::AugmentConfig;
+use crate::cpu::augment::{AugmentConfig, Crop, FillMode};
 use crate::data::dataset::ClassSelection;
 use crate::data::{ColorMode, ImageSize};
 use crate::dist::{self, Collective, Job};
@@ -129,33 +129,17 @@ pub struct TrainArgs {
     /// Channel-width multiplier of the network (1.0 is the Keras example's).
     #[arg(long, default_value_t = 1.0)]
     pub width: f32,
-    /// GPU augmentation of training batches: a comma-separated list of flip, rotate, contrast
-    /// and brightness (default flip,rotate, the Keras example's), or none.
+    /// GPU augmentation of training batches: a comma list of flip (RandomFlip("horizontal")),
+    /// rotate (RandomRotation(--rotation)), zoom (RandomZoom(--zoom)), translate
+    /// (RandomTranslation(--translate, --translate)), contrast (RandomContrast(--contrast)) and
+    /// brightness (RandomBrightness(--brightness)), or none. Whatever the list's order they run
+    /// as crop (--random-crop), flip, rotate, zoom, translate (composed into one bilinear
+    /// resampling with one --fill-mode), then contrast, brightness.
     #[arg(long, default_value = "flip,rotate", value_name = "LIST")]
     pub augment: String,
     /// Rotation range as a fraction of a full turn (0.1 = ±36°, as RandomRotation(0.1)).
     #[arg(long, default_value_t = 0.1)]
     pub rotation: f32,
-    /// With `contrast` in --augment: Keras' RandomContrast(F): per image, each channel's values
-    /// move away from (or towards) its mean by a factor uniform in [1 − F, 1 + F], clipped to
-    /// 0..255. F in [0, 1].
-    #[arg(
-        long,
-        value_name = "F",
-        default_value_t = 0.2,
-        allow_negative_numbers = true
-    )]
-    pub contrast: f32,
-    /// With `brightness` in --augment: Keras' RandomBrightness(F, value_range=(0, 255)): per
-    /// image, F·255·(a uniform in [−1, 1]) added to every value, clipped to 0..255. F in
-    /// [−1, 1] (only |F| matters, as in Keras).
-    #[arg(
-        long,
-        value_name = "F",
-        default_value_t = 0.2,
-        allow_negative_numbers = true
-    )]
-    pub brightness: f32,
     /// AdamW's decoupled weight decay (Keras' keras.optimizers.AdamW(weight_decay=W)): before
     /// each update every trainable value shrinks by value·W·lr. 0 is plain Adam (the
     /// example's); AdamW's own default is 0.004.
@@ -221,6 +205,50 @@ pub struct TrainArgs {
         allow_negative_numbers = true
     )]
     pub label_smoothing: f32,
+    /// Zoom, translation, fill mode, random crop, contrast and brightness (the augmentations
+    /// beyond flip and rotation).
+    #[command(flatten)]
+    pub augment_flags: AugmentArgs,
+}
+
+/// The augmentation flags beyond `--augment`/`--rotation`, shared by `train` and `preview` so
+/// that a preview shows exactly what training would do.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AugmentArgs {
+    /// For `zoom` in --augment: Keras' RandomZoom(F), the height and width zoomed alike by a
+    /// factor uniform in [1 − F, 1 + F] (above 1 zooms out, below 1 in), about the centre; F
+    /// between 0 and 1 [default: 0.1].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub zoom: Option<f32>,
+    /// For `translate` in --augment: Keras' RandomTranslation(F, F), a shift uniform in
+    /// [−F, F] of the height down and of the width right; F between 0 and 1 [default: 0.1].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub translate: Option<f32>,
+    /// How rotate, zoom and translate fill points outside the image (Keras' fill_mode):
+    /// reflect (d c b a | a b c d | d c b a), wrap (a b c d | a b c d), nearest
+    /// (a a | a b c d | d d) or constant (--fill-value).
+    #[arg(long, value_name = "MODE", default_value = "reflect")]
+    pub fill_mode: String,
+    /// With --fill-mode constant: the value of the filled points, in pixel units 0-255 (Keras'
+    /// fill_value) [default: 0].
+    #[arg(long, value_name = "V", allow_negative_numbers = true)]
+    pub fill_value: Option<f32>,
+    /// Keras' RandomCrop(H, W): images load at --image-size and training cuts a random H×W
+    /// window of each (before the other augmentations); the model's input is H×W. Validation,
+    /// evaluate and predict load images at H×W directly (Keras resizes to the crop size at
+    /// inference). N for N×N, or H,W.
+    #[arg(long, value_name = "N|H,W")]
+    pub random_crop: Option<ImageSize>,
+    /// For `contrast` in --augment: Keras' RandomContrast(F): per image, each channel's values
+    /// move away from (or towards) its mean by a factor uniform in [1 − F, 1 + F], clipped to
+    /// 0..255; F between 0 and 1 [default: 0.2].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub contrast: Option<f32>,
+    /// For `brightness` in --augment: Keras' RandomBrightness(F, value_range=(0, 255)): per
+    /// image, F·255·(a uniform in [−1, 1]) added to every value, clipped to 0..255; F between
+    /// −1 and 1, only |F| matters, as in Keras [default: 0.2].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub brightness: Option<f32>,
 }
 
 /// `--validation-split` when not given: the Keras example's 0.2.
@@ -266,7 +294,7 @@ pub fn fit_config(a: &TrainArgs) -> anyhow::Result<FitConfig> {
         validation_split: a.validation_split.unwrap_or(DEFAULT_VALIDATION_SPLIT),
         seed: a.seed,
         width: a.width,
-        augment: parse_augment(&a.augment, a.rotation, a.contrast, a.brightness)?,
+        augment: parse_augment(&a.augment, a.rotation, &a.augment_flags, a.image_size)?,
         crop_to_aspect_ratio: a.crop_to_aspect_ratio,
         micro_batch: a.micro_batch,
         callbacks: callback_config(a)?,
@@ -444,27 +472,37 @@ pub fn callback_config(a: &TrainArgs) -> anyhow::Result<CallbackConfig> {
     })
 }
 
-/// The augmentation named by `--augment` (`flip`, `rotate`, `contrast`, `brightness`, any
-/// comma-separated mix, or `none`) with `--rotation`'s range and `--contrast`/`--brightness`'s
-/// factors; `None` when nothing is augmented. Bad input names the flag at fault.
+/// The augmentation named by `--augment` (a comma list of `flip`, `rotate`, `zoom`,
+/// `translate`, `contrast`, `brightness`, or `none`) with `--rotation`'s range and `g`'s zoom,
+/// translation, fill, crop, contrast and brightness;
+/// `None` when nothing is augmented. `image_size` is the size images load at (`--image-size`),
+/// which a crop must fit. Bad input names the flag at fault.
 pub fn parse_augment(
     list: &str,
     rotation: f32,
-    contrast: f32,
-    brightness: f32,
+    g: &AugmentArgs,
+    image_size: ImageSize,
 ) -> anyhow::Result<Option<AugmentConfig>> {
-    let (mut flip, mut rotate) = (false, false);
-    let (mut use_contrast, mut use_brightness) = (false, false);
+    let mut cfg = AugmentConfig {
+        flip: false,
+        rotate: false,
+        factor: rotation,
+        ..AugmentConfig::NONE
+    };
+    let (mut zoom, mut translate) = (false, false);
+    let (mut contrast, mut brightness) = (false, false);
     for part in list.split(',').map(str::trim) {
         match part {
-            "flip" => flip = true,
-            "rotate" => rotate = true,
-            "contrast" => use_contrast = true,
-            "brightness" => use_brightness = true,
+            "flip" => cfg.flip = true,
+            "rotate" => cfg.rotate = true,
+            "zoom" => zoom = true,
+            "translate" => translate = true,
+            "contrast" => contrast = true,
+            "brightness" => brightness = true,
             "none" => {}
             other => crate::bail_input!(
-                "--augment: unknown augmentation '{other}'; use a comma-separated list of flip, \
-                 rotate, contrast, brightness, or none"
+                "--augment: unknown augmentation '{other}'; use a comma list of flip, rotate, \
+                 zoom, translate, contrast and brightness, or none"
             ),
         }
     }
@@ -473,57 +511,135 @@ pub fn parse_augment(
             "--rotation must be between 0 and 0.5 (a fraction of a full turn), got {rotation}"
         );
     }
-    let (contrast, brightness) = color_factors(use_contrast, contrast, use_brightness, brightness)?;
-    Ok(
-        (flip || rotate || contrast > 0.0 || brightness > 0.0).then_some(AugmentConfig {
-            flip,
-            rotate,
-            factor: rotation,
-            contrast,
-            brightness,
-        }),
-    )
+    // A factor between 0 and 1, only with its augmentation listed (else it would be ignored).
+    let factor = |flag: &str,
+                  name: &str,
+                  on: bool,
+                  v: Option<f32>,
+                  default: f32|
+     -> anyhow::Result<_> {
+        if let Some(f) = v {
+            crate::ensure_input!(
+                on,
+                "{flag} {f} applies to `{name}`, which --augment ({list}) does not list; add \
+                 {name} to --augment or leave {flag} out"
+            );
+            crate::ensure_input!(
+                f.is_finite() && (0.0..=1.0).contains(&f),
+                "{flag} must be between 0 and 1 (Keras' single factor F means the range [-F, F], \
+                 and its factors lie in [-1, 1]), got {f}"
+            );
+        }
+        Ok(on.then(|| v.unwrap_or(default)))
+    };
+    cfg.zoom = factor("--zoom", "zoom", zoom, g.zoom, DEFAULT_GEOMETRY_FACTOR)?;
+    cfg.translate = factor(
+        "--translate",
+        "translate",
+        translate,
+        g.translate,
+        DEFAULT_GEOMETRY_FACTOR,
+    )?;
+    cfg.contrast = factor(
+        "--contrast",
+        "contrast",
+        contrast,
+        g.contrast,
+        DEFAULT_COLOR_FACTOR,
+    )?
+    .unwrap_or(0.0);
+    // Keras' RandomBrightness takes a factor in [−1, 1] and uses only its magnitude.
+    let brightness_abs = g.brightness.map(|f| if f >= -1.0 { f.abs() } else { f });
+    cfg.brightness = factor(
+        "--brightness",
+        "brightness",
+        brightness,
+        brightness_abs,
+        DEFAULT_COLOR_FACTOR,
+    )?
+    .unwrap_or(0.0);
+    cfg.fill_mode = FillMode::parse(&g.fill_mode).ok_or_else(|| {
+        crate::error::bad_input(format!(
+            "--fill-mode: unknown mode '{}'; use reflect, wrap, nearest or constant",
+            g.fill_mode
+        ))
+    })?;
+    if let Some(v) = g.fill_value {
+        crate::ensure_input!(
+            cfg.fill_mode == FillMode::Constant,
+            "--fill-value applies to --fill-mode constant (the mode is {}); add --fill-mode \
+             constant or leave --fill-value out",
+            g.fill_mode
+        );
+        crate::ensure_input!(v.is_finite(), "--fill-value must be a number, got {v}");
+        cfg.fill_value = v;
+    }
+    if let Some(crop) = g.random_crop {
+        crate::ensure_input!(
+            crop.height <= image_size.height && crop.width <= image_size.width,
+            "--random-crop {}x{} is larger than --image-size {}x{}: images load at --image-size \
+             and training cuts the crop out of them; give a larger --image-size or a smaller \
+             --random-crop",
+            crop.height,
+            crop.width,
+            image_size.height,
+            image_size.width
+        );
+        cfg.crop = Some(Crop {
+            height: crop.height,
+            width: crop.width,
+            from: (image_size.height, image_size.width),
+        });
+    }
+    let on = cfg.flip
+        || cfg.resamples()
+        || cfg.crop.is_some()
+        || crate::cpu::augment_color::color_on(&cfg);
+    Ok(on.then_some(cfg))
 }
 
-/// `--contrast` and `--brightness` checked against the ranges Keras' RandomContrast ([0, 1]) and
-/// RandomBrightness ([−1, 1]) accept, as the factors the config records: 0 for an augmentation
-/// not named in --augment, and |F| for the brightness (Keras uses only its magnitude).
-fn color_factors(
-    use_contrast: bool,
-    contrast: f32,
-    use_brightness: bool,
-    brightness: f32,
-) -> anyhow::Result<(f32, f32)> {
-    crate::ensure_input!(
-        contrast.is_finite() && (0.0..=1.0).contains(&contrast),
-        "--contrast must be between 0 and 1 (Keras' RandomContrast factor), got {contrast}"
-    );
-    crate::ensure_input!(
-        brightness.is_finite() && (-1.0..=1.0).contains(&brightness),
-        "--brightness must be between -1 and 1 (Keras' RandomBrightness factor), got {brightness}"
-    );
-    Ok((
-        if use_contrast { contrast } else { 0.0 },
-        if use_brightness {
-            brightness.abs()
-        } else {
-            0.0
-        },
-    ))
-}
+/// `--zoom` and `--translate` when their augmentation is listed without a factor.
+pub const DEFAULT_GEOMETRY_FACTOR: f32 = 0.1;
+
+/// `--contrast` and `--brightness` when their augmentation is listed without a factor.
+pub const DEFAULT_COLOR_FACTOR: f32 = 0.2;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The colour factors count only when named in --augment (so the defaults, 0.2, never turn
-    /// them on), a brightness is recorded by its magnitude (Keras uses only |F|), and contrast
-    /// or brightness alone is an augmentation.
+    fn flags() -> AugmentArgs {
+        AugmentArgs {
+            zoom: None,
+            translate: None,
+            fill_mode: "reflect".into(),
+            fill_value: None,
+            random_crop: None,
+            contrast: None,
+            brightness: None,
+        }
+    }
+
+    /// The colour factors count only when named in --augment (their defaults otherwise never
+    /// turn them on), a brightness is recorded by its magnitude (Keras uses only |F|), contrast
+    /// or brightness alone is an augmentation, and a factor without its augmentation or out of
+    /// Keras' range is refused naming the flag.
     #[test]
     fn colour_factors_count_only_when_named() {
-        let keras = parse_augment("flip,rotate", 0.1, 0.2, 0.2).unwrap();
-        assert_eq!(keras, Some(AugmentConfig::KERAS));
-        let c = parse_augment("flip,rotate,brightness", 0.1, 0.3, -0.4).unwrap();
+        let size = ImageSize::square(16);
+        let parse = |list: &str, contrast: Option<f32>, brightness: Option<f32>| {
+            let g = AugmentArgs {
+                contrast,
+                brightness,
+                ..flags()
+            };
+            parse_augment(list, 0.1, &g, size)
+        };
+        assert_eq!(
+            parse("flip,rotate", None, None).unwrap(),
+            Some(AugmentConfig::KERAS)
+        );
+        let c = parse("flip,rotate,brightness", None, Some(-0.4)).unwrap();
         assert_eq!(
             c,
             Some(AugmentConfig {
@@ -531,13 +647,21 @@ mod tests {
                 ..AugmentConfig::KERAS
             })
         );
-        let c = parse_augment("contrast", 0.1, 0.3, 0.2).unwrap().unwrap();
+        let c = parse("contrast", Some(0.3), None).unwrap().unwrap();
         assert!(!c.flip && !c.rotate && c.contrast == 0.3 && c.brightness == 0.0);
-        assert_eq!(parse_augment("none", 0.1, 0.3, 0.2).unwrap(), None);
+        let c = parse("brightness", None, None).unwrap().unwrap();
+        assert_eq!(c.brightness, DEFAULT_COLOR_FACTOR);
+        assert_eq!(parse("none", None, None).unwrap(), None);
         // Factor 0 is off: nothing to augment.
-        assert_eq!(parse_augment("contrast", 0.1, 0.0, 0.2).unwrap(), None);
-        for (contrast, brightness, flag) in [(1.5, 0.2, "--contrast"), (0.2, 1.5, "--brightness")] {
-            let e = parse_augment("flip", 0.1, contrast, brightness).unwrap_err();
+        assert_eq!(parse("contrast", Some(0.0), None).unwrap(), None);
+        for (list, contrast, brightness, flag) in [
+            ("contrast", Some(1.5), None, "--contrast"),
+            ("brightness", None, Some(1.5), "--brightness"),
+            ("brightness", None, Some(-1.5), "--brightness"),
+            ("flip", Some(0.2), None, "--contrast"),
+            ("flip", None, Some(0.2), "--brightness"),
+        ] {
+            let e = parse(list, contrast, brightness).unwrap_err();
             assert!(crate::train::api::is_bad_input(&e), "{e}");
             assert!(e.to_string().contains(flag), "{e}");
         }

@@ -1,6 +1,10 @@
-//! Data augmentation reference: Keras' `RandomFlip("horizontal")` followed by
-//! `RandomRotation(factor)` (bilinear, fill mode "reflect"), with per-image random numbers from a
-//! counter-based hash that shaders/augment.wgsl computes bit for bit the same way.
+//! Data augmentation reference: Keras' `RandomCrop`, `RandomFlip("horizontal")`,
+//! `RandomRotation`, `RandomZoom` and `RandomTranslation` (bilinear, with Keras' four fill modes),
+//! with per-image random numbers from a counter-based hash that shaders/augment.wgsl computes bit
+//! for bit the same way.
+//!
+//! The order is fixed, whatever the order of `--augment`'s list: crop, flip, rotate, zoom,
+//! translate (as a Keras `Sequential` of those layers in that order).
 //!
 //! What is matched, and where it comes from (the semantics, not the code):
 //! - The rotation matrix of tf.keras 2.x `get_rotation_matrix` (and Keras 3's
@@ -9,20 +13,98 @@
 //!   `x_off = ((W−1) − (cos·(W−1) − sin·(H−1)))/2` and
 //!   `y_off = ((H−1) − (sin·(W−1) + cos·(H−1)))/2`, i.e. a rotation about `((W−1)/2, (H−1)/2)`;
 //!   the angle is uniform in `[−factor·2π, +factor·2π)`.
+//! - Keras' zoom matrix (`RandomZoom._get_zoom_matrix`): output `(x, y)` samples
+//!   `(zx·x + (W−1)/2·(1 − zx), zy·y + (H−1)/2·(1 − zy))`, a scaling about the centre; the zoom
+//!   is uniform in `[1 − F, 1 + F)` for `RandomZoom(F)` (a single float F means the range
+//!   `[−F, F]`), so z > 1 samples a larger region (zooms *out*, Keras' positive values) and z < 1
+//!   zooms in. With `width_factor=None` (the only form `--zoom F` gives) the width's zoom is the
+//!   height's: the aspect ratio is kept.
+//! - Keras' translation matrix (`RandomTranslation._get_translation_matrix`): output `(x, y)`
+//!   samples `(x − dx, y − dy)` with `dx = W·u_x`, `dy = H·u_y`, u uniform in `[−F, F)` for
+//!   `RandomTranslation(F, F)`: positive dx moves the picture right, positive dy down.
 //! - TensorFlow's `ImageProjectiveTransformV3` kernel (tensorflow/core/kernels/image/image_ops.h):
 //!   `MapCoordinate<FILL_REFLECT>` maps each input coordinate into `[0, len−1]` (see
-//!   [`reflect_coord`]), then `bilinear_interpolation` reads `floor` and `floor + 1`; a neighbour
-//!   outside the image reads the fill value 0, which only ever happens with weight 0 (the mapped
-//!   coordinate is clamped to `len − 1`), so clamping the neighbour index is the same thing.
+//!   [`reflect_coord`]) and `FILL_NEAREST` clamps it, then `bilinear_interpolation` reads `floor`
+//!   and `floor + 1`; a neighbour outside the image reads the fill value, which after those two
+//!   maps only ever happens with weight 0, so clamping the neighbour index is the same thing.
+//!   `constant` leaves the coordinate alone and every neighbour outside the image reads
+//!   `fill_value` (`k k k k | a b c d | k k k k`).
+//! - `wrap` (`a b c d | a b c d | a b c d`) is the periodic extension Keras documents (and its
+//!   JAX/NumPy backends compute: the neighbour indices taken modulo the length, so the pixel
+//!   between the last column and the first blends the two). TensorFlow's kernel differs there:
+//!   it clamps within the last half pixel and divides by `len − 1` when shifting by periods,
+//!   which misplaces coordinates more than one period out; gpucnn does not copy that.
 //! - RandomFlip("horizontal") flips an image when its uniform draw `u < 0.5`; the flip happens
 //!   before the rotation, so the rotation samples the mirrored image.
+//! - RandomCrop(height, width) in training cuts a window at integer offsets uniform in
+//!   `[0, H_in − height]` × `[0, W_in − width]` (Keras: `int(uniform(0, diff + 1))`). Keras 3
+//!   draws one offset per call, i.e. per batch when it is called on a batch; gpucnn draws one per
+//!   image (what Keras does when the layer is mapped over single images in a `tf.data`
+//!   pipeline). The other transforms, and their fill, then see only the window, as in Keras.
+//!
+//! Where the single pass differs from Keras' chain of layers: Keras resamples (bilinear) and
+//! fills after *each* layer; gpucnn composes crop, flip, rotation, zoom and translation into one
+//! inverse map per image, applies the fill mode once (to the composed coordinate) and samples
+//! bilinearly once. So there is no repeated bilinear blur, and a region that one layer fills and
+//! a later layer moves back into view shows the fill of the composed map (e.g. reflect of the
+//! rotated-and-zoomed coordinate) rather than the first layer's filled pixels. Each transform
+//! alone is exactly the Keras layer's.
 
 use std::f64::consts::TAU;
 
 pub use crate::shapes::NhwcShape;
 
-/// Which augmentations run and how far rotations go. Shared by the CPU reference and the
-/// kernel (`kernels::augment`), so a test can never configure the two differently.
+/// How points outside the image are filled (Keras' `fill_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FillMode {
+    /// `d c b a | a b c d | d c b a`: reflection about the outer edge of the border pixel (the
+    /// default of Keras' RandomRotation, RandomZoom and RandomTranslation).
+    #[default]
+    Reflect,
+    /// `a b c d | a b c d | a b c d`: the opposite edge.
+    Wrap,
+    /// `a a a a | a b c d | d d d d`: the nearest border pixel.
+    Nearest,
+    /// `k k k k | a b c d | k k k k`: the constant `fill_value`.
+    Constant,
+}
+
+impl FillMode {
+    /// The mode's number in the kernel's `Params::fill_mode`.
+    pub fn code(self) -> u32 {
+        match self {
+            FillMode::Reflect => 0,
+            FillMode::Wrap => 1,
+            FillMode::Nearest => 2,
+            FillMode::Constant => 3,
+        }
+    }
+
+    /// Keras' name of the mode (`--fill-mode`'s value).
+    pub fn name(self) -> &'static str {
+        match self {
+            FillMode::Reflect => "reflect",
+            FillMode::Wrap => "wrap",
+            FillMode::Nearest => "nearest",
+            FillMode::Constant => "constant",
+        }
+    }
+
+    /// The mode Keras names `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            FillMode::Reflect,
+            FillMode::Wrap,
+            FillMode::Nearest,
+            FillMode::Constant,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
+    }
+}
+
+/// Which augmentations run and how far. Shared by the CPU reference and the kernel
+/// (`kernels::augment`), so a test can never configure the two differently.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AugmentConfig {
     /// Random horizontal flip with probability 0.5 (Keras `RandomFlip("horizontal")`).
@@ -33,6 +115,19 @@ pub struct AugmentConfig {
     /// The rotation range as a fraction of a full turn (0.1 → ±36°). An f32 because the kernel
     /// uses exactly this value.
     pub factor: f32,
+    /// Keras `RandomZoom(F)`: height and width zoomed by the same factor, uniform in
+    /// `[1 − F, 1 + F)` (above 1 zooms out). None: no zoom.
+    pub zoom: Option<f32>,
+    /// Keras `RandomTranslation(F, F)`: shifts uniform in `[−F, F)` of the height and of the
+    /// width. None: no translation.
+    pub translate: Option<f32>,
+    /// The fill of points outside the image for rotation, zoom and translation.
+    pub fill_mode: FillMode,
+    /// The value of `FillMode::Constant`'s points (Keras' `fill_value`).
+    pub fill_value: f32,
+    /// Keras `RandomCrop(height, width)`: the output is a random `(height, width)` window of the
+    /// input, cut before the other transforms. None: the output has the input's size.
+    pub crop: Option<Crop>,
     /// Keras `RandomContrast(contrast)`: per image, a factor uniform in
     /// `[1 − contrast, 1 + contrast]` about each channel's mean, clipped to 0..255; 0 is off.
     /// Applied after the geometric op by `kernels::augment_color` (see `cpu::augment_color`).
@@ -42,12 +137,30 @@ pub struct AugmentConfig {
     pub brightness: f32,
 }
 
+/// Keras `RandomCrop(height, width)` in training, of images of `from` = (height, width): the
+/// sizes the op goes between, so that a plan (the trainer's schedule) can size its input from
+/// the configuration alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    /// The window's (and the output's) height.
+    pub height: usize,
+    /// The window's width.
+    pub width: usize,
+    /// The input images' (height, width); at least the window's.
+    pub from: (usize, usize),
+}
+
 impl AugmentConfig {
     /// The Keras example: RandomFlip("horizontal") + RandomRotation(0.1).
     pub const KERAS: Self = Self {
         flip: true,
         rotate: true,
         factor: 0.1,
+        zoom: None,
+        translate: None,
+        fill_mode: FillMode::Reflect,
+        fill_value: 0.0,
+        crop: None,
         contrast: 0.0,
         brightness: 0.0,
     };
@@ -55,16 +168,48 @@ impl AugmentConfig {
     pub const NONE: Self = Self {
         flip: false,
         rotate: false,
-        factor: 0.1,
-        contrast: 0.0,
-        brightness: 0.0,
+        ..Self::KERAS
     };
+
+    /// Whether the output is resampled (rotation, zoom or translation), rather than a copy of
+    /// (a window of, a mirror of) the input.
+    pub fn resamples(&self) -> bool {
+        self.rotate || self.zoom.is_some() || self.translate.is_some()
+    }
+
+    /// The output's (height, width) for an input of `(h, w)`: the crop's size, or the input's.
+    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+        match self.crop {
+            Some(c) => {
+                assert_eq!(
+                    c.from,
+                    (h, w),
+                    "augment: crop configured for another input size"
+                );
+                (c.height, c.width)
+            }
+            None => (h, w),
+        }
+    }
 }
 
 /// Random stream of the flip decision (the `stream` argument of [`augment_hash`]).
 pub const STREAM_FLIP: u32 = 0;
 /// Random stream of the rotation angle.
 pub const STREAM_ANGLE: u32 = 1;
+/// Random stream of the height's zoom (and of the width's, which follows it).
+pub const STREAM_ZOOM_H: u32 = 2;
+/// Reserved for a separate width zoom (Keras' `width_factor`); unused while the width follows
+/// the height.
+pub const STREAM_ZOOM_W: u32 = 3;
+/// Random stream of the vertical translation.
+pub const STREAM_SHIFT_Y: u32 = 4;
+/// Random stream of the horizontal translation.
+pub const STREAM_SHIFT_X: u32 = 5;
+/// Random stream of the crop's row offset.
+pub const STREAM_CROP_Y: u32 = 6;
+/// Random stream of the crop's column offset.
+pub const STREAM_CROP_X: u32 = 7;
 
 /// Chris Wellons' "lowbias32" integer finaliser: a bijection on u32 with strong avalanche.
 fn mix32(mut x: u32) -> u32 {
@@ -89,6 +234,14 @@ pub fn augment_uniform(seed: u32, image: u32, stream: u32) -> f64 {
     (augment_hash(seed, image, stream) >> 8) as f64 / (1u32 << 24) as f64
 }
 
+/// An integer uniform in `[0, count)` (`count` ≤ 65536) from the top 16 bits of
+/// [`augment_hash`]: `⌊u16·count / 2¹⁶⌋`, Keras' `int(uniform(0, count))` in integer
+/// arithmetic, so that the kernel's u32 math gives the same integer.
+pub fn augment_index(seed: u32, image: u32, stream: u32, count: usize) -> usize {
+    assert!((1..=65536).contains(&count), "augment_index: count {count}");
+    ((augment_hash(seed, image, stream) >> 16) as usize * count) >> 16
+}
+
 /// Whether image `image` is flipped, and its rotation angle in radians (0 when rotation is off).
 pub fn image_transform(cfg: &AugmentConfig, seed: u32, image: u32) -> (bool, f64) {
     let flip = cfg.flip && augment_uniform(seed, image, STREAM_FLIP) < 0.5;
@@ -99,6 +252,56 @@ pub fn image_transform(cfg: &AugmentConfig, seed: u32, image: u32) -> (bool, f64
         0.0
     };
     (flip, angle)
+}
+
+/// Everything random about one image: the transforms [`warp_image`] applies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Geometry {
+    /// Mirror the (cropped) image horizontally.
+    pub flip: bool,
+    /// Rotation angle in radians (None: no rotation).
+    pub angle: Option<f64>,
+    /// (zx, zy): the zoom of the width and of the height (None: no zoom).
+    pub zoom: Option<(f64, f64)>,
+    /// (dx, dy) in pixels (None: no translation).
+    pub shift: Option<(f64, f64)>,
+    /// (row, column) of the crop window's top-left pixel in the input.
+    pub offset: (usize, usize),
+}
+
+/// Image `image`'s [`Geometry`] under `cfg` for an input of `(src_h, src_w)`; each random
+/// number comes from its own stream, whatever else is enabled.
+pub fn image_geometry(
+    cfg: &AugmentConfig,
+    seed: u32,
+    image: u32,
+    src_h: usize,
+    src_w: usize,
+) -> Geometry {
+    let (flip, angle) = image_transform(cfg, seed, image);
+    let (h, w) = cfg.output_size(src_h, src_w);
+    let sym = |f: f32, stream| f as f64 * (2.0 * augment_uniform(seed, image, stream) - 1.0);
+    Geometry {
+        flip,
+        angle: cfg.rotate.then_some(angle),
+        zoom: cfg.zoom.map(|f| {
+            let z = 1.0 + sym(f, STREAM_ZOOM_H);
+            (z, z)
+        }),
+        shift: cfg.translate.map(|f| {
+            (
+                sym(f, STREAM_SHIFT_X) * w as f64,
+                sym(f, STREAM_SHIFT_Y) * h as f64,
+            )
+        }),
+        offset: match cfg.crop {
+            Some(_) => (
+                augment_index(seed, image, STREAM_CROP_Y, src_h - h + 1),
+                augment_index(seed, image, STREAM_CROP_X, src_w - w + 1),
+            ),
+            None => (0, 0),
+        },
+    }
 }
 
 /// TensorFlow's reflect fill (`d c b a | a b c d | d c b a`, reflection about the outer edge of
@@ -127,19 +330,103 @@ pub fn reflect_coord(coord: f64, len: usize) -> f64 {
     c.clamp(0.0, l - 1.0)
 }
 
-/// Bilinear sample at continuous `(xs, ys)`, already mapped into an h×w image whose pixel
-/// (row i, column j) is `at(i, j)`.
-fn bilinear(at: impl Fn(usize, usize) -> f64, h: usize, w: usize, xs: f64, ys: f64) -> f64 {
-    let x0 = xs.floor();
-    let y0 = ys.floor();
-    let (wx0, wx1) = (x0 + 1.0 - xs, xs - x0);
-    let (wy0, wy1) = (y0 + 1.0 - ys, ys - y0);
-    let (x0, y0) = (x0 as usize, y0 as usize);
-    let x1 = (x0 + 1).min(w - 1);
-    let y1 = (y0 + 1).min(h - 1);
-    let top = wx0 * at(y0, x0) + wx1 * at(y0, x1);
-    let bottom = wx0 * at(y1, x0) + wx1 * at(y1, x1);
-    wy0 * top + wy1 * bottom
+/// The two bilinear taps along one axis of length `len` for the continuous source coordinate
+/// `coord` under `mode`: the neighbour indices (None: outside the image, reads the fill value)
+/// and their weights.
+pub fn taps(coord: f64, len: usize, mode: FillMode) -> ([Option<usize>; 2], [f64; 2]) {
+    let clamped = |c: f64| {
+        let f = c.floor();
+        let i = f as usize;
+        ([Some(i), Some((i + 1).min(len - 1))], [f + 1.0 - c, c - f])
+    };
+    match mode {
+        FillMode::Reflect => clamped(reflect_coord(coord, len)),
+        FillMode::Nearest => clamped(coord.clamp(0.0, (len - 1) as f64)),
+        FillMode::Wrap => {
+            let f = coord.floor();
+            let i = (f as i64).rem_euclid(len as i64) as usize;
+            ([Some(i), Some((i + 1) % len)], [f + 1.0 - coord, coord - f])
+        }
+        FillMode::Constant => {
+            let f = coord.floor();
+            let inside = |k: f64| (k >= 0.0 && k < len as f64).then_some(k as usize);
+            ([inside(f), inside(f + 1.0)], [f + 1.0 - coord, coord - f])
+        }
+    }
+}
+
+/// The input coordinates `(x, y)`, in the (cropped) image, that output pixel `(ox, oy)`
+/// samples: translation, then zoom, then rotation inverted, each only when `g` has it (so
+/// rotation alone is today's arithmetic exactly). h, w: the output (= cropped) size.
+pub fn source_coord(g: &Geometry, h: usize, w: usize, ox: usize, oy: usize) -> (f64, f64) {
+    let (wm, hm) = ((w - 1) as f64, (h - 1) as f64);
+    let (mut fx, mut fy) = (ox as f64, oy as f64);
+    if let Some((dx, dy)) = g.shift {
+        fx -= dx;
+        fy -= dy;
+    }
+    if let Some((zx, zy)) = g.zoom {
+        fx = zx * fx + wm / 2.0 * (1.0 - zx);
+        fy = zy * fy + hm / 2.0 * (1.0 - zy);
+    }
+    if let Some(angle) = g.angle {
+        let (sin, cos) = angle.sin_cos();
+        let x_off = (wm - (cos * wm - sin * hm)) / 2.0;
+        let y_off = (hm - (sin * wm + cos * hm)) / 2.0;
+        (cos * fx - sin * fy + x_off, sin * fx + cos * fy + y_off)
+    } else {
+        (fx, fy)
+    }
+}
+
+/// One image: crop a (h, w) window at `g.offset` of the (src_h, src_w) input, flip it when
+/// `g.flip`, then rotate, zoom and translate it as `g` says, in one bilinear pass with `cfg`'s
+/// fill. y: [h, w, C]; x: [src_h, src_w, C].
+#[allow(clippy::too_many_arguments)]
+pub fn warp_image(
+    y: &mut [f64],
+    x: &[f64],
+    (src_h, src_w): (usize, usize),
+    (h, w): (usize, usize),
+    c: usize,
+    g: &Geometry,
+    cfg: &AugmentConfig,
+) {
+    let (oy0, ox0) = g.offset;
+    assert!(
+        oy0 + h <= src_h && ox0 + w <= src_w,
+        "crop window outside the input"
+    );
+    // Pixel (i, j) of the flipped window: column j is column w−1−j of the window.
+    let at = |i: usize, j: usize, ch: usize| {
+        let j = if g.flip { w - 1 - j } else { j };
+        x[((oy0 + i) * src_w + ox0 + j) * c + ch]
+    };
+    let resamples = g.angle.is_some() || g.zoom.is_some() || g.shift.is_some();
+    let fill = cfg.fill_value as f64;
+    for oy in 0..h {
+        for ox in 0..w {
+            let out = (oy * w + ox) * c;
+            if !resamples {
+                for ch in 0..c {
+                    y[out + ch] = at(oy, ox, ch);
+                }
+                continue;
+            }
+            let (xs, ys) = source_coord(g, h, w, ox, oy);
+            let ([x0, x1], [wx0, wx1]) = taps(xs, w, cfg.fill_mode);
+            let ([y0, y1], [wy0, wy1]) = taps(ys, h, cfg.fill_mode);
+            let read = |i: Option<usize>, j: Option<usize>, ch| match (i, j) {
+                (Some(i), Some(j)) => at(i, j, ch),
+                _ => fill,
+            };
+            for ch in 0..c {
+                let top = wx0 * read(y0, x0, ch) + wx1 * read(y0, x1, ch);
+                let bottom = wx0 * read(y1, x0, ch) + wx1 * read(y1, x1, ch);
+                y[out + ch] = wy0 * top + wy1 * bottom;
+            }
+        }
+    }
 }
 
 /// One image: flip (when `flip`), then rotate by `angle` radians about the centre (Keras'
@@ -154,38 +441,40 @@ pub fn transform_image(
     flip: bool,
     angle: f64,
 ) {
-    let (sin, cos) = angle.sin_cos();
-    let (wm, hm) = ((w - 1) as f64, (h - 1) as f64);
-    let x_off = (wm - (cos * wm - sin * hm)) / 2.0;
-    let y_off = (hm - (sin * wm + cos * hm)) / 2.0;
-    for oy in 0..h {
-        for ox in 0..w {
-            let (fx, fy) = (ox as f64, oy as f64);
-            let xs = reflect_coord(cos * fx - sin * fy + x_off, w);
-            let ys = reflect_coord(sin * fx + cos * fy + y_off, h);
-            for ch in 0..c {
-                // The rotation samples the flipped image: its column j is column W−1−j of x.
-                let at = |i: usize, j: usize| {
-                    let j = if flip { w - 1 - j } else { j };
-                    x[(i * w + j) * c + ch]
-                };
-                y[(oy * w + ox) * c + ch] = bilinear(at, h, w, xs, ys);
-            }
-        }
-    }
+    let g = Geometry {
+        flip,
+        angle: Some(angle),
+        zoom: None,
+        shift: None,
+        offset: (0, 0),
+    };
+    warp_image(y, x, (h, w), (h, w), c, &g, &AugmentConfig::KERAS);
 }
 
-/// y = rotate(flip(x)) per image, with image `i`'s flip decision and angle drawn from
-/// `(seed, i)` (see [`image_transform`]). y, x: [N, H, W, C] as in `s`.
+/// y = translate(zoom(rotate(flip(crop(x))))) per image, as `cfg` enables, with image `i`'s
+/// random numbers drawn from `(seed, i)` (see [`image_geometry`]). x: [N, H, W, C] as in `s`;
+/// y: [N, h, w, C] with (h, w) = `cfg.output_size(H, W)`.
 pub fn augment_forward(y: &mut [f64], x: &[f64], s: &NhwcShape, cfg: &AugmentConfig, seed: u32) {
     let NhwcShape { n, h, w, c } = *s;
-    let len = h * w * c;
+    let (oh, ow) = cfg.output_size(h, w);
+    assert!(
+        oh <= h && ow <= w,
+        "crop {oh}x{ow} larger than the input {h}x{w}"
+    );
+    let (len, out_len) = (h * w * c, oh * ow * c);
     assert_eq!(x.len(), n * len);
-    assert_eq!(y.len(), n * len);
+    assert_eq!(y.len(), n * out_len);
     for i in 0..n {
-        let (flip, angle) = image_transform(cfg, seed, i as u32);
-        let range = i * len..(i + 1) * len;
-        transform_image(&mut y[range.clone()], &x[range], h, w, c, flip, angle);
+        let g = image_geometry(cfg, seed, i as u32, h, w);
+        warp_image(
+            &mut y[i * out_len..(i + 1) * out_len],
+            &x[i * len..(i + 1) * len],
+            (h, w),
+            (oh, ow),
+            c,
+            &g,
+            cfg,
+        );
     }
 }
 
@@ -296,9 +585,8 @@ mod tests {
         let x = random_f64(1, n * h * w * c, 0.0, 255.0);
         let mut y = vec![0.0; x.len()];
         let cfg = AugmentConfig {
-            flip: true,
             rotate: false,
-            ..AugmentConfig::NONE
+            ..AugmentConfig::KERAS
         };
         augment_forward(&mut y, &x, &NhwcShape { n, h, w, c }, &cfg, 7);
         let len = h * w * c;
@@ -439,5 +727,294 @@ mod tests {
             }
         }
         assert!((pos_flipped as f64 / flipped as f64 - 0.5).abs() < 0.03);
+    }
+
+    fn geometry() -> Geometry {
+        Geometry {
+            flip: false,
+            angle: None,
+            zoom: None,
+            shift: None,
+            offset: (0, 0),
+        }
+    }
+
+    fn cfg_fill(fill_mode: FillMode, fill_value: f32) -> AugmentConfig {
+        AugmentConfig {
+            fill_mode,
+            fill_value,
+            ..AugmentConfig::NONE
+        }
+    }
+
+    /// One row of `w` values 1..=w warped by `g` under `mode` (fill value 7).
+    fn row(w: usize, g: &Geometry, mode: FillMode) -> Vec<f64> {
+        let x: Vec<f64> = (1..=w).map(|v| v as f64).collect();
+        let mut y = vec![0.0; w];
+        warp_image(&mut y, &x, (1, w), (1, w), 1, g, &cfg_fill(mode, 7.0));
+        y
+    }
+
+    #[test]
+    fn zoom_and_translation_by_zero_are_the_identity() {
+        let (n, h, w, c) = (3, 5, 7, 3);
+        let x = random_f64(5, n * h * w * c, 0.0, 255.0);
+        for mode in [
+            FillMode::Reflect,
+            FillMode::Wrap,
+            FillMode::Nearest,
+            FillMode::Constant,
+        ] {
+            let cfg = AugmentConfig {
+                zoom: Some(0.0),
+                translate: Some(0.0),
+                ..cfg_fill(mode, 99.0)
+            };
+            let mut y = vec![0.0; x.len()];
+            augment_forward(&mut y, &x, &NhwcShape { n, h, w, c }, &cfg, 4);
+            assert_eq!(y, x, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn translation_by_whole_pixels_shifts_exactly_and_fills_by_mode() {
+        // Values 1..5; a shift right by one pixel reads column x − 1.
+        let right = Geometry {
+            shift: Some((1.0, 0.0)),
+            ..geometry()
+        };
+        assert_eq!(
+            row(5, &right, FillMode::Constant),
+            [7.0, 1.0, 2.0, 3.0, 4.0]
+        );
+        assert_eq!(row(5, &right, FillMode::Wrap), [5.0, 1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(row(5, &right, FillMode::Nearest), [1.0, 1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(row(5, &right, FillMode::Reflect), [1.0, 1.0, 2.0, 3.0, 4.0]);
+        // Three pixels left: columns 3, 4, then 5, 6, 7 outside.
+        let left = Geometry {
+            shift: Some((-3.0, 0.0)),
+            ..geometry()
+        };
+        assert_eq!(row(5, &left, FillMode::Constant), [4.0, 5.0, 7.0, 7.0, 7.0]);
+        assert_eq!(row(5, &left, FillMode::Wrap), [4.0, 5.0, 1.0, 2.0, 3.0]);
+        assert_eq!(row(5, &left, FillMode::Nearest), [4.0, 5.0, 5.0, 5.0, 5.0]);
+        assert_eq!(row(5, &left, FillMode::Reflect), [4.0, 5.0, 5.0, 4.0, 3.0]);
+        // Vertically: a 3×1 column shifted down by one.
+        let x = [1.0, 2.0, 3.0];
+        let mut y = [0.0; 3];
+        let down = Geometry {
+            shift: Some((0.0, 1.0)),
+            ..geometry()
+        };
+        warp_image(
+            &mut y,
+            &x,
+            (3, 1),
+            (3, 1),
+            1,
+            &down,
+            &cfg_fill(FillMode::Constant, 7.0),
+        );
+        assert_eq!(y, [7.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn fills_between_pixels() {
+        // Half a pixel right: column −0.5 blends, by mode, the fill with or the copy of an edge.
+        let half = Geometry {
+            shift: Some((0.5, 0.0)),
+            ..geometry()
+        };
+        assert_eq!(row(4, &half, FillMode::Constant)[0], (7.0 + 1.0) / 2.0);
+        // Wrap blends the last column and the first (a periodic signal).
+        assert_eq!(row(4, &half, FillMode::Wrap)[0], (4.0 + 1.0) / 2.0);
+        // Nearest and TF's reflect clamp within the half pixel beyond the border centre.
+        assert_eq!(row(4, &half, FillMode::Nearest)[0], 1.0);
+        assert_eq!(row(4, &half, FillMode::Reflect)[0], 1.0);
+        assert_eq!(row(4, &half, FillMode::Reflect)[1], 1.5);
+        // Wrap several periods out: −8.5 ≡ −0.5 (mod 4).
+        assert_eq!(
+            taps(-8.5, 4, FillMode::Wrap),
+            ([Some(3), Some(0)], [0.5, 0.5])
+        );
+        assert_eq!(
+            taps(9.25, 4, FillMode::Wrap),
+            ([Some(1), Some(2)], [0.75, 0.25])
+        );
+        assert_eq!(
+            taps(3.5, 4, FillMode::Constant),
+            ([Some(3), None], [0.5, 0.5])
+        );
+        assert_eq!(
+            taps(-1.0, 4, FillMode::Constant),
+            ([None, Some(0)], [1.0, 0.0])
+        );
+        // Nearest far out: column 0 with all the weight.
+        assert_eq!(
+            taps(-6.0, 4, FillMode::Nearest),
+            ([Some(0), Some(1)], [1.0, 0.0])
+        );
+        assert_eq!(
+            taps(9.0, 4, FillMode::Nearest),
+            ([Some(3), Some(3)], [1.0, 0.0])
+        );
+    }
+
+    #[test]
+    fn zoom_above_one_zooms_out_about_the_centre() {
+        // zx = 2 on 5 columns: output x samples 2x − 2 (about column 2): −2, 0, 2, 4, 6.
+        let out = Geometry {
+            zoom: Some((2.0, 2.0)),
+            ..geometry()
+        };
+        assert_eq!(row(5, &out, FillMode::Constant), [7.0, 1.0, 3.0, 5.0, 7.0]);
+        // zx = 0.5 zooms in: 0.5x + 1 → 1, 1.5, 2, 2.5, 3 (columns, 0-based).
+        let zoom_in = Geometry {
+            zoom: Some((0.5, 0.5)),
+            ..geometry()
+        };
+        assert_eq!(
+            row(5, &zoom_in, FillMode::Constant),
+            [2.0, 2.5, 3.0, 3.5, 4.0]
+        );
+        // RandomZoom(F) draws z uniform in [1 − F, 1 + F), the same for both axes.
+        let cfg = AugmentConfig {
+            zoom: Some(0.3),
+            ..AugmentConfig::NONE
+        };
+        let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+        for i in 0..4000 {
+            let (zx, zy) = image_geometry(&cfg, 3, i, 8, 8).zoom.unwrap();
+            assert_eq!(zx, zy);
+            assert!((0.7..1.3).contains(&zx), "{zx}");
+            (lo, hi) = (lo.min(zx), hi.max(zx));
+        }
+        assert!(lo < 0.71 && hi > 1.29, "[{lo}, {hi}]");
+    }
+
+    #[test]
+    fn translation_is_a_fraction_of_the_size() {
+        let cfg = AugmentConfig {
+            translate: Some(0.25),
+            ..AugmentConfig::NONE
+        };
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for i in 0..4000 {
+            let (dx, dy) = image_geometry(&cfg, 8, i, 12, 40).shift.unwrap();
+            xs.push(dx);
+            ys.push(dy);
+        }
+        let range = |v: &[f64]| {
+            v.iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)))
+        };
+        // ±25% of 40 columns and of 12 rows.
+        let (lo, hi) = range(&xs);
+        assert!(
+            (-10.0..-9.9).contains(&lo) && hi < 10.0 && hi > 9.9,
+            "x [{lo}, {hi}]"
+        );
+        let (lo, hi) = range(&ys);
+        assert!(
+            (-3.0..-2.99).contains(&lo) && hi < 3.0 && hi > 2.99,
+            "y [{lo}, {hi}]"
+        );
+    }
+
+    #[test]
+    fn crop_cuts_a_uniform_window_before_the_flip() {
+        let (src_h, src_w, c) = (5, 6, 2);
+        let x = random_f64(6, src_h * src_w * c, 0.0, 255.0);
+        let cfg = AugmentConfig {
+            flip: true,
+            crop: Some(Crop {
+                height: 3,
+                width: 4,
+                from: (src_h, src_w),
+            }),
+            ..AugmentConfig::NONE
+        };
+        let mut seen = [[0u32; 3]; 3];
+        for image in 0..600u32 {
+            let g = image_geometry(&cfg, 2, image, src_h, src_w);
+            let (r, col) = g.offset;
+            seen[r][col] += 1;
+            let mut y = vec![0.0; 3 * 4 * c];
+            warp_image(&mut y, &x, (src_h, src_w), (3, 4), c, &g, &cfg);
+            for i in 0..3 {
+                for j in 0..4 {
+                    let sj = if g.flip { 3 - j } else { j };
+                    for ch in 0..c {
+                        assert_eq!(
+                            y[(i * 4 + j) * c + ch],
+                            x[((r + i) * src_w + col + sj) * c + ch]
+                        );
+                    }
+                }
+            }
+        }
+        // Offsets uniform over the 3×3 positions: 600/9 ≈ 67 each (σ ≈ 8).
+        for row in seen {
+            for k in row {
+                assert!((30..110).contains(&k), "{seen:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn streams_do_not_depend_on_what_else_is_enabled() {
+        let all = AugmentConfig {
+            zoom: Some(0.2),
+            translate: Some(0.1),
+            crop: Some(Crop {
+                height: 6,
+                width: 6,
+                from: (9, 8),
+            }),
+            ..AugmentConfig::KERAS
+        };
+        for image in 0..50 {
+            let g = image_geometry(&all, 5, image, 9, 8);
+            let alone = |cfg: AugmentConfig| image_geometry(&cfg, 5, image, 9, 8);
+            let zoom = alone(AugmentConfig {
+                zoom: all.zoom,
+                ..AugmentConfig::NONE
+            });
+            assert_eq!(g.zoom, zoom.zoom);
+            let shift = alone(AugmentConfig {
+                translate: all.translate,
+                crop: all.crop,
+                ..AugmentConfig::NONE
+            });
+            assert_eq!(g.shift, shift.shift);
+            assert_eq!(g.offset, shift.offset);
+            let (flip, angle) = image_transform(&AugmentConfig::KERAS, 5, image);
+            assert_eq!((g.flip, g.angle), (flip, Some(angle)));
+        }
+    }
+
+    #[test]
+    fn augment_index_is_uniform_and_in_range() {
+        let mut bins = [0u32; 7];
+        for image in 0..7000 {
+            bins[augment_index(1, image, STREAM_CROP_X, 7)] += 1;
+        }
+        for b in bins {
+            assert!((b as i64 - 1000).abs() < 150, "{bins:?}");
+        }
+        assert_eq!(augment_index(1, 2, 3, 1), 0);
+    }
+
+    #[test]
+    fn fill_mode_names_round_trip() {
+        for m in [
+            FillMode::Reflect,
+            FillMode::Wrap,
+            FillMode::Nearest,
+            FillMode::Constant,
+        ] {
+            assert_eq!(FillMode::parse(m.name()), Some(m));
+        }
+        assert_eq!(FillMode::parse("mirror"), None);
     }
 }

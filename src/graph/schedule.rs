@@ -69,7 +69,8 @@ pub fn schedule(
 /// act[li]: the tensor holding layer li's output (None for the raw input layer). With
 /// augmentation the input layer's output is the augmented batch. That tensor exists in
 /// every mode, so that tensor ids, and so the pool plan, are the same for training and
-/// evaluation programs.
+/// evaluation programs. With a crop the training input (`fixed.input`) holds images of the
+/// crop's `from` size and the augmented batch the model's (the crop's) size.
 fn augment_input(
     pl: &mut Planner,
     model: &Model,
@@ -83,17 +84,34 @@ fn augment_input(
         let aug = pl.tensor("augmented input".into(), n * h * w * c);
         if mode == Mode::Train {
             act[0] = Some(aug);
+            let (src_h, src_w) = match cfg.crop {
+                Some(crop) => {
+                    assert_eq!(
+                        (crop.height, crop.width),
+                        (h, w),
+                        "the crop's size is the model's input size"
+                    );
+                    crop.from
+                }
+                None => (h, w),
+            };
+            let src = NhwcShape {
+                n,
+                h: src_h,
+                w: src_w,
+                c,
+            };
             let op = pl.op("augment.forward", vec![aug], move |e| {
                 vec![e.kernels.augment.forward(
                     e.ctx,
                     &e.tensor(aug),
                     &e.fixed.input,
                     &e.fixed.aug_seed,
-                    &NhwcShape { n, h, w, c },
+                    &src,
                     &cfg,
                 )]
             });
-            pl.more_bytes(op, n * h * w * c);
+            pl.more_bytes(op, n * src_h * src_w * c);
             if crate::cpu::augment_color::color_on(&cfg) {
                 augment_color(pl, aug, &NhwcShape { n, h, w, c }, cfg);
             }
@@ -602,12 +620,24 @@ mod tests {
             crate::step_parity::small_model(10),
         ] {
             let v = Variants::portable();
+            let (h, w, _) = layers::hwc(m.layers[0].output);
+            // A crop (the input larger than the model's), with every other transform.
+            let crop = AugmentConfig {
+                zoom: Some(0.2),
+                translate: Some(0.1),
+                crop: Some(crate::cpu::augment::Crop {
+                    height: h,
+                    width: w,
+                    from: (h + 5, w + 3),
+                }),
+                ..AugmentConfig::KERAS
+            };
             let colour = AugmentConfig {
                 contrast: 0.2,
                 brightness: 0.2,
                 ..AugmentConfig::KERAS
             };
-            for augment in [None, Some(AugmentConfig::KERAS), Some(colour)] {
+            for augment in [None, Some(AugmentConfig::KERAS), Some(crop), Some(colour)] {
                 let main = schedule(&m, &v, 4, Mode::Train, augment).unwrap();
                 let plan = pool_plan(&main.pl);
                 for n in 1..=4 {

@@ -86,19 +86,25 @@ struct Clock {
 impl Trainer<'_> {
     /// Uploads a batch (its pixels as bytes, a quarter of f32's upload) with the targets the
     /// model's loss takes; returns its size.
-    fn upload(&self, b: &Batch) -> usize {
+    ///
+    /// `training`: a batch to train on, at `--image-size` (larger than the model's input with
+    /// --random-crop); else a validation batch at the model's input size.
+    fn upload(&self, b: &Batch, training: bool) -> usize {
         let (ctx, step) = (self.ctx, self.step);
+        let write = |targets| {
+            if training {
+                step.write_training_batch_u8(ctx, &b.images, targets)
+            } else {
+                step.write_batch_u8(ctx, &b.images, targets)
+            }
+        };
         if let Some(t) = self.table {
-            step.write_batch_u8(
-                ctx,
-                &b.images,
-                BatchTargets::Binary(&t.batch_targets(&b.labels)),
-            )
+            write(BatchTargets::Binary(&t.batch_targets(&b.labels)))
         } else if self.classes == 2 {
             let t: Vec<f32> = b.labels.iter().map(|&l| l as f32).collect();
-            step.write_batch_u8(ctx, &b.images, BatchTargets::Binary(&t))
+            write(BatchTargets::Binary(&t))
         } else {
-            step.write_batch_u8(ctx, &b.images, BatchTargets::Classes(&b.labels))
+            write(BatchTargets::Classes(&b.labels))
         }
     }
 
@@ -416,7 +422,7 @@ impl Trainer<'_> {
             let n = if batch.is_empty() {
                 0
             } else {
-                self.upload(&batch)
+                self.upload(&batch, true)
             };
             if epoch == 1 && i == 0 && n > 0 {
                 self.log_first_batch(&batch)?;
@@ -625,7 +631,7 @@ impl Trainer<'_> {
             if batch.is_empty() {
                 continue;
             }
-            let n = self.upload(&batch);
+            let n = self.upload(&batch, false);
             match confusion.as_mut() {
                 None => self.step.submit_eval(self.ctx, n),
                 Some(counts) => {

@@ -45,7 +45,9 @@ pub struct FitConfig {
     pub out: PathBuf,
     pub epochs: usize,
     pub batch_size: usize,
-    /// `--image-size`: what every image is resized to, and the model's input height and width.
+    /// `--image-size`: what every image is resized to, and the model's input height and width
+    /// (unless `augment` crops: then training images load at this size and the model's input
+    /// is the crop's, see [`FitConfig::model_size`]).
     pub image_size: ImageSize,
     pub lr: f32,
     pub validation_split: f32,
@@ -97,6 +99,21 @@ pub struct FitSummary {
 }
 
 /// Checks the flags before anything is read or written (exit status 2 at the CLI).
+impl FitConfig {
+    /// The model's input size: the random crop's when `augment` crops (Keras' `RandomCrop`
+    /// after loading at `image_size`), else `image_size`. Validation (and so predict and
+    /// evaluate, which read model.json) load images at this size directly.
+    pub fn model_size(&self) -> ImageSize {
+        match self.augment.and_then(|a| a.crop) {
+            Some(c) => ImageSize {
+                height: c.height,
+                width: c.width,
+            },
+            None => self.image_size,
+        }
+    }
+}
+
 pub fn validate(cfg: &FitConfig) -> anyhow::Result<()> {
     if cfg.epochs == 0 {
         crate::bail_input!("--epochs must be at least 1");
@@ -116,6 +133,21 @@ pub fn validate(cfg: &FitConfig) -> anyhow::Result<()> {
         crate::bail_input!(
             "--image-size must be at least 1 on each side, got {}",
             cfg.image_size
+        );
+    }
+    if let Some(c) = cfg.augment.and_then(|a| a.crop) {
+        let size = cfg.image_size;
+        crate::ensure_input!(
+            c.height >= 1 && c.width >= 1 && c.height <= size.height && c.width <= size.width,
+            "--random-crop {}x{} must be at least 1 and at most --image-size {size} on each side",
+            c.height,
+            c.width
+        );
+        crate::ensure_input!(
+            c.from == (size.height, size.width),
+            "the random crop is configured for {}x{} images but --image-size is {size}",
+            c.from.0,
+            c.from.1
         );
     }
     if !(cfg.validation_split > 0.0 && cfg.validation_split < 1.0) {
@@ -280,10 +312,12 @@ fn fit_inner(
     });
     let parallel = job.local(parallel.transpose())?;
 
-    let loader_opts = |batch| LoaderOptions {
+    // Training images load at --image-size; validation at the model's input size, which
+    // differs with --random-crop (Keras resizes to the crop's size at inference).
+    let loader_opts = |batch, size: ImageSize| LoaderOptions {
         resize: ResizeOptions {
-            height: cfg.image_size.height,
-            width: cfg.image_size.width,
+            height: size.height,
+            width: size.width,
             crop_to_aspect_ratio: cfg.crop_to_aspect_ratio,
             color_mode: cfg.color_mode,
         },
@@ -302,8 +336,8 @@ fn fit_inner(
         job,
         step: &step,
         parallel,
-        train: Loader::new(data.train, loader_opts(cfg.batch_size))?,
-        val: Loader::new(data.val, loader_opts(cfg.batch_size))?,
+        train: Loader::new(data.train, loader_opts(cfg.batch_size, cfg.image_size))?,
+        val: Loader::new(data.val, loader_opts(cfg.batch_size, cfg.model_size()))?,
         table: data.table.as_ref(),
         classes,
         first_epoch,

@@ -64,8 +64,10 @@ pub struct RunFingerprint {
     pub image_size: ImageSize,
     /// `--width`.
     pub width: f32,
-    /// `--augment`, `--rotation`, `--contrast` and `--brightness`: `none`, `flip`, `rotate 0.1`,
-    /// `flip,rotate 0.1`, with `contrast F` and `brightness F` appended only when on.
+    /// `--augment`, `--rotation` and the other augmentation flags: `none`, `flip`, `rotate 0.1`
+    /// or `flip,rotate 0.1`; then, only when given, `crop HxW` first and `zoom F`, `translate F`,
+    /// `fill MODE`, `contrast F`, `brightness F` after (e.g.
+    /// `crop 160x160,flip,rotate 0.1,zoom 0.2,fill constant 0,contrast 0.2`).
     pub augment: String,
     /// `--crop-to-aspect-ratio`.
     pub crop_to_aspect_ratio: bool,
@@ -221,7 +223,7 @@ impl RunFingerprint {
         );
         cmp("--width", self.width.to_string(), new.width.to_string());
         cmp(
-            "--augment/--rotation/--contrast/--brightness",
+            "--augment/--rotation/--zoom/--translate/--fill-mode/--random-crop/--contrast/--brightness",
             self.augment.clone(),
             new.augment.clone(),
         );

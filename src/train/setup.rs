@@ -17,7 +17,7 @@ use super::fit::FitConfig;
 use super::metrics::MetricsCsv;
 use super::progress::Status;
 use super::run_folder::{self, Plan, RunFingerprint};
-use crate::cpu::augment::AugmentConfig;
+use crate::cpu::augment::{AugmentConfig, FillMode};
 use crate::data::dataset::{
     ClassSelection, DatasetOptions, DirectoryDataset, Sample, class_counts,
 };
@@ -113,17 +113,35 @@ pub fn load_data(cfg: &FitConfig, log: &mut dyn FnMut(&str)) -> anyhow::Result<D
     Ok(data)
 }
 
-/// `--augment`/`--rotation`/`--contrast`/`--brightness` as the fingerprint records them.
-fn augment_label(a: &Option<AugmentConfig>) -> String {
+/// `--augment`/`--rotation` (and the other augmentation flags) as the fingerprint records them. The
+/// flip/rotate part is spelled as it always was (`flip,rotate 0.1`), and the newer settings are
+/// appended only when they differ from the defaults, so run.json files written before them
+/// still match.
+pub(crate) fn augment_label(a: &Option<AugmentConfig>) -> String {
     match a {
         None => "none".into(),
         Some(a) => {
             let mut parts = Vec::new();
+            if let Some(c) = a.crop {
+                parts.push(format!("crop {}x{}", c.height, c.width));
+            }
             if a.flip {
                 parts.push("flip".to_string());
             }
             if a.rotate {
                 parts.push(format!("rotate {}", a.factor));
+            }
+            if let Some(f) = a.zoom {
+                parts.push(format!("zoom {f}"));
+            }
+            if let Some(f) = a.translate {
+                parts.push(format!("translate {f}"));
+            }
+            if a.fill_mode != FillMode::Reflect && a.resamples() {
+                parts.push(match a.fill_mode {
+                    FillMode::Constant => format!("fill constant {}", a.fill_value),
+                    m => format!("fill {}", m.name()),
+                });
             }
             // Only when on, so the fingerprint of every run without them is unchanged.
             if a.contrast > 0.0 {
@@ -336,7 +354,7 @@ fn check_classes(cfg: &FitConfig, data: &Data, log: &mut dyn FnMut(&str)) -> any
 /// The Keras example's network for this data, and its description for model.json.
 pub fn build_model(cfg: &FitConfig, data: &Data) -> anyhow::Result<(Model, ModelConfig)> {
     let xcfg = XceptionConfig {
-        image_size: cfg.image_size,
+        image_size: cfg.model_size(),
         channels: cfg.color_mode.channels(),
         classes: data.class_names.len(),
         width: cfg.width,
@@ -682,4 +700,54 @@ pub fn check_free_space(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn augment_label_keeps_the_old_spelling_and_appends_the_new_settings() {
+        // Labels of run.json files written before zoom, translation, fill and crop existed.
+        assert_eq!(
+            augment_label(&Some(AugmentConfig::KERAS)),
+            "flip,rotate 0.1"
+        );
+        assert_eq!(augment_label(&None), "none");
+        let flip = AugmentConfig {
+            rotate: false,
+            ..AugmentConfig::KERAS
+        };
+        assert_eq!(augment_label(&Some(flip)), "flip");
+        // A fill mode is recorded only where something is resampled.
+        let flip_wrap = AugmentConfig {
+            fill_mode: FillMode::Wrap,
+            ..flip
+        };
+        assert_eq!(augment_label(&Some(flip_wrap)), "flip");
+        let all = AugmentConfig {
+            zoom: Some(0.2),
+            translate: Some(0.1),
+            fill_mode: FillMode::Constant,
+            fill_value: 12.5,
+            crop: Some(crate::cpu::augment::Crop {
+                height: 12,
+                width: 10,
+                from: (16, 16),
+            }),
+            ..AugmentConfig::KERAS
+        };
+        assert_eq!(
+            augment_label(&Some(all)),
+            "crop 12x10,flip,rotate 0.1,zoom 0.2,translate 0.1,fill constant 12.5"
+        );
+        let nearest = AugmentConfig {
+            fill_mode: FillMode::Nearest,
+            ..AugmentConfig::KERAS
+        };
+        assert_eq!(
+            augment_label(&Some(nearest)),
+            "flip,rotate 0.1,fill nearest"
+        );
+    }
 }

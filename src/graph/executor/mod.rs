@@ -126,7 +126,14 @@ pub struct TrainStep {
     b: StepBuffers,
     programs: RefCell<HashMap<(Mode, usize, usize), Rc<Program>>>,
     optimizer: Vec<Dispatch>,
+    /// Floats per sample as the input layer takes them (evaluation and prediction batches).
     sample_len: usize,
+    /// Floats per sample of a training batch: `sample_len`, or more when the augmentation
+    /// crops (the batch arrives at the crop's `from` size and the kernel cuts the model's size).
+    train_sample_len: usize,
+    /// Floats per sample of the batch uploaded last, so that a step can check it gets the
+    /// batch its mode expects.
+    uploaded_len: Cell<usize>,
     target_per_sample: usize,
     activation: Activation,
     outputs: usize,
@@ -288,6 +295,18 @@ impl TrainStep {
         let scratch = memory::scratch_len(&main, model, &variants, opts.augment)?;
         let memory = memory::memory_report(model, &main, &plan, batch, scratch)?;
         let (sample_len, target_per_sample) = memory::sample_sizes(model)?;
+        let train_sample_len = match opts.augment.and_then(|a| a.crop) {
+            Some(c) => {
+                let pixels = c.height * c.width;
+                assert_eq!(
+                    sample_len % pixels,
+                    0,
+                    "the crop's size is not the model's input size"
+                );
+                c.from.0 * c.from.1 * (sample_len / pixels)
+            }
+            None => sample_len,
+        };
         let layout = ParamLayout::new(model);
         let mut kernels = Kernels::new(ctx, &variants)?;
         kernels.adam.hyper.weight_decay = opts.weight_decay as f64;
@@ -296,7 +315,8 @@ impl TrainStep {
         let sizes = Sizes {
             batch,
             micro,
-            sample_len,
+            // The input buffers hold a training batch and an evaluation one alike.
+            sample_len: train_sample_len.max(sample_len),
             target_per_sample,
             scratch,
             class_weights: crate::kernels::loss::weights_len(
@@ -320,6 +340,8 @@ impl TrainStep {
             programs: RefCell::new(HashMap::new()),
             optimizer,
             sample_len,
+            train_sample_len,
+            uploaded_len: Cell::new(sample_len),
             target_per_sample,
             activation,
             outputs,
@@ -382,13 +404,14 @@ impl TrainStep {
                 dispatches: first[i]..first.get(i + 1).copied().unwrap_or(dispatches.len()),
             })
             .collect();
-        let len = n * self.sample_len;
+        let sample_len = self.mode_sample_len(mode);
+        let len = n * sample_len;
         let widen = self.kernels.rescale.forward_u8(
             ctx,
             &range(&self.b.fixed.input, 0, len),
             &self.b.fixed.input_u8,
             len,
-            self.sample_len,
+            sample_len,
             (1.0, 0.0),
         );
         let p = Rc::new(Program {

@@ -138,7 +138,7 @@ impl TrainStep {
     /// Uploads a batch of up to `batch` samples: `x` [n, H, W, C] as the input layer takes it
     /// (or as the augmentation takes it), and its targets. Returns n.
     pub fn write_batch(&self, ctx: &GpuContext, x: &[f32], targets: BatchTargets) -> usize {
-        self.upload(ctx, Pixels::F32(x), targets)
+        self.upload(ctx, Pixels::F32(x), targets, self.sample_len)
     }
 
     /// As [`Self::write_batch`] with the pixels as bytes (`x` [n, H, W, C] u8, values 0–255),
@@ -146,7 +146,33 @@ impl TrainStep {
     /// (`rescale_u8_forward`), which gives exactly the f32 batch `write_batch` would have
     /// uploaded, so training and evaluation see identical values.
     pub fn write_batch_u8(&self, ctx: &GpuContext, x: &[u8], targets: BatchTargets) -> usize {
-        self.upload(ctx, Pixels::U8(x), targets)
+        self.upload(ctx, Pixels::U8(x), targets, self.sample_len)
+    }
+
+    /// As [`Self::write_batch_u8`] for a batch to train on: its samples are
+    /// [`Self::training_sample_len`] floats, which is larger than the input layer's when the
+    /// augmentation crops (Keras' RandomCrop: the batch arrives at `--image-size` and the
+    /// kernel cuts the model's size out of it).
+    pub fn write_training_batch_u8(
+        &self,
+        ctx: &GpuContext,
+        x: &[u8],
+        targets: BatchTargets,
+    ) -> usize {
+        self.upload(ctx, Pixels::U8(x), targets, self.train_sample_len)
+    }
+
+    /// Values per sample of a training batch ([`Self::write_training_batch_u8`]).
+    pub fn training_sample_len(&self) -> usize {
+        self.train_sample_len
+    }
+
+    /// Values per sample the programs of `mode` read.
+    pub(super) fn mode_sample_len(&self, mode: Mode) -> usize {
+        match mode {
+            Mode::Train => self.train_sample_len,
+            Mode::Eval => self.sample_len,
+        }
     }
 
     /// Bytes a batch of `n` samples takes to upload as f32 and as u8 pixels (targets not
@@ -159,12 +185,19 @@ impl TrainStep {
         )
     }
 
-    fn upload(&self, ctx: &GpuContext, x: Pixels, targets: BatchTargets) -> usize {
-        let n = x.len() / self.sample_len;
+    fn upload(
+        &self,
+        ctx: &GpuContext,
+        x: Pixels,
+        targets: BatchTargets,
+        sample_len: usize,
+    ) -> usize {
+        let n = x.len() / sample_len;
         assert!(
-            n > 0 && n <= self.batch && n * self.sample_len == x.len(),
+            n > 0 && n <= self.batch && n * sample_len == x.len(),
             "input batch length"
         );
+        self.uploaded_len.set(sample_len);
         let (input, input_u8, target_buf) = match &self.b.full {
             Some(a) => (&a.input, &a.input_u8, &a.targets),
             None => (
@@ -175,9 +208,7 @@ impl TrainStep {
         };
         match x {
             Pixels::F32(x) => ctx.queue.write_buffer(input, 0, bytemuck::cast_slice(x)),
-            Pixels::U8(x) => ctx
-                .queue
-                .write_buffer(input_u8, 0, &pack_u8(x, self.sample_len)),
+            Pixels::U8(x) => ctx.queue.write_buffer(input_u8, 0, &pack_u8(x, sample_len)),
         }
         self.bytes_uploaded.set(matches!(x, Pixels::U8(_)));
         let bytes: &[u8] = match (targets, self.activation) {
@@ -250,6 +281,13 @@ impl TrainStep {
             "{n} samples with a step compiled for up to {}",
             self.batch
         );
+        let sample_len = self.mode_sample_len(mode);
+        assert_eq!(
+            self.uploaded_len.get(),
+            sample_len,
+            "a {mode:?} step needs a batch of {sample_len} values per sample (training batches \
+             of a cropping augmentation: write_training_batch_u8)"
+        );
         let count = n.div_ceil(self.micro);
         for i in 0..count {
             let size = self.micro.min(n - i * self.micro);
@@ -274,10 +312,10 @@ impl TrainStep {
                 let at = (i * self.micro) as u64;
                 let t_bytes = (self.target_per_sample * 4) as u64;
                 let (src, dst, x_bytes) = if bytes {
-                    let stride = u8_stride(self.sample_len) as u64;
+                    let stride = u8_stride(sample_len) as u64;
                     (&a.input_u8, &self.b.fixed.input_u8, stride)
                 } else {
-                    let x_bytes = (self.sample_len * 4) as u64;
+                    let x_bytes = (sample_len * 4) as u64;
                     (&a.input, &self.b.fixed.input, x_bytes)
                 };
                 enc.copy_buffer_to_buffer(src, at * x_bytes, dst, 0, size as u64 * x_bytes);
@@ -386,6 +424,7 @@ impl TrainStep {
             let end = (at + per_chunk).min(x.len());
             let n = (end - at) / self.sample_len;
             let fixed = &self.b.fixed;
+            self.uploaded_len.set(self.sample_len);
             match x {
                 Pixels::F32(x) => {
                     let chunk = bytemuck::cast_slice(&x[at..end]);

@@ -1,4 +1,5 @@
-//! `augment`: Keras RandomFlip("horizontal") + RandomRotation(factor) over an NHWC batch
+//! `augment`: Keras RandomCrop, RandomFlip("horizontal"), RandomRotation, RandomZoom and
+//! RandomTranslation with Keras' fill modes, composed into one bilinear pass over an NHWC batch
 //! (shaders/augment.wgsl), seeded per image by a counter-based hash shared with
 //! `cpu::augment`.
 //!
@@ -27,21 +28,42 @@ pub struct Params {
     pub w: u32,
     pub c: u32,
     pub factor: f32,
-    /// Bit 0: [`FLIP`]; bit 1: [`ROTATE`].
+    /// Bit 0: [`FLIP`]; bit 1: [`ROTATE`]; bit 2: [`ZOOM`]; bit 3: [`TRANSLATE`]; bit 4:
+    /// [`CROP`].
     pub flags: u32,
-    pub _pad: [u32; 2],
+    /// The input's height and width (the output's, `h` and `w`, unless cropping).
+    pub src_h: u32,
+    pub src_w: u32,
+    /// RandomZoom's factor F.
+    pub zoom: f32,
+    /// RandomTranslation's factor F.
+    pub translate: f32,
+    /// `FillMode::code`.
+    pub fill_mode: u32,
+    pub fill_value: f32,
 }
 
 /// `Params::flags` bit enabling the random horizontal flip.
 pub const FLIP: u32 = 1;
 /// `Params::flags` bit enabling the random rotation.
 pub const ROTATE: u32 = 2;
+/// `Params::flags` bit enabling the random zoom.
+pub const ZOOM: u32 = 4;
+/// `Params::flags` bit enabling the random translation.
+pub const TRANSLATE: u32 = 8;
+/// `Params::flags` bit enabling the random crop.
+pub const CROP: u32 = 16;
 
 const WG: u32 = 64;
 
 /// The flags word of `cfg`.
 pub fn flags(cfg: &AugmentConfig) -> u32 {
-    (if cfg.flip { FLIP } else { 0 }) | (if cfg.rotate { ROTATE } else { 0 })
+    let bit = |on: bool, b: u32| if on { b } else { 0 };
+    bit(cfg.flip, FLIP)
+        | bit(cfg.rotate, ROTATE)
+        | bit(cfg.zoom.is_some(), ZOOM)
+        | bit(cfg.translate.is_some(), TRANSLATE)
+        | bit(cfg.crop.is_some(), CROP)
 }
 
 /// Pipelines of shaders/augment.wgsl.
@@ -75,9 +97,10 @@ impl Augment {
         ctx.queue.write_buffer(buf, 0, bytemuck::bytes_of(&seed));
     }
 
-    /// y = rotate(flip(x)) per image, as `cfg` enables, with random numbers drawn from the u32
-    /// in `seed` and the image index (writes y). y, x: [N, H, W, C] f32, NHWC, distinct buffers;
-    /// seed: [1] u32.
+    /// y = translate(zoom(rotate(flip(crop(x))))) per image, as `cfg` enables, with random
+    /// numbers drawn from the u32 in `seed` and the image index (writes y). x: [N, H, W, C] f32,
+    /// NHWC as in `s`; y: [N, h, w, C] with (h, w) = `cfg.output_size(H, W)`, a distinct
+    /// buffer; seed: [1] u32.
     pub fn forward(
         &self,
         ctx: &GpuContext,
@@ -87,11 +110,25 @@ impl Augment {
         s: &NhwcShape,
         cfg: &AugmentConfig,
     ) -> Dispatch {
-        let NhwcShape { n, h, w, c } = *s;
+        let NhwcShape {
+            n,
+            h: src_h,
+            w: src_w,
+            c,
+        } = *s;
+        let (h, w) = cfg.output_size(src_h, src_w);
         assert!(h > 0 && w > 0 && c > 0, "augment: empty image {h}x{w}x{c}");
         assert!(
-            n * h * w * c <= u32::MAX as usize,
-            "augment: {n}x{h}x{w}x{c} overflows the kernel's u32 indices"
+            h <= src_h && w <= src_w,
+            "augment: crop {h}x{w} larger than the input {src_h}x{src_w}"
+        );
+        assert!(
+            src_h - h < 65536 && src_w - w < 65536,
+            "augment: crop offsets are drawn from 16 bits"
+        );
+        assert!(
+            n * src_h * src_w * c <= u32::MAX as usize,
+            "augment: {n}x{src_h}x{src_w}x{c} overflows the kernel's u32 indices"
         );
         let p = Params {
             n: n as u32,
@@ -100,7 +137,12 @@ impl Augment {
             c: c as u32,
             factor: cfg.factor,
             flags: flags(cfg),
-            _pad: [0; 2],
+            src_h: src_h as u32,
+            src_w: src_w as u32,
+            zoom: cfg.zoom.unwrap_or(0.0),
+            translate: cfg.translate.unwrap_or(0.0),
+            fill_mode: cfg.fill_mode.code(),
+            fill_value: cfg.fill_value,
         };
         self.family.dispatch(
             ctx,
