@@ -273,7 +273,10 @@ fn exported_vectors_replay_from_the_files_alone_at_webgpu_default_limits() {
         );
     }
     let portable: Vec<_> = modules.keys().filter(|k| !k.contains("subgroup")).collect();
-    assert_eq!(portable, ["adam", "elementwise", "gemm", "pool", "relu"]);
+    assert_eq!(
+        portable,
+        ["adam", "elementwise", "gemm", "l2_penalty", "pool", "relu"]
+    );
 
     let mut omitted = Vec::new();
     for check in exported {
