@@ -7,17 +7,11 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{assert_exit, assert_success, run, s, shapes_dataset, stderr, tiny_train};
+use common::{assert_exit, assert_success, run, s, stderr, tiny_train};
 
 /// Discs against squares, 20 of each (32 train, 8 validation).
 fn make_data(root: &Path) {
-    shapes_dataset(
-        root,
-        5,
-        20,
-        |rng, disc| common::Shape::random(disc, rng).draw([220, 210, 90], [30, 30, 60]),
-        |class, i| format!("{class}_{i:02}.png"),
-    );
+    common::light_shapes(root, 5, 20);
 }
 
 fn train(data: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Output {

@@ -9,16 +9,10 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{assert_exit, assert_success, run, s, shapes_dataset, tensors, tiny_train};
+use common::{assert_exit, assert_success, run, s, tensors, tiny_train};
 
 fn make_data(root: &Path) {
-    shapes_dataset(
-        root,
-        9,
-        12,
-        |rng, disc| common::Shape::random(disc, rng).draw([220, 210, 90], [30, 30, 60]),
-        |class, i| format!("{class}_{i:02}.png"),
-    );
+    common::light_shapes(root, 9, 12);
 }
 
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {

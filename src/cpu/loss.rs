@@ -7,18 +7,18 @@
 //! `loss_sum / seen` and `correct / seen` are the epoch's loss and accuracy:
 //! sigmoid_bce counts elements (N·L per batch), softmax_ce counts samples (N per batch).
 //!
-//! The `*_weighted` forms take class weights as Keras' `fit(class_weight=...)` applies them:
+//! The `*_smoothed` forms take class weights as Keras' `fit(class_weight=...)` applies them:
 //! each term's loss times its class's weight (sigmoid_bce: `w[0]` for target 0, `w[1]` for
 //! target 1; softmax_ce: `w[label]`), the reduction still "sum_over_batch_size"
 //! (Σ w·l / count, not / Σ w); the gradient follows, the correct count is not weighted.
-//! `None` is the unweighted loss (the plain forms call them so).
+//! `None` is the unweighted loss.
 //!
-//! The `*_smoothed` forms add Keras' `label_smoothing` S in [0, 1]: sigmoid_bce's target becomes
+//! They also take Keras' `label_smoothing` S in [0, 1]: sigmoid_bce's target becomes
 //! y' = y·(1 − S) + S/2 (`BinaryCrossentropy`), softmax_ce's one-hot row
 //! y' = (1 − S)·onehot + S/K (`CategoricalCrossentropy`; Keras' sparse form has no smoothing,
 //! so this is the one-hot loss on the same labels). The loss and its gradient use y'; the class
-//! weight (chosen by the given label) and the correct count do not change. The `*_weighted`
-//! forms are S = 0.
+//! weight (chosen by the given label) and the correct count do not change. The plain forms
+//! are these with no weights and S = 0.
 
 /// Stable `log(1 + exp(z))` for any z: max(z, 0) + log1p(exp(−|z|)).
 fn softplus(z: f64) -> f64 {
@@ -43,20 +43,7 @@ fn bce_weight(w: Option<&[f64]>, y: f64) -> f64 {
 /// loss[0] = mean over the N·L elements of the BCE from logits.
 /// loss: [1]; z (logits), y (targets in {0, 1}): [N, L].
 pub fn sigmoid_bce_forward(loss: &mut [f64], z: &[f64], y: &[f64], n: usize, l: usize) {
-    sigmoid_bce_forward_weighted(loss, z, y, n, l, None);
-}
-
-/// loss[0] = Σ w[y]·BCE / (N·L) over the N·L elements (see the module doc).
-/// w: [2] (target 0, target 1) or None.
-pub fn sigmoid_bce_forward_weighted(
-    loss: &mut [f64],
-    z: &[f64],
-    y: &[f64],
-    n: usize,
-    l: usize,
-    w: Option<&[f64]>,
-) {
-    sigmoid_bce_forward_smoothed(loss, z, y, n, l, w, 0.0);
+    sigmoid_bce_forward_smoothed(loss, z, y, n, l, None, 0.0);
 }
 
 /// The smoothed target y·(1 − S) + S/2 (Keras' BinaryCrossentropy).
@@ -86,19 +73,7 @@ pub fn sigmoid_bce_forward_smoothed(
 
 /// dz = (σ(z) − y) / (N·L) (writes dz). dz, z, y: [N, L].
 pub fn sigmoid_bce_backward(dz: &mut [f64], z: &[f64], y: &[f64], n: usize, l: usize) {
-    sigmoid_bce_backward_weighted(dz, z, y, n, l, None);
-}
-
-/// dz = (σ(z) − y)·w[y] / (N·L) (writes dz): the gradient of the weighted forward.
-pub fn sigmoid_bce_backward_weighted(
-    dz: &mut [f64],
-    z: &[f64],
-    y: &[f64],
-    n: usize,
-    l: usize,
-    w: Option<&[f64]>,
-) {
-    sigmoid_bce_backward_smoothed(dz, z, y, n, l, w, 0.0);
+    sigmoid_bce_backward_smoothed(dz, z, y, n, l, None, 0.0);
 }
 
 /// dz = (σ(z) − y')·w[y] / (N·L) (writes dz): the gradient of the smoothed forward.
@@ -120,19 +95,7 @@ pub fn sigmoid_bce_backward_smoothed(
 
 /// metrics += [Σ BCE, #(z > 0 ⇔ y > 0.5), N·L]. metrics: [3]; z, y: [N, L].
 pub fn sigmoid_bce_metrics(metrics: &mut [f64], z: &[f64], y: &[f64], n: usize, l: usize) {
-    sigmoid_bce_metrics_weighted(metrics, z, y, n, l, None);
-}
-
-/// metrics += [Σ w[y]·BCE, #(z > 0 ⇔ y > 0.5), N·L] (the count unweighted).
-pub fn sigmoid_bce_metrics_weighted(
-    metrics: &mut [f64],
-    z: &[f64],
-    y: &[f64],
-    n: usize,
-    l: usize,
-    w: Option<&[f64]>,
-) {
-    sigmoid_bce_metrics_smoothed(metrics, z, y, n, l, w, 0.0);
+    sigmoid_bce_metrics_smoothed(metrics, z, y, n, l, None, 0.0);
 }
 
 /// metrics += [Σ w[y]·BCE(z, y'), #(z > 0 ⇔ y > 0.5), N·L] (the count of the given labels).
@@ -177,19 +140,7 @@ fn ce_weight(w: Option<&[f64]>, t: u32) -> f64 {
 /// loss[0] = mean over samples of −log softmax(z)[label].
 /// loss: [1]; z (logits): [N, K]; labels: [N] u32, each < K.
 pub fn softmax_ce_forward(loss: &mut [f64], z: &[f64], labels: &[u32], n: usize, k: usize) {
-    softmax_ce_forward_weighted(loss, z, labels, n, k, None);
-}
-
-/// loss[0] = Σ w[label]·(−log softmax(z)[label]) / N (see the module doc). w: [K] or None.
-pub fn softmax_ce_forward_weighted(
-    loss: &mut [f64],
-    z: &[f64],
-    labels: &[u32],
-    n: usize,
-    k: usize,
-    w: Option<&[f64]>,
-) {
-    softmax_ce_forward_smoothed(loss, z, labels, n, k, w, 0.0);
+    softmax_ce_forward_smoothed(loss, z, labels, n, k, None, 0.0);
 }
 
 /// −Σ_j y'_j·log softmax(row)_j with y' = (1 − S)·onehot(t) + S/K.
@@ -225,20 +176,7 @@ pub fn softmax_ce_forward_smoothed(
 
 /// dz = (softmax(z) − onehot(label)) / N (writes dz). dz, z: [N, K]; labels: [N].
 pub fn softmax_ce_backward(dz: &mut [f64], z: &[f64], labels: &[u32], n: usize, k: usize) {
-    softmax_ce_backward_weighted(dz, z, labels, n, k, None);
-}
-
-/// dz = (softmax(z) − onehot(label))·w[label] / N (writes dz): the gradient of the weighted
-/// forward.
-pub fn softmax_ce_backward_weighted(
-    dz: &mut [f64],
-    z: &[f64],
-    labels: &[u32],
-    n: usize,
-    k: usize,
-    w: Option<&[f64]>,
-) {
-    softmax_ce_backward_smoothed(dz, z, labels, n, k, w, 0.0);
+    softmax_ce_backward_smoothed(dz, z, labels, n, k, None, 0.0);
 }
 
 /// dz = (softmax(z) − y')·w[label] / N (writes dz): the gradient of the smoothed forward.
@@ -266,19 +204,7 @@ pub fn softmax_ce_backward_smoothed(
 
 /// metrics += [Σ CE, #(argmax(z) == label), N]. metrics: [3]; z: [N, K]; labels: [N].
 pub fn softmax_ce_metrics(metrics: &mut [f64], z: &[f64], labels: &[u32], n: usize, k: usize) {
-    softmax_ce_metrics_weighted(metrics, z, labels, n, k, None);
-}
-
-/// metrics += [Σ w[label]·CE, #(argmax(z) == label), N] (the count unweighted).
-pub fn softmax_ce_metrics_weighted(
-    metrics: &mut [f64],
-    z: &[f64],
-    labels: &[u32],
-    n: usize,
-    k: usize,
-    w: Option<&[f64]>,
-) {
-    softmax_ce_metrics_smoothed(metrics, z, labels, n, k, w, 0.0);
+    softmax_ce_metrics_smoothed(metrics, z, labels, n, k, None, 0.0);
 }
 
 /// metrics += [Σ w[label]·CE(y', softmax(z)), #(argmax(z) == label), N].
@@ -343,10 +269,10 @@ mod tests {
         let y = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0];
         let w = [0.75, 1.5];
         let mut dz = vec![0.0; n * l];
-        sigmoid_bce_backward_weighted(&mut dz, &z, &y, n, l, Some(&w));
+        sigmoid_bce_backward_smoothed(&mut dz, &z, &y, n, l, Some(&w), 0.0);
         let loss = |z: &[f64]| {
             let mut s = [0.0];
-            sigmoid_bce_forward_weighted(&mut s, z, &y, n, l, Some(&w));
+            sigmoid_bce_forward_smoothed(&mut s, z, &y, n, l, Some(&w), 0.0);
             s[0]
         };
         assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
@@ -359,10 +285,10 @@ mod tests {
         let labels = [0, 2, 1, 2];
         let w = [0.5, 2.0, 3.25];
         let mut dz = vec![0.0; n * k];
-        softmax_ce_backward_weighted(&mut dz, &z, &labels, n, k, Some(&w));
+        softmax_ce_backward_smoothed(&mut dz, &z, &labels, n, k, Some(&w), 0.0);
         let loss = |z: &[f64]| {
             let mut s = [0.0];
-            softmax_ce_forward_weighted(&mut s, z, &labels, n, k, Some(&w));
+            softmax_ce_forward_smoothed(&mut s, z, &labels, n, k, Some(&w), 0.0);
             s[0]
         };
         assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
@@ -442,14 +368,22 @@ mod tests {
     fn weighted_losses_by_hand() {
         let mut s = [0.0];
         // z = 0: every BCE is log 2; weights 1 (target 0) and 3 (target 1): (1 + 3)·log 2 / 2.
-        sigmoid_bce_forward_weighted(&mut s, &[0.0, 0.0], &[0.0, 1.0], 2, 1, Some(&[1.0, 3.0]));
+        sigmoid_bce_forward_smoothed(
+            &mut s,
+            &[0.0, 0.0],
+            &[0.0, 1.0],
+            2,
+            1,
+            Some(&[1.0, 3.0]),
+            0.0,
+        );
         assert!((s[0] - 2.0 * 2f64.ln()).abs() < 1e-15);
         // Equal logits over 4 classes: CE = log 4 per sample; labels 0 and 3 weigh 0.5 and 2.5.
         let w = [0.5, 1.0, 1.0, 2.5];
-        softmax_ce_forward_weighted(&mut s, &[0.0; 8], &[0, 3], 2, 4, Some(&w));
+        softmax_ce_forward_smoothed(&mut s, &[0.0; 8], &[0, 3], 2, 4, Some(&w), 0.0);
         assert!((s[0] - 1.5 * 4f64.ln()).abs() < 1e-12);
         let mut m = [0.0; 3];
-        softmax_ce_metrics_weighted(&mut m, &[0.0; 8], &[0, 3], 2, 4, Some(&w));
+        softmax_ce_metrics_smoothed(&mut m, &[0.0; 8], &[0, 3], 2, 4, Some(&w), 0.0);
         assert!((m[0] - 3.0 * 4f64.ln()).abs() < 1e-12);
         // Both samples predict class 0 (the first maximum): one correct, unweighted.
         assert_eq!((m[1], m[2]), (1.0, 2.0));

@@ -77,7 +77,7 @@ pub struct Batch<'a> {
     pub targets: &'a Targets,
     /// Drives every Dropout layer's mask (the same hash as the GPU kernel).
     pub dropout_seed: u32,
-    /// Keras' `class_weight` on the loss (`cpu::loss`'s `*_weighted`: `[negative, positive]`
+    /// Keras' `class_weight` on the loss (`cpu::loss`'s `*_smoothed`: `[negative, positive]`
     /// for a sigmoid model, one per class for a softmax one); `None`: unweighted.
     pub class_weights: Option<&'a [f64]>,
     /// Keras' `label_smoothing` of the loss (`cpu::loss`'s `*_smoothed`; 0: none).

@@ -98,7 +98,6 @@ pub struct FitSummary {
     pub skipped_files: usize,
 }
 
-/// Checks the flags before anything is read or written (exit status 2 at the CLI).
 impl FitConfig {
     /// The model's input size: the random crop's when `augment` crops (Keras' `RandomCrop`
     /// after loading at `image_size`), else `image_size`. Validation (and so predict and
@@ -114,6 +113,7 @@ impl FitConfig {
     }
 }
 
+/// Checks the flags before anything is read or written (exit status 2 at the CLI).
 pub fn validate(cfg: &FitConfig) -> anyhow::Result<()> {
     if cfg.epochs == 0 {
         crate::bail_input!("--epochs must be at least 1");

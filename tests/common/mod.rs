@@ -152,6 +152,18 @@ pub fn shapes_dataset(
     }
 }
 
+/// Light discs and squares on a dark ground, `per_class` of each from `seed`, named
+/// `CLASS_NN.png`: the small two-class folder most CLI tests train on.
+pub fn light_shapes(root: &Path, seed: u64, per_class: usize) {
+    shapes_dataset(
+        root,
+        seed,
+        per_class,
+        |rng, disc| Shape::random(disc, rng).draw([220, 210, 90], [30, 30, 60]),
+        |class, i| format!("{class}_{i:02}.png"),
+    );
+}
+
 /// A 20×20 PNG of random colour blocks (different for each `seed`), its folder created.
 pub fn write_image(path: &Path, seed: u64) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
