@@ -176,7 +176,11 @@ fn taps(coord: f32, len: u32) -> Taps {
     let fi = i32(f);
     let l = i32(len);
     if (mode == FILL_WRAP) {
-        let i = ((fi % l) + l) % l;
+        // fi mod l in [0, l), with `%` applied to non-negative operands only: GLSL (wgpu's GL
+        // backend) leaves `%` of a negative operand undefined. For fi < 0, −fi − 1 ≥ 0 and
+        // fi mod l = l − 1 − ((−fi − 1) % l).
+        let r = select(fi, -fi - 1, fi < 0) % l;
+        let i = select(r, l - 1 - r, fi < 0);
         return Taps(i, (i + 1) % l, f + 1.0 - coord, coord - f);
     }
     let i1 = fi + 1;
