@@ -511,12 +511,14 @@ pub fn parse_augment(
             "--rotation must be between 0 and 0.5 (a fraction of a full turn), got {rotation}"
         );
     }
-    // A factor between 0 and 1, only with its augmentation listed (else it would be ignored).
+    // A factor only with its augmentation listed (else it would be ignored), between `lo` and 1
+    // as Keras accepts it; Keras uses only the magnitude of a single factor.
     let factor = |flag: &str,
                   name: &str,
                   on: bool,
                   v: Option<f32>,
-                  default: f32|
+                  default: f32,
+                  lo: f32|
      -> anyhow::Result<_> {
         if let Some(f) = v {
             crate::ensure_input!(
@@ -525,37 +527,33 @@ pub fn parse_augment(
                  {name} to --augment or leave {flag} out"
             );
             crate::ensure_input!(
-                f.is_finite() && (0.0..=1.0).contains(&f),
-                "{flag} must be between 0 and 1 (Keras' single factor F means the range [-F, F], \
-                 and its factors lie in [-1, 1]), got {f}"
+                f.is_finite() && (lo..=1.0).contains(&f),
+                "{flag} must be between {lo} and 1 (the range of Keras' single factor), got {f}"
             );
         }
-        Ok(on.then(|| v.unwrap_or(default)))
+        Ok(on.then(|| v.map_or(default, f32::abs)))
     };
-    cfg.zoom = factor("--zoom", "zoom", zoom, g.zoom, DEFAULT_GEOMETRY_FACTOR)?;
+    let geometry = DEFAULT_GEOMETRY_FACTOR;
+    cfg.zoom = factor("--zoom", "zoom", zoom, g.zoom, geometry, 0.0)?;
     cfg.translate = factor(
         "--translate",
         "translate",
         translate,
         g.translate,
-        DEFAULT_GEOMETRY_FACTOR,
+        geometry,
+        0.0,
     )?;
-    cfg.contrast = factor(
-        "--contrast",
-        "contrast",
-        contrast,
-        g.contrast,
-        DEFAULT_COLOR_FACTOR,
-    )?
-    .unwrap_or(0.0);
-    // Keras' RandomBrightness takes a factor in [−1, 1] and uses only its magnitude.
-    let brightness_abs = g.brightness.map(|f| if f >= -1.0 { f.abs() } else { f });
+    let color = DEFAULT_COLOR_FACTOR;
+    // 0: off (AugmentConfig's colour factors are plain numbers).
+    cfg.contrast =
+        factor("--contrast", "contrast", contrast, g.contrast, color, 0.0)?.unwrap_or(0.0);
     cfg.brightness = factor(
         "--brightness",
         "brightness",
         brightness,
-        brightness_abs,
-        DEFAULT_COLOR_FACTOR,
+        g.brightness,
+        color,
+        -1.0,
     )?
     .unwrap_or(0.0);
     cfg.fill_mode = FillMode::parse(&g.fill_mode).ok_or_else(|| {
