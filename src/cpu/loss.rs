@@ -262,36 +262,51 @@ mod tests {
         assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
     }
 
+    /// The largest central-difference error of sigmoid_bce's backward against its forward, with
+    /// class weights `w` and smoothing `smoothing`.
+    fn bce_grad_error(z: &[f64], y: &[f64], n: usize, l: usize, w: &[f64], smoothing: f64) -> f64 {
+        let mut dz = vec![0.0; n * l];
+        sigmoid_bce_backward_smoothed(&mut dz, z, y, n, l, Some(w), smoothing);
+        let loss = |z: &[f64]| {
+            let mut s = [0.0];
+            sigmoid_bce_forward_smoothed(&mut s, z, y, n, l, Some(w), smoothing);
+            s[0]
+        };
+        grad_check(z, &dz, loss, 1e-6)
+    }
+
+    /// softmax_ce's counterpart of [`bce_grad_error`].
+    fn ce_grad_error(
+        z: &[f64],
+        labels: &[u32],
+        n: usize,
+        k: usize,
+        w: &[f64],
+        smoothing: f64,
+    ) -> f64 {
+        let mut dz = vec![0.0; n * k];
+        softmax_ce_backward_smoothed(&mut dz, z, labels, n, k, Some(w), smoothing);
+        let loss = |z: &[f64]| {
+            let mut s = [0.0];
+            softmax_ce_forward_smoothed(&mut s, z, labels, n, k, Some(w), smoothing);
+            s[0]
+        };
+        grad_check(z, &dz, loss, 1e-6)
+    }
+
     #[test]
     fn weighted_sigmoid_bce_backward_matches_central_differences() {
         let (n, l) = (6, 1);
         let z = random_f64(4, n * l, -6.0, 6.0);
         let y = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0];
-        let w = [0.75, 1.5];
-        let mut dz = vec![0.0; n * l];
-        sigmoid_bce_backward_smoothed(&mut dz, &z, &y, n, l, Some(&w), 0.0);
-        let loss = |z: &[f64]| {
-            let mut s = [0.0];
-            sigmoid_bce_forward_smoothed(&mut s, z, &y, n, l, Some(&w), 0.0);
-            s[0]
-        };
-        assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
+        assert!(bce_grad_error(&z, &y, n, l, &[0.75, 1.5], 0.0) < 1e-8);
     }
 
     #[test]
     fn weighted_softmax_ce_backward_matches_central_differences() {
         let (n, k) = (4, 3);
         let z = random_f64(5, n * k, -4.0, 4.0);
-        let labels = [0, 2, 1, 2];
-        let w = [0.5, 2.0, 3.25];
-        let mut dz = vec![0.0; n * k];
-        softmax_ce_backward_smoothed(&mut dz, &z, &labels, n, k, Some(&w), 0.0);
-        let loss = |z: &[f64]| {
-            let mut s = [0.0];
-            softmax_ce_forward_smoothed(&mut s, z, &labels, n, k, Some(&w), 0.0);
-            s[0]
-        };
-        assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
+        assert!(ce_grad_error(&z, &[0, 2, 1, 2], n, k, &[0.5, 2.0, 3.25], 0.0) < 1e-8);
     }
 
     #[test]
@@ -302,31 +317,15 @@ mod tests {
             .iter()
             .map(|v| v.round())
             .collect();
-        let w = [0.75, 1.5];
-        let mut dz = vec![0.0; n * l];
-        sigmoid_bce_backward_smoothed(&mut dz, &z, &y, n, l, Some(&w), 0.2);
-        let loss = |z: &[f64]| {
-            let mut s = [0.0];
-            sigmoid_bce_forward_smoothed(&mut s, z, &y, n, l, Some(&w), 0.2);
-            s[0]
-        };
-        assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
+        assert!(bce_grad_error(&z, &y, n, l, &[0.75, 1.5], 0.2) < 1e-8);
     }
 
     #[test]
     fn smoothed_softmax_ce_backward_matches_central_differences() {
         let (n, k) = (4, 5);
         let z = random_f64(8, n * k, -4.0, 4.0);
-        let labels = [0, 4, 2, 2];
         let w = [0.5, 2.0, 3.25, 1.0, 0.8];
-        let mut dz = vec![0.0; n * k];
-        softmax_ce_backward_smoothed(&mut dz, &z, &labels, n, k, Some(&w), 0.15);
-        let loss = |z: &[f64]| {
-            let mut s = [0.0];
-            softmax_ce_forward_smoothed(&mut s, z, &labels, n, k, Some(&w), 0.15);
-            s[0]
-        };
-        assert!(grad_check(&z, &dz, loss, 1e-6) < 1e-8);
+        assert!(ce_grad_error(&z, &[0, 4, 2, 2], n, k, &w, 0.15) < 1e-8);
     }
 
     /// Keras' numbers: BinaryCrossentropy(label_smoothing=0.2) trains towards 0.1 / 0.9, and
