@@ -48,3 +48,15 @@ macro_rules! ensure_input {
         }
     };
 }
+
+/// `eprintln!` that never panics: a line for the user on stderr, dropped when stderr is closed
+/// (`gpucnn train … 2>&1 | head`) or fails. `eprintln!` panics there (Rust ignores SIGPIPE), so
+/// the first message nobody reads would end a training before it saved anything; with this the
+/// command finishes its work, as stdout's `commands::output::emit` already lets predict do.
+#[macro_export]
+macro_rules! msgln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr(), $($arg)*);
+    }};
+}

@@ -195,10 +195,10 @@ fn main() -> ExitCode {
         Err(e) => {
             // Ctrl-C or SIGTERM during training: the run saved where it stopped.
             if let Some(i) = e.downcast_ref::<gpucnn::train::interrupt::Interrupted>() {
-                eprintln!("{i}");
+                gpucnn::msgln!("{i}");
                 return ExitCode::from(i.code());
             }
-            eprintln!("error: {e:#}");
+            gpucnn::msgln!("error: {e:#}");
             ExitCode::from(gpucnn::commands::exit::exit_code(&e))
         }
     }
@@ -263,7 +263,7 @@ fn ranked(comm: &dyn gpucnn::dist::Collective) -> ExitCode {
         Err(e) => match e.downcast_ref::<ReportedElsewhere>() {
             Some(r) => ExitCode::from(r.code),
             None => {
-                eprintln!("error: {e:#}");
+                gpucnn::msgln!("error: {e:#}");
                 ExitCode::from(gpucnn::commands::exit::exit_code(&e))
             }
         },

@@ -333,3 +333,26 @@ fn an_empty_split_says_which_way_to_move_the_validation_split() {
     assert!(e.contains("raise --validation-split"), "{e}");
     assert!(!e.contains("lower --validation-split"), "{e}");
 }
+
+/// `gpucnn train … 2>&1 | head -2`: once the reader of stderr (progress, messages) is gone, the
+/// messages are dropped and the training still runs to the end and saves; it used to panic
+/// (exit 101) at the first message nobody read, before anything was saved.
+#[test]
+fn a_closed_stderr_does_not_stop_a_training() {
+    let (tmp, data) = tmp_with_dataset();
+    if test_context().is_none() {
+        return;
+    }
+    let out = tmp.path().join("run");
+    let mut child = train_cmd(&data, &out, "1", &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the only read end before the first message is written.
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(out.join("save_at_1.safetensors").is_file());
+    assert_eq!(metrics_without_times(&out).len(), 2, "a header and epoch 1");
+}

@@ -29,14 +29,14 @@ pub struct DemoArgs {
 pub fn run(a: &DemoArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode> {
     prepare_out(&a.out)?;
     let ctx = open_gpu(adapter)?;
-    eprintln!("adapter: {}", ctx.summary());
+    crate::msgln!("adapter: {}", ctx.summary());
     let mut plan = DemoPlan::for_adapter(ctx.is_software());
     if let Some(e) = a.epochs {
         plan.epochs = e as usize;
     }
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let r = crate::demo::run(&ctx, &a.out, a.seed, &plan, progress, &mut |line| {
-        eprintln!("{line}")
+        crate::msgln!("{line}")
     })?;
     report(&r)?;
     Ok(ExitCode::SUCCESS)

@@ -103,9 +103,9 @@ fn run_folder(a: &EvaluateArgs, adapter: &AdapterOptions) -> anyhow::Result<Exit
             outln!();
             out!("{}", render(w, classes, data));
         }
-        eprintln!("Wrote {}", confusion.display());
+        crate::msgln!("Wrote {}", confusion.display());
         if worst.is_some() {
-            eprintln!("Wrote {}", grid.display());
+            crate::msgln!("Wrote {}", grid.display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -71,7 +71,11 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<ExitCode> {
             out.display()
         );
     }
-    let data = load_data(&cfg, &mut |line| eprint!("{}", with_newline(line)))?;
+    let data = load_data(&cfg, &mut |line| {
+        use std::io::Write as _;
+        // As crate::msgln!: a closed stderr drops the line instead of panicking.
+        let _ = write!(std::io::stderr(), "{}", with_newline(line));
+    })?;
     let input = InspectInput {
         class_names: &data.class_names,
         train: &data.train,
@@ -367,7 +371,7 @@ fn write_outputs(dir: &Path, report: &InspectReport) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(report)?;
     let path = dir.join("report.json");
     crate::atomic::write_atomic(&path, &json)?;
-    eprintln!("Wrote {}", path.display());
+    crate::msgln!("Wrote {}", path.display());
 
     let bars: Vec<ClassBar> = report
         .classes
@@ -384,7 +388,7 @@ fn write_outputs(dir: &Path, report: &InspectReport) -> anyhow::Result<()> {
     };
     let path = dir.join("classes.png");
     write_histogram_png(&path, &bars, &title)?;
-    eprintln!("Wrote {}", path.display());
+    crate::msgln!("Wrote {}", path.display());
 
     let worst = worst_tiles(report);
     let path = dir.join("duplicates.png");
@@ -399,7 +403,7 @@ fn write_outputs(dir: &Path, report: &InspectReport) -> anyhow::Result<()> {
         return Ok(());
     }
     write_grid_png(&path, &worst, TILE, TILE)?;
-    eprintln!("Wrote {}", path.display());
+    crate::msgln!("Wrote {}", path.display());
     Ok(())
 }
 

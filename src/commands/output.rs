@@ -8,7 +8,8 @@
 //!
 //! Every command prints its stdout through [`emit`], usually by the macros `out!` (`print!`)
 //! and `outln!` (`println!`), which return from the calling function on a write error.
-//! Messages for the user (progress, warnings, errors) go to stderr with `eprintln!` as before.
+//! Messages for the user (progress, warnings, errors) go to stderr through `crate::msgln!`,
+//! which likewise drops them once stderr is closed instead of panicking.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -102,7 +102,7 @@ pub fn run(a: &PredictArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("{}: skipped: {e}", p.path.display());
+                crate::msgln!("{}: skipped: {e}", p.path.display());
             }
         }
     }

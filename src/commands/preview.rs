@@ -79,6 +79,6 @@ pub fn run(a: &PreviewArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode
         None => (size.height, size.width),
     };
     let (w, h) = write_grid_png(&a.out, &images, th, tw)?;
-    eprintln!("Wrote {} ({w}×{h})", a.out.display());
+    crate::msgln!("Wrote {} ({w}×{h})", a.out.display());
     Ok(ExitCode::SUCCESS)
 }

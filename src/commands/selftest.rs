@@ -161,7 +161,7 @@ pub fn run(a: &SelftestArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCod
                 return Err(e);
             }
             let m = &export.manifest;
-            eprintln!(
+            crate::msgln!(
                 "vectors: {} checks of {} shaders written to {} ({} not exported)",
                 m.checks.len(),
                 m.shaders.len(),
@@ -169,7 +169,7 @@ pub fn run(a: &SelftestArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCod
                 m.skipped.len()
             );
             for s in &m.skipped {
-                eprintln!("  not exported: {}: {}", s.title, s.why);
+                crate::msgln!("  not exported: {}: {}", s.title, s.why);
             }
             export.results
         }

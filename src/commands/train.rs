@@ -321,8 +321,8 @@ pub fn run(a: &TrainArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode> 
     let cfg = fit_config(a)?;
     validate(&cfg)?;
     let ctx = open_gpu(adapter)?;
-    eprintln!("adapter: {}", ctx.summary());
-    let mut print = |line: &str| eprintln!("{line}");
+    crate::msgln!("adapter: {}", ctx.summary());
+    let mut print = |line: &str| crate::msgln!("{line}");
     let summary = fit_on(
         &ctx,
         &cfg,
@@ -335,7 +335,7 @@ pub fn run(a: &TrainArgs, adapter: &AdapterOptions) -> anyhow::Result<ExitCode> 
 
 fn say_done(cfg: &FitConfig, summary: &FitSummary) {
     if let Some(best) = summary.best_val_accuracy {
-        eprintln!(
+        crate::msgln!(
             "Best validation accuracy: {best:.4}. Outputs in {}",
             cfg.out.display()
         );
@@ -374,7 +374,7 @@ pub fn run_on(
     let lines = dist::gather_strings(comm, &line);
     let mut log = |line: &str| {
         if lead {
-            eprintln!("{line}")
+            crate::msgln!("{line}")
         }
     };
     log(&format!(

@@ -1057,6 +1057,6 @@ mod tests {
             .collect();
         let t = std::time::Instant::now();
         let g = near_groups(&hashes, DEFAULT_NEAR_THRESHOLD);
-        eprintln!("25,000 hashes: {} groups in {:?}", g.len(), t.elapsed());
+        crate::msgln!("25,000 hashes: {} groups in {:?}", g.len(), t.elapsed());
     }
 }

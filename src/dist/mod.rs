@@ -193,8 +193,8 @@ impl Job<'_> {
     pub fn local<T>(&self, r: anyhow::Result<T>) -> anyhow::Result<T> {
         match r {
             Err(e) if self.parallel() && !e.is::<ReportedElsewhere>() => {
-                eprintln!("error: rank {}: {e:#}", self.comm.rank());
-                eprintln!("error: stopping every rank of the job");
+                crate::msgln!("error: rank {}: {e:#}", self.comm.rank());
+                crate::msgln!("error: stopping every rank of the job");
                 self.comm.abort(i32::from((self.exit_code)(&e)))
             }
             r => r,

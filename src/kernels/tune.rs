@@ -178,7 +178,7 @@ pub fn prepare(ctx: &GpuContext, shapes: &ModelShapes) {
         return;
     }
     let path = cache_path();
-    eprintln!(
+    crate::msgln!(
         "Measuring kernel variants for {} (once per adapter and driver{})…",
         ctx.info.name,
         path.as_ref()
@@ -191,7 +191,7 @@ pub fn prepare(ctx: &GpuContext, shapes: &ModelShapes) {
     if let Some(p) = &path
         && let Err(e) = store(p, &key, &tuning)
     {
-        eprintln!(
+        crate::msgln!(
             "warning: cannot write the kernel-variant cache {}: {e:#}",
             p.display()
         );

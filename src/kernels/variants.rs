@@ -164,7 +164,9 @@ impl Variants {
         match tuned.apply(spec).and_then(|()| tuned.check_available(ctx)) {
             Ok(()) => tuned,
             Err(e) => {
-                eprintln!("warning: ignoring the measured kernel variants ({e}); using defaults");
+                crate::msgln!(
+                    "warning: ignoring the measured kernel variants ({e}); using defaults"
+                );
                 self
             }
         }

@@ -321,7 +321,7 @@ impl RunFolder {
             // A file system without locks (some network mounts): run unprotected rather than
             // not at all; the user is told.
             Err(fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {
-                eprintln!(
+                crate::msgln!(
                     "warning: {} cannot be locked on this file system ({e}); do not start a \
                      second run on this --out while this one runs",
                     path.display()

@@ -139,7 +139,7 @@ fn file_entry(path: &std::path::Path, key: String) -> Option<(Tuning, Source)> {
         Ok(None) => None,
         // Once per process: every compile and plan asks.
         Err(why) if !WARNED.swap(true, Ordering::Relaxed) => {
-            eprintln!(
+            crate::msgln!(
                 "warning: ignoring the kernel-variant cache {}: {why}; it will be measured \
                  again and rewritten",
                 path.display()
