@@ -415,7 +415,7 @@ pub fn test_context() -> Option<GpuContext> {
             if ci {
                 panic!("CI is set and no GPU adapter is available: {e}");
             }
-            crate::msgln!("SKIPPED: no GPU adapter ({e})");
+            eprintln!("SKIPPED: no GPU adapter ({e})");
             None
         }
     }
