@@ -1,0 +1,369 @@
+//! What the adapter allows, measured: how far the shipped GEMM is from the arithmetic that its
+//! own register tile can reach once its loads are taken away, and how fast a kernel can load at
+//! all. These bound every speed target on a software adapter, so they are measured here, on the
+//! machine at hand, rather than assumed.
+//!
+//! `cargo bench --bench ceiling` (with `GPUCNN_SGEMM_PEAK_GFLOPS=<the machine's sgemm GFLOP/s>`,
+//! e.g. from `../shared/peers/sgemm.py`, each GEMM line also gives its share of that peak).
+//!
+//! GEMM rows, all at one pointwise-convolution shape of the model (M = 16·32·32 pixels, K = N =
+//! 256 channels: `separable_conv2d_1` at 64×64, batch 16):
+//! - `shipped`: `kernels::gemm` as the trainer runs it, each variant this adapter has but the
+//!   naive one (`gpucnn info` says which one training uses here);
+//! - `tile`: a stripped copy of the subgroup variant's tiling (32 rows × 2 vec4 columns per
+//!   invocation, A handed round by subgroup shuffles, B loaded per lane), without the shipped
+//!   kernel's clamps, gathers, split-K and epilogue;
+//! - `tile, B loaded once`: the same, with B's loads hoisted out of the K loop (wrong result,
+//!   same arithmetic and A traffic);
+//! - `tile, no loads`: A and B both hoisted: only the multiply-adds and shuffles are left, the
+//!   ceiling of this tiling on this adapter.
+//!
+//! Load rows: floats loaded per second by a kernel that only loads and sums, through a storage
+//! buffer as vec4, as four scalars, and through an rgba32float texture.
+//!
+//! Each row is the median of 5 timings of 3 dispatches in one submission.
+
+use std::time::Instant;
+
+use gpucnn::gpu::{GpuContext, test_context};
+use gpucnn::kernels::gemm::{Gemm, GemmDims, Variant};
+
+const M: usize = 16 * 32 * 32;
+const K: usize = 256;
+const N: usize = 256;
+/// Rows of C per invocation (and per subgroup) in the stripped tile.
+const ROWS: usize = 32;
+
+fn main() {
+    let Some(ctx) = test_context() else { return };
+    eprintln!("adapter: {}", ctx.summary());
+    let peak: Option<f64> = std::env::var("GPUCNN_SGEMM_PEAK_GFLOPS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let share = |gflops: f64| match peak {
+        Some(p) => format!(", {:.1}% of sgemm", 100.0 * gflops / p),
+        None => String::new(),
+    };
+    let a: Vec<f32> = (0..M * K)
+        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+        .collect();
+    let b: Vec<f32> = (0..K * N)
+        .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+        .collect();
+    let abuf = ctx.upload("a", &a);
+    let bbuf = ctx.upload("b", &b);
+    let cbuf = ctx.zeros("c", M * N);
+    let flops = 2.0 * (M * N * K) as f64;
+
+    let gemm = Gemm::new(&ctx);
+    let dims = GemmDims { m: M, n: N, k: K };
+    for variant in gemm.available() {
+        if variant == Variant::Naive {
+            continue; // seconds per run on a CPU adapter; it bounds nothing
+        }
+        let shipped = gemm.forward(&ctx, variant, &cbuf, &abuf, &bbuf, &dims);
+        let secs = median(|| {
+            ctx.run(|enc| {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                for _ in 0..3 {
+                    shipped.record(&mut pass);
+                }
+            })
+            .expect("submit");
+            ctx.wait().expect("wait");
+        }) / 3.0;
+        let g = flops / secs / 1e9;
+        println!(
+            "gemm {M}x{N}x{K} shipped {}: {:.2} ms, {g:.1} GFLOP/s{}",
+            variant.name(),
+            secs * 1e3,
+            share(g)
+        );
+    }
+
+    if ctx.has_subgroups() {
+        for (label, hoist) in [
+            ("tile", Hoist::Nothing),
+            ("tile, B loaded once", Hoist::B),
+            ("tile, no loads", Hoist::AAndB),
+        ] {
+            let secs = time_tile(&ctx, hoist, &abuf, &bbuf, &cbuf);
+            let g = flops / secs / 1e9;
+            println!(
+                "gemm {M}x{N}x{K} {label}: {:.2} ms, {g:.1} GFLOP/s{}",
+                secs * 1e3,
+                share(g)
+            );
+        }
+    } else {
+        println!("gemm tile rows: skipped, the adapter has no subgroups");
+    }
+
+    for (label, source) in LOADS {
+        let g = time_loads(&ctx, source);
+        println!("loads, {label}: {g:.2} G floats/s");
+    }
+}
+
+/// Median wall time of `f` over 5 runs, after one untimed run (pipeline compilation).
+fn median(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..5)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[2]
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Hoist {
+    Nothing,
+    B,
+    AAndB,
+}
+
+/// The stripped subgroup tile (see the file's doc), unrolled over its 32 rows.
+fn tile_wgsl(hoist: Hoist) -> String {
+    let mut s = String::from(
+        "struct P { m: u32, n: u32, k: u32, pad: u32 }\n\
+         @group(0) @binding(0) var<storage, read_write> c: array<vec4<f32>>;\n\
+         @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;\n\
+         @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;\n\
+         @group(0) @binding(3) var<uniform> p: P;\n\
+         fn bv(k: u32, c4: u32) -> vec4<f32> { return b4[k * (p.n / 4u) + c4]; }\n\
+         fn bm(k: u32, c4: u32) -> mat4x4<f32> {\n\
+         \x20   return mat4x4<f32>(bv(k, c4), bv(k + 1u, c4), bv(k + 2u, c4), bv(k + 3u, c4));\n\
+         }\n\
+         fn av(m: u32, k4: u32) -> vec4<f32> { return a4[m * (p.k / 4u) + k4]; }\n\
+         @compute @workgroup_size(8)\n\
+         fn main(@builtin(workgroup_id) wid: vec3<u32>,\n\
+         \x20   @builtin(subgroup_invocation_id) lane: u32) {\n",
+    );
+    s += &format!("    let m0 = wid.y * {ROWS}u;\n");
+    s += "    let n0 = wid.x * 16u + lane % 8u;\n    let n1 = n0 + 8u;\n";
+    for r in 0..ROWS {
+        s += &format!("    var c{r}a = vec4<f32>(0.0);\n    var c{r}b = vec4<f32>(0.0);\n");
+    }
+    if hoist != Hoist::Nothing {
+        s += "    let b0 = bm(0u, n0);\n    let b1 = bm(0u, n1);\n";
+    }
+    if hoist == Hoist::AAndB {
+        for r in 0..ROWS {
+            s += &format!("    let a{r} = av(m0 + {r}u, lane % 8u);\n");
+        }
+    }
+    s += "    for (var k0 = 0u; k0 < p.k; k0 += 32u) {\n";
+    if hoist != Hoist::AAndB {
+        for r in 0..ROWS {
+            s += &format!("        let a{r} = av(m0 + {r}u, k0 / 4u + lane % 8u);\n");
+        }
+    }
+    s += "        for (var j = 0u; j < 8u; j++) {\n";
+    if hoist == Hoist::Nothing {
+        s += "            let b0 = bm(k0 + 4u * j, n0);\n            let b1 = bm(k0 + 4u * j, n1);\n";
+    }
+    for r in 0..ROWS {
+        s += &format!(
+            "            let s{r} = subgroupShuffle(a{r}, j);\n            c{r}a += b0 * s{r};\n            c{r}b += b1 * s{r};\n"
+        );
+    }
+    s += "        }\n    }\n";
+    for r in 0..ROWS {
+        s += &format!(
+            "    c[(m0 + {r}u) * (p.n / 4u) + n0] = c{r}a;\n    c[(m0 + {r}u) * (p.n / 4u) + n1] = c{r}b;\n"
+        );
+    }
+    s += "}\n";
+    s
+}
+
+fn pipeline(ctx: &GpuContext, source: String) -> wgpu::ComputePipeline {
+    let module = ctx
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("ceiling"),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+    ctx.device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("ceiling"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+}
+
+fn time_tile(
+    ctx: &GpuContext,
+    hoist: Hoist,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    c: &wgpu::Buffer,
+) -> f64 {
+    let pipe = pipeline(ctx, tile_wgsl(hoist));
+    let params = ctx.uniform("p", &[M as u32, N as u32, K as u32, 0u32]);
+    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("ceiling"),
+        layout: &pipe.get_bind_group_layout(0),
+        entries: &[
+            entry(0, c.as_entire_binding()),
+            entry(1, a.as_entire_binding()),
+            entry(2, b.as_entire_binding()),
+            entry(3, params.as_entire_binding()),
+        ],
+    });
+    let secs = median(|| {
+        ctx.run(|enc| {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipe);
+            pass.set_bind_group(0, &bg, &[]);
+            for _ in 0..3 {
+                pass.dispatch_workgroups((N / 64) as u32, (M / ROWS) as u32, 1);
+            }
+        })
+        .expect("submit");
+        ctx.wait().expect("wait");
+    }) / 3.0;
+    if hoist == Hoist::Nothing {
+        check_tile(ctx, c);
+    }
+    secs
+}
+
+/// The stripped tile must compute the product, or its time means nothing: rows 0..8 against
+/// a CPU product of the same inputs.
+fn check_tile(ctx: &GpuContext, c: &wgpu::Buffer) {
+    let a: Vec<f32> = (0..8 * K)
+        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+        .collect();
+    let b: Vec<f32> = (0..K * N)
+        .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+        .collect();
+    let got: Vec<f32> = ctx.read_range(c, 0, (8 * N * 4) as u64).expect("read C");
+    for i in 0..8 {
+        for j in 0..N {
+            let want: f32 = (0..K).map(|k| a[i * K + k] * b[k * N + j]).sum();
+            let g = got[i * N + j];
+            assert!(
+                (g - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                "stripped tile wrong at C[{i},{j}]: {g} vs {want}"
+            );
+        }
+    }
+}
+
+fn entry(binding: u32, resource: wgpu::BindingResource<'_>) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry { binding, resource }
+}
+
+/// Texels of the load test's source (rgba, so 4 floats each): 1024 × 2048.
+const LOAD_W: usize = 1024;
+const LOAD_H: usize = 2048;
+
+/// (label, how `ld(x, y)` reads texel (x, y) of the source as a vec4).
+const LOADS: [(&str, &str); 3] = [
+    (
+        "storage buffer, vec4",
+        "@group(0) @binding(1) var<storage, read> s: array<vec4<f32>>;\n\
+         fn ld(x: u32, y: u32) -> vec4<f32> { return s[y * 1024u + x]; }",
+    ),
+    (
+        "storage buffer, 4 scalars",
+        "@group(0) @binding(1) var<storage, read> s: array<f32>;\n\
+         fn ld(x: u32, y: u32) -> vec4<f32> {\n\
+         \x20   let i = (y * 1024u + x) * 4u;\n\
+         \x20   return vec4<f32>(s[i], s[i + 1u], s[i + 2u], s[i + 3u]);\n\
+         }",
+    ),
+    (
+        "rgba32float texture",
+        "@group(0) @binding(1) var s: texture_2d<f32>;\n\
+         fn ld(x: u32, y: u32) -> vec4<f32> { return textureLoad(s, vec2<u32>(x, y), 0); }",
+    ),
+];
+
+/// Floats loaded per second (G) by a kernel whose every invocation loads four texels of one
+/// row (seven apart, as the taps of a convolution) and writes their sum.
+fn time_loads(ctx: &GpuContext, decl: &str) -> f64 {
+    let data: Vec<f32> = (0..LOAD_W * LOAD_H * 4).map(|i| (i % 17) as f32).collect();
+    let out = ctx.zeros("sums", LOAD_W * LOAD_H);
+    let source = format!(
+        "@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n{decl}\n\
+         @compute @workgroup_size(64)\n\
+         fn main(@builtin(global_invocation_id) g: vec3<u32>) {{\n\
+         \x20   let x = g.x % 1024u;\n\
+         \x20   let y = g.x / 1024u;\n\
+         \x20   var t = vec4<f32>(0.0);\n\
+         \x20   for (var i = 0u; i < 4u; i++) {{ t += ld((x + i * 7u) % 1024u, y); }}\n\
+         \x20   o[g.x] = t.x + t.y + t.z + t.w;\n\
+         }}\n"
+    );
+    let pipe = pipeline(ctx, source);
+    let storage;
+    let view;
+    let resource = if decl.contains("texture_2d") {
+        let size = wgpu::Extent3d {
+            width: LOAD_W as u32,
+            height: LOAD_H as u32,
+            depth_or_array_layers: 1,
+        };
+        let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("loads"),
+            size,
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        ctx.queue.write_texture(
+            texture.as_image_copy(),
+            bytemuck::cast_slice(&data),
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some((LOAD_W * 16) as u32),
+                rows_per_image: Some(LOAD_H as u32),
+            },
+            size,
+        );
+        view = texture.create_view(&Default::default());
+        wgpu::BindingResource::TextureView(&view)
+    } else {
+        storage = ctx.upload("loads", &data);
+        storage.as_entire_binding()
+    };
+    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("loads"),
+        layout: &pipe.get_bind_group_layout(0),
+        entries: &[entry(0, out.as_entire_binding()), entry(1, resource)],
+    });
+    let secs = median(|| {
+        ctx.run(|enc| {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipe);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.dispatch_workgroups((LOAD_W * LOAD_H / 64) as u32, 1, 1);
+        })
+        .expect("submit");
+        ctx.wait().expect("wait");
+    });
+    // Every sum is Σ over 4 texels of their 4 floats; check one against the data.
+    let i = 12345usize;
+    let (x, y) = (i % LOAD_W, i / LOAD_W);
+    let want: f32 = (0..4)
+        .map(|t| {
+            let o = (y * LOAD_W + (x + t * 7) % LOAD_W) * 4;
+            data[o..o + 4].iter().sum::<f32>()
+        })
+        .sum();
+    let got: Vec<f32> = ctx.read_range(&out, (i * 4) as u64, 4).expect("read sums");
+    assert_eq!(got[0], want, "load kernel wrong");
+    (LOAD_W * LOAD_H * 16) as f64 / secs / 1e9
+}
