@@ -35,8 +35,10 @@
 //   rows_per_split (backward_weight); groups (workgroups in use; reduce: ceil(K·K·C/WG));
 //   relu (1: x is read as max(x, 0) by forward and backward_weight).
 // Workgroup: WG (override, default 64) lanes along C (coalesced loads, one channel per lane);
-//   K (override, default 3) is the kernel size, so every tap loop has a constant trip count and
-//   the windows below stay in registers. forward/backward_input: an invocation writes TW = 16
+//   K (override, default 3) is the kernel size, so every tap loop has a constant trip count.
+//   K = 3, the model's size, takes written-out paths (row_tile3, weight_rows3) whose windows
+//   and sums are named values; other sizes take the generic loops over local arrays, which
+//   lavapipe keeps in memory (1.4–2× slower there). forward/backward_input: an invocation writes TW = 16
 //   consecutive pixels of one row and reuses each loaded input across the K taps that need it
 //   (K·(TW+K−1) loads for K·K·TW multiply-adds). backward_weight: an invocation walks its rows
 //   with a K×K sliding window, 1 + K loads per K·K multiply-adds, K·K accumulators.
@@ -78,11 +80,76 @@ struct Params {
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
+// src[row_base + s, ch] (max(·, 0) with `relu`), zero unless `ok` and 0 ≤ s ≤ last: the address
+// is clamped and the value selected, so no lane branches around the load.
+fn src_at(row_base: u32, s: i32, ok: bool, last: i32, ch: u32, relu: bool) -> f32 {
+    let v = src[(row_base + u32(clamp(s, 0, last))) * params.c + ch];
+    return select(0.0, select(v, max(v, 0.0), relu), ok && s >= 0 && s <= last);
+}
+
+// row_tile for K = 3 (the model's only kernel size), written out: the 18 inputs of a source row
+// and the 16 sums are named values. The generic loops over a local array ran 1.4–1.5× slower on
+// lavapipe, which keeps such an array in memory and reaches it lane by lane.
+fn row_tile3(img: u32, r0: i32, c0: i32, src_h: u32, src_w: u32, ch: u32, flip: bool, relu: bool) -> array<f32, TW> {
+    let last = i32(src_w) - 1;
+    var a: array<f32, TW>;
+    for (var j = 0u; j < 3u; j++) {
+        let sr = r0 + i32(j);
+        if (sr < 0 || sr >= i32(src_h)) {
+            continue;
+        }
+        let rb = (img + u32(sr)) * src_w;
+        // Taps (j, kw), or (2 − j, 2 − kw) flipped.
+        let row = select(j, 2u - j, flip) * 3u;
+        let w0 = wt[(row + select(0u, 2u, flip)) * params.c + ch];
+        let w1 = wt[(row + 1u) * params.c + ch];
+        let w2 = wt[(row + select(2u, 0u, flip)) * params.c + ch];
+        let x0 = src_at(rb, c0 + 0, true, last, ch, relu);
+        let x1 = src_at(rb, c0 + 1, true, last, ch, relu);
+        let x2 = src_at(rb, c0 + 2, true, last, ch, relu);
+        let x3 = src_at(rb, c0 + 3, true, last, ch, relu);
+        let x4 = src_at(rb, c0 + 4, true, last, ch, relu);
+        let x5 = src_at(rb, c0 + 5, true, last, ch, relu);
+        let x6 = src_at(rb, c0 + 6, true, last, ch, relu);
+        let x7 = src_at(rb, c0 + 7, true, last, ch, relu);
+        let x8 = src_at(rb, c0 + 8, true, last, ch, relu);
+        let x9 = src_at(rb, c0 + 9, true, last, ch, relu);
+        let x10 = src_at(rb, c0 + 10, true, last, ch, relu);
+        let x11 = src_at(rb, c0 + 11, true, last, ch, relu);
+        let x12 = src_at(rb, c0 + 12, true, last, ch, relu);
+        let x13 = src_at(rb, c0 + 13, true, last, ch, relu);
+        let x14 = src_at(rb, c0 + 14, true, last, ch, relu);
+        let x15 = src_at(rb, c0 + 15, true, last, ch, relu);
+        let x16 = src_at(rb, c0 + 16, true, last, ch, relu);
+        let x17 = src_at(rb, c0 + 17, true, last, ch, relu);
+        a[0] = fma(x0, w0, fma(x1, w1, fma(x2, w2, a[0])));
+        a[1] = fma(x1, w0, fma(x2, w1, fma(x3, w2, a[1])));
+        a[2] = fma(x2, w0, fma(x3, w1, fma(x4, w2, a[2])));
+        a[3] = fma(x3, w0, fma(x4, w1, fma(x5, w2, a[3])));
+        a[4] = fma(x4, w0, fma(x5, w1, fma(x6, w2, a[4])));
+        a[5] = fma(x5, w0, fma(x6, w1, fma(x7, w2, a[5])));
+        a[6] = fma(x6, w0, fma(x7, w1, fma(x8, w2, a[6])));
+        a[7] = fma(x7, w0, fma(x8, w1, fma(x9, w2, a[7])));
+        a[8] = fma(x8, w0, fma(x9, w1, fma(x10, w2, a[8])));
+        a[9] = fma(x9, w0, fma(x10, w1, fma(x11, w2, a[9])));
+        a[10] = fma(x10, w0, fma(x11, w1, fma(x12, w2, a[10])));
+        a[11] = fma(x11, w0, fma(x12, w1, fma(x13, w2, a[11])));
+        a[12] = fma(x12, w0, fma(x13, w1, fma(x14, w2, a[12])));
+        a[13] = fma(x13, w0, fma(x14, w1, fma(x15, w2, a[13])));
+        a[14] = fma(x14, w0, fma(x15, w1, fma(x16, w2, a[14])));
+        a[15] = fma(x15, w0, fma(x16, w1, fma(x17, w2, a[15])));
+    }
+    return a;
+}
+
 // TW outputs of one row: Σ_j Σ_kw src[img + r0 + j, c0 + t + kw, ch] · w[tap(j, kw), ch], where
 // src has src_h × src_w pixels per image, `img` is the image's first src row, and tap(j, kw) =
 // (j, kw) or, flipped, (K−1−j, K−1−kw). Source pixels outside the image read as zero; with
 // `relu`, src is read as max(src, 0).
 fn row_tile(img: u32, r0: i32, c0: i32, src_h: u32, src_w: u32, ch: u32, flip: bool, relu: bool) -> array<f32, TW> {
+    if (K == 3u) {
+        return row_tile3(img, r0, c0, src_h, src_w, ch, flip, relu);
+    }
     let c = params.c;
     var acc: array<f32, TW>;
     for (var j = 0u; j < K; j++) {
@@ -219,6 +286,52 @@ fn load_x(row_base: u32, iw: i32, ch: u32) -> f32 {
     return select(v, max(v, 0.0), params.relu != 0u);
 }
 
+// backward_weight's sums for K = 3 over rows [r0, r1), written out as row_tile3 is: the 3×3
+// window sliding along the row and the nine sums are named values.
+fn weight_rows3(r0: u32, r1: u32, ch: u32) -> array<f32, 9> {
+    let pl = i32(params.pad_left);
+    let last = i32(params.w) - 1;
+    let relu = params.relu != 0u;
+    var a: array<f32, 9>;
+    for (var row = r0; row < r1; row++) {
+        let oh = row % params.oh;
+        let img = (row / params.oh) * params.h;
+        let ih0 = i32(oh + 0u) - i32(params.pad_top);
+        let in0 = ih0 >= 0 && ih0 < i32(params.h);
+        let rb0 = (img + u32(clamp(ih0, 0, i32(params.h) - 1))) * params.w;
+        let ih1 = i32(oh + 1u) - i32(params.pad_top);
+        let in1 = ih1 >= 0 && ih1 < i32(params.h);
+        let rb1 = (img + u32(clamp(ih1, 0, i32(params.h) - 1))) * params.w;
+        let ih2 = i32(oh + 2u) - i32(params.pad_top);
+        let in2 = ih2 >= 0 && ih2 < i32(params.h);
+        let rb2 = (img + u32(clamp(ih2, 0, i32(params.h) - 1))) * params.w;
+        // Columns 1 and 2 of the window at ow = 0 (column 0 enters with the first shift).
+        var w01 = src_at(rb0, 0 - pl, in0, last, ch, relu);
+        var w02 = src_at(rb0, 1 - pl, in0, last, ch, relu);
+        var w11 = src_at(rb1, 0 - pl, in1, last, ch, relu);
+        var w12 = src_at(rb1, 1 - pl, in1, last, ch, relu);
+        var w21 = src_at(rb2, 0 - pl, in2, last, ch, relu);
+        var w22 = src_at(rb2, 1 - pl, in2, last, ch, relu);
+        for (var ow = 0u; ow < params.ow; ow++) {
+            let d = grad[(row * params.ow + ow) * params.c + ch];
+            let col = i32(ow) + 2 - pl;
+            let w00 = w01;
+            w01 = w02;
+            w02 = src_at(rb0, col, in0, last, ch, relu);
+            let w10 = w11;
+            w11 = w12;
+            w12 = src_at(rb1, col, in1, last, ch, relu);
+            let w20 = w21;
+            w21 = w22;
+            w22 = src_at(rb2, col, in2, last, ch, relu);
+            a[0] = fma(w00, d, a[0]); a[1] = fma(w01, d, a[1]); a[2] = fma(w02, d, a[2]);
+            a[3] = fma(w10, d, a[3]); a[4] = fma(w11, d, a[4]); a[5] = fma(w12, d, a[5]);
+            a[6] = fma(w20, d, a[6]); a[7] = fma(w21, d, a[7]); a[8] = fma(w22, d, a[8]);
+        }
+    }
+    return a;
+}
+
 @compute @workgroup_size(WG)
 fn depthwise_conv2d_backward_weight(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -233,6 +346,14 @@ fn depthwise_conv2d_backward_weight(
     let split = g / params.c_tiles;
     let r0 = split * params.rows_per_split;
     let r1 = min(r0 + params.rows_per_split, params.n * params.oh);
+    let dst = split * K * K * params.c;
+    if (K == 3u) {
+        let a = weight_rows3(r0, r1, ch);
+        for (var tap = 0u; tap < 9u; tap++) {
+            out[dst + tap * params.c + ch] = a[tap];
+        }
+        return;
+    }
     let pl = i32(params.pad_left);
 
     var acc: array<f32, KMAX * KMAX>;
@@ -271,7 +392,6 @@ fn depthwise_conv2d_backward_weight(
             }
         }
     }
-    let dst = split * K * K * params.c;
     for (var tap = 0u; tap < K * K; tap++) {
         out[dst + tap * params.c + ch] = acc[tap];
     }
