@@ -32,7 +32,9 @@
 //   relu: the ReLU epilogue C = max(A·B + bias, 0), in store4);
 //   k_chunk must be a multiple of 32.
 //
-// Overrides: WG; A_MODE, B_MODE (u32, default 0): vec4 loads, above.
+// Overrides: WG; A_MODE, B_MODE (u32, default 0): vec4 loads, above; GATHER (u32, default 1):
+//   0 when the caller has proved that no gather is asked (a_gather = c_gather = 0), which
+//   compiles the pixel arithmetic out (its divisions cost lavapipe ~8% even when unused).
 // Workgroup: WG (override, default 8) invocations along vec4 columns; invocation l of group x
 //   owns columns 4·(2·WG·x + l) .. +3 and 4·(2·WG·x + WG + l) .. +3, rows 32·y .. 32·y + 31.
 // Grid: (ceil(n / (8·WG)), ceil(m / 32), splits).
@@ -51,6 +53,7 @@ override WG: u32 = 8u;
 // along k measured no faster than scalars, so it has no mode.
 override A_MODE: u32 = 0u;
 override B_MODE: u32 = 0u;
+override GATHER: u32 = 1u;
 
 struct Params {
     m: u32,
@@ -98,7 +101,7 @@ fn pixel(p: u32) -> u32 {
 }
 
 fn gather(p: u32, on: bool) -> u32 {
-    if (on) {
+    if (GATHER == 1u && on) {
         return pixel(p);
     }
     return p;

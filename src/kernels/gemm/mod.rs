@@ -156,7 +156,7 @@ pub struct Gemm {
     /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE + 6·(64 rows), compiled on first use
     /// (each takes seconds the first time on a CPU adapter); where the device cannot run them,
     /// why not.
-    subgroup: Result<[OnceLock<ShaderFamily>; 12], String>,
+    subgroup: Result<[OnceLock<ShaderFamily>; 24], String>,
     sg_wg: u32,
     dummy: wgpu::Buffer,
 }
@@ -243,12 +243,14 @@ impl Gemm {
         rows64: bool,
         a_mode: u32,
         b_mode: u32,
+        gather: bool,
     ) -> &ShaderFamily {
         let cells = match &self.subgroup {
             Ok(cells) => cells,
             Err(why) => panic!("gemm: the subgroup variants cannot run on this device: {why}"),
         };
-        cells[(a_mode + 3 * b_mode + 6 * rows64 as u32) as usize].get_or_init(|| {
+        let cell = a_mode + 3 * b_mode + 6 * rows64 as u32 + 12 * gather as u32;
+        cells[cell as usize].get_or_init(|| {
             let (name, source) = if rows64 {
                 (
                     "gemm_subgroup64",
@@ -269,6 +271,7 @@ impl Gemm {
                     ("WG", self.sg_wg as f64),
                     ("A_MODE", a_mode as f64),
                     ("B_MODE", b_mode as f64),
+                    ("GATHER", gather as u32 as f64),
                 ],
             )
         })
@@ -340,6 +343,7 @@ impl Gemm {
                     variant == Variant::Subgroup64,
                     spec.a_mode(),
                     spec.b_mode(),
+                    spec.gathers(),
                 ),
                 "gemm_subgroup",
             ),

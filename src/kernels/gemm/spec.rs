@@ -123,6 +123,12 @@ impl GemmSpec {
             && self.n.is_multiple_of(4)
     }
 
+    /// GATHER of gemm_subgroup.wgsl: whether A's rows or k, or C's rows, go through the pixel
+    /// map (false compiles the map's arithmetic out of the pipeline).
+    pub fn gathers(&self) -> bool {
+        self.a_gather != Gather::None || self.c_scatter
+    }
+
     /// B_MODE of gemm_subgroup.wgsl: 1 when B's rows are read as vec4s, else 0 (scalars).
     pub fn b_mode(&self) -> u32 {
         self.b_rows_vec4() as u32
