@@ -58,8 +58,13 @@ const FORMAT: u32 = 1;
 const MACS_PER_CASE: usize = 1 << 26;
 /// Elements of one timed batch norm (16 MiB of f32).
 const BN_ELEMENTS: usize = 1 << 22;
-/// Timed runs per variant after the warm-up (which compiles its pipelines); the minimum counts.
+/// The fewest timed runs per variant after the warm-up (which compiles its pipelines); the
+/// minimum counts.
 const REPEATS: usize = 3;
+/// Timed runs go on while they add up to less than this many seconds (see `runs::time_runs`).
+const MIN_TIMED: f64 = 0.25;
+/// The most timed runs of one variant.
+const MAX_REPEATS: usize = 50;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// A corrupt cache has been warned about.
@@ -98,7 +103,7 @@ pub enum Source {
     Measured,
 }
 
-/// One variant's time: `seconds` of its timed shapes together (the minimum of [`REPEATS`]
+/// One variant's time: `seconds` of its timed shapes together (the minimum of its timed
 /// runs), or `None` with the reason when it was not timed.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -406,7 +411,7 @@ mod tests {
     }
 
     #[test]
-    fn the_key_names_adapter_backend_driver_and_version() {
+    fn the_key_names_adapter_backend_driver_version_and_tuned_kernels() {
         let mut info = wgpu::AdapterInfo::new(wgpu::DeviceType::Cpu, wgpu::Backend::Vulkan);
         info.name = "llvmpipe (LLVM 15)".into();
         info.driver = "llvmpipe".into();
@@ -417,6 +422,7 @@ mod tests {
             "Vulkan",
             "Mesa 22.3.6",
             env!("CARGO_PKG_VERSION"),
+            &format!("kernels {:016x}", cache::tuned_kernels_fingerprint()),
         ] {
             assert!(k.contains(part), "{k}");
         }

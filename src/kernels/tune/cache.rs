@@ -13,16 +13,43 @@ pub(super) struct CacheFile {
     adapters: BTreeMap<String, Tuning>,
 }
 
-/// The cache key of an adapter: what a driver update or a new gpucnn must re-measure.
+/// The cache key of an adapter: what a driver update, a new gpucnn or a change to a tuned
+/// kernel must re-measure.
 pub fn cache_key(info: &wgpu::AdapterInfo) -> String {
     format!(
-        "{} | {:?} | {} | {} | gpucnn {}",
+        "{} | {:?} | {} | {} | gpucnn {} | kernels {:016x}",
         info.name,
         info.backend,
         info.driver,
         info.driver_info,
-        env!("CARGO_PKG_VERSION")
+        env!("CARGO_PKG_VERSION"),
+        tuned_kernels_fingerprint()
     )
+}
+
+/// The sources of the families that are tuned. Timings measured with other sources say
+/// nothing about these: a change that made `subgroup64` faster than `subgroup` at small
+/// shapes left a cache that still chose `subgroup` under the same version.
+const TUNED_SOURCES: [&str; 6] = [
+    include_str!("../../../shaders/gemm.wgsl"),
+    include_str!("../../../shaders/gemm_subgroup.wgsl"),
+    include_str!("../../../shaders/gemm_subgroup64.wgsl"),
+    include_str!("../../../shaders/conv2d.wgsl"),
+    include_str!("../../../shaders/conv2d_subgroup.wgsl"),
+    include_str!("../../../shaders/batch_norm.wgsl"),
+];
+
+/// FNV-1a (64-bit) over [`TUNED_SOURCES`]: stable across runs and platforms, unlike std's
+/// hasher.
+pub fn tuned_kernels_fingerprint() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for src in TUNED_SOURCES {
+        for b in src.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// The cache file: `$GPUCNN_CACHE_DIR/variants.json`, else the user's cache directory's

@@ -20,8 +20,10 @@ pub(super) fn passes_checks(ctx: &GpuContext, family: &str, variant: &str) -> Re
 
 /// Seconds of one pass over `runs` (each recorded and waited for): an untimed warm-up
 /// (compiles the pipelines, which for an unrolled kernel can take far longer than a run), then
-/// the minimum of [`REPEATS`] runs; a variant whose first timed run is over 4× `best` is not
-/// repeated (it cannot win).
+/// the minimum of at least [`REPEATS`] runs, more while they add up to under [`MIN_TIMED`]
+/// seconds (at most [`MAX_REPEATS`]): a pass of a few milliseconds varies by more than the
+/// variants differ, and three of them once chose the slower GEMM. A variant whose first timed
+/// run is over 4× `best` is not repeated (it cannot win).
 pub(super) fn time_runs(ctx: &GpuContext, runs: &[Run], best: f64) -> f64 {
     let once = || -> f64 {
         let t = Instant::now();
@@ -38,7 +40,14 @@ pub(super) fn time_runs(ctx: &GpuContext, runs: &[Run], best: f64) -> f64 {
     if first > 4.0 * best {
         return first;
     }
-    (1..REPEATS).map(|_| once()).fold(first, f64::min)
+    let (mut min, mut total, mut n) = (first, first, 1);
+    while n < REPEATS || (total < MIN_TIMED && n < MAX_REPEATS) {
+        let t = once();
+        min = min.min(t);
+        total += t;
+        n += 1;
+    }
+    min
 }
 
 /// Dispatches of one timed shape and the buffers they bind.
