@@ -107,11 +107,21 @@ struct WindowMax {
     arg: vec4<u32>,
 }
 
+// a / b (b > 0) for the indices these passes divide (all below 2^24), through f32: lavapipe
+// turns a u32 division of a vector into one scalar division per lane (~25 cycles each), a
+// float one into a single vector division. f32(a)/f32(b) cannot round up across an integer
+// while a < 2^24, so truncating it is exact; the select corrects the one step it could be
+// off by were that ever not so.
+fn udiv(a: u32, b: u32) -> u32 {
+    let q = u32(f32(a) / f32(b));
+    return select(q, q - 1u, q * b > a);
+}
+
 // The window of output row `row` (n·OH + r), column q, channels ch.
 fn window_max(row: u32, q: u32, ch: vec4<u32>) -> WindowMax {
     let p = params;
-    let n = row / p.oh;
-    let top = i32((row % p.oh) * p.sh) - i32(p.pad_top);
+    let n = udiv(row, p.oh);
+    let top = i32((row - n * p.oh) * p.sh) - i32(p.pad_top);
     let left = i32(q * p.sw) - i32(p.pad_left);
     var best = vec4<f32>(0.0);
     var arg = vec4<u32>(NO_ARGMAX);
@@ -253,14 +263,14 @@ fn max_pool2d_backward(
     let ch = channels(c0);
     let xw = i32(wid.y + p.pad_left);
     // Windows q with q·SW ≤ xw ≤ q·SW + KW − 1, clipped to [0, OW).
-    let q_lo = max(xw - i32(p.kw) + i32(p.sw), 0) / i32(p.sw);
-    let q_hi = min(xw / i32(p.sw), i32(p.ow) - 1);
+    let q_lo = i32(udiv(u32(max(xw - i32(p.kw) + i32(p.sw), 0)), p.sw));
+    let q_hi = min(i32(udiv(u32(xw), p.sw)), i32(p.ow) - 1);
     // Input rows n·H + ih, striding by the grid's z size (capped at 65535).
     for (var row = wid.z; row < p.n * p.h; row += nwg.z) {
-        let n = row / p.h;
-        let yh = i32(row % p.h + p.pad_top);
-        let r_lo = max(yh - i32(p.kh) + i32(p.sh), 0) / i32(p.sh);
-        let r_hi = min(yh / i32(p.sh), i32(p.oh) - 1);
+        let n = udiv(row, p.h);
+        let yh = i32(row - n * p.h + p.pad_top);
+        let r_lo = i32(udiv(u32(max(yh - i32(p.kh) + i32(p.sh), 0)), p.sh));
+        let r_hi = min(i32(udiv(u32(yh), p.sh)), i32(p.oh) - 1);
         var acc = vec4<f32>(0.0);
         for (var r = r_lo; r <= r_hi; r++) {
             for (var q = q_lo; q <= q_hi; q++) {
