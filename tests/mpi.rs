@@ -62,11 +62,20 @@ fn metrics(out: &Path) -> Vec<Vec<f64>> {
 }
 
 /// Loss, accuracy, val_loss, val_accuracy of every epoch agree within float noise.
+///
+/// val_loss gets 10× the others' tolerance, because the two runs sum gradients in different
+/// orders and the model amplifies that rounding there alone: a convolution bias followed by
+/// batch norm has a true gradient of 0, so its gradient is rounding noise (~1e-8), which Adam
+/// turns into steps of ~0.1·lr that differ between the runs. Training-mode batch norm cancels
+/// the bias (the losses agree to 1e-7), but the moving mean follows it only with momentum 0.99,
+/// so inference, and val_loss with it, differs by ~1e-4 after 3 epochs (seen 1.25e-4; CI, stop
+/// 22). The step-level test below checks the exchange itself, batch-norm state included.
 fn assert_same_metrics(a: &[Vec<f64>], b: &[Vec<f64>]) {
     assert_eq!(a.len(), b.len(), "{a:?}\n{b:?}");
     for (x, y) in a.iter().zip(b) {
         for col in 1..=4 {
-            let tol = 1e-4 * x[col].abs().max(1.0);
+            let rel = if col == 3 { 1e-3 } else { 1e-4 };
+            let tol = rel * x[col].abs().max(1.0);
             assert!(
                 (x[col] - y[col]).abs() <= tol,
                 "epoch {} column {col}: {} against {}\n{a:?}\n{b:?}",
