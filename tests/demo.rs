@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_exit, assert_success, gpucnn, s, stdout};
+use common::{assert_exit, assert_success, gpucnn, gpucnn_cmd_default_kernels, s, stdout};
 use gpucnn::gpu::test_context;
 
 /// Best validation accuracy in a run folder's metrics.csv (the checkpoint predict uses).
@@ -24,7 +24,8 @@ fn demo_generates_trains_well_above_chance_predicts_and_runs_again() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
     let started = std::time::Instant::now();
-    let r = gpucnn(&["demo", "--out", s(&out)]);
+    // The demo as a user runs it: the adapter's default kernels.
+    let r = common::run(gpucnn_cmd_default_kernels().args(["demo", "--out", s(&out)]));
     let log = assert_success(&r);
     eprintln!("demo took {:.1}s", started.elapsed().as_secs_f64());
     let printed = stdout(&r);
@@ -80,7 +81,15 @@ fn demo_generates_trains_well_above_chance_predicts_and_runs_again() {
     // A second demo with another seed into the same folder replaces the first one's files
     // (one epoch: what is tested here is the reuse of the folder, not the learning).
     let before = std::fs::read(out.join("data/discs/discs_0000.png")).unwrap();
-    let again = gpucnn(&["demo", "--out", s(&out), "--seed", "7", "--epochs", "1"]);
+    let again = common::run(gpucnn_cmd_default_kernels().args([
+        "demo",
+        "--out",
+        s(&out),
+        "--seed",
+        "7",
+        "--epochs",
+        "1",
+    ]));
     assert_success(&again);
     assert_ne!(
         std::fs::read(out.join("data/discs/discs_0000.png")).unwrap(),

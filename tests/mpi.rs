@@ -14,18 +14,23 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{assert_exit, assert_success, gpucnn_cmd, s, shapes_dataset, stderr, tiny_train};
+use common::{
+    PORTABLE_GEMM, assert_exit, assert_success, gpucnn_cmd, s, shapes_dataset, stderr, tiny_train,
+};
 use gpucnn::dist::{Collective, DataParallel};
 use gpucnn::graph::executor::{BatchTargets, StepOptions, TrainStep};
 use gpucnn::graph::params::Region;
 
 /// `mpirun -np N` as sessions and CI run it: as root, more ranks than Open MPI counts slots
-/// for, one lavapipe thread per rank (each rank its own core), tuning off as in every test.
+/// for, one lavapipe thread per rank (each rank its own core), tuning off and the portable
+/// GEMM as in every tiny CLI test (`common::gpucnn_cmd`: the single-process references run
+/// with the same kernels).
 fn mpirun(np: usize) -> Command {
     let mut c = Command::new("mpirun");
     c.args(["--allow-run-as-root", "--oversubscribe", "-np"])
         .arg(np.to_string())
-        .args(["-x", "LP_NUM_THREADS=1", "-x", "GPUCNN_TUNE=0"]);
+        .args(["-x", "LP_NUM_THREADS=1", "-x", "GPUCNN_TUNE=0", "-x"])
+        .arg(format!("{}={}", PORTABLE_GEMM.0, PORTABLE_GEMM.1));
     c
 }
 

@@ -45,9 +45,12 @@ fn make_dataset(root: &Path) -> Vec<PathBuf> {
     bad
 }
 
-/// `gpucnn train` on `data` at the tiny settings (batch 4, lr 3e-3, flips), plus `extra`.
+/// `gpucnn train` on `data` at the tiny settings (batch 4, lr 3e-3, flips), plus `extra`, with
+/// the adapter's default kernels (the other CLI tests pin the portable GEMM:
+/// `common::gpucnn_cmd`).
 fn train(data: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Output {
     run(tiny_train(out, epochs, "4")
+        .env_remove(common::PORTABLE_GEMM.0)
         .arg("--data")
         .arg(data)
         .args(["--lr", "3e-3", "--augment", "flip"])

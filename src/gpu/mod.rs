@@ -88,6 +88,11 @@ impl fmt::Display for AdapterSummary {
 /// Every kernel variant is chosen from `features`, `limits` and `info`, which are the device's
 /// own (`wgpu::Device::features`, `limits`, `adapter_info`): what the adapter could offer does
 /// not count, only what the device was created with.
+///
+/// A clone shares the device, the queue and the compiled pipelines ([`shader::ShaderFamily`]
+/// compiles a WGSL file with given constants once per device, however many kernels and
+/// training steps ask for it).
+#[derive(Clone)]
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -97,6 +102,8 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// The device's features (e.g. `SUBGROUP`, which the subgroup variants need).
     pub features: wgpu::Features,
+    /// Pipelines compiled on this device, shared by its clones.
+    pub(crate) pipelines: shader::PipelineCache,
 }
 
 fn type_rank(t: wgpu::DeviceType) -> u32 {
@@ -266,6 +273,7 @@ impl GpuContext {
             features: device.features(),
             device,
             queue,
+            pipelines: Default::default(),
         }
     }
 
@@ -400,14 +408,20 @@ pub fn storage_usage() -> wgpu::BufferUsages {
     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
 }
 
-/// Opens the default adapter for tests and benches.
+/// The default adapter for tests and benches: one device per process, shared by every caller
+/// (a clone), so that a kernel's pipelines compile once per test binary, not once per test
+/// (seconds each on a CPU adapter). Error scopes are per thread, so tests running in parallel
+/// do not see each other's errors.
 ///
 /// Returns `None` (after printing why) when no adapter exists and we are not in CI; in CI
 /// (`CI` set to anything but `false`/`0`) a missing adapter panics, so a test can never pass by
 /// skipping silently.
 pub fn test_context() -> Option<GpuContext> {
-    match GpuContext::new(&AdapterOptions::default()) {
-        Ok(ctx) => Some(ctx),
+    static SHARED: std::sync::OnceLock<Result<GpuContext, String>> = std::sync::OnceLock::new();
+    let opened = SHARED
+        .get_or_init(|| GpuContext::new(&AdapterOptions::default()).map_err(|e| e.to_string()));
+    match opened {
+        Ok(ctx) => Some(ctx.clone()),
         Err(e) => {
             let ci = std::env::var("CI")
                 .map(|v| !v.is_empty() && v != "false" && v != "0")

@@ -85,7 +85,18 @@ struct BindingInfo {
     name: String,
 }
 
+/// What identifies a compiled [`ShaderFamily`] on a device: name, a hash of the WGSL, the
+/// entry points asked for and the override constants (as bits).
+type FamilyKey = (&'static str, u64, Vec<String>, Vec<(String, u64)>);
+
+/// The families compiled on one device ([`GpuContext`] holds one, shared by its clones):
+/// building a family a second time with the same source, entries and constants clones the
+/// first one's pipelines instead of compiling them again.
+#[derive(Clone, Default)]
+pub(crate) struct PipelineCache(Arc<Mutex<HashMap<FamilyKey, ShaderFamily>>>);
+
 /// One WGSL file compiled once, with a pipeline per entry point.
+#[derive(Clone)]
 pub struct ShaderFamily {
     pub name: &'static str,
     pipelines: HashMap<String, wgpu::ComputePipeline>,
@@ -156,6 +167,40 @@ impl ShaderFamily {
     /// Compiles `source`, creating pipelines for `entries` (all entry points when empty) with
     /// the pipeline-overridable `constants` (e.g. `[("WG", 64.0)]`).
     pub fn new(
+        ctx: &GpuContext,
+        name: &'static str,
+        source: &str,
+        entries: &[&str],
+        constants: &[(&str, f64)],
+    ) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        source.hash(&mut h);
+        let key: FamilyKey = (
+            name,
+            h.finish(),
+            entries.iter().map(|e| e.to_string()).collect(),
+            constants
+                .iter()
+                .map(|&(k, v)| (k.to_string(), v.to_bits()))
+                .collect(),
+        );
+        if let Some(f) = ctx.pipelines.0.lock().unwrap().get(&key) {
+            return f.clone();
+        }
+        // Compiled outside the lock: another thread may compile the same family meanwhile
+        // (both results are equal; the first stored is kept).
+        let family = Self::compile(ctx, name, source, entries, constants);
+        ctx.pipelines
+            .0
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_insert(family)
+            .clone()
+    }
+
+    fn compile(
         ctx: &GpuContext,
         name: &'static str,
         source: &str,

@@ -12,10 +12,30 @@ use std::process::{Command, Output};
 use rand::{Rng, SeedableRng};
 
 /// The `gpucnn` binary under test, without arguments, with kernel-variant tuning off (so runs
-/// are deterministic and the user's cache is left alone; tests/cli.rs tests the tuning).
+/// are deterministic and the user's cache is left alone; tests/cli.rs tests the tuning) and
+/// the portable tiled GEMM ([`PORTABLE_GEMM`]).
+///
+/// Why the tiled GEMM: these tests are about the command line, the run folder, checkpoints and
+/// data, on tiny models of a few steps. On a CPU adapter the default subgroup GEMM costs ~2 s
+/// of LLVM compilation per (operand layout, gather) combination, ~20 s per process for ~11 of
+/// them, which made the suite CPU-bound on compilation; the tiled GEMM compiles in
+/// milliseconds. The default kernels are still what the end-to-end runs of tests/train_cli.rs
+/// and tests/demo.rs and the MPI tests use ([`gpucnn_cmd_default_kernels`]), and every variant
+/// is proven against the CPU reference by the kernel, executor and selftest tests.
 pub fn gpucnn_cmd() -> Command {
+    let mut c = gpucnn_cmd_default_kernels();
+    c.env(PORTABLE_GEMM.0, PORTABLE_GEMM.1);
+    c
+}
+
+/// The `GPUCNN_VARIANT` setting [`gpucnn_cmd`] runs with.
+pub const PORTABLE_GEMM: (&str, &str) = ("GPUCNN_VARIANT", "gemm=tiled");
+
+/// [`gpucnn_cmd`] with the kernels the adapter gets by default (no `GPUCNN_VARIANT`, even one
+/// the environment of `cargo test` sets).
+pub fn gpucnn_cmd_default_kernels() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gpucnn"));
-    c.env("GPUCNN_TUNE", "0");
+    c.env("GPUCNN_TUNE", "0").env_remove("GPUCNN_VARIANT");
     c
 }
 
