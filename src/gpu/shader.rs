@@ -85,9 +85,10 @@ struct BindingInfo {
     name: String,
 }
 
-/// What identifies a compiled [`ShaderFamily`] on a device: name, a hash of the WGSL, the
-/// entry points asked for and the override constants (as bits).
-type FamilyKey = (&'static str, u64, Vec<String>, Vec<(String, u64)>);
+/// What identifies a compiled [`ShaderFamily`] on a device: name, the WGSL itself (compared
+/// in full: a hash collision must not hand out another shader's pipelines), the entry points
+/// asked for and the override constants (as bits).
+type FamilyKey = (&'static str, Arc<str>, Vec<String>, Vec<(String, u64)>);
 
 /// The families compiled on one device ([`GpuContext`] holds one, shared by its clones):
 /// building a family a second time with the same source, entries and constants clones the
@@ -173,12 +174,10 @@ impl ShaderFamily {
         entries: &[&str],
         constants: &[(&str, f64)],
     ) -> Self {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        source.hash(&mut h);
+        let source: Arc<str> = source.into();
         let key: FamilyKey = (
             name,
-            h.finish(),
+            source.clone(),
             entries.iter().map(|e| e.to_string()).collect(),
             constants
                 .iter()
@@ -203,11 +202,11 @@ impl ShaderFamily {
     fn compile(
         ctx: &GpuContext,
         name: &'static str,
-        source: &str,
+        source: Arc<str>,
         entries: &[&str],
         constants: &[(&str, f64)],
     ) -> Self {
-        let (module, info) = validate_wgsl(name, source).unwrap_or_else(|e| panic!("{e}"));
+        let (module, info) = validate_wgsl(name, &source).unwrap_or_else(|e| panic!("{e}"));
         let mut layouter = naga::proc::Layouter::default();
         layouter
             .update(module.to_ctx())
@@ -217,7 +216,7 @@ impl ShaderFamily {
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
+                source: wgpu::ShaderSource::Wgsl(source.as_ref().into()),
             });
 
         // Only pass the constants this module declares: wgpu rejects unknown ones.
@@ -264,7 +263,7 @@ impl ShaderFamily {
             name,
             pipelines,
             uses,
-            source: source.into(),
+            source,
             constants: consts.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
         }
     }
