@@ -16,15 +16,27 @@
 //! - `tile, B loaded once`: the same, with B's loads hoisted out of the K loop (wrong result,
 //!   same arithmetic and A traffic);
 //! - `tile, no loads`: A and B both hoisted: only the multiply-adds and shuffles are left, the
-//!   ceiling of this tiling on this adapter.
+//!   ceiling of this tiling on this adapter;
+//! - `subgroup64, B through a texture` and `…, A and B through textures`: the shipped
+//!   `subgroup64` WGSL itself (vec4 loads of A and B, no gathers), with its `b4` (and `a4`)
+//!   storage reads replaced by `textureLoad`s of rgba32float textures holding the same floats
+//!   (copied in before the timing, which does not count the copy), checked equal to the shipped
+//!   kernel's C. On Mesa 22.3 a storage-buffer load is a loop over the 8 lanes with a branch
+//!   per lane and component; a texel fetch is one vectorised gather.
 //!
 //! Load rows: floats loaded per second by a kernel that only loads and sums, through a storage
-//! buffer as vec4, as four scalars, and through an rgba32float texture.
+//! buffer as vec4, as four scalars, through an rgba32float texture, and through a 64 KiB
+//! uniform buffer (its index wraps inside the window: a uniform binding holds at most 64 KiB).
+//! Mirror rows: what putting a storage buffer's floats into such a texture costs, by a kernel
+//! (which fits inside a compute pass) or by the encoder's copy (which does not).
 //!
 //! Each row is the median of 5 timings of 3 dispatches in one submission.
 
 use std::time::Instant;
 
+use wgpu::util::DeviceExt;
+
+use gpucnn::gpu::shader::Dispatch;
 use gpucnn::gpu::{GpuContext, test_context};
 use gpucnn::kernels::gemm::{Gemm, GemmDims, Variant};
 
@@ -95,6 +107,30 @@ fn main() {
                 share(g)
             );
         }
+        let shipped64 = gemm
+            .available()
+            .contains(&Variant::Subgroup64)
+            .then(|| gemm.forward(&ctx, Variant::Subgroup64, &cbuf, &abuf, &bbuf, &dims));
+        if let Some(shipped) = shipped64 {
+            ctx.run(|enc| shipped.record(&mut enc.begin_compute_pass(&Default::default())))
+                .expect("submit");
+            let want: Vec<f32> = ctx.read(&cbuf).expect("read C");
+            for (label, operands) in [
+                ("subgroup64, B through a texture", TexOperands::B),
+                ("subgroup64, A and B through textures", TexOperands::AAndB),
+            ] {
+                let (base, secs) = time_textured(&ctx, operands, &shipped, &a, &b, &want);
+                let g = flops / secs / 1e9;
+                println!(
+                    "gemm {M}x{N}x{K} {label}: {:.2} ms, {g:.1} GFLOP/s{}; {:.2}× the shipped \
+                     subgroup64 timed in turn with it ({:.2} ms)",
+                    secs * 1e3,
+                    share(g),
+                    base / secs,
+                    base * 1e3
+                );
+            }
+        }
     } else {
         println!("gemm tile rows: skipped, the adapter has no subgroups");
     }
@@ -103,6 +139,314 @@ fn main() {
         let g = time_loads(&ctx, source);
         println!("loads, {label}: {g:.2} G floats/s");
     }
+    for (label, by_kernel) in [
+        ("a kernel's textureStore", true),
+        ("copy_buffer_to_texture", false),
+    ] {
+        let g = time_mirror(&ctx, by_kernel);
+        println!("storage buffer to rgba32float texture, {label}: {g:.2} G floats/s");
+    }
+}
+
+/// Floats per second (G) moved from a storage buffer into an rgba32float texture of the load
+/// rows' size, by a compute kernel (one texel per invocation: a storage read, a textureStore)
+/// or by the encoder's copy; checked by copying the texture back.
+fn time_mirror(ctx: &GpuContext, by_kernel: bool) -> f64 {
+    let data: Vec<f32> = (0..LOAD_W * LOAD_H * 4).map(|i| (i % 23) as f32).collect();
+    let src = ctx.upload("mirror src", &data);
+    let size = wgpu::Extent3d {
+        width: LOAD_W as u32,
+        height: LOAD_H as u32,
+        depth_or_array_layers: 1,
+    };
+    let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("mirror"),
+        size,
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::STORAGE_BINDING
+            | wgpu::TextureUsages::COPY_DST
+            | wgpu::TextureUsages::COPY_SRC,
+        view_formats: &[],
+    });
+    let view = texture.create_view(&Default::default());
+    let layout = wgpu::TexelCopyBufferLayout {
+        offset: 0,
+        bytes_per_row: Some((LOAD_W * 16) as u32),
+        rows_per_image: Some(LOAD_H as u32),
+    };
+    let pipe = pipeline(
+        ctx,
+        format!(
+            "@group(0) @binding(0) var<storage, read> s: array<vec4<f32>>;\n\
+             @group(0) @binding(1) var t: texture_storage_2d<rgba32float, write>;\n\
+             @compute @workgroup_size(64)\n\
+             fn main(@builtin(global_invocation_id) g: vec3<u32>) {{\n\
+             \x20   textureStore(t, vec2<u32>(g.x % {LOAD_W}u, g.x / {LOAD_W}u), s[g.x]);\n\
+             }}\n"
+        ),
+    );
+    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("mirror"),
+        layout: &pipe.get_bind_group_layout(0),
+        entries: &[
+            entry(0, src.as_entire_binding()),
+            entry(1, wgpu::BindingResource::TextureView(&view)),
+        ],
+    });
+    let secs = median(|| {
+        ctx.run(|enc| {
+            if by_kernel {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipe);
+                pass.set_bind_group(0, &bg, &[]);
+                pass.dispatch_workgroups((LOAD_W * LOAD_H / 64) as u32, 1, 1);
+            } else {
+                enc.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &src,
+                        layout,
+                    },
+                    texture.as_image_copy(),
+                    size,
+                );
+            }
+        })
+        .expect("submit");
+    });
+    let back = ctx.zeros("mirror back", data.len());
+    ctx.run(|enc| {
+        enc.copy_texture_to_buffer(
+            texture.as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer: &back,
+                layout,
+            },
+            size,
+        )
+    })
+    .expect("submit");
+    let got: Vec<f32> = ctx.read(&back).expect("read mirror");
+    assert!(got == data, "the texture does not hold the buffer's floats");
+    data.len() as f64 / secs / 1e9
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum TexOperands {
+    B,
+    AAndB,
+}
+
+/// Texels per row of the operand textures (a flat vec4 index i is texel (i % TEX_W, i / TEX_W)).
+const TEX_W: u32 = 256;
+
+/// `text` with `from` replaced by `to`; panics if `from` is absent (the shipped shader changed
+/// and this bench no longer measures what it says).
+fn swap(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "gemm_subgroup64.wgsl no longer has `{from}`"
+    );
+    text.replace(from, to)
+}
+
+/// The shipped subgroup64 GEMM, its vec4 reads of B (and A) taken from textures instead.
+fn textured_wgsl(operands: TexOperands) -> String {
+    let mut s = swap(
+        include_str!("../shaders/gemm_subgroup64.wgsl"),
+        "@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;",
+        &format!(
+            "@group(0) @binding(6) var b4t: texture_2d<f32>;\n\
+             fn b4l(i: u32) -> vec4<f32> {{ return textureLoad(b4t, vec2<u32>(i % {TEX_W}u, i / {TEX_W}u), 0); }}"
+        ),
+    );
+    s = swap(
+        &s,
+        "return b4[(row + co.x) >> 2u];",
+        "return b4l((row + co.x) >> 2u);",
+    );
+    if operands == TexOperands::AAndB {
+        // a4 stays declared (at a free slot) for the A_MODE 2 path, which this bench never takes.
+        s = swap(
+            &s,
+            "@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;",
+            &format!(
+                "@group(0) @binding(5) var a4t: texture_2d<f32>;\n\
+                 @group(0) @binding(7) var<storage, read> a4: array<vec4<f32>>;\n\
+                 fn a4l(i: u32) -> vec4<f32> {{ return textureLoad(a4t, vec2<u32>(i % {TEX_W}u, i / {TEX_W}u), 0); }}"
+            ),
+        );
+        s = swap(
+            &s,
+            "v = a4[(row + ko.x) >> 2u];",
+            "v = a4l((row + ko.x) >> 2u);",
+        );
+    }
+    s
+}
+
+/// An rgba32float texture holding `data` (a multiple of 4·TEX_W floats) in TEX_W-texel rows.
+fn texture_of(ctx: &GpuContext, data: &[f32]) -> wgpu::TextureView {
+    let size = wgpu::Extent3d {
+        width: TEX_W,
+        height: (data.len() / 4) as u32 / TEX_W,
+        depth_or_array_layers: 1,
+    };
+    let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("operand"),
+        size,
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    ctx.queue.write_texture(
+        texture.as_image_copy(),
+        bytemuck::cast_slice(data),
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some(TEX_W * 16),
+            rows_per_image: None,
+        },
+        size,
+    );
+    texture.create_view(&Default::default())
+}
+
+/// Seconds per GEMM of `shipped` and of [`textured_wgsl`] at M×N×K (A_MODE = B_MODE = 1, no
+/// gathers, one split: the shipped kernel's configuration for these row-major operands), timed
+/// in turn (a shared machine's speed drifts over a minute: only a ratio measured side by side
+/// means anything); the textured C must equal `want`, the shipped kernel's.
+fn time_textured(
+    ctx: &GpuContext,
+    operands: TexOperands,
+    shipped: &Dispatch,
+    a: &[f32],
+    b: &[f32],
+    want: &[f32],
+) -> (f64, f64) {
+    let module = ctx
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("ceiling textured"),
+            source: wgpu::ShaderSource::Wgsl(textured_wgsl(operands).into()),
+        });
+    let pipe = ctx
+        .device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("ceiling textured"),
+            layout: None,
+            module: &module,
+            entry_point: Some("gemm_subgroup"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[("A_MODE", 1.0), ("B_MODE", 1.0), ("GATHER", 0.0)],
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+    let (m, n, k) = (M as u32, N as u32, K as u32);
+    // gemm_subgroup64.wgsl's Params, in order: m n k splits k_chunk | a_off a_ms a_ks a_gather |
+    // b_off b_ks b_ns | c_off c_ms c_split c_gather | bias_off has_bias | g_ohw g_ow g_in_w
+    // g_in_hw g_stride | relu.
+    let params: [u32; 24] = [
+        m,
+        n,
+        k,
+        1,
+        k,
+        0,
+        k,
+        1,
+        0,
+        0,
+        n,
+        1,
+        0,
+        n,
+        m * n,
+        0,
+        0,
+        0,
+        1,
+        1,
+        1,
+        1,
+        1,
+        0,
+    ];
+    let params = ctx.uniform("p", &params);
+    let abuf = ctx.upload("a", a);
+    let bbuf = ctx.upload("b", b);
+    let bias = ctx.zeros("bias", N);
+    let c = ctx.zeros("c", M * N);
+    let atex = texture_of(ctx, a);
+    let btex = texture_of(ctx, b);
+    let mut entries = vec![
+        entry(0, c.as_entire_binding()),
+        entry(1, abuf.as_entire_binding()),
+        entry(2, bbuf.as_entire_binding()),
+        entry(3, bias.as_entire_binding()),
+        entry(4, params.as_entire_binding()),
+        entry(6, wgpu::BindingResource::TextureView(&btex)),
+    ];
+    if operands == TexOperands::AAndB {
+        entries.push(entry(5, wgpu::BindingResource::TextureView(&atex)));
+        entries.push(entry(7, abuf.as_entire_binding()));
+    } else {
+        entries.push(entry(5, abuf.as_entire_binding()));
+    }
+    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("ceiling textured"),
+        layout: &pipe.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    let textured = || {
+        ctx.run(|enc| {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipe);
+            pass.set_bind_group(0, &bg, &[]);
+            for _ in 0..3 {
+                pass.dispatch_workgroups(n.div_ceil(64), m.div_ceil(64), 1);
+            }
+        })
+        .expect("submit");
+    };
+    let base = || {
+        ctx.run(|enc| {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..3 {
+                shipped.record(&mut pass);
+            }
+        })
+        .expect("submit");
+    };
+    textured();
+    let (mut tb, mut tt) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let s = Instant::now();
+        base();
+        tb.push(s.elapsed().as_secs_f64() / 3.0);
+        let s = Instant::now();
+        textured();
+        tt.push(s.elapsed().as_secs_f64() / 3.0);
+    }
+    tb.sort_by(f64::total_cmp);
+    tt.sort_by(f64::total_cmp);
+    let got: Vec<f32> = ctx.read(&c).expect("read C");
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 1e-5,
+        "textured GEMM differs from the shipped one by {worst}"
+    );
+    (tb[2], tt[2])
 }
 
 /// Median wall time of `f` over 5 runs, after one untimed run (pipeline compilation).
@@ -267,7 +611,7 @@ const LOAD_W: usize = 1024;
 const LOAD_H: usize = 2048;
 
 /// (label, how `ld(x, y)` reads texel (x, y) of the source as a vec4).
-const LOADS: [(&str, &str); 3] = [
+const LOADS: [(&str, &str); 4] = [
     (
         "storage buffer, vec4",
         "@group(0) @binding(1) var<storage, read> s: array<vec4<f32>>;\n\
@@ -286,15 +630,26 @@ const LOADS: [(&str, &str); 3] = [
         "@group(0) @binding(1) var s: texture_2d<f32>;\n\
          fn ld(x: u32, y: u32) -> vec4<f32> { return textureLoad(s, vec2<u32>(x, y), 0); }",
     ),
+    (
+        "uniform buffer, 64 KiB window",
+        "@group(0) @binding(1) var<uniform> s: array<vec4<f32>, 4096>;\n\
+         fn ld(x: u32, y: u32) -> vec4<f32> { return s[(y * 1024u + x) % UNIFORM_TEXELS]; }",
+    ),
 ];
+
+/// Texels (vec4s) of the uniform-buffer load row's window: 64 KiB, the most one uniform
+/// binding may hold here (and WebGPU's default limit).
+const UNIFORM_TEXELS: usize = 4096;
 
 /// Floats loaded per second (G) by a kernel whose every invocation loads four texels of one
 /// row (seven apart, as the taps of a convolution) and writes their sum.
 fn time_loads(ctx: &GpuContext, decl: &str) -> f64 {
     let data: Vec<f32> = (0..LOAD_W * LOAD_H * 4).map(|i| (i % 17) as f32).collect();
     let out = ctx.zeros("sums", LOAD_W * LOAD_H);
+    let uniform = decl.contains("var<uniform>");
     let source = format!(
-        "@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n{decl}\n\
+        "const UNIFORM_TEXELS: u32 = {UNIFORM_TEXELS}u;\n\
+         @group(0) @binding(0) var<storage, read_write> o: array<f32>;\n{decl}\n\
          @compute @workgroup_size(64)\n\
          fn main(@builtin(global_invocation_id) g: vec3<u32>) {{\n\
          \x20   let x = g.x % 1024u;\n\
@@ -335,6 +690,15 @@ fn time_loads(ctx: &GpuContext, decl: &str) -> f64 {
         );
         view = texture.create_view(&Default::default());
         wgpu::BindingResource::TextureView(&view)
+    } else if uniform {
+        storage = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("loads"),
+                contents: bytemuck::cast_slice(&data[..UNIFORM_TEXELS * 4]),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        storage.as_entire_binding()
     } else {
         storage = ctx.upload("loads", &data);
         storage.as_entire_binding()
@@ -359,7 +723,12 @@ fn time_loads(ctx: &GpuContext, decl: &str) -> f64 {
     let (x, y) = (i % LOAD_W, i / LOAD_W);
     let want: f32 = (0..4)
         .map(|t| {
-            let o = (y * LOAD_W + (x + t * 7) % LOAD_W) * 4;
+            let texel = y * LOAD_W + (x + t * 7) % LOAD_W;
+            let o = if uniform {
+                texel % UNIFORM_TEXELS
+            } else {
+                texel
+            } * 4;
             data[o..o + 4].iter().sum::<f32>()
         })
         .sum();
