@@ -159,18 +159,15 @@ fn time_mirror(ctx: &GpuContext, by_kernel: bool) -> f64 {
         height: LOAD_H as u32,
         depth_or_array_layers: 1,
     };
-    let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("mirror"),
-        size,
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba32Float,
-        usage: wgpu::TextureUsages::STORAGE_BINDING
+    let texture = rgba_texture(
+        ctx,
+        "mirror",
+        size.width,
+        size.height,
+        wgpu::TextureUsages::STORAGE_BINDING
             | wgpu::TextureUsages::COPY_DST
             | wgpu::TextureUsages::COPY_SRC,
-        view_formats: &[],
-    });
+    );
     let view = texture.create_view(&Default::default());
     let layout = wgpu::TexelCopyBufferLayout {
         offset: 0,
@@ -287,32 +284,45 @@ fn textured_wgsl(operands: TexOperands) -> String {
     s
 }
 
-/// An rgba32float texture holding `data` (a multiple of 4·TEX_W floats) in TEX_W-texel rows.
-fn texture_of(ctx: &GpuContext, data: &[f32]) -> wgpu::TextureView {
-    let size = wgpu::Extent3d {
-        width: TEX_W,
-        height: (data.len() / 4) as u32 / TEX_W,
-        depth_or_array_layers: 1,
-    };
-    let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("operand"),
-        size,
+/// An empty rgba32float texture of `width` × `height` texels.
+fn rgba_texture(
+    ctx: &GpuContext,
+    label: &str,
+    width: u32,
+    height: u32,
+    usage: wgpu::TextureUsages,
+) -> wgpu::Texture {
+    ctx.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
         mip_level_count: 1,
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
         format: wgpu::TextureFormat::Rgba32Float,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        usage,
         view_formats: &[],
-    });
+    })
+}
+
+/// An rgba32float texture holding `data` (a multiple of 4·width floats) in rows of `width`
+/// texels.
+fn texture_of(ctx: &GpuContext, data: &[f32], width: u32) -> wgpu::TextureView {
+    let height = (data.len() / 4) as u32 / width;
+    let usage = wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST;
+    let texture = rgba_texture(ctx, "operand", width, height, usage);
     ctx.queue.write_texture(
         texture.as_image_copy(),
         bytemuck::cast_slice(data),
         wgpu::TexelCopyBufferLayout {
             offset: 0,
-            bytes_per_row: Some(TEX_W * 16),
+            bytes_per_row: Some(width * 16),
             rows_per_image: None,
         },
-        size,
+        texture.size(),
     );
     texture.create_view(&Default::default())
 }
@@ -383,8 +393,8 @@ fn time_textured(
     let bbuf = ctx.upload("b", b);
     let bias = ctx.zeros("bias", N);
     let c = ctx.zeros("c", M * N);
-    let atex = texture_of(ctx, a);
-    let btex = texture_of(ctx, b);
+    let atex = texture_of(ctx, a, TEX_W);
+    let btex = texture_of(ctx, b, TEX_W);
     let mut entries = vec![
         entry(0, c.as_entire_binding()),
         entry(1, abuf.as_entire_binding()),
@@ -663,32 +673,7 @@ fn time_loads(ctx: &GpuContext, decl: &str) -> f64 {
     let storage;
     let view;
     let resource = if decl.contains("texture_2d") {
-        let size = wgpu::Extent3d {
-            width: LOAD_W as u32,
-            height: LOAD_H as u32,
-            depth_or_array_layers: 1,
-        };
-        let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("loads"),
-            size,
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        });
-        ctx.queue.write_texture(
-            texture.as_image_copy(),
-            bytemuck::cast_slice(&data),
-            wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some((LOAD_W * 16) as u32),
-                rows_per_image: Some(LOAD_H as u32),
-            },
-            size,
-        );
-        view = texture.create_view(&Default::default());
+        view = texture_of(ctx, &data, LOAD_W as u32);
         wgpu::BindingResource::TextureView(&view)
     } else if uniform {
         storage = ctx
