@@ -30,7 +30,9 @@
 //! Mirror rows: what putting a storage buffer's floats into such a texture costs, by a kernel
 //! (which fits inside a compute pass) or by the encoder's copy (which does not).
 //!
-//! Each row is the median of 5 timings of 3 dispatches in one submission.
+//! Each GEMM and load row is the median of 5 timings of 3 dispatches in one submission (the
+//! texture GEMM rows and the shipped kernel alternate, 5 timings each); each mirror row, the
+//! median of 5 timings of one copy or dispatch.
 
 use std::time::Instant;
 
@@ -38,7 +40,7 @@ use wgpu::util::DeviceExt;
 
 use gpucnn::gpu::shader::Dispatch;
 use gpucnn::gpu::{GpuContext, test_context};
-use gpucnn::kernels::gemm::{Gemm, GemmDims, Variant};
+use gpucnn::kernels::gemm::{Gemm, GemmDims, Params as GemmParams, Variant};
 
 const M: usize = 16 * 32 * 32;
 const K: usize = 256;
@@ -119,7 +121,8 @@ fn main() {
                 ("subgroup64, B through a texture", TexOperands::B),
                 ("subgroup64, A and B through textures", TexOperands::AAndB),
             ] {
-                let (base, secs) = time_textured(&ctx, operands, &shipped, &a, &b, &want);
+                let (base, secs) =
+                    time_textured(&ctx, operands, &shipped, (&a, &abuf), (&b, &bbuf), &want);
                 let g = flops / secs / 1e9;
                 println!(
                     "gemm {M}x{N}x{K} {label}: {:.2} ms, {g:.1} GFLOP/s{}; {:.2}× the shipped \
@@ -335,65 +338,41 @@ fn time_textured(
     ctx: &GpuContext,
     operands: TexOperands,
     shipped: &Dispatch,
-    a: &[f32],
-    b: &[f32],
+    (a, abuf): (&[f32], &wgpu::Buffer),
+    (b, bbuf): (&[f32], &wgpu::Buffer),
     want: &[f32],
 ) -> (f64, f64) {
-    let module = ctx
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("ceiling textured"),
-            source: wgpu::ShaderSource::Wgsl(textured_wgsl(operands).into()),
-        });
-    let pipe = ctx
-        .device
-        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("ceiling textured"),
-            layout: None,
-            module: &module,
-            entry_point: Some("gemm_subgroup"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[("A_MODE", 1.0), ("B_MODE", 1.0), ("GATHER", 0.0)],
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+    let pipe = pipeline_of(
+        ctx,
+        textured_wgsl(operands),
+        "gemm_subgroup",
+        &[("A_MODE", 1.0), ("B_MODE", 1.0), ("GATHER", 0.0)],
+    );
     let (m, n, k) = (M as u32, N as u32, K as u32);
-    // gemm_subgroup64.wgsl's Params, in order: m n k splits k_chunk | a_off a_ms a_ks a_gather |
-    // b_off b_ks b_ns | c_off c_ms c_split c_gather | bias_off has_bias | g_ohw g_ow g_in_w
-    // g_in_hw g_stride | relu.
-    let params: [u32; 24] = [
+    // Row-major A (M×K), B (K×N), C (M×N), one split, no bias, no gather.
+    let params = GemmParams {
         m,
         n,
         k,
-        1,
-        k,
-        0,
-        k,
-        1,
-        0,
-        0,
-        n,
-        1,
-        0,
-        n,
-        m * n,
-        0,
-        0,
-        0,
-        1,
-        1,
-        1,
-        1,
-        1,
-        0,
-    ];
+        splits: 1,
+        k_chunk: k,
+        a_ms: k,
+        a_ks: 1,
+        b_ks: n,
+        b_ns: 1,
+        c_ms: n,
+        c_split: m * n,
+        g_ohw: 1,
+        g_ow: 1,
+        g_in_w: 1,
+        g_in_hw: 1,
+        g_stride: 1,
+        ..Default::default()
+    };
     let params = ctx.uniform("p", &params);
-    let abuf = ctx.upload("a", a);
-    let bbuf = ctx.upload("b", b);
     let bias = ctx.zeros("bias", N);
     let c = ctx.zeros("c", M * N);
-    let atex = texture_of(ctx, a, TEX_W);
+    let atex = (operands == TexOperands::AAndB).then(|| texture_of(ctx, a, TEX_W));
     let btex = texture_of(ctx, b, TEX_W);
     let mut entries = vec![
         entry(0, c.as_entire_binding()),
@@ -403,11 +382,12 @@ fn time_textured(
         entry(4, params.as_entire_binding()),
         entry(6, wgpu::BindingResource::TextureView(&btex)),
     ];
-    if operands == TexOperands::AAndB {
-        entries.push(entry(5, wgpu::BindingResource::TextureView(&atex)));
-        entries.push(entry(7, abuf.as_entire_binding()));
-    } else {
-        entries.push(entry(5, abuf.as_entire_binding()));
+    match &atex {
+        Some(atex) => {
+            entries.push(entry(5, wgpu::BindingResource::TextureView(atex)));
+            entries.push(entry(7, abuf.as_entire_binding()));
+        }
+        None => entries.push(entry(5, abuf.as_entire_binding())),
     }
     let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("ceiling textured"),
@@ -536,6 +516,16 @@ fn tile_wgsl(hoist: Hoist) -> String {
 }
 
 fn pipeline(ctx: &GpuContext, source: String) -> wgpu::ComputePipeline {
+    pipeline_of(ctx, source, "main", &[])
+}
+
+/// The pipeline of `entry` in `source` with the override `constants`.
+fn pipeline_of(
+    ctx: &GpuContext,
+    source: String,
+    entry: &str,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
     let module = ctx
         .device
         .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -547,8 +537,11 @@ fn pipeline(ctx: &GpuContext, source: String) -> wgpu::ComputePipeline {
             label: Some("ceiling"),
             layout: None,
             module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
             cache: None,
         })
 }

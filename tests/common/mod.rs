@@ -19,9 +19,10 @@ use rand::{Rng, SeedableRng};
 /// data, on tiny models of a few steps. On a CPU adapter the default subgroup GEMM costs ~2 s
 /// of LLVM compilation per (operand layout, gather) combination, ~20 s per process for ~11 of
 /// them, which made the suite CPU-bound on compilation; the tiled GEMM compiles in
-/// milliseconds. The default kernels are still what the end-to-end runs of tests/train_cli.rs
-/// and tests/demo.rs and the MPI tests use ([`gpucnn_cmd_default_kernels`]), and every variant
-/// is proven against the CPU reference by the kernel, executor and selftest tests.
+/// milliseconds. The end-to-end runs of tests/train_cli.rs and tests/demo.rs still use the
+/// default kernels ([`gpucnn_cmd_default_kernels`]); the MPI tests pin the portable GEMM too,
+/// ranks and single-process references alike (tests/mpi.rs `mpirun`). Every variant is proven
+/// against the CPU reference by the kernel, executor and selftest tests.
 pub fn gpucnn_cmd() -> Command {
     let mut c = gpucnn_cmd_default_kernels();
     c.env(PORTABLE_GEMM.0, PORTABLE_GEMM.1);
