@@ -58,6 +58,10 @@ fn main() {
             m.pool_buffers,
             m.naive_bytes as f64 / 1048576.0
         );
+        // One step outside the timings: pipelines a driver compiles on first use (seconds each
+        // on a CPU adapter) must not count in the rate line below, which sums every timed
+        // iteration, criterion's warm-up included.
+        step.run(&ctx).unwrap();
         group.throughput(Throughput::Elements(batch as u64));
         let timed = Cell::new((0u64, Duration::ZERO));
         let id = format!("w1.0_{size}x{size}_b{batch}");
