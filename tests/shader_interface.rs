@@ -67,10 +67,9 @@ fn every_header_binding_table_agrees_with_naga() {
         let i = ShaderInterface::of(file.trim_end_matches(".wgsl"), src).unwrap();
         let rows = header_rows(src);
         for b in &i.bindings {
-            let access = if b.space == "uniform" {
-                "uniform"
-            } else {
-                &b.access
+            let access = match b.space.as_str() {
+                "uniform" | "texture" => b.space.as_str(),
+                _ => &b.access,
             };
             match rows.iter().find(|r| r.0 == b.slot) {
                 None => errors.push(format!(

@@ -167,6 +167,39 @@ fn pair_differences(portable: &str, variant: &str, variant_only: &[u32]) -> Vec<
     diffs
 }
 
+/// Each file that reads some operands from texture mirrors: (storage file, textured file, the
+/// slots it binds as `texture_2d` where the storage file has a storage array). Everything else
+/// must agree as in VARIANT_PAIRS (slots the textured file drops are simply not bound).
+const TEXTURE_PAIRS: &[(&str, &str, &[u32])] =
+    &[("gemm_subgroup64.wgsl", "gemm_texture64.wgsl", &[1, 2])];
+
+#[test]
+fn textured_files_mirror_their_storage_files_slot_for_slot() {
+    let mut diffs = Vec::new();
+    for (storage, textured, slots) in TEXTURE_PAIRS {
+        let (sb, tb) = (bindings(&parsed(storage)), bindings(&parsed(textured)));
+        for &slot in *slots {
+            let (s, t) = (&sb[&(0, slot)], &tb[&(0, slot)]);
+            if !(s.contains("Storage") && t.contains("Image") && t.contains("Float")) {
+                diffs.push(format!(
+                    "binding {slot}: {storage} has `{s}`, {textured} should have a float texture \
+                     there but has `{t}`"
+                ));
+            }
+        }
+        diffs.extend(
+            pair_differences(storage, textured, &[])
+                .into_iter()
+                .filter(|d| {
+                    !slots
+                        .iter()
+                        .any(|s| d.starts_with(&format!("binding (0, {s})")))
+                }),
+        );
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
 #[test]
 fn variant_pairs_declare_the_same_params_and_bindings() {
     let mut diffs = Vec::new();

@@ -176,7 +176,7 @@ fn print_table(p: &Profile, adapter: &str, args: &ProfileArgs) -> anyhow::Result
     let total = ops_total.max(f64::MIN_POSITIVE);
     outln!(
         "ops, each in a pass of its own: {:.1} ms ({:.1} GFLOP/s on {:.2} GFLOP; {:.1} GB/s on \
-         {:.1} MB moved); a whole step as training runs it (one pass, one submission, and the \
+         {:.1} MB moved); a whole step as training runs it (one submission, and the \
          wait): {:.1} ms",
         ops_total * 1e3,
         flops as f64 / total / 1e9,

@@ -34,9 +34,9 @@ pub struct ShaderInterface {
 pub struct Binding {
     pub slot: u32,
     pub name: String,
-    /// `storage` or `uniform`.
+    /// `storage`, `uniform` or `texture` (a sampled texture read by `textureLoad`).
     pub space: String,
-    /// `read`, `read_write` (storage) or `read` (uniform).
+    /// `read`, `read_write` (storage) or `read` (uniform, texture).
     pub access: String,
     /// The WGSL type, e.g. `array<f32>`, `array<vec4<f32>>`, `Params`.
     pub ty: String,
@@ -146,6 +146,11 @@ impl ShaderInterface {
                         "read"
                     },
                 ),
+                naga::AddressSpace::Handle
+                    if matches!(module.types[g.ty].inner, naga::TypeInner::Image { .. }) =>
+                {
+                    ("texture", "read")
+                }
                 other => return Err(format!("{name}: binding in address space {other:?}")),
             };
             let inner = &module.types[g.ty].inner;

@@ -12,6 +12,7 @@ use thiserror::Error;
 use wgpu::util::DeviceExt;
 
 pub mod interface;
+pub mod mirror;
 pub mod record;
 pub mod shader;
 

@@ -194,6 +194,13 @@ pub(crate) fn run_traced(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<(
             }
         }
         for d in dispatches {
+            if d.has_mirrors() {
+                t.fail(format!(
+                    "{}: reads texture mirrors of its operands, which a trace does not carry \
+                     (only storage buffers)",
+                    d.label
+                ));
+            }
             let Some(dt) = &d.trace else {
                 t.fail(format!(
                     "{}: dispatch built before recording began; its bindings are unknown",

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::mirror::Mirror;
 use super::record::{self, Access, DispatchTrace, TracedBinding};
 use super::{GpuContext, GpuError};
 
@@ -81,6 +82,8 @@ struct BindingInfo {
     binding: u32,
     /// Byte size of a uniform's type (None for runtime-sized storage arrays).
     uniform_size: Option<u32>,
+    /// A `texture_2d<f32>`: bound to a [`Mirror`]'s view.
+    texture: bool,
     access: Access,
     name: String,
 }
@@ -143,6 +146,7 @@ fn bindings_used(
             assert_eq!(rb.group, 0, "{name}: only bind group 0 is used");
             let uniform_size =
                 matches!(g.space, naga::AddressSpace::Uniform).then(|| layouter[g.ty].size);
+            let texture = matches!(module.types[g.ty].inner, naga::TypeInner::Image { .. });
             let access = match g.space {
                 naga::AddressSpace::Storage { access }
                     if access.contains(naga::StorageAccess::STORE) =>
@@ -155,6 +159,7 @@ fn bindings_used(
             Some(BindingInfo {
                 binding: rb.binding,
                 uniform_size,
+                texture,
                 access,
                 name: g.name.clone().unwrap_or_default(),
             })
@@ -279,6 +284,21 @@ impl ShaderFamily {
         params: Option<&P>,
         workgroups: [u32; 3],
     ) -> Dispatch {
+        self.dispatch_mirrored(ctx, entry, slots, Vec::new(), params, workgroups)
+    }
+
+    /// [`Self::dispatch`] for an entry point that reads textures: `mirrors[i] = (slot,
+    /// mirror)` binds the mirror's view at that slot, and the dispatch records each mirror's
+    /// copy right before itself ([`record_all`]).
+    pub fn dispatch_mirrored<P: bytemuck::Pod>(
+        &self,
+        ctx: &GpuContext,
+        entry: &str,
+        slots: &[Option<&dyn Bind>],
+        mirrors: Vec<(u32, Mirror)>,
+        params: Option<&P>,
+        workgroups: [u32; 3],
+    ) -> Dispatch {
         let pipeline = self
             .pipelines
             .get(entry)
@@ -304,6 +324,17 @@ impl ShaderFamily {
                         b.name
                     );
                     p.as_entire_binding()
+                } else if b.texture {
+                    let (_, m) = mirrors
+                        .iter()
+                        .find(|(s, _)| *s == b.binding)
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "{}::{entry} reads texture {} ('{}') but no mirror was given",
+                                self.name, b.binding, b.name
+                            )
+                        });
+                    wgpu::BindingResource::TextureView(m.view())
                 } else {
                     let slot = slots
                         .get(b.binding as usize)
@@ -339,6 +370,7 @@ impl ShaderFamily {
                     .map(|b| {
                         let slot = slots.get(b.binding as usize).copied().flatten();
                         let (buffer, offset, size) = match (b.access, slot) {
+                            _ if b.texture => (None, 0, 0),
                             (Access::Uniform, _) | (_, None) => (None, 0, 0),
                             (_, Some(s)) => {
                                 let bb = s.binding();
@@ -364,6 +396,7 @@ impl ShaderFamily {
             workgroups,
             params: params_buf,
             trace,
+            mirrors: mirrors.into_iter().map(|(_, m)| m).collect(),
         }
     }
 
@@ -382,6 +415,8 @@ pub struct Dispatch {
     params: Option<wgpu::Buffer>,
     /// What [`crate::gpu::record`] needs to replay it; built only while recording.
     pub(crate) trace: Option<Box<DispatchTrace>>,
+    /// The texture mirrors it reads, copied right before it (outside its compute pass).
+    pub(crate) mirrors: Vec<Mirror>,
 }
 
 impl Dispatch {
@@ -404,7 +439,21 @@ impl Dispatch {
         }
     }
 
-    /// Records the dispatch into an open compute pass.
+    /// True when it reads texture mirrors: their copies must be recorded outside a compute
+    /// pass, right before it ([`record_all`] does).
+    pub fn has_mirrors(&self) -> bool {
+        !self.mirrors.is_empty()
+    }
+
+    /// Records the copies of the mirrors it reads (outside any pass; see [`Self::record`]).
+    pub fn record_mirrors(&self, enc: &mut wgpu::CommandEncoder) {
+        for m in &self.mirrors {
+            m.record(enc);
+        }
+    }
+
+    /// Records the dispatch into an open compute pass. A dispatch that [`Self::has_mirrors`]
+    /// needs [`Self::record_mirrors`] first, outside the pass: [`record_all`] does both.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
@@ -413,14 +462,50 @@ impl Dispatch {
     }
 }
 
-/// Records `dispatches` in order into one compute pass of `enc`.
+/// Records `dispatches` in order into compute passes of `enc`: one pass, or one more after
+/// each dispatch's mirror copies (see [`record_all_timed`]).
 pub fn record_all(enc: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
-    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some("gpucnn"),
-        timestamp_writes: None,
-    });
-    for d in dispatches {
-        d.record(&mut pass);
+    record_all_timed(enc, dispatches, None);
+}
+
+/// [`record_all`], with `timestamps = (set, begin, end)` writing query `begin` when the first
+/// dispatch (or its mirror copies) starts and `end` when the last one ends.
+pub fn record_all_timed(
+    enc: &mut wgpu::CommandEncoder,
+    dispatches: &[&Dispatch],
+    timestamps: Option<(&wgpu::QuerySet, u32, u32)>,
+) {
+    // WebGPU wants at least one index in a pass's timestamp writes.
+    let writes = |begin: bool, end: bool| {
+        let timestamps = timestamps.filter(|_| begin || end);
+        timestamps.map(|(query_set, b, e)| wgpu::ComputePassTimestampWrites {
+            query_set,
+            beginning_of_pass_write_index: begin.then_some(b),
+            end_of_pass_write_index: end.then_some(e),
+        })
+    };
+    // Passes start at the first dispatch and at each one that has mirrors to copy first.
+    let starts: Vec<usize> = (0..dispatches.len())
+        .filter(|&i| i == 0 || dispatches[i].has_mirrors())
+        .collect();
+    if starts.is_empty() || dispatches[0].has_mirrors() {
+        // An empty pass so that the begin timestamp precedes the first copies.
+        drop(enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("gpucnn"),
+            timestamp_writes: writes(true, starts.is_empty()),
+        }));
+    }
+    for (j, &start) in starts.iter().enumerate() {
+        let end = starts.get(j + 1).copied().unwrap_or(dispatches.len());
+        dispatches[start].record_mirrors(enc);
+        let first = start == 0 && !dispatches[0].has_mirrors();
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("gpucnn"),
+            timestamp_writes: writes(first, end == dispatches.len()),
+        });
+        for d in &dispatches[start..end] {
+            d.record(&mut pass);
+        }
     }
 }
 

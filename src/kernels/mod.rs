@@ -24,7 +24,7 @@
 use crate::gpu::GpuContext;
 pub use crate::gpu::shader::{
     Bind, BufferRange, Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for, record_all,
-    run_all, validate_wgsl,
+    record_all_timed, run_all, validate_wgsl,
 };
 
 pub mod adam;

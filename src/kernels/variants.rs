@@ -66,8 +66,7 @@ pub enum VariantError {
 
 impl Variants {
     /// What `GPUCNN_VARIANT` accepts, for messages and `--help`.
-    pub const CHOICES: &'static str =
-        "gemm=naive|tiled|subgroup|subgroup64, conv2d=portable|subgroup, batch_norm=tree|flat";
+    pub const CHOICES: &'static str = "gemm=naive|tiled|subgroup|subgroup64|texture64, conv2d=portable|subgroup, batch_norm=tree|flat";
 
     /// The variants every adapter runs: what a real GPU gets by default, and what a plan made
     /// without a GPU assumes.
@@ -83,7 +82,9 @@ impl Variants {
     /// The measured default for `ctx` (no override), with the reason for each choice. On a
     /// software adapter (lavapipe) per-lane loads, workgroup memory and barriers are what
     /// costs: the subgroup GEMM (A shared by subgroup shuffles, measured 10–20× faster than
-    /// workgroup-memory tiles there; its 64-row tiles ~1.1–1.2× the 32-row ones) where
+    /// workgroup-memory tiles there; its 64-row tiles ~1.1–1.2× the 32-row ones), reading A
+    /// and B through texture mirrors (`texture64`: 1.5× the whole step on an AVX2 EPYC, where a
+    /// storage load costs ~7× a texel fetch; about even where they cost the same) where
     /// subgroups have ≥ 8 lanes, the subgroup conv2d where
     /// the subgroup size is fixed and divides 16, and the flat batch norm (no workgroup memory,
     /// no barriers). Real GPUs get the portable variants: workgroup-memory tiles and coalesced
@@ -91,14 +92,24 @@ impl Variants {
     pub fn default_for(ctx: &GpuContext) -> (Self, [String; 3]) {
         let software = ctx.is_software();
         let (g, why_g) = match gemm::subgroup_usable(ctx) {
-            Ok(()) if software => (
-                gemm::Variant::Subgroup64,
-                format!(
-                    "CPU adapter with {}..{}-lane subgroups: A shared by subgroup shuffles, \
-                     64-row register tiles",
-                    ctx.info.subgroup_min_size, ctx.info.subgroup_max_size
+            Ok(()) if software => match crate::gpu::mirror::MirrorScratch::supported(ctx) {
+                Ok(()) => (
+                    gemm::Variant::Texture64,
+                    format!(
+                        "CPU adapter with {}..{}-lane subgroups: A shared by subgroup shuffles, \
+                         64-row register tiles, A and B read through texture mirrors",
+                        ctx.info.subgroup_min_size, ctx.info.subgroup_max_size
+                    ),
                 ),
-            ),
+                Err(why) => (
+                    gemm::Variant::Subgroup64,
+                    format!(
+                        "CPU adapter with {}..{}-lane subgroups: A shared by subgroup shuffles, \
+                         64-row register tiles; no texture mirrors: {why}",
+                        ctx.info.subgroup_min_size, ctx.info.subgroup_max_size
+                    ),
+                ),
+            },
             Ok(()) => (
                 gemm::Variant::Tiled,
                 "hardware GPU: workgroup-memory tiles (subgroup variant is tuned for CPU \

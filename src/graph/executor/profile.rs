@@ -143,7 +143,8 @@ impl TrainStep {
         groups
     }
 
-    /// One compute pass per op, timestamps at its start and end; seconds per op.
+    /// Compute passes per op (one, or more where texture mirrors are copied between its
+    /// dispatches), timestamps at its start and end; seconds per op.
     fn time_with_timestamps(
         &self,
         ctx: &GpuContext,
@@ -164,17 +165,8 @@ impl TrainStep {
         });
         ctx.run(|enc| {
             for (i, g) in groups.iter().enumerate() {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("profiled op"),
-                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                        query_set: &set,
-                        beginning_of_pass_write_index: Some(2 * i as u32),
-                        end_of_pass_write_index: Some(2 * i as u32 + 1),
-                    }),
-                });
-                for d in g {
-                    d.record(&mut pass);
-                }
+                let ts = (&set, 2 * i as u32, 2 * i as u32 + 1);
+                crate::kernels::record_all_timed(enc, g, Some(ts));
             }
             enc.resolve_query_set(&set, 0..count, &resolved, 0);
         })?;

@@ -4,12 +4,22 @@
 //! (LAVAPIPE-NOTES.md), so the WGSL cannot use a loop there. This writes the repetition from
 //! loops over the row names; the test below checks each committed file is exactly its output
 //! (`GPUCNN_REGENERATE=1 cargo test --lib gemm::generate` rewrites the files instead).
+//!
+//! shaders/gemm_texture64.wgsl is the 64-row kernel with A and B read from rgba32float texture
+//! mirrors of their buffers instead of storage buffers ([`textured`]): on some CPU adapters a
+//! texel fetch costs a fraction of a storage load (ARCHITECTURE.md, "What this adapter taught
+//! us").
 
 use std::fmt::Write;
 
 /// The generated files: (file name in shaders/, rows of C per invocation (`ROWS` in the WGSL),
-/// each row one pair of named vec4 accumulators).
-pub const FILES: [(&str, usize); 2] = [("gemm_subgroup.wgsl", 32), ("gemm_subgroup64.wgsl", 64)];
+/// each row one pair of named vec4 accumulators, and whether A and B are read from texture
+/// mirrors).
+pub const FILES: [(&str, usize, bool); 3] = [
+    ("gemm_subgroup.wgsl", 32, false),
+    ("gemm_subgroup64.wgsl", 64, false),
+    ("gemm_texture64.wgsl", 64, true),
+];
 
 /// Everything before the unrolled part of the entry point, verbatim.
 const PRELUDE: &str = r#"// {FILE} — C = A·B (+ bias) for adapters with subgroups of at least 8 lanes,
@@ -238,13 +248,18 @@ const EPILOGUE_HEAD: &str = r#"        }
 "#;
 
 /// The text of `file` (one of [`FILES`]), whose invocations own `rows` rows of C (a multiple
-/// of 4: A_MODE 2 transposes 4×4 blocks).
-pub fn gemm_subgroup_wgsl(file: &str, rows: usize) -> String {
+/// of 4: A_MODE 2 transposes 4×4 blocks), reading A and B from texture mirrors if `textures`.
+pub fn gemm_subgroup_wgsl(file: &str, rows: usize, textures: bool) -> String {
     assert!(
         rows.is_multiple_of(4),
         "gemm_subgroup: {rows} rows is not a multiple of 4"
     );
-    let mut s = PRELUDE
+    let prelude = if textures {
+        textured(PRELUDE)
+    } else {
+        PRELUDE.to_string()
+    };
+    let mut s = prelude
         .replace("{FILE}", file)
         .replace("{ROWS}", &rows.to_string())
         .replace("{LAST}", &(rows - 1).to_string());
@@ -313,6 +328,95 @@ fn a_loads(s: &mut String, rows: usize) {
     line(s, 2, format_args!("}}"));
 }
 
+/// What the textured file says and declares in place of the storage-buffer file's operand
+/// lines: (storage text, texture text).
+const TEXTURE_SWAPS: [(&str, &str); 10] = [
+    (
+        "// Correct for any subgroup size",
+        "// A and B are read from rgba32float textures that mirror their storage buffers (the\n\
+         // caller copies each buffer's bound range into a texture, texel i = floats 4i .. 4i+3 at\n\
+         // (i mod TW, i / TW), just before the dispatch: kernels::gemm, gpu::mirror): on CPU\n\
+         // adapters whose storage loads are per-lane loops (lavapipe on AVX2 machines) a texel\n\
+         // fetch is one vector gather. Same addressing, Params, modes and results as the storage\n\
+         // file; C and the bias stay storage buffers (texture stores cost more than storage ones).\n\
+         //\n\
+         // Correct for any subgroup size",
+    ),
+    (
+        "//   1    | a      | read       | A operand, f32          | gemm_subgroup\n",
+        "//   1    | at     | texture    | A mirror, rgba32float   | gemm_subgroup\n",
+    ),
+    (
+        "//   2    | b      | read       | B operand, f32          | gemm_subgroup\n",
+        "//   2    | bt     | texture    | B mirror, rgba32float   | gemm_subgroup\n",
+    ),
+    (
+        "//   5    | a4     | read       | slot 1 as vec4<f32>     | gemm_subgroup (read when A_MODE > 0)\n\
+         //   6    | b4     | read       | slot 2 as vec4<f32>     | gemm_subgroup (read when B_MODE > 0)\n",
+        "",
+    ),
+    (
+        "@group(0) @binding(1) var<storage, read> a: array<f32>;\n\
+         @group(0) @binding(2) var<storage, read> b: array<f32>;\n",
+        "@group(0) @binding(1) var at: texture_2d<f32>;\n\
+         @group(0) @binding(2) var bt: texture_2d<f32>;\n",
+    ),
+    (
+        "@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;\n\
+         @group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;\n",
+        "\n// Texels per row of a mirror (gpu::mirror::WIDTH), as a shift.\n\
+         const TW_LOG2: u32 = 13u;\n\
+         \n\
+         fn texel(i: u32) -> vec2<u32> {\n\
+         \x20   return vec2<u32>(i & ((1u << TW_LOG2) - 1u), i >> TW_LOG2);\n\
+         }\n\
+         \n\
+         // Floats 4i .. 4i+3 of A or B, and float i alone.\n\
+         fn at4(i: u32) -> vec4<f32> {\n\
+         \x20   return textureLoad(at, texel(i), 0);\n\
+         }\n\
+         fn at1(i: u32) -> f32 {\n\
+         \x20   return textureLoad(at, texel(i >> 2u), 0)[i & 3u];\n\
+         }\n\
+         fn bt4(i: u32) -> vec4<f32> {\n\
+         \x20   return textureLoad(bt, texel(i), 0);\n\
+         }\n\
+         fn bt1(i: u32) -> f32 {\n\
+         \x20   return textureLoad(bt, texel(i >> 2u), 0)[i & 3u];\n\
+         }\n",
+    ),
+    (
+        "v = a4[(row + ko.x) >> 2u];",
+        "v = at4((row + ko.x) >> 2u);",
+    ),
+    (
+        "v = vec4<f32>(a[row + ko.x], a[row + ko.y], a[row + ko.z], a[row + ko.w]);",
+        "v = vec4<f32>(at1(row + ko.x), at1(row + ko.y), at1(row + ko.z), at1(row + ko.w));",
+    ),
+    (
+        "return b4[(row + co.x) >> 2u];\n    }\n    return vec4<f32>(b[row + co.x], b[row + co.y], b[row + co.z], b[row + co.w]);",
+        "return bt4((row + co.x) >> 2u);\n    }\n    return vec4<f32>(bt1(row + co.x), bt1(row + co.y), bt1(row + co.z), bt1(row + co.w));",
+    ),
+    (
+        "a4[(r + ko.x) >> 2u], a4[(r + ko.y) >> 2u], a4[(r + ko.z) >> 2u], a4[(r + ko.w) >> 2u]",
+        "at4((r + ko.x) >> 2u), at4((r + ko.y) >> 2u), at4((r + ko.z) >> 2u), at4((r + ko.w) >> 2u)",
+    ),
+];
+
+/// `prelude` with A and B read from texture mirrors ([`TEXTURE_SWAPS`]); panics if a swapped
+/// text is missing (the prelude changed under the swaps).
+fn textured(prelude: &str) -> String {
+    let mut s = prelude.to_string();
+    for (from, to) in TEXTURE_SWAPS {
+        assert!(
+            s.matches(from).count() == 1,
+            "gemm generator: the prelude should hold `{from}` once"
+        );
+        s = s.replace(from, to);
+    }
+    s
+}
+
 /// Appends one line indented by `depth` levels of four spaces.
 fn line(s: &mut String, depth: usize, text: std::fmt::Arguments) {
     writeln!(s, "{:width$}{text}", "", width = 4 * depth).expect("writing to a String");
@@ -324,11 +428,11 @@ mod tests {
 
     #[test]
     fn the_committed_shaders_are_the_generated_ones() {
-        for (file, rows) in FILES {
+        for (file, rows, textures) in FILES {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("shaders")
                 .join(file);
-            let want = gemm_subgroup_wgsl(file, rows);
+            let want = gemm_subgroup_wgsl(file, rows, textures);
             if std::env::var_os("GPUCNN_REGENERATE").is_some_and(|v| v == "1") {
                 std::fs::write(&path, &want).unwrap_or_else(|e| panic!("writing {file}: {e}"));
             }
@@ -358,10 +462,11 @@ mod tests {
         for (variant, file) in [
             (super::super::Variant::Subgroup, "gemm_subgroup.wgsl"),
             (super::super::Variant::Subgroup64, "gemm_subgroup64.wgsl"),
+            (super::super::Variant::Texture64, "gemm_texture64.wgsl"),
         ] {
-            let rows = FILES.iter().find(|(f, _)| *f == file).unwrap().1;
+            let &(_, rows, textures) = FILES.iter().find(|(f, ..)| *f == file).unwrap();
             assert_eq!(variant.tile(8).0 as usize, rows, "{file}");
-            let text = gemm_subgroup_wgsl(file, rows);
+            let text = gemm_subgroup_wgsl(file, rows, textures);
             assert!(
                 text.contains(&format!("const ROWS: u32 = {rows}u;")),
                 "{file}"
@@ -371,8 +476,8 @@ mod tests {
 
     #[test]
     fn the_generated_shaders_validate() {
-        for (file, rows) in FILES {
-            crate::kernels::validate_wgsl(file, &gemm_subgroup_wgsl(file, rows))
+        for (file, rows, textures) in FILES {
+            crate::kernels::validate_wgsl(file, &gemm_subgroup_wgsl(file, rows, textures))
                 .unwrap_or_else(|e| panic!("{e}"));
         }
     }

@@ -10,6 +10,13 @@
 //! - `subgroup64`: the same kernel with 64 rows per invocation: each B vec4 a lane loads feeds
 //!   twice as many rows, which halves B's loads (the per-lane loads that bound lavapipe) at the
 //!   cost of more spilled accumulators; measured ~1.1× the 32-row kernel on lavapipe.
+//! - `texture64`: `subgroup64` reading A and B from rgba32float texture mirrors of their
+//!   buffers (shaders/gemm_texture64.wgsl, [`crate::gpu::mirror`]): the dispatch copies each
+//!   operand's bound range into a texture first. Where a storage load is a per-lane loop and a
+//!   texel fetch one gather (lavapipe on an AVX2 EPYC: 1.75–2.7× `subgroup64` at the step's
+//!   shapes) it wins; elsewhere the copies cost more than they save, and the tuner keeps
+//!   another. An operand that cannot be mirrored (bound at an offset that is not a multiple of
+//!   16 bytes, or larger than a mirror) makes that one GEMM run `subgroup64`.
 //!
 //! Every variant takes the same [`GemmSpec`]: offsets and strides per operand (so transposes
 //! are free), the strided-pixel row gather/scatter of a 1×1 convolution, an optional bias, and
@@ -20,6 +27,7 @@ use std::sync::OnceLock;
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::GpuContext;
+use crate::gpu::mirror::MirrorScratch;
 use crate::kernels::Bind;
 use crate::kernels::variants::VariantError;
 use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
@@ -103,14 +111,16 @@ pub enum Variant {
     Tiled,
     Subgroup,
     Subgroup64,
+    Texture64,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 5] = [
         Variant::Naive,
         Variant::Tiled,
         Variant::Subgroup,
         Variant::Subgroup64,
+        Variant::Texture64,
     ];
 
     pub fn name(self) -> &'static str {
@@ -119,6 +129,7 @@ impl Variant {
             Variant::Tiled => "tiled",
             Variant::Subgroup => "subgroup",
             Variant::Subgroup64 => "subgroup64",
+            Variant::Texture64 => "texture64",
         }
     }
 
@@ -127,9 +138,13 @@ impl Variant {
         Self::ALL.into_iter().find(|v| v.name() == name)
     }
 
-    /// True for the variants built on gemm_subgroup*.wgsl (they need [`subgroup_usable`]).
+    /// True for the variants built on gemm_subgroup*.wgsl and gemm_texture64.wgsl (they need
+    /// [`subgroup_usable`]).
     pub fn uses_subgroups(self) -> bool {
-        matches!(self, Variant::Subgroup | Variant::Subgroup64)
+        matches!(
+            self,
+            Variant::Subgroup | Variant::Subgroup64 | Variant::Texture64
+        )
     }
 
     /// Output rows and columns one workgroup computes.
@@ -138,7 +153,7 @@ impl Variant {
             Variant::Naive => (NAIVE_XY, NAIVE_XY),
             Variant::Tiled => (64, 64),
             Variant::Subgroup => (32, 8 * sg_wg),
-            Variant::Subgroup64 => (64, 8 * sg_wg),
+            Variant::Subgroup64 | Variant::Texture64 => (64, 8 * sg_wg),
         }
     }
 }
@@ -153,12 +168,16 @@ const WG_1D: u32 = 64;
 /// Compiled GEMM pipelines for one device, and the variant chosen for its adapter.
 pub struct Gemm {
     portable: ShaderFamily,
-    /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE + 6·(64 rows), compiled on first use
-    /// (each takes seconds the first time on a CPU adapter); where the device cannot run them,
-    /// why not.
-    subgroup: Result<[OnceLock<ShaderFamily>; 24], String>,
+    /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE + 6·file + 18·GATHER (file 0:
+    /// gemm_subgroup, 1: gemm_subgroup64, 2: gemm_texture64), compiled on first use (each takes
+    /// seconds the first time on a CPU adapter); where the device cannot run them, why not.
+    subgroup: Result<[OnceLock<ShaderFamily>; 36], String>,
     sg_wg: u32,
     dummy: wgpu::Buffer,
+    /// The texture mirrors of A and B for `texture64`.
+    mirrors: [MirrorScratch; 2],
+    /// Why this device cannot hold a mirror, if so.
+    mirror_limit: Option<String>,
 }
 
 /// Entry points of shaders/gemm.wgsl.
@@ -228,19 +247,24 @@ impl Gemm {
                 ("NY", NAIVE_XY as f64),
             ],
         );
-        let subgroup = subgroup_usable(ctx).map(|()| Default::default());
+        let subgroup = subgroup_usable(ctx).map(|()| std::array::from_fn(|_| OnceLock::new()));
         Self {
             portable,
             subgroup,
             sg_wg: subgroup_width(ctx),
             dummy: ctx.zeros("gemm dummy", 4),
+            mirrors: [
+                MirrorScratch::new(ctx, "gemm A mirror"),
+                MirrorScratch::new(ctx, "gemm B mirror"),
+            ],
+            mirror_limit: MirrorScratch::supported(ctx).err(),
         }
     }
 
     fn subgroup_family(
         &self,
         ctx: &GpuContext,
-        rows64: bool,
+        variant: Variant,
         a_mode: u32,
         b_mode: u32,
         gather: bool,
@@ -249,19 +273,26 @@ impl Gemm {
             Ok(cells) => cells,
             Err(why) => panic!("gemm: the subgroup variants cannot run on this device: {why}"),
         };
-        let cell = a_mode + 3 * b_mode + 6 * rows64 as u32 + 12 * gather as u32;
+        let (file, name, source) = match variant {
+            Variant::Subgroup => (
+                0,
+                "gemm_subgroup",
+                include_str!("../../../shaders/gemm_subgroup.wgsl"),
+            ),
+            Variant::Subgroup64 => (
+                1,
+                "gemm_subgroup64",
+                include_str!("../../../shaders/gemm_subgroup64.wgsl"),
+            ),
+            Variant::Texture64 => (
+                2,
+                "gemm_texture64",
+                include_str!("../../../shaders/gemm_texture64.wgsl"),
+            ),
+            Variant::Naive | Variant::Tiled => unreachable!("{variant:?} is not a subgroup kernel"),
+        };
+        let cell = a_mode + 3 * b_mode + 6 * file + 18 * gather as u32;
         cells[cell as usize].get_or_init(|| {
-            let (name, source) = if rows64 {
-                (
-                    "gemm_subgroup64",
-                    include_str!("../../../shaders/gemm_subgroup64.wgsl"),
-                )
-            } else {
-                (
-                    "gemm_subgroup",
-                    include_str!("../../../shaders/gemm_subgroup.wgsl"),
-                )
-            };
             ShaderFamily::new(
                 ctx,
                 name,
@@ -288,13 +319,18 @@ impl Gemm {
     /// `Ok` when `variant` can run on this device; else why not, naming the missing wgpu
     /// feature or property.
     pub fn supports(&self, variant: Variant) -> Result<(), VariantError> {
-        match &self.subgroup {
-            Err(why) if variant.uses_subgroups() => Err(VariantError::Unsupported {
+        let why = match &self.subgroup {
+            Err(why) if variant.uses_subgroups() => Some(why.clone()),
+            _ if variant == Variant::Texture64 => self.mirror_limit.clone(),
+            _ => None,
+        };
+        match why {
+            Some(why) => Err(VariantError::Unsupported {
                 family: "gemm",
                 variant: variant.name(),
-                why: why.clone(),
+                why,
             }),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
@@ -322,6 +358,17 @@ impl Gemm {
         );
         let p = spec.params();
         let bias = bias.unwrap_or(&self.dummy);
+        // texture64 mirrors A and B; where either cannot be, this GEMM runs subgroup64.
+        let mirrors = (variant == Variant::Texture64)
+            .then(|| {
+                let [ma, mb] = &self.mirrors;
+                Some([(1, ma.mirror(ctx, a).ok()?), (2, mb.mirror(ctx, b).ok()?)])
+            })
+            .flatten();
+        let variant = match (variant, &mirrors) {
+            (Variant::Texture64, None) => Variant::Subgroup64,
+            _ => variant,
+        };
         let (tm, tn) = variant.tile(self.sg_wg);
         let grid = [
             groups_for(spec.n, tn),
@@ -337,14 +384,8 @@ impl Gemm {
         let (family, entry) = match variant {
             Variant::Naive => (&self.portable, "gemm_naive"),
             Variant::Tiled => (&self.portable, "gemm_tiled"),
-            Variant::Subgroup | Variant::Subgroup64 => (
-                self.subgroup_family(
-                    ctx,
-                    variant == Variant::Subgroup64,
-                    spec.a_mode(),
-                    spec.b_mode(),
-                    spec.gathers(),
-                ),
+            Variant::Subgroup | Variant::Subgroup64 | Variant::Texture64 => (
+                self.subgroup_family(ctx, variant, spec.a_mode(), spec.b_mode(), spec.gathers()),
                 "gemm_subgroup",
             ),
         };
@@ -352,7 +393,7 @@ impl Gemm {
         // least one vec4 (when a path reads one, the operand holds it: see a_mode, b_mode).
         let a4 = if a.size() >= 16 { a } else { &self.dummy };
         let b4 = if b.size() >= 16 { b } else { &self.dummy };
-        family.dispatch(
+        family.dispatch_mirrored(
             ctx,
             entry,
             &[
@@ -364,6 +405,7 @@ impl Gemm {
                 Some(a4),
                 Some(b4),
             ],
+            mirrors.map(Vec::from).unwrap_or_default(),
             Some(&p),
             grid,
         )
@@ -474,4 +516,63 @@ impl Gemm {
 /// The default variant on this adapter ([`super::variants::Variants::default_for`]).
 pub fn selected_variant(ctx: &GpuContext) -> Variant {
     super::variants::Variants::default_for(ctx).0.gemm
+}
+
+#[cfg(test)]
+mod mirror_tests {
+    use super::*;
+    use crate::gpu::shader::BufferRange;
+    use crate::harness::random_vec;
+
+    /// texture64 GEMMs of growing, shrinking and odd sizes (a last partial texel, an operand
+    /// bound 256 bytes into its buffer) recorded into one submission, sharing the mirror
+    /// textures: each equals subgroup64's result bit for bit (same products, same order),
+    /// which only holds if each GEMM's copies landed after the previous GEMM read the mirror.
+    #[test]
+    fn texture64_shares_its_mirrors_across_one_submission() {
+        let Some(ctx) = crate::gpu::test_context() else {
+            return;
+        };
+        let g = Gemm::new(&ctx);
+        if g.supports(Variant::Texture64).is_err() {
+            // subgroup_usable says why; the parity checks skip the variant the same way.
+            return;
+        }
+        let shapes = [(40, 36, 64), (300, 257, 190), (37, 29, 53), (5, 3, 7)];
+        let mut held = Vec::new();
+        for (i, &(m, n, k)) in shapes.iter().enumerate() {
+            // A lives 64 floats (256 bytes) into its buffer.
+            let mut a = vec![9.0f32; 64];
+            a.extend(random_vec(i as u64, m * k, -1.0, 1.0));
+            let b = random_vec(100 + i as u64, k * n, -1.0, 1.0);
+            let (ab, bb) = (ctx.upload("a", &a), ctx.upload("b", &b));
+            let outs = [ctx.zeros("c tex", m * n), ctx.zeros("c sg", m * n)];
+            held.push((ab, bb, outs, (m, n, k)));
+        }
+        let mut dispatches = Vec::new();
+        for (ab, bb, outs, (m, n, k)) in &held {
+            let range = BufferRange {
+                buffer: ab,
+                offset: 256,
+                size: (m * k * 4) as u64,
+            };
+            let d = GemmDims {
+                m: *m,
+                n: *n,
+                k: *k,
+            };
+            for (variant, c) in [Variant::Texture64, Variant::Subgroup64].iter().zip(outs) {
+                dispatches.push(g.forward(&ctx, *variant, c, &range, bb, &d));
+            }
+        }
+        assert!(dispatches.iter().step_by(2).all(|d| d.has_mirrors()));
+        assert!(dispatches[0].label.starts_with("gemm_texture64"));
+        // Interleaved in one submission: texture, storage, texture, ...
+        crate::kernels::run_all(&ctx, &dispatches.iter().collect::<Vec<_>>()).unwrap();
+        for (_, _, [tex, sg], shape) in &held {
+            let (t, s) = (ctx.read::<f32>(tex).unwrap(), ctx.read::<f32>(sg).unwrap());
+            assert!(t == s, "{shape:?}: texture64 differs from subgroup64");
+            assert!(t.iter().any(|&v| v != 0.0), "{shape:?}: nothing written");
+        }
+    }
 }
