@@ -170,8 +170,11 @@ fn pair_differences(portable: &str, variant: &str, variant_only: &[u32]) -> Vec<
 /// Each file that reads some operands from texture mirrors: (storage file, textured file, the
 /// slots it binds as `texture_2d` where the storage file has a storage array). Everything else
 /// must agree as in VARIANT_PAIRS (slots the textured file drops are simply not bound).
-const TEXTURE_PAIRS: &[(&str, &str, &[u32])] =
-    &[("gemm_subgroup64.wgsl", "gemm_texture64.wgsl", &[1, 2])];
+const TEXTURE_PAIRS: &[(&str, &str, &[u32])] = &[(
+    "gemm_subgroup64.wgsl",
+    "gemm_subgroup64_texture.wgsl",
+    &[1, 2],
+)];
 
 #[test]
 fn textured_files_mirror_their_storage_files_slot_for_slot() {

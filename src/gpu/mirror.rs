@@ -1,6 +1,6 @@
 //! Texture mirrors: a storage buffer's bound range copied into an rgba32float texture just
 //! before a dispatch reads it through `textureLoad` (the textured GEMM,
-//! shaders/gemm_texture64.wgsl).
+//! shaders/gemm_subgroup64_texture.wgsl).
 //!
 //! On a CPU adapter such as lavapipe on an AVX2 machine, a storage-buffer load is a loop over
 //! the lanes while a texel fetch is one vector gather (~7× measured: ARCHITECTURE.md, "What this

@@ -56,7 +56,7 @@ pub const FAMILIES: &[Family] = &[
         name: "gemm",
         checks: gemm::checks::all,
         bench_cases: gemm::bench::cases,
-        variants: &["naive", "tiled", "subgroup", "subgroup64"],
+        variants: &["naive", "tiled", "subgroup", "subgroup64", "texture64"],
     },
     Family {
         name: "batch_norm",

@@ -5,7 +5,7 @@
 //! loops over the row names; the test below checks each committed file is exactly its output
 //! (`GPUCNN_REGENERATE=1 cargo test --lib gemm::generate` rewrites the files instead).
 //!
-//! shaders/gemm_texture64.wgsl is the 64-row kernel with A and B read from rgba32float texture
+//! shaders/gemm_subgroup64_texture.wgsl is the 64-row kernel with A and B read from rgba32float texture
 //! mirrors of their buffers instead of storage buffers ([`textured`]): on some CPU adapters a
 //! texel fetch costs a fraction of a storage load (ARCHITECTURE.md, "What this adapter taught
 //! us").
@@ -18,7 +18,7 @@ use std::fmt::Write;
 pub const FILES: [(&str, usize, bool); 3] = [
     ("gemm_subgroup.wgsl", 32, false),
     ("gemm_subgroup64.wgsl", 64, false),
-    ("gemm_texture64.wgsl", 64, true),
+    ("gemm_subgroup64_texture.wgsl", 64, true),
 ];
 
 /// Everything before the unrolled part of the entry point, verbatim.
@@ -462,7 +462,10 @@ mod tests {
         for (variant, file) in [
             (super::super::Variant::Subgroup, "gemm_subgroup.wgsl"),
             (super::super::Variant::Subgroup64, "gemm_subgroup64.wgsl"),
-            (super::super::Variant::Texture64, "gemm_texture64.wgsl"),
+            (
+                super::super::Variant::Texture64,
+                "gemm_subgroup64_texture.wgsl",
+            ),
         ] {
             let &(_, rows, textures) = FILES.iter().find(|(f, ..)| *f == file).unwrap();
             assert_eq!(variant.tile(8).0 as usize, rows, "{file}");

@@ -11,7 +11,7 @@
 //!   twice as many rows, which halves B's loads (the per-lane loads that bound lavapipe) at the
 //!   cost of more spilled accumulators; measured ~1.1× the 32-row kernel on lavapipe.
 //! - `texture64`: `subgroup64` reading A and B from rgba32float texture mirrors of their
-//!   buffers (shaders/gemm_texture64.wgsl, [`crate::gpu::mirror`]): the dispatch copies each
+//!   buffers (shaders/gemm_subgroup64_texture.wgsl, [`crate::gpu::mirror`]): the dispatch copies each
 //!   operand's bound range into a texture first. Where a storage load is a per-lane loop and a
 //!   texel fetch one gather (lavapipe on an AVX2 EPYC: 1.75–2.7× `subgroup64` at the step's
 //!   shapes) it wins; elsewhere the copies cost more than they save, and the tuner keeps
@@ -138,7 +138,7 @@ impl Variant {
         Self::ALL.into_iter().find(|v| v.name() == name)
     }
 
-    /// True for the variants built on gemm_subgroup*.wgsl and gemm_texture64.wgsl (they need
+    /// True for the variants built on gemm_subgroup*.wgsl and gemm_subgroup64_texture.wgsl (they need
     /// [`subgroup_usable`]).
     pub fn uses_subgroups(self) -> bool {
         matches!(
@@ -169,7 +169,7 @@ const WG_1D: u32 = 64;
 pub struct Gemm {
     portable: ShaderFamily,
     /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE + 6·file + 18·GATHER (file 0:
-    /// gemm_subgroup, 1: gemm_subgroup64, 2: gemm_texture64), compiled on first use (each takes
+    /// gemm_subgroup, 1: gemm_subgroup64, 2: gemm_subgroup64_texture), compiled on first use (each takes
     /// seconds the first time on a CPU adapter); where the device cannot run them, why not.
     subgroup: Result<[OnceLock<ShaderFamily>; 36], String>,
     sg_wg: u32,
@@ -286,8 +286,8 @@ impl Gemm {
             ),
             Variant::Texture64 => (
                 2,
-                "gemm_texture64",
-                include_str!("../../../shaders/gemm_texture64.wgsl"),
+                "gemm_subgroup64_texture",
+                include_str!("../../../shaders/gemm_subgroup64_texture.wgsl"),
             ),
             Variant::Naive | Variant::Tiled => unreachable!("{variant:?} is not a subgroup kernel"),
         };
@@ -566,7 +566,7 @@ mod mirror_tests {
             }
         }
         assert!(dispatches.iter().step_by(2).all(|d| d.has_mirrors()));
-        assert!(dispatches[0].label.starts_with("gemm_texture64"));
+        assert!(dispatches[0].label.starts_with("gemm_subgroup64_texture"));
         // Interleaved in one submission: texture, storage, texture, ...
         crate::kernels::run_all(&ctx, &dispatches.iter().collect::<Vec<_>>()).unwrap();
         for (_, _, [tex, sg], shape) in &held {

@@ -30,10 +30,11 @@ pub fn cache_key(info: &wgpu::AdapterInfo) -> String {
 /// The sources of the families that are tuned. Timings measured with other sources say
 /// nothing about these: a change that made `subgroup64` faster than `subgroup` at small
 /// shapes left a cache that still chose `subgroup` under the same version.
-const TUNED_SOURCES: [&str; 6] = [
+const TUNED_SOURCES: [&str; 7] = [
     include_str!("../../../shaders/gemm.wgsl"),
     include_str!("../../../shaders/gemm_subgroup.wgsl"),
     include_str!("../../../shaders/gemm_subgroup64.wgsl"),
+    include_str!("../../../shaders/gemm_subgroup64_texture.wgsl"),
     include_str!("../../../shaders/conv2d.wgsl"),
     include_str!("../../../shaders/conv2d_subgroup.wgsl"),
     include_str!("../../../shaders/batch_norm.wgsl"),

@@ -1,4 +1,4 @@
-// gemm_texture64.wgsl — C = A·B (+ bias) for adapters with subgroups of at least 8 lanes,
+// gemm_subgroup64_texture.wgsl — C = A·B (+ bias) for adapters with subgroups of at least 8 lanes,
 // shaped for CPU adapters such as Mesa lavapipe (see LAVAPIPE-NOTES.md): each invocation keeps
 // a 64-row × 2-vec4-column register tile; K advances 32 at a time, each of lanes 0..7 loading a
 // different vec4 of every A row, then subgroupShuffle hands each lane's vec4 to the whole
