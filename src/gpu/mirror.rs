@@ -14,10 +14,10 @@
 //! dispatch's copies run right before it, in the same command encoder, so dispatches recorded
 //! one after another may share it (wgpu orders the copy after the previous pass's reads).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::GpuContext;
-use super::shader::Bind;
+use super::shader::{Bind, Dispatch, ShaderFamily};
 
 /// Texels per row of a mirror (the shaders' `TW_LOG2` is its log2). WebGPU's default
 /// `maxTextureDimension2D` is 8192, so a mirror holds up to 8192 rows of it: 256 Mi floats.
@@ -210,5 +210,264 @@ impl Mirror {
                 extent(1, 1),
             );
         }
+    }
+}
+
+/// A WGSL file compiled in its [`texture_form`] for some read-only arrays: each dispatch copies
+/// the buffers bound at those slots into texture mirrors (one [`MirrorScratch`] per slot, shared
+/// by the family's dispatches) and reads them with `textureLoad`. A dispatch whose buffers
+/// cannot be mirrored runs the storage form instead, compiled on first need.
+pub struct MirroredFamily {
+    textured: ShaderFamily,
+    storage: OnceLock<ShaderFamily>,
+    name: &'static str,
+    source: &'static str,
+    entries: Vec<&'static str>,
+    constants: Vec<(&'static str, f64)>,
+    scratch: Vec<(u32, MirrorScratch)>,
+}
+
+impl MirroredFamily {
+    /// [`ShaderFamily::new`] (`entries` empty: all) of the texture form of `source` in which
+    /// `names` are mirrored; panics if the form cannot be made (a programming error, caught by the family's tests).
+    pub fn new(
+        ctx: &GpuContext,
+        name: &'static str,
+        source: &'static str,
+        names: &[&str],
+        entries: &[&'static str],
+        constants: &[(&'static str, f64)],
+    ) -> Self {
+        let form = texture_form(source, names).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let textured = ShaderFamily::new(ctx, name, &form, entries, constants);
+        let slots = textured.all_texture_slots();
+        Self {
+            textured,
+            storage: OnceLock::new(),
+            name,
+            source,
+            entries: entries.to_vec(),
+            constants: constants.to_vec(),
+            scratch: (slots.into_iter())
+                .map(|s| (s, MirrorScratch::new(ctx, "texture mirror")))
+                .collect(),
+        }
+    }
+
+    /// [`ShaderFamily::dispatch`]: the textured pipeline with the buffers at its texture slots
+    /// mirrored, or the storage one where any of them cannot be.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        ctx: &GpuContext,
+        entry: &str,
+        slots: &[Option<&dyn Bind>],
+        params: Option<&P>,
+        workgroups: [u32; 3],
+    ) -> Dispatch {
+        let mut mirrors = Vec::new();
+        for slot in self.textured.texture_slots(entry) {
+            let buffer = slots.get(slot as usize).copied().flatten();
+            let scratch = self.scratch.iter().find(|(s, _)| *s == slot);
+            let mirror = buffer
+                .zip(scratch)
+                .and_then(|(b, (_, scratch))| scratch.mirror(ctx, b).ok());
+            match mirror {
+                Some(m) => mirrors.push((slot, m)),
+                None => {
+                    let storage = self.storage.get_or_init(|| {
+                        ShaderFamily::new(
+                            ctx,
+                            self.name,
+                            self.source,
+                            &self.entries,
+                            &self.constants,
+                        )
+                    });
+                    return storage.dispatch(ctx, entry, slots, params, workgroups);
+                }
+            }
+        }
+        (self.textured).dispatch_mirrored(ctx, entry, slots, mirrors, params, workgroups)
+    }
+}
+
+/// A WGSL file compiled as it is, or as a [`MirroredFamily`]: what a kernel with a texture
+/// variant holds.
+pub enum MaybeMirrored {
+    Storage(ShaderFamily),
+    Mirrored(Box<MirroredFamily>),
+}
+
+impl MaybeMirrored {
+    /// The storage form when `mirrored` is empty, else the texture form reading `mirrored`
+    /// through texture mirrors ([`MirroredFamily::new`]).
+    pub fn new(
+        ctx: &GpuContext,
+        name: &'static str,
+        source: &'static str,
+        mirrored: &[&str],
+        entries: &[&'static str],
+        constants: &[(&'static str, f64)],
+    ) -> Self {
+        if mirrored.is_empty() {
+            Self::Storage(ShaderFamily::new(ctx, name, source, entries, constants))
+        } else {
+            let f = MirroredFamily::new(ctx, name, source, mirrored, entries, constants);
+            Self::Mirrored(Box::new(f))
+        }
+    }
+
+    /// [`ShaderFamily::dispatch`] or [`MirroredFamily::dispatch`].
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        ctx: &GpuContext,
+        entry: &str,
+        slots: &[Option<&dyn Bind>],
+        params: Option<&P>,
+        workgroups: [u32; 3],
+    ) -> Dispatch {
+        match self {
+            Self::Storage(f) => f.dispatch(ctx, entry, slots, params, workgroups),
+            Self::Mirrored(f) => f.dispatch(ctx, entry, slots, params, workgroups),
+        }
+    }
+}
+
+/// The texture form of `source`: each read-only storage array named in `names` (`array<f32>`
+/// or `array<vec4<f32>>`, at its own binding slot) becomes a `texture_2d<f32>` mirror at the
+/// same slot, and every `NAME[i]` in the code (comments are left alone) a fetch of element i
+/// from it (`mirror_NAME(i)`: the texel's component for f32, the texel for vec4). Everything else
+/// is unchanged, so the form computes what the storage form computes; `Err` names what cannot
+/// be rewritten (a name that is not such an array, or one used other than by indexing within
+/// a line, as `arrayLength(&NAME)` is).
+pub fn texture_form(source: &str, names: &[&str]) -> Result<String, String> {
+    let mut s = source.to_string();
+    for name in names {
+        let found = [false, true].into_iter().find_map(|vec4| {
+            let ty = if vec4 {
+                "array<vec4<f32>>"
+            } else {
+                "array<f32>"
+            };
+            let tail = format!(" var<storage, read> {name}: {ty};");
+            let line = s
+                .lines()
+                .find(|l| l.starts_with("@group(0) @binding(") && l.ends_with(&tail))?;
+            let slot = line["@group(0) @binding(".len()..].split(')').next()?;
+            Some((line.to_string(), slot.to_string(), vec4))
+        });
+        let (decl, slot, vec4) = found.ok_or_else(|| {
+            format!("no read-only storage array<f32> or array<vec4<f32>> named `{name}` in group 0")
+        })?;
+        let tex = format!("{name}_mirror");
+        let fetch = if vec4 {
+            format!(
+                "fn mirror_{name}(i: u32) -> vec4<f32> {{\n    \
+                 return textureLoad({tex}, vec2<u32>(i % {WIDTH}u, i / {WIDTH}u), 0);\n}}"
+            )
+        } else {
+            format!(
+                "fn mirror_{name}(i: u32) -> f32 {{\n    let t = i >> 2u;\n    \
+                 return textureLoad({tex}, vec2<u32>(t % {WIDTH}u, t / {WIDTH}u), 0)[i & 3u];\n}}"
+            )
+        };
+        let header = format!(
+            "@group(0) @binding({slot}) var {tex}: texture_2d<f32>;\n\
+             // `{name}` read from its texture mirror (gpu::mirror::texture_form).\n{fetch}"
+        );
+        let mut out = String::with_capacity(s.len() + header.len());
+        for (n, line) in s.lines().enumerate() {
+            if line == decl {
+                out.push_str(&header);
+            } else {
+                let (code, comment) = line.split_at(line.find("//").unwrap_or(line.len()));
+                let code =
+                    rewrite_indexing(code, name).map_err(|e| format!("line {}: {e}", n + 1))?;
+                out.push_str(&code);
+                out.push_str(comment);
+            }
+            out.push('\n');
+        }
+        s = out;
+    }
+    Ok(s)
+}
+
+/// `code` (one line, no comment) with every `name[expr]` (`name` a whole identifier) turned
+/// into `mirror_name(expr)`; `Err` if `name` also appears other than indexed.
+fn rewrite_indexing(code: &str, name: &str) -> Result<String, String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(i) = rest.find(name) {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        let after = &tail[name.len()..];
+        let whole = !head
+            .chars()
+            .next_back()
+            .is_some_and(|c| ident(c) || c == '.')
+            && !after.chars().next().is_some_and(ident);
+        if !whole {
+            out.push_str(name);
+            rest = after;
+            continue;
+        }
+        if !after.starts_with('[') {
+            return Err(format!("`{name}` is used other than as `{name}[…]`"));
+        }
+        let mut depth = 0usize;
+        let end = after.char_indices().find_map(|(j, c)| {
+            match c {
+                '[' => depth += 1,
+                ']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(j);
+                    }
+                }
+                _ => {}
+            }
+            None
+        });
+        let end = end.ok_or_else(|| format!("`{name}[` without its `]` on the same line"))?;
+        out.push_str("mirror_");
+        out.push_str(name);
+        out.push('(');
+        out.push_str(&rewrite_indexing(&after[1..end], name)?);
+        out.push(')');
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_texture_form_rewrites_indexing_and_nothing_else() {
+        let src = "@group(0) @binding(1) var<storage, read> src: array<f32>;\n\
+                   @group(0) @binding(0) var<storage, read_write> out: array<f32>;\n\
+                   // src[i] in a comment stays\n\
+                   fn f(i: u32) -> f32 { let src_n = 2u; return src[src[i] + u32(out[i])] + f32(src_n); }\n";
+        let t = texture_form(src, &["src"]).unwrap();
+        assert!(
+            t.contains("@group(0) @binding(1) var src_mirror: texture_2d<f32>;"),
+            "{t}"
+        );
+        assert!(t.contains("// src[i] in a comment stays"), "{t}");
+        assert!(
+            t.contains("return mirror_src(mirror_src(i) + u32(out[i])) + f32(src_n);"),
+            "{t}"
+        );
+        assert!(!t.contains("var<storage, read> src"), "{t}");
+        let e = texture_form(
+            "@group(0) @binding(1) var<storage, read> src: array<f32>;\nfn g() -> u32 { return arrayLength(&src); }\n",
+            &["src"],
+        );
+        assert!(e.unwrap_err().contains("other than"));
+        assert!(texture_form(src, &["nope"]).is_err());
     }
 }

@@ -400,6 +400,25 @@ impl ShaderFamily {
         }
     }
 
+    /// The slots any of its entry points binds as textures.
+    pub fn all_texture_slots(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = (self.uses.values().flatten())
+            .filter(|b| b.texture)
+            .map(|b| b.binding)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The slots `entry` binds as textures (texture mirrors, [`Self::dispatch_mirrored`]).
+    pub fn texture_slots(&self, entry: &str) -> Vec<u32> {
+        (self.uses.get(entry).into_iter().flatten())
+            .filter(|b| b.texture)
+            .map(|b| b.binding)
+            .collect()
+    }
+
     /// The byte size naga computes for the uniform used by `entry`, if any.
     pub fn uniform_size(&self, entry: &str) -> Option<u32> {
         self.uses.get(entry)?.iter().find_map(|b| b.uniform_size)

@@ -53,7 +53,7 @@ impl Kernels {
         let gemm = Arc::new(Gemm::new(ctx));
         Ok(Self {
             conv: Conv2d::with_variant(ctx, v.conv2d)?,
-            depthwise: DepthwiseConv2d::new(ctx),
+            depthwise: DepthwiseConv2d::with_variant(ctx, 3, v.depthwise_conv2d)?,
             pointwise: PointwiseConv2d::with_gemm(gemm.clone(), v.gemm)?,
             dense: Dense::with_gemm(gemm, v.gemm)?,
             bn: BatchNorm::with_variant(ctx, v.batch_norm),

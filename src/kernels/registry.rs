@@ -38,7 +38,7 @@ pub const FAMILIES: &[Family] = &[
         name: "depthwise_conv2d",
         checks: depthwise_conv2d::checks::all,
         bench_cases: depthwise_conv2d::bench::cases,
-        variants: &[],
+        variants: &["storage", "texture"],
     },
     Family {
         name: "pointwise_conv2d",

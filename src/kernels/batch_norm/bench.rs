@@ -21,7 +21,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
     // Each pass plain and with the ReLU fused ("_relu"): the same bytes, fewer passes overall.
     let plain = s;
     let fused = BnShape { relu: true, ..s };
-    for (variant, (s, tag)) in [Variant::Flat, Variant::Tree]
+    for (variant, (s, tag)) in [Variant::Flat, Variant::FlatTexture, Variant::Tree]
         .into_iter()
         .flat_map(|v| [(v, (plain, "")), (v, (fused, "_relu"))])
     {

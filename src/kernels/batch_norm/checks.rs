@@ -8,12 +8,13 @@ use crate::cpu;
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 
 /// Per variant, the family compiled once per `checks()` list on first use.
-type Shared = Arc<[OnceLock<BatchNorm>; 2]>;
+type Shared = Arc<[OnceLock<BatchNorm>; 3]>;
 
 fn kernels<'a>(shared: &'a Shared, ctx: &GpuContext, variant: Variant) -> &'a BatchNorm {
     let i = match variant {
         Variant::Tree => 0,
         Variant::Flat => 1,
+        Variant::FlatTexture => 2,
     };
     shared[i].get_or_init(|| BatchNorm::with_variant(ctx, variant))
 }

@@ -30,8 +30,9 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::GpuContext;
+use crate::gpu::mirror::MaybeMirrored;
 use crate::kernels::Bind;
-use crate::kernels::{Dispatch, ShaderFamily, groups_for};
+use crate::kernels::{Dispatch, groups_for};
 
 pub mod bench;
 pub mod checks;
@@ -157,15 +158,19 @@ pub enum Variant {
     Tree,
     /// 64 channels × 1 row lane, no workgroup memory or barriers: software adapters.
     Flat,
+    /// `flat` reading x and dy through texture mirrors ([`crate::gpu::mirror`]): software
+    /// adapters whose storage loads cost more than texel fetches.
+    FlatTexture,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 2] = [Variant::Tree, Variant::Flat];
+    pub const ALL: [Variant; 3] = [Variant::Tree, Variant::Flat, Variant::FlatTexture];
 
     pub fn name(self) -> &'static str {
         match self {
             Variant::Tree => "tree",
             Variant::Flat => "flat",
+            Variant::FlatTexture => "flat_texture",
         }
     }
 
@@ -177,7 +182,7 @@ impl Variant {
     pub(crate) fn row_lanes(self) -> u32 {
         match self {
             Variant::Tree => 4,
-            Variant::Flat => 1,
+            Variant::Flat | Variant::FlatTexture => 1,
         }
     }
 }
@@ -185,7 +190,7 @@ impl Variant {
 /// Which batch-norm variant this adapter uses, for the printed report.
 /// Pipelines of shaders/batch_norm.wgsl for one variant.
 pub struct BatchNorm {
-    family: ShaderFamily,
+    family: MaybeMirrored,
     variant: Variant,
 }
 
@@ -201,10 +206,16 @@ impl BatchNorm {
     }
 
     pub fn with_variant(ctx: &GpuContext, variant: Variant) -> Self {
-        let family = ShaderFamily::new(
+        // The big reads; the per-channel vectors are small and stay in storage.
+        let mirrored: &[&str] = match variant {
+            Variant::FlatTexture => &["x", "dy"],
+            Variant::Tree | Variant::Flat => &[],
+        };
+        let family = MaybeMirrored::new(
             ctx,
             "batch_norm",
             include_str!("../../../shaders/batch_norm.wgsl"),
+            mirrored,
             &[],
             &[
                 ("CW", CW as f64),
@@ -413,5 +424,54 @@ impl BatchNorm {
         ]
         .map(|(entry, grid)| self.family.dispatch(ctx, entry, &slots, Some(&p), grid));
         vec![partial, finalize, input]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// flat_texture's row passes read x through mirrors (not the storage fallback); flat's do
+    /// not.
+    #[test]
+    fn flat_texture_mirrors_x() {
+        let Some(ctx) = crate::gpu::test_context() else {
+            return;
+        };
+        if crate::gpu::mirror::MirrorScratch::supported(&ctx).is_err() {
+            return;
+        }
+        let shape = BnShape {
+            rows: 37,
+            channels: 5,
+            momentum: 0.99,
+            epsilon: 1e-3,
+            relu: false,
+        };
+        let big = ctx.zeros("x", 37 * 5);
+        let small: Vec<wgpu::Buffer> = (0..6).map(|_| ctx.zeros("v", 5)).collect();
+        let scratch = ctx.zeros("scratch", BatchNorm::scratch_len(&shape));
+        let b = TrainBuffers {
+            y: &big,
+            mean: &small[0],
+            inv_std: &small[1],
+            moving_mean: &small[2],
+            moving_var: &small[3],
+            x: &big,
+            gamma: &small[4],
+            beta: &small[5],
+            scratch: &scratch,
+        };
+        for (variant, mirrored) in [(Variant::FlatTexture, true), (Variant::Flat, false)] {
+            let k = BatchNorm::with_variant(&ctx, variant);
+            let ds = k.forward_train(&ctx, &b, &shape);
+            assert!(
+                ds.iter().any(|d| d.has_mirrors() == mirrored),
+                "{variant:?}"
+            );
+            if !mirrored {
+                assert!(ds.iter().all(|d| !d.has_mirrors()));
+            }
+        }
     }
 }

@@ -4,9 +4,15 @@ use super::*;
 use crate::bench::{BenchCase, Work};
 use crate::harness::random_vec;
 
-/// The model's depthwise layer at its largest (8×90×90×256, k3, same), all three passes.
-/// FLOPs = 2·MACs.
+/// The model's depthwise layer at its largest (8×90×90×256, k3, same), all passes, in every
+/// variant the adapter runs. FLOPs = 2·MACs.
 pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
+    (Variant::available(ctx).into_iter())
+        .flat_map(|v| variant_cases(ctx, v))
+        .collect()
+}
+
+fn variant_cases(ctx: &GpuContext, variant: Variant) -> Vec<BenchCase> {
     let s = DepthwiseShape {
         n: 8,
         h: 90,
@@ -15,7 +21,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
         k: 3,
         padding: Padding::Same,
     };
-    let k = DepthwiseConv2d::new(ctx);
+    let k = DepthwiseConv2d::with_variant(ctx, 3, variant).expect("an available variant");
     let x = ctx.upload("x", &random_vec(1, s.x_len(), -1.0, 1.0));
     let w = ctx.upload("w", &random_vec(2, s.w_len(), -1.0, 1.0));
     let dy = ctx.upload("dy", &random_vec(3, s.y_len(), -1.0, 1.0));
@@ -24,7 +30,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
     let dw = ctx.zeros("dw", s.w_len());
     let scratch = ctx.zeros("scratch", DepthwiseConv2d::backward_weight_scratch_len(&s));
     let flops = 2 * s.macs() as u64;
-    let id = "8x90x90x256_k3";
+    let id = format!("8x90x90x256_k3/{}", variant.name());
     vec![
         BenchCase {
             group: "depthwise_conv2d",

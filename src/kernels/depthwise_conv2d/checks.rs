@@ -31,7 +31,7 @@ fn tol(terms: usize) -> (f64, f64) {
 
 /// Parity checks of every pass at the tiny, odd and large shapes, with k = 3 and k = 5 and a
 /// valid-padding case.
-pub fn all(_ctx: &GpuContext) -> Vec<Check> {
+pub fn all(ctx: &GpuContext) -> Vec<Check> {
     let mk = |n, hw, c, k, padding| DepthwiseShape {
         n,
         h: hw,
@@ -47,27 +47,32 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
         (ShapeClass::Odd, mk(1, 9, 67, 5, Padding::Same)),
         (ShapeClass::Large, mk(4, 45, 64, 3, Padding::Same)),
     ];
-    // Compiled once per kernel size, on first use, and shared by every check.
-    let k3: Arc<OnceLock<DepthwiseConv2d>> = Arc::new(OnceLock::new());
-    let k5: Arc<OnceLock<DepthwiseConv2d>> = Arc::new(OnceLock::new());
     let mut v = Vec::new();
-    // The ReLU-folded passes at the tiny, the first odd and the large shape.
-    let relu_cases = [cases[0], cases[1], cases[4]];
-    let runs = (cases.iter().flat_map(|c| PASSES.map(|p| (*c, p))))
-        .chain(relu_cases.iter().flat_map(|c| RELU_PASSES.map(|p| (*c, p))));
-    for ((class, s), (pass, run)) in runs {
-        let cell = if s.k == 3 { k3.clone() } else { k5.clone() };
-        v.push(Check::new(
-            "depthwise_conv2d",
-            pass,
-            "",
-            class,
-            describe(&s),
-            move |ctx| {
-                let k = cell.get_or_init(|| DepthwiseConv2d::with_kernel_size(ctx, s.k));
-                run(ctx, k, &s)
-            },
-        ));
+    for variant in Variant::available(ctx) {
+        // Compiled once per kernel size, on first use, and shared by every check.
+        let k3: Arc<OnceLock<DepthwiseConv2d>> = Arc::new(OnceLock::new());
+        let k5: Arc<OnceLock<DepthwiseConv2d>> = Arc::new(OnceLock::new());
+        // The ReLU-folded passes at the tiny, the first odd and the large shape.
+        let relu_cases = [cases[0], cases[1], cases[4]];
+        let runs = (cases.iter().flat_map(|c| PASSES.map(|p| (*c, p))))
+            .chain(relu_cases.iter().flat_map(|c| RELU_PASSES.map(|p| (*c, p))));
+        for ((class, s), (pass, run)) in runs {
+            let cell = if s.k == 3 { k3.clone() } else { k5.clone() };
+            v.push(Check::new(
+                "depthwise_conv2d",
+                pass,
+                variant.name(),
+                class,
+                describe(&s),
+                move |ctx| {
+                    let k = cell.get_or_init(|| {
+                        DepthwiseConv2d::with_variant(ctx, s.k, variant)
+                            .expect("an available variant")
+                    });
+                    run(ctx, k, &s)
+                },
+            ));
+        }
     }
     v
 }

@@ -11,6 +11,11 @@
 //! A ReLU in front of the convolution can be folded in (the `_relu` methods): the passes take
 //! the ReLU's input x, forward and backward_weight read max(x, 0), and backward_input masks dx
 //! by x > 0 as it writes, so the ReLU's output and its backward pass never exist.
+//!
+//! Two variants of the same WGSL: `storage` reads x and dy from storage buffers; `texture`
+//! compiles its texture form ([`crate::gpu::mirror::texture_form`]), reading `src` and `grad`
+//! from texture mirrors that each dispatch fills by an encoder copy first: on CPU adapters whose
+//! storage loads are per-lane loops (lavapipe on an AVX2 EPYC) a texel fetch costs far less.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -20,8 +25,10 @@ use crate::cpu::depthwise_conv2d::{
     depthwise_conv2d_forward,
 };
 use crate::gpu::GpuContext;
+use crate::gpu::mirror::{MaybeMirrored, MirrorScratch};
 use crate::kernels::Bind;
-use crate::kernels::{Dispatch, ShaderFamily, grid_1d, groups_for};
+use crate::kernels::variants::VariantError;
+use crate::kernels::{Dispatch, grid_1d, groups_for};
 
 pub mod bench;
 pub mod checks;
@@ -56,10 +63,49 @@ pub const MAX_K: usize = 7;
 /// backward_weight: the workgroup count splitting aims for.
 const TARGET_GROUPS: usize = 256;
 
-/// Pipelines of shaders/depthwise_conv2d.wgsl for one kernel size.
+/// How the passes read their inputs (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Storage,
+    Texture,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 2] = [Variant::Storage, Variant::Texture];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Storage => "storage",
+            Variant::Texture => "texture",
+        }
+    }
+
+    /// The variant [`Self::name`] calls `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// `Ok` when `ctx` can run it; else why not.
+    pub fn usable(self, ctx: &GpuContext) -> Result<(), String> {
+        match self {
+            Variant::Storage => Ok(()),
+            Variant::Texture => MirrorScratch::supported(ctx),
+        }
+    }
+
+    /// The variants `ctx` can run.
+    pub fn available(ctx: &GpuContext) -> Vec<Variant> {
+        (Self::ALL.into_iter())
+            .filter(|v| v.usable(ctx).is_ok())
+            .collect()
+    }
+}
+
+/// Pipelines of shaders/depthwise_conv2d.wgsl for one kernel size and variant.
 pub struct DepthwiseConv2d {
-    family: ShaderFamily,
+    family: MaybeMirrored,
     k: usize,
+    pub variant: Variant,
 }
 
 /// (splits, rows per split) of backward_weight's reduction over the N·OH output rows.
@@ -102,33 +148,49 @@ fn params(s: &DepthwiseShape) -> Params {
 }
 
 impl DepthwiseConv2d {
-    /// The model's 3×3 kernels.
+    /// The model's 3×3 kernels, storage variant.
     pub fn new(ctx: &GpuContext) -> Self {
         Self::with_kernel_size(ctx, 3)
     }
 
-    /// Pipelines specialised for k×k kernels (k ≤ [`MAX_K`]).
+    /// Pipelines specialised for k×k kernels (k ≤ [`MAX_K`]), storage variant.
     pub fn with_kernel_size(ctx: &GpuContext, k: usize) -> Self {
+        Self::with_variant(ctx, k, Variant::Storage).expect("the storage variant runs anywhere")
+    }
+
+    /// Pipelines for k×k kernels in `variant`; `Err` when the device cannot run it.
+    pub fn with_variant(
+        ctx: &GpuContext,
+        k: usize,
+        variant: Variant,
+    ) -> Result<Self, VariantError> {
         assert!(
             (1..=MAX_K).contains(&k),
             "depthwise_conv2d: kernel size {k} not in 1..={MAX_K}"
         );
-        Self {
-            family: ShaderFamily::new(
-                ctx,
-                "depthwise_conv2d",
-                include_str!("../../../shaders/depthwise_conv2d.wgsl"),
-                &[
-                    "depthwise_conv2d_forward",
-                    "depthwise_conv2d_backward_input",
-                    "depthwise_conv2d_backward_input_relu",
-                    "depthwise_conv2d_backward_weight",
-                    "depthwise_conv2d_backward_weight_reduce",
-                ],
-                &[("WG", WG as f64), ("K", k as f64)],
-            ),
-            k,
-        }
+        variant
+            .usable(ctx)
+            .map_err(|why| VariantError::Unsupported {
+                family: "depthwise_conv2d",
+                variant: variant.name(),
+                why,
+            })?;
+        const SOURCE: &str = include_str!("../../../shaders/depthwise_conv2d.wgsl");
+        const ENTRIES: [&str; 5] = [
+            "depthwise_conv2d_forward",
+            "depthwise_conv2d_backward_input",
+            "depthwise_conv2d_backward_input_relu",
+            "depthwise_conv2d_backward_weight",
+            "depthwise_conv2d_backward_weight_reduce",
+        ];
+        let constants = [("WG", WG as f64), ("K", k as f64)];
+        let name = "depthwise_conv2d";
+        let mirrored: &[&str] = match variant {
+            Variant::Storage => &[],
+            Variant::Texture => &TEXTURE_READS,
+        };
+        let family = MaybeMirrored::new(ctx, name, SOURCE, mirrored, &ENTRIES, &constants);
+        Ok(Self { family, k, variant })
     }
 
     fn check_shape(&self, s: &DepthwiseShape) {
@@ -323,10 +385,75 @@ impl DepthwiseConv2d {
     }
 }
 
-/// Which variant this adapter uses (one for all adapters).
-pub fn variant_report(_ctx: &GpuContext) -> String {
+/// The arrays the texture variant reads from mirrors: x or dy (`src`, and the split partials
+/// in the reduce), dy or x (`grad`). The weights (`wt`) are small and stay in storage.
+const TEXTURE_READS: [&str; 2] = ["src", "grad"];
+
+/// What `variant` does, as `gpucnn info` shows it.
+pub fn variant_report(variant: Variant) -> String {
+    let reads = match variant {
+        Variant::Storage => "inputs from storage buffers",
+        Variant::Texture => "x and dy through texture mirrors (CPU adapters)",
+    };
     format!(
-        "depthwise_conv2d: one channel per lane, {TW} pixels per invocation in registers; \
-         backward_weight split over rows + reduce"
+        "depthwise_conv2d: {} (one channel per lane, {TW} pixels per invocation in registers; \
+         backward_weight split over rows + reduce; {reads})",
+        variant.name()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texture variant's dispatches read through mirrors (not the storage fallback), and
+    /// the storage variant's do not.
+    #[test]
+    fn the_texture_variant_mirrors_x_and_dy() {
+        let Some(ctx) = crate::gpu::test_context() else {
+            return;
+        };
+        if Variant::Texture.usable(&ctx).is_err() {
+            return;
+        }
+        let s = DepthwiseShape {
+            n: 2,
+            h: 7,
+            w: 7,
+            c: 5,
+            k: 3,
+            padding: Padding::Same,
+        };
+        let [x, w, y, dw, scratch] = [
+            s.x_len(),
+            s.w_len(),
+            s.y_len(),
+            s.w_len(),
+            DepthwiseConv2d::backward_weight_scratch_len(&s),
+        ]
+        .map(|n| ctx.zeros("t", n));
+        for (variant, mirrored) in [(Variant::Texture, true), (Variant::Storage, false)] {
+            let k = DepthwiseConv2d::with_variant(&ctx, 3, variant).unwrap();
+            let mut ds = vec![k.forward(&ctx, &y, &x, &w, &s)];
+            ds.extend(k.backward_weight(&ctx, &dw, &scratch, &y, &x, &s));
+            assert!(
+                ds.iter().all(|d| d.has_mirrors() == mirrored),
+                "{variant:?}"
+            );
+        }
+    }
+
+    /// The texture variant's WGSL is made at run time: it must validate, and read every
+    /// mirrored array through the mirror (no storage declaration of them left).
+    #[test]
+    fn the_texture_form_validates() {
+        let src = include_str!("../../../shaders/depthwise_conv2d.wgsl");
+        let form = crate::gpu::mirror::texture_form(src, &super::TEXTURE_READS).unwrap();
+        crate::kernels::validate_wgsl("depthwise_conv2d texture form", &form)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for name in super::TEXTURE_READS {
+            assert!(form.contains(&format!("var {name}_mirror: texture_2d<f32>;")));
+            assert!(!form.contains(&format!("var<storage, read> {name}:")));
+        }
+    }
 }
