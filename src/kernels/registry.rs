@@ -62,7 +62,7 @@ pub const FAMILIES: &[Family] = &[
         name: "batch_norm",
         checks: batch_norm::checks::all,
         bench_cases: batch_norm::bench::cases,
-        variants: &["tree", "flat"],
+        variants: &["tree", "flat", "flat_texture"],
     },
     Family {
         name: "relu",

@@ -68,7 +68,7 @@ pub enum VariantError {
 
 impl Variants {
     /// What `GPUCNN_VARIANT` accepts, for messages and `--help`.
-    pub const CHOICES: &'static str = "gemm=naive|tiled|subgroup|subgroup64|texture64, conv2d=portable|subgroup, batch_norm=tree|flat, \
+    pub const CHOICES: &'static str = "gemm=naive|tiled|subgroup|subgroup64|texture64, conv2d=portable|subgroup, batch_norm=tree|flat|flat_texture, \
          depthwise_conv2d=storage|texture";
 
     /// The variants every adapter runs: what a real GPU gets by default, and what a plan made
