@@ -234,7 +234,17 @@ fn exported_vectors_replay_from_the_files_alone_at_webgpu_default_limits() {
     let exported = m["checks"].as_array().unwrap();
     let skipped = m["skipped"].as_array().unwrap();
     assert_eq!(exported.len() + skipped.len(), checks.len());
-    assert!(skipped.is_empty(), "{skipped:?}");
+    // Only the variants that read texture mirrors are left out, and for that reason: a trace
+    // carries storage buffers only.
+    for sk in skipped {
+        let why = sk["why"].as_str().unwrap();
+        assert!(why.contains("reads texture mirrors"), "{sk}");
+    }
+    let mirrored = checks
+        .iter()
+        .filter(|c| ["texture64", "texture", "flat_texture"].contains(&c.variant))
+        .count();
+    assert_eq!(skipped.len(), mirrored, "{skipped:?}");
     // A check is marked as needing subgroups exactly when it runs a subgroup variant.
     for c in exported {
         assert_eq!(
