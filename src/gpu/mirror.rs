@@ -216,7 +216,9 @@ impl Mirror {
 /// A WGSL file compiled in its [`texture_form`] for some read-only arrays: each dispatch copies
 /// the buffers bound at those slots into texture mirrors (one [`MirrorScratch`] per slot, shared
 /// by the family's dispatches) and reads them with `textureLoad`. A dispatch whose buffers
-/// cannot be mirrored runs the storage form instead, compiled on first need.
+/// cannot be mirrored runs the storage form instead, compiled on first need. With no arrays
+/// named, the texture form is the file itself and every dispatch is a plain one: kernels with
+/// a storage and a texture variant hold one of these either way.
 pub struct MirroredFamily {
     textured: ShaderFamily,
     storage: OnceLock<ShaderFamily>,
@@ -288,48 +290,6 @@ impl MirroredFamily {
             }
         }
         (self.textured).dispatch_mirrored(ctx, entry, slots, mirrors, params, workgroups)
-    }
-}
-
-/// A WGSL file compiled as it is, or as a [`MirroredFamily`]: what a kernel with a texture
-/// variant holds.
-pub enum MaybeMirrored {
-    Storage(ShaderFamily),
-    Mirrored(Box<MirroredFamily>),
-}
-
-impl MaybeMirrored {
-    /// The storage form when `mirrored` is empty, else the texture form reading `mirrored`
-    /// through texture mirrors ([`MirroredFamily::new`]).
-    pub fn new(
-        ctx: &GpuContext,
-        name: &'static str,
-        source: &'static str,
-        mirrored: &[&str],
-        entries: &[&'static str],
-        constants: &[(&'static str, f64)],
-    ) -> Self {
-        if mirrored.is_empty() {
-            Self::Storage(ShaderFamily::new(ctx, name, source, entries, constants))
-        } else {
-            let f = MirroredFamily::new(ctx, name, source, mirrored, entries, constants);
-            Self::Mirrored(Box::new(f))
-        }
-    }
-
-    /// [`ShaderFamily::dispatch`] or [`MirroredFamily::dispatch`].
-    pub fn dispatch<P: bytemuck::Pod>(
-        &self,
-        ctx: &GpuContext,
-        entry: &str,
-        slots: &[Option<&dyn Bind>],
-        params: Option<&P>,
-        workgroups: [u32; 3],
-    ) -> Dispatch {
-        match self {
-            Self::Storage(f) => f.dispatch(ctx, entry, slots, params, workgroups),
-            Self::Mirrored(f) => f.dispatch(ctx, entry, slots, params, workgroups),
-        }
     }
 }
 

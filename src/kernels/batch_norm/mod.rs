@@ -30,7 +30,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::GpuContext;
-use crate::gpu::mirror::MaybeMirrored;
+use crate::gpu::mirror::MirroredFamily;
 use crate::kernels::Bind;
 use crate::kernels::{Dispatch, groups_for};
 
@@ -190,7 +190,7 @@ impl Variant {
 /// Which batch-norm variant this adapter uses, for the printed report.
 /// Pipelines of shaders/batch_norm.wgsl for one variant.
 pub struct BatchNorm {
-    family: MaybeMirrored,
+    family: MirroredFamily,
     variant: Variant,
 }
 
@@ -211,7 +211,7 @@ impl BatchNorm {
             Variant::FlatTexture => &["x", "dy"],
             Variant::Tree | Variant::Flat => &[],
         };
-        let family = MaybeMirrored::new(
+        let family = MirroredFamily::new(
             ctx,
             "batch_norm",
             include_str!("../../../shaders/batch_norm.wgsl"),

@@ -25,7 +25,7 @@ use crate::cpu::depthwise_conv2d::{
     depthwise_conv2d_forward,
 };
 use crate::gpu::GpuContext;
-use crate::gpu::mirror::{MaybeMirrored, MirrorScratch};
+use crate::gpu::mirror::{MirrorScratch, MirroredFamily};
 use crate::kernels::Bind;
 use crate::kernels::variants::VariantError;
 use crate::kernels::{Dispatch, grid_1d, groups_for};
@@ -103,7 +103,7 @@ impl Variant {
 
 /// Pipelines of shaders/depthwise_conv2d.wgsl for one kernel size and variant.
 pub struct DepthwiseConv2d {
-    family: MaybeMirrored,
+    family: MirroredFamily,
     k: usize,
     pub variant: Variant,
 }
@@ -189,7 +189,7 @@ impl DepthwiseConv2d {
             Variant::Storage => &[],
             Variant::Texture => &TEXTURE_READS,
         };
-        let family = MaybeMirrored::new(ctx, name, SOURCE, mirrored, &ENTRIES, &constants);
+        let family = MirroredFamily::new(ctx, name, SOURCE, mirrored, &ENTRIES, &constants);
         Ok(Self { family, k, variant })
     }
 
