@@ -55,6 +55,14 @@ const TW: u32 = 16u;
 // Largest supported K; sizes the register windows (unused entries are optimised away).
 const KMAX: u32 = 7u;
 
+// Channels per lane: this file is written once for a lane of VW consecutive channels held in a
+// V. As committed, VW = 1 and V = f32. kernels::depthwise_conv2d compiles a vec4 form for
+// C divisible by 4 (VW = 4, V = vec4<f32>, every array<V> an array<vec4<f32>>, by rewriting
+// exactly these two lines and the array types): a lane then loads 16 bytes at a time, which a
+// texture mirror serves as one texel fetch instead of four.
+alias V = f32;
+const VW: u32 = 1u;
+
 struct Params {
     n: u32,
     h: u32,
@@ -74,25 +82,30 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
-@group(0) @binding(3) var<storage, read> grad: array<f32>;
+@group(0) @binding(0) var<storage, read_write> out: array<V>;
+@group(0) @binding(1) var<storage, read> src: array<V>;
+@group(0) @binding(2) var<storage, read> wt: array<V>;
+@group(0) @binding(3) var<storage, read> grad: array<V>;
 @group(0) @binding(4) var<uniform> params: Params;
+
+// Lanes (of VW channels) per pixel: the stride of a pixel in every array<V> (of a tap in wt).
+fn cv() -> u32 {
+    return params.c / VW;
+}
 
 // src[row_base + s, ch] (max(·, 0) with `relu`), zero unless `ok` and 0 ≤ s ≤ last: the address
 // is clamped and the value selected, so no lane branches around the load.
-fn src_at(row_base: u32, s: i32, ok: bool, last: i32, ch: u32, relu: bool) -> f32 {
-    let v = src[(row_base + u32(clamp(s, 0, last))) * params.c + ch];
-    return select(0.0, select(v, max(v, 0.0), relu), ok && s >= 0 && s <= last);
+fn src_at(row_base: u32, s: i32, ok: bool, last: i32, ch: u32, relu: bool) -> V {
+    let v = src[(row_base + u32(clamp(s, 0, last))) * cv() + ch];
+    return select(V(0.0), select(v, max(v, V(0.0)), relu), ok && s >= 0 && s <= last);
 }
 
 // row_tile for K = 3 (the model's only kernel size), written out: the 18 inputs of a source row
 // and the 16 sums are named values. The generic loops over a local array ran 1.4–1.5× slower on
 // lavapipe, which keeps such an array in memory and reaches it lane by lane.
-fn row_tile3(img: u32, r0: i32, c0: i32, src_h: u32, src_w: u32, ch: u32, flip: bool, relu: bool) -> array<f32, TW> {
+fn row_tile3(img: u32, r0: i32, c0: i32, src_h: u32, src_w: u32, ch: u32, flip: bool, relu: bool) -> array<V, TW> {
     let last = i32(src_w) - 1;
-    var a: array<f32, TW>;
+    var a: array<V, TW>;
     for (var j = 0u; j < 3u; j++) {
         let sr = r0 + i32(j);
         if (sr < 0 || sr >= i32(src_h)) {
@@ -101,9 +114,9 @@ fn row_tile3(img: u32, r0: i32, c0: i32, src_h: u32, src_w: u32, ch: u32, flip: 
         let rb = (img + u32(sr)) * src_w;
         // Taps (j, kw), or (2 − j, 2 − kw) flipped.
         let row = select(j, 2u - j, flip) * 3u;
-        let w0 = wt[(row + select(0u, 2u, flip)) * params.c + ch];
-        let w1 = wt[(row + 1u) * params.c + ch];
-        let w2 = wt[(row + select(2u, 0u, flip)) * params.c + ch];
+        let w0 = wt[(row + select(0u, 2u, flip)) * cv() + ch];
+        let w1 = wt[(row + 1u) * cv() + ch];
+        let w2 = wt[(row + select(2u, 0u, flip)) * cv() + ch];
         let x0 = src_at(rb, c0 + 0, true, last, ch, relu);
         let x1 = src_at(rb, c0 + 1, true, last, ch, relu);
         let x2 = src_at(rb, c0 + 2, true, last, ch, relu);
@@ -146,24 +159,24 @@ fn row_tile3(img: u32, r0: i32, c0: i32, src_h: u32, src_w: u32, ch: u32, flip: 
 // src has src_h × src_w pixels per image, `img` is the image's first src row, and tap(j, kw) =
 // (j, kw) or, flipped, (K−1−j, K−1−kw). Source pixels outside the image read as zero; with
 // `relu`, src is read as max(src, 0).
-fn row_tile(img: u32, r0: i32, c0: i32, src_h: u32, src_w: u32, ch: u32, flip: bool, relu: bool) -> array<f32, TW> {
+fn row_tile(img: u32, r0: i32, c0: i32, src_h: u32, src_w: u32, ch: u32, flip: bool, relu: bool) -> array<V, TW> {
     if (K == 3u) {
         return row_tile3(img, r0, c0, src_h, src_w, ch, flip, relu);
     }
-    let c = params.c;
-    var acc: array<f32, TW>;
+    let c = cv();
+    var acc: array<V, TW>;
     for (var j = 0u; j < K; j++) {
         let sr = r0 + i32(j);
         if (sr < 0 || sr >= i32(src_h)) {
             continue;
         }
         let row_base = (img + u32(sr)) * src_w;
-        var xs: array<f32, TW + KMAX - 1u>;
+        var xs: array<V, TW + KMAX - 1u>;
         for (var t = 0u; t < TW + K - 1u; t++) {
             let sc = c0 + i32(t);
             if (sc >= 0 && sc < i32(src_w)) {
                 let v = src[(row_base + u32(sc)) * c + ch];
-                xs[t] = select(v, max(v, 0.0), relu);
+                xs[t] = select(v, max(v, V(0.0)), relu);
             }
         }
         for (var kw = 0u; kw < K; kw++) {
@@ -185,7 +198,7 @@ fn depthwise_conv2d_forward(
 ) {
     let g = wid.x + wid.y * nwg.x;
     let ch = (g % params.c_tiles) * WG + lid;
-    if (g >= params.groups || ch >= params.c) {
+    if (g >= params.groups || ch >= cv()) {
         return;
     }
     let rest = g / params.c_tiles;
@@ -205,7 +218,7 @@ fn depthwise_conv2d_forward(
     );
     for (var t = 0u; t < TW; t++) {
         if (ow0 + t < params.ow) {
-            out[(row * params.ow + ow0 + t) * params.c + ch] = acc[t];
+            out[(row * params.ow + ow0 + t) * cv() + ch] = acc[t];
         }
     }
 }
@@ -215,14 +228,14 @@ fn depthwise_conv2d_forward(
 struct DxTile {
     first: u32,
     pixels: u32,
-    acc: array<f32, TW>,
+    acc: array<V, TW>,
 }
 
 // Group g's lane `lid`: TW pixels of one dx row (the forward with the kernel flipped).
 fn backward_input_tile(g: u32, lid: u32) -> DxTile {
     var tile: DxTile;
     let ch = (g % params.c_tiles) * WG + lid;
-    if (g >= params.groups || ch >= params.c) {
+    if (g >= params.groups || ch >= cv()) {
         return tile;
     }
     let rest = g / params.c_tiles;
@@ -241,7 +254,7 @@ fn backward_input_tile(g: u32, lid: u32) -> DxTile {
         true,
         false,
     );
-    tile.first = (row * params.w + iw0) * params.c + ch;
+    tile.first = (row * params.w + iw0) * cv() + ch;
     tile.pixels = min(TW, params.w - min(iw0, params.w));
     return tile;
 }
@@ -256,7 +269,7 @@ fn depthwise_conv2d_backward_input(
     // A constant trip count keeps acc in registers (a variable one indexes it in memory).
     for (var t = 0u; t < TW; t++) {
         if (t < tile.pixels) {
-            out[tile.first + t * params.c] = tile.acc[t];
+            out[tile.first + t * cv()] = tile.acc[t];
         }
     }
 }
@@ -270,29 +283,29 @@ fn depthwise_conv2d_backward_input_relu(
     let tile = backward_input_tile(wid.x + wid.y * nwg.x, lid);
     for (var t = 0u; t < TW; t++) {
         if (t < tile.pixels) {
-            let i = tile.first + t * params.c;
-            out[i] = select(tile.acc[t], 0.0, grad[i] <= 0.0);
+            let i = tile.first + t * cv();
+            out[i] = select(tile.acc[t], V(0.0), grad[i] <= V(0.0));
         }
     }
 }
 
 // x[img + ih, iw, ch] (max(x, 0) with Params.relu), zero outside the image (ih is checked by
 // the caller).
-fn load_x(row_base: u32, iw: i32, ch: u32) -> f32 {
+fn load_x(row_base: u32, iw: i32, ch: u32) -> V {
     if (iw < 0 || iw >= i32(params.w)) {
-        return 0.0;
+        return V(0.0);
     }
-    let v = src[(row_base + u32(iw)) * params.c + ch];
-    return select(v, max(v, 0.0), params.relu != 0u);
+    let v = src[(row_base + u32(iw)) * cv() + ch];
+    return select(v, max(v, V(0.0)), params.relu != 0u);
 }
 
 // backward_weight's sums for K = 3 over rows [r0, r1), written out as row_tile3 is: the 3×3
 // window sliding along the row and the nine sums are named values.
-fn weight_rows3(r0: u32, r1: u32, ch: u32) -> array<f32, 9> {
+fn weight_rows3(r0: u32, r1: u32, ch: u32) -> array<V, 9> {
     let pl = i32(params.pad_left);
     let last = i32(params.w) - 1;
     let relu = params.relu != 0u;
-    var a: array<f32, 9>;
+    var a: array<V, 9>;
     for (var row = r0; row < r1; row++) {
         let oh = row % params.oh;
         let img = (row / params.oh) * params.h;
@@ -313,7 +326,7 @@ fn weight_rows3(r0: u32, r1: u32, ch: u32) -> array<f32, 9> {
         var w21 = src_at(rb2, 0 - pl, in2, last, ch, relu);
         var w22 = src_at(rb2, 1 - pl, in2, last, ch, relu);
         for (var ow = 0u; ow < params.ow; ow++) {
-            let d = grad[(row * params.ow + ow) * params.c + ch];
+            let d = grad[(row * params.ow + ow) * cv() + ch];
             let col = i32(ow) + 2 - pl;
             let w00 = w01;
             w01 = w02;
@@ -340,23 +353,23 @@ fn depthwise_conv2d_backward_weight(
 ) {
     let g = wid.x + wid.y * nwg.x;
     let ch = (g % params.c_tiles) * WG + lid;
-    if (g >= params.groups || ch >= params.c) {
+    if (g >= params.groups || ch >= cv()) {
         return;
     }
     let split = g / params.c_tiles;
     let r0 = split * params.rows_per_split;
     let r1 = min(r0 + params.rows_per_split, params.n * params.oh);
-    let dst = split * K * K * params.c;
+    let dst = split * K * K * cv();
     if (K == 3u) {
         let a = weight_rows3(r0, r1, ch);
         for (var tap = 0u; tap < 9u; tap++) {
-            out[dst + tap * params.c + ch] = a[tap];
+            out[dst + tap * cv() + ch] = a[tap];
         }
         return;
     }
     let pl = i32(params.pad_left);
 
-    var acc: array<f32, KMAX * KMAX>;
+    var acc: array<V, KMAX * KMAX>;
     for (var row = r0; row < r1; row++) {
         let oh = row % params.oh;
         let img = (row / params.oh) * params.h;
@@ -369,7 +382,7 @@ fn depthwise_conv2d_backward_weight(
             row_base[kh] = (img + u32(max(ih, 0))) * params.w;
         }
         // win[kh][kw] = x[ih(kh), ow + kw − pl]; preload the columns of ow = 0 except the last.
-        var win: array<array<f32, KMAX>, KMAX>;
+        var win: array<array<V, KMAX>, KMAX>;
         for (var kh = 0u; kh < K; kh++) {
             if (inside[kh]) {
                 for (var kw = 0u; kw + 1u < K; kw++) {
@@ -378,7 +391,7 @@ fn depthwise_conv2d_backward_weight(
             }
         }
         for (var ow = 0u; ow < params.ow; ow++) {
-            let d = grad[(row * params.ow + ow) * params.c + ch];
+            let d = grad[(row * params.ow + ow) * cv() + ch];
             for (var kh = 0u; kh < K; kh++) {
                 for (var kw = 0u; kw + 1u < K; kw++) {
                     win[kh][kw] = win[kh][kw + 1u];
@@ -393,7 +406,7 @@ fn depthwise_conv2d_backward_weight(
         }
     }
     for (var tap = 0u; tap < K * K; tap++) {
-        out[dst + tap * params.c + ch] = acc[tap];
+        out[dst + tap * cv() + ch] = acc[tap];
     }
 }
 
@@ -404,11 +417,11 @@ fn depthwise_conv2d_backward_weight_reduce(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    let len = K * K * params.c;
+    let len = K * K * cv();
     if (i >= len) {
         return;
     }
-    var sum = 0.0;
+    var sum = V(0.0);
     for (var sp = 0u; sp < params.splits; sp++) {
         sum += src[sp * len + i];
     }

@@ -223,7 +223,7 @@ pub struct MirroredFamily {
     textured: ShaderFamily,
     storage: OnceLock<ShaderFamily>,
     name: &'static str,
-    source: &'static str,
+    source: String,
     entries: Vec<&'static str>,
     constants: Vec<(&'static str, f64)>,
     scratch: Vec<(u32, MirrorScratch)>,
@@ -235,7 +235,7 @@ impl MirroredFamily {
     pub fn new(
         ctx: &GpuContext,
         name: &'static str,
-        source: &'static str,
+        source: &str,
         names: &[&str],
         entries: &[&'static str],
         constants: &[(&'static str, f64)],
@@ -247,7 +247,7 @@ impl MirroredFamily {
             textured,
             storage: OnceLock::new(),
             name,
-            source,
+            source: source.to_string(),
             entries: entries.to_vec(),
             constants: constants.to_vec(),
             scratch: (slots.into_iter())
@@ -280,7 +280,7 @@ impl MirroredFamily {
                         ShaderFamily::new(
                             ctx,
                             self.name,
-                            self.source,
+                            &self.source,
                             &self.entries,
                             &self.constants,
                         )

@@ -112,6 +112,35 @@ pub struct ShaderFamily {
     constants: Vec<(String, f64)>,
 }
 
+/// The `lanes`-channel form of a WGSL file written for a lane of VW channels held in a `V`
+/// (shaders/depthwise_conv2d.wgsl): the file declares `alias V = f32;` and
+/// `const VW: u32 = 1u;` once each and its storage arrays as `array<V>`. Lanes 4 rewrites those
+/// lines to `vec4<f32>` and `4u`; both forms spell the storage arrays out (`array<f32>` or
+/// `array<vec4<f32>>`, which [`super::mirror::texture_form`] recognises). Local arrays
+/// (`array<V, N>`) keep the alias. `Err` when the file lacks either line or `lanes` is not 1
+/// or 4.
+pub fn lane_form(source: &str, lanes: u32) -> Result<String, String> {
+    let (ty, vw) = match lanes {
+        1 => ("f32", "1u"),
+        4 => ("vec4<f32>", "4u"),
+        _ => return Err(format!("lane_form: {lanes} lanes (1 or 4)")),
+    };
+    let mut out = source.to_string();
+    for (line, with) in [
+        ("alias V = f32;", format!("alias V = {ty};")),
+        ("const VW: u32 = 1u;", format!("const VW: u32 = {vw};")),
+    ] {
+        let found = source.lines().filter(|l| l.trim() == line).count();
+        if found != 1 {
+            return Err(format!(
+                "lane_form: `{line}` found {found} times, wants once"
+            ));
+        }
+        out = out.replacen(line, &with, 1);
+    }
+    Ok(out.replace("array<V>", &format!("array<{ty}>")))
+}
+
 /// Parses and validates WGSL with naga, with every capability wgpu may grant (subgroups
 /// included). Used by [`ShaderFamily`] and by the shader-validation test.
 pub fn validate_wgsl(

@@ -30,7 +30,7 @@ fn tol(terms: usize) -> (f64, f64) {
 }
 
 /// Parity checks of every pass at the tiny, odd and large shapes, with k = 3 and k = 5 and a
-/// valid-padding case.
+/// valid-padding case, in both lane forms (C not divisible by 4, and C divisible by 4).
 pub fn all(ctx: &GpuContext) -> Vec<Check> {
     let mk = |n, hw, c, k, padding| DepthwiseShape {
         n,
@@ -46,14 +46,18 @@ pub fn all(ctx: &GpuContext) -> Vec<Check> {
         (ShapeClass::Odd, mk(2, 11, 5, 3, Padding::Valid)),
         (ShapeClass::Odd, mk(1, 9, 67, 5, Padding::Same)),
         (ShapeClass::Large, mk(4, 45, 64, 3, Padding::Same)),
+        // C divisible by 4: the four-channel lane form (kernels::depthwise_conv2d::lanes).
+        (ShapeClass::Odd, mk(2, 7, 12, 3, Padding::Same)),
+        (ShapeClass::Odd, mk(2, 11, 8, 3, Padding::Valid)),
+        (ShapeClass::Odd, mk(1, 9, 20, 5, Padding::Same)),
     ];
     let mut v = Vec::new();
     for variant in Variant::available(ctx) {
         // Compiled once per kernel size, on first use, and shared by every check.
         let k3: Arc<OnceLock<DepthwiseConv2d>> = Arc::new(OnceLock::new());
         let k5: Arc<OnceLock<DepthwiseConv2d>> = Arc::new(OnceLock::new());
-        // The ReLU-folded passes at the tiny, the first odd and the large shape.
-        let relu_cases = [cases[0], cases[1], cases[4]];
+        // The ReLU-folded passes at the tiny, the first odd, the large and a four-lane shape.
+        let relu_cases = [cases[0], cases[1], cases[4], cases[5]];
         let runs = (cases.iter().flat_map(|c| PASSES.map(|p| (*c, p))))
             .chain(relu_cases.iter().flat_map(|c| RELU_PASSES.map(|p| (*c, p))));
         for ((class, s), (pass, run)) in runs {

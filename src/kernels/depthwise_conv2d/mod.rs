@@ -29,6 +29,7 @@ use crate::gpu::mirror::{MirrorScratch, MirroredFamily};
 use crate::kernels::Bind;
 use crate::kernels::variants::VariantError;
 use crate::kernels::{Dispatch, grid_1d, groups_for};
+use std::sync::OnceLock;
 
 pub mod bench;
 pub mod checks;
@@ -101,17 +102,28 @@ impl Variant {
     }
 }
 
-/// Pipelines of shaders/depthwise_conv2d.wgsl for one kernel size and variant.
+/// Pipelines of shaders/depthwise_conv2d.wgsl for one kernel size and variant, in its one- and
+/// four-channel lane forms ([`lanes`]), each compiled on first use.
 pub struct DepthwiseConv2d {
-    family: MirroredFamily,
+    families: [OnceLock<MirroredFamily>; 2],
     k: usize,
     pub variant: Variant,
+}
+
+/// Channels per lane for a shape: 4 (a vec4, one texel of a mirror) when C allows, else 1.
+pub fn lanes(s: &DepthwiseShape) -> usize {
+    if s.c.is_multiple_of(4) { 4 } else { 1 }
+}
+
+/// Workgroups along C: WG lanes of [`lanes`] channels each.
+fn c_tiles(s: &DepthwiseShape) -> usize {
+    (s.c / lanes(s)).div_ceil(WG as usize)
 }
 
 /// (splits, rows per split) of backward_weight's reduction over the N·OH output rows.
 fn split_rows(s: &DepthwiseShape) -> (usize, usize) {
     let rows = s.n * s.oh();
-    let c_tiles = s.c.div_ceil(WG as usize);
+    let c_tiles = c_tiles(s);
     let want = TARGET_GROUPS.div_ceil(c_tiles).clamp(1, rows.max(1));
     let per = rows.div_ceil(want).max(1);
     (rows.div_ceil(per).max(1), per)
@@ -137,7 +149,7 @@ fn params(s: &DepthwiseShape) -> Params {
         ow: ow as u32,
         pad_top: pad_top as u32,
         pad_left: pad_left as u32,
-        c_tiles: s.c.div_ceil(WG as usize) as u32,
+        c_tiles: c_tiles(s) as u32,
         w_tiles: 1,
         splits: 1,
         rows_per_split: 1,
@@ -175,7 +187,15 @@ impl DepthwiseConv2d {
                 variant: variant.name(),
                 why,
             })?;
-        const SOURCE: &str = include_str!("../../../shaders/depthwise_conv2d.wgsl");
+        Ok(Self {
+            families: [OnceLock::new(), OnceLock::new()],
+            k,
+            variant,
+        })
+    }
+
+    /// The compiled form for `s`'s lane width.
+    fn family(&self, ctx: &GpuContext, s: &DepthwiseShape) -> &MirroredFamily {
         const ENTRIES: [&str; 5] = [
             "depthwise_conv2d_forward",
             "depthwise_conv2d_backward_input",
@@ -183,14 +203,17 @@ impl DepthwiseConv2d {
             "depthwise_conv2d_backward_weight",
             "depthwise_conv2d_backward_weight_reduce",
         ];
-        let constants = [("WG", WG as f64), ("K", k as f64)];
-        let name = "depthwise_conv2d";
-        let mirrored: &[&str] = match variant {
-            Variant::Storage => &[],
-            Variant::Texture => &TEXTURE_READS,
-        };
-        let family = MirroredFamily::new(ctx, name, SOURCE, mirrored, &ENTRIES, &constants);
-        Ok(Self { family, k, variant })
+        let lanes = lanes(s);
+        self.families[(lanes == 4) as usize].get_or_init(|| {
+            let source = source_form(lanes);
+            let constants = [("WG", WG as f64), ("K", self.k as f64)];
+            let mirrored: &[&str] = match self.variant {
+                Variant::Storage => &[],
+                Variant::Texture => &TEXTURE_READS,
+            };
+            let name = "depthwise_conv2d";
+            MirroredFamily::new(ctx, name, &source, mirrored, &ENTRIES, &constants)
+        })
     }
 
     fn check_shape(&self, s: &DepthwiseShape) {
@@ -226,7 +249,7 @@ impl DepthwiseConv2d {
             relu: relu as u32,
             ..p
         };
-        self.family
+        self.family(ctx, s)
             .dispatch(ctx, entry, slots, Some(&p), grid_1d(groups as u32))
     }
 
@@ -363,15 +386,16 @@ impl DepthwiseConv2d {
             relu: relu as u32,
             ..p
         };
-        let partial = self.family.dispatch(
+        let family = self.family(ctx, s);
+        let partial = family.dispatch(
             ctx,
             "depthwise_conv2d_backward_weight",
             &[Some(scratch), Some(x), None, Some(dy)],
             Some(&p),
             grid_1d(groups as u32),
         );
-        let reduce_groups = groups_for(s.w_len(), WG);
-        let reduce = self.family.dispatch(
+        let reduce_groups = groups_for(s.w_len() / lanes(s), WG);
+        let reduce = family.dispatch(
             ctx,
             "depthwise_conv2d_backward_weight_reduce",
             &[Some(dw), Some(scratch)],
@@ -383,6 +407,12 @@ impl DepthwiseConv2d {
         );
         [partial, reduce]
     }
+}
+
+/// shaders/depthwise_conv2d.wgsl in its `lanes`-channel form ([`crate::gpu::shader::lane_form`]).
+pub fn source_form(lanes: usize) -> String {
+    const SOURCE: &str = include_str!("../../../shaders/depthwise_conv2d.wgsl");
+    crate::gpu::shader::lane_form(SOURCE, lanes as u32).expect("the file declares V and VW once")
 }
 
 /// The arrays the texture variant reads from mirrors: x or dy (`src`, and the split partials
@@ -416,44 +446,65 @@ mod tests {
         if Variant::Texture.usable(&ctx).is_err() {
             return;
         }
-        let s = DepthwiseShape {
-            n: 2,
-            h: 7,
-            w: 7,
-            c: 5,
-            k: 3,
-            padding: Padding::Same,
-        };
-        let [x, w, y, dw, scratch] = [
-            s.x_len(),
-            s.w_len(),
-            s.y_len(),
-            s.w_len(),
-            DepthwiseConv2d::backward_weight_scratch_len(&s),
-        ]
-        .map(|n| ctx.zeros("t", n));
-        for (variant, mirrored) in [(Variant::Texture, true), (Variant::Storage, false)] {
-            let k = DepthwiseConv2d::with_variant(&ctx, 3, variant).unwrap();
-            let mut ds = vec![k.forward(&ctx, &y, &x, &w, &s)];
-            ds.extend(k.backward_weight(&ctx, &dw, &scratch, &y, &x, &s));
-            assert!(
-                ds.iter().all(|d| d.has_mirrors() == mirrored),
-                "{variant:?}"
-            );
+        for c in [5, 8] {
+            let s = DepthwiseShape {
+                n: 2,
+                h: 7,
+                w: 7,
+                c,
+                k: 3,
+                padding: Padding::Same,
+            };
+            let [x, w, y, dw, scratch] = [
+                s.x_len(),
+                s.w_len(),
+                s.y_len(),
+                s.w_len(),
+                DepthwiseConv2d::backward_weight_scratch_len(&s),
+            ]
+            .map(|n| ctx.zeros("t", n));
+            for (variant, mirrored) in [(Variant::Texture, true), (Variant::Storage, false)] {
+                let k = DepthwiseConv2d::with_variant(&ctx, 3, variant).unwrap();
+                let mut ds = vec![k.forward(&ctx, &y, &x, &w, &s)];
+                ds.extend(k.backward_weight(&ctx, &dw, &scratch, &y, &x, &s));
+                assert!(
+                    ds.iter().all(|d| d.has_mirrors() == mirrored),
+                    "{variant:?}, c {c}"
+                );
+            }
         }
     }
 
-    /// The texture variant's WGSL is made at run time: it must validate, and read every
-    /// mirrored array through the mirror (no storage declaration of them left).
+    /// Both lane forms and their texture forms are made at run time: each must validate, the
+    /// four-channel one must read vec4s, and the texture forms must read every mirrored array
+    /// through its mirror (no storage declaration of them left).
     #[test]
-    fn the_texture_form_validates() {
-        let src = include_str!("../../../shaders/depthwise_conv2d.wgsl");
-        let form = crate::gpu::mirror::texture_form(src, &super::TEXTURE_READS).unwrap();
-        crate::kernels::validate_wgsl("depthwise_conv2d texture form", &form)
-            .unwrap_or_else(|e| panic!("{e}"));
-        for name in super::TEXTURE_READS {
-            assert!(form.contains(&format!("var {name}_mirror: texture_2d<f32>;")));
-            assert!(!form.contains(&format!("var<storage, read> {name}:")));
+    fn the_lane_and_texture_forms_validate() {
+        for lanes in [1, 4] {
+            let form = super::source_form(lanes);
+            crate::kernels::validate_wgsl("depthwise_conv2d lane form", &form)
+                .unwrap_or_else(|e| panic!("{lanes} lanes: {e}"));
+            let ty = if lanes == 4 {
+                "array<vec4<f32>>"
+            } else {
+                "array<f32>"
+            };
+            assert!(form.contains(&format!("var<storage, read> src: {ty};")));
+            let textured = crate::gpu::mirror::texture_form(&form, &super::TEXTURE_READS).unwrap();
+            crate::kernels::validate_wgsl("depthwise_conv2d texture form", &textured)
+                .unwrap_or_else(|e| panic!("{lanes} lanes, textured: {e}"));
+            for name in super::TEXTURE_READS {
+                assert!(textured.contains(&format!("var {name}_mirror: texture_2d<f32>;")));
+                assert!(!textured.contains(&format!("var<storage, read> {name}:")));
+            }
         }
+    }
+
+    #[test]
+    fn lane_form_refuses_files_without_the_alias() {
+        let e = crate::gpu::shader::lane_form("const VW: u32 = 1u;\n", 4).unwrap_err();
+        assert!(e.contains("alias V = f32;"), "{e}");
+        let e = crate::gpu::shader::lane_form("alias V = f32;\nconst VW: u32 = 1u;\n", 2);
+        assert!(e.unwrap_err().contains("1 or 4"));
     }
 }
