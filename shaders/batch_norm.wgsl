@@ -81,6 +81,14 @@ override FW: u32 = 64u;
 
 const MAX_WG: u32 = 256u;
 
+// Channels per lane: this file is written once for a lane of VW consecutive channels held in a
+// V. As committed, VW = 1 and V = f32; kernels::batch_norm compiles a vec4 form for C
+// divisible by 4 (gpu::shader::lane_form: VW = 4, V = vec4<f32>, every array<V> an
+// array<vec4<f32>>): a lane then loads 16 bytes at a time, which a texture mirror serves as
+// one texel fetch instead of four. Channel indices below (c, C) count lanes, not channels.
+alias V = f32;
+const VW: u32 = 1u;
+
 struct Params {
     rows: u32,
     channels: u32,
@@ -92,36 +100,41 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read> gamma: array<f32>;
-@group(0) @binding(4) var<storage, read> beta: array<f32>;
-@group(0) @binding(5) var<storage, read_write> mean: array<f32>;
-@group(0) @binding(6) var<storage, read_write> inv_std: array<f32>;
-@group(0) @binding(7) var<storage, read_write> moving_mean: array<f32>;
-@group(0) @binding(8) var<storage, read_write> moving_var: array<f32>;
-@group(0) @binding(9) var<storage, read_write> dgamma: array<f32>;
-@group(0) @binding(10) var<storage, read_write> dbeta: array<f32>;
-@group(0) @binding(11) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(0) var<storage, read_write> out: array<V>;
+@group(0) @binding(1) var<storage, read> x: array<V>;
+@group(0) @binding(2) var<storage, read> dy: array<V>;
+@group(0) @binding(3) var<storage, read> gamma: array<V>;
+@group(0) @binding(4) var<storage, read> beta: array<V>;
+@group(0) @binding(5) var<storage, read_write> mean: array<V>;
+@group(0) @binding(6) var<storage, read_write> inv_std: array<V>;
+@group(0) @binding(7) var<storage, read_write> moving_mean: array<V>;
+@group(0) @binding(8) var<storage, read_write> moving_var: array<V>;
+@group(0) @binding(9) var<storage, read_write> dgamma: array<V>;
+@group(0) @binding(10) var<storage, read_write> dbeta: array<V>;
+@group(0) @binding(11) var<storage, read_write> scratch: array<V>;
 @group(0) @binding(12) var<uniform> params: Params;
-@group(0) @binding(13) var<storage, read_write> folded_bias: array<f32>;
-@group(0) @binding(14) var<storage, read> conv_bias: array<f32>;
+@group(0) @binding(13) var<storage, read_write> folded_bias: array<V>;
+@group(0) @binding(14) var<storage, read> conv_bias: array<V>;
 // The moving statistics again, read-only, for inference: an inference program can keep every
 // weight in read-only buffers (slots 7 and 8 are read_write because training updates them).
-@group(0) @binding(15) var<storage, read> stat_mean: array<f32>;
-@group(0) @binding(16) var<storage, read> stat_var: array<f32>;
+@group(0) @binding(15) var<storage, read> stat_mean: array<V>;
+@group(0) @binding(16) var<storage, read> stat_var: array<V>;
+
+// Lanes of VW channels per row: C in the passes below.
+fn lanes_c() -> u32 {
+    return params.channels / VW;
+}
 
 // Row-lane partials, merged by a tree when RL > 1: (count, mean, M2) or (Σa, Σb, unused).
-var<workgroup> wg_a: array<f32, MAX_WG>;
-var<workgroup> wg_b: array<f32, MAX_WG>;
+var<workgroup> wg_a: array<V, MAX_WG>;
+var<workgroup> wg_b: array<V, MAX_WG>;
 var<workgroup> wg_n: array<f32, MAX_WG>;
 
 // Welford/Chan state of a set of values.
 struct Moments {
     n: f32,
-    mean: f32,
-    m2: f32,
+    mean: V,
+    m2: V,
 }
 
 // Chan et al.'s pairwise merge: exact in exact arithmetic, and stable (no E[x²] − E[x]²).
@@ -148,9 +161,9 @@ fn batch_norm_forward_train_partial(
 ) {
     let c = wid.x * CW + lid.x;
     let chunk = wid.y;
-    let C = params.channels;
+    let C = lanes_c();
     let live = c < C && chunk < params.chunks;
-    var st = Moments(0.0, 0.0, 0.0);
+    var st = Moments(0.0, V(0.0), V(0.0));
     if (live) {
         let range = chunk_rows(chunk);
         for (var r = range.x + lid.y; r < range.y; r += RL) {
@@ -192,11 +205,11 @@ fn batch_norm_forward_train_finalize(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let c = wid.x * FW + lid;
-    let C = params.channels;
+    let C = lanes_c();
     if (c >= C) {
         return;
     }
-    var st = Moments(0.0, 0.0, 0.0);
+    var st = Moments(0.0, V(0.0), V(0.0));
     for (var k = 0u; k < params.chunks; k++) {
         let range = chunk_rows(k);
         let part = Moments(f32(range.y - range.x), scratch[k * C + c], scratch[(params.chunks + k) * C + c]);
@@ -212,22 +225,25 @@ fn batch_norm_forward_train_finalize(
 
 // y = (x − centre)·scale + shift (then max(y, 0) with the fused ReLU) over this workgroup's
 // chunk, for channel c.
-fn normalize_chunk(c: u32, chunk: u32, lane: u32, centre: f32, scale: f32, shift: f32) {
-    let C = params.channels;
+fn normalize_chunk(c: u32, chunk: u32, lane: u32, centre: V, scale: V, shift: V) {
+    let C = lanes_c();
     let range = chunk_rows(chunk);
     let relu = params.relu != 0u;
     for (var r = range.x + lane; r < range.y; r += RL) {
         let i = r * C + c;
         let y = (x[i] - centre) * scale + shift;
-        out[i] = select(y, max(y, 0.0), relu);
+        out[i] = select(y, max(y, V(0.0)), relu);
     }
 }
 
 // dy[i], or 0 where the fused ReLU cut the forward's output: xc = x[i] − mean, and
 // xc·scale + shift is the forward's y (the same expression as normalize_chunk's).
-fn masked_dy(i: u32, xc: f32, scale: f32, shift: f32) -> f32 {
+fn masked_dy(i: u32, xc: V, scale: V, shift: V) -> V {
     let g = dy[i];
-    return select(g, 0.0, params.relu != 0u && xc * scale + shift <= 0.0);
+    if (params.relu == 0u) {
+        return g;
+    }
+    return select(g, V(0.0), xc * scale + shift <= V(0.0));
 }
 
 @compute @workgroup_size(CW, RL)
@@ -236,14 +252,14 @@ fn batch_norm_forward_train_normalize(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let c = wid.x * CW + lid.x;
-    if (c >= params.channels || wid.y >= params.chunks) {
+    if (c >= lanes_c() || wid.y >= params.chunks) {
         return;
     }
     normalize_chunk(c, wid.y, lid.y, mean[c], gamma[c] * inv_std[c], beta[c]);
 }
 
 // γ/sqrt(moving_var + ε): the inference batch norm's per-channel scale (inference and fold).
-fn inference_scale(c: u32) -> f32 {
+fn inference_scale(c: u32) -> V {
     return gamma[c] / sqrt(stat_var[c] + params.epsilon);
 }
 
@@ -253,7 +269,7 @@ fn batch_norm_forward_inference(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let c = wid.x * CW + lid.x;
-    if (c >= params.channels || wid.y >= params.chunks) {
+    if (c >= lanes_c() || wid.y >= params.chunks) {
         return;
     }
     let scale = inference_scale(c);
@@ -268,7 +284,7 @@ fn batch_norm_fold(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let c = wid.x * CW + lid.x;
-    let C = params.channels;
+    let C = lanes_c();
     if (c >= C || wid.y >= params.chunks) {
         return;
     }
@@ -290,10 +306,10 @@ fn batch_norm_backward_partial(
 ) {
     let c = wid.x * CW + lid.x;
     let chunk = wid.y;
-    let C = params.channels;
+    let C = lanes_c();
     let live = c < C && chunk < params.chunks;
-    var sum_dy = 0.0;
-    var sum_dyxc = 0.0;
+    var sum_dy = V(0.0);
+    var sum_dyxc = V(0.0);
     if (live) {
         let centre = mean[c];
         let scale = gamma[c] * inv_std[c];
@@ -335,12 +351,12 @@ fn batch_norm_backward_finalize(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let c = wid.x * FW + lid;
-    let C = params.channels;
+    let C = lanes_c();
     if (c >= C) {
         return;
     }
-    var sum_dy = 0.0;
-    var sum_dyxc = 0.0;
+    var sum_dy = V(0.0);
+    var sum_dyxc = V(0.0);
     for (var k = 0u; k < params.chunks; k++) {
         sum_dy += scratch[k * C + c];
         sum_dyxc += scratch[(params.chunks + k) * C + c];
@@ -366,7 +382,7 @@ fn batch_norm_backward_input(
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
     let c = wid.x * CW + lid.x;
-    let C = params.channels;
+    let C = lanes_c();
     if (c >= C || wid.y >= params.chunks) {
         return;
     }

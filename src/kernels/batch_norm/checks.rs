@@ -336,6 +336,8 @@ pub fn all(_ctx: &GpuContext) -> Vec<Check> {
         (ShapeClass::Odd, 2 * 7 * 7, 5, "N2 H7 W7 C5"),
         (ShapeClass::Large, 4 * 45 * 45, 96, "N4 H45 W45 C96"),
         (ShapeClass::Large, 8 * 45 * 45, 64, "N8 H45 W45 C64"),
+        // C divisible by 4 at an odd size: the four-channel lane form (batch_norm::lanes).
+        (ShapeClass::Odd, 2 * 7 * 7, 12, "N2 H7 W7 C12"),
     ];
     // Every shape at offset 4, and the first large one again at offset 1000, where a naive
     // E[x²] − E[x]² variance in f32 would be off by tens of percent.

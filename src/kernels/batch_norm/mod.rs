@@ -33,6 +33,7 @@ use crate::gpu::GpuContext;
 use crate::gpu::mirror::MirroredFamily;
 use crate::kernels::Bind;
 use crate::kernels::{Dispatch, groups_for};
+use std::sync::OnceLock;
 
 pub mod bench;
 pub mod checks;
@@ -187,11 +188,26 @@ impl Variant {
     }
 }
 
-/// Which batch-norm variant this adapter uses, for the printed report.
+/// shaders/batch_norm.wgsl in its `lanes`-channel form ([`crate::gpu::shader::lane_form`]).
+pub fn source_form(lanes: usize) -> String {
+    const SOURCE: &str = include_str!("../../../shaders/batch_norm.wgsl");
+    crate::gpu::shader::lane_form(SOURCE, lanes as u32).expect("the file declares V and VW once")
+}
+
 /// Pipelines of shaders/batch_norm.wgsl for one variant.
 pub struct BatchNorm {
-    family: MirroredFamily,
+    /// The one- and four-channel lane forms ([`lanes`]), each compiled on first use.
+    families: [OnceLock<MirroredFamily>; 2],
     variant: Variant,
+}
+
+/// Channels per lane for a shape: 4 (a vec4, one texel of a mirror) when C allows, else 1.
+pub fn lanes(shape: &BnShape) -> usize {
+    if shape.channels.is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
 }
 
 impl BatchNorm {
@@ -205,25 +221,30 @@ impl BatchNorm {
         )
     }
 
-    pub fn with_variant(ctx: &GpuContext, variant: Variant) -> Self {
-        // The big reads; the per-channel vectors are small and stay in storage.
-        let mirrored: &[&str] = match variant {
-            Variant::FlatTexture => &["x", "dy"],
-            Variant::Tree | Variant::Flat => &[],
-        };
-        let family = MirroredFamily::new(
-            ctx,
-            "batch_norm",
-            include_str!("../../../shaders/batch_norm.wgsl"),
-            mirrored,
-            &[],
-            &[
+    pub fn with_variant(_ctx: &GpuContext, variant: Variant) -> Self {
+        Self {
+            families: [OnceLock::new(), OnceLock::new()],
+            variant,
+        }
+    }
+
+    /// The compiled form for `shape`'s lane width.
+    fn family(&self, ctx: &GpuContext, shape: &BnShape) -> &MirroredFamily {
+        let lanes = lanes(shape);
+        self.families[(lanes == 4) as usize].get_or_init(|| {
+            // The big reads; the per-channel vectors are small and stay in storage.
+            let mirrored: &[&str] = match self.variant {
+                Variant::FlatTexture => &["x", "dy"],
+                Variant::Tree | Variant::Flat => &[],
+            };
+            let constants = [
                 ("CW", CW as f64),
-                ("RL", variant.row_lanes() as f64),
+                ("RL", self.variant.row_lanes() as f64),
                 ("FW", FW as f64),
-            ],
-        );
-        Self { family, variant }
+            ];
+            let source = source_form(lanes);
+            MirroredFamily::new(ctx, "batch_norm", &source, mirrored, &[], &constants)
+        })
     }
 
     pub fn variant(&self) -> Variant {
@@ -240,11 +261,15 @@ impl BatchNorm {
 
     fn row_grid(shape: &BnShape) -> [u32; 3] {
         let (_, chunks) = shape.chunking();
-        [groups_for(shape.channels, CW), chunks as u32, 1]
+        [
+            groups_for(shape.channels / lanes(shape), CW),
+            chunks as u32,
+            1,
+        ]
     }
 
     fn channel_grid(shape: &BnShape) -> [u32; 3] {
-        [groups_for(shape.channels, FW), 1, 1]
+        [groups_for(shape.channels / lanes(shape), FW), 1, 1]
     }
 
     fn check_scratch(scratch: &dyn Bind, shape: &BnShape) {
@@ -300,7 +325,10 @@ impl BatchNorm {
             ),
             ("batch_norm_forward_train_normalize", Self::row_grid(shape)),
         ]
-        .map(|(entry, grid)| self.family.dispatch(ctx, entry, &slots, Some(&p), grid));
+        .map(|(entry, grid)| {
+            self.family(ctx, shape)
+                .dispatch(ctx, entry, &slots, Some(&p), grid)
+        });
         vec![partial, finalize, normalize]
     }
 
@@ -325,7 +353,7 @@ impl BatchNorm {
         slots[..5].copy_from_slice(&[Some(y), Some(x), None, Some(gamma), Some(beta)]);
         slots[15] = Some(moving_mean);
         slots[16] = Some(moving_var);
-        self.family.dispatch(
+        self.family(ctx, shape).dispatch(
             ctx,
             "batch_norm_forward_inference",
             &slots,
@@ -371,7 +399,7 @@ impl BatchNorm {
             Some(moving_mean),
             Some(moving_var),
         ];
-        self.family.dispatch(
+        self.family(ctx, &shape).dispatch(
             ctx,
             "batch_norm_fold",
             &slots,
@@ -422,7 +450,10 @@ impl BatchNorm {
             ("batch_norm_backward_finalize", Self::channel_grid(shape)),
             ("batch_norm_backward_input", Self::row_grid(shape)),
         ]
-        .map(|(entry, grid)| self.family.dispatch(ctx, entry, &slots, Some(&p), grid));
+        .map(|(entry, grid)| {
+            self.family(ctx, shape)
+                .dispatch(ctx, entry, &slots, Some(&p), grid)
+        });
         vec![partial, finalize, input]
     }
 }
@@ -472,6 +503,19 @@ mod tests {
             if !mirrored {
                 assert!(ds.iter().all(|d| !d.has_mirrors()));
             }
+        }
+    }
+
+    /// Both lane forms, and their texture forms, are made at run time: each must validate.
+    #[test]
+    fn the_lane_and_texture_forms_validate() {
+        for lanes in [1, 4] {
+            let form = super::source_form(lanes);
+            crate::kernels::validate_wgsl("batch_norm lane form", &form)
+                .unwrap_or_else(|e| panic!("{lanes} lanes: {e}"));
+            let textured = crate::gpu::mirror::texture_form(&form, &["x", "dy"]).unwrap();
+            crate::kernels::validate_wgsl("batch_norm texture form", &textured)
+                .unwrap_or_else(|e| panic!("{lanes} lanes, textured: {e}"));
         }
     }
 }
