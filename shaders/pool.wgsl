@@ -43,14 +43,14 @@
 //   The global average pool reads n, h, w, c only.
 // Workgroup: WG (override, default 64) invocations for the max pool and the gap backward;
 //   each max-pool invocation owns 4 consecutive channels (indices past C are clamped for loads
-//   and not stored) of one column and loops over rows; a workgroup's lanes differ only in
+//   and not stored) and loops over rows and, within each, columns; a workgroup's lanes differ only in
 //   channel, so all window arithmetic is uniform (no per-lane integer division, which a CPU
 //   adapter scalarises). Each gap-backward invocation owns 4 consecutive channels of a pixel.
 //   With C < 4·WG part of each workgroup idles (the model pools at C ≥ 256).
 //   gap forward: 8 × GAP_ROWS (override, default 8, at most 32) invocations.
-// Grid: max fwd (all four) (ceil(ceil(C/4) / WG), OW, min(N·OH, 65535)), rows n·OH + r from wid.z in steps
-//         of nwg.z;
-//       max bwd (ceil(ceil(C/4) / WG), W, min(N·H, 65535)), rows n·H + h likewise;
+// Grid: max fwd (all four) (ceil(ceil(C/4) / WG), Y, min(N·OH, 65535)), rows n·OH + r from wid.z in
+//         steps of nwg.z, columns from wid.y in steps of nwg.y (kernels::pool uses Y = 1);
+//       max bwd (ceil(ceil(C/4) / WG), Y, min(N·H, 65535)), rows n·H + h and columns likewise;
 //       gap fwd kernels::grid_1d(N·ceil(C/8)), linear group = wid.x + wid.y·nwg.x;
 //       gap bwd (ceil(ceil(C/4) / WG), 1, min(N·H·W, 65535)), pixels from wid.z in steps of nwg.z.
 // Mirrors: cpu::pool::max_pool2d_forward (then cpu::elementwise::add_forward for the add),
@@ -172,13 +172,10 @@ fn residual4(row: u32, q: u32, ch: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(residual[o + ch.x], residual[o + ch.y], residual[o + ch.z], residual[o + ch.w]);
 }
 
-// The max-pool forward entry points share this layout: lane → 4 channels from c0, wid.y → the
-// output column q, output rows n·OH + r from wid.z striding by the grid's z size (capped at
-// 65535). c0 ≥ C or q ≥ OW: nothing to do.
-fn live(c0: u32, q: u32) -> bool {
-    return c0 < params.c && q < params.ow;
-}
-
+// The max-pool forward entry points share this layout: lane → 4 channels from c0, output
+// rows n·OH + r from wid.z striding by the grid's z size (capped at 65535), output columns q
+// from wid.y striding by its y size (kernels::pool walks many columns per invocation: a
+// workgroup per column cost lavapipe more to start than its windows). c0 ≥ C: nothing to do.
 @compute @workgroup_size(WG)
 fn max_pool2d_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -186,14 +183,16 @@ fn max_pool2d_forward(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let c0 = (wid.x * WG + lid) * 4u;
-    if (!live(c0, wid.y)) {
+    if (c0 >= params.c) {
         return;
     }
     let ch = channels(c0);
     for (var row = wid.z; row < params.n * params.oh; row += nwg.z) {
-        let m = window_max(row, wid.y, ch);
-        store_y(row, wid.y, c0, m.best);
-        store_argmax(row, wid.y, c0, m.arg);
+    for (var q = wid.y; q < params.ow; q += nwg.y) {
+        let m = window_max(row, q, ch);
+        store_y(row, q, c0, m.best);
+        store_argmax(row, q, c0, m.arg);
+    }
     }
 }
 
@@ -204,14 +203,16 @@ fn max_pool2d_forward_add(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let c0 = (wid.x * WG + lid) * 4u;
-    if (!live(c0, wid.y)) {
+    if (c0 >= params.c) {
         return;
     }
     let ch = channels(c0);
     for (var row = wid.z; row < params.n * params.oh; row += nwg.z) {
-        let m = window_max(row, wid.y, ch);
-        store_y(row, wid.y, c0, m.best + residual4(row, wid.y, ch));
-        store_argmax(row, wid.y, c0, m.arg);
+    for (var q = wid.y; q < params.ow; q += nwg.y) {
+        let m = window_max(row, q, ch);
+        store_y(row, q, c0, m.best + residual4(row, q, ch));
+        store_argmax(row, q, c0, m.arg);
+    }
     }
 }
 
@@ -222,12 +223,14 @@ fn max_pool2d_forward_inference(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let c0 = (wid.x * WG + lid) * 4u;
-    if (!live(c0, wid.y)) {
+    if (c0 >= params.c) {
         return;
     }
     let ch = channels(c0);
     for (var row = wid.z; row < params.n * params.oh; row += nwg.z) {
-        store_y(row, wid.y, c0, window_max(row, wid.y, ch).best);
+    for (var q = wid.y; q < params.ow; q += nwg.y) {
+        store_y(row, q, c0, window_max(row, q, ch).best);
+    }
     }
 }
 
@@ -238,13 +241,15 @@ fn max_pool2d_forward_add_inference(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let c0 = (wid.x * WG + lid) * 4u;
-    if (!live(c0, wid.y)) {
+    if (c0 >= params.c) {
         return;
     }
     let ch = channels(c0);
     for (var row = wid.z; row < params.n * params.oh; row += nwg.z) {
-        let m = window_max(row, wid.y, ch);
-        store_y(row, wid.y, c0, m.best + residual4(row, wid.y, ch));
+    for (var q = wid.y; q < params.ow; q += nwg.y) {
+        let m = window_max(row, q, ch);
+        store_y(row, q, c0, m.best + residual4(row, q, ch));
+    }
     }
 }
 
@@ -257,16 +262,18 @@ fn max_pool2d_backward(
     let p = params;
     let groups = (p.c + 3u) / 4u;
     let c0 = (wid.x * WG + lid) * 4u;
-    if (c0 >= p.c || wid.y >= p.w) {
+    if (c0 >= p.c) {
         return;
     }
     let ch = channels(c0);
-    let xw = i32(wid.y + p.pad_left);
-    // Windows q with q·SW ≤ xw ≤ q·SW + KW − 1, clipped to [0, OW).
-    let q_lo = i32(udiv(u32(max(xw - i32(p.kw) + i32(p.sw), 0)), p.sw));
-    let q_hi = min(i32(udiv(u32(xw), p.sw)), i32(p.ow) - 1);
-    // Input rows n·H + ih, striding by the grid's z size (capped at 65535).
+    // Input rows n·H + ih, striding by the grid's z size (capped at 65535); input columns,
+    // striding by its y size.
     for (var row = wid.z; row < p.n * p.h; row += nwg.z) {
+    for (var col = wid.y; col < p.w; col += nwg.y) {
+        let xw = i32(col + p.pad_left);
+        // Windows q with q·SW ≤ xw ≤ q·SW + KW − 1, clipped to [0, OW).
+        let q_lo = i32(udiv(u32(max(xw - i32(p.kw) + i32(p.sw), 0)), p.sw));
+        let q_hi = min(i32(udiv(u32(xw), p.sw)), i32(p.ow) - 1);
         let n = udiv(row, p.h);
         let yh = i32(row - n * p.h + p.pad_top);
         let r_lo = i32(udiv(u32(max(yh - i32(p.kh) + i32(p.sh), 0)), p.sh));
@@ -280,12 +287,13 @@ fn max_pool2d_backward(
                 acc += select(vec4<f32>(0.0), load4(pix * p.c, ch), a == vec4<u32>(local));
             }
         }
-        let base = (row * p.w + wid.y) * p.c + c0;
+        let base = (row * p.w + col) * p.c + c0;
         for (var k = 0u; k < 4u; k++) {
             if (c0 + k < p.c) {
                 out[base + k] = acc[k];
             }
         }
+    }
     }
 }
 
