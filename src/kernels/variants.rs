@@ -148,7 +148,7 @@ impl Variants {
             conv2d::Variant::Portable => "register-blocked implicit GEMM".to_string(),
         };
         let why_b = format!(
-            "{} channels × {} row lanes per workgroup{}",
+            "{} lanes (a channel each, four where C % 4 = 0) × {} row lanes per workgroup{}",
             batch_norm::CW,
             b.row_lanes(),
             if mirrors {

@@ -26,6 +26,9 @@
 //! merged by a workgroup-memory tree (the portable variant for real GPUs: coalesced along C and
 //! more invocations per chunk); `flat` is 64 channels × 1 row lane, so no workgroup memory and no
 //! barrier, which lavapipe rewards (LAVAPIPE-NOTES.md). Software adapters get `flat`.
+//!
+//! Every variant runs one channel per lane, or four (a vec4) where C is divisible by 4: the
+//! file's [`lanes`] form ([`crate::gpu::shader::lane_form`]), compiled on first use.
 
 use bytemuck::{Pod, Zeroable};
 

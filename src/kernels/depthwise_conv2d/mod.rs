@@ -1,7 +1,8 @@
 //! `depthwise_conv2d`: K×K depthwise convolution, stride 1, no bias, forward and both backward
 //! passes (shaders/depthwise_conv2d.wgsl).
 //!
-//! One channel per lane (loads coalesced along C), 16 output pixels of a row per invocation with
+//! One channel per lane (loads coalesced along C), or four (a vec4) where C is divisible by 4
+//! (the file's [`lanes`] form, [`crate::gpu::shader::lane_form`]), 16 output pixels of a row per invocation with
 //! each loaded input reused across the K taps that read it; registers only, no workgroup memory,
 //! which suits real GPUs and lavapipe alike (LAVAPIPE-NOTES: loads are the cost there, workgroup
 //! memory is slow). backward_weight is a two-stage reduction over N·OH·OW: splits of output rows
@@ -426,7 +427,7 @@ pub fn variant_report(variant: Variant) -> String {
         Variant::Texture => "x and dy through texture mirrors (CPU adapters)",
     };
     format!(
-        "depthwise_conv2d: {} (one channel per lane, {TW} pixels per invocation in registers; \
+        "depthwise_conv2d: {} (one channel per lane, four (a vec4) where C % 4 = 0, {TW} pixels per invocation in registers; \
          backward_weight split over rows + reduce; {reads})",
         variant.name()
     )
