@@ -9,6 +9,10 @@
 //                loads are vec4 loads where B is row-contiguous and 16-byte aligned
 //   gemm_reduce  out[i] = Σ_s part[s·c_split + i], s < splits (the split-K reduction)
 //   gemm_colsum  part[s·n + j] = Σ_{r in split s} a[r·a_ms + j] (column sums, e.g. db = Σ dy)
+//   gemm_colsum4 gemm_colsum for four columns per lane, reading A as vec4s through a4 (a_off,
+//                a_ms and n multiples of 4); kernels::gemm compiles it in its texture form
+//                (gpu::mirror::texture_form, a4 mirrored) for `texture64`, where a lane's four
+//                columns are one texel fetch
 //   gemm_zero_skipped  out[p, :] = 0 for every pixel p = (img, h, w) with h or w not a multiple
 //                of g_stride (the pixels a strided 1×1 convolution never reads)
 //   All entry points WRITE their outputs (none accumulates).
@@ -32,7 +36,7 @@
 //        |        |            |                              | only when has_bias = 1; any
 //        |        |            |                              | 4-byte buffer serves otherwise)
 //   4    | params | uniform    | Params                       | all
-//   5    | (a4)   | read       | A as vec4<f32>               | gemm_subgroup.wgsl only
+//   5    | a4     | read       | A as vec4<f32>               | colsum4 (and gemm_subgroup.wgsl)
 //   6    | b4     | read       | B operand viewed as vec4<f32>| tiled: the same buffer range as
 //        |        |            |                              | slot 2, so B's range must hold
 //        |        |            |                              | ≥ 16 bytes (pad a smaller B)
@@ -49,12 +53,12 @@
 //
 // Workgroup
 //   naive: NX × NY (overrides, default 16 × 16); tiled: 16 × 16 (fixed by the tile shape);
-//   reduce, colsum, zero_skipped: WG (override, default 64).
+//   reduce, colsum, colsum4, zero_skipped: WG (override, default 64).
 // Grid
 //   naive: (ceil(n/NX), ceil(m/NY), splits); tiled: (ceil(n/64), ceil(m/64), splits);
 //   reduce: kernels::grid_1d(ceil(m/WG)); zero_skipped: grid_1d(ceil(m·ceil(n/4)/WG))
 //   (linear group = wid.x + wid.y·nwg.x);
-//   colsum: (ceil(n/WG), splits, 1).
+//   colsum: (ceil(n/WG), splits, 1); colsum4: (ceil(n/(4·WG)), splits, 1).
 // Mirrors: cpu::gemm::gemm_forward; through the ops: cpu::dense::dense_*,
 //   cpu::pointwise_conv2d::pointwise_conv2d_*.
 
@@ -94,6 +98,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
 
 // Input pixel index of output pixel p (row gather of a strided 1×1 convolution).
@@ -284,6 +289,28 @@ fn gemm_colsum(
         acc += a[params.a_off + r * params.a_ms + j];
     }
     c[params.c_off + s * params.n + j] = acc;
+}
+
+@compute @workgroup_size(WG)
+fn gemm_colsum4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let j = (wid.x * WG + lid) * 4u;
+    let s = wid.y;
+    if (j >= params.n || s >= params.splits) {
+        return;
+    }
+    let kr = k_range(s);
+    var acc = vec4<f32>(0.0);
+    for (var r = kr.x; r < kr.y; r++) {
+        acc += a4[(params.a_off + r * params.a_ms + j) >> 2u];
+    }
+    let o = params.c_off + s * params.n + j;
+    c[o] = acc.x;
+    c[o + 1u] = acc.y;
+    c[o + 2u] = acc.z;
+    c[o + 3u] = acc.w;
 }
 
 @compute @workgroup_size(WG)

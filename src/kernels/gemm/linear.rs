@@ -145,7 +145,7 @@ impl Gemm {
         if split.splits == 1 {
             return vec![
                 self.gemm(ctx, variant, &spec, GemmBuffers { c: dw, a, b, bias }),
-                self.colsum(ctx, BufAt::start(db), dy, rows, cout, split),
+                self.colsum(ctx, variant, BufAt::start(db), dy, rows, cout, split),
             ];
         }
         let need = self.weight_scratch_len(variant, rows, cin, cout);
@@ -170,7 +170,15 @@ impl Gemm {
                     bias,
                 },
             ),
-            self.colsum(ctx, BufAt::at(scratch, db_off), dy, rows, cout, split),
+            self.colsum(
+                ctx,
+                variant,
+                BufAt::at(scratch, db_off),
+                dy,
+                rows,
+                cout,
+                split,
+            ),
             self.reduce(ctx, BufAt::start(dw), BufAt::start(scratch), cin * cout, s),
             self.reduce(ctx, BufAt::start(db), BufAt::at(scratch, db_off), cout, s),
         ]

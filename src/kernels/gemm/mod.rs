@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::GpuContext;
-use crate::gpu::mirror::MirrorScratch;
+use crate::gpu::mirror::{MirrorScratch, MirroredFamily};
 use crate::kernels::Bind;
 use crate::kernels::variants::VariantError;
 use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
@@ -178,6 +178,8 @@ pub struct Gemm {
     mirrors: [MirrorScratch; 2],
     /// Why this device cannot hold a mirror, if so.
     mirror_limit: Option<String>,
+    /// `gemm_colsum4` with A through a texture mirror, for `texture64` (compiled on first use).
+    colsum_textured: OnceLock<MirroredFamily>,
 }
 
 /// Entry points of shaders/gemm.wgsl.
@@ -258,6 +260,7 @@ impl Gemm {
                 MirrorScratch::new(ctx, "gemm B mirror"),
             ],
             mirror_limit: MirrorScratch::supported(ctx).err(),
+            colsum_textured: OnceLock::new(),
         }
     }
 
@@ -440,10 +443,15 @@ impl Gemm {
 
     /// Column sums of x [rows, cols] (row-major, from element 0), split over rows like `split`:
     /// partials[partials.off + s·cols + j] = Σ_{r in split s} x[r·cols + j]. Writes the
-    /// partials (with one split, the sums themselves).
+    /// partials (with one split, the sums themselves). With `texture64` and cols divisible by
+    /// 4, four columns per lane read through a texture mirror of x (`gemm_colsum4`): the
+    /// storage form's per-lane loads made db cost up to a third of the pointwise weight
+    /// gradient on lavapipe.
+    #[allow(clippy::too_many_arguments)]
     pub fn colsum(
         &self,
         ctx: &GpuContext,
+        variant: Variant,
         partials: BufAt,
         x: &dyn Bind,
         rows: usize,
@@ -459,6 +467,28 @@ impl Gemm {
             c_off: partials.off as u32,
             ..Default::default()
         };
+        if variant == Variant::Texture64 && cols.is_multiple_of(4) && self.mirror_limit.is_none() {
+            let family = self.colsum_textured.get_or_init(|| {
+                MirroredFamily::new(
+                    ctx,
+                    "gemm",
+                    include_str!("../../../shaders/gemm.wgsl"),
+                    &["a4"],
+                    &["gemm_colsum4"],
+                    &[("WG", WG_1D as f64)],
+                )
+            });
+            let mut slots: [Option<&dyn Bind>; 6] = [None; 6];
+            slots[0] = Some(partials.buf);
+            slots[5] = Some(x);
+            return family.dispatch(
+                ctx,
+                "gemm_colsum4",
+                &slots,
+                Some(&p),
+                [groups_for(cols / 4, WG_1D), split.splits, 1],
+            );
+        }
         self.portable.dispatch(
             ctx,
             "gemm_colsum",
