@@ -13,6 +13,9 @@
 //                a_ms and n multiples of 4); kernels::gemm compiles it in its texture form
 //                (gpu::mirror::texture_form, a4 mirrored) for `texture64`, where a lane's four
 //                columns are one texel fetch
+//   gemm_transpose  out[c_off + j·m + i] = a[a_off + i·a_ms + j] for i < m, j < n: A [m, n]
+//                transposed into C [n, m] (the weights Wᵀ that texture64's input gradient reads
+//                as vec4 rows)
 //   gemm_zero_skipped  out[p, :] = 0 for every pixel p = (img, h, w) with h or w not a multiple
 //                of g_stride (the pixels a strided 1×1 convolution never reads)
 //   All entry points WRITE their outputs (none accumulates).
@@ -48,17 +51,19 @@
 //   gemm_reduce: m = element count, splits, a_off (partials), c_split (split stride), c_off.
 //   gemm_colsum: k = rows, n = columns, a_ms = row stride, a_off, k_chunk, splits, c_off
 //   (partials of split s at c_off + s·n).
+//   gemm_transpose: m, n (A's rows and columns), a_off, a_ms, c_off.
 //   gemm_zero_skipped: m = pixel count N·H·W, n = channels, g_in_w = W, g_in_hw = H·W,
 //   g_stride, c_off.
 //
 // Workgroup
 //   naive: NX × NY (overrides, default 16 × 16); tiled: 16 × 16 (fixed by the tile shape);
-//   reduce, colsum, colsum4, zero_skipped: WG (override, default 64).
+//   reduce, colsum, colsum4, transpose, zero_skipped: WG (override, default 64).
 // Grid
 //   naive: (ceil(n/NX), ceil(m/NY), splits); tiled: (ceil(n/64), ceil(m/64), splits);
 //   reduce: kernels::grid_1d(ceil(m/WG)); zero_skipped: grid_1d(ceil(m·ceil(n/4)/WG))
 //   (linear group = wid.x + wid.y·nwg.x);
-//   colsum: (ceil(n/WG), splits, 1); colsum4: (ceil(n/(4·WG)), splits, 1).
+//   colsum: (ceil(n/WG), splits, 1); colsum4: (ceil(n/(4·WG)), splits, 1);
+//   transpose: kernels::grid_1d(ceil(m·n/WG)), one output element per invocation.
 // Mirrors: cpu::gemm::gemm_forward; through the ops: cpu::dense::dense_*,
 //   cpu::pointwise_conv2d::pointwise_conv2d_*.
 
@@ -311,6 +316,22 @@ fn gemm_colsum4(
     c[o + 1u] = acc.y;
     c[o + 2u] = acc.z;
     c[o + 3u] = acc.w;
+}
+
+@compute @workgroup_size(WG)
+fn gemm_transpose(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    // Output element o = j·m + i (consecutive lanes write consecutive addresses).
+    let o = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (o >= params.m * params.n) {
+        return;
+    }
+    let j = o / params.m;
+    let i = o - j * params.m;
+    c[params.c_off + o] = a[params.a_off + i * params.a_ms + j];
 }
 
 @compute @workgroup_size(WG)

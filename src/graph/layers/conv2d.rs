@@ -93,6 +93,8 @@ impl Conv2D {
         cx.pl.macs(op, s.pixels() * s.cin * s.cout);
         cx.pl.more_bytes(op, s.cin * s.cout);
         if cx.wants_dx(0) {
+            let tl = gemm::input_scratch_len(cx.variants.gemm, s.cin, s.cout);
+            cx.pl.need_scratch(tl);
             let op = cx.emit_dx(
                 0,
                 "pointwise_conv2d.backward_input",
@@ -103,6 +105,7 @@ impl Conv2D {
                         d,
                         &e.tensor(dy),
                         &e.param(li, Param::Kernel),
+                        e.scratch(tl),
                         &s,
                     )
                 },

@@ -166,6 +166,8 @@ impl LayerOps for SeparableConv2D {
             });
         cx.pl.macs(op, ps.pixels() * ps.cin * ps.cout);
         cx.pl.more_bytes(op, ps.cin * ps.cout);
+        let tl = gemm::input_scratch_len(v.gemm, ps.cin, ps.cout);
+        cx.pl.need_scratch(tl);
         let op = cx
             .pl
             .op("pointwise_conv2d.backward_input", vec![dm, dy], move |e| {
@@ -174,6 +176,7 @@ impl LayerOps for SeparableConv2D {
                     &e.tensor(dm),
                     &e.tensor(dy),
                     &e.param(li, Param::PointwiseKernel),
+                    e.scratch(tl),
                     &ps,
                 )
             });

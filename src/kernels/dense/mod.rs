@@ -78,7 +78,7 @@ impl Dense {
         s: &DenseShape,
     ) -> Vec<Dispatch> {
         self.gemm
-            .linear_backward_input(ctx, self.variant, dx, dy, w, &s.linear())
+            .linear_backward_input(ctx, self.variant, dx, dy, w, None, &s.linear())
     }
 
     /// f32 elements of scratch [`Self::backward_weight`] needs (0: none).

@@ -62,7 +62,10 @@ impl Gemm {
         self.gemm(ctx, variant, &spec, bufs)
     }
     /// dx[G(r), :] = dy[r, :]·Wᵀ. dx: [.., CIN], dy: [rows, COUT]. Writes the whole dx: with a
-    /// strided `map`, a first dispatch zeroes the pixels the stride skips.
+    /// strided `map`, a first dispatch zeroes the pixels the stride skips. With a `scratch`
+    /// of at least [`input_scratch_len`] f32 where that is not 0, a dispatch first writes Wᵀ
+    /// there and the GEMM reads its rows as vec4s; else W is read transposed, as scalars.
+    #[allow(clippy::too_many_arguments)]
     pub fn linear_backward_input(
         &self,
         ctx: &GpuContext,
@@ -70,6 +73,7 @@ impl Gemm {
         dx: &dyn Bind,
         dy: &dyn Bind,
         w: &dyn Bind,
+        scratch: Option<&dyn Bind>,
         s: &LinearShape,
     ) -> Vec<Dispatch> {
         let mut v = Vec::new();
@@ -77,10 +81,24 @@ impl Gemm {
             let images = s.rows / (m.oh * m.ow);
             v.push(self.zero_skipped(ctx, dx, images, &m, s.cin));
         }
-        // B(k = co, n = ci) = W[ci, co]: W read transposed through its strides.
+        let need = input_scratch_len(variant, s.cin, s.cout);
+        let (b, b_ks, b_ns) = if let Some(t) = scratch.filter(|_| need > 0) {
+            assert!(
+                t.size() >= (need * 4) as u64,
+                "linear_backward_input: scratch holds {} bytes, needs {}",
+                t.size(),
+                need * 4
+            );
+            v.push(self.transpose(ctx, t, w, s.cin, s.cout));
+            // B(k = co, n = ci) = Wᵀ[co, ci], row-major.
+            (t, s.cin, 1)
+        } else {
+            // B(k = co, n = ci) = W[ci, co]: W read transposed through its strides.
+            (w, 1, s.cout)
+        };
         let spec = GemmSpec {
-            b_ks: 1,
-            b_ns: s.cout,
+            b_ks,
+            b_ns,
             c_scatter: s.map.is_some(),
             map: s.map,
             ..GemmSpec::row_major(s.rows, s.cin, s.cout)
@@ -88,7 +106,7 @@ impl Gemm {
         let bufs = GemmBuffers {
             c: dx,
             a: dy,
-            b: w,
+            b,
             bias: None,
         };
         v.push(self.gemm(ctx, variant, &spec, bufs));

@@ -183,11 +183,12 @@ pub struct Gemm {
 }
 
 /// Entry points of shaders/gemm.wgsl.
-const PORTABLE_ENTRIES: [&str; 5] = [
+const PORTABLE_ENTRIES: [&str; 6] = [
     "gemm_naive",
     "gemm_tiled",
     "gemm_reduce",
     "gemm_colsum",
+    "gemm_transpose",
     "gemm_zero_skipped",
 ];
 
@@ -233,6 +234,17 @@ pub fn weight_scratch_len(
 ) -> usize {
     let s = weight_split(variant, sg_wg, rows, cin, cout).splits as usize;
     if s == 1 { 0 } else { s * (cin * cout + cout) }
+}
+
+/// f32 elements of scratch [`Gemm::linear_backward_input`] uses for Wᵀ (0: none): `texture64`
+/// reads W transposed as vec4 rows (B_MODE 1) from a copy, where W itself could only be read
+/// as scalars, when CIN is divisible by 4. Plain data, for plans made without a GPU.
+pub fn input_scratch_len(variant: Variant, cin: usize, cout: usize) -> usize {
+    if variant == Variant::Texture64 && cin.is_multiple_of(4) {
+        cin * cout
+    } else {
+        0
+    }
 }
 
 impl Gemm {
@@ -495,6 +507,31 @@ impl Gemm {
             &[Some(partials.buf), Some(x)],
             Some(&p),
             [groups_for(cols, WG_1D), split.splits, 1],
+        )
+    }
+
+    /// out[j·rows + i] = a[i·cols + j]: the [rows, cols] row-major `a` transposed into `out`
+    /// [cols, rows] (writes out).
+    pub fn transpose(
+        &self,
+        ctx: &GpuContext,
+        out: &dyn Bind,
+        a: &dyn Bind,
+        rows: usize,
+        cols: usize,
+    ) -> Dispatch {
+        let p = Params {
+            m: rows as u32,
+            n: cols as u32,
+            a_ms: cols as u32,
+            ..Default::default()
+        };
+        self.portable.dispatch(
+            ctx,
+            "gemm_transpose",
+            &[Some(out), Some(a)],
+            Some(&p),
+            grid_1d(groups_for(rows * cols, WG_1D)),
         )
     }
 

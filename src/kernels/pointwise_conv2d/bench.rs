@@ -31,6 +31,8 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
         let dw = ctx.zeros("dw", s.cin * s.cout);
         let db = ctx.zeros("db", s.cout);
         let scratch = ctx.zeros("scratch", k.backward_weight_scratch_len(&s));
+        // Wᵀ for backward_input (at least one float: a zero-sized binding is invalid).
+        let wt = ctx.zeros("w transposed", k.backward_input_scratch_len(&s).max(1));
         v.push(BenchCase {
             group: "pointwise_conv2d",
             id: id("forward"),
@@ -42,7 +44,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
             group: "pointwise_conv2d",
             id: id("backward_input"),
             work: flops,
-            dispatches: k.backward_input(ctx, &dx, &y, &w, &s),
+            dispatches: k.backward_input(ctx, &dx, &y, &w, Some(&wt), &s),
             buffers: vec![],
         });
         v.push(BenchCase {
@@ -60,7 +62,7 @@ pub fn cases(ctx: &GpuContext) -> Vec<BenchCase> {
                 &x,
                 &s,
             ),
-            buffers: vec![x, w, b, y, dx, dw, db, scratch],
+            buffers: vec![x, w, b, y, dx, dw, db, scratch, wt],
         });
     }
     v

@@ -115,7 +115,15 @@ fn run_linear_check(
             let (dyb, wb) = (ctx.upload("dy", &dy), ctx.upload("w", &w));
             // NaN-filled: the pass must write every element of dx.
             let dxb = ctx.upload("dx", &vec![f32::NAN; xl]);
-            run(&k.backward_input(ctx, &dxb, &dyb, &wb, s))?;
+            // The dense layer passes no scratch (W read transposed as scalars); the pointwise
+            // one passes the scratch for Wᵀ that its plan asks for (texture64: vec4 rows).
+            let tl = match reference {
+                Reference::Pointwise => k.backward_input_scratch_len(s),
+                Reference::Dense => 0,
+            };
+            let tb = (tl > 0).then(|| ctx.upload("w transposed", &vec![f32::NAN; tl]));
+            let t = tb.as_ref().map(|b| b as &dyn crate::kernels::Bind);
+            run(&k.backward_input(ctx, &dxb, &dyb, &wb, t, s))?;
             let mut want = vec![0.0; xl];
             match reference {
                 Reference::Pointwise => {

@@ -111,17 +111,24 @@ impl PointwiseConv2d {
     }
 
     /// dx = dy·Wᵀ at the strided pixels, zero elsewhere (writes all of dx).
-    /// dx: [N, H, W, CIN], dy: [N, OH, OW, COUT], w: [1, 1, CIN, COUT].
+    /// dx: [N, H, W, CIN], dy: [N, OH, OW, COUT], w: [1, 1, CIN, COUT]; `scratch` holds
+    /// [`Self::backward_input_scratch_len`] f32 (None when that is 0), for Wᵀ.
     pub fn backward_input(
         &self,
         ctx: &GpuContext,
         dx: &dyn Bind,
         dy: &dyn Bind,
         w: &dyn Bind,
+        scratch: Option<&dyn Bind>,
         s: &PointwiseShape,
     ) -> Vec<Dispatch> {
         self.gemm
-            .linear_backward_input(ctx, self.variant, dx, dy, w, &s.linear())
+            .linear_backward_input(ctx, self.variant, dx, dy, w, scratch, &s.linear())
+    }
+
+    /// f32 elements of scratch [`Self::backward_input`] uses (0: none).
+    pub fn backward_input_scratch_len(&self, s: &PointwiseShape) -> usize {
+        crate::kernels::gemm::input_scratch_len(self.variant, s.cin, s.cout)
     }
 
     /// f32 elements of scratch [`Self::backward_weight`] needs (0: none).
