@@ -246,7 +246,13 @@ impl BatchNorm {
                 ("FW", FW as f64),
             ];
             let source = source_form(lanes);
-            MirroredFamily::new(ctx, "batch_norm", &source, mirrored, &[], &constants)
+            // Each form its own name: traces for other engines key the WGSL by it.
+            let name = if lanes == 4 {
+                "batch_norm_vec4"
+            } else {
+                "batch_norm"
+            };
+            MirroredFamily::new(ctx, name, &source, mirrored, &[], &constants)
         })
     }
 

@@ -212,7 +212,12 @@ impl DepthwiseConv2d {
                 Variant::Storage => &[],
                 Variant::Texture => &TEXTURE_READS,
             };
-            let name = "depthwise_conv2d";
+            // Each form its own name: traces for other engines key the WGSL by it.
+            let name = if lanes == 4 {
+                "depthwise_conv2d_vec4"
+            } else {
+                "depthwise_conv2d"
+            };
             MirroredFamily::new(ctx, name, &source, mirrored, &ENTRIES, &constants)
         })
     }
