@@ -293,6 +293,56 @@ impl MirroredFamily {
     }
 }
 
+/// Channels per lane for a tensor of `c` channels: 4 (a vec4, one texel of a mirror) when C
+/// is divisible by 4, else 1.
+pub fn lanes_for(c: usize) -> usize {
+    if c.is_multiple_of(4) { 4 } else { 1 }
+}
+
+/// A WGSL file written for a lane of VW channels ([`super::shader::lane_form`]) as the
+/// [`MirroredFamily`] of its one- and its four-channel form, each compiled on first use and
+/// each under its own name (`names[0]`, `names[1]`): traces for other engines key the WGSL by
+/// the family's name.
+pub struct LaneFamilies {
+    names: [&'static str; 2],
+    source: &'static str,
+    mirrored: &'static [&'static str],
+    entries: &'static [&'static str],
+    constants: Vec<(&'static str, f64)>,
+    forms: [OnceLock<MirroredFamily>; 2],
+}
+
+impl LaneFamilies {
+    /// Nothing is compiled until [`Self::get`]; arguments as [`MirroredFamily::new`].
+    pub fn new(
+        names: [&'static str; 2],
+        source: &'static str,
+        mirrored: &'static [&'static str],
+        entries: &'static [&'static str],
+        constants: Vec<(&'static str, f64)>,
+    ) -> Self {
+        Self {
+            names,
+            source,
+            mirrored,
+            entries,
+            constants,
+            forms: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    /// The family of the `lanes`-channel form (1 or 4, [`lanes_for`]).
+    pub fn get(&self, ctx: &GpuContext, lanes: usize) -> &MirroredFamily {
+        let i = (lanes == 4) as usize;
+        self.forms[i].get_or_init(|| {
+            let source = super::shader::lane_form(self.source, lanes as u32)
+                .unwrap_or_else(|e| panic!("{}: {e}", self.names[i]));
+            let (m, e, c) = (self.mirrored, self.entries, &self.constants);
+            MirroredFamily::new(ctx, self.names[i], &source, m, e, c)
+        })
+    }
+}
+
 /// The texture form of `source`: each read-only storage array named in `names` (`array<f32>`
 /// or `array<vec4<f32>>`, at its own binding slot) becomes a `texture_2d<f32>` mirror at the
 /// same slot, and every `NAME[i]` in the code (comments are left alone) a fetch of element i

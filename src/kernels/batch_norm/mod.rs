@@ -33,10 +33,9 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::GpuContext;
-use crate::gpu::mirror::MirroredFamily;
+use crate::gpu::mirror::{LaneFamilies, MirroredFamily, lanes_for};
 use crate::kernels::Bind;
 use crate::kernels::{Dispatch, groups_for};
-use std::sync::OnceLock;
 
 pub mod bench;
 pub mod checks;
@@ -191,26 +190,20 @@ impl Variant {
     }
 }
 
-/// shaders/batch_norm.wgsl in its `lanes`-channel form ([`crate::gpu::shader::lane_form`]).
-pub fn source_form(lanes: usize) -> String {
-    const SOURCE: &str = include_str!("../../../shaders/batch_norm.wgsl");
-    crate::gpu::shader::lane_form(SOURCE, lanes as u32).expect("the file declares V and VW once")
-}
+/// shaders/batch_norm.wgsl, written for a lane of VW channels
+/// ([`crate::gpu::shader::lane_form`]).
+const SOURCE: &str = include_str!("../../../shaders/batch_norm.wgsl");
 
 /// Pipelines of shaders/batch_norm.wgsl for one variant.
 pub struct BatchNorm {
     /// The one- and four-channel lane forms ([`lanes`]), each compiled on first use.
-    families: [OnceLock<MirroredFamily>; 2],
+    families: LaneFamilies,
     variant: Variant,
 }
 
 /// Channels per lane for a shape: 4 (a vec4, one texel of a mirror) when C allows, else 1.
 pub fn lanes(shape: &BnShape) -> usize {
-    if shape.channels.is_multiple_of(4) {
-        4
-    } else {
-        1
-    }
+    lanes_for(shape.channels)
 }
 
 impl BatchNorm {
@@ -225,35 +218,26 @@ impl BatchNorm {
     }
 
     pub fn with_variant(_ctx: &GpuContext, variant: Variant) -> Self {
+        // The big reads; the per-channel vectors are small and stay in storage.
+        let mirrored: &'static [&'static str] = match variant {
+            Variant::FlatTexture => &["x", "dy"],
+            Variant::Tree | Variant::Flat => &[],
+        };
+        let constants = vec![
+            ("CW", CW as f64),
+            ("RL", variant.row_lanes() as f64),
+            ("FW", FW as f64),
+        ];
+        let names = ["batch_norm", "batch_norm_vec4"];
         Self {
-            families: [OnceLock::new(), OnceLock::new()],
+            families: LaneFamilies::new(names, SOURCE, mirrored, &[], constants),
             variant,
         }
     }
 
     /// The compiled form for `shape`'s lane width.
     fn family(&self, ctx: &GpuContext, shape: &BnShape) -> &MirroredFamily {
-        let lanes = lanes(shape);
-        self.families[(lanes == 4) as usize].get_or_init(|| {
-            // The big reads; the per-channel vectors are small and stay in storage.
-            let mirrored: &[&str] = match self.variant {
-                Variant::FlatTexture => &["x", "dy"],
-                Variant::Tree | Variant::Flat => &[],
-            };
-            let constants = [
-                ("CW", CW as f64),
-                ("RL", self.variant.row_lanes() as f64),
-                ("FW", FW as f64),
-            ];
-            let source = source_form(lanes);
-            // Each form its own name: traces for other engines key the WGSL by it.
-            let name = if lanes == 4 {
-                "batch_norm_vec4"
-            } else {
-                "batch_norm"
-            };
-            MirroredFamily::new(ctx, name, &source, mirrored, &[], &constants)
-        })
+        self.families.get(ctx, lanes(shape))
     }
 
     pub fn variant(&self) -> Variant {
@@ -519,7 +503,7 @@ mod tests {
     #[test]
     fn the_lane_and_texture_forms_validate() {
         for lanes in [1, 4] {
-            let form = super::source_form(lanes);
+            let form = crate::gpu::shader::lane_form(super::SOURCE, lanes).unwrap();
             crate::kernels::validate_wgsl("batch_norm lane form", &form)
                 .unwrap_or_else(|e| panic!("{lanes} lanes: {e}"));
             let textured = crate::gpu::mirror::texture_form(&form, &["x", "dy"]).unwrap();

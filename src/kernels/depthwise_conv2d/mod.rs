@@ -26,11 +26,10 @@ use crate::cpu::depthwise_conv2d::{
     depthwise_conv2d_forward,
 };
 use crate::gpu::GpuContext;
-use crate::gpu::mirror::{MirrorScratch, MirroredFamily};
+use crate::gpu::mirror::{LaneFamilies, MirrorScratch, MirroredFamily, lanes_for};
 use crate::kernels::Bind;
 use crate::kernels::variants::VariantError;
 use crate::kernels::{Dispatch, grid_1d, groups_for};
-use std::sync::OnceLock;
 
 pub mod bench;
 pub mod checks;
@@ -106,14 +105,14 @@ impl Variant {
 /// Pipelines of shaders/depthwise_conv2d.wgsl for one kernel size and variant, in its one- and
 /// four-channel lane forms ([`lanes`]), each compiled on first use.
 pub struct DepthwiseConv2d {
-    families: [OnceLock<MirroredFamily>; 2],
+    families: LaneFamilies,
     k: usize,
     pub variant: Variant,
 }
 
 /// Channels per lane for a shape: 4 (a vec4, one texel of a mirror) when C allows, else 1.
 pub fn lanes(s: &DepthwiseShape) -> usize {
-    if s.c.is_multiple_of(4) { 4 } else { 1 }
+    lanes_for(s.c)
 }
 
 /// Workgroups along C: WG lanes of [`lanes`] channels each.
@@ -188,8 +187,19 @@ impl DepthwiseConv2d {
                 variant: variant.name(),
                 why,
             })?;
+        let mirrored: &'static [&'static str] = match variant {
+            Variant::Storage => &[],
+            Variant::Texture => &TEXTURE_READS,
+        };
+        let families = LaneFamilies::new(
+            ["depthwise_conv2d", "depthwise_conv2d_vec4"],
+            SOURCE,
+            mirrored,
+            &ENTRIES,
+            vec![("WG", WG as f64), ("K", k as f64)],
+        );
         Ok(Self {
-            families: [OnceLock::new(), OnceLock::new()],
+            families,
             k,
             variant,
         })
@@ -197,29 +207,7 @@ impl DepthwiseConv2d {
 
     /// The compiled form for `s`'s lane width.
     fn family(&self, ctx: &GpuContext, s: &DepthwiseShape) -> &MirroredFamily {
-        const ENTRIES: [&str; 5] = [
-            "depthwise_conv2d_forward",
-            "depthwise_conv2d_backward_input",
-            "depthwise_conv2d_backward_input_relu",
-            "depthwise_conv2d_backward_weight",
-            "depthwise_conv2d_backward_weight_reduce",
-        ];
-        let lanes = lanes(s);
-        self.families[(lanes == 4) as usize].get_or_init(|| {
-            let source = source_form(lanes);
-            let constants = [("WG", WG as f64), ("K", self.k as f64)];
-            let mirrored: &[&str] = match self.variant {
-                Variant::Storage => &[],
-                Variant::Texture => &TEXTURE_READS,
-            };
-            // Each form its own name: traces for other engines key the WGSL by it.
-            let name = if lanes == 4 {
-                "depthwise_conv2d_vec4"
-            } else {
-                "depthwise_conv2d"
-            };
-            MirroredFamily::new(ctx, name, &source, mirrored, &ENTRIES, &constants)
-        })
+        self.families.get(ctx, lanes(s))
     }
 
     fn check_shape(&self, s: &DepthwiseShape) {
@@ -415,11 +403,18 @@ impl DepthwiseConv2d {
     }
 }
 
-/// shaders/depthwise_conv2d.wgsl in its `lanes`-channel form ([`crate::gpu::shader::lane_form`]).
-pub fn source_form(lanes: usize) -> String {
-    const SOURCE: &str = include_str!("../../../shaders/depthwise_conv2d.wgsl");
-    crate::gpu::shader::lane_form(SOURCE, lanes as u32).expect("the file declares V and VW once")
-}
+/// shaders/depthwise_conv2d.wgsl, written for a lane of VW channels
+/// ([`crate::gpu::shader::lane_form`]).
+const SOURCE: &str = include_str!("../../../shaders/depthwise_conv2d.wgsl");
+
+/// Its entry points.
+const ENTRIES: [&str; 5] = [
+    "depthwise_conv2d_forward",
+    "depthwise_conv2d_backward_input",
+    "depthwise_conv2d_backward_input_relu",
+    "depthwise_conv2d_backward_weight",
+    "depthwise_conv2d_backward_weight_reduce",
+];
 
 /// The arrays the texture variant reads from mirrors: x or dy (`src`, and the split partials
 /// in the reduce), dy or x (`grad`). The weights (`wt`) are small and stay in storage.
@@ -487,7 +482,7 @@ mod tests {
     #[test]
     fn the_lane_and_texture_forms_validate() {
         for lanes in [1, 4] {
-            let form = super::source_form(lanes);
+            let form = crate::gpu::shader::lane_form(super::SOURCE, lanes).unwrap();
             crate::kernels::validate_wgsl("depthwise_conv2d lane form", &form)
                 .unwrap_or_else(|e| panic!("{lanes} lanes: {e}"));
             let ty = if lanes == 4 {
