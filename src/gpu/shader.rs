@@ -125,18 +125,26 @@ pub fn lane_form(source: &str, lanes: u32) -> Result<String, String> {
         4 => ("vec4<f32>", "4u"),
         _ => return Err(format!("lane_form: {lanes} lanes (1 or 4)")),
     };
-    let mut out = source.to_string();
-    for (line, with) in [
+    let swaps = [
         ("alias V = f32;", format!("alias V = {ty};")),
         ("const VW: u32 = 1u;", format!("const VW: u32 = {vw};")),
-    ] {
-        let found = source.lines().filter(|l| l.trim() == line).count();
+    ];
+    for (line, _) in &swaps {
+        let found = source.lines().filter(|l| l.trim() == *line).count();
         if found != 1 {
             return Err(format!(
                 "lane_form: `{line}` found {found} times, wants once"
             ));
         }
-        out = out.replacen(line, &with, 1);
+    }
+    // Whole lines only: a comment that quotes either line stays as it is.
+    let mut out = String::with_capacity(source.len() + 16);
+    for l in source.lines() {
+        match swaps.iter().find(|(line, _)| l.trim() == *line) {
+            Some((_, with)) => out.push_str(with),
+            None => out.push_str(l),
+        }
+        out.push('\n');
     }
     Ok(out.replace("array<V>", &format!("array<{ty}>")))
 }
