@@ -37,10 +37,19 @@
 //   3    | argmax     | read       | [N,OH,OW,ceil(C/4)] u32 | max bwd (saved by max fwd)
 //   4    | params     | uniform    | Params                  | all
 //   5    | residual   | read       | [N,OH,OW,C] f32         | max fwd add (+ inference; added to y)
+//   6    | x4         | read       | slot 1 as vec4<f32>     | max fwd (all four), max bwd (VEC4 = 1)
+//   7    | residual4v | read       | slot 5 as vec4<f32>     | max fwd add (+ inference) (VEC4 = 1)
+//   8    | out4       | read_write | slot 0 as vec4<f32>     | max fwd (all four), max bwd (VEC4 = 1)
 //
 // Params: n, h, w, c (input sizes); oh, ow (output sizes); kh, kw (window); sh, sw (stride);
 //   pad_top, pad_left (TensorFlow's pad_before; pads after are implied by oh, ow).
 //   The global average pool reads n, h, w, c only.
+// Overrides: VEC4 (u32, default 0): 1 when C is divisible by 4 (the caller checks), so that
+//   each max-pool lane's 4 channels are one aligned vec4: it loads x and the residual and stores
+//   y or dx through the vec4 views (slots 6–8, bound to the same buffers as slots 1, 5 and 0)
+//   instead of 4 scalar loads and stores. kernels::pool compiles that form with x4 and
+//   residual4v read from texture mirrors (gpu::mirror), where a lane's 4 channels are one
+//   texel fetch. The global average pool ignores VEC4.
 // Workgroup: WG (override, default 64) invocations for the max pool and the gap backward;
 //   each max-pool invocation owns 4 consecutive channels (indices past C are clamped for loads
 //   and not stored) and loops over rows and, within each, columns; a workgroup's lanes differ only in
@@ -59,6 +68,7 @@
 
 override WG: u32 = 64u;
 override GAP_ROWS: u32 = 8u;
+override VEC4: u32 = 0u;
 
 const GAP_LANES: u32 = 8u;
 const GAP_MAX_ROWS: u32 = 32u;
@@ -85,6 +95,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> argmax: array<u32>;
 @group(0) @binding(4) var<uniform> params: Params;
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> residual4v: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> out4: array<vec4<f32>>;
 
 var<workgroup> gap_partial: array<f32, GAP_LANES * GAP_MAX_ROWS>;
 
@@ -98,7 +111,23 @@ fn channels(c0: u32) -> vec4<u32> {
 }
 
 fn load4(base: u32, ch: vec4<u32>) -> vec4<f32> {
+    if (VEC4 == 1u) {
+        return x4[(base + ch.x) / 4u];
+    }
     return vec4<f32>(x[base + ch.x], x[base + ch.y], x[base + ch.z], x[base + ch.w]);
+}
+
+// out[o + k] = v[k] for the channels c0 + k below C (with VEC4, all four as one vec4 store).
+fn store4(o: u32, c0: u32, v: vec4<f32>) {
+    if (VEC4 == 1u) {
+        out4[o / 4u] = v;
+        return;
+    }
+    for (var k = 0u; k < 4u; k++) {
+        if (c0 + k < params.c) {
+            out[o + k] = v[k];
+        }
+    }
 }
 
 // One output pixel's max over its window for 4 channels, and each channel's argmax.
@@ -158,17 +187,15 @@ fn store_argmax(row: u32, q: u32, c0: u32, arg: vec4<u32>) {
 
 // Writes output row `row`, column q's channels c0..c0+3 (those below C) from v.
 fn store_y(row: u32, q: u32, c0: u32, v: vec4<f32>) {
-    let o = (row * params.ow + q) * params.c + c0;
-    for (var k = 0u; k < 4u; k++) {
-        if (c0 + k < params.c) {
-            out[o + k] = v[k];
-        }
-    }
+    store4((row * params.ow + q) * params.c + c0, c0, v);
 }
 
 // The residual at output row `row`, column q, channels ch (clamped to C − 1, as x's loads).
 fn residual4(row: u32, q: u32, ch: vec4<u32>) -> vec4<f32> {
     let o = (row * params.ow + q) * params.c;
+    if (VEC4 == 1u) {
+        return residual4v[(o + ch.x) / 4u];
+    }
     return vec4<f32>(residual[o + ch.x], residual[o + ch.y], residual[o + ch.z], residual[o + ch.w]);
 }
 
@@ -287,12 +314,7 @@ fn max_pool2d_backward(
                 acc += select(vec4<f32>(0.0), load4(pix * p.c, ch), a == vec4<u32>(local));
             }
         }
-        let base = (row * p.w + col) * p.c + c0;
-        for (var k = 0u; k < 4u; k++) {
-            if (c0 + k < p.c) {
-                out[base + k] = acc[k];
-            }
-        }
+        store4((row * p.w + col) * p.c + c0, c0, acc);
     }
     }
 }

@@ -58,7 +58,12 @@ impl Kernels {
             dense: Dense::with_gemm(gemm, v.gemm)?,
             bn: BatchNorm::with_variant(ctx, v.batch_norm),
             relu: Relu::new(ctx),
-            pooling: Pool::new(ctx),
+            // The pools read through texture mirrors where the depthwise convolutions do:
+            // the same trait of the adapter decides both.
+            pooling: Pool::with_mirrors(
+                ctx,
+                v.depthwise_conv2d == crate::kernels::depthwise_conv2d::Variant::Texture,
+            ),
             ew: Elementwise::new(ctx),
             loss: Loss::new(ctx),
             adam: Adam::new(ctx),

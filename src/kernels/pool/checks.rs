@@ -7,11 +7,12 @@ use super::*;
 use crate::gpu::GpuError;
 use crate::harness::{Check, Compared, ShapeClass, random_vec, to_f64};
 
-/// One compiled family shared by all checks, built on first use.
-type Shared = Arc<OnceLock<Pool>>;
+/// The compiled families shared by all checks, built on first use: without and with texture
+/// mirrors.
+type Shared = Arc<[OnceLock<Pool>; 2]>;
 
-fn pool<'a>(shared: &'a Shared, ctx: &GpuContext) -> &'a Pool {
-    shared.get_or_init(|| Pool::new(ctx))
+fn pool<'a>(shared: &'a Shared, ctx: &GpuContext, mirrors: bool) -> &'a Pool {
+    shared[mirrors as usize].get_or_init(|| Pool::with_mirrors(ctx, mirrors))
 }
 
 /// Seeded inputs; with `ties`, values on a coarse grid of 5 levels so windows tie often.
@@ -57,58 +58,86 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
             Pool2d::square(2, 70_001, 2, 3, 3, 2, Padding::Same),
             false,
         ),
+        // C divisible by 4 takes the vector form (a texel per lane): ties, odd sizes, and the
+        // non-square valid window of the scalar cases above.
+        (Odd, Pool2d::square(2, 7, 9, 8, 3, 2, Padding::Same), true),
+        (
+            Odd,
+            Pool2d {
+                kh: 2,
+                kw: 3,
+                sh: 3,
+                sw: 2,
+                ..Pool2d::square(3, 9, 8, 12, 0, 0, Padding::Valid)
+            },
+            true,
+        ),
+        // One pixel of 3 channels: x is shorter than the one vec4 a vector view must hold.
+        (Tiny, Pool2d::square(1, 1, 1, 3, 3, 2, Padding::Same), false),
     ];
     let mut v = Vec::new();
     for (i, (class, g, ties)) in cases.into_iter().enumerate() {
-        let shape = describe_max_pool(&g, ties);
-        let seed = 100 + 10 * i as u64;
-        let s = shared.clone();
-        v.push(Check::new(
-            "max_pool2d",
-            "forward",
-            "",
-            class,
-            shape.clone(),
-            move |ctx| check_max_pool_forward(ctx, pool(&s, ctx), &g, seed, ties),
-        ));
-        // The residual add folded in, at the tiny, the first odd and the model's shape.
-        if [0, 1, 4].contains(&i) {
+        // The vector form (C divisible by 4) also runs with x and the residual read through
+        // texture mirrors.
+        let forms: &[(bool, &'static str)] = if g.c.is_multiple_of(4) {
+            &[(false, ""), (true, "texture")]
+        } else {
+            &[(false, "")]
+        };
+        for &(mirrors, variant) in forms {
+            let shape = describe_max_pool(&g, ties);
+            let seed = 100 + 10 * i as u64;
             let s = shared.clone();
             v.push(Check::new(
                 "max_pool2d",
-                "forward_add",
-                "",
+                "forward",
+                variant,
                 class,
                 shape.clone(),
-                move |ctx| check_max_pool_forward_add(ctx, pool(&s, ctx), &g, seed, ties),
+                move |ctx| check_max_pool_forward(ctx, pool(&s, ctx, mirrors), &g, seed, ties),
             ));
-        }
-        // The inference forms (no argmax) at the tiny, the first odd and the model's shape.
-        if [0, 1, 4].contains(&i) {
-            for (pass, add) in [
-                ("forward_inference", false),
-                ("forward_add_inference", true),
-            ] {
+            // The residual add folded in, at the tiny, the first odd, the model's and the
+            // vector shapes; the inference forms (no argmax) at the same.
+            if [0, 1, 4, 6, 7].contains(&i) {
                 let s = shared.clone();
                 v.push(Check::new(
                     "max_pool2d",
-                    pass,
-                    "",
+                    "forward_add",
+                    variant,
                     class,
                     shape.clone(),
-                    move |ctx| check_max_pool_inference(ctx, pool(&s, ctx), &g, seed, ties, add),
+                    move |ctx| {
+                        check_max_pool_forward_add(ctx, pool(&s, ctx, mirrors), &g, seed, ties)
+                    },
                 ));
+                for (pass, add) in [
+                    ("forward_inference", false),
+                    ("forward_add_inference", true),
+                ] {
+                    let s = shared.clone();
+                    v.push(Check::new(
+                        "max_pool2d",
+                        pass,
+                        variant,
+                        class,
+                        shape.clone(),
+                        move |ctx| {
+                            let p = pool(&s, ctx, mirrors);
+                            check_max_pool_inference(ctx, p, &g, seed, ties, add)
+                        },
+                    ));
+                }
             }
+            let s = shared.clone();
+            v.push(Check::new(
+                "max_pool2d",
+                "backward",
+                variant,
+                class,
+                shape,
+                move |ctx| check_max_pool_backward(ctx, pool(&s, ctx, mirrors), &g, seed, ties),
+            ));
         }
-        let s = shared.clone();
-        v.push(Check::new(
-            "max_pool2d",
-            "backward",
-            "",
-            class,
-            shape,
-            move |ctx| check_max_pool_backward(ctx, pool(&s, ctx), &g, seed, ties),
-        ));
     }
     v
 }
@@ -283,7 +312,7 @@ fn global_avg_pool_checks(shared: &Shared) -> Vec<Check> {
             class,
             label.clone(),
             move |ctx| {
-                let k = pool(&s, ctx);
+                let k = pool(&s, ctx, false);
                 let x = random_vec(seed, n * h * w * c, -1.0, 1.0);
                 let xb = ctx.upload("x", &x);
                 let yb = ctx.upload("y", &vec![f32::NAN; n * c]);
@@ -305,7 +334,7 @@ fn global_avg_pool_checks(shared: &Shared) -> Vec<Check> {
             class,
             label,
             move |ctx| {
-                let k = pool(&s, ctx);
+                let k = pool(&s, ctx, false);
                 let dy = random_vec(seed + 1, n * c, -1.0, 1.0);
                 let dyb = ctx.upload("dy", &dy);
                 let dxb = ctx.upload("dx", &vec![f32::NAN; n * h * w * c]);
@@ -324,7 +353,7 @@ fn global_avg_pool_checks(shared: &Shared) -> Vec<Check> {
 
 /// Parity checks of both ops, both passes, at the three shape classes (and extra geometries).
 pub fn all(_ctx: &GpuContext) -> Vec<Check> {
-    let shared: Shared = Arc::new(OnceLock::new());
+    let shared: Shared = Arc::new([OnceLock::new(), OnceLock::new()]);
     let mut v = max_pool_checks(&shared);
     v.extend(global_avg_pool_checks(&shared));
     v

@@ -16,6 +16,7 @@ use crate::cpu;
 use crate::cpu::Padding;
 use crate::cpu::pool::Pool2d;
 use crate::gpu::GpuContext;
+use crate::gpu::mirror::MirroredFamily;
 use crate::kernels::Bind;
 use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
 
@@ -127,30 +128,130 @@ impl Params {
     }
 }
 
+const SOURCE: &str = include_str!("../../../shaders/pool.wgsl");
+
+/// The max-pool entry points, which the four-channel vector form serves.
+const MAX_ENTRIES: [&str; 5] = [
+    "max_pool2d_forward",
+    "max_pool2d_forward_add",
+    "max_pool2d_forward_inference",
+    "max_pool2d_forward_add_inference",
+    "max_pool2d_backward",
+];
+
+/// The arrays that the vector form reads from texture mirrors.
+const MIRRORED: [&str; 2] = ["x4", "residual4v"];
+
 /// Pipelines of shaders/pool.wgsl.
 pub struct Pool {
     family: ShaderFamily,
+    /// The max pool with VEC4 = 1 (C divisible by 4): a lane's 4 channels are one vec4 load
+    /// and one vec4 store instead of 4 scalar ones; with `mirrors`, x and the residual are read
+    /// through texture mirrors, where the vec4 is one texel fetch (lavapipe's per-lane storage
+    /// loads bound these passes: 2.5–3.5× the forward, 1.4–1.8× the backward there). Compiled
+    /// on first use.
+    vec4: std::sync::OnceLock<MirroredFamily>,
+    mirrors: bool,
+    /// Bound to the writable view (`out` or `out4`) a form never writes: a writable binding
+    /// must not alias another binding of the same buffer.
+    dummy: wgpu::Buffer,
+    /// A read-only view's stand-in (one vec4), never bound beside `dummy`.
+    dummy_read: wgpu::Buffer,
 }
 
 impl Pool {
+    /// [`Self::with_mirrors`] without mirrors: what runs on every adapter.
     pub fn new(ctx: &GpuContext) -> Self {
+        Self::with_mirrors(ctx, false)
+    }
+
+    /// The pool, reading x and the residual of its four-channel form through texture mirrors
+    /// when `mirrors` (where storage loads cost more than texel fetches and the copies:
+    /// [`crate::kernels::variants::Variants`] decides, with the depthwise convolutions).
+    pub fn with_mirrors(ctx: &GpuContext, mirrors: bool) -> Self {
+        let mut entries = MAX_ENTRIES.to_vec();
+        entries.extend(["global_avg_pool2d_forward", "global_avg_pool2d_backward"]);
         Self {
             family: ShaderFamily::new(
                 ctx,
                 "pool",
-                include_str!("../../../shaders/pool.wgsl"),
-                &[
-                    "max_pool2d_forward",
-                    "max_pool2d_forward_add",
-                    "max_pool2d_forward_inference",
-                    "max_pool2d_forward_add_inference",
-                    "max_pool2d_backward",
-                    "global_avg_pool2d_forward",
-                    "global_avg_pool2d_backward",
-                ],
+                SOURCE,
+                &entries,
                 &[("WG", WG as f64), ("GAP_ROWS", GAP_ROWS as f64)],
             ),
+            vec4: std::sync::OnceLock::new(),
+            mirrors,
+            dummy_read: ctx.zeros("pool dummy (read)", 4),
+            dummy: ctx.zeros("pool dummy", 4), // one vec4: the smallest vec4 view
         }
+    }
+
+    /// `b` for a vector view the scalar form never reads, or a dummy where `b` is shorter
+    /// than one vec4 (a vec4 view must hold one).
+    fn readable_view<'a>(&'a self, b: &'a dyn Bind) -> &'a dyn Bind {
+        if b.size() >= 16 { b } else { &self.dummy_read }
+    }
+
+    fn vec4_family(&self, ctx: &GpuContext) -> &MirroredFamily {
+        self.vec4.get_or_init(|| {
+            MirroredFamily::new(
+                ctx,
+                "pool_vec4",
+                SOURCE,
+                if self.mirrors { &MIRRORED } else { &[] },
+                &MAX_ENTRIES,
+                &[
+                    ("WG", WG as f64),
+                    ("GAP_ROWS", GAP_ROWS as f64),
+                    ("VEC4", 1.0),
+                ],
+            )
+        })
+    }
+
+    /// A max-pool pass: slots 0..5 as the shader's table (out, x, argmax_out, argmax, params,
+    /// residual), to which this adds the vector views (6: x, 7: residual, 8: out): the vector
+    /// form where C is divisible by 4, else the scalar one. The writable view the form never
+    /// writes gets the dummy (bound twice, a buffer would alias a writable view).
+    fn max_dispatch(
+        &self,
+        ctx: &GpuContext,
+        entry: &str,
+        slots: [Option<&dyn Bind>; 6],
+        c: usize,
+        p: &Params,
+        grid: [u32; 3],
+    ) -> Dispatch {
+        let dummy: &dyn Bind = &self.dummy;
+        let [out, x, argmax_out, argmax, _, residual] = slots;
+        if c.is_multiple_of(CHANNELS_PER_INVOCATION) {
+            let all = [
+                Some(dummy),
+                x,
+                argmax_out,
+                argmax,
+                None,
+                residual,
+                x,
+                residual,
+                out,
+            ];
+            return self
+                .vec4_family(ctx)
+                .dispatch(ctx, entry, &all, Some(p), grid);
+        }
+        let all = [
+            out,
+            x,
+            argmax_out,
+            argmax,
+            None,
+            residual,
+            x.map(|b| self.readable_view(b)),
+            residual.map(|b| self.readable_view(b)),
+            Some(dummy),
+        ];
+        self.family.dispatch(ctx, entry, &all, Some(p), grid)
     }
 
     /// Grid of the channel-lane kernels: x over channel groups of 4, z over rows (the shaders
@@ -167,12 +268,12 @@ impl Pool {
         &self,
         ctx: &GpuContext,
         entry: &str,
-        slots: &[Option<&dyn Bind>],
+        slots: [Option<&dyn Bind>; 6],
         g: &Pool2d,
     ) -> Dispatch {
         let p = Params::max_pool(g);
         let grid = Self::channel_grid(g.c, g.n * p.oh as usize);
-        self.family.dispatch(ctx, entry, slots, Some(&p), grid)
+        self.max_dispatch(ctx, entry, slots, g.c, &p, grid)
     }
 
     /// Max pool forward (writes y and argmax). y: [N, OH, OW, C] f32; argmax: [N, OH, OW,
@@ -189,7 +290,7 @@ impl Pool {
         self.max_forward(
             ctx,
             "max_pool2d_forward",
-            &[Some(y), Some(x), Some(argmax)],
+            [Some(y), Some(x), Some(argmax), None, None, None],
             g,
         )
     }
@@ -209,7 +310,7 @@ impl Pool {
         self.max_forward(
             ctx,
             "max_pool2d_forward_add",
-            &[Some(y), Some(x), Some(argmax), None, None, Some(residual)],
+            [Some(y), Some(x), Some(argmax), None, None, Some(residual)],
             g,
         )
     }
@@ -223,7 +324,8 @@ impl Pool {
         x: &dyn Bind,
         g: &Pool2d,
     ) -> Dispatch {
-        self.max_forward(ctx, "max_pool2d_forward_inference", &[Some(y), Some(x)], g)
+        let slots = [Some(y), Some(x), None, None, None, None];
+        self.max_forward(ctx, "max_pool2d_forward_inference", slots, g)
     }
 
     /// [`Pool::max_pool2d_forward_add`] for inference: y = maxpool(x) + residual, no argmax.
@@ -238,7 +340,7 @@ impl Pool {
         self.max_forward(
             ctx,
             "max_pool2d_forward_add_inference",
-            &[Some(y), Some(x), None, None, None, Some(residual)],
+            [Some(y), Some(x), None, None, None, Some(residual)],
             g,
         )
     }
@@ -255,13 +357,8 @@ impl Pool {
     ) -> Dispatch {
         let p = Params::max_pool(g);
         let grid = Self::channel_grid(g.c, g.n * g.h);
-        self.family.dispatch(
-            ctx,
-            "max_pool2d_backward",
-            &[Some(dx), Some(dy), None, Some(argmax)],
-            Some(&p),
-            grid,
-        )
+        let slots = [Some(dx), Some(dy), None, Some(argmax), None, None];
+        self.max_dispatch(ctx, "max_pool2d_backward", slots, g.c, &p, grid)
     }
 
     /// Global average pool forward (writes y). y: [N, C]; x: [N, H, W, C]; shape = [N, H, W, C].
@@ -296,10 +393,12 @@ impl Pool {
         let [n, h, w, c] = shape;
         let p = Params::global(shape);
         let grid = Self::channel_grid(c, n * h * w);
+        // load4 names the vector view (slot 6), which this pass never reads (VEC4 = 0).
+        let dummy: &dyn Bind = &self.dummy;
         self.family.dispatch(
             ctx,
             "global_avg_pool2d_backward",
-            &[Some(dx), Some(dy)],
+            &[Some(dx), Some(dy), None, None, None, None, Some(dummy)],
             Some(&p),
             grid,
         )
@@ -309,6 +408,18 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vector form is made at run time: it must validate and read x and the residual
+    /// through their mirrors only.
+    #[test]
+    fn the_texture_form_validates() {
+        let textured = crate::gpu::mirror::texture_form(SOURCE, &MIRRORED).unwrap();
+        crate::kernels::validate_wgsl("pool texture form", &textured).unwrap();
+        for name in MIRRORED {
+            assert!(textured.contains(&format!("var {name}_mirror: texture_2d<f32>;")));
+            assert!(!textured.contains(&format!("var<storage, read> {name}:")));
+        }
+    }
 
     #[test]
     fn argmax_packing_round_trips() {
