@@ -51,6 +51,7 @@ const PRELUDE: &str = r#"// {FILE} — C = A·B (+ bias) for adapters with subgr
 //   4    | params | uniform    | Params                  | gemm_subgroup
 //   5    | a4     | read       | slot 1 as vec4<f32>     | gemm_subgroup (read when A_MODE > 0)
 //   6    | b4     | read       | slot 2 as vec4<f32>     | gemm_subgroup (read when B_MODE > 0)
+//   7    | c4     | read_write | slot 0 as vec4<f32>     | gemm_subgroup (written when C_MODE = 1)
 //
 // Params: as in gemm.wgsl (m, n, k, splits, k_chunk, a_*, b_*, c_*, bias_off, has_bias, g_*,
 //   relu: the ReLU epilogue C = max(A·B + bias, 0), in store4);
@@ -58,7 +59,8 @@ const PRELUDE: &str = r#"// {FILE} — C = A·B (+ bias) for adapters with subgr
 //
 // Overrides: WG; A_MODE, B_MODE (u32, default 0): vec4 loads, above; GATHER (u32, default 1):
 //   0 when the caller has proved that no gather is asked (a_gather = c_gather = 0), which
-//   compiles the pixel arithmetic out (its divisions cost lavapipe ~8% even when unused).
+//   compiles the pixel arithmetic out (its divisions cost lavapipe ~8% even when unused);
+//   C_MODE (u32, default 0): vec4 stores, below.
 // Workgroup: WG (override, default 8) invocations along vec4 columns; invocation l of group x
 //   owns columns 4·(2·WG·x + l) .. +3 and 4·(2·WG·x + WG + l) .. +3, rows {ROWS}·y .. {ROWS}·y + {LAST}.
 // Grid: (ceil(n / (8·WG)), ceil(m / {ROWS}), splits).
@@ -78,6 +80,11 @@ override WG: u32 = 8u;
 override A_MODE: u32 = 0u;
 override B_MODE: u32 = 0u;
 override GATHER: u32 = 1u;
+// C_MODE 1 stores each lane's four columns as one vec4 through c4 (the caller binds C there
+// and a stand-in at c, so no writable binding aliases another), where kernels::gemm::GemmSpec::c_mode
+// has proved every such vec4 aligned and whole: one vec4 store cost lavapipe about half of
+// four scalar ones. 0 stores scalars through c.
+override C_MODE: u32 = 0u;
 
 struct Params {
     m: u32,
@@ -113,6 +120,7 @@ struct Params {
 @group(0) @binding(4) var<uniform> params: Params;
 @group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> c4: array<vec4<f32>>;
 
 const ROWS: u32 = {ROWS}u;
 
@@ -182,12 +190,18 @@ fn bias4(co: vec4<u32>) -> vec4<f32> {
 
 // Stores C(m, n .. n+3) of split s (max(·, 0) first with the ReLU epilogue), columns past n
 // masked.
-fn store4(s: u32, m: u32, n: u32, c4: vec4<f32>) {
+fn store4(s: u32, m: u32, n: u32, acc: vec4<f32>) {
     if (m >= params.m) {
         return;
     }
-    let v = select(c4, max(c4, vec4<f32>(0.0)), params.relu != 0u);
+    let v = select(acc, max(acc, vec4<f32>(0.0)), params.relu != 0u);
     let base = params.c_off + s * params.c_split + gather(m, params.c_gather == 1u) * params.c_ms + n;
+    if (C_MODE == 1u) {
+        if (n < params.n) {
+            c4[base / 4u] = v;
+        }
+        return;
+    }
     if (n + 3u < params.n) {
         c[base] = v.x;
         c[base + 1u] = v.y;

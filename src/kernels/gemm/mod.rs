@@ -168,12 +168,16 @@ const WG_1D: u32 = 64;
 /// Compiled GEMM pipelines for one device, and the variant chosen for its adapter.
 pub struct Gemm {
     portable: ShaderFamily,
-    /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE + 6·file + 18·GATHER (file 0:
-    /// gemm_subgroup, 1: gemm_subgroup64, 2: gemm_subgroup64_texture), compiled on first use (each takes
-    /// seconds the first time on a CPU adapter); where the device cannot run them, why not.
-    subgroup: Result<[OnceLock<ShaderFamily>; 36], String>,
+    /// gemm_subgroup pipelines by index A_MODE + 3·B_MODE + 6·file + 18·GATHER + 36·C_MODE
+    /// (file 0: gemm_subgroup, 1: gemm_subgroup64, 2: gemm_subgroup64_texture), compiled on
+    /// first use (each takes seconds the first time on a CPU adapter); where the device cannot
+    /// run them, why not.
+    subgroup: Result<[OnceLock<ShaderFamily>; 72], String>,
     sg_wg: u32,
     dummy: wgpu::Buffer,
+    /// The writable stand-in for whichever of C's two views (c, c4) a pipeline never writes:
+    /// a writable binding must not alias another binding of its buffer.
+    dummy_out: wgpu::Buffer,
     /// The texture mirrors of A and B for `texture64`.
     mirrors: [MirrorScratch; 2],
     /// Why this device cannot hold a mirror, if so.
@@ -267,6 +271,7 @@ impl Gemm {
             subgroup,
             sg_wg: subgroup_width(ctx),
             dummy: ctx.zeros("gemm dummy", 4),
+            dummy_out: ctx.zeros("gemm dummy out", 4),
             mirrors: [
                 MirrorScratch::new(ctx, "gemm A mirror"),
                 MirrorScratch::new(ctx, "gemm B mirror"),
@@ -283,6 +288,7 @@ impl Gemm {
         a_mode: u32,
         b_mode: u32,
         gather: bool,
+        c_mode: u32,
     ) -> &ShaderFamily {
         let cells = match &self.subgroup {
             Ok(cells) => cells,
@@ -306,7 +312,7 @@ impl Gemm {
             ),
             Variant::Naive | Variant::Tiled => unreachable!("{variant:?} is not a subgroup kernel"),
         };
-        let cell = a_mode + 3 * b_mode + 6 * file + 18 * gather as u32;
+        let cell = a_mode + 3 * b_mode + 6 * file + 18 * gather as u32 + 36 * c_mode;
         cells[cell as usize].get_or_init(|| {
             ShaderFamily::new(
                 ctx,
@@ -318,6 +324,7 @@ impl Gemm {
                     ("A_MODE", a_mode as f64),
                     ("B_MODE", b_mode as f64),
                     ("GATHER", gather as u32 as f64),
+                    ("C_MODE", c_mode as f64),
                 ],
             )
         })
@@ -400,7 +407,14 @@ impl Gemm {
             Variant::Naive => (&self.portable, "gemm_naive"),
             Variant::Tiled => (&self.portable, "gemm_tiled"),
             Variant::Subgroup | Variant::Subgroup64 | Variant::Texture64 => (
-                self.subgroup_family(ctx, variant, spec.a_mode(), spec.b_mode(), spec.gathers()),
+                self.subgroup_family(
+                    ctx,
+                    variant,
+                    spec.a_mode(),
+                    spec.b_mode(),
+                    spec.gathers(),
+                    spec.c_mode(),
+                ),
                 "gemm_subgroup",
             ),
         };
@@ -408,17 +422,25 @@ impl Gemm {
         // least one vec4 (when a path reads one, the operand holds it: see a_mode, b_mode).
         let a4 = if a.size() >= 16 { a } else { &self.dummy };
         let b4 = if b.size() >= 16 { b } else { &self.dummy };
+        // C through its vec4 view (C_MODE 1, subgroup kernels only) or the scalar one.
+        let vec4_c = variant.uses_subgroups() && spec.c_mode() == 1;
+        let (c1, c4): (&dyn Bind, &dyn Bind) = if vec4_c {
+            (&self.dummy_out, c)
+        } else {
+            (c, &self.dummy_out)
+        };
         family.dispatch_mirrored(
             ctx,
             entry,
             &[
-                Some(c),
+                Some(c1),
                 Some(a),
                 Some(b),
                 Some(bias),
                 None,
                 Some(a4),
                 Some(b4),
+                Some(c4),
             ],
             mirrors.map(Vec::from).unwrap_or_default(),
             Some(&p),

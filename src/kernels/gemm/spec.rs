@@ -129,6 +129,16 @@ impl GemmSpec {
         self.a_gather != Gather::None || self.c_scatter
     }
 
+    /// C_MODE of gemm_subgroup.wgsl: 1 when every four columns a lane stores (from a multiple
+    /// of 4) are one 16-byte aligned vec4 inside its row of C, in every split's partial, so
+    /// that they go out as one vec4 store; else 0 (scalars).
+    pub fn c_mode(&self) -> u32 {
+        (self.n.is_multiple_of(4)
+            && self.c_ms.is_multiple_of(4)
+            && self.c_off.is_multiple_of(4)
+            && (self.m * self.n).is_multiple_of(4)) as u32
+    }
+
     /// B_MODE of gemm_subgroup.wgsl: 1 when B's rows are read as vec4s, else 0 (scalars).
     pub fn b_mode(&self) -> u32 {
         self.b_rows_vec4() as u32
