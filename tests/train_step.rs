@@ -540,3 +540,37 @@ fn folded_inference_matches_the_cpu_reference_logits() {
         "inference changed a parameter"
     );
 }
+
+/// The texture mirrors a step's dispatches make (where its variants read through them) stay
+/// within the bound its memory report states, which `gpucnn summary` prints. On a device of its
+/// own: the shared test device's mirrors also hold other tests' operands.
+#[test]
+fn texture_mirrors_stay_within_the_reported_bound() {
+    if test_context().is_none() {
+        return; // no adapter (outside CI; in CI test_context panics)
+    }
+    let ctx = gpucnn::gpu::GpuContext::new(&gpucnn::gpu::AdapterOptions::default()).unwrap();
+    let model = small_model(10);
+    let step = TrainStep::new(&ctx, &model, 8, 1e-3).unwrap();
+    // One step and one evaluation: every program that runs has been built.
+    let x = random_vec(8, 8 * 32 * 32 * 3, 0.0, 255.0);
+    let labels: Vec<u32> = (0..8).map(|i| i % 10).collect();
+    step.write_batch(&ctx, &x, BatchTargets::Classes(&labels));
+    step.run(&ctx).unwrap();
+    step.run_eval(&ctx, 8).unwrap();
+    let made = gpucnn::gpu::mirror::shared_bytes(&ctx);
+    let bound = step.memory.mirror_bytes;
+    if bound == 0 {
+        assert_eq!(made, 0, "mirrors made where the variants read none");
+        return;
+    }
+    assert!(
+        made > 0,
+        "the variants read through mirrors, yet none was made"
+    );
+    assert!(
+        made <= bound,
+        "{made} bytes of mirrors, over the reported {bound}"
+    );
+    eprintln!("mirrors: {made} bytes made, {bound} reported at most");
+}

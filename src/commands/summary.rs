@@ -123,6 +123,15 @@ fn memory_plan(model: &Model, batch_size: usize, opts: &AdapterOptions) -> anyho
                 m.tensors,
                 mib(m.fixed_bytes),
             );
+            if m.mirror_bytes > 0 {
+                outln!(
+                    "Training step at batch {batch_size}: texture mirrors at most {:.1} MiB more \
+                     (these variants copy operands into {} growing textures shared by every \
+                     kernel; a bound: under 4× the largest tensor each)",
+                    mib(m.mirror_bytes),
+                    crate::gpu::mirror::SHARED
+                );
+            }
         }
         Err(e) => outln!("Training step at batch {batch_size}: {e}"),
     }

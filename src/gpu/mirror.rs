@@ -13,6 +13,9 @@
 //! [`MirrorScratch`] is one growing texture shared by every dispatch built from it: each
 //! dispatch's copies run right before it, in the same command encoder, so dispatches recorded
 //! one after another may share it (wgpu orders the copy after the previous pass's reads).
+//! Every family of a device shares the same [`SHARED`] scratches ([`shared`]): a dispatch's
+//! k-th mirrored operand goes to the k-th, so the mirrors cost the device two textures, each
+//! the size of the largest operand it held, rather than two per family.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -23,6 +26,38 @@ use super::shader::{Bind, Dispatch, ShaderFamily};
 /// `maxTextureDimension2D` is 8192, so a mirror holds up to 8192 rows of it: 256 Mi floats.
 pub const WIDTH: u32 = 8192;
 const TEXEL_BYTES: u64 = 16;
+
+/// Mirrored operands one dispatch may read (the GEMM's A and B; x and dy; x and the
+/// residual), and so the scratches a device holds.
+pub const SHARED: usize = 2;
+
+/// The device's `k`-th shared mirror scratch (`k` < [`SHARED`]): the k-th mirrored operand
+/// of any dispatch (see the module doc).
+pub fn shared(ctx: &GpuContext, k: usize) -> &MirrorScratch {
+    let all = ctx.mirrors.get_or_init(|| {
+        [
+            MirrorScratch::new(ctx, "texture mirror 0"),
+            MirrorScratch::new(ctx, "texture mirror 1"),
+        ]
+    });
+    &all[k]
+}
+
+/// Bytes of all the shared mirror textures `ctx` has made (0 before any mirrored dispatch).
+pub fn shared_bytes(ctx: &GpuContext) -> u64 {
+    ctx.mirrors
+        .get()
+        .map_or(0, |all| all.iter().map(MirrorScratch::made_bytes).sum())
+}
+
+/// At most the bytes of shared mirror textures a program whose largest mirrored operand has
+/// `largest` bytes can make: each scratch grows to under twice that (it at least doubles),
+/// and its smaller predecessors, still bound to earlier dispatches, sum to under its own size.
+pub fn shared_bytes_bound(largest: u64) -> u64 {
+    // Whole rows of texels, rounded up.
+    let row = WIDTH as u64 * TEXEL_BYTES;
+    SHARED as u64 * 4 * largest.div_ceil(row) * row
+}
 
 /// One mirror texture and its view.
 struct MirrorTexture {
@@ -38,6 +73,9 @@ pub struct MirrorScratch {
     label: &'static str,
     current: Mutex<Option<Arc<MirrorTexture>>>,
     tail: wgpu::Buffer,
+    /// Bytes of every texture this scratch has made (earlier ones stay bound to the dispatches
+    /// built before a larger one replaced them).
+    made_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// A planned copy of a buffer range into a mirror texture: [`Self::record`] it before the
@@ -63,7 +101,13 @@ impl MirrorScratch {
             label,
             current: Mutex::new(None),
             tail,
+            made_bytes: Default::default(),
         }
+    }
+
+    /// Bytes of all the textures this scratch has made so far.
+    pub fn made_bytes(&self) -> u64 {
+        self.made_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether `ctx`'s device can hold a mirror of `WIDTH` texels a row (`Err` says why not).
@@ -108,6 +152,10 @@ impl MirrorScratch {
                 // Grow geometrically so that a program built smallest-first makes few textures.
                 let grown = old.map_or(0, |t| 2 * t.rows as u64);
                 let rows = rows.max(grown).min(max_rows) as u32;
+                (self.made_bytes).fetch_add(
+                    rows as u64 * WIDTH as u64 * TEXEL_BYTES,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
                     label: Some(self.label),
                     size: wgpu::Extent3d {
@@ -226,7 +274,8 @@ pub struct MirroredFamily {
     source: String,
     entries: Vec<&'static str>,
     constants: Vec<(&'static str, f64)>,
-    scratch: Vec<(u32, MirrorScratch)>,
+    /// The texture slots, in order: slot `slots[k]` is mirrored through [`shared`] scratch k.
+    slots: Vec<u32>,
 }
 
 impl MirroredFamily {
@@ -242,7 +291,13 @@ impl MirroredFamily {
     ) -> Self {
         let form = texture_form(source, names).unwrap_or_else(|e| panic!("{name}: {e}"));
         let textured = ShaderFamily::new(ctx, name, &form, entries, constants);
-        let slots = textured.all_texture_slots();
+        let mut slots = textured.all_texture_slots();
+        slots.sort_unstable();
+        assert!(
+            slots.len() <= SHARED,
+            "{name}: {} mirrored arrays, over the {SHARED} shared mirrors",
+            slots.len()
+        );
         Self {
             textured,
             storage: OnceLock::new(),
@@ -250,9 +305,7 @@ impl MirroredFamily {
             source: source.to_string(),
             entries: entries.to_vec(),
             constants: constants.to_vec(),
-            scratch: (slots.into_iter())
-                .map(|s| (s, MirrorScratch::new(ctx, "texture mirror")))
-                .collect(),
+            slots,
         }
     }
 
@@ -269,10 +322,10 @@ impl MirroredFamily {
         let mut mirrors = Vec::new();
         for slot in self.textured.texture_slots(entry) {
             let buffer = slots.get(slot as usize).copied().flatten();
-            let scratch = self.scratch.iter().find(|(s, _)| *s == slot);
+            let scratch = self.slots.iter().position(|&s| s == slot);
             let mirror = buffer
                 .zip(scratch)
-                .and_then(|(b, (_, scratch))| scratch.mirror(ctx, b).ok());
+                .and_then(|(b, k)| shared(ctx, k).mirror(ctx, b).ok());
             match mirror {
                 Some(m) => mirrors.push((slot, m)),
                 None => {

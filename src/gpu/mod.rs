@@ -105,6 +105,10 @@ pub struct GpuContext {
     pub features: wgpu::Features,
     /// Pipelines compiled on this device, shared by its clones.
     pub(crate) pipelines: shader::PipelineCache,
+    /// The texture mirrors every kernel family of this device shares ([`mirror::shared`]),
+    /// made on first use.
+    pub(crate) mirrors:
+        std::sync::Arc<std::sync::OnceLock<[mirror::MirrorScratch; mirror::SHARED]>>,
 }
 
 fn type_rank(t: wgpu::DeviceType) -> u32 {
@@ -275,6 +279,7 @@ impl GpuContext {
             device,
             queue,
             pipelines: Default::default(),
+            mirrors: Default::default(),
         }
     }
 

@@ -24,6 +24,9 @@ pub struct MemoryReport {
     pub tensors: usize,
     /// Parameters, gradients, Adam state, saved tensors, scratch, input.
     pub fixed_bytes: u64,
+    /// At most this much in texture mirrors, where the variants read operands through them
+    /// (0 where none do): [`crate::gpu::mirror::shared_bytes_bound`] of the largest tensor.
+    pub mirror_bytes: u64,
 }
 
 /// The largest micro-batch (≤ `batch`) whose every tensor fits one storage binding of
@@ -271,6 +274,7 @@ pub fn memory_report(
     plan: &BufferPlan,
     batch: usize,
     scratch: usize,
+    variants: &Variants,
 ) -> Result<MemoryReport, ExecError> {
     let layout = ParamLayout::new(model);
     let (sample, target) = sample_sizes(model)?;
@@ -288,6 +292,12 @@ pub fn memory_report(
         pool_buffers: plan.buffer_bytes.len(),
         tensors: main.pl.tensors.len(),
         fixed_bytes: (floats * 4) as u64,
+        mirror_bytes: if variants.mirrors() {
+            let largest = main.pl.tensors.iter().map(|t| t.bytes).max().unwrap_or(0);
+            crate::gpu::mirror::shared_bytes_bound(largest)
+        } else {
+            0
+        },
     })
 }
 
@@ -307,7 +317,10 @@ pub fn plan_memory(
     check_tensors_fit(&main, limit)?;
     let plan = pool_plan(&main.pl);
     let scratch = scratch_len(&main, model, variants, None)?;
-    Ok((micro, memory_report(model, &main, &plan, batch, scratch)?))
+    Ok((
+        micro,
+        memory_report(model, &main, &plan, batch, scratch, variants)?,
+    ))
 }
 
 #[cfg(test)]

@@ -71,6 +71,14 @@ impl Variants {
     pub const CHOICES: &'static str = "gemm=naive|tiled|subgroup|subgroup64|texture64, conv2d=portable|subgroup, batch_norm=tree|flat|flat_texture, \
          depthwise_conv2d=storage|texture";
 
+    /// Whether any of these variants reads operands through texture mirrors
+    /// ([`crate::gpu::mirror`]; the max pool follows the depthwise convolutions).
+    pub fn mirrors(&self) -> bool {
+        self.gemm == gemm::Variant::Texture64
+            || self.batch_norm == batch_norm::Variant::FlatTexture
+            || self.depthwise_conv2d == depthwise_conv2d::Variant::Texture
+    }
+
     /// The variants every adapter runs: what a real GPU gets by default, and what a plan made
     /// without a GPU assumes.
     pub fn portable() -> Self {

@@ -293,7 +293,7 @@ impl TrainStep {
         // smaller sizes, lifetimes within the training ones).
         let plan = pool_plan(&main.pl);
         let scratch = memory::scratch_len(&main, model, &variants, opts.augment)?;
-        let memory = memory::memory_report(model, &main, &plan, batch, scratch)?;
+        let memory = memory::memory_report(model, &main, &plan, batch, scratch, &variants)?;
         let (sample_len, target_per_sample) = memory::sample_sizes(model)?;
         let train_sample_len = match opts.augment.and_then(|a| a.crop) {
             Some(c) => {

@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::GpuContext;
-use crate::gpu::mirror::{MirrorScratch, MirroredFamily};
+use crate::gpu::mirror::{self, MirrorScratch, MirroredFamily};
 use crate::kernels::Bind;
 use crate::kernels::variants::VariantError;
 use crate::kernels::{Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for};
@@ -178,8 +178,6 @@ pub struct Gemm {
     /// The writable stand-in for whichever of C's two views (c, c4) a pipeline never writes:
     /// a writable binding must not alias another binding of its buffer.
     dummy_out: wgpu::Buffer,
-    /// The texture mirrors of A and B for `texture64`.
-    mirrors: [MirrorScratch; 2],
     /// Why this device cannot hold a mirror, if so.
     mirror_limit: Option<String>,
     /// `gemm_colsum4` with A through a texture mirror, for `texture64` (compiled on first use).
@@ -272,10 +270,6 @@ impl Gemm {
             sg_wg: subgroup_width(ctx),
             dummy: ctx.zeros("gemm dummy", 4),
             dummy_out: ctx.zeros("gemm dummy out", 4),
-            mirrors: [
-                MirrorScratch::new(ctx, "gemm A mirror"),
-                MirrorScratch::new(ctx, "gemm B mirror"),
-            ],
             mirror_limit: MirrorScratch::supported(ctx).err(),
             colsum_textured: OnceLock::new(),
         }
@@ -383,7 +377,8 @@ impl Gemm {
         // texture64 mirrors A and B; where either cannot be, this GEMM runs subgroup64.
         let mirrors = (variant == Variant::Texture64)
             .then(|| {
-                let [ma, mb] = &self.mirrors;
+                // A and B through the device's shared mirrors 0 and 1 (gpu::mirror).
+                let (ma, mb) = (mirror::shared(ctx, 0), mirror::shared(ctx, 1));
                 Some([(1, ma.mirror(ctx, a).ok()?), (2, mb.mirror(ctx, b).ok()?)])
             })
             .flatten();
