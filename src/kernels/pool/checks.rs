@@ -25,6 +25,17 @@ fn pool_input(seed: u64, len: usize, ties: bool) -> Vec<f32> {
     }
 }
 
+/// A 2×3 window at stride 3×2 over N×9×8×C, valid padding: some inputs are in no window.
+fn window_2x3(n: usize, c: usize) -> Pool2d {
+    Pool2d {
+        kh: 2,
+        kw: 3,
+        sh: 3,
+        sw: 2,
+        ..Pool2d::square(n, 9, 8, c, 0, 0, Padding::Valid)
+    }
+}
+
 fn max_pool_checks(shared: &Shared) -> Vec<Check> {
     use ShapeClass::*;
     let cases = [
@@ -35,17 +46,7 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
         // 9→9 at stride 1: up to 3×3 windows per input.
         (Odd, Pool2d::square(2, 9, 9, 5, 3, 1, Padding::Same), true),
         // Non-square: 2×3 window, stride 3×2, valid: some inputs are in no window.
-        (
-            Odd,
-            Pool2d {
-                kh: 2,
-                kw: 3,
-                sh: 3,
-                sw: 2,
-                ..Pool2d::square(2, 9, 8, 5, 0, 0, Padding::Valid)
-            },
-            false,
-        ),
+        (Odd, window_2x3(2, 5), false),
         // The model's 45→23 at C=96 (pads (1, 1)).
         (
             Large,
@@ -61,17 +62,7 @@ fn max_pool_checks(shared: &Shared) -> Vec<Check> {
         // C divisible by 4 takes the vector form (a texel per lane): ties, odd sizes, and the
         // non-square valid window of the scalar cases above.
         (Odd, Pool2d::square(2, 7, 9, 8, 3, 2, Padding::Same), true),
-        (
-            Odd,
-            Pool2d {
-                kh: 2,
-                kw: 3,
-                sh: 3,
-                sw: 2,
-                ..Pool2d::square(3, 9, 8, 12, 0, 0, Padding::Valid)
-            },
-            true,
-        ),
+        (Odd, window_2x3(3, 12), true),
         // One pixel of 3 channels: x is shorter than the one vec4 a vector view must hold.
         (Tiny, Pool2d::square(1, 1, 1, 3, 3, 2, Padding::Same), false),
     ];
