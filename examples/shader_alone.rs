@@ -57,7 +57,7 @@ fn main() {
         source: wgpu::ShaderSource::Wgsl(include_str!("../shaders/pool.wgsl").into()),
     });
     // layout: None is WebGPU's 'auto': the layout has exactly the bindings this entry point uses
-    // (out at slot 0, x at 1, params at 4, per the header's table).
+    // (out at slot 0, x at 1, params at 4, and the vec4 views at 6 and 8, per the header).
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some("max_pool2d_forward_inference"),
         layout: None,
@@ -77,6 +77,12 @@ fn main() {
         label: Some("y"),
         size: y_bytes,
         usage: storage,
+        mapped_at_creation: false,
+    });
+    let stand_in = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("out4 stand-in"),
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE,
         mapped_at_creation: false,
     });
     let params = Params {
@@ -113,6 +119,16 @@ fn main() {
             wgpu::BindGroupEntry {
                 binding: 4,
                 resource: pb.as_entire_binding(),
+            },
+            // The vec4 views the header asks bound: x's (slot 6), and out's (slot 8), which
+            // this form (VEC4 = 0) never writes, to a stand-in: it must not alias y.
+            wgpu::BindGroupEntry {
+                binding: 6,
+                resource: xb.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 8,
+                resource: stand_in.as_entire_binding(),
             },
         ],
     });

@@ -46,8 +46,11 @@
 //   The global average pool reads n, h, w, c only.
 // Overrides: VEC4 (u32, default 0): 1 when C is divisible by 4 (the caller checks), so that
 //   each max-pool lane's 4 channels are one aligned vec4: it loads x and the residual and stores
-//   y or dx through the vec4 views (slots 6–8, bound to the same buffers as slots 1, 5 and 0)
-//   instead of 4 scalar loads and stores. kernels::pool compiles that form with x4 and
+//   y or dx through the vec4 views (slots 6–8) instead of 4 scalar loads and stores. Every
+//   entry that names a view needs it bound whatever VEC4 is: x4 and residual4v to the buffers
+//   of slots 1 and 5 (or any 16 bytes where VEC4 = 0); out's buffer at the slot the form
+//   writes (0, or 8 with VEC4 = 1) and a stand-in of at least 16 bytes at the other, since a
+//   writable binding must not alias another. kernels::pool compiles the VEC4 form with x4 and
 //   residual4v read from texture mirrors (gpu::mirror), where a lane's 4 channels are one
 //   texel fetch. The global average pool ignores VEC4.
 // Workgroup: WG (override, default 64) invocations for the max pool and the gap backward;

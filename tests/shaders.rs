@@ -57,9 +57,10 @@ fn every_shader_is_embedded() {
 /// The variant is a drop-in for the portable file: the Rust side builds one Params struct and one
 /// binding table per family, so both files must agree on them exactly.
 const VARIANT_PAIRS: &[(&str, &str, &[u32])] = &[
-    // a4 (slot 5) is the subgroup kernel's vec4 view of A; gemm.wgsl never reads A as vec4s.
-    ("gemm.wgsl", "gemm_subgroup.wgsl", &[5]),
-    ("gemm.wgsl", "gemm_subgroup64.wgsl", &[5]),
+    // a4 (slot 5) and c4 (slot 7) are the subgroup kernel's vec4 views of A and C; gemm.wgsl
+    // never reads A or writes C as vec4s.
+    ("gemm.wgsl", "gemm_subgroup.wgsl", &[5, 7]),
+    ("gemm.wgsl", "gemm_subgroup64.wgsl", &[5, 7]),
     ("conv2d.wgsl", "conv2d_subgroup.wgsl", &[]),
 ];
 
