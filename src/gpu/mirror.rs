@@ -14,8 +14,8 @@
 //! dispatch's copies run right before it, in the same command encoder, so dispatches recorded
 //! one after another may share it (wgpu orders the copy after the previous pass's reads).
 //! Every family of a device shares the same [`SHARED`] scratches ([`shared`]): a dispatch's
-//! k-th mirrored operand goes to the k-th, so the mirrors cost the device two textures, each
-//! the size of the largest operand it held, rather than two per family.
+//! k-th mirrored operand goes to the k-th, so the mirrors cost the device two growing textures
+//! (bounded by [`shared_bytes_bound`]) rather than two per family.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -34,12 +34,10 @@ pub const SHARED: usize = 2;
 /// The device's `k`-th shared mirror scratch (`k` < [`SHARED`]): the k-th mirrored operand
 /// of any dispatch (see the module doc).
 pub fn shared(ctx: &GpuContext, k: usize) -> &MirrorScratch {
-    let all = ctx.mirrors.get_or_init(|| {
-        [
-            MirrorScratch::new(ctx, "texture mirror 0"),
-            MirrorScratch::new(ctx, "texture mirror 1"),
-        ]
-    });
+    const LABELS: [&str; SHARED] = ["texture mirror 0", "texture mirror 1"];
+    let all = ctx
+        .mirrors
+        .get_or_init(|| LABELS.map(|label| MirrorScratch::new(ctx, label)));
     &all[k]
 }
 

@@ -152,11 +152,11 @@ pub struct Pool {
     /// on first use.
     vec4: std::sync::OnceLock<MirroredFamily>,
     mirrors: bool,
+    /// A read-only view's stand-in (one vec4), never bound beside `dummy_out`.
+    dummy: wgpu::Buffer,
     /// Bound to the writable view (`out` or `out4`) a form never writes: a writable binding
     /// must not alias another binding of the same buffer.
-    dummy: wgpu::Buffer,
-    /// A read-only view's stand-in (one vec4), never bound beside `dummy`.
-    dummy_read: wgpu::Buffer,
+    dummy_out: wgpu::Buffer,
 }
 
 impl Pool {
@@ -181,15 +181,16 @@ impl Pool {
             ),
             vec4: std::sync::OnceLock::new(),
             mirrors,
-            dummy_read: ctx.zeros("pool dummy (read)", 4),
-            dummy: ctx.zeros("pool dummy", 4), // one vec4: the smallest vec4 view
+            // One vec4 each: the smallest vec4 view.
+            dummy: ctx.zeros("pool dummy", 4),
+            dummy_out: ctx.zeros("pool dummy out", 4),
         }
     }
 
     /// `b` for a vector view the scalar form never reads, or a dummy where `b` is shorter
     /// than one vec4 (a vec4 view must hold one).
     fn readable_view<'a>(&'a self, b: &'a dyn Bind) -> &'a dyn Bind {
-        if b.size() >= 16 { b } else { &self.dummy_read }
+        if b.size() >= 16 { b } else { &self.dummy }
     }
 
     fn vec4_family(&self, ctx: &GpuContext) -> &MirroredFamily {
@@ -212,7 +213,7 @@ impl Pool {
     /// A max-pool pass: slots 0..5 as the shader's table (out, x, argmax_out, argmax, params,
     /// residual), to which this adds the vector views (6: x, 7: residual, 8: out): the vector
     /// form where C is divisible by 4, else the scalar one. The writable view the form never
-    /// writes gets the dummy (bound twice, a buffer would alias a writable view).
+    /// writes gets `dummy_out` (bound twice, a buffer would alias a writable view).
     fn max_dispatch(
         &self,
         ctx: &GpuContext,
@@ -222,11 +223,11 @@ impl Pool {
         p: &Params,
         grid: [u32; 3],
     ) -> Dispatch {
-        let dummy: &dyn Bind = &self.dummy;
+        let stand_in: &dyn Bind = &self.dummy_out;
         let [out, x, argmax_out, argmax, _, residual] = slots;
         if c.is_multiple_of(CHANNELS_PER_INVOCATION) {
             let all = [
-                Some(dummy),
+                Some(stand_in),
                 x,
                 argmax_out,
                 argmax,
@@ -249,7 +250,7 @@ impl Pool {
             residual,
             x.map(|b| self.readable_view(b)),
             residual.map(|b| self.readable_view(b)),
-            Some(dummy),
+            Some(stand_in),
         ];
         self.family.dispatch(ctx, entry, &all, Some(p), grid)
     }
