@@ -19,13 +19,16 @@
 //!   ceiling of this tiling on this adapter;
 //! - `subgroup64, B through a texture` and `…, A and B through textures`: the shipped
 //!   `subgroup64` WGSL itself (vec4 loads of A and B, vec4 stores of C, no gathers), with its `b4` (and `a4`)
-//!   storage reads replaced by `textureLoad`s of rgba32float textures holding the same floats
+//!   storage reads replaced by `textureLoad`s of read-only rgba32float storage textures (as the
+//!   shipped `texture64` binds its mirrors) holding the same floats
 //!   (copied in before the timing, which does not count the copy), checked equal to the shipped
 //!   kernel's C. On Mesa 22.3 a storage-buffer load is a loop over the 8 lanes with a branch
 //!   per lane and component; a texel fetch is one vectorised gather.
 //!
 //! Load rows: floats loaded per second by a kernel that only loads and sums, through a storage
-//! buffer as vec4, as four scalars, through an rgba32float texture, and through a 64 KiB
+//! buffer as vec4, as four scalars, through an rgba32float texture sampled and as a read-only
+//! storage texture (Mesa 22.3 compiles the sampled `textureLoad` into a call that looks up the
+//! mip level per lane, the storage one into an inline gather), and through a 64 KiB
 //! uniform buffer (its index wraps inside the window: a uniform binding holds at most 64 KiB).
 //! Mirror rows: what putting a storage buffer's floats into such a texture costs, by a kernel
 //! (which fits inside a compute pass) or by the encoder's copy (which does not).
@@ -252,14 +255,15 @@ fn swap(text: &str, from: &str, to: &str) -> String {
     text.replace(from, to)
 }
 
-/// The shipped subgroup64 GEMM, its vec4 reads of B (and A) taken from textures instead.
+/// The shipped subgroup64 GEMM, its vec4 reads of B (and A) taken from textures instead
+/// (read-only storage textures, as the shipped texture64 and the mirrors bind them).
 fn textured_wgsl(operands: TexOperands) -> String {
     let mut s = swap(
         include_str!("../shaders/gemm_subgroup64.wgsl"),
         "@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;",
         &format!(
-            "@group(0) @binding(6) var b4t: texture_2d<f32>;\n\
-             fn b4l(i: u32) -> vec4<f32> {{ return textureLoad(b4t, vec2<u32>(i % {TEX_W}u, i / {TEX_W}u), 0); }}"
+            "@group(0) @binding(6) var b4t: texture_storage_2d<rgba32float, read>;\n\
+             fn b4l(i: u32) -> vec4<f32> {{ return textureLoad(b4t, vec2<u32>(i % {TEX_W}u, i / {TEX_W}u)); }}"
         ),
     );
     s = swap(
@@ -273,9 +277,9 @@ fn textured_wgsl(operands: TexOperands) -> String {
             &s,
             "@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;",
             &format!(
-                "@group(0) @binding(5) var a4t: texture_2d<f32>;\n\
+                "@group(0) @binding(5) var a4t: texture_storage_2d<rgba32float, read>;\n\
                  @group(0) @binding(8) var<storage, read> a4: array<vec4<f32>>;\n\
-                 fn a4l(i: u32) -> vec4<f32> {{ return textureLoad(a4t, vec2<u32>(i % {TEX_W}u, i / {TEX_W}u), 0); }}"
+                 fn a4l(i: u32) -> vec4<f32> {{ return textureLoad(a4t, vec2<u32>(i % {TEX_W}u, i / {TEX_W}u)); }}"
             ),
         );
         s = swap(
@@ -315,7 +319,9 @@ fn rgba_texture(
 /// texels.
 fn texture_of(ctx: &GpuContext, data: &[f32], width: u32) -> wgpu::TextureView {
     let height = (data.len() / 4) as u32 / width;
-    let usage = wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST;
+    let usage = wgpu::TextureUsages::TEXTURE_BINDING
+        | wgpu::TextureUsages::STORAGE_BINDING
+        | wgpu::TextureUsages::COPY_DST;
     let texture = rgba_texture(ctx, "operand", width, height, usage);
     ctx.queue.write_texture(
         texture.as_image_copy(),
@@ -623,7 +629,7 @@ const LOAD_W: usize = 1024;
 const LOAD_H: usize = 2048;
 
 /// (label, how `ld(x, y)` reads texel (x, y) of the source as a vec4).
-const LOADS: [(&str, &str); 4] = [
+const LOADS: [(&str, &str); 5] = [
     (
         "storage buffer, vec4",
         "@group(0) @binding(1) var<storage, read> s: array<vec4<f32>>;\n\
@@ -641,6 +647,11 @@ const LOADS: [(&str, &str); 4] = [
         "rgba32float texture",
         "@group(0) @binding(1) var s: texture_2d<f32>;\n\
          fn ld(x: u32, y: u32) -> vec4<f32> { return textureLoad(s, vec2<u32>(x, y), 0); }",
+    ),
+    (
+        "rgba32float read-only storage texture",
+        "@group(0) @binding(1) var s: texture_storage_2d<rgba32float, read>;\n\
+         fn ld(x: u32, y: u32) -> vec4<f32> { return textureLoad(s, vec2<u32>(x, y)); }",
     ),
     (
         "uniform buffer, 64 KiB window",
@@ -674,7 +685,7 @@ fn time_loads(ctx: &GpuContext, decl: &str) -> f64 {
     let pipe = pipeline(ctx, source);
     let storage;
     let view;
-    let resource = if decl.contains("texture_2d") {
+    let resource = if decl.contains("texture_") {
         view = texture_of(ctx, &data, LOAD_W as u32);
         wgpu::BindingResource::TextureView(&view)
     } else if uniform {

@@ -13,7 +13,9 @@
 // caller copies each buffer's bound range into a texture, texel i = floats 4i .. 4i+3 at
 // (i mod TW, i / TW), just before the dispatch: kernels::gemm, gpu::mirror): on CPU
 // adapters whose storage loads are per-lane loops (lavapipe on AVX2 machines) a texel
-// fetch is one vector gather. Same addressing, Params, modes and results as the storage
+// fetch is one vector gather. The textures are read-only storage textures: Mesa 22.3
+// inlines their loads, where a sampled texture's costs a call that looks up mip levels
+// per lane (gpu::mirror). Same addressing, Params, modes and results as the storage
 // file; C and the bias stay storage buffers (texture stores cost more than storage ones).
 //
 // Correct for any subgroup size ≥ 8 (lanes ≥ 8 load duplicates that nobody reads; only lanes
@@ -95,8 +97,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read_write> c: array<f32>;
-@group(0) @binding(1) var at: texture_2d<f32>;
-@group(0) @binding(2) var bt: texture_2d<f32>;
+@group(0) @binding(1) var at: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var bt: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -109,16 +111,16 @@ fn texel(i: u32) -> vec2<u32> {
 
 // Floats 4i .. 4i+3 of A or B, and float i alone.
 fn at4(i: u32) -> vec4<f32> {
-    return textureLoad(at, texel(i), 0);
+    return textureLoad(at, texel(i));
 }
 fn at1(i: u32) -> f32 {
-    return textureLoad(at, texel(i >> 2u), 0)[i & 3u];
+    return textureLoad(at, texel(i >> 2u))[i & 3u];
 }
 fn bt4(i: u32) -> vec4<f32> {
-    return textureLoad(bt, texel(i), 0);
+    return textureLoad(bt, texel(i));
 }
 fn bt1(i: u32) -> f32 {
-    return textureLoad(bt, texel(i >> 2u), 0)[i & 3u];
+    return textureLoad(bt, texel(i >> 2u))[i & 3u];
 }
 @group(0) @binding(7) var<storage, read_write> c4: array<vec4<f32>>;
 

@@ -169,7 +169,7 @@ fn pair_differences(portable: &str, variant: &str, variant_only: &[u32]) -> Vec<
 }
 
 /// Each file that reads some operands from texture mirrors: (storage file, textured file, the
-/// slots it binds as `texture_2d` where the storage file has a storage array). Everything else
+/// slots it binds as textures where the storage file has a storage array). Everything else
 /// must agree as in VARIANT_PAIRS (slots the textured file drops are simply not bound).
 const TEXTURE_PAIRS: &[(&str, &str, &[u32])] = &[(
     "gemm_subgroup64.wgsl",

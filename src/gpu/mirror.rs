@@ -4,7 +4,11 @@
 //!
 //! On a CPU adapter such as lavapipe on an AVX2 machine, a storage-buffer load is a loop over
 //! the lanes while a texel fetch is one vector gather (~7× measured: ARCHITECTURE.md, "What this
-//! adapter taught us"); an encoder copy into a texture moves ~1.3 G floats/s there, far cheaper
+//! adapter taught us"). The mirrors are bound as read-only storage textures
+//! (`texture_storage_2d<rgba32float, read>`, which WebGPU guarantees for this format), not as
+//! sampled ones: Mesa 22.3 compiles a sampled `textureLoad` into a call that looks up the mip
+//! level's size and offsets per lane (~150 instructions per fetch for 8 lanes), and a storage
+//! texture's load into the gather alone, inline (~60). An encoder copy into a texture moves ~1.3 G floats/s there, far cheaper
 //! than what a GEMM saves. Producers keep writing storage buffers (texture stores cost more), and
 //! a [`Dispatch`](super::shader::Dispatch) carries the [`Mirror`]s it reads: recording it closes
 //! the compute pass, records the copies, and opens the next pass.
@@ -165,7 +169,7 @@ impl MirrorScratch {
                     sample_count: 1,
                     dimension: wgpu::TextureDimension::D2,
                     format: wgpu::TextureFormat::Rgba32Float,
-                    usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                    usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
                     view_formats: &[],
                 });
                 let view = texture.create_view(&Default::default());
@@ -395,7 +399,8 @@ impl LaneFamilies {
 }
 
 /// The texture form of `source`: each read-only storage array named in `names` (`array<f32>`
-/// or `array<vec4<f32>>`, at its own binding slot) becomes a `texture_2d<f32>` mirror at the
+/// or `array<vec4<f32>>`, at its own binding slot) becomes a read-only rgba32float storage
+/// texture (`texture_storage_2d<rgba32float, read>`) mirror at the
 /// same slot, and every `NAME[i]` in the code (comments are left alone) a fetch of element i
 /// from it (`mirror_NAME(i)`: the texel's component for f32, the texel for vec4). Everything else
 /// is unchanged, so the form computes what the storage form computes; `Err` names what cannot
@@ -424,16 +429,16 @@ pub fn texture_form(source: &str, names: &[&str]) -> Result<String, String> {
         let fetch = if vec4 {
             format!(
                 "fn mirror_{name}(i: u32) -> vec4<f32> {{\n    \
-                 return textureLoad({tex}, vec2<u32>(i % {WIDTH}u, i / {WIDTH}u), 0);\n}}"
+                 return textureLoad({tex}, vec2<u32>(i % {WIDTH}u, i / {WIDTH}u));\n}}"
             )
         } else {
             format!(
                 "fn mirror_{name}(i: u32) -> f32 {{\n    let t = i >> 2u;\n    \
-                 return textureLoad({tex}, vec2<u32>(t % {WIDTH}u, t / {WIDTH}u), 0)[i & 3u];\n}}"
+                 return textureLoad({tex}, vec2<u32>(t % {WIDTH}u, t / {WIDTH}u))[i & 3u];\n}}"
             )
         };
         let header = format!(
-            "@group(0) @binding({slot}) var {tex}: texture_2d<f32>;\n\
+            "@group(0) @binding({slot}) var {tex}: texture_storage_2d<rgba32float, read>;\n\
              // `{name}` read from its texture mirror (gpu::mirror::texture_form).\n{fetch}"
         );
         let mut out = String::with_capacity(s.len() + header.len());
@@ -515,7 +520,9 @@ mod tests {
                    fn f(i: u32) -> f32 { let src_n = 2u; return src[src[i] + u32(out[i])] + f32(src_n); }\n";
         let t = texture_form(src, &["src"]).unwrap();
         assert!(
-            t.contains("@group(0) @binding(1) var src_mirror: texture_2d<f32>;"),
+            t.contains(
+                "@group(0) @binding(1) var src_mirror: texture_storage_2d<rgba32float, read>;"
+            ),
             "{t}"
         );
         assert!(t.contains("// src[i] in a comment stays"), "{t}");

@@ -82,7 +82,8 @@ struct BindingInfo {
     binding: u32,
     /// Byte size of a uniform's type (None for runtime-sized storage arrays).
     uniform_size: Option<u32>,
-    /// A `texture_2d<f32>`: bound to a [`Mirror`]'s view.
+    /// A texture (the mirrors are `texture_storage_2d<rgba32float, read>`): bound to a
+    /// [`Mirror`]'s view.
     texture: bool,
     access: Access,
     name: String,

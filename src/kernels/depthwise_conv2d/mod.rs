@@ -495,7 +495,9 @@ mod tests {
             crate::kernels::validate_wgsl("depthwise_conv2d texture form", &textured)
                 .unwrap_or_else(|e| panic!("{lanes} lanes, textured: {e}"));
             for name in super::TEXTURE_READS {
-                assert!(textured.contains(&format!("var {name}_mirror: texture_2d<f32>;")));
+                assert!(textured.contains(&format!(
+                    "var {name}_mirror: texture_storage_2d<rgba32float, read>;"
+                )));
                 assert!(!textured.contains(&format!("var<storage, read> {name}:")));
             }
         }

@@ -351,7 +351,9 @@ const TEXTURE_SWAPS: [(&str, &str); 10] = [
          // caller copies each buffer's bound range into a texture, texel i = floats 4i .. 4i+3 at\n\
          // (i mod TW, i / TW), just before the dispatch: kernels::gemm, gpu::mirror): on CPU\n\
          // adapters whose storage loads are per-lane loops (lavapipe on AVX2 machines) a texel\n\
-         // fetch is one vector gather. Same addressing, Params, modes and results as the storage\n\
+         // fetch is one vector gather. The textures are read-only storage textures: Mesa 22.3\n\
+         // inlines their loads, where a sampled texture's costs a call that looks up mip levels\n\
+         // per lane (gpu::mirror). Same addressing, Params, modes and results as the storage\n\
          // file; C and the bias stay storage buffers (texture stores cost more than storage ones).\n\
          //\n\
          // Correct for any subgroup size",
@@ -372,8 +374,8 @@ const TEXTURE_SWAPS: [(&str, &str); 10] = [
     (
         "@group(0) @binding(1) var<storage, read> a: array<f32>;\n\
          @group(0) @binding(2) var<storage, read> b: array<f32>;\n",
-        "@group(0) @binding(1) var at: texture_2d<f32>;\n\
-         @group(0) @binding(2) var bt: texture_2d<f32>;\n",
+        "@group(0) @binding(1) var at: texture_storage_2d<rgba32float, read>;\n\
+         @group(0) @binding(2) var bt: texture_storage_2d<rgba32float, read>;\n",
     ),
     (
         "@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;\n\
@@ -387,16 +389,16 @@ const TEXTURE_SWAPS: [(&str, &str); 10] = [
          \n\
          // Floats 4i .. 4i+3 of A or B, and float i alone.\n\
          fn at4(i: u32) -> vec4<f32> {\n\
-         \x20   return textureLoad(at, texel(i), 0);\n\
+         \x20   return textureLoad(at, texel(i));\n\
          }\n\
          fn at1(i: u32) -> f32 {\n\
-         \x20   return textureLoad(at, texel(i >> 2u), 0)[i & 3u];\n\
+         \x20   return textureLoad(at, texel(i >> 2u))[i & 3u];\n\
          }\n\
          fn bt4(i: u32) -> vec4<f32> {\n\
-         \x20   return textureLoad(bt, texel(i), 0);\n\
+         \x20   return textureLoad(bt, texel(i));\n\
          }\n\
          fn bt1(i: u32) -> f32 {\n\
-         \x20   return textureLoad(bt, texel(i >> 2u), 0)[i & 3u];\n\
+         \x20   return textureLoad(bt, texel(i >> 2u))[i & 3u];\n\
          }\n",
     ),
     (

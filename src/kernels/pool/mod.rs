@@ -417,7 +417,9 @@ mod tests {
         let textured = crate::gpu::mirror::texture_form(SOURCE, &MIRRORED).unwrap();
         crate::kernels::validate_wgsl("pool texture form", &textured).unwrap();
         for name in MIRRORED {
-            assert!(textured.contains(&format!("var {name}_mirror: texture_2d<f32>;")));
+            assert!(textured.contains(&format!(
+                "var {name}_mirror: texture_storage_2d<rgba32float, read>;"
+            )));
             assert!(!textured.contains(&format!("var<storage, read> {name}:")));
         }
     }
