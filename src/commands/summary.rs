@@ -125,9 +125,9 @@ fn memory_plan(model: &Model, batch_size: usize, opts: &AdapterOptions) -> anyho
             );
             if m.mirror_bytes > 0 {
                 outln!(
-                    "Training step at batch {batch_size}: texture mirrors at most {:.1} MiB more \
-                     (these variants copy operands into {} growing textures shared by every \
-                     kernel; a bound: under 4× the largest tensor each)",
+                    "Training step at batch {batch_size}: texture mirrors {:.1} MiB more \
+                     (these variants copy operands into {} textures shared by every kernel, \
+                     each the size of the largest operand)",
                     mib(m.mirror_bytes),
                     crate::gpu::mirror::SHARED
                 );

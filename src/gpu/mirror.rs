@@ -18,8 +18,10 @@
 //! dispatch's copies run right before it, in the same command encoder, so dispatches recorded
 //! one after another may share it (wgpu orders the copy after the previous pass's reads).
 //! Every family of a device shares the same [`SHARED`] scratches ([`shared`]): a dispatch's
-//! k-th mirrored operand goes to the k-th, so the mirrors cost the device two growing textures
-//! (bounded by [`shared_bytes_bound`]) rather than two per family.
+//! k-th mirrored operand goes to the k-th, so the mirrors cost the device two textures rather
+//! than two per family. A training or inference step reserves its largest operand's size in
+//! both before building its dispatches ([`reserve_shared`]), so each is made once at that size
+//! ([`shared_bytes_bound`]; a dispatch built without a reservation grows them geometrically).
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -52,13 +54,25 @@ pub fn shared_bytes(ctx: &GpuContext) -> u64 {
         .map_or(0, |all| all.iter().map(MirrorScratch::made_bytes).sum())
 }
 
-/// At most the bytes of shared mirror textures a program whose largest mirrored operand has
-/// `largest` bytes can make: each scratch grows to under twice that (it at least doubles),
-/// and its smaller predecessors, still bound to earlier dispatches, sum to under its own size.
+/// Makes every shared scratch of `ctx` hold at least `bytes` ([`MirrorScratch::reserve`]).
+pub fn reserve_shared(ctx: &GpuContext, bytes: u64) {
+    for k in 0..SHARED {
+        shared(ctx, k).reserve(ctx, bytes);
+    }
+}
+
+/// Rows of [`WIDTH`] texels that hold `bytes` (at least one).
+fn rows_for(bytes: u64) -> u64 {
+    bytes.div_ceil(TEXEL_BYTES).div_ceil(WIDTH as u64).max(1)
+}
+
+/// The bytes of shared mirror textures a program whose mirrored operands have at most
+/// `largest` bytes makes on a device where it is the first, having reserved `largest`
+/// ([`reserve_shared`]) before building its dispatches: one texture of whole rows per scratch.
+/// Programs that share a device share the textures; a later, larger one replaces them with
+/// its own (the earlier ones stay bound to the earlier programs' dispatches).
 pub fn shared_bytes_bound(largest: u64) -> u64 {
-    // Whole rows of texels, rounded up.
-    let row = WIDTH as u64 * TEXEL_BYTES;
-    SHARED as u64 * 4 * largest.div_ceil(row) * row
+    SHARED as u64 * rows_for(largest) * WIDTH as u64 * TEXEL_BYTES
 }
 
 /// One mirror texture and its view.
@@ -124,6 +138,63 @@ impl MirrorScratch {
         Ok(())
     }
 
+    /// Makes the texture hold at least `bytes` (nothing where it already does, or where the
+    /// device cannot hold a mirror that size: [`Self::mirror`] then says why at the dispatch
+    /// that needs it). A program that knows its largest mirrored operand reserves it before
+    /// building its dispatches, so the scratch makes one texture of that size instead of
+    /// growing through smaller ones that stay bound to earlier dispatches.
+    pub fn reserve(&self, ctx: &GpuContext, bytes: u64) {
+        if Self::supported(ctx).is_err() || bytes == 0 {
+            return;
+        }
+        let rows = rows_for(bytes);
+        if rows <= ctx.device.limits().max_texture_dimension_2d as u64 {
+            self.texture_of(ctx, rows, false);
+        }
+    }
+
+    /// The current texture where it has at least `rows` rows (at most the device's limit),
+    /// else a new one that replaces it: `rows` exactly, or, when `grow`, at least twice the
+    /// old one's (so that a program built smallest-first makes few textures).
+    fn texture_of(&self, ctx: &GpuContext, rows: u64, grow: bool) -> Arc<MirrorTexture> {
+        let max_rows = ctx.device.limits().max_texture_dimension_2d as u64;
+        let mut current = self.current.lock().expect("mirror lock");
+        if let Some(t) = current.as_ref().filter(|t| t.rows as u64 >= rows) {
+            return t.clone();
+        }
+        let grown = match current.as_ref() {
+            Some(t) if grow => 2 * t.rows as u64,
+            _ => 0,
+        };
+        let rows = rows.max(grown).min(max_rows) as u32;
+        (self.made_bytes).fetch_add(
+            rows as u64 * WIDTH as u64 * TEXEL_BYTES,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(self.label),
+            size: wgpu::Extent3d {
+                width: WIDTH,
+                height: rows,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&Default::default());
+        let t = Arc::new(MirrorTexture {
+            texture,
+            view,
+            rows,
+        });
+        *current = Some(t.clone());
+        t
+    }
+
     /// The copy that mirrors `src`'s bound range, growing the texture when the range is larger
     /// than any before; `Err` says why `src` cannot be mirrored (an offset that is not a
     /// multiple of 16 bytes, a buffer without COPY_SRC, more floats than a mirror holds).
@@ -140,48 +211,14 @@ impl MirrorScratch {
         if !b.buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
             return Err("the buffer was made without COPY_SRC".into());
         }
-        let rows = bytes.div_ceil(TEXEL_BYTES).div_ceil(WIDTH as u64).max(1);
+        let rows = rows_for(bytes);
         let max_rows = ctx.device.limits().max_texture_dimension_2d as u64;
         if rows > max_rows {
             return Err(format!(
                 "{bytes} bytes need {rows} rows of {WIDTH} texels, over the device's {max_rows}"
             ));
         }
-        let mut current = self.current.lock().expect("mirror lock");
-        let texture = match current.as_ref() {
-            Some(t) if t.rows as u64 >= rows => t.clone(),
-            old => {
-                // Grow geometrically so that a program built smallest-first makes few textures.
-                let grown = old.map_or(0, |t| 2 * t.rows as u64);
-                let rows = rows.max(grown).min(max_rows) as u32;
-                (self.made_bytes).fetch_add(
-                    rows as u64 * WIDTH as u64 * TEXEL_BYTES,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
-                    label: Some(self.label),
-                    size: wgpu::Extent3d {
-                        width: WIDTH,
-                        height: rows,
-                        depth_or_array_layers: 1,
-                    },
-                    mip_level_count: 1,
-                    sample_count: 1,
-                    dimension: wgpu::TextureDimension::D2,
-                    format: wgpu::TextureFormat::Rgba32Float,
-                    usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
-                    view_formats: &[],
-                });
-                let view = texture.create_view(&Default::default());
-                let t = Arc::new(MirrorTexture {
-                    texture,
-                    view,
-                    rows,
-                });
-                *current = Some(t.clone());
-                t
-            }
-        };
+        let texture = self.texture_of(ctx, rows, true);
         Ok(Mirror {
             texture,
             src: b.buffer.clone(),

@@ -24,8 +24,9 @@ pub struct MemoryReport {
     pub tensors: usize,
     /// Parameters, gradients, Adam state, saved tensors, scratch, input.
     pub fixed_bytes: u64,
-    /// At most this much in texture mirrors, where the variants read operands through them
-    /// (0 where none do): [`crate::gpu::mirror::shared_bytes_bound`] of the largest tensor.
+    /// The texture mirrors, where the variants read operands through them (0 where none do):
+    /// [`crate::gpu::mirror::shared_bytes_bound`] of [`largest_mirrored_bytes`], reserved
+    /// when the step is built.
     pub mirror_bytes: u64,
 }
 
@@ -264,6 +265,16 @@ pub fn sample_sizes(model: &Model) -> Result<(usize, usize), ExecError> {
     Ok((model.layers[0].output.len(), target))
 }
 
+/// At least the bytes of any operand a program of `main` may read through a texture mirror:
+/// the largest of its tensors, of the parameter slots (a weight's gradient or transposed copy
+/// has a weight's size) and of the scratch. The executor reserves that much in each shared
+/// mirror before building its dispatches ([`crate::gpu::mirror::reserve_shared`]).
+pub fn largest_mirrored_bytes(main: &Schedule, layout: &ParamLayout, scratch: usize) -> u64 {
+    let tensors = main.pl.tensors.iter().map(|t| t.bytes).max().unwrap_or(0);
+    let params = layout.slots.iter().map(|s| s.len).max().unwrap_or(0);
+    tensors.max((params.max(scratch) * 4) as u64)
+}
+
 /// The step's memory: pooled transient tensors against their naive sum, and the fixed buffers
 /// (parameters, gradients, Adam's m and v, saved tensors, scratch, input (f32 and bytes) and
 /// targets; with micro-batches also the whole batch's input and targets and the summed
@@ -293,8 +304,7 @@ pub fn memory_report(
         tensors: main.pl.tensors.len(),
         fixed_bytes: (floats * 4) as u64,
         mirror_bytes: if variants.mirrors() {
-            let largest = main.pl.tensors.iter().map(|t| t.bytes).max().unwrap_or(0);
-            crate::gpu::mirror::shared_bytes_bound(largest)
+            crate::gpu::mirror::shared_bytes_bound(largest_mirrored_bytes(main, &layout, scratch))
         } else {
             0
         },

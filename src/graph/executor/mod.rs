@@ -294,6 +294,12 @@ impl TrainStep {
         let plan = pool_plan(&main.pl);
         let scratch = memory::scratch_len(&main, model, &variants, opts.augment)?;
         let memory = memory::memory_report(model, &main, &plan, batch, scratch, &variants)?;
+        if variants.mirrors() {
+            // One texture per shared mirror, of the size the largest operand needs, made
+            // before any dispatch is built (rather than grown through smaller ones).
+            let largest = memory::largest_mirrored_bytes(&main, &ParamLayout::new(model), scratch);
+            crate::gpu::mirror::reserve_shared(ctx, largest);
+        }
         let (sample_len, target_per_sample) = memory::sample_sizes(model)?;
         let train_sample_len = match opts.augment.and_then(|a| a.crop) {
             Some(c) => {
