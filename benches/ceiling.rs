@@ -52,6 +52,7 @@ const N: usize = 256;
 const ROWS: usize = 32;
 
 fn main() {
+    gpucnn::bench::end_quietly_on_closed_pipe();
     let Some(ctx) = test_context() else { return };
     eprintln!("adapter: {}", ctx.summary());
     let peak: Option<f64> = std::env::var("GPUCNN_SGEMM_PEAK_GFLOPS")

@@ -14,6 +14,7 @@ use gpucnn::gpu::{GpuContext, test_context};
 use gpucnn::kernels::registry::FAMILIES;
 
 fn main() {
+    gpucnn::bench::end_quietly_on_closed_pipe();
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))

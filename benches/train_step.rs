@@ -30,6 +30,7 @@ use gpucnn::harness::random_vec;
 use gpucnn::model::{XceptionConfig, xception_mini};
 
 fn main() {
+    gpucnn::bench::end_quietly_on_closed_pipe();
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))

@@ -36,3 +36,68 @@ impl BenchCase {
         run_all(ctx, &refs).expect("bench dispatch failed");
     }
 }
+
+/// Lets a bench binary end at a closed pipe (`cargo bench … | head`) the way any Unix tool
+/// does, ended by SIGPIPE, instead of panicking in criterion's printing or its own: Rust
+/// starts programs with SIGPIPE ignored, so a write to a closed pipe is an error, which
+/// `println!` turns into a panic. The CLI keeps SIGPIPE ignored on purpose (a training run
+/// outlives the reader of its output: `commands::output`); a bench has nothing to finish.
+pub fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    {
+        unsafe extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        // SIGPIPE is 13 and SIG_DFL 0 on Linux, macOS and the BSDs.
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: restores the default disposition of one signal; no handler is installed.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    /// Not a test: the child process of [`a_closed_pipe_ends_the_process_by_sigpipe`], which
+    /// writes until its reader goes away (ignored, so that only that test runs it).
+    #[test]
+    #[ignore = "the child process of a_closed_pipe_ends_the_process_by_sigpipe"]
+    fn closed_pipe_child() {
+        if std::env::var_os("GPUCNN_CLOSED_PIPE_CHILD").is_none() {
+            return;
+        }
+        super::end_quietly_on_closed_pipe();
+        loop {
+            println!("line");
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_ends_the_process_by_sigpipe() {
+        use std::io::Read;
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "bench::tests::closed_pipe_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("GPUCNN_CLOSED_PIPE_CHILD", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 64];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The pipe's read end is dropped: the child's next write meets a closed pipe.
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(13),
+            "the child ended with {status} instead of by SIGPIPE"
+        );
+    }
+}
