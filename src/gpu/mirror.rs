@@ -33,6 +33,10 @@ use super::shader::{Bind, Dispatch, ShaderFamily};
 pub const WIDTH: u32 = 8192;
 const TEXEL_BYTES: u64 = 16;
 
+/// The WGSL type of a mirror in [`texture_form`]'s rewrites (part of the tuner's cache key:
+/// kernels::tune::cache, since it changes what the textured variants cost).
+pub const MIRROR_TYPE: &str = "texture_storage_2d<rgba32float, read>";
+
 /// Mirrored operands one dispatch may read (the GEMM's A and B; x and dy; x and the
 /// residual), and so the scratches a device holds.
 pub const SHARED: usize = 2;
@@ -475,7 +479,7 @@ pub fn texture_form(source: &str, names: &[&str]) -> Result<String, String> {
             )
         };
         let header = format!(
-            "@group(0) @binding({slot}) var {tex}: texture_storage_2d<rgba32float, read>;\n\
+            "@group(0) @binding({slot}) var {tex}: {MIRROR_TYPE};\n\
              // `{name}` read from its texture mirror (gpu::mirror::texture_form).\n{fetch}"
         );
         let mut out = String::with_capacity(s.len() + header.len());

@@ -27,10 +27,10 @@ pub fn cache_key(info: &wgpu::AdapterInfo) -> String {
     )
 }
 
-/// The sources of the families that are tuned. Timings measured with other sources say
+/// The sources of the families that are tuned (and the mirror type of their texture forms). Timings measured with other sources say
 /// nothing about these: a change that made `subgroup64` faster than `subgroup` at small
 /// shapes left a cache that still chose `subgroup` under the same version.
-const TUNED_SOURCES: [&str; 7] = [
+const TUNED_SOURCES: [&str; 8] = [
     include_str!("../../../shaders/gemm.wgsl"),
     include_str!("../../../shaders/gemm_subgroup.wgsl"),
     include_str!("../../../shaders/gemm_subgroup64.wgsl"),
@@ -38,6 +38,8 @@ const TUNED_SOURCES: [&str; 7] = [
     include_str!("../../../shaders/conv2d.wgsl"),
     include_str!("../../../shaders/conv2d_subgroup.wgsl"),
     include_str!("../../../shaders/batch_norm.wgsl"),
+    // batch_norm's flat_texture is batch_norm.wgsl rewritten by gpu::mirror::texture_form.
+    crate::gpu::mirror::MIRROR_TYPE,
 ];
 
 /// FNV-1a (64-bit) over [`TUNED_SOURCES`]: stable across runs and platforms, unlike std's
