@@ -34,7 +34,8 @@ pub struct ShaderInterface {
 pub struct Binding {
     pub slot: u32,
     pub name: String,
-    /// `storage`, `uniform` or `texture` (a texture read by `textureLoad`: the mirrors are read-only storage textures).
+    /// `storage`, `uniform` or `texture` (a texture read by `textureLoad`: the mirrors are
+    /// read-only storage textures).
     pub space: String,
     /// `read`, `read_write` (storage) or `read` (uniform, texture).
     pub access: String,

@@ -8,8 +8,8 @@
 //! (`texture_storage_2d<rgba32float, read>`, which WebGPU guarantees for this format), not as
 //! sampled ones: Mesa 22.3 compiles a sampled `textureLoad` into a call that looks up the mip
 //! level's size and offsets per lane (~150 instructions per fetch for 8 lanes), and a storage
-//! texture's load into the gather alone, inline (~60). An encoder copy into a texture moves ~1.3 G floats/s there, far cheaper
-//! than what a GEMM saves. Producers keep writing storage buffers (texture stores cost more), and
+//! texture's load into the gather alone, inline (~40). An encoder copy into a texture moves
+//! ~1.3 G floats/s there, far cheaper than what a GEMM saves. Producers keep writing storage buffers (texture stores cost more), and
 //! a [`Dispatch`](super::shader::Dispatch) carries the [`Mirror`]s it reads: recording it closes
 //! the compute pass, records the copies, and opens the next pass.
 //!
@@ -21,7 +21,7 @@
 //! k-th mirrored operand goes to the k-th, so the mirrors cost the device two textures rather
 //! than two per family. A training or inference step reserves its largest operand's size in
 //! both before building its dispatches ([`reserve_shared`]), so each is made once at that size
-//! ([`shared_bytes_bound`]; a dispatch built without a reservation grows them geometrically).
+//! ([`shared_bytes_for`]; a dispatch built without a reservation grows them geometrically).
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -75,7 +75,7 @@ fn rows_for(bytes: u64) -> u64 {
 /// ([`reserve_shared`]) before building its dispatches: one texture of whole rows per scratch.
 /// Programs that share a device share the textures; a later, larger one replaces them with
 /// its own (the earlier ones stay bound to the earlier programs' dispatches).
-pub fn shared_bytes_bound(largest: u64) -> u64 {
+pub fn shared_bytes_for(largest: u64) -> u64 {
     SHARED as u64 * rows_for(largest) * WIDTH as u64 * TEXEL_BYTES
 }
 

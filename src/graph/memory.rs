@@ -25,8 +25,9 @@ pub struct MemoryReport {
     /// Parameters, gradients, Adam state, saved tensors, scratch, input.
     pub fixed_bytes: u64,
     /// The texture mirrors, where the variants read operands through them (0 where none do):
-    /// [`crate::gpu::mirror::shared_bytes_bound`] of [`largest_mirrored_bytes`], reserved
-    /// when the step is built.
+    /// [`crate::gpu::mirror::shared_bytes_for`] of [`largest_mirrored_bytes`], which the
+    /// executor reserves (this over [`crate::gpu::mirror::SHARED`] in each) when it builds the
+    /// step.
     pub mirror_bytes: u64,
 }
 
@@ -267,9 +268,8 @@ pub fn sample_sizes(model: &Model) -> Result<(usize, usize), ExecError> {
 
 /// At least the bytes of any operand a program of `main` may read through a texture mirror:
 /// the largest of its tensors, of the parameter slots (a weight's gradient or transposed copy
-/// has a weight's size) and of the scratch. The executor reserves that much in each shared
-/// mirror before building its dispatches ([`crate::gpu::mirror::reserve_shared`]).
-pub fn largest_mirrored_bytes(main: &Schedule, layout: &ParamLayout, scratch: usize) -> u64 {
+/// has a weight's size) and of the scratch.
+fn largest_mirrored_bytes(main: &Schedule, layout: &ParamLayout, scratch: usize) -> u64 {
     let tensors = main.pl.tensors.iter().map(|t| t.bytes).max().unwrap_or(0);
     let params = layout.slots.iter().map(|s| s.len).max().unwrap_or(0);
     tensors.max((params.max(scratch) * 4) as u64)
@@ -304,7 +304,7 @@ pub fn memory_report(
         tensors: main.pl.tensors.len(),
         fixed_bytes: (floats * 4) as u64,
         mirror_bytes: if variants.mirrors() {
-            crate::gpu::mirror::shared_bytes_bound(largest_mirrored_bytes(main, &layout, scratch))
+            crate::gpu::mirror::shared_bytes_for(largest_mirrored_bytes(main, &layout, scratch))
         } else {
             0
         },

@@ -294,11 +294,11 @@ impl TrainStep {
         let plan = pool_plan(&main.pl);
         let scratch = memory::scratch_len(&main, model, &variants, opts.augment)?;
         let memory = memory::memory_report(model, &main, &plan, batch, scratch, &variants)?;
-        if variants.mirrors() {
-            // One texture per shared mirror, of the size the largest operand needs, made
-            // before any dispatch is built (rather than grown through smaller ones).
-            let largest = memory::largest_mirrored_bytes(&main, &ParamLayout::new(model), scratch);
-            crate::gpu::mirror::reserve_shared(ctx, largest);
+        if memory.mirror_bytes > 0 {
+            // One texture per shared mirror, of the size the report counts for it, made before
+            // any dispatch is built (rather than grown through smaller ones).
+            let each = memory.mirror_bytes / crate::gpu::mirror::SHARED as u64;
+            crate::gpu::mirror::reserve_shared(ctx, each);
         }
         let (sample_len, target_per_sample) = memory::sample_sizes(model)?;
         let train_sample_len = match opts.augment.and_then(|a| a.crop) {

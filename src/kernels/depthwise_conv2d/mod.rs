@@ -496,7 +496,8 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{lanes} lanes, textured: {e}"));
             for name in super::TEXTURE_READS {
                 assert!(textured.contains(&format!(
-                    "var {name}_mirror: texture_storage_2d<rgba32float, read>;"
+                    "var {name}_mirror: {};",
+                    crate::gpu::mirror::MIRROR_TYPE
                 )));
                 assert!(!textured.contains(&format!("var<storage, read> {name}:")));
             }

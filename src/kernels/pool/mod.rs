@@ -418,7 +418,8 @@ mod tests {
         crate::kernels::validate_wgsl("pool texture form", &textured).unwrap();
         for name in MIRRORED {
             assert!(textured.contains(&format!(
-                "var {name}_mirror: texture_storage_2d<rgba32float, read>;"
+                "var {name}_mirror: {};",
+                crate::gpu::mirror::MIRROR_TYPE
             )));
             assert!(!textured.contains(&format!("var<storage, read> {name}:")));
         }
