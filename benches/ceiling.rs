@@ -30,6 +30,11 @@
 //! storage texture (Mesa 22.3 compiles the sampled `textureLoad` into a call that looks up the
 //! mip level per lane, the storage one into an inline gather), and through a 64 KiB
 //! uniform buffer (its index wraps inside the window: a uniform binding holds at most 64 KiB).
+//! Store rows: floats written per second by a kernel that only computes values from its index
+//! and stores them into a storage buffer, as vec4s and as scalars. On Mesa 22.3 a storage
+//! store is a loop over the 8 lanes with a branch per lane and a bounds check per component,
+//! about 50 instructions per lane for a vec4 (a texel fetch is ~40 for all 8 lanes): against
+//! the load rows, these say what each float a pass writes costs, the price a fusion saves.
 //! Mirror rows: what putting a storage buffer's floats into such a texture costs, by a kernel
 //! (which fits inside a compute pass) or by the encoder's copy (which does not).
 //!
@@ -145,6 +150,10 @@ fn main() {
     for (label, source) in LOADS {
         let g = time_loads(&ctx, source);
         println!("loads, {label}: {g:.2} G floats/s");
+    }
+    for (label, store) in STORES {
+        let g = time_stores(&ctx, store);
+        println!("stores, {label}: {g:.2} G floats/s");
     }
     for (label, by_kernel) in [
         ("a kernel's textureStore", true),
@@ -734,4 +743,69 @@ fn time_loads(ctx: &GpuContext, decl: &str) -> f64 {
     let got: Vec<f32> = ctx.read_range(&out, (i * 4) as u64, 4).expect("read sums");
     assert_eq!(got[0], want, "load kernel wrong");
     (LOAD_W * LOAD_H * 16) as f64 / secs / 1e9
+}
+
+/// (label, how `st(j, v)` writes the vec4 `v` as texel `j` of the output).
+const STORES: [(&str, &str); 2] = [
+    (
+        "storage buffer, vec4",
+        "@group(0) @binding(0) var<storage, read_write> o: array<vec4<f32>>;\n\
+         fn st(j: u32, v: vec4<f32>) { o[j] = v; }",
+    ),
+    (
+        "storage buffer, 4 scalars",
+        "@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n\
+         fn st(j: u32, v: vec4<f32>) {\n\
+         \x20   o[4u * j] = v.x;\n\
+         \x20   o[4u * j + 1u] = v.y;\n\
+         \x20   o[4u * j + 2u] = v.z;\n\
+         \x20   o[4u * j + 3u] = v.w;\n\
+         }",
+    ),
+];
+
+/// Floats stored per second (G) by a kernel whose every invocation writes four texels a
+/// quarter of the output apart (neighbouring lanes, neighbouring texels) from its index alone,
+/// into an output of the load rows' size; every texel is checked.
+fn time_stores(ctx: &GpuContext, decl: &str) -> f64 {
+    let texels = LOAD_W * LOAD_H;
+    let out = ctx.zeros("stores", texels * 4);
+    let source = format!(
+        "{decl}\n\
+         @compute @workgroup_size(64)\n\
+         fn main(@builtin(global_invocation_id) g: vec3<u32>) {{\n\
+         \x20   for (var i = 0u; i < 4u; i++) {{\n\
+         \x20       let j = g.x + i * {quarter}u;\n\
+         \x20       let f = f32(j % 65536u);\n\
+         \x20       st(j, vec4<f32>(f, f + 1.0, f + 2.0, f + 3.0));\n\
+         \x20   }}\n\
+         }}\n",
+        quarter = texels / 4
+    );
+    let pipe = pipeline(ctx, source);
+    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("stores"),
+        layout: &pipe.get_bind_group_layout(0),
+        entries: &[entry(0, out.as_entire_binding())],
+    });
+    let secs = median(|| {
+        ctx.run(|enc| {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipe);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.dispatch_workgroups((texels / 4 / 64) as u32, 1, 1);
+        })
+        .expect("submit");
+        ctx.wait().expect("wait");
+    });
+    let got: Vec<f32> = ctx.read(&out).expect("read stores");
+    for (j, t) in got.chunks(4).enumerate() {
+        let f = (j % 65536) as f32;
+        assert_eq!(
+            t,
+            [f, f + 1.0, f + 2.0, f + 3.0],
+            "store kernel wrong at texel {j}"
+        );
+    }
+    (texels * 4) as f64 / secs / 1e9
 }
