@@ -234,6 +234,25 @@ impl MirrorScratch {
 }
 
 impl Mirror {
+    /// Whether `other` copies into the same texture.
+    pub fn same_texture(&self, other: &Mirror) -> bool {
+        Arc::ptr_eq(&self.texture, &other.texture)
+    }
+
+    /// Whether `other` copies the same range of the same buffer into the same texture, so
+    /// that after either copy the texture holds what the other would have put there.
+    pub fn same_copy(&self, other: &Mirror) -> bool {
+        self.same_texture(other)
+            && self.src == other.src
+            && self.offset == other.offset
+            && self.bytes == other.bytes
+    }
+
+    /// Whether it copies from any of the `size` bytes of `buffer` at `offset`.
+    pub fn copies_from(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> bool {
+        self.src == *buffer && self.offset < offset + size && offset < self.offset + self.bytes
+    }
+
     /// The texture view to bind.
     pub fn view(&self) -> &wgpu::TextureView {
         &self.texture.view
@@ -317,8 +336,10 @@ pub struct MirroredFamily {
     source: String,
     entries: Vec<&'static str>,
     constants: Vec<(&'static str, f64)>,
-    /// The texture slots, in order: slot `slots[k]` is mirrored through [`shared`] scratch k.
+    /// The texture slots, in order: slot `slots[k]` is mirrored through [`shared`] scratch
+    /// `first + k`.
     slots: Vec<u32>,
+    first: usize,
 }
 
 impl MirroredFamily {
@@ -349,7 +370,23 @@ impl MirroredFamily {
             entries: entries.to_vec(),
             constants: constants.to_vec(),
             slots,
+            first: 0,
         }
+    }
+
+    /// The same family with its mirrored arrays going to the shared scratches from `first` on
+    /// (panics past [`SHARED`]): a kernel that reads what an earlier dispatch mirrored in
+    /// scratch `first` can then reuse that copy ([`Dispatch::reusing_copies`]), as the
+    /// weight gradient's bias sums read dy where its GEMM mirrored B.
+    pub fn through_scratch(mut self, first: usize) -> Self {
+        assert!(
+            first + self.slots.len() <= SHARED,
+            "{}: {} mirrored arrays from scratch {first}, over the {SHARED} shared mirrors",
+            self.name,
+            self.slots.len()
+        );
+        self.first = first;
+        self
     }
 
     /// [`ShaderFamily::dispatch`]: the textured pipeline with the buffers at its texture slots
@@ -362,13 +399,32 @@ impl MirroredFamily {
         params: Option<&P>,
         workgroups: [u32; 3],
     ) -> Dispatch {
+        self.dispatch_rotated(ctx, entry, slots, params, workgroups, 0)
+    }
+
+    /// [`Self::dispatch`] with its k-th mirrored array in shared scratch (first + k + rotate)
+    /// mod [`SHARED`]: an entry point that reads, at the other slot, what another entry of the
+    /// family mirrored (the depthwise input gradient reads dy at `src` and x at `grad`, its
+    /// weight gradient the reverse) then finds it where that one left it
+    /// ([`MirrorState`](super::shader::MirrorState)).
+    pub fn dispatch_rotated<P: bytemuck::Pod>(
+        &self,
+        ctx: &GpuContext,
+        entry: &str,
+        slots: &[Option<&dyn Bind>],
+        params: Option<&P>,
+        workgroups: [u32; 3],
+        rotate: usize,
+    ) -> Dispatch {
         let mut mirrors = Vec::new();
         for slot in self.textured.texture_slots(entry) {
             let buffer = slots.get(slot as usize).copied().flatten();
             let scratch = self.slots.iter().position(|&s| s == slot);
-            let mirror = buffer
-                .zip(scratch)
-                .and_then(|(b, k)| shared(ctx, k).mirror(ctx, b).ok());
+            let mirror = buffer.zip(scratch).and_then(|(b, k)| {
+                shared(ctx, (self.first + k + rotate) % SHARED)
+                    .mirror(ctx, b)
+                    .ok()
+            });
             match mirror {
                 Some(m) => mirrors.push((slot, m)),
                 None => {

@@ -397,6 +397,15 @@ impl ShaderFamily {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
+        let writes = uses
+            .iter()
+            .filter(|b| b.access == Access::ReadWrite && !b.texture)
+            .filter_map(|b| slots.get(b.binding as usize).copied().flatten())
+            .map(|s| {
+                let bb = s.binding();
+                (bb.buffer.clone(), bb.offset, s.size())
+            })
+            .collect();
         let trace = record::active().then(|| {
             Box::new(DispatchTrace {
                 shader: self.name,
@@ -435,6 +444,7 @@ impl ShaderFamily {
             params: params_buf,
             trace,
             mirrors: mirrors.into_iter().map(|(_, m)| m).collect(),
+            writes,
         }
     }
 
@@ -474,6 +484,9 @@ pub struct Dispatch {
     pub(crate) trace: Option<Box<DispatchTrace>>,
     /// The texture mirrors it reads, copied right before it (outside its compute pass).
     pub(crate) mirrors: Vec<Mirror>,
+    /// The buffer ranges it may write (its `read_write` storage bindings): a mirror of a range
+    /// it overlaps is stale after it ([`copy_plan`]).
+    writes: Vec<(wgpu::Buffer, u64, u64)>,
 }
 
 impl Dispatch {
@@ -532,6 +545,18 @@ pub fn record_all_timed(
     dispatches: &[&Dispatch],
     timestamps: Option<(&wgpu::QuerySet, u32, u32)>,
 ) {
+    record_all_continued(enc, dispatches, timestamps, &mut MirrorState::default());
+}
+
+/// [`record_all_timed`] for one of several lists recorded into the same encoder in turn:
+/// `state` says what the mirror textures hold after the lists before (start each encoder with
+/// a new one), so that a list's first dispatch skips a copy an earlier list already made.
+pub fn record_all_continued<'d>(
+    enc: &mut wgpu::CommandEncoder,
+    dispatches: &[&'d Dispatch],
+    timestamps: Option<(&wgpu::QuerySet, u32, u32)>,
+    state: &mut MirrorState<'d>,
+) {
     // WebGPU wants at least one index in a pass's timestamp writes.
     let writes = |begin: bool, end: bool| {
         let timestamps = timestamps.filter(|_| begin || end);
@@ -542,10 +567,12 @@ pub fn record_all_timed(
         })
     };
     // Passes start at the first dispatch and at each one that has mirrors to copy first.
+    let copies = state.plan(dispatches);
+    let copying = |i: usize| copies[i].iter().any(|&c| c);
     let starts: Vec<usize> = (0..dispatches.len())
-        .filter(|&i| i == 0 || dispatches[i].has_mirrors())
+        .filter(|&i| i == 0 || copying(i))
         .collect();
-    if starts.is_empty() || dispatches[0].has_mirrors() {
+    if starts.is_empty() || copying(0) {
         // An empty pass so that the begin timestamp precedes the first copies.
         drop(enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("gpucnn"),
@@ -554,8 +581,12 @@ pub fn record_all_timed(
     }
     for (j, &start) in starts.iter().enumerate() {
         let end = starts.get(j + 1).copied().unwrap_or(dispatches.len());
-        dispatches[start].record_mirrors(enc);
-        let first = start == 0 && !dispatches[0].has_mirrors();
+        for (m, &copy) in dispatches[start].mirrors.iter().zip(&copies[start]) {
+            if copy {
+                m.record(enc);
+            }
+        }
+        let first = start == 0 && !copying(0);
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("gpucnn"),
             timestamp_writes: writes(first, end == dispatches.len()),
@@ -564,6 +595,49 @@ pub fn record_all_timed(
             d.record(&mut pass);
         }
     }
+}
+
+/// What the texture mirrors hold at some point of an encoder's recording, as far as the
+/// dispatches recorded into it so far say: for each texture, the buffer range its last copy
+/// came from, while no dispatch since has written that range. Empty at the start of an encoder
+/// (a texture's content from an earlier submission is never relied on).
+#[derive(Default)]
+pub struct MirrorState<'d> {
+    held: Vec<&'d Mirror>,
+}
+
+impl<'d> MirrorState<'d> {
+    /// For each of `dispatches`, recorded next in this order, which of its mirrors must be
+    /// copied before it: not one that already holds its range (an earlier dispatch copied it
+    /// there and nothing since wrote it: batch norm's second pass over x and dy, the weight
+    /// gradient's bias sums over the dy its GEMM mirrored as B, the input gradient's GEMM
+    /// over that dy again). A store costs lavapipe several texel fetches, and a copy both
+    /// loads and stores every float (ARCHITECTURE.md, "What this adapter taught us").
+    pub fn plan(&mut self, dispatches: &[&'d Dispatch]) -> Vec<Vec<bool>> {
+        dispatches
+            .iter()
+            .map(|d| {
+                let copies: Vec<bool> = (d.mirrors.iter())
+                    .map(|m| !self.held.iter().any(|h| h.same_copy(m)))
+                    .collect();
+                for (m, _) in d.mirrors.iter().zip(&copies).filter(|(_, c)| **c) {
+                    self.held.retain(|h| !h.same_texture(m));
+                    self.held.push(m);
+                }
+                // What it writes, no mirror holds any longer.
+                self.held.retain(|h| {
+                    !(d.writes.iter()).any(|(buf, off, size)| h.copies_from(buf, *off, *size))
+                });
+                copies
+            })
+            .collect()
+    }
+}
+
+/// [`MirrorState::plan`] from an empty state: the copies [`record_all`] makes for
+/// `dispatches`, per dispatch and mirror.
+pub fn copy_plan(dispatches: &[&Dispatch]) -> Vec<Vec<bool>> {
+    MirrorState::default().plan(dispatches)
 }
 
 /// Records and runs `dispatches` in one submission, blocking until done. While

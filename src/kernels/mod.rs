@@ -23,8 +23,8 @@
 
 use crate::gpu::GpuContext;
 pub use crate::gpu::shader::{
-    Bind, BufferRange, Dispatch, MAX_GROUPS_PER_DIM, ShaderFamily, grid_1d, groups_for, record_all,
-    record_all_timed, run_all, validate_wgsl,
+    Bind, BufferRange, Dispatch, MAX_GROUPS_PER_DIM, MirrorState, ShaderFamily, grid_1d,
+    groups_for, record_all, record_all_continued, record_all_timed, run_all, validate_wgsl,
 };
 
 pub mod adam;

@@ -164,9 +164,12 @@ impl TrainStep {
             mapped_at_creation: false,
         });
         ctx.run(|enc| {
+            // One state across the ops, as training records them in one list: an op skips the
+            // mirror copies an op before it already made (gpu::shader::MirrorState).
+            let mut state = crate::kernels::MirrorState::default();
             for (i, g) in groups.iter().enumerate() {
                 let ts = (&set, 2 * i as u32, 2 * i as u32 + 1);
-                crate::kernels::record_all_timed(enc, g, Some(ts));
+                crate::kernels::record_all_continued(enc, g, Some(ts), &mut state);
             }
             enc.resolve_query_set(&set, 0..count, &resolved, 0);
         })?;

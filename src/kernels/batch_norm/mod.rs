@@ -322,6 +322,8 @@ impl BatchNorm {
             self.family(ctx, shape)
                 .dispatch(ctx, entry, &slots, Some(&p), grid)
         });
+        // Only finalize (per-channel statistics) runs between the two passes over x, so the
+        // normalize pass reads the mirror of x its statistics pass copied (gpu::shader::copy_plan).
         vec![partial, finalize, normalize]
     }
 
@@ -447,6 +449,8 @@ impl BatchNorm {
             self.family(ctx, shape)
                 .dispatch(ctx, entry, &slots, Some(&p), grid)
         });
+        // As forward_train: finalize writes only per-channel values, so the input pass reads
+        // the mirrors of x and dy that the partial pass copied.
         vec![partial, finalize, input]
     }
 }
@@ -497,6 +501,79 @@ mod tests {
                 assert!(ds.iter().all(|d| !d.has_mirrors()));
             }
         }
+    }
+
+    /// flat_texture's second pass over x (and dy) reads the mirrors its first pass copied:
+    /// no copies of its own after the first pass, its own copies when recorded alone or after
+    /// another copy into the same mirror.
+    #[test]
+    fn the_second_pass_reuses_the_first_pass_copies() {
+        let Some(ctx) = crate::gpu::test_context() else {
+            return;
+        };
+        if crate::gpu::mirror::MirrorScratch::supported(&ctx).is_err() {
+            return;
+        }
+        use crate::gpu::shader::copy_plan;
+        let shape = BnShape {
+            rows: 37,
+            channels: 8,
+            momentum: 0.99,
+            epsilon: 1e-3,
+            relu: true,
+        };
+        let n = 37 * 8;
+        let [x, x2, y, dy, dx] = ["x", "x2", "y", "dy", "dx"].map(|l| ctx.zeros(l, n));
+        let small: Vec<wgpu::Buffer> = (0..8).map(|_| ctx.zeros("v", 8)).collect();
+        let scratch = ctx.zeros("scratch", BatchNorm::scratch_len(&shape));
+        let train = |x| TrainBuffers {
+            y: &y,
+            mean: &small[0],
+            inv_std: &small[1],
+            moving_mean: &small[2],
+            moving_var: &small[3],
+            x,
+            gamma: &small[4],
+            beta: &small[5],
+            scratch: &scratch,
+        };
+        let k = BatchNorm::with_variant(&ctx, Variant::FlatTexture);
+        let fwd = k.forward_train(&ctx, &train(&x), &shape);
+        let other = k.forward_train(&ctx, &train(&x2), &shape);
+        let bwd = k.backward(
+            &ctx,
+            &BackwardBuffers {
+                dx: &dx,
+                dgamma: &small[6],
+                dbeta: &small[7],
+                dy: &dy,
+                x: &x,
+                gamma: &small[4],
+                beta: &small[5],
+                mean: &small[0],
+                inv_std: &small[1],
+                scratch: &scratch,
+            },
+            &shape,
+        );
+        let (t, f) = (true, false);
+        for (ds, copies) in [(&fwd, vec![t]), (&bwd, vec![t, t])] {
+            assert!(ds[0].has_mirrors() && ds[2].has_mirrors());
+            let refs: Vec<&Dispatch> = ds.iter().collect();
+            let none = vec![f; copies.len()];
+            assert_eq!(copy_plan(&refs), [copies.clone(), vec![], none]);
+            assert_eq!(copy_plan(&refs[2..]), [copies], "recorded alone, it copies");
+        }
+        // Another x mirrored between the passes: the second pass copies its own again.
+        let between = [&fwd[0], &fwd[1], &other[0], &fwd[2]];
+        assert_eq!(copy_plan(&between), [vec![t], vec![], vec![t], vec![t]]);
+        // The backward's second pass after the forward's first: x is in mirror 0, dy never
+        // was, so it copies dy alone.
+        assert_eq!(copy_plan(&[&fwd[0], &bwd[2]]), [vec![t], vec![f, t]]);
+        // After the forward's normalize pass wrote y = x in place, x's mirror is stale.
+        let in_place = k.forward_train(&ctx, &TrainBuffers { y: &x, ..train(&x) }, &shape);
+        let refs: Vec<&Dispatch> = in_place.iter().chain([&fwd[2]]).collect();
+        assert_eq!(copy_plan(&refs), [vec![t], vec![], vec![f], vec![t]]);
     }
 
     /// Both lane forms, and their texture forms, are made at run time: each must validate.

@@ -27,8 +27,8 @@ use crate::cpu::depthwise_conv2d::{
 };
 use crate::gpu::GpuContext;
 use crate::gpu::mirror::{LaneFamilies, MirrorScratch, MirroredFamily, lanes_for};
-use crate::kernels::Bind;
 use crate::kernels::variants::VariantError;
+use crate::kernels::{Bind, BufferRange};
 use crate::kernels::{Dispatch, grid_1d, groups_for};
 
 pub mod bench;
@@ -243,8 +243,18 @@ impl DepthwiseConv2d {
             relu: relu as u32,
             ..p
         };
-        self.family(ctx, s)
-            .dispatch(ctx, entry, slots, Some(&p), grid_1d(groups as u32))
+        // The input gradient reads dy at `src` and x at `grad`, the weight gradient the
+        // reverse: rotated, it finds both in the mirrors where backward_weight, recorded just
+        // before it in a step, copied them (gpu::shader::MirrorState).
+        let rotate = usize::from(entry.starts_with("depthwise_conv2d_backward_input"));
+        self.family(ctx, s).dispatch_rotated(
+            ctx,
+            entry,
+            slots,
+            Some(&p),
+            grid_1d(groups as u32),
+            rotate,
+        )
     }
 
     /// y = depthwise(x, w) (writes y). y: [N, OH, OW, C], x: [N, H, W, C], w: [k, k, C, 1];
@@ -380,6 +390,13 @@ impl DepthwiseConv2d {
             relu: relu as u32,
             ..p
         };
+        // The partials alone (not the whole shared scratch): the reduce's mirror copies them.
+        let b = scratch.binding();
+        let scratch = &BufferRange {
+            buffer: b.buffer,
+            offset: b.offset,
+            size: need,
+        };
         let family = self.family(ctx, s);
         let partial = family.dispatch(
             ctx,
@@ -436,6 +453,53 @@ pub fn variant_report(variant: Variant) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The input gradient, recorded after the weight gradient, reads dy where the weight
+    /// gradient mirrored it: no copy of dy (the reduce between refills the other mirror, so
+    /// the ReLU form copies x again); recorded alone it copies all it reads.
+    #[test]
+    fn the_input_gradient_reuses_the_weight_gradients_copy_of_dy() {
+        let Some(ctx) = crate::gpu::test_context() else {
+            return;
+        };
+        if Variant::Texture.usable(&ctx).is_err() {
+            return;
+        }
+        use crate::gpu::shader::copy_plan;
+        let s = DepthwiseShape {
+            n: 2,
+            h: 9,
+            w: 9,
+            c: 8,
+            k: 3,
+            padding: Padding::Same,
+        };
+        let [x, w, dy, dx, dw, scratch] = [
+            s.x_len(),
+            s.w_len(),
+            s.y_len(),
+            s.x_len(),
+            s.w_len(),
+            DepthwiseConv2d::backward_weight_scratch_len(&s) + 4096,
+        ]
+        .map(|n| ctx.zeros("t", n));
+        let k = DepthwiseConv2d::with_variant(&ctx, 3, Variant::Texture).unwrap();
+        let [partial, reduce] = k.backward_weight_relu(&ctx, &dw, &scratch, &dy, &x, &s);
+        let bi = k.backward_input(&ctx, &dx, &dy, &w, &s);
+        let bi_relu = k.backward_input_relu(&ctx, &dx, &dy, &w, &x, &s);
+        let (t, f) = (true, false);
+        // The partials alone are mirrored for the reduce, not the whole scratch buffer.
+        let floats = DepthwiseConv2d::backward_weight_scratch_len(&s) as u64;
+        assert_eq!(reduce.mirrors[0].floats(), floats);
+        assert_eq!(
+            copy_plan(&[&partial, &reduce, &bi]),
+            [vec![t, t], vec![t], vec![f]]
+        );
+        // bi_relu reads dy (reused) and x (the reduce's partials replaced it).
+        assert_eq!(copy_plan(&[&partial, &reduce, &bi_relu])[2], [f, t]);
+        assert_eq!(copy_plan(&[&partial, &bi_relu])[1], [f, f]);
+        assert_eq!(copy_plan(&[&bi_relu]), [[t, t]]);
+    }
 
     /// The texture variant's dispatches read through mirrors (not the storage fallback), and
     /// the storage variant's do not.

@@ -82,7 +82,16 @@ impl Gemm {
             v.push(self.zero_skipped(ctx, dx, images, &m, s.cin));
         }
         let need = input_scratch_len(variant, s.cin, s.cout);
-        let (b, b_ks, b_ns) = if let Some(t) = scratch.filter(|_| need > 0) {
+        // Wᵀ alone (not the whole shared scratch): the GEMM's mirror copies it as B.
+        let wt = scratch.filter(|_| need > 0).map(|t| {
+            let tb = t.binding();
+            crate::kernels::BufferRange {
+                buffer: tb.buffer,
+                offset: tb.offset,
+                size: t.size().min((need * 4) as u64),
+            }
+        });
+        let (b, b_ks, b_ns): (&dyn Bind, _, _) = if let Some(t) = &wt {
             assert!(
                 t.size() >= (need * 4) as u64,
                 "linear_backward_input: scratch holds {} bytes, needs {}",
@@ -101,6 +110,9 @@ impl Gemm {
             b_ns,
             c_scatter: s.map.is_some(),
             map: s.map,
+            // dy where linear_backward_weight's GEMM mirrored it (as its B), so that recorded
+            // after it (as every layer's backward is) this GEMM reuses that copy.
+            a_in_mirror_1: true,
             ..GemmSpec::row_major(s.rows, s.cin, s.cout)
         };
         let bufs = GemmBuffers {
@@ -188,6 +200,7 @@ impl Gemm {
                     bias,
                 },
             ),
+            // The GEMM writes only its partials: dy's mirror (its B) still holds dy.
             self.colsum(
                 ctx,
                 variant,

@@ -377,8 +377,9 @@ impl Gemm {
         // texture64 mirrors A and B; where either cannot be, this GEMM runs subgroup64.
         let mirrors = (variant == Variant::Texture64)
             .then(|| {
-                // A and B through the device's shared mirrors 0 and 1 (gpu::mirror).
-                let (ma, mb) = (mirror::shared(ctx, 0), mirror::shared(ctx, 1));
+                // A and B through the device's shared mirrors 0 and 1 (gpu::mirror), or 1 and 0.
+                let a_at = usize::from(spec.a_in_mirror_1);
+                let (ma, mb) = (mirror::shared(ctx, a_at), mirror::shared(ctx, 1 - a_at));
                 Some([(1, ma.mirror(ctx, a).ok()?), (2, mb.mirror(ctx, b).ok()?)])
             })
             .flatten();
@@ -506,6 +507,9 @@ impl Gemm {
                     &["gemm_colsum4"],
                     &[("WG", WG_1D as f64)],
                 )
+                // Its one mirrored array goes where the weight gradient's GEMM mirrors B (dy),
+                // so that the copy the GEMM made serves it too (linear_backward_weight).
+                .through_scratch(1)
             });
             let mut slots: [Option<&dyn Bind>; 6] = [None; 6];
             slots[0] = Some(partials.buf);
@@ -607,6 +611,96 @@ mod mirror_tests {
     use super::*;
     use crate::gpu::shader::BufferRange;
     use crate::harness::random_vec;
+
+    /// The weight gradient's bias sums, then the input gradient's GEMM, read dy through the
+    /// mirror the weight gradient's GEMM filled as B, with no copy of their own (and copy it
+    /// when recorded alone); dW, db and dx still equal the CPU's, with and without split-K.
+    #[test]
+    fn the_gradients_reuse_the_weight_gemms_copy_of_dy() {
+        let Some(ctx) = crate::gpu::test_context() else {
+            return;
+        };
+        let g = Gemm::new(&ctx);
+        if g.supports(Variant::Texture64).is_err() {
+            return;
+        }
+        use crate::gpu::shader::copy_plan;
+        let (t, f) = (true, false);
+        for rows in [96, 4096] {
+            let (cin, cout) = (12, 8);
+            let x = random_vec(1, rows * cin, -1.0, 1.0);
+            let dy = random_vec(2, rows * cout, -1.0, 1.0);
+            let w = random_vec(3, cin * cout, -1.0, 1.0);
+            let (xb, dyb, wb) = (
+                ctx.upload("x", &x),
+                ctx.upload("dy", &dy),
+                ctx.upload("w", &w),
+            );
+            let (dw, db, dx) = (
+                ctx.zeros("dw", cin * cout),
+                ctx.zeros("db", cout),
+                ctx.zeros("dx", rows * cin),
+            );
+            let sl = g.weight_scratch_len(Variant::Texture64, rows, cin, cout);
+            let scratch = ctx.zeros("scratch", sl.max(1));
+            let wt = ctx.zeros("w transposed", cin * cout);
+            let shape = LinearShape {
+                rows,
+                cin,
+                cout,
+                map: None,
+            };
+            let grads = crate::kernels::WeightGrads {
+                dw: &dw,
+                db: &db,
+                scratch: (sl > 0).then_some(&scratch as &dyn Bind),
+            };
+            let mut ds =
+                g.linear_backward_weight(&ctx, Variant::Texture64, grads, &xb, &dyb, &shape);
+            let weight = ds.len();
+            ds.extend(g.linear_backward_input(
+                &ctx,
+                Variant::Texture64,
+                &dx,
+                &dyb,
+                &wb,
+                Some(&wt),
+                &shape,
+            ));
+            let refs: Vec<&Dispatch> = ds.iter().collect();
+            let plan = copy_plan(&refs);
+            // The GEMM copies x and dy; the sums and dx's GEMM (last) copy only Wᵀ.
+            assert_eq!(plan[0], [t, t], "rows {rows}");
+            assert_eq!(plan[1], [f], "rows {rows}");
+            assert_eq!(plan[ds.len() - 1], [f, t], "rows {rows}: {plan:?}");
+            assert_eq!(copy_plan(&refs[1..2]), [[t]], "alone, the sums copy dy");
+            assert_eq!(copy_plan(&refs[weight..]).last().unwrap(), &[t, t]);
+            crate::kernels::run_all(&ctx, &refs).unwrap();
+            let (gw, gb) = (ctx.read::<f32>(&dw).unwrap(), ctx.read::<f32>(&db).unwrap());
+            let gx = ctx.read::<f32>(&dx).unwrap();
+            let close = |a: f32, b: f32| (a - b).abs() < 1e-3;
+            for o in 0..cout {
+                let want: f32 = (0..rows).map(|r| dy[r * cout + o]).sum();
+                assert!(
+                    close(gb[o], want),
+                    "rows {rows}: db[{o}] {} vs {want}",
+                    gb[o]
+                );
+                for i in 0..cin {
+                    let want: f32 = (0..rows).map(|r| x[r * cin + i] * dy[r * cout + o]).sum();
+                    let got = gw[i * cout + o];
+                    assert!(close(got, want), "rows {rows}: dw[{i},{o}] {got} vs {want}");
+                }
+            }
+            for r in 0..rows {
+                for i in 0..cin {
+                    let want: f32 = (0..cout).map(|o| dy[r * cout + o] * w[i * cout + o]).sum();
+                    let got = gx[r * cin + i];
+                    assert!(close(got, want), "rows {rows}: dx[{r},{i}] {got} vs {want}");
+                }
+            }
+        }
+    }
 
     /// texture64 GEMMs of growing, shrinking and odd sizes (a last partial texel, an operand
     /// bound 256 bytes into its buffer) recorded into one submission, sharing the mirror

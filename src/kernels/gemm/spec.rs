@@ -65,6 +65,11 @@ pub struct GemmSpec {
     /// C = max(A·B + bias, 0): a ReLU in the epilogue (a convolution whose batch norm and
     /// ReLU are folded into it; only without split-K, as the bias).
     pub relu: bool,
+    /// Under `texture64`, A through the device's shared mirror 1 and B through mirror 0 (the
+    /// other way round by default): the input gradient reads as A the dy that the weight
+    /// gradient recorded just before it mirrored as B, and then needs no copy of its own
+    /// (gpu::shader::MirrorState).
+    pub a_in_mirror_1: bool,
 }
 
 impl GemmSpec {
@@ -88,6 +93,7 @@ impl GemmSpec {
             bias_off: None,
             split: SplitK::one(k),
             relu: false,
+            a_in_mirror_1: false,
         }
     }
 
