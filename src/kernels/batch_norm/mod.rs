@@ -459,23 +459,32 @@ impl BatchNorm {
 mod tests {
     use super::*;
 
+    /// The test adapter, where it can hold texture mirrors.
+    fn mirrored_context() -> Option<GpuContext> {
+        let ctx = crate::gpu::test_context()?;
+        crate::gpu::mirror::MirrorScratch::supported(&ctx).ok()?;
+        Some(ctx)
+    }
+
+    /// 37 rows of `channels` channels, Keras' momentum and ε.
+    fn shape_of(channels: usize, relu: bool) -> BnShape {
+        BnShape {
+            rows: 37,
+            channels,
+            momentum: 0.99,
+            epsilon: 1e-3,
+            relu,
+        }
+    }
+
     /// flat_texture's row passes read x through mirrors (not the storage fallback); flat's do
     /// not.
     #[test]
     fn flat_texture_mirrors_x() {
-        let Some(ctx) = crate::gpu::test_context() else {
+        let Some(ctx) = mirrored_context() else {
             return;
         };
-        if crate::gpu::mirror::MirrorScratch::supported(&ctx).is_err() {
-            return;
-        }
-        let shape = BnShape {
-            rows: 37,
-            channels: 5,
-            momentum: 0.99,
-            epsilon: 1e-3,
-            relu: false,
-        };
+        let shape = shape_of(5, false);
         let big = ctx.zeros("x", 37 * 5);
         let small: Vec<wgpu::Buffer> = (0..6).map(|_| ctx.zeros("v", 5)).collect();
         let scratch = ctx.zeros("scratch", BatchNorm::scratch_len(&shape));
@@ -508,20 +517,11 @@ mod tests {
     /// another copy into the same mirror.
     #[test]
     fn the_second_pass_reuses_the_first_pass_copies() {
-        let Some(ctx) = crate::gpu::test_context() else {
+        let Some(ctx) = mirrored_context() else {
             return;
         };
-        if crate::gpu::mirror::MirrorScratch::supported(&ctx).is_err() {
-            return;
-        }
         use crate::gpu::shader::copy_plan;
-        let shape = BnShape {
-            rows: 37,
-            channels: 8,
-            momentum: 0.99,
-            epsilon: 1e-3,
-            relu: true,
-        };
+        let shape = shape_of(8, true);
         let n = 37 * 8;
         let [x, x2, y, dy, dx] = ["x", "x2", "y", "dy", "dx"].map(|l| ctx.zeros(l, n));
         let small: Vec<wgpu::Buffer> = (0..8).map(|_| ctx.zeros("v", 8)).collect();
