@@ -9,9 +9,10 @@
 //! sampled ones: Mesa 22.3 compiles a sampled `textureLoad` into a call that looks up the mip
 //! level's size and offsets per lane (~150 instructions per fetch for 8 lanes), and a storage
 //! texture's load into the gather alone, inline (~40). An encoder copy into a texture moves
-//! ~1.3 G floats/s there, far cheaper than what a GEMM saves. Producers keep writing storage buffers (texture stores cost more), and
-//! a [`Dispatch`](super::shader::Dispatch) carries the [`Mirror`]s it reads: recording it closes
-//! the compute pass, records the copies, and opens the next pass.
+//! ~1.3 G floats/s there, far cheaper than what a GEMM saves. Producers keep writing storage
+//! buffers (texture stores cost more), and a [`Dispatch`](super::shader::Dispatch) carries the
+//! [`Mirror`]s it reads: recording it closes the compute pass, records the copies its textures
+//! do not already hold ([`MirrorState`](super::shader::MirrorState)), and opens the next pass.
 //!
 //! Texel i holds floats 4i .. 4i+3 of the range, at (i mod [`WIDTH`], i / [`WIDTH`]). A
 //! [`MirrorScratch`] is one growing texture shared by every dispatch built from it: each
@@ -336,10 +337,9 @@ pub struct MirroredFamily {
     source: String,
     entries: Vec<&'static str>,
     constants: Vec<(&'static str, f64)>,
-    /// The texture slots, in order: slot `slots[k]` is mirrored through [`shared`] scratch
-    /// `first + k`.
+    /// The texture slots, in order: slot `slots[k]` is mirrored through [`shared`] scratch k
+    /// (rotated by [`Self::dispatch_rotated`]).
     slots: Vec<u32>,
-    first: usize,
 }
 
 impl MirroredFamily {
@@ -370,23 +370,7 @@ impl MirroredFamily {
             entries: entries.to_vec(),
             constants: constants.to_vec(),
             slots,
-            first: 0,
         }
-    }
-
-    /// The same family with its mirrored arrays going to the shared scratches from `first` on
-    /// (panics past [`SHARED`]): a kernel that reads what an earlier dispatch mirrored in
-    /// scratch `first` can then reuse that copy ([`Dispatch::reusing_copies`]), as the
-    /// weight gradient's bias sums read dy where its GEMM mirrored B.
-    pub fn through_scratch(mut self, first: usize) -> Self {
-        assert!(
-            first + self.slots.len() <= SHARED,
-            "{}: {} mirrored arrays from scratch {first}, over the {SHARED} shared mirrors",
-            self.name,
-            self.slots.len()
-        );
-        self.first = first;
-        self
     }
 
     /// [`ShaderFamily::dispatch`]: the textured pipeline with the buffers at its texture slots
@@ -402,11 +386,11 @@ impl MirroredFamily {
         self.dispatch_rotated(ctx, entry, slots, params, workgroups, 0)
     }
 
-    /// [`Self::dispatch`] with its k-th mirrored array in shared scratch (first + k + rotate)
-    /// mod [`SHARED`]: an entry point that reads, at the other slot, what another entry of the
-    /// family mirrored (the depthwise input gradient reads dy at `src` and x at `grad`, its
-    /// weight gradient the reverse) then finds it where that one left it
-    /// ([`MirrorState`](super::shader::MirrorState)).
+    /// [`Self::dispatch`] with its k-th mirrored array in shared scratch (k + rotate) mod
+    /// [`SHARED`]: a dispatch that reads what another dispatch mirrored at another position
+    /// then finds it where that one left it ([`MirrorState`](super::shader::MirrorState)):
+    /// the depthwise input gradient reads dy at `src` and x at `grad`, its weight gradient
+    /// the reverse; the weight gradient's bias sums read dy, which its GEMM mirrored as B.
     pub fn dispatch_rotated<P: bytemuck::Pod>(
         &self,
         ctx: &GpuContext,
@@ -420,11 +404,9 @@ impl MirroredFamily {
         for slot in self.textured.texture_slots(entry) {
             let buffer = slots.get(slot as usize).copied().flatten();
             let scratch = self.slots.iter().position(|&s| s == slot);
-            let mirror = buffer.zip(scratch).and_then(|(b, k)| {
-                shared(ctx, (self.first + k + rotate) % SHARED)
-                    .mirror(ctx, b)
-                    .ok()
-            });
+            let mirror = buffer
+                .zip(scratch)
+                .and_then(|(b, k)| shared(ctx, (k + rotate) % SHARED).mirror(ctx, b).ok());
             match mirror {
                 Some(m) => mirrors.push((slot, m)),
                 None => {

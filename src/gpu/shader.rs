@@ -44,6 +44,18 @@ pub struct BufferRange<'a> {
     pub size: u64,
 }
 
+impl<'a> BufferRange<'a> {
+    /// The first `size` bytes of what `b` binds.
+    pub fn prefix(b: &'a dyn Bind, size: u64) -> Self {
+        let binding = b.binding();
+        Self {
+            buffer: binding.buffer,
+            offset: binding.offset,
+            size,
+        }
+    }
+}
+
 impl Bind for BufferRange<'_> {
     fn binding(&self) -> wgpu::BufferBinding<'_> {
         wgpu::BufferBinding {
@@ -515,15 +527,9 @@ impl Dispatch {
         !self.mirrors.is_empty()
     }
 
-    /// Records the copies of the mirrors it reads (outside any pass; see [`Self::record`]).
-    pub fn record_mirrors(&self, enc: &mut wgpu::CommandEncoder) {
-        for m in &self.mirrors {
-            m.record(enc);
-        }
-    }
-
     /// Records the dispatch into an open compute pass. A dispatch that [`Self::has_mirrors`]
-    /// needs [`Self::record_mirrors`] first, outside the pass: [`record_all`] does both.
+    /// needs its mirrors' copies first, outside the pass, where its textures do not already
+    /// hold them: [`record_all`] does both.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);

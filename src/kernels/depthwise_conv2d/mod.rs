@@ -391,12 +391,7 @@ impl DepthwiseConv2d {
             ..p
         };
         // The partials alone (not the whole shared scratch): the reduce's mirror copies them.
-        let b = scratch.binding();
-        let scratch = &BufferRange {
-            buffer: b.buffer,
-            offset: b.offset,
-            size: need,
-        };
+        let scratch = &BufferRange::prefix(scratch, need);
         let family = self.family(ctx, s);
         let partial = family.dispatch(
             ctx,

@@ -82,22 +82,17 @@ impl Gemm {
             v.push(self.zero_skipped(ctx, dx, images, &m, s.cin));
         }
         let need = input_scratch_len(variant, s.cin, s.cout);
-        // Wᵀ alone (not the whole shared scratch): the GEMM's mirror copies it as B.
-        let wt = scratch.filter(|_| need > 0).map(|t| {
-            let tb = t.binding();
-            crate::kernels::BufferRange {
-                buffer: tb.buffer,
-                offset: tb.offset,
-                size: t.size().min((need * 4) as u64),
-            }
-        });
-        let (b, b_ks, b_ns): (&dyn Bind, _, _) = if let Some(t) = &wt {
+        let wt;
+        let (b, b_ks, b_ns): (&dyn Bind, _, _) = if let Some(t) = scratch.filter(|_| need > 0) {
             assert!(
                 t.size() >= (need * 4) as u64,
                 "linear_backward_input: scratch holds {} bytes, needs {}",
                 t.size(),
                 need * 4
             );
+            // Wᵀ alone (not the whole shared scratch): the GEMM's mirror copies it as B.
+            wt = crate::kernels::BufferRange::prefix(t, (need * 4) as u64);
+            let t = &wt;
             v.push(self.transpose(ctx, t, w, s.cin, s.cout));
             // B(k = co, n = ci) = Wᵀ[co, ci], row-major.
             (t, s.cin, 1)

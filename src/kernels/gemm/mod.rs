@@ -507,19 +507,19 @@ impl Gemm {
                     &["gemm_colsum4"],
                     &[("WG", WG_1D as f64)],
                 )
-                // Its one mirrored array goes where the weight gradient's GEMM mirrors B (dy),
-                // so that the copy the GEMM made serves it too (linear_backward_weight).
-                .through_scratch(1)
             });
             let mut slots: [Option<&dyn Bind>; 6] = [None; 6];
             slots[0] = Some(partials.buf);
             slots[5] = Some(x);
-            return family.dispatch(
+            // dy in shared mirror 1, where the weight gradient's GEMM mirrors B, so that the
+            // copy the GEMM made serves the sums too (linear_backward_weight).
+            return family.dispatch_rotated(
                 ctx,
                 "gemm_colsum4",
                 &slots,
                 Some(&p),
                 [groups_for(cols / 4, WG_1D), split.splits, 1],
+                1,
             );
         }
         self.portable.dispatch(

@@ -27,9 +27,10 @@ pub fn cache_key(info: &wgpu::AdapterInfo) -> String {
     )
 }
 
-/// The sources of the families that are tuned (and the mirror type of their texture forms). Timings measured with other sources say
-/// nothing about these: a change that made `subgroup64` faster than `subgroup` at small
-/// shapes left a cache that still chose `subgroup` under the same version.
+/// The sources of the families that are tuned (and the mirror type of their texture forms).
+/// Timings measured with other sources say nothing about these: a change that made
+/// `subgroup64` faster than `subgroup` at small shapes left a cache that still chose
+/// `subgroup` under the same version.
 const TUNED_SOURCES: [&str; 8] = [
     include_str!("../../../shaders/gemm.wgsl"),
     include_str!("../../../shaders/gemm_subgroup.wgsl"),
