@@ -74,6 +74,9 @@ pub struct StepComparison {
     pub params_from_gpu_grads: Vec<f64>,
     pub layout: ParamLayout,
     pub lr: f64,
+    /// Floats the GPU step read through texture mirrors that alias their buffers
+    /// ([`TrainStep::mirror_traffic`]): nonzero where the comparison covers zero-copy mirrors.
+    pub mirror_aliased_floats: u64,
 }
 
 /// Runs one step of `model` at batch `n` on the GPU and through the CPU reference, the batch
@@ -154,6 +157,7 @@ pub fn compare_weighted_step(
     let metrics_loss = m[0] / m[2];
     let gpu_grads = step.read_grads(ctx)?;
     let gpu_params = step.read_params(ctx)?;
+    let mirror_aliased_floats = step.mirror_traffic(ctx).1;
 
     let targets = if softmax {
         Targets::Classes(labels)
@@ -203,6 +207,7 @@ pub fn compare_weighted_step(
         params_from_gpu_grads,
         layout,
         lr,
+        mirror_aliased_floats,
     })
 }
 

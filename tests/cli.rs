@@ -512,7 +512,7 @@ fn variants_are_measured_once_cached_and_overridable() {
         out.status.success() && e.contains("Measuring kernel variants"),
         "{e}"
     );
-    let key = tune::cache_key(&ctx.info);
+    let key = tune::cache_key(&ctx.info, ctx.zero_copy_mirrors());
     let measured = tune::load(&path, &key)
         .unwrap()
         .expect("an entry for this adapter");

@@ -14,15 +14,25 @@ fn check_step(classes: usize, n: usize, micro: Option<usize>) {
 /// One step against the reference; `weighted`: with non-uniform class weights (Keras'
 /// class_weight) on the loss.
 fn check_weighted_step(classes: usize, n: usize, micro: Option<usize>, weighted: bool) {
-    let Some(ctx) = test_context() else { return };
-    let model = small_model(classes);
+    check_model_step(&small_model(classes), classes, n, micro, weighted);
+}
+
+/// One step of `model` against the reference; returns the comparison (None without adapter).
+fn check_model_step(
+    model: &gpucnn::graph::Model,
+    classes: usize,
+    n: usize,
+    micro: Option<usize>,
+    weighted: bool,
+) -> Option<gpucnn::step_parity::StepComparison> {
+    let ctx = test_context()?;
     let opts = StepOptions {
         lr: 1e-3,
         micro,
         ..Default::default()
     };
     let w = weighted.then(|| test_class_weights(classes));
-    let r = compare_weighted_step(&ctx, &model, n, &opts, 42, w.as_deref()).unwrap();
+    let r = compare_weighted_step(&ctx, model, n, &opts, 42, w.as_deref()).unwrap();
     let mut failures = Vec::new();
     for c in r.compared() {
         let s = compare(&c);
@@ -51,6 +61,38 @@ fn check_weighted_step(classes: usize, n: usize, micro: Option<usize>, weighted:
             "train step differs from the CPU reference:\n{}",
             failures.join("\n")
         );
+    }
+    Some(r)
+}
+
+/// On lavapipe, texture mirrors of large buffers are views of the buffers' own memory
+/// (gpu::alias), never copied: a step whose operands are that large (64×64 at width 1/4)
+/// matches the reference, and it did read through such views. With `GPUCNN_ZERO_COPY=0` (or
+/// on another adapter) the same step runs with copies.
+#[test]
+fn zero_copy_mirror_step_matches_cpu_reference() {
+    let model = gpucnn::model::xception_mini(&gpucnn::model::XceptionConfig {
+        image_size: gpucnn::model::ImageSize::square(64),
+        width: 0.25,
+        classes: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let Some(r) = check_model_step(&model, 2, 4, None, false) else {
+        return;
+    };
+    let ctx = test_context().unwrap();
+    let off = std::env::var("GPUCNN_ZERO_COPY").is_ok_and(|v| v == "0");
+    if gpucnn::gpu::is_lavapipe(&ctx.info) && !off {
+        assert!(ctx.zero_copy_mirrors(), "lavapipe, yet mirrors are copied");
+    }
+    if ctx.zero_copy_mirrors() {
+        assert!(
+            r.mirror_aliased_floats > 0,
+            "zero-copy mirrors are on, yet the step read none"
+        );
+    } else {
+        assert_eq!(r.mirror_aliased_floats, 0);
     }
 }
 

@@ -15,6 +15,16 @@ pub fn run(adapter: &AdapterOptions) -> anyhow::Result<ExitCode> {
     }
     let ctx = open_gpu(adapter)?;
     outln!("using: {}", ctx.summary());
+    outln!(
+        "texture mirrors: {}",
+        if ctx.zero_copy_mirrors() {
+            "zero-copy (views of the buffers' own memory; GPUCNN_ZERO_COPY=0 copies them)"
+        } else if crate::gpu::is_lavapipe(&ctx.info) {
+            "copied before each dispatch that reads them (GPUCNN_ZERO_COPY=0)"
+        } else {
+            "copied before each dispatch that reads them"
+        }
+    );
     outln!("kernel variants: {}", crate::kernels::variant_report(&ctx));
     outln!("kernel tuning: {}", crate::kernels::tune::describe(&ctx));
     Ok(ExitCode::SUCCESS)

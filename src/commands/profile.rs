@@ -185,5 +185,18 @@ fn print_table(p: &Profile, adapter: &str, args: &ProfileArgs) -> anyhow::Result
         p.bytes_per_step as f64 / 1e6,
         p.step_seconds * 1e3
     );
+    if p.mirror_copied_floats + p.mirror_aliased_floats > 0 {
+        outln!(
+            "texture mirrors: {:.1} M floats copied per step, {:.1} M read in place (zero-copy \
+             views of their buffers{})",
+            p.mirror_copied_floats as f64 / 1e6,
+            p.mirror_aliased_floats as f64 / 1e6,
+            if p.mirror_aliased_floats > 0 {
+                ""
+            } else {
+                ": none on this adapter, or GPUCNN_ZERO_COPY=0"
+            }
+        );
+    }
     Ok(())
 }

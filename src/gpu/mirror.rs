@@ -108,6 +108,8 @@ pub struct Mirror {
     offset: u64,
     bytes: u64,
     tail: wgpu::Buffer,
+    /// The texture views the buffer's own memory (gpu::alias): nothing to copy, ever.
+    aliased: bool,
 }
 
 impl MirrorScratch {
@@ -223,6 +225,21 @@ impl MirrorScratch {
                 "{bytes} bytes need {rows} rows of {WIDTH} texels, over the device's {max_rows}"
             ));
         }
+        if let Some(texture) = ctx.aliased_texture(b.buffer, b.offset, rows as u32) {
+            let view = texture.create_view(&Default::default());
+            return Ok(Mirror {
+                texture: Arc::new(MirrorTexture {
+                    texture,
+                    view,
+                    rows: rows as u32,
+                }),
+                src: b.buffer.clone(),
+                offset: b.offset,
+                bytes,
+                tail: self.tail.clone(),
+                aliased: true,
+            });
+        }
         let texture = self.texture_of(ctx, rows, true);
         Ok(Mirror {
             texture,
@@ -230,6 +247,7 @@ impl MirrorScratch {
             offset: b.offset,
             bytes,
             tail: self.tail.clone(),
+            aliased: false,
         })
     }
 }
@@ -252,6 +270,12 @@ impl Mirror {
     /// Whether it copies from any of the `size` bytes of `buffer` at `offset`.
     pub fn copies_from(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> bool {
         self.src == *buffer && self.offset < offset + size && offset < self.offset + self.bytes
+    }
+
+    /// Whether the texture views the buffer's own memory ([`super::alias`]), so that it
+    /// always holds what the buffer holds and is never copied.
+    pub fn aliased(&self) -> bool {
+        self.aliased
     }
 
     /// The texture view to bind.
@@ -590,6 +614,97 @@ fn rewrite_indexing(code: &str, name: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::shader::{BufferRange, copy_plan, run_all};
+
+    /// `fill` writes a range of `dst` (a function of the index and `k`), `double` reads `src`
+    /// through a mirror: recorded one after the other, the mirror must see what `fill` wrote.
+    const FILL_DOUBLE: &str = "\
+struct Params { n: u32, k: f32 }
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+@compute @workgroup_size(64)
+fn fill(@builtin(global_invocation_id) g: vec3<u32>) {
+    if g.x < p.n { dst[g.x] = f32(g.x) * 0.5 + p.k; }
+}
+@compute @workgroup_size(64)
+fn double(@builtin(global_invocation_id) g: vec3<u32>) {
+    if g.x < p.n { out[g.x] = 2.0 * src[g.x]; }
+}
+";
+
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    struct Params {
+        n: u32,
+        k: f32,
+    }
+
+    /// A mirror of a large buffer's range is a view of its memory where the device allows it
+    /// (lavapipe: gpu::alias): no copy is planned, and a read through it sees what the
+    /// dispatch just before wrote to the buffer, in the same pass, at an offset into the
+    /// buffer, with a partial last row and texel. A buffer the device made itself (here a
+    /// plain wgpu buffer) is copied, as on every other adapter, and reads the same.
+    #[test]
+    fn a_mirror_reads_what_was_just_written_whether_aliased_or_copied() {
+        let Some(ctx) = crate::gpu::test_context() else {
+            return;
+        };
+        let family = MirroredFamily::new(&ctx, "fill_double", FILL_DOUBLE, &["src"], &[], &[]);
+        // Over two rows of a mirror, not a whole number of texels.
+        let n = 2 * WIDTH as usize * 4 + 4 * 100 + 3;
+        let offset = 256u64;
+        let bytes = (n * 4) as u64;
+        let size = (offset + bytes)
+            .max(crate::gpu::alias_min_bytes().min(1 << 20))
+            .div_ceil(256)
+            * 256;
+        let ours = ctx.zeros("mirror test: ours", size as usize / 4);
+        let plain = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("mirror test: plain"),
+            size,
+            usage: crate::gpu::storage_usage(),
+            mapped_at_creation: false,
+        });
+        for (buffer, k, can_alias) in [(&ours, 3.0f32, true), (&plain, -7.0, false)] {
+            let range = BufferRange {
+                buffer,
+                offset,
+                size: bytes,
+            };
+            let out = ctx.zeros("mirror test: out", n);
+            let params = Params { n: n as u32, k };
+            let groups = [(n as u32).div_ceil(64), 1, 1];
+            let fill = family.dispatch(
+                &ctx,
+                "fill",
+                &[None, None, Some(&range)],
+                Some(&params),
+                groups,
+            );
+            let double = family.dispatch(
+                &ctx,
+                "double",
+                &[Some(&out), Some(&range)],
+                Some(&params),
+                groups,
+            );
+            assert_eq!(double.mirrors.len(), 1);
+            let aliased = double.mirrors[0].aliased();
+            assert_eq!(aliased, can_alias && ctx.zero_copy_mirrors());
+            assert_eq!(copy_plan(&[&fill, &double]), [vec![], vec![!aliased]]);
+            run_all(&ctx, &[&fill, &double]).unwrap();
+            let got: Vec<f32> = ctx.read(&out).unwrap();
+            for (i, g) in got.iter().enumerate() {
+                assert_eq!(
+                    *g,
+                    2.0 * (i as f32 * 0.5 + k),
+                    "element {i}, aliased {aliased}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn the_texture_form_rewrites_indexing_and_nothing_else() {

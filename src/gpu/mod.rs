@@ -11,6 +11,8 @@ use std::fmt;
 use thiserror::Error;
 use wgpu::util::DeviceExt;
 
+#[cfg(any(target_os = "linux", windows))]
+pub(crate) mod alias;
 pub mod interface;
 pub mod mirror;
 pub mod record;
@@ -109,6 +111,10 @@ pub struct GpuContext {
     /// made on first use.
     pub(crate) mirrors:
         std::sync::Arc<std::sync::OnceLock<[mirror::MirrorScratch; mirror::SHARED]>>,
+    /// On lavapipe, the allocator of large storage buffers that texture mirrors alias instead
+    /// of copying ([`alias`]); `None` elsewhere and with `GPUCNN_ZERO_COPY=0`.
+    #[cfg(any(target_os = "linux", windows))]
+    pub(crate) aliases: Option<alias::Aliases>,
 }
 
 fn type_rank(t: wgpu::DeviceType) -> u32 {
@@ -272,8 +278,11 @@ impl GpuContext {
     /// # }
     /// ```
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let info = device.adapter_info();
         Self {
-            info: device.adapter_info(),
+            #[cfg(any(target_os = "linux", windows))]
+            aliases: alias::Aliases::for_device(&device, &info),
+            info,
             limits: device.limits(),
             features: device.features(),
             device,
@@ -311,11 +320,69 @@ impl GpuContext {
         }
     }
 
+    /// True when texture mirrors of large buffers alias their memory instead of copying it
+    /// (lavapipe, unless `GPUCNN_ZERO_COPY=0`: [`alias`]).
+    pub fn zero_copy_mirrors(&self) -> bool {
+        #[cfg(any(target_os = "linux", windows))]
+        return self.aliases.is_some();
+        #[cfg(not(any(target_os = "linux", windows)))]
+        return false;
+    }
+
+    /// A storage buffer of `size` bytes (a multiple of 4) holding `data` and zeros after it:
+    /// where [`Self::zero_copy_mirrors`] and it is large, one that mirrors may alias.
+    pub(crate) fn storage_buffer(&self, label: &str, size: u64, data: &[u8]) -> wgpu::Buffer {
+        #[cfg(any(target_os = "linux", windows))]
+        if let Some(a) = self.aliases.as_ref().filter(|_| size >= alias::MIN_BYTES)
+            && let Some(b) = a.buffer(&self.device, label, size, data)
+        {
+            return b;
+        }
+        if data.is_empty() {
+            return self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: storage_usage(),
+                mapped_at_creation: false,
+            });
+        }
+        let mut contents = data.to_vec();
+        contents.resize(size as usize, 0);
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &contents,
+                usage: storage_usage(),
+            })
+    }
+
+    /// A read-only rgba32float storage texture of `rows` rows of [`mirror::WIDTH`] texels
+    /// that views `buffer`'s memory from byte `offset` (see [`alias`]); `None` where mirrors
+    /// are copied on this device or this range cannot be aliased.
+    pub(crate) fn aliased_texture(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        rows: u32,
+    ) -> Option<wgpu::Texture> {
+        #[cfg(any(target_os = "linux", windows))]
+        return (self.aliases.as_ref()).and_then(|a| a.image(&self.device, buffer, offset, rows));
+        #[cfg(not(any(target_os = "linux", windows)))]
+        return {
+            let _ = (buffer, offset, rows);
+            None
+        };
+    }
+
     /// A storage buffer holding `data` (usable as copy source and destination).
     pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         if bytes.is_empty() {
             return self.zeros_bytes(label, 4);
+        }
+        let size = bytes.len() as u64;
+        if size.is_multiple_of(4) {
+            return self.storage_buffer(label, size, bytes);
         }
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -331,12 +398,7 @@ impl GpuContext {
     }
 
     fn zeros_bytes(&self, label: &str, size: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: size.div_ceil(4) * 4,
-            usage: storage_usage(),
-            mapped_at_creation: false,
-        })
+        self.storage_buffer(label, size.div_ceil(4) * 4, &[])
     }
 
     /// A uniform buffer holding one Params struct.
@@ -407,6 +469,24 @@ impl GpuContext {
         staging.unmap();
         Ok(out)
     }
+}
+
+/// Whether `info` is Mesa's lavapipe (Vulkan on the CPU through llvmpipe), where texture
+/// mirrors can be zero-copy views ([`GpuContext::zero_copy_mirrors`]).
+pub fn is_lavapipe(info: &wgpu::AdapterInfo) -> bool {
+    info.backend == wgpu::Backend::Vulkan
+        && info.device_type == wgpu::DeviceType::Cpu
+        && (info.driver.to_lowercase().contains("llvmpipe")
+            || info.name.to_lowercase().starts_with("llvmpipe"))
+}
+
+/// The smallest buffer [`GpuContext::zeros`] and [`GpuContext::upload`] make so that texture
+/// mirrors may alias it where [`GpuContext::zero_copy_mirrors`] (smaller ones are copied).
+pub fn alias_min_bytes() -> u64 {
+    #[cfg(any(target_os = "linux", windows))]
+    return alias::MIN_BYTES;
+    #[cfg(not(any(target_os = "linux", windows)))]
+    return u64::MAX;
 }
 
 /// Usage flags of every tensor buffer.

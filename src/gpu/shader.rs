@@ -624,7 +624,7 @@ impl<'d> MirrorState<'d> {
             .iter()
             .map(|d| {
                 let copies: Vec<bool> = (d.mirrors.iter())
-                    .map(|m| !self.held.iter().any(|h| h.same_copy(m)))
+                    .map(|m| !m.aliased() && !self.held.iter().any(|h| h.same_copy(m)))
                     .collect();
                 for (m, _) in d.mirrors.iter().zip(&copies).filter(|(_, c)| **c) {
                     self.held.retain(|h| !h.same_texture(m));

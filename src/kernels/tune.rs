@@ -191,7 +191,7 @@ pub fn prepare(ctx: &GpuContext, shapes: &ModelShapes) {
             .unwrap_or_default()
     );
     let tuning = measure(ctx, shapes);
-    let key = cache_key(&ctx.info);
+    let key = cache_key(&ctx.info, ctx.zero_copy_mirrors());
     #[cfg(feature = "serde")]
     if let Some(p) = &path
         && let Err(e) = store(p, &key, &tuning)
@@ -416,7 +416,9 @@ mod tests {
         info.name = "llvmpipe (LLVM 15)".into();
         info.driver = "llvmpipe".into();
         info.driver_info = "Mesa 22.3.6".into();
-        let k = cache_key(&info);
+        assert!(!cache_key(&info, false).contains("zero-copy"));
+        let k = cache_key(&info, true);
+        assert!(k.contains("zero-copy mirrors"), "{k}");
         for part in [
             "llvmpipe",
             "Vulkan",

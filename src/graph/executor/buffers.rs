@@ -75,14 +75,7 @@ impl StepBuffers {
             .buffer_bytes
             .iter()
             .enumerate()
-            .map(|(i, &b)| {
-                ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&format!("pool {i}")),
-                    size: b,
-                    usage: crate::gpu::storage_usage(),
-                    mapped_at_creation: false,
-                })
-            })
+            .map(|(i, &b)| ctx.storage_buffer(&format!("pool {i}"), b, &[]))
             .collect();
         let region = |r: Region| layout.regions[r as usize].1;
         let params = [

@@ -43,6 +43,12 @@ pub struct Profile {
     pub step_seconds: f64,
     /// Bytes the step's ops read and write (the sum of the ops' `bytes`, Adam's included).
     pub bytes_per_step: u64,
+    /// Floats a step copies into texture mirrors before the dispatches that read them, as
+    /// training records it (one list: a copy an earlier dispatch made is not repeated).
+    pub mirror_copied_floats: u64,
+    /// Floats dispatches read through mirrors that alias their buffer's memory (lavapipe:
+    /// gpu::alias), with no copy.
+    pub mirror_aliased_floats: u64,
 }
 
 impl TrainStep {
@@ -104,8 +110,11 @@ impl TrainStep {
             bytes: self.adam_bytes(),
         });
         let bytes_per_step = ops.iter().map(|o| o.bytes).sum();
+        let (mirror_copied_floats, mirror_aliased_floats) = self.mirror_traffic(ctx);
         Ok(Profile {
             bytes_per_step,
+            mirror_copied_floats,
+            mirror_aliased_floats,
             timer: if timestamps {
                 "gpu timestamps"
             } else {
@@ -116,6 +125,25 @@ impl TrainStep {
             ops,
             step_seconds,
         })
+    }
+
+    /// Floats one training step of a micro-batch copies into texture mirrors, and floats its
+    /// dispatches read through mirrors that alias their buffers instead (gpu::alias), as
+    /// training records the step (one list: a copy an earlier dispatch made is not repeated).
+    pub fn mirror_traffic(&self, ctx: &GpuContext) -> (u64, u64) {
+        let program = self.program(ctx, Mode::Train, self.micro, self.micro);
+        let all: Vec<&Dispatch> = self.groups(&program).into_iter().flatten().collect();
+        let (mut copied, mut aliased) = (0, 0);
+        for (d, copies) in all.iter().zip(crate::gpu::shader::copy_plan(&all)) {
+            for (m, copy) in d.mirrors.iter().zip(copies) {
+                if m.aliased() {
+                    aliased += m.floats();
+                } else if copy {
+                    copied += m.floats();
+                }
+            }
+        }
+        (copied, aliased)
     }
 
     /// The variant name of the family an op label belongs to.

@@ -14,16 +14,22 @@ pub(super) struct CacheFile {
 }
 
 /// The cache key of an adapter: what a driver update, a new gpucnn or a change to a tuned
-/// kernel must re-measure.
-pub fn cache_key(info: &wgpu::AdapterInfo) -> String {
+/// kernel must re-measure; `zero_copy` ([`GpuContext::zero_copy_mirrors`]): texture mirrors
+/// are read in place rather than copied, which makes the textured variants cheaper.
+pub fn cache_key(info: &wgpu::AdapterInfo, zero_copy: bool) -> String {
     format!(
-        "{} | {:?} | {} | {} | gpucnn {} | kernels {:016x}",
+        "{} | {:?} | {} | {} | gpucnn {} | kernels {:016x}{}",
         info.name,
         info.backend,
         info.driver,
         info.driver_info,
         env!("CARGO_PKG_VERSION"),
-        tuned_kernels_fingerprint()
+        tuned_kernels_fingerprint(),
+        if zero_copy {
+            " | zero-copy mirrors"
+        } else {
+            ""
+        }
     )
 }
 
@@ -150,7 +156,7 @@ pub fn cached(ctx: &GpuContext) -> Option<(Tuning, Source)> {
     if !active() {
         return None;
     }
-    let key = cache_key(&ctx.info);
+    let key = cache_key(&ctx.info, ctx.zero_copy_mirrors());
     if let Some(hit) = memo().as_ref().and_then(|m| m.get(&key)) {
         return Some(hit.clone());
     }
