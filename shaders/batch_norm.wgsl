@@ -64,8 +64,10 @@
 //   momentum (f32, Keras 0.99), epsilon (f32, Keras 1e-3), relu (1: ReLU fused, see above), _pad1.
 //   Chunk k holds rows [k·rows_per_chunk, min((k+1)·rows_per_chunk, M)); its count is implied.
 //   Any rows_per_chunk ≥ 1 is correct as long as chunks ≤ 65,535 (the grid's y dimension);
-//   gpucnn uses rows_per_chunk = max(ceil(M / 1024), 128), so chunks ≤ 1024 (the finalize
-//   passes loop over them).
+//   gpucnn uses rows_per_chunk = max(ceil(M / 1024), 128) for the partial passes, so chunks ≤
+//   1024 (the finalize passes loop over them), and max(ceil(M / 65535), 32) for the
+//   elementwise passes (normalize, inference, backward_input), whose chunks nothing reads
+//   back: short chunks keep the workgroups that run in turn on neighbouring rows.
 // Workgroup: (CW, RL) = CW consecutive channels (consecutive addresses: coalesced) × RL row lanes
 //   (overrides; CW·RL ≤ 256, RL a power of two). RL = 1 (the software-adapter variant) needs no
 //   workgroup memory and no barrier; RL > 1 merges the lanes with a workgroup-memory tree.

@@ -48,6 +48,10 @@ pub(crate) const CW: u32 = 64;
 const FW: u32 = 64;
 /// Smallest chunk of rows a workgroup reduces.
 const MIN_ROWS_PER_CHUNK: usize = 128;
+/// Rows per chunk of the elementwise passes ([`BnShape::elementwise_chunking`]).
+const ELEMENTWISE_ROWS: usize = 32;
+/// Most workgroups along a grid's y dimension (WebGPU's default limit).
+const MAX_GRID_Y: usize = 65_535;
 /// Most chunks: bounds the finalize passes' loop and the scratch buffer. At the model's
 /// largest layer (batch 128, 90×90: 1,036,800 rows) chunks hold 1,013 rows.
 const MAX_CHUNKS: usize = 1024;
@@ -137,6 +141,30 @@ impl BnShape {
         let rows = self.rows.max(1);
         let per = rows.div_ceil(MAX_CHUNKS).max(MIN_ROWS_PER_CHUNK);
         (per, rows.div_ceil(per))
+    }
+
+    /// (rows per chunk, chunks) of the elementwise row passes (normalize, inference, input
+    /// gradient): small chunks, so that the workgroups that run one after another walk
+    /// neighbouring rows. A workgroup's lanes span the row's channels but run as several
+    /// subgroups, each through all of its chunk's rows before the next starts (lavapipe), so a
+    /// long chunk makes each subgroup stride through memory a row at a time. On lavapipe
+    /// (kernels bench, 8×90×90×256, `flat_texture`), chunks of 32 rows instead of 507: the
+    /// inference pass 46 → 25 ms, the backward 74 → 55 ms; 8, 16 and 64 rows did as well or
+    /// a little worse, 128 much worse. The grid's y dimension bounds the chunks (65,535).
+    pub fn elementwise_chunking(&self) -> (usize, usize) {
+        let rows = self.rows.max(1);
+        let per = rows.div_ceil(MAX_GRID_Y).max(ELEMENTWISE_ROWS);
+        (per, rows.div_ceil(per))
+    }
+
+    /// [`Self::params`] with the elementwise passes' chunking.
+    fn elementwise_params(&self) -> Params {
+        let (per, chunks) = self.elementwise_chunking();
+        Params {
+            rows_per_chunk: per as u32,
+            chunks: chunks as u32,
+            ..self.params()
+        }
     }
 
     fn params(&self) -> Params {
@@ -261,6 +289,16 @@ impl BatchNorm {
         ]
     }
 
+    /// The grid of the elementwise passes ([`BnShape::elementwise_chunking`]).
+    fn elementwise_grid(shape: &BnShape) -> [u32; 3] {
+        let (_, chunks) = shape.elementwise_chunking();
+        [
+            groups_for(shape.channels / lanes(shape), CW),
+            chunks as u32,
+            1,
+        ]
+    }
+
     fn channel_grid(shape: &BnShape) -> [u32; 3] {
         [groups_for(shape.channels / lanes(shape), FW), 1, 1]
     }
@@ -310,17 +348,27 @@ impl BatchNorm {
             None,
             Some(scratch),
         ];
+        let e = shape.elementwise_params();
         let [partial, finalize, normalize] = [
-            ("batch_norm_forward_train_partial", Self::row_grid(shape)),
+            (
+                "batch_norm_forward_train_partial",
+                Self::row_grid(shape),
+                &p,
+            ),
             (
                 "batch_norm_forward_train_finalize",
                 Self::channel_grid(shape),
+                &p,
             ),
-            ("batch_norm_forward_train_normalize", Self::row_grid(shape)),
+            (
+                "batch_norm_forward_train_normalize",
+                Self::elementwise_grid(shape),
+                &e,
+            ),
         ]
-        .map(|(entry, grid)| {
+        .map(|(entry, grid, p)| {
             self.family(ctx, shape)
-                .dispatch(ctx, entry, &slots, Some(&p), grid)
+                .dispatch(ctx, entry, &slots, Some(p), grid)
         });
         // Only finalize (per-channel statistics) runs between the two passes over x, so the
         // normalize pass reads the mirror of x its statistics pass copied (gpu::shader::copy_plan).
@@ -352,8 +400,8 @@ impl BatchNorm {
             ctx,
             "batch_norm_forward_inference",
             &slots,
-            Some(&shape.params()),
-            Self::row_grid(shape),
+            Some(&shape.elementwise_params()),
+            Self::elementwise_grid(shape),
         )
     }
 
@@ -440,14 +488,23 @@ impl BatchNorm {
             Some(dbeta),
             Some(scratch),
         ];
+        let e = shape.elementwise_params();
         let [partial, finalize, input] = [
-            ("batch_norm_backward_partial", Self::row_grid(shape)),
-            ("batch_norm_backward_finalize", Self::channel_grid(shape)),
-            ("batch_norm_backward_input", Self::row_grid(shape)),
+            ("batch_norm_backward_partial", Self::row_grid(shape), &p),
+            (
+                "batch_norm_backward_finalize",
+                Self::channel_grid(shape),
+                &p,
+            ),
+            (
+                "batch_norm_backward_input",
+                Self::elementwise_grid(shape),
+                &e,
+            ),
         ]
-        .map(|(entry, grid)| {
+        .map(|(entry, grid, p)| {
             self.family(ctx, shape)
-                .dispatch(ctx, entry, &slots, Some(&p), grid)
+                .dispatch(ctx, entry, &slots, Some(p), grid)
         });
         // As forward_train: finalize writes only per-channel values, so the input pass reads
         // the mirrors of x and dy that the partial pass copied.
