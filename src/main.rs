@@ -36,7 +36,10 @@ const EXIT_STATUS: &str = "Exit status: 0 success; 1 failure at run time (GPU lo
                   in the user's cache folder (or GPUCNN_CACHE_DIR); GPUCNN_TUNE=0 keeps the \
                   defaults without measuring; gpucnn info shows the choice, its timings and \
                   where it came from. GPUCNN_VARIANT overrides any subset, e.g. \
-                  GPUCNN_VARIANT=gemm=tiled,conv2d=portable,batch_norm=tree.",
+                  GPUCNN_VARIANT=gemm=tiled,conv2d=portable,batch_norm=tree. On lavapipe \
+                  the kernels read large operands through texture views of the buffers' own \
+                  memory; GPUCNN_ZERO_COPY=0 copies them into textures instead (gpucnn info \
+                  says which).",
     after_help = EXIT_STATUS
 )]
 struct Cli {
