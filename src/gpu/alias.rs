@@ -96,6 +96,36 @@ fn image_info(rows: u32) -> vk::ImageCreateInfo<'static> {
         .initial_layout(vk::ImageLayout::UNDEFINED)
 }
 
+/// A new image of `rows` rows ([`image_info`]), not bound: its memory requirements, and
+/// whether its rows lie as a mirror's must (a row pitch of exactly [`WIDTH`] texels, from
+/// offset 0).
+///
+/// # Safety
+/// `raw` is a live device; the caller destroys or binds the image.
+unsafe fn new_image(
+    raw: &ash::Device,
+    rows: u32,
+) -> Option<(vk::Image, vk::MemoryRequirements, bool)> {
+    // SAFETY: as the function's contract says.
+    unsafe {
+        let image = raw.create_image(&image_info(rows), None).ok()?;
+        let layout = raw.get_image_subresource_layout(
+            image,
+            vk::ImageSubresource {
+                aspect_mask: vk::ImageAspectFlags::COLOR,
+                mip_level: 0,
+                array_layer: 0,
+            },
+        );
+        let req = raw.get_image_memory_requirements(image);
+        Some((
+            image,
+            req,
+            layout.row_pitch == ROW_BYTES && layout.offset == 0,
+        ))
+    }
+}
+
 fn buffer_usage() -> vk::BufferUsageFlags {
     vk::BufferUsageFlags::STORAGE_BUFFER
         | vk::BufferUsageFlags::TRANSFER_SRC
@@ -134,18 +164,9 @@ impl Aliases {
             // One row: what its memory asks beyond that row is the most any image asks
             // beyond its rows (lavapipe rounds the rows up to a multiple of 4).
             let rows = 1u32;
-            let image = raw.create_image(&image_info(rows), None).ok()?;
-            let layout = raw.get_image_subresource_layout(
-                image,
-                vk::ImageSubresource {
-                    aspect_mask: vk::ImageAspectFlags::COLOR,
-                    mip_level: 0,
-                    array_layer: 0,
-                },
-            );
-            let image_req = raw.get_image_memory_requirements(image);
+            let (image, image_req, rows_fit) = new_image(&raw, rows)?;
             raw.destroy_image(image, None);
-            if layout.row_pitch != ROW_BYTES || layout.offset != 0 {
+            if !rows_fit {
                 return None;
             }
             let buffer = vk::BufferCreateInfo::default()
@@ -270,21 +291,11 @@ impl Aliases {
         // SAFETY: a new image bound to live memory (the buffer, which the mirror keeps alive,
         // owns it), inside its allocation; wgpu-hal destroys the image, never the memory.
         unsafe {
-            let image = raw.create_image(&image_info(rows), None).ok()?;
-            let req = raw.get_image_memory_requirements(image);
-            let layout = raw.get_image_subresource_layout(
-                image,
-                vk::ImageSubresource {
-                    aspect_mask: vk::ImageAspectFlags::COLOR,
-                    mip_level: 0,
-                    array_layer: 0,
-                },
-            );
-            let fits = offset.is_multiple_of(req.alignment.max(1))
+            let (image, req, rows_fit) = new_image(raw, rows)?;
+            let fits = rows_fit
+                && offset.is_multiple_of(req.alignment.max(1))
                 && offset + req.size <= total
-                && req.memory_type_bits & (1 << self.inner.memory_type) != 0
-                && layout.row_pitch == ROW_BYTES
-                && layout.offset == 0;
+                && req.memory_type_bits & (1 << self.inner.memory_type) != 0;
             if !fits || raw.bind_image_memory(image, memory, offset).is_err() {
                 raw.destroy_image(image, None);
                 return None;
