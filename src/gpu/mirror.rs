@@ -272,7 +272,7 @@ impl Mirror {
         self.src == *buffer && self.offset < offset + size && offset < self.offset + self.bytes
     }
 
-    /// Whether the texture views the buffer's own memory ([`super::alias`]), so that it
+    /// Whether the texture views the buffer's own memory (`gpu::alias`), so that it
     /// always holds what the buffer holds and is never copied.
     pub fn aliased(&self) -> bool {
         self.aliased

@@ -321,7 +321,7 @@ impl GpuContext {
     }
 
     /// True when texture mirrors of large buffers alias their memory instead of copying it
-    /// (lavapipe, unless `GPUCNN_ZERO_COPY=0`: [`alias`]).
+    /// (lavapipe, unless `GPUCNN_ZERO_COPY=0`: `gpu::alias`).
     pub fn zero_copy_mirrors(&self) -> bool {
         #[cfg(any(target_os = "linux", windows))]
         return self.aliases.is_some();
