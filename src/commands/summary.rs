@@ -80,10 +80,16 @@ pub fn run(args: &SummaryArgs, opts: &AdapterOptions) -> anyhow::Result<ExitCode
 /// default limits and the portable kernels when no adapter is found.
 fn memory_plan(model: &Model, batch_size: usize, opts: &AdapterOptions) -> anyhow::Result<()> {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let (limits, variants, device) = match open_gpu(opts) {
+    let (limits, variants, device, zero_copy) = match open_gpu(opts) {
         Ok(ctx) => {
             let variants = Variants::for_adapter(&ctx)?;
-            (ctx.limits.clone(), variants, ctx.info.name.clone())
+            let zero_copy = ctx.zero_copy_mirrors();
+            (
+                ctx.limits.clone(),
+                variants,
+                ctx.info.name.clone(),
+                zero_copy,
+            )
         }
         Err(e) => {
             let why = format!("{e:#}");
@@ -94,6 +100,7 @@ fn memory_plan(model: &Model, batch_size: usize, opts: &AdapterOptions) -> anyho
                 format!(
                     "no adapter ({first}); assuming WebGPU's default limits and portable kernels"
                 ),
+                false,
             )
         }
     };
@@ -123,7 +130,17 @@ fn memory_plan(model: &Model, batch_size: usize, opts: &AdapterOptions) -> anyho
                 m.tensors,
                 mib(m.fixed_bytes),
             );
-            if m.mirror_bytes > 0 {
+            if m.mirror_bytes > 0 && zero_copy {
+                outln!(
+                    "Training step at batch {batch_size}: texture mirrors {:.1} MiB more \
+                     ({} textures shared by every kernel, each the size of the largest \
+                     operand, for the operands that cannot be read in place, those under \
+                     64 KiB; on this adapter the others are views of their buffers' own \
+                     memory, never copied; GPUCNN_ZERO_COPY=0 copies every operand)",
+                    mib(m.mirror_bytes),
+                    crate::gpu::mirror::SHARED
+                );
+            } else if m.mirror_bytes > 0 {
                 outln!(
                     "Training step at batch {batch_size}: texture mirrors {:.1} MiB more \
                      (these variants copy operands into {} textures shared by every kernel, \
