@@ -130,23 +130,23 @@ fn memory_plan(model: &Model, batch_size: usize, opts: &AdapterOptions) -> anyho
                 m.tensors,
                 mib(m.fixed_bytes),
             );
-            if m.mirror_bytes > 0 && zero_copy {
-                outln!(
-                    "Training step at batch {batch_size}: texture mirrors {:.1} MiB more \
-                     ({} textures shared by every kernel, each the size of the largest \
-                     operand, for the operands that cannot be read in place, those under \
-                     64 KiB; on this adapter the others are views of their buffers' own \
-                     memory, never copied; GPUCNN_ZERO_COPY=0 copies every operand)",
-                    mib(m.mirror_bytes),
+            if m.mirror_bytes > 0 {
+                let textures = format!(
+                    "{} textures shared by every kernel, each the size of the largest operand",
                     crate::gpu::mirror::SHARED
                 );
-            } else if m.mirror_bytes > 0 {
+                let what = if zero_copy {
+                    format!(
+                        "{textures}, for the operands that cannot be read in place, those \
+                         under 64 KiB; on this adapter the others are views of their buffers' \
+                         own memory, never copied; GPUCNN_ZERO_COPY=0 copies every operand"
+                    )
+                } else {
+                    format!("these variants copy operands into {textures}")
+                };
                 outln!(
-                    "Training step at batch {batch_size}: texture mirrors {:.1} MiB more \
-                     (these variants copy operands into {} textures shared by every kernel, \
-                     each the size of the largest operand)",
-                    mib(m.mirror_bytes),
-                    crate::gpu::mirror::SHARED
+                    "Training step at batch {batch_size}: texture mirrors {:.1} MiB more ({what})",
+                    mib(m.mirror_bytes)
                 );
             }
         }

@@ -37,13 +37,10 @@ use ash::vk;
 use wgpu::hal;
 use wgpu::hal::api::Vulkan;
 
-use super::mirror::WIDTH;
+use super::mirror::{ROW_BYTES, TEXEL_BYTES, WIDTH};
 
 /// Buffers smaller than this are made by wgpu as usual (their mirror copies cost little).
 pub const MIN_BYTES: u64 = 1 << 16;
-
-const TEXEL_BYTES: u64 = 16;
-const ROW_BYTES: u64 = WIDTH as u64 * TEXEL_BYTES;
 
 /// The device's aliasing buffers: their memory, by buffer handle, while they live.
 #[derive(Clone)]
@@ -300,18 +297,28 @@ impl Aliases {
                 raw.destroy_image(image, None);
                 return None;
             }
-            let size = wgpu::Extent3d {
-                width: WIDTH,
-                height: rows,
-                depth_or_array_layers: 1,
-            };
-            let hal_desc = hal::TextureDescriptor {
+            let desc = wgpu::TextureDescriptor {
                 label: Some("texture mirror (aliased)"),
-                size,
+                size: wgpu::Extent3d {
+                    width: WIDTH,
+                    height: rows,
+                    depth_or_array_layers: 1,
+                },
                 mip_level_count: 1,
                 sample_count: 1,
                 dimension: wgpu::TextureDimension::D2,
                 format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::STORAGE_BINDING,
+                view_formats: &[],
+            };
+            // The same texture as wgpu-hal describes it: read-only storage, no view formats.
+            let hal_desc = hal::TextureDescriptor {
+                label: desc.label,
+                size: desc.size,
+                mip_level_count: desc.mip_level_count,
+                sample_count: desc.sample_count,
+                dimension: desc.dimension,
+                format: desc.format,
                 usage: wgpu::TextureUses::STORAGE_READ_ONLY,
                 memory_flags: hal::MemoryFlags::empty(),
                 view_formats: Vec::new(),
@@ -325,16 +332,7 @@ impl Aliases {
             drop(hal_device);
             Some(device.create_texture_from_hal::<Vulkan>(
                 texture,
-                &wgpu::TextureDescriptor {
-                    label: Some("texture mirror (aliased)"),
-                    size,
-                    mip_level_count: 1,
-                    sample_count: 1,
-                    dimension: wgpu::TextureDimension::D2,
-                    format: wgpu::TextureFormat::Rgba32Float,
-                    usage: wgpu::TextureUsages::STORAGE_BINDING,
-                    view_formats: &[],
-                },
+                &desc,
                 wgpu::TextureUses::STORAGE_READ_ONLY,
             ))
         }

@@ -32,7 +32,9 @@ use super::shader::{Bind, Dispatch, ShaderFamily};
 /// Texels per row of a mirror (the shaders' `TW_LOG2` is its log2). WebGPU's default
 /// `maxTextureDimension2D` is 8192, so a mirror holds up to 8192 rows of it: 256 Mi floats.
 pub const WIDTH: u32 = 8192;
-const TEXEL_BYTES: u64 = 16;
+/// Bytes of one rgba32float texel, and of one row of a mirror.
+pub(crate) const TEXEL_BYTES: u64 = 16;
+pub(crate) const ROW_BYTES: u64 = WIDTH as u64 * TEXEL_BYTES;
 
 /// The WGSL type of a mirror in [`texture_form`]'s rewrites (part of the tuner's cache key:
 /// kernels::tune::cache, since it changes what the textured variants cost).
@@ -77,7 +79,7 @@ fn rows_for(bytes: u64) -> u64 {
 /// Programs that share a device share the textures; a later, larger one replaces them with
 /// its own (the earlier ones stay bound to the earlier programs' dispatches).
 pub fn shared_bytes_for(largest: u64) -> u64 {
-    SHARED as u64 * rows_for(largest) * WIDTH as u64 * TEXEL_BYTES
+    SHARED as u64 * rows_for(largest) * ROW_BYTES
 }
 
 /// One mirror texture and its view.
@@ -175,7 +177,7 @@ impl MirrorScratch {
         };
         let rows = rows.max(grown).min(max_rows) as u32;
         (self.made_bytes).fetch_add(
-            rows as u64 * WIDTH as u64 * TEXEL_BYTES,
+            rows as u64 * ROW_BYTES,
             std::sync::atomic::Ordering::Relaxed,
         );
         let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
@@ -310,7 +312,7 @@ impl Mirror {
                 buffer,
                 layout: wgpu::TexelCopyBufferLayout {
                     offset,
-                    bytes_per_row: Some(WIDTH * TEXEL_BYTES as u32),
+                    bytes_per_row: Some(ROW_BYTES as u32),
                     rows_per_image: None,
                 },
             }
@@ -329,7 +331,7 @@ impl Mirror {
         }
         if last > 0 {
             enc.copy_buffer_to_texture(
-                from(&self.src, self.offset + full_rows * w * TEXEL_BYTES),
+                from(&self.src, self.offset + full_rows * ROW_BYTES),
                 to(0, full_rows),
                 extent(last, 1),
             );

@@ -329,9 +329,11 @@ impl GpuContext {
         return false;
     }
 
-    /// A storage buffer of `size` bytes (a multiple of 4) holding `data` and zeros after it:
-    /// where [`Self::zero_copy_mirrors`] and it is large, one that mirrors may alias.
+    /// A storage buffer of `size` bytes: zeros where `data` is empty, else `data` padded with
+    /// zeros to the next multiple of 4 bytes, which `size` must be; where
+    /// [`Self::zero_copy_mirrors`] and it is large, one that mirrors may alias.
     pub(crate) fn storage_buffer(&self, label: &str, size: u64, data: &[u8]) -> wgpu::Buffer {
+        debug_assert!(data.is_empty() || size == (data.len() as u64).div_ceil(4) * 4);
         #[cfg(any(target_os = "linux", windows))]
         if let Some(a) = self.aliases.as_ref().filter(|_| size >= alias::MIN_BYTES)
             && let Some(b) = a.buffer(&self.device, label, size, data)
@@ -346,12 +348,11 @@ impl GpuContext {
                 mapped_at_creation: false,
             });
         }
-        let mut contents = data.to_vec();
-        contents.resize(size as usize, 0);
+        // Pads to 4 bytes with zeros itself.
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
-                contents: &contents,
+                contents: data,
                 usage: storage_usage(),
             })
     }
@@ -380,16 +381,7 @@ impl GpuContext {
         if bytes.is_empty() {
             return self.zeros_bytes(label, 4);
         }
-        let size = bytes.len() as u64;
-        if size.is_multiple_of(4) {
-            return self.storage_buffer(label, size, bytes);
-        }
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytes,
-                usage: storage_usage(),
-            })
+        self.storage_buffer(label, (bytes.len() as u64).div_ceil(4) * 4, bytes)
     }
 
     /// A zero-filled storage buffer of `len` f32/u32 elements.

@@ -280,23 +280,10 @@ impl BatchNorm {
         (2 * shape.chunking().1).max(5) * shape.channels
     }
 
-    fn row_grid(shape: &BnShape) -> [u32; 3] {
-        let (_, chunks) = shape.chunking();
-        [
-            groups_for(shape.channels / lanes(shape), CW),
-            chunks as u32,
-            1,
-        ]
-    }
-
-    /// The grid of the elementwise passes ([`BnShape::elementwise_chunking`]).
-    fn elementwise_grid(shape: &BnShape) -> [u32; 3] {
-        let (_, chunks) = shape.elementwise_chunking();
-        [
-            groups_for(shape.channels / lanes(shape), CW),
-            chunks as u32,
-            1,
-        ]
+    /// The grid of a row pass dispatched with `p`: a workgroup per CW lanes of channels and
+    /// per chunk of `p`'s chunking (the statistics passes' or the elementwise passes').
+    fn row_grid(shape: &BnShape, p: &Params) -> [u32; 3] {
+        [groups_for(shape.channels / lanes(shape), CW), p.chunks, 1]
     }
 
     fn channel_grid(shape: &BnShape) -> [u32; 3] {
@@ -352,7 +339,7 @@ impl BatchNorm {
         let [partial, finalize, normalize] = [
             (
                 "batch_norm_forward_train_partial",
-                Self::row_grid(shape),
+                Self::row_grid(shape, &p),
                 &p,
             ),
             (
@@ -362,7 +349,7 @@ impl BatchNorm {
             ),
             (
                 "batch_norm_forward_train_normalize",
-                Self::elementwise_grid(shape),
+                Self::row_grid(shape, &e),
                 &e,
             ),
         ]
@@ -396,12 +383,13 @@ impl BatchNorm {
         slots[..5].copy_from_slice(&[Some(y), Some(x), None, Some(gamma), Some(beta)]);
         slots[15] = Some(moving_mean);
         slots[16] = Some(moving_var);
+        let e = shape.elementwise_params();
         self.family(ctx, shape).dispatch(
             ctx,
             "batch_norm_forward_inference",
             &slots,
-            Some(&shape.elementwise_params()),
-            Self::elementwise_grid(shape),
+            Some(&e),
+            Self::row_grid(shape, &e),
         )
     }
 
@@ -442,12 +430,13 @@ impl BatchNorm {
             Some(moving_mean),
             Some(moving_var),
         ];
+        let p = shape.params();
         self.family(ctx, &shape).dispatch(
             ctx,
             "batch_norm_fold",
             &slots,
-            Some(&shape.params()),
-            Self::row_grid(&shape),
+            Some(&p),
+            Self::row_grid(&shape, &p),
         )
     }
 
@@ -490,17 +479,13 @@ impl BatchNorm {
         ];
         let e = shape.elementwise_params();
         let [partial, finalize, input] = [
-            ("batch_norm_backward_partial", Self::row_grid(shape), &p),
+            ("batch_norm_backward_partial", Self::row_grid(shape, &p), &p),
             (
                 "batch_norm_backward_finalize",
                 Self::channel_grid(shape),
                 &p,
             ),
-            (
-                "batch_norm_backward_input",
-                Self::elementwise_grid(shape),
-                &e,
-            ),
+            ("batch_norm_backward_input", Self::row_grid(shape, &e), &e),
         ]
         .map(|(entry, grid, p)| {
             self.family(ctx, shape)
