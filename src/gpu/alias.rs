@@ -297,20 +297,8 @@ impl Aliases {
                 raw.destroy_image(image, None);
                 return None;
             }
-            let desc = wgpu::TextureDescriptor {
-                label: Some("texture mirror (aliased)"),
-                size: wgpu::Extent3d {
-                    width: WIDTH,
-                    height: rows,
-                    depth_or_array_layers: 1,
-                },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::STORAGE_BINDING,
-                view_formats: &[],
-            };
+            let usage = wgpu::TextureUsages::STORAGE_BINDING;
+            let desc = super::mirror::texture_desc("texture mirror (aliased)", rows, usage);
             // The same texture as wgpu-hal describes it: read-only storage, no view formats.
             let hal_desc = hal::TextureDescriptor {
                 label: desc.label,

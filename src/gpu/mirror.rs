@@ -82,6 +82,28 @@ pub fn shared_bytes_for(largest: u64) -> u64 {
     SHARED as u64 * rows_for(largest) * ROW_BYTES
 }
 
+/// A mirror texture of `rows` rows of [`WIDTH`] rgba32float texels.
+pub(crate) fn texture_desc(
+    label: &str,
+    rows: u32,
+    usage: wgpu::TextureUsages,
+) -> wgpu::TextureDescriptor<'_> {
+    wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width: WIDTH,
+            height: rows,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage,
+        view_formats: &[],
+    }
+}
+
 /// One mirror texture and its view.
 struct MirrorTexture {
     texture: wgpu::Texture,
@@ -180,20 +202,8 @@ impl MirrorScratch {
             rows as u64 * ROW_BYTES,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
-            label: Some(self.label),
-            size: wgpu::Extent3d {
-                width: WIDTH,
-                height: rows,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        });
+        let usage = wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST;
+        let texture = (ctx.device).create_texture(&texture_desc(self.label, rows, usage));
         let view = texture.create_view(&Default::default());
         let t = Arc::new(MirrorTexture {
             texture,
